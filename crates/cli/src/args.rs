@@ -1,0 +1,189 @@
+//! Command-line arguments.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Latchkey: connect to any HTTP API on behalf of your users.
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: Global,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Data directory: the SQLite database and, on the embedded default, the generated keys.
+    #[arg(long, global = true, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
+    pub data_dir: PathBuf,
+    /// A directory of connector files added to the built-in catalog (may repeat).
+    #[arg(long = "connectors", global = true, env = "LATCHKEY_CONNECTORS", value_delimiter = ':')]
+    pub connectors: Vec<PathBuf>,
+    /// Log filter, e.g. `info` or `latchkey=debug` (env LATCHKEY_LOG).
+    #[arg(long, global = true, env = "LATCHKEY_LOG", default_value = "info")]
+    pub log: String,
+    /// Log as JSON lines instead of text.
+    #[arg(long, global = true, env = "LATCHKEY_LOG_JSON")]
+    pub log_json: bool,
+    /// Refuse outbound connections to private, loopback and link-local addresses.
+    #[arg(long, global = true, env = "LATCHKEY_BLOCK_PRIVATE_ADDRESSES")]
+    pub block_private_addresses: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server: REST API, proxy, health.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:7400")]
+        listen: SocketAddr,
+    },
+    /// Inspect and check connectors.
+    Connector {
+        /// What to do with connectors.
+        #[command(subcommand)]
+        command: ConnectorCommand,
+    },
+    /// Create a connection: ask for (or take) its credentials, test them, store them encrypted.
+    Connect {
+        /// The connector's id.
+        connector: String,
+        /// Connection id (generated when absent).
+        #[arg(long)]
+        id: Option<String>,
+        /// Auth method (the connector's first when absent).
+        #[arg(long)]
+        auth: Option<String>,
+        /// A credential or config value, `KEY=VALUE` (`config.KEY=VALUE` to force config).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// The integration the connection belongs to.
+        #[arg(long)]
+        integration: Option<String>,
+        /// Store without running the connector's credential test.
+        #[arg(long)]
+        no_test: bool,
+    },
+    /// Make an authenticated request through a connection.
+    Request {
+        /// Connection id.
+        connection: String,
+        /// HTTP method.
+        method: String,
+        /// Path under the connector's base URL (may hold a query string).
+        path: String,
+        /// Extra header, `Name: value` (may repeat).
+        #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// Request body; `@FILE` reads a file, `@-` reads stdin.
+        #[arg(short = 'd', long = "data")]
+        data: Option<String>,
+        /// Query parameter, `KEY=VALUE` (may repeat).
+        #[arg(long = "query", value_name = "KEY=VALUE")]
+        query: Vec<String>,
+        /// Print the status line and headers too.
+        #[arg(short = 'i', long = "include")]
+        include: bool,
+    },
+    /// Manage connections.
+    Connection {
+        /// What to do with connections.
+        #[command(subcommand)]
+        command: ConnectionCommand,
+    },
+    /// Manage integrations (OAuth clients).
+    Integration {
+        /// What to do with integrations.
+        #[command(subcommand)]
+        command: IntegrationCommand,
+    },
+}
+
+/// `latchkey connector …`.
+#[derive(Debug, Subcommand)]
+pub enum ConnectorCommand {
+    /// List connectors.
+    List {
+        /// Only this category.
+        #[arg(long)]
+        category: Option<String>,
+        /// Only connectors offering this auth type.
+        #[arg(long = "auth")]
+        auth_type: Option<String>,
+        /// Only names or ids containing this text.
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Show a connector in full (YAML).
+    Show {
+        /// Connector id.
+        id: String,
+    },
+    /// Check connector files; prints each error with its file, line and field.
+    Validate {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the connector format.
+    Schema,
+}
+
+/// `latchkey connection …`.
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// List connections.
+    List,
+    /// Show a connection (never its secrets).
+    Show {
+        /// Connection id.
+        id: String,
+    },
+    /// Run the connector's credential test.
+    Test {
+        /// Connection id.
+        id: String,
+    },
+    /// Delete a connection and its credentials.
+    Delete {
+        /// Connection id.
+        id: String,
+    },
+}
+
+/// `latchkey integration …`.
+#[derive(Debug, Subcommand)]
+pub enum IntegrationCommand {
+    /// Add or replace an integration.
+    Add {
+        /// Integration id.
+        id: String,
+        /// The connector it enables.
+        #[arg(long)]
+        connector: String,
+        /// OAuth client id.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// A file holding the OAuth client secret.
+        #[arg(long)]
+        client_secret_file: Option<PathBuf>,
+        /// Scope (may repeat).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// List integrations.
+    List,
+    /// Delete an integration.
+    Delete {
+        /// Integration id.
+        id: String,
+    },
+}

@@ -1,0 +1,94 @@
+//! What each command does.
+
+mod connect;
+mod connection;
+mod connector;
+mod request;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use latchkey_core::Secret;
+use latchkey_engine::NewIntegration;
+
+use crate::args::{Cli, Command, IntegrationCommand};
+use crate::setup;
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Serve { listen } => serve(global, listen).await,
+        Command::Connector { command } => connector::run(global, command).await,
+        Command::Connect { connector, id, auth, set, integration, no_test } => {
+            let (engine, _) = setup::engine(global).await?;
+            connect::run(&engine, connect::Options { connector, id, auth, set, integration, test: !no_test })
+                .await
+        }
+        Command::Request { connection, method, path, headers, data, query, include } => {
+            let (engine, _) = setup::engine(global).await?;
+            request::run(&engine, request::Options { connection, method, path, headers, data, query, include })
+                .await
+        }
+        Command::Connection { command } => {
+            let (engine, _) = setup::engine(global).await?;
+            connection::run(&engine, command).await
+        }
+        Command::Integration { command } => {
+            let (engine, _) = setup::engine(global).await?;
+            integration(&engine, command).await
+        }
+    }
+}
+
+async fn serve(global: &crate::args::Global, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+    let (engine, data_dir) = setup::engine(global).await?;
+    let given = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);
+    let (api_key, generated) = data_dir.api_key(given)?;
+    if generated {
+        eprintln!(
+            "Generated an API key (kept in {}): {}\nCallers send it as `Authorization: Bearer <key>`. It is printed only this once.",
+            data_dir.path().join("api.key").display(),
+            api_key.expose()
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, connectors = engine.catalog().list().len(), "latchkey listening");
+    let state = latchkey_server::AppState { engine, api_key: std::sync::Arc::new(api_key) };
+    latchkey_server::serve(listener, state).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn integration(engine: &latchkey_engine::Engine, command: IntegrationCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        IntegrationCommand::Add { id, connector, client_id, client_secret_file, scopes } => {
+            let client_secret = match client_secret_file {
+                Some(path) => {
+                    let text = Secret::new(
+                        std::fs::read_to_string(&path)
+                            .with_context(|| format!("cannot read {}", path.display()))?,
+                    );
+                    Some(Secret::new(text.expose().trim()))
+                }
+                None => None,
+            };
+            let record = engine
+                .put_integration(NewIntegration { id, connector, client_id, client_secret, scopes })
+                .await?;
+            println!("integration {} ({})", record.id, record.connector);
+        }
+        IntegrationCommand::List => {
+            for i in engine.store().list_integrations().await? {
+                println!("{}\t{}\t{}", i.id, i.connector, i.client_id.as_deref().unwrap_or("-"));
+            }
+        }
+        IntegrationCommand::Delete { id } => {
+            engine.delete_integration(&id).await?;
+            println!("deleted integration {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `latchkey connect CONNECTOR`: takes credentials from `--set` or prompts for them (secret
+//! fields hidden), tests them, stores the connection.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use latchkey_core::Secret;
+use latchkey_engine::{Engine, NewConnection};
+
+pub struct Options {
+    pub connector: String,
+    pub id: Option<String>,
+    pub auth: Option<String>,
+    pub set: Vec<String>,
+    pub integration: Option<String>,
+    pub test: bool,
+}
+
+pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> {
+    let entry = engine.connector(&options.connector)?;
+    let connector = &entry.connector;
+    let method = connector.auth_method(options.auth.as_deref()).with_context(|| {
+        let names: Vec<_> = connector.auth.iter().map(|m| m.id()).collect();
+        format!("connector `{}` has no such auth method (it has: {})", connector.id, names.join(", "))
+    })?;
+    let fields = method.fields();
+
+    let mut credentials = BTreeMap::new();
+    let mut config = BTreeMap::new();
+    for pair in &options.set {
+        let Some((key, value)) = pair.split_once('=') else {
+            bail!("--set takes KEY=VALUE");
+        };
+        if let Some(key) = key.strip_prefix("config.") {
+            config.insert(key.to_string(), value.to_string());
+        } else if fields.iter().any(|f| f.key == key) {
+            credentials.insert(key.to_string(), Secret::new(value));
+        } else if connector.config.iter().any(|f| f.key == key) {
+            config.insert(key.to_string(), value.to_string());
+        } else {
+            let mut known: Vec<_> = fields.iter().map(|f| f.key.as_str()).collect();
+            known.extend(connector.config.iter().map(|f| f.key.as_str()));
+            bail!("`{key}` is not a field of `{}` (fields: {})", connector.id, known.join(", "));
+        }
+    }
+    if options.set.is_empty() {
+        for field in &connector.config {
+            let label = field.label.as_deref().unwrap_or(&field.key);
+            let value = prompt(label, field.hint.as_deref(), field.default.as_deref(), false)?;
+            if !value.expose().is_empty() {
+                config.insert(field.key.clone(), value.expose().to_string());
+            }
+        }
+        for field in &fields {
+            let value = prompt(&field.label, field.hint.as_deref(), None, field.secret)?;
+            if !value.is_empty() {
+                credentials.insert(field.key.clone(), value);
+            }
+        }
+    }
+    let record = engine
+        .create_connection(NewConnection {
+            id: options.id,
+            connector: connector.id.clone(),
+            integration: options.integration,
+            auth: Some(method.id().to_string()),
+            credentials,
+            config,
+            end_user_id: None,
+            run_test: options.test,
+        })
+        .await?;
+    match &record.label {
+        Some(label) => println!("{}\t{}", record.id, label),
+        None => println!("{}", record.id),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks for one value on the terminal; secret values are not echoed.
+fn prompt(label: &str, hint: Option<&str>, default: Option<&str>, secret: bool) -> anyhow::Result<Secret> {
+    let mut text = label.to_string();
+    if let Some(hint) = hint {
+        text.push_str(&format!(" ({hint})"));
+    }
+    if let Some(default) = default {
+        text.push_str(&format!(" [{default}]"));
+    }
+    text.push_str(": ");
+    let value = if secret {
+        Secret::new(rpassword::prompt_password(&text).context("cannot read from the terminal")?)
+    } else {
+        eprint!("{text}");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        Secret::new(line.trim_end_matches(['\r', '\n']))
+    };
+    match (value.is_empty(), default) {
+        (true, Some(default)) => Ok(Secret::new(default)),
+        _ => Ok(value),
+    }
+}

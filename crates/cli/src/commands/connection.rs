@@ -1,0 +1,41 @@
+//! `latchkey connection list|show|test|delete`.
+
+use std::process::ExitCode;
+
+use latchkey_engine::Engine;
+
+use crate::args::ConnectionCommand;
+
+pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConnectionCommand::List => {
+            for c in engine.store().list_connections().await? {
+                println!(
+                    "{:<32} {:<20} {:<10} {:<13} {}",
+                    c.id,
+                    c.connector,
+                    c.auth_method,
+                    c.status.as_str(),
+                    c.label.as_deref().unwrap_or("")
+                );
+            }
+        }
+        ConnectionCommand::Show { id } => {
+            let summary = engine.connection(&id).await?.summary();
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+        }
+        ConnectionCommand::Test { id } => {
+            let outcome = engine.test_connection(&id).await?;
+            match (outcome.ran, outcome.label) {
+                (false, _) => println!("{id}: the connector defines no credential test"),
+                (true, Some(label)) => println!("{id}: ok ({label})"),
+                (true, None) => println!("{id}: ok"),
+            }
+        }
+        ConnectionCommand::Delete { id } => {
+            engine.delete_connection(&id).await?;
+            println!("deleted {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,96 @@
+//! `latchkey connector list|show|validate|schema`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use latchkey_core::connector::{json_schema, parse_connector};
+
+use crate::args::{ConnectorCommand, Global};
+use crate::setup;
+
+pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConnectorCommand::Schema => {
+            println!("{}", serde_json::to_string_pretty(&json_schema())?);
+        }
+        ConnectorCommand::List { category, auth_type, search } => {
+            let catalog = setup::catalog(global);
+            let search = search.map(|s| s.to_lowercase());
+            for entry in catalog.list() {
+                let c = &entry.connector;
+                if category.as_deref().is_some_and(|cat| c.category.as_deref() != Some(cat)) {
+                    continue;
+                }
+                if auth_type.as_deref().is_some_and(|t| !c.auth.iter().any(|m| m.kind() == t)) {
+                    continue;
+                }
+                if search.as_deref().is_some_and(|s| {
+                    !c.id.contains(s) && !c.name.to_lowercase().contains(s)
+                }) {
+                    continue;
+                }
+                let kinds: Vec<_> = c.auth.iter().map(|m| m.kind()).collect();
+                println!(
+                    "{:<28} {:<36} {:<18} {}",
+                    c.id,
+                    c.name,
+                    c.category.as_deref().unwrap_or("-"),
+                    kinds.join(",")
+                );
+            }
+            for err in catalog.errors() {
+                eprintln!("skipped: {err}");
+            }
+        }
+        ConnectorCommand::Show { id } => {
+            let catalog = setup::catalog(global);
+            let entry = catalog
+                .get(&id)
+                .ok_or_else(|| anyhow::anyhow!("connector `{id}` not found"))?;
+            print!("{}", serde_saphyr::to_string(entry.connector.as_ref())?);
+        }
+        ConnectorCommand::Validate { paths } => {
+            let mut failed = 0usize;
+            let mut checked = 0usize;
+            for path in expand(&paths)? {
+                checked += 1;
+                let source = std::fs::read_to_string(&path)?;
+                match parse_connector(&source, &path.display().to_string()) {
+                    Ok(c) => println!("ok    {} ({})", path.display(), c.id),
+                    Err(err) => {
+                        failed += 1;
+                        println!("error {err}");
+                    }
+                }
+            }
+            println!("{checked} checked, {failed} with errors");
+            if failed > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Files as given, and the `.yaml` / `.yml` files of directories.
+fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(path)?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| is_yaml(p))
+                .collect();
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(path.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn is_yaml(path: &Path) -> bool {
+    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}

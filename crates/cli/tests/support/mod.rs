@@ -1,0 +1,225 @@
+//! Test harness for whole flows: a temporary data directory, the real `latchkey` binary, and
+//! real peers (httpbin) on free loopback ports. Readiness is polled, never slept on.
+
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `url` until it answers (any status) or `timeout` passes.
+pub fn wait_http(url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    let addr = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(&addr).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A child process killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub base: String,
+    pub log: PathBuf,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// httpbin (PyPI) on a free port. Fails loudly when it is not installed: the test script
+/// installs it (`scripts/test`).
+pub fn httpbin() -> Running {
+    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let log = dir.join("httpbin.log");
+    let child = Command::new(&python)
+        .args(["-m", "httpbin.core", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("cannot start python3");
+    let base = format!("http://127.0.0.1:{port}");
+    let running = Running { child, base: base.clone(), log: log.clone() };
+    assert!(
+        wait_http(&base, Duration::from_secs(30)),
+        "httpbin did not start; is it installed? (pip install httpbin; scripts/test does it)\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    running
+}
+
+/// A Latchkey data directory with its own connectors directory.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub extra_env: Vec<(String, String)>,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("connectors")).unwrap();
+        Self { dir, extra_env: Vec::new() }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn connectors_dir(&self) -> PathBuf {
+        self.dir.path().join("connectors")
+    }
+
+    /// Writes a connector file into the connectors directory.
+    pub fn connector(&self, id: &str, yaml: &str) {
+        std::fs::write(self.connectors_dir().join(format!("{id}.yaml")), yaml).unwrap();
+    }
+
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        cmd.arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--connectors")
+            .arg(self.connectors_dir())
+            .env_remove("LATCHKEY_MASTER_KEY")
+            .env_remove("LATCHKEY_MASTER_KEY_FILE")
+            .env_remove("LATCHKEY_API_KEY")
+            .env_remove("LATCHKEY_DATA_DIR")
+            .env_remove("LATCHKEY_CONNECTORS")
+            .stdin(Stdio::null());
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs `latchkey ARGS…` to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "latchkey {args:?} failed: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Starts `latchkey serve` on a free port with a known API key; logs go to a file.
+    pub fn serve(&self, api_key: &str, extra: &[&str]) -> Running {
+        let port = free_port();
+        let log = self.dir.path().join(format!("serve-{port}.log"));
+        let child = self
+            .command()
+            .env("LATCHKEY_API_KEY", api_key)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let running = Running { child, base: base.clone(), log: log.clone() };
+        assert!(
+            wait_healthy(&base, Duration::from_secs(30)),
+            "latchkey serve did not become healthy:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        running
+    }
+}
+
+/// Polls `/healthz` until it answers 200.
+pub fn wait_healthy(base: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Ok(response) = ureq_get(&format!("{base}/healthz")) {
+            if response.0 == 200 {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A minimal blocking HTTP/1.1 client for tests, so they depend on nothing but std: returns the
+/// status and body.
+pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let mut stream = std::net::TcpStream::connect(authority)?;
+    stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
+    http("GET", url, &[], b"")
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                out.extend(files_under(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}

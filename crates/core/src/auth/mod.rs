@@ -1,0 +1,104 @@
+//! The pure auth strategies: each takes a request and a connection's credentials and changes the
+//! request. No I/O, no clock, no randomness in this slice's strategies.
+
+mod api_key;
+mod basic;
+mod bearer;
+
+use std::collections::BTreeMap;
+
+use crate::connector::{AuthMethod, compile_pattern};
+use crate::request::OutgoingRequest;
+use crate::Secret;
+
+/// A strategy could not apply the credentials. Messages never hold a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// A credential the method needs is not stored.
+    #[error("credential `{0}` is missing")]
+    MissingCredential(String),
+    /// A template in the connector failed.
+    #[error("{0}")]
+    Template(String),
+    /// A rendered value cannot be a header value (e.g. it holds a newline).
+    #[error("the value for header `{0}` is not a valid header value")]
+    InvalidHeaderValue(String),
+    /// The key cannot be placed in this body.
+    #[error("{0}")]
+    Body(String),
+}
+
+/// What a strategy reads besides the request.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthContext<'a> {
+    /// The connection's credentials.
+    pub credentials: &'a BTreeMap<String, Secret>,
+    /// The connection's config.
+    pub config: &'a BTreeMap<String, String>,
+}
+
+impl<'a> AuthContext<'a> {
+    fn credential(&self, key: &str) -> Result<&'a Secret, AuthError> {
+        self.credentials.get(key).ok_or_else(|| AuthError::MissingCredential(key.to_string()))
+    }
+
+    fn scope(&self) -> crate::template::Scope<'a> {
+        crate::template::Scope {
+            credentials: Some(self.credentials),
+            config: Some(self.config),
+            response: None,
+        }
+    }
+}
+
+/// Applies `method` to `request`.
+pub fn apply(
+    method: &AuthMethod,
+    request: &mut OutgoingRequest,
+    ctx: AuthContext<'_>,
+) -> Result<(), AuthError> {
+    match method {
+        AuthMethod::None(_) => Ok(()),
+        AuthMethod::Basic(m) => basic::apply(m, request, ctx),
+        AuthMethod::ApiKey(m) => api_key::apply(m, request, ctx),
+        AuthMethod::Bearer(_) => bearer::apply(request, ctx),
+    }
+}
+
+/// Checks credentials a user supplied against the method's fields: required ones present,
+/// patterns matched, no unknown keys. Errors name the field, never the value.
+pub fn check_credentials(
+    method: &AuthMethod,
+    credentials: &BTreeMap<String, Secret>,
+) -> Result<(), String> {
+    let fields = method.fields();
+    for key in credentials.keys() {
+        if !fields.iter().any(|f| &f.key == key) {
+            return Err(format!("`{key}` is not a field of auth method `{}`", method.id()));
+        }
+    }
+    for field in &fields {
+        match credentials.get(&field.key) {
+            None if field.optional => {}
+            Some(v) if v.is_empty() && field.optional => {}
+            None => return Err(format!("`{}` ({}) is required", field.key, field.label)),
+            Some(v) if v.is_empty() => {
+                return Err(format!("`{}` ({}) is required", field.key, field.label));
+            }
+            Some(value) => {
+                if let Some(pattern) = &field.pattern {
+                    let re = compile_pattern(pattern)?;
+                    if !re.is_match(value.expose()) {
+                        return Err(format!("`{}` does not match the expected format", field.key));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn header_value(name: &str, value: &Secret) -> Result<http::HeaderValue, AuthError> {
+    http::HeaderValue::from_str(value.expose())
+        .map_err(|_| AuthError::InvalidHeaderValue(name.to_string()))
+}

@@ -1,0 +1,105 @@
+//! Connectors: the file format, its parsing, and what the rest of Latchkey asks of a connector.
+
+mod model;
+mod parse;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+pub use model::*;
+pub use parse::{ConnectorError, compile_pattern, parse_connector};
+
+/// The JSON Schema of the connector format (what `latchkey connector schema` prints).
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Connector)).unwrap_or_default()
+}
+
+/// A field the user fills in when connecting, whatever auth method it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct FieldSpec {
+    /// Key under `credentials.*`.
+    pub key: String,
+    /// Label shown to the user.
+    pub label: String,
+    /// Hidden input; encrypted at rest (every credential is, this only drives the input).
+    pub secret: bool,
+    /// Anchored regular expression the value must match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Help text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// May be left empty.
+    pub optional: bool,
+}
+
+impl AuthMethod {
+    /// The name a user picks this method by: its `id`, or its type.
+    pub fn id(&self) -> &str {
+        let (id, kind) = match self {
+            Self::None(m) => (&m.id, "none"),
+            Self::Basic(m) => (&m.id, "basic"),
+            Self::ApiKey(m) => (&m.id, "api_key"),
+            Self::Bearer(m) => (&m.id, "bearer"),
+        };
+        id.as_deref().unwrap_or(kind)
+    }
+
+    /// The method's type as written in connector files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None(_) => "none",
+            Self::Basic(_) => "basic",
+            Self::ApiKey(_) => "api_key",
+            Self::Bearer(_) => "bearer",
+        }
+    }
+
+    /// The fields a user supplies for this method.
+    pub fn fields(&self) -> Vec<FieldSpec> {
+        let field = |key: &str, label: Option<&String>, default: &str, secret, hint: Option<&String>| FieldSpec {
+            key: key.into(),
+            label: label.cloned().unwrap_or_else(|| default.into()),
+            secret,
+            pattern: None,
+            hint: hint.cloned(),
+            optional: false,
+        };
+        match self {
+            Self::None(_) => Vec::new(),
+            Self::Basic(m) => {
+                let mut out = Vec::new();
+                if m.username.value.is_none() {
+                    out.push(field("username", m.username.label.as_ref(), "Username", false, m.username.hint.as_ref()));
+                }
+                if m.password.value.is_none() {
+                    out.push(field("password", m.password.label.as_ref(), "Password", true, m.password.hint.as_ref()));
+                }
+                out
+            }
+            Self::Bearer(m) => vec![field("token", m.token_label.as_ref(), "Token", true, m.hint.as_ref())],
+            Self::ApiKey(m) => m
+                .fields
+                .iter()
+                .map(|f| FieldSpec {
+                    key: f.key.clone(),
+                    label: f.label.clone().unwrap_or_else(|| f.key.clone()),
+                    secret: f.secret,
+                    pattern: f.pattern.clone(),
+                    hint: f.hint.clone(),
+                    optional: f.optional,
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Connector {
+    /// The auth method named `id`, or the default (first) one when `id` is `None`.
+    pub fn auth_method(&self, id: Option<&str>) -> Option<&AuthMethod> {
+        match id {
+            None => self.auth.first(),
+            Some(id) => self.auth.iter().find(|m| m.id() == id),
+        }
+    }
+}

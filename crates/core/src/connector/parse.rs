@@ -1,0 +1,220 @@
+//! Reading connector files: YAML into [`Connector`], then the checks serde cannot express.
+//!
+//! Every error names the file, the line and the field, so a user can fix a connector without
+//! guessing.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use super::model::{AuthMethod, Connector};
+use crate::template;
+
+/// A connector file that could not be loaded.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ConnectorError {
+    /// The file (or other origin) the connector came from.
+    pub file: String,
+    /// 1-based line, when known.
+    pub line: Option<u64>,
+    /// 1-based column, when known.
+    pub column: Option<u64>,
+    /// Dotted path of the offending field, e.g. `auth[0].apply.in`.
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConnectorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Parses and checks one connector file. `origin` names it in errors (usually the path).
+pub fn parse_connector(source: &str, origin: &str) -> Result<Connector, ConnectorError> {
+    let mut path = None;
+    let parsed = serde_saphyr::with_deserializer_from_str(source, |de| {
+        serde_path_to_error::deserialize::<_, Connector>(de).map_err(|err| {
+            path = Some(err.path().to_string());
+            err.into_inner()
+        })
+    });
+    let connector = parsed.map_err(|err| {
+        let location = err.location();
+        let message = strip_location_suffix(&err.without_snippet().to_string());
+        let mut line = location.map(|l| l.line());
+        let mut column = location.map(|l| l.column());
+        // Inside a tagged `auth` item serde buffers the mapping, so the reported place is the
+        // item's start; point at the offending key or value when the message names it.
+        if let (Some(at), Some(name)) = (line, backticked(&message))
+            && let Some(found) = find_token(source, at, name)
+        {
+            line = Some(found);
+            column = None;
+        }
+        ConnectorError {
+            file: origin.to_string(),
+            line,
+            column,
+            field: path.filter(|p| p != "." && !p.is_empty()),
+            message,
+        }
+    })?;
+    check(&connector).map_err(|(field, message)| ConnectorError {
+        line: field_line(source, &field),
+        file: origin.to_string(),
+        column: None,
+        field: Some(field),
+        message,
+    })?;
+    Ok(connector)
+}
+
+/// The serde-saphyr message ends with " at line X column Y"; we report those separately.
+fn strip_location_suffix(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// The first `…`-quoted name in an error message.
+fn backticked(message: &str) -> Option<&str> {
+    let start = message.find('`')? + 1;
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// The first line at or after `from` (1-based) holding `name` as a whole word.
+fn find_token(source: &str, from: u64, name: &str) -> Option<u64> {
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    source.lines().enumerate().skip(from.saturating_sub(1) as usize).find_map(|(i, line)| {
+        line.match_indices(name).any(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            let after = line[at + name.len()..].chars().next();
+            !before.is_some_and(is_word) && !after.is_some_and(is_word)
+        })
+        .then_some(i as u64 + 1)
+    })
+}
+
+/// Best-effort line of a top-level field, for errors found after parsing.
+fn field_line(source: &str, field: &str) -> Option<u64> {
+    let top = field.split(['.', '[']).next().unwrap_or(field);
+    source
+        .lines()
+        .position(|line| line.starts_with(&format!("{top}:")))
+        .map(|i| i as u64 + 1)
+}
+
+type CheckError = (String, String);
+
+/// The rules a connector must follow beyond its shape.
+fn check(c: &Connector) -> Result<(), CheckError> {
+    let id_ok = !c.id.is_empty()
+        && c.id.len() <= 64
+        && c.id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if !id_ok {
+        return Err((
+            "id".into(),
+            "must be 1-64 characters of a-z, 0-9, `-` or `_`".into(),
+        ));
+    }
+    template::check_syntax(&c.base_url).map_err(|m| ("base_url".to_string(), m))?;
+    if !template::is_template(&c.base_url) {
+        let url = url::Url::parse(&c.base_url)
+            .map_err(|e| ("base_url".to_string(), format!("not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(("base_url".into(), "must be an http(s) URL with a host".into()));
+        }
+    }
+    if c.auth.is_empty() {
+        return Err(("auth".into(), "at least one auth method is required".into()));
+    }
+    let mut ids = BTreeSet::new();
+    for (i, method) in c.auth.iter().enumerate() {
+        if !ids.insert(method.id().to_string()) {
+            return Err((
+                format!("auth[{i}].id"),
+                format!("two auth methods are both named `{}`; give one an `id`", method.id()),
+            ));
+        }
+        check_method(method).map_err(|(f, m)| (format!("auth[{i}].{f}"), m))?;
+    }
+    let mut config_keys = BTreeSet::new();
+    for (i, field) in c.config.iter().enumerate() {
+        if !config_keys.insert(field.key.as_str()) {
+            return Err((format!("config[{i}].key"), format!("duplicate key `{}`", field.key)));
+        }
+        if let Some(pattern) = &field.pattern {
+            compile_pattern(pattern).map_err(|m| (format!("config[{i}].pattern"), m))?;
+        }
+    }
+    for (name, value) in &c.headers {
+        http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| (format!("headers.{name}"), "not a valid header name".into()))?;
+        template::check_syntax(value).map_err(|m| (format!("headers.{name}"), m))?;
+    }
+    if let Some(test) = &c.test {
+        http::Method::from_bytes(test.method.as_bytes())
+            .map_err(|_| ("test.method".to_string(), "not an HTTP method".to_string()))?;
+        if let Some(label) = &test.label {
+            template::check_syntax(label).map_err(|m| ("test.label".to_string(), m))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
+    match method {
+        AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
+        AuthMethod::ApiKey(key) => {
+            if key.fields.is_empty() {
+                return Err(("fields".into(), "at least one field is required".into()));
+            }
+            let mut keys = BTreeSet::new();
+            for (i, field) in key.fields.iter().enumerate() {
+                if !keys.insert(field.key.as_str()) {
+                    return Err((format!("fields[{i}].key"), format!("duplicate key `{}`", field.key)));
+                }
+                if let Some(pattern) = &field.pattern {
+                    compile_pattern(pattern).map_err(|m| (format!("fields[{i}].pattern"), m))?;
+                }
+            }
+            for (i, placement) in key.apply.as_slice().iter().enumerate() {
+                let at = |f: &str| format!("apply[{i}].{f}");
+                if placement.location != super::model::KeyLocation::Header && placement.name.is_none()
+                {
+                    return Err((at("name"), "required unless the key goes in a header".into()));
+                }
+                if let Some(name) = &placement.name
+                    && placement.location == super::model::KeyLocation::Header
+                {
+                    http::HeaderName::from_bytes(name.as_bytes())
+                        .map_err(|_| (at("name"), "not a valid header name".into()))?;
+                }
+                if let Some(value) = &placement.value {
+                    template::check_syntax(value).map_err(|m| (at("value"), m))?;
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Compiles a field pattern anchored at both ends.
+pub fn compile_pattern(pattern: &str) -> Result<regex::Regex, String> {
+    regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|e| format!("invalid pattern: {e}"))
+}

@@ -1,0 +1,12 @@
+//! Latchkey's core: the connector model and its parsing, templates, the `Secret` type and the
+//! pure auth strategies. No I/O happens here.
+
+pub mod auth;
+pub mod connector;
+pub mod request;
+pub mod secret;
+pub mod template;
+
+pub use connector::{AuthMethod, Connector, ConnectorError};
+pub use request::OutgoingRequest;
+pub use secret::Secret;

@@ -1,0 +1,238 @@
+//! Creating, testing and removing connections: checking what the user supplied against the
+//! connector, running the credential test, and storing the result.
+
+use std::collections::BTreeMap;
+
+use latchkey_core::auth::check_credentials;
+use latchkey_core::connector::compile_pattern;
+use latchkey_core::template::{self, Scope};
+use latchkey_core::{Connector, Secret};
+use latchkey_store::{ConnectionRecord, ConnectionStatus};
+use time::OffsetDateTime;
+
+use crate::outbound::{ApiRequest, Target};
+use crate::{Engine, EngineError};
+
+/// What a caller supplies to create a connection.
+#[derive(Debug, Clone, Default)]
+pub struct NewConnection {
+    /// Connection id; generated when absent.
+    pub id: Option<String>,
+    /// The connector's id.
+    pub connector: String,
+    /// The integration it belongs to, if any.
+    pub integration: Option<String>,
+    /// Auth method name; the connector's first when absent.
+    pub auth: Option<String>,
+    /// Credential fields.
+    pub credentials: BTreeMap<String, Secret>,
+    /// Per-connection config.
+    pub config: BTreeMap<String, String>,
+    /// The product's id for its end user.
+    pub end_user_id: Option<String>,
+    /// Run the connector's test first and store only if it passes.
+    pub run_test: bool,
+}
+
+/// The result of a credential test.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TestOutcome {
+    /// Whether a test ran (false when the connector defines none).
+    pub ran: bool,
+    /// The status the API answered.
+    pub status: Option<u16>,
+    /// The label rendered from the response.
+    pub label: Option<String>,
+}
+
+/// Checks a connection id: 1–64 of `A-Z a-z 0-9 - _ .`.
+pub fn check_connection_id(id: &str) -> Result<(), EngineError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidInput(
+            "a connection id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`".into(),
+        ))
+    }
+}
+
+/// Fills defaults into `config` and checks it against the connector's config fields.
+pub fn resolve_config(
+    connector: &Connector,
+    mut config: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    for key in config.keys() {
+        if !connector.config.iter().any(|f| &f.key == key) {
+            return Err(EngineError::InvalidInput(format!(
+                "`{key}` is not a config field of connector `{}`",
+                connector.id
+            )));
+        }
+    }
+    for field in &connector.config {
+        let value = match (config.get(&field.key), &field.default) {
+            (Some(v), _) if !v.is_empty() => v.clone(),
+            (_, Some(default)) => default.clone(),
+            _ if field.optional => continue,
+            _ => {
+                return Err(EngineError::InvalidInput(format!(
+                    "config `{}` ({}) is required",
+                    field.key,
+                    field.label.as_deref().unwrap_or(&field.key)
+                )));
+            }
+        };
+        if let Some(pattern) = &field.pattern {
+            let re = compile_pattern(pattern).map_err(EngineError::InvalidInput)?;
+            if !re.is_match(&value) {
+                return Err(EngineError::InvalidInput(format!(
+                    "config `{}` must match {pattern}",
+                    field.key
+                )));
+            }
+        }
+        config.insert(field.key.clone(), value);
+    }
+    Ok(config)
+}
+
+impl Engine {
+    /// Creates a connection: checks its fields, runs the credential test unless told not to,
+    /// and stores it (credentials encrypted). Nothing is stored when any step fails.
+    pub async fn create_connection(
+        &self,
+        new: NewConnection,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let entry = self.connector(&new.connector)?;
+        let connector = &entry.connector;
+        let method = match connector.auth_method(new.auth.as_deref()) {
+            Some(m) => m,
+            None => {
+                return Err(EngineError::AuthMethodNotFound {
+                    connector: connector.id.clone(),
+                    method: new.auth.unwrap_or_default(),
+                    available: connector.auth.iter().map(|m| m.id()).collect::<Vec<_>>().join(", "),
+                });
+            }
+        };
+        if let Some(integration) = &new.integration
+            && self.store.get_integration(integration).await?.is_none()
+        {
+            return Err(EngineError::IntegrationNotFound(integration.clone()));
+        }
+        let credentials: BTreeMap<_, _> =
+            new.credentials.into_iter().filter(|(_, v)| !v.is_empty()).collect();
+        check_credentials(method, &credentials).map_err(EngineError::InvalidInput)?;
+        let config = resolve_config(connector, new.config)?;
+        let id = match new.id {
+            Some(id) => {
+                check_connection_id(&id)?;
+                if self.store.get_connection(&id).await?.is_some() {
+                    return Err(EngineError::Conflict(format!("connection `{id}`")));
+                }
+                id
+            }
+            None => format!("conn_{}", crate::data_dir::random_token(12)),
+        };
+        let now = OffsetDateTime::now_utc();
+        let mut record = ConnectionRecord {
+            id,
+            connector: connector.id.clone(),
+            integration: new.integration,
+            auth_method: method.id().to_string(),
+            credentials,
+            config,
+            status: ConnectionStatus::Ok,
+            label: None,
+            end_user_id: new.end_user_id,
+            expires_at: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        if new.run_test {
+            let outcome = self.run_test(&record, connector).await?;
+            record.label = outcome.label;
+        }
+        self.store.insert_connection(&record).await?;
+        tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
+        Ok(record)
+    }
+
+    /// Runs the connector's credential test for a stored connection and records the label.
+    pub async fn test_connection(&self, id: &str) -> Result<TestOutcome, EngineError> {
+        let record = self.connection(id).await?;
+        let entry = self.connector(&record.connector)?;
+        let outcome = self.run_test(&record, &entry.connector).await;
+        let status = match &outcome {
+            Ok(_) => ConnectionStatus::Ok,
+            Err(EngineError::TestFailed { status: 401 | 403 }) => ConnectionStatus::NeedsReauth,
+            Err(_) => ConnectionStatus::Error,
+        };
+        if status != record.status {
+            self.store.set_connection_status(id, status).await?;
+        }
+        outcome
+    }
+
+    async fn run_test(
+        &self,
+        record: &ConnectionRecord,
+        connector: &Connector,
+    ) -> Result<TestOutcome, EngineError> {
+        let Some(test) = &connector.test else {
+            return Ok(TestOutcome { ran: false, status: None, label: None });
+        };
+        let target = Target {
+            connector,
+            auth_method: &record.auth_method,
+            credentials: &record.credentials,
+            config: &record.config,
+        };
+        let mut headers = http::HeaderMap::new();
+        for (name, value) in &test.headers {
+            let name = http::HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| EngineError::InvalidInput(format!("test header `{name}`")))?;
+            let value = http::HeaderValue::from_str(value)
+                .map_err(|_| EngineError::InvalidInput(format!("test header `{name}` value")))?;
+            headers.insert(name, value);
+        }
+        let request = ApiRequest {
+            method: http::Method::from_bytes(test.method.as_bytes())
+                .map_err(|_| EngineError::InvalidInput("test method".into()))?,
+            path: test.path.clone(),
+            headers,
+            ..ApiRequest::default()
+        };
+        let (out, policy) = target.build(request)?;
+        let http_request =
+            out.into_http().map_err(|e| EngineError::InvalidInput(format!("test request: {e}")))?;
+        let response = self.net.send(http_request, &policy).await?;
+        let status = response.status.as_u16();
+        if !response.status.is_success() {
+            return Err(EngineError::TestFailed { status });
+        }
+        let body = response.bytes().await?;
+        let label = match &test.label {
+            None => None,
+            Some(label) => {
+                let json: serde_json::Value =
+                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let scope =
+                    Scope { credentials: None, config: Some(&record.config), response: Some(&json) };
+                match template::render(label, scope) {
+                    Ok(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
+                    Ok(_) => None,
+                    Err(message) => {
+                        tracing::warn!(connector = %connector.id, %message, "test label not rendered");
+                        None
+                    }
+                }
+            }
+        };
+        Ok(TestOutcome { ran: true, status: Some(status), label })
+    }
+}

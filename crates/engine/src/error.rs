@@ -1,0 +1,72 @@
+//! What can go wrong in the engine, and whose fault it was: the caller's (downstream), the
+//! third-party API's (upstream), or ours (internal). The server maps each to a status and a
+//! stable code; no message holds a secret.
+
+use latchkey_core::auth::AuthError;
+use latchkey_net::NetError;
+use latchkey_store::StoreError;
+
+/// An engine failure.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No connector with this id.
+    #[error("connector `{0}` not found")]
+    ConnectorNotFound(String),
+    /// No connection with this id.
+    #[error("connection `{0}` not found")]
+    ConnectionNotFound(String),
+    /// No integration with this id.
+    #[error("integration `{0}` not found")]
+    IntegrationNotFound(String),
+    /// The connector has no auth method with this name.
+    #[error("connector `{connector}` has no auth method `{method}` (it has: {available})")]
+    AuthMethodNotFound {
+        /// The connector.
+        connector: String,
+        /// The requested method.
+        method: String,
+        /// The methods it has, comma-separated.
+        available: String,
+    },
+    /// The caller sent something invalid.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The id is taken.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The connector could not be applied (a template or placement failed).
+    #[error("cannot apply credentials: {0}")]
+    Auth(#[from] AuthError),
+    /// The connector definition is unusable for this connection (e.g. its base URL template).
+    #[error("connector `{connector}` is misconfigured: {message}")]
+    Connector {
+        /// The connector.
+        connector: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The request could not reach the API, or was refused before leaving (host not allowed,
+    /// unsafe path).
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The credential test got an unexpected answer from the API.
+    #[error("credential test failed: the API answered {status}")]
+    TestFailed {
+        /// HTTP status the API returned.
+        status: u16,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl EngineError {
+    /// True when the third-party API (or the path to it) is at fault.
+    pub fn is_upstream(&self) -> bool {
+        match self {
+            Self::Net(e) => !matches!(e, NetError::HostNotAllowed { .. } | NetError::UnsafePath { .. }),
+            Self::TestFailed { .. } => true,
+            _ => false,
+        }
+    }
+}

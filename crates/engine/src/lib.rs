@@ -1,0 +1,134 @@
+//! The engine: connectors, the store and the outbound client put together. It creates and tests
+//! connections and makes authenticated requests through them, for the CLI, the server and
+//! in-process Rust callers alike.
+
+pub mod catalog;
+mod connections;
+pub mod data_dir;
+mod error;
+mod integrations;
+pub mod outbound;
+
+use std::sync::Arc;
+
+use latchkey_net::UpstreamResponse;
+use latchkey_store::{ConnectionRecord, Store};
+
+pub use catalog::{Catalog, CatalogEntry, Origin};
+pub use connections::{NewConnection, TestOutcome, check_connection_id, resolve_config};
+pub use data_dir::{DataDir, KeySource, SetupError};
+pub use error::EngineError;
+pub use integrations::NewIntegration;
+pub use outbound::{ApiRequest, strip_hop_by_hop};
+
+use crate::outbound::Target;
+
+/// Latchkey's engine. Cheap to share behind an `Arc`.
+#[derive(Debug)]
+pub struct Engine {
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    net: latchkey_net::Client,
+}
+
+impl Engine {
+    /// An engine over `store`, with `catalog` and the outbound `net` client. Loads the custom
+    /// connectors kept in the store into the catalog.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        net: latchkey_net::Client,
+    ) -> Result<Self, EngineError> {
+        for custom in store.list_custom_connectors().await? {
+            let _ = catalog.add_source(&custom.source, &format!("custom:{}", custom.id), Origin::Custom);
+        }
+        Ok(Self { store, catalog, net })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The connector with this id.
+    pub fn connector(&self, id: &str) -> Result<CatalogEntry, EngineError> {
+        self.catalog.get(id).ok_or_else(|| EngineError::ConnectorNotFound(id.to_string()))
+    }
+
+    /// Stores a custom connector (YAML) and adds it to the catalog; a malformed one is refused
+    /// with the parse error and changes nothing.
+    pub async fn put_custom_connector(&self, id: &str, source: &str) -> Result<CatalogEntry, EngineError> {
+        let connector = latchkey_core::connector::parse_connector(source, &format!("custom:{id}"))
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        if connector.id != id {
+            return Err(EngineError::InvalidInput(format!(
+                "the connector's id `{}` differs from `{id}`",
+                connector.id
+            )));
+        }
+        self.store.put_custom_connector(id, source).await?;
+        let entry = CatalogEntry { connector: Arc::new(connector), origin: Origin::Custom };
+        self.catalog.insert(entry.clone());
+        Ok(entry)
+    }
+
+    /// Removes a custom connector. Built-in and file connectors cannot be removed this way.
+    pub async fn delete_custom_connector(&self, id: &str) -> Result<(), EngineError> {
+        match self.catalog.get(id) {
+            Some(entry) if entry.origin == Origin::Custom => {
+                self.store.delete_custom_connector(id).await?;
+                self.catalog.remove(id);
+                Ok(())
+            }
+            Some(_) => Err(EngineError::InvalidInput(format!(
+                "connector `{id}` is not a custom connector and cannot be deleted"
+            ))),
+            None => Err(EngineError::ConnectorNotFound(id.to_string())),
+        }
+    }
+
+    /// The stored connection with this id.
+    pub async fn connection(&self, id: &str) -> Result<ConnectionRecord, EngineError> {
+        self.store
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
+    }
+
+    /// Deletes a connection and its credentials.
+    pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
+        if self.store.delete_connection(id).await? {
+            tracing::info!(connection = %id, "connection deleted");
+            Ok(())
+        } else {
+            Err(EngineError::ConnectionNotFound(id.to_string()))
+        }
+    }
+
+    /// Makes an authenticated request through a connection. The response's body is not read;
+    /// stream it or call `bytes()`.
+    pub async fn request(
+        &self,
+        connection_id: &str,
+        request: ApiRequest,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let record = self.connection(connection_id).await?;
+        let entry = self.connector(&record.connector)?;
+        let target = Target {
+            connector: &entry.connector,
+            auth_method: &record.auth_method,
+            credentials: &record.credentials,
+            config: &record.config,
+        };
+        let (out, policy) = target.build(request)?;
+        let http_request = out
+            .into_http()
+            .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
+        Ok(self.net.send(http_request, &policy).await?)
+    }
+}

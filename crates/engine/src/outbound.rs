@@ -1,0 +1,153 @@
+//! Building the upstream request for a connection: base URL and allowed hosts rendered from the
+//! connection's config, the caller's path joined safely, connector headers, then the strategy.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use latchkey_core::auth::{self, AuthContext};
+use latchkey_core::template::{self, Scope};
+use latchkey_core::{Connector, OutgoingRequest, Secret};
+use latchkey_net::HostPolicy;
+use url::Url;
+
+use crate::EngineError;
+
+/// A request a caller wants to make to a connection's API.
+#[derive(Debug, Clone, Default)]
+pub struct ApiRequest {
+    /// HTTP method (default GET).
+    pub method: Method,
+    /// Path under the connector's base URL; may carry a query string.
+    pub path: String,
+    /// Extra query parameters.
+    pub query: Vec<(String, String)>,
+    /// Caller headers (already stripped of hop-by-hop and Latchkey's own headers).
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+/// What a strategy needs from a connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Target<'a> {
+    pub connector: &'a Connector,
+    pub auth_method: &'a str,
+    pub credentials: &'a BTreeMap<String, Secret>,
+    pub config: &'a BTreeMap<String, String>,
+}
+
+impl Target<'_> {
+    fn misconfigured(&self, message: String) -> EngineError {
+        EngineError::Connector { connector: self.connector.id.clone(), message }
+    }
+
+    fn scope(&self) -> Scope<'_> {
+        Scope { credentials: None, config: Some(self.config), response: None }
+    }
+
+    /// The base URL with the connection's config filled in.
+    pub fn base_url(&self) -> Result<Url, EngineError> {
+        let rendered = template::render(&self.connector.base_url, self.scope())
+            .map_err(|m| self.misconfigured(format!("base_url: {m}")))?;
+        let url = Url::parse(&rendered)
+            .map_err(|e| self.misconfigured(format!("base_url is not a URL: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(self.misconfigured("base_url must be an http(s) URL with a host".into()));
+        }
+        Ok(url)
+    }
+
+    /// The hosts credentials may go to: the connector's list, or the base URL's host.
+    pub fn host_policy(&self, base: &Url) -> Result<HostPolicy, EngineError> {
+        let patterns = if self.connector.allowed_hosts.is_empty() {
+            let host = base.host_str().unwrap_or_default();
+            vec![match base.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host.to_string(),
+            }]
+        } else {
+            self.connector
+                .allowed_hosts
+                .iter()
+                .map(|h| template::render(h, self.scope()))
+                .collect::<Result<_, _>>()
+                .map_err(|m| self.misconfigured(format!("allowed_hosts: {m}")))?
+        };
+        HostPolicy::new(patterns).map_err(|e| self.misconfigured(format!("allowed_hosts: {e}")))
+    }
+
+    /// Builds the authenticated request and the policy it must be sent under.
+    pub fn build(&self, req: ApiRequest) -> Result<(OutgoingRequest, HostPolicy), EngineError> {
+        let base = self.base_url()?;
+        let policy = self.host_policy(&base)?;
+        let mut url = latchkey_net::join(&base, &req.path)?;
+        if !req.query.is_empty() {
+            let mut pairs = url.query_pairs_mut();
+            for (k, v) in &req.query {
+                pairs.append_pair(k, v);
+            }
+        }
+        let mut out = OutgoingRequest::new(req.method, url);
+        for (name, value) in &self.connector.headers {
+            let value = template::render(value, self.scope())
+                .map_err(|m| self.misconfigured(format!("headers.{name}: {m}")))?;
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| self.misconfigured(format!("header name `{name}`")))?;
+            let value = HeaderValue::from_str(&value)
+                .map_err(|_| self.misconfigured(format!("header value for `{name}`")))?;
+            out.headers.insert(name, value);
+        }
+        // Caller headers override connector defaults, but never the credentials set below.
+        for (name, value) in &req.headers {
+            out.headers.insert(name.clone(), value.clone());
+        }
+        out.body = req.body;
+        let method = self.connector.auth_method(Some(self.auth_method)).ok_or_else(|| {
+            self.misconfigured(format!("auth method `{}` no longer exists", self.auth_method))
+        })?;
+        auth::apply(
+            method,
+            &mut out,
+            AuthContext { credentials: self.credentials, config: self.config },
+        )?;
+        Ok((out, policy))
+    }
+}
+
+/// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those the proxy
+/// sets itself.
+pub fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "content-length"
+    )
+}
+
+/// Copies `headers` without hop-by-hop ones and without those the `Connection` header names.
+pub fn strip_hop_by_hop(headers: &HeaderMap) -> HeaderMap {
+    let listed: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        if !is_hop_by_hop(name) && !listed.iter().any(|l| l == name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -1,0 +1,104 @@
+//! Errors as the REST API shows them: a status, a stable `code`, and a message that never holds a
+//! secret. Internal detail goes to the log, not to the client.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use latchkey_engine::EngineError;
+use latchkey_net::NetError;
+use latchkey_store::StoreError;
+use serde::Serialize;
+
+/// The JSON body of every error response.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable code.
+    pub code: &'static str,
+    /// Human-readable message; never holds a secret.
+    pub message: String,
+    /// The third-party API's status, when the failure came from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_status: Option<u16>,
+}
+
+/// An error returned by a handler.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, body: ErrorBody { code, message: message.into(), upstream_status: None } }
+    }
+
+    /// 400 with code `invalid_request`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 401 with code `unauthorized`.
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <key>",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(err: EngineError) -> Self {
+        use StatusCode as S;
+        let message = err.to_string();
+        let (status, code) = match &err {
+            EngineError::ConnectorNotFound(_) => (S::NOT_FOUND, "connector_not_found"),
+            EngineError::ConnectionNotFound(_) => (S::NOT_FOUND, "connection_not_found"),
+            EngineError::IntegrationNotFound(_) => (S::NOT_FOUND, "integration_not_found"),
+            EngineError::AuthMethodNotFound { .. } => (S::BAD_REQUEST, "auth_method_not_found"),
+            EngineError::InvalidInput(_) => (S::BAD_REQUEST, "invalid_request"),
+            EngineError::Conflict(_) => (S::CONFLICT, "conflict"),
+            EngineError::Auth(_) => (S::UNPROCESSABLE_ENTITY, "credentials_not_applicable"),
+            EngineError::Connector { .. } => (S::UNPROCESSABLE_ENTITY, "connector_misconfigured"),
+            EngineError::TestFailed { .. } => (S::BAD_GATEWAY, "credential_test_failed"),
+            EngineError::Net(net) => match net {
+                NetError::HostNotAllowed { .. } => (S::FORBIDDEN, "host_not_allowed"),
+                NetError::UnsafePath { .. } => (S::BAD_REQUEST, "unsafe_path"),
+                NetError::InvalidUrl(_) => (S::BAD_REQUEST, "invalid_url"),
+                NetError::Timeout => (S::GATEWAY_TIMEOUT, "upstream_timeout"),
+                NetError::ResponseTooLarge { .. } => (S::BAD_GATEWAY, "upstream_response_too_large"),
+                NetError::BlockedAddress => (S::FORBIDDEN, "blocked_address"),
+                NetError::Connect(_) | NetError::Transport(_) => (S::BAD_GATEWAY, "upstream_unreachable"),
+                NetError::Build(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+            EngineError::Store(store) => match store {
+                StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
+                StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => (S::CONFLICT, "conflict"),
+                StoreError::Crypto(_)
+                | StoreError::Database(_)
+                | StoreError::Migration(_)
+                | StoreError::WrongKey
+                | StoreError::MissingKey => (S::INTERNAL_SERVER_ERROR, "internal"),
+            },
+        };
+        let upstream_status = match &err {
+            EngineError::TestFailed { status } => Some(*status),
+            _ => None,
+        };
+        let message = if status == S::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %message, "internal error");
+            "internal error; see the server log".to_string()
+        } else {
+            message
+        };
+        Self { status, body: ErrorBody { code, message, upstream_status } }
+    }
+}

@@ -1,0 +1,98 @@
+//! Latchkey's HTTP server: the REST API under `/v1`, the proxy, health and the OpenAPI document.
+//! [`app`] builds the router without a socket, so tests call it directly.
+
+mod error;
+mod openapi;
+mod proxy;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use latchkey_core::Secret;
+use latchkey_engine::Engine;
+
+pub use error::{ApiError, ErrorBody};
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// The engine.
+    pub engine: Arc<Engine>,
+    /// The key callers present as `Authorization: Bearer <key>`.
+    pub api_key: Arc<Secret>,
+}
+
+/// The whole router.
+pub fn app(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/connectors", get(routes::connectors::list))
+        .route(
+            "/connectors/{id}",
+            get(routes::connectors::get).put(routes::connectors::put).delete(routes::connectors::delete),
+        )
+        .route("/integrations", get(routes::integrations::list).post(routes::integrations::create))
+        .route(
+            "/integrations/{id}",
+            get(routes::integrations::get).delete(routes::integrations::delete),
+        )
+        .route("/connections", get(routes::connections::list).post(routes::connections::create))
+        .route(
+            "/connections/{id}",
+            get(routes::connections::get).delete(routes::connections::delete),
+        )
+        .route("/connections/{id}/test", post(routes::connections::test))
+        .route("/proxy/{connection}", any(proxy::forward_root))
+        .route("/proxy/{connection}/{*path}", any(proxy::forward))
+        .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/openapi.json", get(openapi::document))
+        .nest("/v1", v1)
+        .with_state(state)
+}
+
+/// Refuses a request without the right `Authorization: Bearer <key>`, compared in constant time.
+async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| Secret::new(v.trim()));
+    match given {
+        Some(key) if key == *state.api_key => next.run(request).await,
+        _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// Serves `app(state)` on `listener` until Ctrl-C or SIGTERM.
+pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

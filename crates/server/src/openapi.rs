@@ -1,0 +1,40 @@
+//! The OpenAPI document at `/openapi.json`, generated from the handlers' annotations.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::routes::{connections, connectors, integrations};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Latchkey", description = "Connect to any HTTP API on behalf of your users."),
+    paths(
+        connectors::list, connectors::get, connectors::put, connectors::delete,
+        integrations::list, integrations::create, integrations::get, integrations::delete,
+        connections::list, connections::create, connections::get, connections::delete,
+        connections::test,
+    ),
+    components(schemas(crate::ErrorBody, connectors::ConnectorSummary, integrations::CreateIntegration,
+        integrations::IntegrationView, connections::CreateConnection)),
+    modifiers(&BearerAuth),
+    security(("api_key" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// `GET /openapi.json`.
+pub async fn document() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}

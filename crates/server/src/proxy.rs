@@ -1,0 +1,82 @@
+//! `ANY /v1/proxy/{connection}/{*path}`: forwards method, query, body and headers (minus
+//! hop-by-hop ones and Latchkey's own `Authorization`), applies the connection's auth, and
+//! streams the upstream response back. The upstream status is passed through as is; only a
+//! failure to reach the API becomes a 502.
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::response::Response;
+use http::HeaderMap;
+use latchkey_engine::{ApiRequest, strip_hop_by_hop};
+
+use crate::{ApiError, AppState};
+
+/// Largest request body the proxy buffers.
+const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
+
+/// `ANY /v1/proxy/{connection}`.
+pub async fn forward_root(
+    state: State<AppState>,
+    Path(connection): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    proxy(state, connection, String::new(), request).await
+}
+
+/// `ANY /v1/proxy/{connection}/{*path}`.
+pub async fn forward(
+    state: State<AppState>,
+    Path((connection, path)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    proxy(state, connection, path, request).await
+}
+
+async fn proxy(
+    State(state): State<AppState>,
+    connection: String,
+    path: String,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = request.into_parts();
+    // The path as the caller sent it (still percent-encoded), not axum's decoded capture, so
+    // that `%2F` cannot turn into a separator on the way through.
+    let raw_path = raw_tail(parts.uri.path()).unwrap_or(path);
+    let path = match parts.uri.query() {
+        Some(query) => format!("/{raw_path}?{query}"),
+        None => format!("/{raw_path}"),
+    };
+    let mut headers = strip_hop_by_hop(&parts.headers);
+    headers.remove(http::header::AUTHORIZATION);
+    drop_latchkey_headers(&mut headers);
+    let body = to_bytes(body, MAX_REQUEST_BODY)
+        .await
+        .map_err(|_| ApiError::bad_request("request body too large or unreadable"))?;
+    let upstream = state
+        .engine
+        .request(&connection, ApiRequest { method: parts.method, path, query: Vec::new(), headers, body })
+        .await?;
+    let mut response = Response::builder().status(upstream.status);
+    if let Some(out) = response.headers_mut() {
+        *out = strip_hop_by_hop(&upstream.headers);
+    }
+    response
+        .body(Body::from_stream(upstream.into_stream()))
+        .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// The part of `/v1/proxy/{connection}/…` after the connection, without its leading slash.
+/// Inside the `/v1` nest axum has already removed that prefix; accept both forms.
+fn raw_tail(uri_path: &str) -> Option<String> {
+    let rest = uri_path.strip_prefix("/v1").unwrap_or(uri_path).strip_prefix("/proxy/")?;
+    Some(rest.split_once('/').map(|(_, tail)| tail).unwrap_or("").to_string())
+}
+
+/// Headers meant for Latchkey itself are not forwarded.
+fn drop_latchkey_headers(headers: &mut HeaderMap) {
+    let ours: Vec<_> =
+        headers.keys().filter(|k| k.as_str().starts_with("x-latchkey-")).cloned().collect();
+    for name in ours {
+        headers.remove(name);
+    }
+}

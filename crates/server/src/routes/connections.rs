@@ -1,0 +1,112 @@
+//! `/v1/connections`: create (after a credential test), list, read without secrets, test and
+//! delete.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use latchkey_core::Secret;
+use latchkey_engine::{EngineError, NewConnection, TestOutcome};
+use latchkey_store::ConnectionSummary;
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+/// `POST /v1/connections`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnection {
+    /// Connection id; generated when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The connector's id.
+    pub connector: String,
+    /// The auth method; the connector's default when absent.
+    #[serde(default)]
+    pub auth: Option<String>,
+    /// The integration it belongs to.
+    #[serde(default)]
+    pub integration: Option<String>,
+    /// Credential fields (write-only).
+    #[serde(default)]
+    #[schema(value_type = BTreeMap<String, String>)]
+    pub credentials: BTreeMap<String, Secret>,
+    /// Per-connection config.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// The app's id for its end user.
+    #[serde(default)]
+    pub end_user_id: Option<String>,
+}
+
+/// Query of `POST /v1/connections`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct CreateParams {
+    /// Run the connector's credential test first (default true).
+    #[serde(default = "yes")]
+    pub test: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Creates a connection; stores it only if the credential test passes (unless `?test=false`).
+#[utoipa::path(post, path = "/v1/connections", request_body = CreateConnection, params(CreateParams),
+    responses((status = 201, description = "the connection, without secrets"),
+              (status = 400, body = crate::ErrorBody), (status = 502, body = crate::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Query(params): Query<CreateParams>,
+    Json(body): Json<CreateConnection>,
+) -> Result<(StatusCode, Json<ConnectionSummary>), ApiError> {
+    let record = state
+        .engine
+        .create_connection(NewConnection {
+            id: body.id,
+            connector: body.connector,
+            integration: body.integration,
+            auth: body.auth,
+            credentials: body.credentials,
+            config: body.config,
+            end_user_id: body.end_user_id,
+            run_test: params.test,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(record.summary())))
+}
+
+/// Lists connections, without secrets.
+#[utoipa::path(get, path = "/v1/connections", responses((status = 200, description = "connections without secrets")))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
+    Ok(Json(state.engine.store().list_connections().await.map_err(EngineError::from)?))
+}
+
+/// One connection, without secrets.
+#[utoipa::path(get, path = "/v1/connections/{id}", responses((status = 200), (status = 404, body = crate::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionSummary>, ApiError> {
+    Ok(Json(state.engine.connection(&id).await?.summary()))
+}
+
+/// Deletes a connection and its credentials.
+#[utoipa::path(delete, path = "/v1/connections/{id}", responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_connection(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs the connector's credential test on a stored connection.
+#[utoipa::path(post, path = "/v1/connections/{id}/test", responses((status = 200), (status = 502, body = crate::ErrorBody)))]
+pub async fn test(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<TestOutcome>, ApiError> {
+    Ok(Json(state.engine.test_connection(&id).await?))
+}

@@ -1,0 +1,103 @@
+//! `/v1/integrations`: connectors enabled with the app's OAuth client and scopes. The client
+//! secret goes in and never comes out.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use latchkey_core::Secret;
+use latchkey_engine::NewIntegration;
+use latchkey_store::IntegrationRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, AppState};
+
+/// `POST /v1/integrations`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIntegration {
+    /// Id.
+    pub id: String,
+    /// The connector it enables.
+    pub connector: String,
+    /// OAuth client id.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// OAuth client secret (write-only).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub client_secret: Option<Secret>,
+    /// Scopes.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+}
+
+/// An integration as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IntegrationView {
+    /// Id.
+    pub id: String,
+    /// The connector.
+    pub connector: String,
+    /// OAuth client id.
+    pub client_id: Option<String>,
+    /// Whether a client secret is stored (it is never returned).
+    pub has_client_secret: bool,
+    /// Scopes.
+    pub scopes: Vec<String>,
+}
+
+fn view(record: &IntegrationRecord) -> IntegrationView {
+    IntegrationView {
+        id: record.id.clone(),
+        connector: record.connector.clone(),
+        client_id: record.client_id.clone(),
+        has_client_secret: record.client_secret.is_some(),
+        scopes: record.scopes.clone(),
+    }
+}
+
+/// Creates or replaces an integration.
+#[utoipa::path(post, path = "/v1/integrations", request_body = CreateIntegration,
+    responses((status = 201, body = IntegrationView), (status = 400, body = crate::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<CreateIntegration>,
+) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
+    let record = state
+        .engine
+        .put_integration(NewIntegration {
+            id: body.id,
+            connector: body.connector,
+            client_id: body.client_id,
+            client_secret: body.client_secret,
+            scopes: body.scopes,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&record))))
+}
+
+/// Lists integrations.
+#[utoipa::path(get, path = "/v1/integrations", responses((status = 200, body = [IntegrationView])))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<IntegrationView>>, ApiError> {
+    let records = state.engine.store().list_integrations().await.map_err(latchkey_engine::EngineError::from)?;
+    Ok(Json(records.iter().map(view).collect()))
+}
+
+/// One integration.
+#[utoipa::path(get, path = "/v1/integrations/{id}", responses((status = 200, body = IntegrationView), (status = 404, body = crate::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<IntegrationView>, ApiError> {
+    Ok(Json(view(&state.engine.integration(&id).await?)))
+}
+
+/// Deletes an integration.
+#[utoipa::path(delete, path = "/v1/integrations/{id}", responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.engine.delete_integration(&id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

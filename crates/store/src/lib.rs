@@ -1,0 +1,146 @@
+//! Latchkey's persistence: the [`Store`] trait that the engine and server use, its SQLite
+//! backend, and envelope encryption of every secret with a versioned keyring.
+//!
+//! Secrets never reach the database in plain text: each credential field and client secret is
+//! sealed on its own with AES-256-GCM, bound to its owner and field by associated data
+//! ([`crypto::aad`]), and opened again only when a record is read.
+
+pub mod crypto;
+pub mod model;
+pub mod sqlite;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use latchkey_core::Secret;
+use time::OffsetDateTime;
+
+pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, Sealed};
+pub use model::{
+    ConnectionRecord, ConnectionStatus, ConnectionSummary, CustomConnector, IntegrationRecord,
+};
+pub use sqlite::SqliteStore;
+
+/// What can go wrong in the store. No message contains a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record to change does not exist.
+    #[error("{kind} {id:?} not found")]
+    NotFound {
+        /// `connection`, `integration` or `custom connector`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// A record with this id already exists.
+    #[error("{kind} {id:?} already exists")]
+    Conflict {
+        /// `connection`, `integration` or `custom connector`.
+        kind: &'static str,
+        /// Its id.
+        id: String,
+    },
+    /// The connection changed since it was read (optimistic fencing): re-read and retry.
+    #[error("connection {id:?} changed concurrently: expected version {expected}, found {found}")]
+    VersionConflict {
+        /// The connection id.
+        id: String,
+        /// The version the caller read.
+        expected: i64,
+        /// The version stored now.
+        found: i64,
+    },
+    /// A stored secret could not be decrypted.
+    #[error(transparent)]
+    Crypto(#[from] CryptoError),
+    /// The database failed, or holds a value this code cannot read.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The schema could not be brought up to date.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// The key given does not open the database's key check.
+    #[error("the master key does not match the one this database was encrypted with")]
+    WrongKey,
+    /// The database holds encrypted data but no master key was given.
+    #[error("this database holds encrypted secrets but no master key was given")]
+    MissingKey,
+}
+
+impl From<sqlx::Error> for StoreError {
+    /// sqlx messages name tables, columns and constraints, never bound values.
+    fn from(error: sqlx::Error) -> Self {
+        Self::Database(error.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        Self::Migration(error.to_string())
+    }
+}
+
+/// Persistence for integrations, connections and custom connectors. Shared as `Arc<dyn Store>`.
+///
+/// Reads return secrets decrypted; writes seal them. Every write to a connection bumps its
+/// `version`, which [`Store::update_credentials`] uses as a fence so two refreshes cannot
+/// overwrite each other.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Inserts or replaces an integration, including its client secret (removed if `None`).
+    async fn put_integration(&self, integration: &IntegrationRecord) -> Result<(), StoreError>;
+
+    /// The integration with this id, if any.
+    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError>;
+
+    /// All integrations, by id.
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError>;
+
+    /// Deletes an integration and its secrets; `false` if it did not exist.
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Inserts a new connection at version 1 (its `version` field is ignored) and returns that
+    /// version. [`StoreError::Conflict`] if the id exists.
+    async fn insert_connection(&self, connection: &ConnectionRecord) -> Result<i64, StoreError>;
+
+    /// Inserts or replaces a connection and all its credentials, and returns the new version:
+    /// the old version + 1, or 1 for a new connection (its `version` field is ignored).
+    async fn put_connection(&self, connection: &ConnectionRecord) -> Result<i64, StoreError>;
+
+    /// The connection with this id and its decrypted credentials, if any.
+    async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
+
+    /// All connections without their credentials, oldest first.
+    async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, StoreError>;
+
+    /// Deletes a connection and its secrets; `false` if it did not exist.
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Sets a connection's status (bumping its version); `false` if it does not exist.
+    async fn set_connection_status(
+        &self,
+        id: &str,
+        status: ConnectionStatus,
+    ) -> Result<bool, StoreError>;
+
+    /// Replaces the given credential fields (others are kept), sets `expires_at` (`None` clears
+    /// it) and bumps the version, in one transaction, only if the stored version is still
+    /// `expected_version`. Returns the new version; [`StoreError::VersionConflict`] (with nothing
+    /// changed) if another writer came first, [`StoreError::NotFound`] if the connection is gone.
+    async fn update_credentials(
+        &self,
+        id: &str,
+        expected_version: i64,
+        credentials: &BTreeMap<String, Secret>,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<i64, StoreError>;
+
+    /// Inserts or replaces a custom connector's YAML source.
+    async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;
+
+    /// All custom connectors, by id.
+    async fn list_custom_connectors(&self) -> Result<Vec<CustomConnector>, StoreError>;
+
+    /// Deletes a custom connector; `false` if it did not exist.
+    async fn delete_custom_connector(&self, id: &str) -> Result<bool, StoreError>;
+}

@@ -1,0 +1,223 @@
+//! The records the store keeps: integrations, connections (with their credentials decrypted),
+//! connection summaries for listing, and user-added connector definitions.
+//!
+//! Records holding a [`Secret`] do not implement `Serialize`, so they cannot be sent out whole
+//! by accident; [`ConnectionSummary`] is the shape meant for listings and APIs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use latchkey_core::Secret;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A connector enabled in this Latchkey with the app's own settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRecord {
+    /// Unique id, chosen by the operator (e.g. `github-main`).
+    pub id: String,
+    /// The connector it uses.
+    pub connector: String,
+    /// OAuth client id, if the connector's auth method needs one.
+    pub client_id: Option<String>,
+    /// OAuth client secret; stored encrypted.
+    pub client_secret: Option<Secret>,
+    /// Scopes requested instead of the connector's defaults.
+    pub scopes: Vec<String>,
+    /// Non-secret overrides of the connector's settings.
+    pub settings: serde_json::Value,
+    /// When it was created (UTC).
+    pub created_at: OffsetDateTime,
+    /// When it was last written (UTC).
+    pub updated_at: OffsetDateTime,
+}
+
+/// Whether a connection can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    /// Credentials work (as far as we know).
+    Ok,
+    /// The end user must authorise again (e.g. the refresh token was revoked).
+    NeedsReauth,
+    /// The last attempt to use or refresh it failed for another reason.
+    Error,
+}
+
+impl ConnectionStatus {
+    /// The stored form: `ok`, `needs_reauth` or `error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NeedsReauth => "needs_reauth",
+            Self::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for ConnectionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The text is not one of `ok`, `needs_reauth`, `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown connection status {0:?} (expected ok, needs_reauth or error)")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for ConnectionStatus {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "ok" => Ok(Self::Ok),
+            "needs_reauth" => Ok(Self::NeedsReauth),
+            "error" => Ok(Self::Error),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
+}
+
+/// One end user's authorised access through a connector, with its credentials decrypted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionRecord {
+    /// Unique id.
+    pub id: String,
+    /// The connector it uses.
+    pub connector: String,
+    /// The integration it was made through, if any.
+    pub integration: Option<String>,
+    /// The connector auth method (`basic`, `api_key`, `oauth2`, …).
+    pub auth_method: String,
+    /// Secret fields by name (`api_key`, `access_token`, `refresh_token`, …); stored encrypted,
+    /// one row per field.
+    pub credentials: BTreeMap<String, Secret>,
+    /// Per-connection, non-secret settings (e.g. a subdomain).
+    pub config: BTreeMap<String, String>,
+    /// Whether it can be used.
+    pub status: ConnectionStatus,
+    /// A human label (e.g. the account name the credential test returned).
+    pub label: Option<String>,
+    /// The app's id for the end user who owns it.
+    pub end_user_id: Option<String>,
+    /// When the access token expires, for refreshing ahead of time.
+    pub expires_at: Option<OffsetDateTime>,
+    /// Fencing counter: the store bumps it on every write; ignored on insert (starts at 1).
+    pub version: i64,
+    /// When it was created (UTC).
+    pub created_at: OffsetDateTime,
+    /// When it was last written (UTC).
+    pub updated_at: OffsetDateTime,
+}
+
+impl ConnectionRecord {
+    /// The record without its credentials, keeping only their field names.
+    pub fn summary(&self) -> ConnectionSummary {
+        ConnectionSummary {
+            id: self.id.clone(),
+            connector: self.connector.clone(),
+            integration: self.integration.clone(),
+            auth_method: self.auth_method.clone(),
+            secret_fields: self.credentials.keys().cloned().collect(),
+            config: self.config.clone(),
+            status: self.status,
+            label: self.label.clone(),
+            end_user_id: self.end_user_id.clone(),
+            expires_at: self.expires_at,
+            version: self.version,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}
+
+/// A connection without its credentials: what listings return.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConnectionSummary {
+    /// Unique id.
+    pub id: String,
+    /// The connector it uses.
+    pub connector: String,
+    /// The integration it was made through, if any.
+    pub integration: Option<String>,
+    /// The connector auth method.
+    pub auth_method: String,
+    /// Names of the stored credential fields, sorted; never their values.
+    pub secret_fields: Vec<String>,
+    /// Per-connection, non-secret settings.
+    pub config: BTreeMap<String, String>,
+    /// Whether it can be used.
+    pub status: ConnectionStatus,
+    /// A human label.
+    pub label: Option<String>,
+    /// The app's id for the end user who owns it.
+    pub end_user_id: Option<String>,
+    /// When the access token expires.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub expires_at: Option<OffsetDateTime>,
+    /// Fencing counter.
+    pub version: i64,
+    /// When it was created (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it was last written (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// A connector definition added by a user rather than shipped in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomConnector {
+    /// The connector id.
+    pub id: String,
+    /// The YAML text, stored as given.
+    pub source: String,
+    /// When it was last written (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_text_roundtrips() {
+        for status in [ConnectionStatus::Ok, ConnectionStatus::NeedsReauth, ConnectionStatus::Error]
+        {
+            assert_eq!(status.as_str().parse::<ConnectionStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        assert!("OK".parse::<ConnectionStatus>().is_err());
+    }
+
+    #[test]
+    fn summary_keeps_field_names_only() {
+        let now = OffsetDateTime::UNIX_EPOCH;
+        let record = ConnectionRecord {
+            id: "c1".into(),
+            connector: "github".into(),
+            integration: None,
+            auth_method: "api_key".into(),
+            credentials: BTreeMap::from([("api_key".into(), Secret::new("canary-summary"))]),
+            config: BTreeMap::new(),
+            status: ConnectionStatus::Ok,
+            label: None,
+            end_user_id: None,
+            expires_at: None,
+            version: 1,
+            created_at: now,
+            updated_at: now,
+        };
+        let summary = record.summary();
+        assert_eq!(summary.secret_fields, vec!["api_key".to_owned()]);
+        let json = serde_json::to_string(&summary).unwrap();
+        assert!(!json.contains("canary-summary"));
+        assert!(!format!("{record:?}").contains("canary-summary"));
+    }
+}
