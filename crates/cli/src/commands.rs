@@ -22,13 +22,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connector { command } => connector::run(global, command).await,
         Command::Connect { connector, id, auth, set, integration, no_test } => {
             let (engine, _) = setup::engine(global).await?;
-            connect::run(&engine, connect::Options { connector, id, auth, set, integration, test: !no_test })
-                .await
+            connect::run(
+                &engine,
+                connect::Options { connector, id, auth, set, integration, test: !no_test },
+            )
+            .await
         }
         Command::Request { connection, method, path, headers, data, query, include } => {
             let (engine, _) = setup::engine(global).await?;
-            request::run(&engine, request::Options { connection, method, path, headers, data, query, include })
-                .await
+            request::run(
+                &engine,
+                request::Options { connection, method, path, headers, data, query, include },
+            )
+            .await
         }
         Command::Connection { command } => {
             let (engine, _) = setup::engine(global).await?;
@@ -41,7 +47,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(global: &crate::args::Global, listen: std::net::SocketAddr) -> anyhow::Result<ExitCode> {
+async fn serve(
+    global: &crate::args::Global,
+    listen: std::net::SocketAddr,
+) -> anyhow::Result<ExitCode> {
     let (engine, data_dir) = setup::engine(global).await?;
     let given = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);
     let (api_key, generated) = data_dir.api_key(given)?;
@@ -62,7 +71,10 @@ async fn serve(global: &crate::args::Global, listen: std::net::SocketAddr) -> an
     Ok(ExitCode::SUCCESS)
 }
 
-async fn integration(engine: &latchkey_engine::Engine, command: IntegrationCommand) -> anyhow::Result<ExitCode> {
+async fn integration(
+    engine: &latchkey_engine::Engine,
+    command: IntegrationCommand,
+) -> anyhow::Result<ExitCode> {
     match command {
         IntegrationCommand::Add { id, connector, client_id, client_secret_file, scopes } => {
             let client_secret = match client_secret_file {

@@ -23,7 +23,8 @@ fn counting_listener() -> (u16, Arc<AtomicUsize>) {
             seen.fetch_add(1, Ordering::SeqCst);
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
     (port, count)
@@ -73,7 +74,12 @@ fn escape_paths_never_reach_another_host() {
         let path = attack.replace("{EVIL}", &evil_port.to_string());
         let raw = path.replace('\\', "%5C");
         let raw = raw.trim_start_matches('/');
-        let _ = http("GET", &format!("{}/v1/proxy/t1/{raw}", server.base), &[("Authorization", auth)], b"");
+        let _ = http(
+            "GET",
+            &format!("{}/v1/proxy/t1/{raw}", server.base),
+            &[("Authorization", auth)],
+            b"",
+        );
     }
     assert_eq!(evil_hits.load(Ordering::SeqCst), 0, "a proxied path reached the other host");
 }

@@ -22,12 +22,34 @@ fn basic_auth_through_cli_and_proxy() {
         ),
     );
     // A wrong password fails the test and stores nothing.
-    let out = home.run(&["connect", "hb-basic", "--id", "bad", "--set", "username=alice", "--set", "password=nope"]);
+    let out = home.run(&[
+        "connect",
+        "hb-basic",
+        "--id",
+        "bad",
+        "--set",
+        "username=alice",
+        "--set",
+        "password=nope",
+    ]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("401"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("401"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(home.run(&["connection", "show", "bad"]).status.code() != Some(0));
 
-    let out = home.ok(&["connect", "hb-basic", "--id", "c1", "--set", "username=alice", "--set", "password=s3cret"]);
+    let out = home.ok(&[
+        "connect",
+        "hb-basic",
+        "--id",
+        "c1",
+        "--set",
+        "username=alice",
+        "--set",
+        "password=s3cret",
+    ]);
     assert_eq!(out.trim(), "c1\talice");
     let body = home.ok(&["request", "c1", "GET", "/basic-auth/alice/s3cret"]);
     assert!(body.contains("\"authenticated\": true"), "{body}");
@@ -38,11 +60,19 @@ fn basic_auth_through_cli_and_proxy() {
 
     let server = home.serve(API_KEY, &[]);
     let auth = format!("Bearer {API_KEY}");
-    let (status, body) = http("GET", &format!("{}/v1/proxy/c1/basic-auth/alice/s3cret", server.base), &[("Authorization", &auth)], b"").unwrap();
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/proxy/c1/basic-auth/alice/s3cret", server.base),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("\"user\": \"alice\""), "{body}");
     // Without our API key the proxy refuses.
-    let (status, _) = http("GET", &format!("{}/v1/proxy/c1/basic-auth/alice/s3cret", server.base), &[], b"").unwrap();
+    let (status, _) =
+        http("GET", &format!("{}/v1/proxy/c1/basic-auth/alice/s3cret", server.base), &[], b"")
+            .unwrap();
     assert_eq!(status, 401);
 }
 
@@ -52,7 +82,10 @@ fn bearer_through_cli_and_proxy() {
     let home = Home::new();
     home.connector(
         "hb-bearer",
-        &format!("{}test: {{ path: /bearer }}\n", connector("hb-bearer", &bin.base, "  - type: bearer")),
+        &format!(
+            "{}test: {{ path: /bearer }}\n",
+            connector("hb-bearer", &bin.base, "  - type: bearer")
+        ),
     );
     home.ok(&["connect", "hb-bearer", "--id", "b1", "--set", "token=tok-abc"]);
     let body = home.ok(&["request", "b1", "GET", "/bearer"]);
@@ -60,13 +93,25 @@ fn bearer_through_cli_and_proxy() {
 
     let server = home.serve(API_KEY, &[]);
     let auth = format!("Bearer {API_KEY}");
-    let (status, body) = http("GET", &format!("{}/v1/proxy/b1/bearer", server.base), &[("Authorization", &auth)], b"").unwrap();
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/proxy/b1/bearer", server.base),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     // The upstream saw the connection's token, not our API key.
     assert!(body.contains("tok-abc") && !body.contains(API_KEY), "{body}");
 }
 
-fn anything(home: &Home, server: &support::Running, id: &str, body: &[u8], content_type: &str) -> serde_json::Value {
+fn anything(
+    home: &Home,
+    server: &support::Running,
+    id: &str,
+    body: &[u8],
+    content_type: &str,
+) -> serde_json::Value {
     let auth = format!("Bearer {API_KEY}");
     let (status, text) = http(
         "POST",
@@ -76,7 +121,16 @@ fn anything(home: &Home, server: &support::Running, id: &str, body: &[u8], conte
     )
     .unwrap();
     assert_eq!(status, 200, "{text}");
-    let cli = home.ok(&["request", id, "POST", "/anything/x?page=2", "-H", &format!("Content-Type: {content_type}"), "-d", std::str::from_utf8(body).unwrap()]);
+    let cli = home.ok(&[
+        "request",
+        id,
+        "POST",
+        "/anything/x?page=2",
+        "-H",
+        &format!("Content-Type: {content_type}"),
+        "-d",
+        std::str::from_utf8(body).unwrap(),
+    ]);
     let via_cli: serde_json::Value = serde_json::from_str(&cli).unwrap();
     let via_proxy: serde_json::Value = serde_json::from_str(&text).unwrap();
     for key in ["args", "form", "json", "data"] {
@@ -100,9 +154,22 @@ fn api_key_placements_show_up_where_the_connector_puts_them() {
                 ),
             ),
         );
-        home.ok(&["connect", id, "--id", id, "--set", "api_key=k-999", "--set", "account=acct-7", "--no-test"]);
+        home.ok(&[
+            "connect",
+            id,
+            "--id",
+            id,
+            "--set",
+            "api_key=k-999",
+            "--set",
+            "account=acct-7",
+            "--no-test",
+        ]);
     };
-    key_conn("hdr", "[{in: header, name: X-Api-Key, value: 'Token {{ credentials.api_key }}'}, {in: header, name: X-Account, value: '{{ credentials.account }}'}]");
+    key_conn(
+        "hdr",
+        "[{in: header, name: X-Api-Key, value: 'Token {{ credentials.api_key }}'}, {in: header, name: X-Account, value: '{{ credentials.account }}'}]",
+    );
     key_conn("qry", "{in: query, name: key}");
     key_conn("jsn", "{in: body, name: apiKey, format: json}");
     key_conn("frm", "{in: body, name: apiKey, format: form}");
@@ -132,7 +199,10 @@ fn rest_api_creates_lists_tests_and_deletes_connections() {
     let home = Home::new();
     home.connector(
         "hb-basic",
-        &format!("{}test: {{ path: /basic-auth/bob/pw }}\n", connector("hb-basic", &bin.base, "  - type: basic")),
+        &format!(
+            "{}test: {{ path: /basic-auth/bob/pw }}\n",
+            connector("hb-basic", &bin.base, "  - type: basic")
+        ),
     );
     let server = home.serve(API_KEY, &[]);
     let auth = format!("Bearer {API_KEY}");
@@ -147,7 +217,8 @@ fn rest_api_creates_lists_tests_and_deletes_connections() {
     assert_eq!(err["upstream_status"], 401);
     assert!(!body.contains("wrong"));
 
-    let good = br#"{"id":"r1","connector":"hb-basic","credentials":{"username":"bob","password":"pw"}}"#;
+    let good =
+        br#"{"id":"r1","connector":"hb-basic","credentials":{"username":"bob","password":"pw"}}"#;
     let (status, body) = http("POST", &url, &h, good).unwrap();
     assert_eq!(status, 201, "{body}");
     assert!(!body.contains("\"pw\""), "secret echoed: {body}");

@@ -58,7 +58,9 @@ fn canaries_never_reach_disk_or_logs_in_plain_form() {
 
     let mut server = home.serve(API_KEY, &["--log", "trace"]);
     let auth = format!("Bearer {API_KEY}");
-    let body = format!(r#"{{"id":"api","connector":"canary","credentials":{{"api_key":"{CANARY_API}"}}}}"#);
+    let body = format!(
+        r#"{{"id":"api","connector":"canary","credentials":{{"api_key":"{CANARY_API}"}}}}"#
+    );
     let (status, text) = http(
         "POST",
         &format!("{}/v1/connections", server.base),
@@ -67,11 +69,25 @@ fn canaries_never_reach_disk_or_logs_in_plain_form() {
     )
     .unwrap();
     assert_eq!(status, 201, "{text}");
-    let (status, _) = http("GET", &format!("{}/v1/proxy/api/headers", server.base), &[("Authorization", &auth)], b"").unwrap();
+    let (status, _) = http(
+        "GET",
+        &format!("{}/v1/proxy/api/headers", server.base),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
     assert_eq!(status, 200);
     // Errors do not echo the canary either.
-    let bad = format!(r#"{{"id":"bad id!","connector":"canary","credentials":{{"api_key":"{CANARY_API}"}}}}"#);
-    let (_, text) = http("POST", &format!("{}/v1/connections", server.base), &[("Authorization", &auth), ("Content-Type", "application/json")], bad.as_bytes()).unwrap();
+    let bad = format!(
+        r#"{{"id":"bad id!","connector":"canary","credentials":{{"api_key":"{CANARY_API}"}}}}"#
+    );
+    let (_, text) = http(
+        "POST",
+        &format!("{}/v1/connections", server.base),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        bad.as_bytes(),
+    )
+    .unwrap();
     assert!(!text.contains(CANARY_API), "{text}");
     let _ = server.child.kill();
     let _ = server.child.wait();

@@ -6,7 +6,10 @@ mod support;
 use support::Home;
 
 fn store_one(home: &Home) {
-    home.connector("plain", "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n");
+    home.connector(
+        "plain",
+        "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+    );
     home.ok(&["connect", "plain", "--id", "p1", "--set", "token=t", "--no-test"]);
 }
 
@@ -45,11 +48,20 @@ fn serve_generates_and_prints_an_api_key_once() {
     let key = std::fs::read_to_string(home.data_dir().join("api.key")).unwrap();
     let key = key.trim();
     assert!(key.len() > 30);
-    let (status, _) = support::http("GET", &format!("{base}/v1/connections"), &[("Authorization", &format!("Bearer {key}"))], b"").unwrap();
+    let (status, _) = support::http(
+        "GET",
+        &format!("{base}/v1/connections"),
+        &[("Authorization", &format!("Bearer {key}"))],
+        b"",
+    )
+    .unwrap();
     assert_eq!(status, 200);
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains(key), "the key is printed on first start");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(key),
+        "the key is printed on first start"
+    );
 }
 
 #[test]
@@ -57,7 +69,12 @@ fn wrong_key_stops_start_up() {
     let home = Home::new();
     store_one(&home);
     let wrong = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-    let out = home.command().env("LATCHKEY_MASTER_KEY", wrong).args(["connection", "list"]).output().unwrap();
+    let out = home
+        .command()
+        .env("LATCHKEY_MASTER_KEY", wrong)
+        .args(["connection", "list"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("master key does not match"), "{err}");
@@ -78,7 +95,12 @@ fn missing_key_stops_start_up() {
 #[test]
 fn malformed_key_is_a_clear_error() {
     let home = Home::new();
-    let out = home.command().env("LATCHKEY_MASTER_KEY", "short").args(["connection", "list"]).output().unwrap();
+    let out = home
+        .command()
+        .env("LATCHKEY_MASTER_KEY", "short")
+        .args(["connection", "list"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("master key"));
 }
@@ -89,9 +111,19 @@ fn key_from_env_and_file_work() {
     let key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
     let key_file = home.dir.path().join("k");
     std::fs::write(&key_file, format!("{key}\n")).unwrap();
-    let out = home.command().env("LATCHKEY_MASTER_KEY", key).args(["connection", "list"]).output().unwrap();
+    let out = home
+        .command()
+        .env("LATCHKEY_MASTER_KEY", key)
+        .args(["connection", "list"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!home.data_dir().join("master.key").exists());
-    let out = home.command().env("LATCHKEY_MASTER_KEY_FILE", &key_file).args(["connection", "list"]).output().unwrap();
+    let out = home
+        .command()
+        .env("LATCHKEY_MASTER_KEY_FILE", &key_file)
+        .args(["connection", "list"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod connector;
+pub mod oauth2;
 pub mod request;
 pub mod secret;
 pub mod template;

@@ -1,5 +1,5 @@
 //! `{{ … }}` templates in connector values, rendered with minijinja over `credentials.*`,
-//! `config.*`, `integration.*` and `response.*`. An undefined name is an error, never an empty
+//! `config.*`, `response.*` and, for OAuth, `access_token`. An undefined name is an error, never an empty
 //! string, so a typo in a connector cannot silently send a blank credential.
 
 use std::collections::BTreeMap;
@@ -71,7 +71,11 @@ impl Scope<'_> {
         if let Some(credentials) = self.credentials {
             let plain: BTreeMap<&str, &str> =
                 credentials.iter().map(|(k, v)| (k.as_str(), v.expose())).collect();
-            ctx.insert("credentials", Value::from_serialize(plain));
+            ctx.insert("credentials", Value::from_serialize(&plain));
+            // OAuth placements write `{{ access_token }}`.
+            if let Some(token) = plain.get("access_token") {
+                ctx.insert("access_token", Value::from(*token));
+            }
         }
         if let Some(config) = self.config {
             ctx.insert("config", Value::from_serialize(config));
@@ -128,7 +132,8 @@ mod tests {
         let creds = BTreeMap::from([("api_key".to_string(), Secret::new("k1"))]);
         let config = BTreeMap::from([("sub".to_string(), "acme".to_string())]);
         let scope = Scope { credentials: Some(&creds), config: Some(&config), response: None };
-        let out = render_secret("Token {{ credentials.api_key }} for {{ config.sub }}", scope).unwrap();
+        let out =
+            render_secret("Token {{ credentials.api_key }} for {{ config.sub }}", scope).unwrap();
         assert_eq!(out.expose(), "Token k1 for acme");
     }
 

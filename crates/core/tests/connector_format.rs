@@ -47,7 +47,8 @@ fn error_of(source: &str) -> String {
 
 #[test]
 fn unknown_key_names_file_line_and_field() {
-    let src = "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: basic\n    usernme: {}\n";
+    let src =
+        "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: basic\n    usernme: {}\n";
     let err = error_of(src);
     assert!(err.starts_with("bad.yaml:6"), "{err}");
     assert!(err.contains("usernme"), "{err}");
@@ -91,7 +92,9 @@ fn semantic_errors_name_the_field() {
     );
     assert!(err.contains("auth[0].apply[0].name"), "{err}");
 
-    let err = error_of("id: x\nname: X\nbase_url: https://x.example\nauth: [{type: basic}, {type: basic}]\n");
+    let err = error_of(
+        "id: x\nname: X\nbase_url: https://x.example\nauth: [{type: basic}, {type: basic}]\n",
+    );
     assert!(err.contains("auth[1].id"), "{err}");
 
     let err = error_of(
@@ -110,7 +113,9 @@ fn not_yaml_at_all() {
 fn schema_describes_the_format() {
     let schema = json_schema();
     let text = schema.to_string();
-    for word in ["base_url", "allowed_hosts", "api_key", "bearer", "basic", "deny", "additionalProperties"] {
+    for word in
+        ["base_url", "allowed_hosts", "api_key", "bearer", "basic", "deny", "additionalProperties"]
+    {
         if word == "deny" {
             continue;
         }

@@ -51,7 +51,8 @@ impl Catalog {
             .collect();
         files.sort();
         for (name, source) in files {
-            catalog.add_source(source, &format!("connectors/{name}"), Origin::Builtin);
+            // A failure is recorded in `errors()`; the rest still load.
+            let _ = catalog.add_source(source, &format!("connectors/{name}"), Origin::Builtin);
         }
         for dir in dirs {
             catalog.load_dir(dir.as_ref());
@@ -80,7 +81,7 @@ impl Catalog {
             let origin = path.display().to_string();
             match std::fs::read_to_string(&path) {
                 Ok(source) => {
-                    self.add_source(&source, &origin, Origin::File(origin.clone()));
+                    let _ = self.add_source(&source, &origin, Origin::File(origin.clone()));
                 }
                 Err(e) => self.push_error(ConnectorError {
                     file: origin,
@@ -162,8 +163,11 @@ mod tests {
             "id: good\nname: Good\nbase_url: https://good.example\nauth: [{type: none}]\n",
         )
         .unwrap();
-        std::fs::write(dir.path().join("bad.yaml"), "id: bad\nname: Bad\nbase_url: 3\nauth: nope\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("bad.yaml"),
+            "id: bad\nname: Bad\nbase_url: 3\nauth: nope\n",
+        )
+        .unwrap();
         let catalog = Catalog::load(&[dir.path()]);
         assert!(catalog.get("good").is_some());
         assert!(catalog.get("bad").is_none());

@@ -221,8 +221,11 @@ impl Engine {
             Some(label) => {
                 let json: serde_json::Value =
                     serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                let scope =
-                    Scope { credentials: None, config: Some(&record.config), response: Some(&json) };
+                let scope = Scope {
+                    credentials: None,
+                    config: Some(&record.config),
+                    response: Some(&json),
+                };
                 match template::render(label, scope) {
                     Ok(text) if !text.trim().is_empty() => Some(text.trim().to_string()),
                     Ok(_) => None,

@@ -80,11 +80,11 @@ impl DataDir {
     /// Opens the store with the master key from `source`, generating one into the directory
     /// when there is neither a key nor a database yet.
     pub async fn open_store(&self, source: &KeySource) -> Result<SqliteStore, SetupError> {
-        let key = self.master_key(source)?;
+        let key = self.master_key(source).await?;
         Ok(SqliteStore::open(&self.database(), Keyring::single(key)).await?)
     }
 
-    fn master_key(&self, source: &KeySource) -> Result<MasterKey, SetupError> {
+    async fn master_key(&self, source: &KeySource) -> Result<MasterKey, SetupError> {
         let parse = |text: &str| {
             MasterKey::from_base64(text).map_err(|e| SetupError::BadKey(e.to_string()))
         };
@@ -105,7 +105,7 @@ impl DataDir {
                     return parse(text.expose());
                 }
                 let db = self.database();
-                if db.exists() {
+                if db.exists() && SqliteStore::has_secrets(&db).await? {
                     return Err(SetupError::MissingKey {
                         db: db.display().to_string(),
                         key_file: key_file.display().to_string(),

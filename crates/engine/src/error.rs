@@ -64,7 +64,9 @@ impl EngineError {
     /// True when the third-party API (or the path to it) is at fault.
     pub fn is_upstream(&self) -> bool {
         match self {
-            Self::Net(e) => !matches!(e, NetError::HostNotAllowed { .. } | NetError::UnsafePath { .. }),
+            Self::Net(e) => {
+                !matches!(e, NetError::HostNotAllowed { .. } | NetError::UnsafePath { .. })
+            }
             Self::TestFailed { .. } => true,
             _ => false,
         }

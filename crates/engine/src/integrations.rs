@@ -24,9 +24,15 @@ pub struct NewIntegration {
 
 impl Engine {
     /// Creates or replaces an integration.
-    pub async fn put_integration(&self, new: NewIntegration) -> Result<IntegrationRecord, EngineError> {
-        check_connection_id(&new.id)
-            .map_err(|_| EngineError::InvalidInput("an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`".into()))?;
+    pub async fn put_integration(
+        &self,
+        new: NewIntegration,
+    ) -> Result<IntegrationRecord, EngineError> {
+        check_connection_id(&new.id).map_err(|_| {
+            EngineError::InvalidInput(
+                "an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`".into(),
+            )
+        })?;
         self.connector(&new.connector)?;
         let now = OffsetDateTime::now_utc();
         let created_at = match self.store.get_integration(&new.id).await? {

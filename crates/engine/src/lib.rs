@@ -40,7 +40,11 @@ impl Engine {
         net: latchkey_net::Client,
     ) -> Result<Self, EngineError> {
         for custom in store.list_custom_connectors().await? {
-            let _ = catalog.add_source(&custom.source, &format!("custom:{}", custom.id), Origin::Custom);
+            let _ = catalog.add_source(
+                &custom.source,
+                &format!("custom:{}", custom.id),
+                Origin::Custom,
+            );
         }
         Ok(Self { store, catalog, net })
     }
@@ -62,7 +66,11 @@ impl Engine {
 
     /// Stores a custom connector (YAML) and adds it to the catalog; a malformed one is refused
     /// with the parse error and changes nothing.
-    pub async fn put_custom_connector(&self, id: &str, source: &str) -> Result<CatalogEntry, EngineError> {
+    pub async fn put_custom_connector(
+        &self,
+        id: &str,
+        source: &str,
+    ) -> Result<CatalogEntry, EngineError> {
         let connector = latchkey_core::connector::parse_connector(source, &format!("custom:{id}"))
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         if connector.id != id {

@@ -74,14 +74,20 @@ impl From<EngineError> for ApiError {
                 NetError::UnsafePath { .. } => (S::BAD_REQUEST, "unsafe_path"),
                 NetError::InvalidUrl(_) => (S::BAD_REQUEST, "invalid_url"),
                 NetError::Timeout => (S::GATEWAY_TIMEOUT, "upstream_timeout"),
-                NetError::ResponseTooLarge { .. } => (S::BAD_GATEWAY, "upstream_response_too_large"),
+                NetError::ResponseTooLarge { .. } => {
+                    (S::BAD_GATEWAY, "upstream_response_too_large")
+                }
                 NetError::BlockedAddress => (S::FORBIDDEN, "blocked_address"),
-                NetError::Connect(_) | NetError::Transport(_) => (S::BAD_GATEWAY, "upstream_unreachable"),
+                NetError::Connect(_) | NetError::Transport(_) => {
+                    (S::BAD_GATEWAY, "upstream_unreachable")
+                }
                 NetError::Build(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
             EngineError::Store(store) => match store {
                 StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
-                StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => (S::CONFLICT, "conflict"),
+                StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => {
+                    (S::CONFLICT, "conflict")
+                }
                 StoreError::Crypto(_)
                 | StoreError::Database(_)
                 | StoreError::Migration(_)

@@ -33,7 +33,9 @@ pub fn app(state: AppState) -> Router {
         .route("/connectors", get(routes::connectors::list))
         .route(
             "/connectors/{id}",
-            get(routes::connectors::get).put(routes::connectors::put).delete(routes::connectors::delete),
+            get(routes::connectors::get)
+                .put(routes::connectors::put)
+                .delete(routes::connectors::delete),
         )
         .route("/integrations", get(routes::integrations::list).post(routes::integrations::create))
         .route(

@@ -54,15 +54,18 @@ async fn proxy(
         .map_err(|_| ApiError::bad_request("request body too large or unreadable"))?;
     let upstream = state
         .engine
-        .request(&connection, ApiRequest { method: parts.method, path, query: Vec::new(), headers, body })
+        .request(
+            &connection,
+            ApiRequest { method: parts.method, path, query: Vec::new(), headers, body },
+        )
         .await?;
     let mut response = Response::builder().status(upstream.status);
     if let Some(out) = response.headers_mut() {
         *out = strip_hop_by_hop(&upstream.headers);
     }
-    response
-        .body(Body::from_stream(upstream.into_stream()))
-        .map_err(|e| ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+    response.body(Body::from_stream(upstream.into_stream())).map_err(|e| {
+        ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    })
 }
 
 /// The part of `/v1/proxy/{connection}/…` after the connection, without its leading slash.

@@ -221,3 +221,84 @@ mod tests {
         assert!(!format!("{record:?}").contains("canary-summary"));
     }
 }
+
+/// Where a connect session stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionStatus {
+    /// Created; the end user has not opened it yet.
+    Pending,
+    /// The end user opened it and was sent to the provider (it cannot be opened again).
+    Started,
+    /// A connection was created.
+    Done,
+    /// The flow failed; `error` says why.
+    Failed,
+}
+
+impl SessionStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Started => "started",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    /// Parses the stored form.
+    pub fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "pending" => Self::Pending,
+            "started" => Self::Started,
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A short-lived, single-use permission for an end user's browser to finish a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectSession {
+    /// Id the app polls with.
+    pub id: String,
+    /// SHA-256 (hex) of the token in the connect URL; the token itself is never stored.
+    pub token_hash: String,
+    /// The integration to connect through.
+    pub integration: String,
+    /// The id the new connection gets (or the one to re-authorise).
+    pub connection_id: Option<String>,
+    /// The app's id for its end user.
+    pub end_user_id: Option<String>,
+    /// The exact origin the result is posted to.
+    pub allowed_origin: Option<String>,
+    /// Where it stands.
+    pub status: SessionStatus,
+    /// The connection created, when done.
+    pub result_connection: Option<String>,
+    /// Why it failed (no secret).
+    pub error: Option<String>,
+    /// When it stops being usable.
+    pub expires_at: OffsetDateTime,
+    /// When it was created.
+    pub created_at: OffsetDateTime,
+}
+
+/// An authorization request in flight: found by the hash of its `state`, used once.
+#[derive(Debug, Clone)]
+pub struct OAuthState {
+    /// SHA-256 (hex) of the `state` parameter.
+    pub state_hash: String,
+    /// The connect session that started it.
+    pub connect_session: String,
+    /// SHA-256 (hex) of the browser-binding cookie set when the flow started.
+    pub browser_hash: Option<String>,
+    /// The redirect URI sent in the authorization request.
+    pub redirect_uri: String,
+    /// The PKCE verifier (sealed at rest).
+    pub pkce_verifier: Option<Secret>,
+    /// When it expires.
+    pub expires_at: OffsetDateTime,
+}

@@ -23,7 +23,11 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
     let connector = &entry.connector;
     let method = connector.auth_method(options.auth.as_deref()).with_context(|| {
         let names: Vec<_> = connector.auth.iter().map(|m| m.id()).collect();
-        format!("connector `{}` has no such auth method (it has: {})", connector.id, names.join(", "))
+        format!(
+            "connector `{}` has no such auth method (it has: {})",
+            connector.id,
+            names.join(", ")
+        )
     })?;
     let fields = method.fields();
 
@@ -80,7 +84,12 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
 }
 
 /// Asks for one value on the terminal; secret values are not echoed.
-fn prompt(label: &str, hint: Option<&str>, default: Option<&str>, secret: bool) -> anyhow::Result<Secret> {
+fn prompt(
+    label: &str,
+    hint: Option<&str>,
+    default: Option<&str>,
+    secret: bool,
+) -> anyhow::Result<Secret> {
     let mut text = label.to_string();
     if let Some(hint) = hint {
         text.push_str(&format!(" ({hint})"));

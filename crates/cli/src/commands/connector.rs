@@ -24,9 +24,10 @@ pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<E
                 if auth_type.as_deref().is_some_and(|t| !c.auth.iter().any(|m| m.kind() == t)) {
                     continue;
                 }
-                if search.as_deref().is_some_and(|s| {
-                    !c.id.contains(s) && !c.name.to_lowercase().contains(s)
-                }) {
+                if search
+                    .as_deref()
+                    .is_some_and(|s| !c.id.contains(s) && !c.name.to_lowercase().contains(s))
+                {
                     continue;
                 }
                 let kinds: Vec<_> = c.auth.iter().map(|m| m.kind()).collect();
@@ -44,9 +45,8 @@ pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<E
         }
         ConnectorCommand::Show { id } => {
             let catalog = setup::catalog(global);
-            let entry = catalog
-                .get(&id)
-                .ok_or_else(|| anyhow::anyhow!("connector `{id}` not found"))?;
+            let entry =
+                catalog.get(&id).ok_or_else(|| anyhow::anyhow!("connector `{id}` not found"))?;
             print!("{}", serde_saphyr::to_string(entry.connector.as_ref())?);
         }
         ConnectorCommand::Validate { paths } => {

@@ -45,13 +45,16 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             std::io::stdin().read_to_end(&mut buf)?;
             buf.into()
         }
-        Some(data) if data.starts_with('@') => std::fs::read(&data[1..])
-            .with_context(|| format!("cannot read {}", &data[1..]))?
-            .into(),
+        Some(data) if data.starts_with('@') => {
+            std::fs::read(&data[1..]).with_context(|| format!("cannot read {}", &data[1..]))?.into()
+        }
         Some(data) => Bytes::copy_from_slice(data.as_bytes()),
     };
     let response = engine
-        .request(&options.connection, ApiRequest { method, path: options.path, query, headers, body })
+        .request(
+            &options.connection,
+            ApiRequest { method, path: options.path, query, headers, body },
+        )
         .await?;
     let status = response.status;
     let mut out = std::io::stdout().lock();

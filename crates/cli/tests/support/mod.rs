@@ -153,19 +153,23 @@ impl Home {
 pub fn wait_healthy(base: &str, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
-        if let Ok(response) = ureq_get(&format!("{base}/healthz")) {
-            if response.0 == 200 {
-                return true;
-            }
+        if let Ok((200, _)) = http("GET", &format!("{base}/healthz"), &[], b"") {
+            return true;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     false
 }
 
-/// A minimal blocking HTTP/1.1 client for tests, so they depend on nothing but std: returns the
-/// status and body.
-pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> std::io::Result<(u16, String)> {
+/// A minimal blocking HTTP/1.1 client for tests, written by hand so that tests send exactly the
+/// raw paths they mean (no client-side normalisation of `//`, `..` or `%2F`): returns the status
+/// and body.
+pub fn http(
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
     let rest = url.strip_prefix("http://").expect("http URL");
     let (authority, path) = match rest.find('/') {
@@ -174,7 +178,10 @@ pub fn http(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> s
     };
     let mut stream = std::net::TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -202,10 +209,6 @@ fn dechunk(mut body: &str) -> String {
         body = rest[n..].trim_start_matches("\r\n");
     }
     out
-}
-
-fn ureq_get(url: &str) -> std::io::Result<(u16, String)> {
-    http("GET", url, &[], b"")
 }
 
 /// Every file under `dir`, recursively.

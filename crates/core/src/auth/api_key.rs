@@ -30,7 +30,11 @@ pub(super) fn apply(
     Ok(())
 }
 
-fn place(placement: &Placement, value: Secret, request: &mut OutgoingRequest) -> Result<(), AuthError> {
+fn place(
+    placement: &Placement,
+    value: Secret,
+    request: &mut OutgoingRequest,
+) -> Result<(), AuthError> {
     let name = placement.name.as_deref();
     match placement.location {
         KeyLocation::Header => {
@@ -72,10 +76,9 @@ fn put_json(request: &mut OutgoingRequest, name: &str, value: Secret) -> Result<
     body.insert(name.to_string(), serde_json::Value::String(value.expose().to_string()));
     let bytes = serde_json::to_vec(&body).map_err(|e| AuthError::Body(e.to_string()))?;
     request.body = bytes.into();
-    request.headers.insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
+    request
+        .headers
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
     Ok(())
 }
 
@@ -166,7 +169,11 @@ mod tests {
     #[test]
     fn query_and_second_field() {
         let mut r = req();
-        let q = Placement { location: KeyLocation::Query, name: Some("key".into()), ..Placement::default() };
+        let q = Placement {
+            location: KeyLocation::Query,
+            name: Some("key".into()),
+            ..Placement::default()
+        };
         let h = Placement {
             name: Some("X-Account".into()),
             value: Some("{{ credentials.account }}".into()),
@@ -181,7 +188,11 @@ mod tests {
     fn json_body_merges_into_object() {
         let mut r = req();
         r.body = br#"{"q":1}"#.to_vec().into();
-        let p = Placement { location: KeyLocation::Body, name: Some("api_key".into()), ..Placement::default() };
+        let p = Placement {
+            location: KeyLocation::Body,
+            name: Some("api_key".into()),
+            ..Placement::default()
+        };
         run(&method(vec![p], &["api_key"]), &mut r).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
         assert_eq!(v, serde_json::json!({"q": 1, "api_key": "k-123"}));
@@ -191,7 +202,11 @@ mod tests {
     fn json_body_refuses_non_object() {
         let mut r = req();
         r.body = b"[1,2]".to_vec().into();
-        let p = Placement { location: KeyLocation::Body, name: Some("k".into()), ..Placement::default() };
+        let p = Placement {
+            location: KeyLocation::Body,
+            name: Some("k".into()),
+            ..Placement::default()
+        };
         let err = run(&method(vec![p], &["api_key"]), &mut r).unwrap_err();
         assert!(!err.to_string().contains("k-123"));
     }

@@ -73,8 +73,12 @@ mod tests {
     fn missing_password_is_an_error() {
         let creds = BTreeMap::from([("username".to_string(), Secret::new("u"))]);
         let config = BTreeMap::new();
-        let err = apply(&BasicAuth::default(), &mut req(), AuthContext { credentials: &creds, config: &config })
-            .unwrap_err();
+        let err = apply(
+            &BasicAuth::default(),
+            &mut req(),
+            AuthContext { credentials: &creds, config: &config },
+        )
+        .unwrap_err();
         assert_eq!(err, AuthError::MissingCredential("password".into()));
     }
 }

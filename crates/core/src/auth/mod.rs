@@ -4,12 +4,13 @@
 mod api_key;
 mod basic;
 mod bearer;
+mod oauth2;
 
 use std::collections::BTreeMap;
 
+use crate::Secret;
 use crate::connector::{AuthMethod, compile_pattern};
 use crate::request::OutgoingRequest;
-use crate::Secret;
 
 /// A strategy could not apply the credentials. Messages never hold a secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -62,6 +63,7 @@ pub fn apply(
         AuthMethod::Basic(m) => basic::apply(m, request, ctx),
         AuthMethod::ApiKey(m) => api_key::apply(m, request, ctx),
         AuthMethod::Bearer(_) => bearer::apply(request, ctx),
+        AuthMethod::OAuth2(m) => oauth2::apply(m, request, ctx),
     }
 }
 

@@ -1,12 +1,14 @@
 //! Connectors: the file format, its parsing, and what the rest of Latchkey asks of a connector.
 
 mod model;
+mod oauth2;
 mod parse;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 
 pub use model::*;
+pub use oauth2::*;
 pub use parse::{ConnectorError, compile_pattern, parse_connector};
 
 /// The JSON Schema of the connector format (what `latchkey connector schema` prints).
@@ -41,6 +43,7 @@ impl AuthMethod {
             Self::Basic(m) => (&m.id, "basic"),
             Self::ApiKey(m) => (&m.id, "api_key"),
             Self::Bearer(m) => (&m.id, "bearer"),
+            Self::OAuth2(m) => (&m.id, "oauth2"),
         };
         id.as_deref().unwrap_or(kind)
     }
@@ -52,32 +55,57 @@ impl AuthMethod {
             Self::Basic(_) => "basic",
             Self::ApiKey(_) => "api_key",
             Self::Bearer(_) => "bearer",
+            Self::OAuth2(_) => "oauth2",
         }
     }
 
     /// The fields a user supplies for this method.
     pub fn fields(&self) -> Vec<FieldSpec> {
-        let field = |key: &str, label: Option<&String>, default: &str, secret, hint: Option<&String>| FieldSpec {
-            key: key.into(),
-            label: label.cloned().unwrap_or_else(|| default.into()),
-            secret,
-            pattern: None,
-            hint: hint.cloned(),
-            optional: false,
-        };
+        let field =
+            |key: &str, label: Option<&String>, default: &str, secret, hint: Option<&String>| {
+                FieldSpec {
+                    key: key.into(),
+                    label: label.cloned().unwrap_or_else(|| default.into()),
+                    secret,
+                    pattern: None,
+                    hint: hint.cloned(),
+                    optional: false,
+                }
+            };
         match self {
             Self::None(_) => Vec::new(),
             Self::Basic(m) => {
                 let mut out = Vec::new();
                 if m.username.value.is_none() {
-                    out.push(field("username", m.username.label.as_ref(), "Username", false, m.username.hint.as_ref()));
+                    out.push(field(
+                        "username",
+                        m.username.label.as_ref(),
+                        "Username",
+                        false,
+                        m.username.hint.as_ref(),
+                    ));
                 }
                 if m.password.value.is_none() {
-                    out.push(field("password", m.password.label.as_ref(), "Password", true, m.password.hint.as_ref()));
+                    out.push(field(
+                        "password",
+                        m.password.label.as_ref(),
+                        "Password",
+                        true,
+                        m.password.hint.as_ref(),
+                    ));
                 }
                 out
             }
-            Self::Bearer(m) => vec![field("token", m.token_label.as_ref(), "Token", true, m.hint.as_ref())],
+            Self::Bearer(m) => {
+                vec![field("token", m.token_label.as_ref(), "Token", true, m.hint.as_ref())]
+            }
+            Self::OAuth2(m) => match m.grant {
+                Grant::Password => vec![
+                    field("username", None, "Username", false, None),
+                    field("password", None, "Password", true, None),
+                ],
+                Grant::AuthorizationCode | Grant::ClientCredentials => Vec::new(),
+            },
             Self::ApiKey(m) => m
                 .fields
                 .iter()

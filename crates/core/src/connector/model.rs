@@ -58,6 +58,9 @@ pub enum AuthMethod {
     ApiKey(ApiKeyAuth),
     /// A bearer token (RFC 6750 §2.1).
     Bearer(BearerAuth),
+    /// OAuth 2.0 (RFC 6749): a consent flow or a client grant, tokens refreshed automatically.
+    #[serde(rename = "oauth2")]
+    OAuth2(Box<super::oauth2::OAuth2Auth>),
 }
 
 /// `type: none`.
@@ -277,10 +280,16 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for OneOrMany<T> {
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a mapping or a list of mappings")
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<Self::Value, A::Error> {
                 T::deserialize(MapAccessDeserializer::new(map)).map(OneOrMany::One)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<Self::Value, A::Error> {
                 Vec::<T>::deserialize(SeqAccessDeserializer::new(seq)).map(OneOrMany::Many)
             }
         }

@@ -99,22 +99,20 @@ fn backticked(message: &str) -> Option<&str> {
 fn find_token(source: &str, from: u64, name: &str) -> Option<u64> {
     let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
     source.lines().enumerate().skip(from.saturating_sub(1) as usize).find_map(|(i, line)| {
-        line.match_indices(name).any(|(at, _)| {
-            let before = line[..at].chars().next_back();
-            let after = line[at + name.len()..].chars().next();
-            !before.is_some_and(is_word) && !after.is_some_and(is_word)
-        })
-        .then_some(i as u64 + 1)
+        line.match_indices(name)
+            .any(|(at, _)| {
+                let before = line[..at].chars().next_back();
+                let after = line[at + name.len()..].chars().next();
+                !before.is_some_and(is_word) && !after.is_some_and(is_word)
+            })
+            .then_some(i as u64 + 1)
     })
 }
 
 /// Best-effort line of a top-level field, for errors found after parsing.
 fn field_line(source: &str, field: &str) -> Option<u64> {
     let top = field.split(['.', '[']).next().unwrap_or(field);
-    source
-        .lines()
-        .position(|line| line.starts_with(&format!("{top}:")))
-        .map(|i| i as u64 + 1)
+    source.lines().position(|line| line.starts_with(&format!("{top}:"))).map(|i| i as u64 + 1)
 }
 
 type CheckError = (String, String);
@@ -127,10 +125,7 @@ fn check(c: &Connector) -> Result<(), CheckError> {
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if !id_ok {
-        return Err((
-            "id".into(),
-            "must be 1-64 characters of a-z, 0-9, `-` or `_`".into(),
-        ));
+        return Err(("id".into(), "must be 1-64 characters of a-z, 0-9, `-` or `_`".into()));
     }
     template::check_syntax(&c.base_url).map_err(|m| ("base_url".to_string(), m))?;
     if !template::is_template(&c.base_url) {
@@ -180,6 +175,7 @@ fn check(c: &Connector) -> Result<(), CheckError> {
 fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
     match method {
         AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
+        AuthMethod::OAuth2(m) => check_oauth2(m),
         AuthMethod::ApiKey(key) => {
             if key.fields.is_empty() {
                 return Err(("fields".into(), "at least one field is required".into()));
@@ -187,7 +183,10 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
             let mut keys = BTreeSet::new();
             for (i, field) in key.fields.iter().enumerate() {
                 if !keys.insert(field.key.as_str()) {
-                    return Err((format!("fields[{i}].key"), format!("duplicate key `{}`", field.key)));
+                    return Err((
+                        format!("fields[{i}].key"),
+                        format!("duplicate key `{}`", field.key),
+                    ));
                 }
                 if let Some(pattern) = &field.pattern {
                     compile_pattern(pattern).map_err(|m| (format!("fields[{i}].pattern"), m))?;
@@ -195,7 +194,8 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
             }
             for (i, placement) in key.apply.as_slice().iter().enumerate() {
                 let at = |f: &str| format!("apply[{i}].{f}");
-                if placement.location != super::model::KeyLocation::Header && placement.name.is_none()
+                if placement.location != super::model::KeyLocation::Header
+                    && placement.name.is_none()
                 {
                     return Err((at("name"), "required unless the key goes in a header".into()));
                 }
@@ -212,6 +212,42 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
             Ok(())
         }
     }
+}
+
+fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
+    use super::oauth2::Grant;
+    for (field, value) in [
+        ("authorize_url", &m.authorize_url),
+        ("token_url", &m.token_url),
+        ("refresh_url", &m.refresh_url),
+        ("issuer", &m.issuer),
+    ] {
+        if let Some(value) = value {
+            template::check_syntax(value).map_err(|e| (field.to_string(), e))?;
+            if !template::is_template(value) {
+                url::Url::parse(value)
+                    .map_err(|e| (field.to_string(), format!("not a URL: {e}")))?;
+            }
+        }
+    }
+    if m.issuer.is_none() {
+        if m.token_url.is_none() {
+            return Err(("token_url".into(), "required unless `issuer` is given".into()));
+        }
+        if m.grant == Grant::AuthorizationCode && m.authorize_url.is_none() {
+            return Err((
+                "authorize_url".into(),
+                "required for the authorization_code grant unless `issuer` is given".into(),
+            ));
+        }
+    }
+    if m.apply.location == super::model::KeyLocation::Body {
+        return Err(("apply.in".into(), "an access token goes in a header or the query".into()));
+    }
+    if let Some(value) = &m.apply.value {
+        template::check_syntax(value).map_err(|e| ("apply.value".to_string(), e))?;
+    }
+    Ok(())
 }
 
 /// Compiles a field pattern anchored at both ends.

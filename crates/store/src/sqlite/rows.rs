@@ -1,5 +1,5 @@
 //! Decoding SQLite rows into records, and the column encodings: timestamps as unix nanoseconds
-//! (UTC), maps and lists as JSON text, secrets as sealed rows.
+//! (UTC), maps and lists as JSON text.
 
 use std::collections::BTreeMap;
 
@@ -9,7 +9,6 @@ use sqlx::sqlite::SqliteRow;
 use time::OffsetDateTime;
 
 use crate::StoreError;
-use crate::crypto::{CryptoError, Keyring, NONCE_LEN, Sealed, aad};
 use crate::model::{ConnectionRecord, ConnectionSummary, IntegrationRecord};
 
 /// The `connections` columns that [`connection`] reads, as a literal for `concat!`.
@@ -25,67 +24,6 @@ macro_rules! integration_columns {
     () => {
         "id, connector, client_id, scopes, settings, created_at, updated_at"
     };
-}
-
-/// One row of `secrets` (or of `keyring_check`, shaped alike).
-#[derive(Debug)]
-pub(super) struct SecretRow {
-    pub owner_kind: String,
-    pub owner_id: String,
-    pub field: String,
-    pub key_version: i64,
-    nonce: Vec<u8>,
-    ciphertext: Vec<u8>,
-}
-
-impl SecretRow {
-    /// Reads `owner_kind, owner_id, field, key_version, nonce, ciphertext`.
-    pub fn from_row(row: &SqliteRow) -> Result<Self, StoreError> {
-        Ok(Self {
-            owner_kind: row.try_get("owner_kind")?,
-            owner_id: row.try_get("owner_id")?,
-            field: row.try_get("field")?,
-            key_version: row.try_get("key_version")?,
-            nonce: row.try_get("nonce")?,
-            ciphertext: row.try_get("ciphertext")?,
-        })
-    }
-
-    /// The associated data this row's value must have been sealed with.
-    pub fn aad(&self) -> Vec<u8> {
-        aad(&self.owner_kind, &self.owner_id, &self.field)
-    }
-
-    pub fn sealed(&self) -> Result<Sealed, CryptoError> {
-        Ok(Sealed {
-            key_version: u32::try_from(self.key_version)
-                .map_err(|_| CryptoError::Malformed("key version out of range"))?,
-            nonce: <[u8; NONCE_LEN]>::try_from(self.nonce.as_slice())
-                .map_err(|_| CryptoError::Malformed("nonce is not 12 bytes"))?,
-            ciphertext: self.ciphertext.clone(),
-        })
-    }
-
-    /// Decrypts the value; a failure is logged with the owner and field (never the value).
-    pub fn open(&self, keyring: &Keyring) -> Result<Secret, StoreError> {
-        let opened = self.sealed().and_then(|sealed| {
-            let plain = keyring.open(&sealed, &self.aad())?;
-            let text = std::str::from_utf8(&plain)
-                .map_err(|_| CryptoError::Malformed("plaintext is not UTF-8"))?;
-            Ok(Secret::new(text))
-        });
-        opened.map_err(|error| {
-            tracing::warn!(
-                owner_kind = %self.owner_kind,
-                owner_id = %self.owner_id,
-                field = %self.field,
-                key_version = self.key_version,
-                %error,
-                "a stored secret could not be decrypted"
-            );
-            StoreError::Crypto(error)
-        })
-    }
 }
 
 /// A timestamp as stored: unix time in nanoseconds.

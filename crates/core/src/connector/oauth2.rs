@@ -1,0 +1,218 @@
+//! The `oauth2` auth method's settings: grants, endpoints and every declarative quirk a provider
+//! may need (extra parameters, client authentication, token request format, where the token
+//! fields are in the response, how the token is applied).
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::model::KeyLocation;
+
+/// `type: oauth2`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Auth {
+    /// Name the user picks this method by; default `oauth2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Label shown to the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// The grant used to obtain the first token.
+    #[serde(default)]
+    pub grant: Grant,
+    /// An issuer whose discovery document (`/.well-known/openid-configuration` or
+    /// `/.well-known/oauth-authorization-server`) supplies the endpoints not given here, and
+    /// against which the callback's `iss` is checked (RFC 9207).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Authorization endpoint (template over `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+    /// Token endpoint (template over `config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+    /// A separate refresh endpoint; default the token endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_url: Option<String>,
+    /// Default scopes, used when the integration names none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+    /// How scopes are joined; default a space.
+    #[serde(default = "space", skip_serializing_if = "is_space")]
+    pub scope_separator: String,
+    /// PKCE with S256 (RFC 7636) on the authorization-code grant; default on.
+    #[serde(default = "yes")]
+    pub pkce: bool,
+    /// How the client authenticates at the token endpoint.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Extra query parameters on the authorization request (e.g. `access_type: offline`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub authorize_params: BTreeMap<String, String>,
+    /// Extra parameters on every token request (code, client credentials, password).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub token_params: BTreeMap<String, String>,
+    /// Extra parameters on refresh requests.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refresh_params: BTreeMap<String, String>,
+    /// How token requests are encoded and which headers they carry.
+    #[serde(default)]
+    pub token_request: TokenRequestFormat,
+    /// Where the token fields are in the token response.
+    #[serde(default)]
+    pub token_response: TokenResponseFields,
+    /// Query parameters of the callback kept into the connection's config (config key →
+    /// parameter), e.g. `{ realm_id: realmId }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub callback_keep: BTreeMap<String, String>,
+    /// How the access token is applied to requests; default `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub apply: TokenPlacement,
+    /// Statuses that mean the token was refused: refresh once and retry once. Default `[401]`.
+    #[serde(default = "default_refresh_on")]
+    pub refresh_on: Vec<u16>,
+}
+
+/// An OAuth2 grant type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Grant {
+    /// Authorization code (RFC 6749 §4.1), with PKCE by default.
+    #[default]
+    AuthorizationCode,
+    /// Client credentials (RFC 6749 §4.4).
+    ClientCredentials,
+    /// Resource owner password credentials (RFC 6749 §4.3).
+    Password,
+}
+
+/// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// `client_id` and `client_secret` in the request body.
+    #[default]
+    Body,
+    /// HTTP Basic with the URL-encoded client id and secret.
+    Basic,
+}
+
+/// Token request encoding and headers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequestFormat {
+    /// `form` (default, RFC 6749) or `json`.
+    #[serde(default)]
+    pub format: super::model::BodyFormat,
+    /// Extra headers, e.g. `Accept: application/json`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Default for TokenRequestFormat {
+    fn default() -> Self {
+        Self { format: super::model::BodyFormat::Form, headers: BTreeMap::new() }
+    }
+}
+
+/// Where the token fields are in a token response: dotted paths into the JSON (or form) body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenResponseFields {
+    /// Path to the access token; default `access_token` (e.g. `authed_user.access_token`).
+    #[serde(default = "access_token_path")]
+    pub access_token: String,
+    /// Path to the refresh token; default `refresh_token`.
+    #[serde(default = "refresh_token_path")]
+    pub refresh_token: String,
+    /// Path to the lifetime; default `expires_in`.
+    #[serde(default = "expires_in_path")]
+    pub expires_in: String,
+    /// Unit of the lifetime: `seconds` (default) or `milliseconds`.
+    #[serde(default)]
+    pub expires_in_unit: LifetimeUnit,
+    /// Lifetime in seconds assumed when the response gives none (then a refused request
+    /// triggers a refresh). Default: none, the token is used until refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_lifetime: Option<u64>,
+    /// Response fields kept into the connection's config (config key → path), e.g.
+    /// `{ instance_url: instance_url }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub keep: BTreeMap<String, String>,
+}
+
+impl Default for TokenResponseFields {
+    fn default() -> Self {
+        Self {
+            access_token: access_token_path(),
+            refresh_token: refresh_token_path(),
+            expires_in: expires_in_path(),
+            expires_in_unit: LifetimeUnit::Seconds,
+            default_lifetime: None,
+            keep: BTreeMap::new(),
+        }
+    }
+}
+
+/// Unit of `expires_in`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LifetimeUnit {
+    /// Seconds (RFC 6749).
+    #[default]
+    Seconds,
+    /// Milliseconds.
+    Milliseconds,
+}
+
+/// How an access token goes on a request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenPlacement {
+    /// `header` (default) or `query`.
+    #[serde(default, rename = "in")]
+    pub location: KeyLocation,
+    /// Header or parameter name; default `Authorization` / `access_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Value template over `access_token`; default `Bearer {{ access_token }}` in a header,
+    /// the bare token in a query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+impl Default for TokenPlacement {
+    fn default() -> Self {
+        Self { location: KeyLocation::Header, name: None, value: None }
+    }
+}
+
+fn space() -> String {
+    " ".into()
+}
+
+fn is_space(s: &str) -> bool {
+    s == " "
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_refresh_on() -> Vec<u16> {
+    vec![401]
+}
+
+fn access_token_path() -> String {
+    "access_token".into()
+}
+
+fn refresh_token_path() -> String {
+    "refresh_token".into()
+}
+
+fn expires_in_path() -> String {
+    "expires_in".into()
+}

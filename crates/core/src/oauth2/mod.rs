@@ -1,0 +1,12 @@
+//! OAuth 2.0 as pure functions: the authorization URL, token requests and token-response
+//! parsing. They build and read values; the engine sends them.
+
+mod authorize;
+mod pkce;
+mod token;
+
+pub use authorize::{AuthorizeRequest, authorize_url};
+pub use pkce::PkceVerifier;
+pub use token::{
+    Client, TokenError, TokenGrant, TokenSet, lookup, parse_token_response, token_request,
+};

@@ -1,0 +1,136 @@
+//! `UpstreamResponse`: a third-party API's response, whose body can only be read under the
+//! client's size cap, whole or as a stream.
+
+use std::fmt;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use url::Url;
+
+use crate::NetError;
+
+/// A response from an upstream API. The status line and headers are read; the body is read on
+/// demand by [`bytes`](Self::bytes), [`json`](Self::json) or [`into_stream`](Self::into_stream),
+/// each of which fails with [`NetError::ResponseTooLarge`] rather than read more than the cap.
+pub struct UpstreamResponse {
+    /// The response status (a 3xx when redirects are not followed).
+    pub status: http::StatusCode,
+    /// The response headers, as received.
+    pub headers: http::HeaderMap,
+    /// The HTTP version spoken.
+    pub version: http::Version,
+    url: Url,
+    limit: u64,
+    body: reqwest::Response,
+}
+
+impl UpstreamResponse {
+    pub(crate) fn new(mut body: reqwest::Response, limit: u64) -> UpstreamResponse {
+        UpstreamResponse {
+            status: body.status(),
+            headers: std::mem::take(body.headers_mut()),
+            version: body.version(),
+            url: body.url().clone(),
+            limit,
+            body,
+        }
+    }
+
+    /// The URL this response came from (after any redirects followed). May hold credentials in
+    /// its query: do not log it.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    /// The body size cap this response is read under.
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    /// Whether the declared `Content-Length` already exceeds the cap.
+    fn declared_too_large(&self) -> bool {
+        self.body.content_length().is_some_and(|len| len > self.limit)
+    }
+
+    /// Reads the whole body; fails with [`NetError::ResponseTooLarge`] as soon as the declared
+    /// length, or the bytes actually received, exceed the cap.
+    pub async fn bytes(mut self) -> Result<Bytes, NetError> {
+        let limit = self.limit;
+        if self.declared_too_large() {
+            return Err(NetError::ResponseTooLarge { limit });
+        }
+        let capacity = self.body.content_length().unwrap_or(0).min(limit).min(1 << 20);
+        let mut buf = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        while let Some(chunk) = self.body.chunk().await.map_err(NetError::from_reqwest)? {
+            if buf.len() as u64 + chunk.len() as u64 > limit {
+                return Err(NetError::ResponseTooLarge { limit });
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        Ok(buf.freeze())
+    }
+
+    /// Reads the body as JSON. A body that is not valid JSON for `T` fails with
+    /// [`NetError::Transport`], whose message gives the position but no content of the body.
+    pub async fn json<T: serde::de::DeserializeOwned>(self) -> Result<T, NetError> {
+        let bytes = self.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| {
+            NetError::Transport(format!(
+                "response body is not the expected JSON ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })
+    }
+
+    /// The body as a stream of chunks, for proxying. Yields [`NetError::ResponseTooLarge`] (and
+    /// then ends) before any chunk that would take the total past the cap, or first of all if the
+    /// declared length exceeds it.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, NetError>> + Send + 'static {
+        let limit = self.limit;
+        let start = if self.declared_too_large() {
+            Reading::TooLarge
+        } else {
+            Reading::Body { body: self.body, seen: 0 }
+        };
+        futures_util::stream::unfold(start, move |state| async move {
+            match state {
+                Reading::Done => None,
+                Reading::TooLarge => {
+                    Some((Err(NetError::ResponseTooLarge { limit }), Reading::Done))
+                }
+                Reading::Body { mut body, seen } => match body.chunk().await {
+                    Ok(None) => None,
+                    Err(e) => Some((Err(NetError::from_reqwest(e)), Reading::Done)),
+                    Ok(Some(chunk)) => {
+                        let seen = seen + chunk.len() as u64;
+                        if seen > limit {
+                            Some((Err(NetError::ResponseTooLarge { limit }), Reading::Done))
+                        } else {
+                            Some((Ok(chunk), Reading::Body { body, seen }))
+                        }
+                    }
+                },
+            }
+        })
+    }
+}
+
+enum Reading {
+    Body { body: reqwest::Response, seen: u64 },
+    TooLarge,
+    Done,
+}
+
+/// Shows status, version and header names only: URLs and header values may hold credentials.
+impl fmt::Debug for UpstreamResponse {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstreamResponse")
+            .field("status", &self.status)
+            .field("version", &self.version)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
