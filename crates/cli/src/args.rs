@@ -45,6 +45,16 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:7400")]
         listen: SocketAddr,
+        /// The base URL browsers and providers reach this server at; the OAuth redirect URI is
+        /// `{public-url}/oauth/callback`. Default: `http://{listen}`.
+        #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+        public_url: Option<url::Url>,
+        /// Send signed connection events to this URL.
+        #[arg(long, env = "LATCHKEY_WEBHOOK_URL")]
+        webhook_url: Option<url::Url>,
+        /// Seconds between proactive refresh passes.
+        #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
+        refresh_interval: u64,
     },
     /// Inspect and check connectors.
     Connector {
@@ -71,6 +81,9 @@ pub enum Command {
         /// Store without running the connector's credential test.
         #[arg(long)]
         no_test: bool,
+        /// For OAuth2: print the authorization URL but do not try to open a browser.
+        #[arg(long)]
+        no_browser: bool,
     },
     /// Make an authenticated request through a connection.
     Request {
@@ -154,6 +167,11 @@ pub enum ConnectionCommand {
     },
     /// Delete a connection and its credentials.
     Delete {
+        /// Connection id.
+        id: String,
+    },
+    /// Refresh an OAuth2 connection's token now.
+    Refresh {
         /// Connection id.
         id: String,
     },

@@ -3,6 +3,7 @@
 mod connect;
 mod connection;
 mod connector;
+mod loopback;
 mod request;
 
 use std::process::ExitCode;
@@ -18,13 +19,23 @@ use crate::setup;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
-        Command::Serve { listen } => serve(global, listen).await,
+        Command::Serve { listen, public_url, webhook_url, refresh_interval } => {
+            serve(global, listen, public_url, webhook_url, refresh_interval).await
+        }
         Command::Connector { command } => connector::run(global, command).await,
-        Command::Connect { connector, id, auth, set, integration, no_test } => {
+        Command::Connect { connector, id, auth, set, integration, no_test, no_browser } => {
             let (engine, _) = setup::engine(global).await?;
             connect::run(
                 &engine,
-                connect::Options { connector, id, auth, set, integration, test: !no_test },
+                connect::Options {
+                    connector,
+                    id,
+                    auth,
+                    set,
+                    integration,
+                    test: !no_test,
+                    open_browser: !no_browser,
+                },
             )
             .await
         }
@@ -50,9 +61,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(
     global: &crate::args::Global,
     listen: std::net::SocketAddr,
+    public_url: Option<url::Url>,
+    webhook_url: Option<url::Url>,
+    refresh_interval: u64,
 ) -> anyhow::Result<ExitCode> {
-    let (engine, data_dir) = setup::engine(global).await?;
-    let given = std::env::var("LATCHKEY_API_KEY").ok().filter(|k| !k.is_empty()).map(Secret::new);
+    let webhook = match webhook_url {
+        Some(url) => {
+            let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
+                .context("--webhook-url needs LATCHKEY_WEBHOOK_SECRET (or _FILE) to sign events")?;
+            Some(latchkey_engine::WebhookConfig { url, secret })
+        }
+        None => None,
+    };
+    let (engine, data_dir) = setup::engine_with(global, webhook).await?;
+    let given = setup::secret_from_env("LATCHKEY_API_KEY")?;
     let (api_key, generated) = data_dir.api_key(given)?;
     if generated {
         eprintln!(
@@ -65,8 +87,18 @@ async fn serve(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    tracing::info!(address = %local, connectors = engine.catalog().list().len(), "latchkey listening");
-    let state = latchkey_server::AppState { engine, api_key: std::sync::Arc::new(api_key) };
+    let public_url = match public_url {
+        Some(url) => url,
+        None => url::Url::parse(&format!("http://{local}"))?,
+    };
+    tracing::info!(address = %local, %public_url, connectors = engine.catalog().list().len(), "latchkey listening");
+    tokio::spawn(
+        engine
+            .clone()
+            .run_refresh_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
+    );
+    let state =
+        latchkey_server::AppState { engine, api_key: std::sync::Arc::new(api_key), public_url };
     latchkey_server::serve(listener, state).await?;
     Ok(ExitCode::SUCCESS)
 }

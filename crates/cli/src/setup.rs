@@ -33,8 +33,31 @@ fn key_source() -> KeySource {
     KeySource::DataDir
 }
 
+/// A secret from `NAME`, or from the file named by `NAME_FILE`.
+pub fn secret_from_env(name: &str) -> anyhow::Result<Option<Secret>> {
+    if let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) {
+        return Ok(Some(Secret::new(value.to_string_lossy().into_owned())));
+    }
+    if let Some(path) = std::env::var_os(format!("{name}_FILE")) {
+        let text =
+            Secret::new(std::fs::read_to_string(&path).with_context(|| {
+                format!("cannot read {name}_FILE ({})", path.to_string_lossy())
+            })?);
+        return Ok(Some(Secret::new(text.expose().trim())));
+    }
+    Ok(None)
+}
+
 /// The engine over the data directory's store.
 pub async fn engine(global: &Global) -> anyhow::Result<(Arc<Engine>, DataDir)> {
+    engine_with(global, None).await
+}
+
+/// The engine, sending events to `webhook` if given.
+pub async fn engine_with(
+    global: &Global,
+    webhook: Option<latchkey_engine::WebhookConfig>,
+) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     let data_dir = DataDir::new(&global.data_dir)?;
     let store = data_dir.open_store(&key_source()).await?;
     let catalog = Catalog::load(&global.connectors);
@@ -43,7 +66,10 @@ pub async fn engine(global: &Global) -> anyhow::Result<(Arc<Engine>, DataDir)> {
         ..latchkey_net::ClientConfig::default()
     })
     .context("cannot build the HTTP client")?;
-    let engine = Engine::new(Arc::new(store), catalog, net).await?;
+    let mut engine = Engine::new(Arc::new(store), catalog, net).await?;
+    if let Some(webhook) = webhook {
+        engine = engine.with_webhook(webhook);
+    }
     Ok((Arc::new(engine), data_dir))
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use latchkey_core::auth::check_credentials;
 use latchkey_core::connector::compile_pattern;
 use latchkey_core::template::{self, Scope};
-use latchkey_core::{Connector, Secret};
+use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus};
 use time::OffsetDateTime;
 
@@ -125,7 +125,22 @@ impl Engine {
         }
         let credentials: BTreeMap<_, _> =
             new.credentials.into_iter().filter(|(_, v)| !v.is_empty()).collect();
-        check_credentials(method, &credentials).map_err(EngineError::InvalidInput)?;
+        let oauth = match method {
+            AuthMethod::OAuth2(m) => Some(m.as_ref()),
+            _ => None,
+        };
+        let imports_tokens = oauth.is_some() && credentials.contains_key("access_token");
+        if imports_tokens {
+            if let Some(key) =
+                credentials.keys().find(|k| !matches!(k.as_str(), "access_token" | "refresh_token"))
+            {
+                return Err(EngineError::InvalidInput(format!(
+                    "`{key}` is not a token field (access_token, refresh_token)"
+                )));
+            }
+        } else {
+            check_credentials(method, &credentials).map_err(EngineError::InvalidInput)?;
+        }
         let config = resolve_config(connector, new.config)?;
         let id = match new.id {
             Some(id) => {
@@ -153,12 +168,23 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
+        if let Some(m) = oauth {
+            if record.integration.is_none() {
+                return Err(EngineError::InvalidInput(
+                    "an OAuth2 connection needs an integration (client id and secret)".into(),
+                ));
+            }
+            if !imports_tokens {
+                self.initial_grant(connector, m, &mut record).await?;
+            }
+        }
         if new.run_test {
             let outcome = self.run_test(&record, connector).await?;
             record.label = outcome.label;
         }
         self.store.insert_connection(&record).await?;
         tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
+        self.events.emit(crate::Event::created(&record));
         Ok(record)
     }
 
@@ -178,7 +204,7 @@ impl Engine {
         outcome
     }
 
-    async fn run_test(
+    pub(crate) async fn run_test(
         &self,
         record: &ConnectionRecord,
         connector: &Connector,

@@ -3,6 +3,7 @@
 //! stable code; no message holds a secret.
 
 use latchkey_core::auth::AuthError;
+use latchkey_core::oauth2::TokenError;
 use latchkey_net::NetError;
 use latchkey_store::StoreError;
 
@@ -58,6 +59,44 @@ pub enum EngineError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A connect flow was refused before any token request (bad, replayed or expired state,
+    /// issuer mismatch, session already used) or the provider reported an error on callback.
+    #[error("{0}")]
+    Flow(#[from] FlowError),
+    /// The token endpoint gave no usable token.
+    #[error("token endpoint: {0}")]
+    Token(#[from] TokenError),
+    /// The connection's grant is dead: its user must connect again.
+    #[error("connection `{0}` needs to be re-authorised")]
+    NeedsReauth(String),
+}
+
+/// Why a connect flow stopped.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FlowError {
+    /// The `state` is unknown, already used, or not bound to this browser.
+    #[error(
+        "the authorization response does not match a flow in progress (unknown or reused state)"
+    )]
+    InvalidState,
+    /// The flow took longer than its 10 minutes.
+    #[error("the connect flow expired; start again")]
+    Expired,
+    /// RFC 9207: the response's `iss` is not the expected issuer.
+    #[error("the authorization response came from an unexpected issuer")]
+    IssuerMismatch,
+    /// The connect session link is unknown, used, or expired.
+    #[error("this connect link is invalid, expired or already used")]
+    SessionUnusable,
+    /// The provider (or the user) refused.
+    #[error("the provider returned an error: {code}")]
+    Provider {
+        /// The OAuth error code, e.g. `access_denied`.
+        code: String,
+    },
+    /// The callback carries no code.
+    #[error("the authorization response carries no code")]
+    MissingCode,
 }
 
 impl EngineError {
@@ -68,6 +107,7 @@ impl EngineError {
                 !matches!(e, NetError::HostNotAllowed { .. } | NetError::UnsafePath { .. })
             }
             Self::TestFailed { .. } => true,
+            Self::Token(_) => true,
             _ => false,
         }
     }

@@ -6,8 +6,11 @@ pub mod catalog;
 mod connections;
 pub mod data_dir;
 mod error;
+pub mod events;
 mod integrations;
+pub mod oauth2;
 pub mod outbound;
+mod scheduler;
 
 use std::sync::Arc;
 
@@ -17,11 +20,16 @@ use latchkey_store::{ConnectionRecord, Store};
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use connections::{NewConnection, TestOutcome, check_connection_id, resolve_config};
 pub use data_dir::{DataDir, KeySource, SetupError};
-pub use error::EngineError;
+pub use error::{EngineError, FlowError};
+pub use events::{Event, Events, WebhookConfig};
 pub use integrations::NewIntegration;
+pub use oauth2::{CallbackParams, NewConnectSession, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 
 use crate::outbound::Target;
+
+/// Refresh tokens that expire within this margin, before a request and in the scheduler.
+pub const DEFAULT_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Latchkey's engine. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -29,6 +37,9 @@ pub struct Engine {
     store: Arc<dyn Store>,
     catalog: Catalog,
     net: latchkey_net::Client,
+    oauth: oauth2::OAuthRuntime,
+    events: Events,
+    refresh_margin: std::time::Duration,
 }
 
 impl Engine {
@@ -46,7 +57,26 @@ impl Engine {
                 Origin::Custom,
             );
         }
-        Ok(Self { store, catalog, net })
+        Ok(Self {
+            store,
+            catalog,
+            net,
+            oauth: oauth2::OAuthRuntime::default(),
+            events: Events::default(),
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+        })
+    }
+
+    /// Sends connection events to a webhook.
+    pub fn with_webhook(mut self, config: WebhookConfig) -> Self {
+        self.events = Events::webhook(config, self.net.clone());
+        self
+    }
+
+    /// Refreshes tokens that expire within `margin` (default five minutes).
+    pub fn with_refresh_margin(mut self, margin: std::time::Duration) -> Self {
+        self.refresh_margin = margin;
+        self
     }
 
     /// The store.
@@ -110,23 +140,57 @@ impl Engine {
 
     /// Deletes a connection and its credentials.
     pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
+        let record = self.connection(id).await?;
         if self.store.delete_connection(id).await? {
             tracing::info!(connection = %id, "connection deleted");
+            self.events.emit(Event::deleted(&record));
             Ok(())
         } else {
             Err(EngineError::ConnectionNotFound(id.to_string()))
         }
     }
 
-    /// Makes an authenticated request through a connection. The response's body is not read;
-    /// stream it or call `bytes()`.
+    /// Makes an authenticated request through a connection: refreshes an OAuth2 token that is
+    /// about to expire first, and on a refused token (401, or the connector's statuses)
+    /// refreshes once and retries once. The response's body is not read; stream it or call
+    /// `bytes()`.
     pub async fn request(
         &self,
         connection_id: &str,
         request: ApiRequest,
     ) -> Result<UpstreamResponse, EngineError> {
-        let record = self.connection(connection_id).await?;
+        let mut record = self.connection(connection_id).await?;
         let entry = self.connector(&record.connector)?;
+        let oauth = oauth2::oauth_method(&entry.connector, Some(&record.auth_method));
+        if let Some(_method) = oauth {
+            if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
+                return Err(EngineError::NeedsReauth(record.id));
+            }
+            record = self
+                .refresh_connection(connection_id, RefreshReason::Expiring(self.refresh_margin))
+                .await?;
+        }
+        let response = self.send_once(&record, &entry, request.clone()).await?;
+        let refused = oauth.is_some_and(|m| m.refresh_on.contains(&response.status.as_u16()));
+        if !refused {
+            return Ok(response);
+        }
+        drop(response);
+        let record = self
+            .refresh_connection(
+                connection_id,
+                RefreshReason::Rejected { seen_version: record.version },
+            )
+            .await?;
+        self.send_once(&record, &entry, request).await
+    }
+
+    async fn send_once(
+        &self,
+        record: &ConnectionRecord,
+        entry: &CatalogEntry,
+        request: ApiRequest,
+    ) -> Result<UpstreamResponse, EngineError> {
         let target = Target {
             connector: &entry.connector,
             auth_method: &record.auth_method,
@@ -138,5 +202,31 @@ impl Engine {
             .into_http()
             .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
         Ok(self.net.send(http_request, &policy).await?)
+    }
+
+    /// A fresh access token for an OAuth2 connection, for apps that call the API themselves.
+    pub async fn fresh_token(
+        &self,
+        connection_id: &str,
+    ) -> Result<(latchkey_core::Secret, Option<time::OffsetDateTime>), EngineError> {
+        let record = self.connection(connection_id).await?;
+        let entry = self.connector(&record.connector)?;
+        if oauth2::oauth_method(&entry.connector, Some(&record.auth_method)).is_none() {
+            return Err(EngineError::InvalidInput(format!(
+                "connection `{connection_id}` does not use OAuth2"
+            )));
+        }
+        if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
+            return Err(EngineError::NeedsReauth(record.id));
+        }
+        let record = self
+            .refresh_connection(connection_id, RefreshReason::Expiring(self.refresh_margin))
+            .await?;
+        let token = record
+            .credentials
+            .get("access_token")
+            .cloned()
+            .ok_or_else(|| EngineError::NeedsReauth(connection_id.to_string()))?;
+        Ok((token, record.expires_at))
     }
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use latchkey_engine::EngineError;
+use latchkey_engine::{EngineError, FlowError};
 use latchkey_net::NetError;
 use latchkey_store::StoreError;
 use serde::Serialize;
@@ -83,6 +83,22 @@ impl From<EngineError> for ApiError {
                 }
                 NetError::Build(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
+            EngineError::Flow(flow) => match flow {
+                FlowError::InvalidState => (S::BAD_REQUEST, "invalid_state"),
+                FlowError::Expired => (S::BAD_REQUEST, "flow_expired"),
+                FlowError::IssuerMismatch => (S::BAD_REQUEST, "issuer_mismatch"),
+                FlowError::SessionUnusable => (S::GONE, "connect_session_unusable"),
+                FlowError::Provider { .. } => (S::BAD_REQUEST, "provider_error"),
+                FlowError::MissingCode => (S::BAD_REQUEST, "missing_code"),
+            },
+            EngineError::Token(token) => match token {
+                latchkey_core::oauth2::TokenError::Malformed(_) => {
+                    (S::BAD_GATEWAY, "token_response_malformed")
+                }
+                _ if token.is_transient() => (S::BAD_GATEWAY, "token_endpoint_unavailable"),
+                _ => (S::BAD_GATEWAY, "token_refused"),
+            },
+            EngineError::NeedsReauth(_) => (S::CONFLICT, "needs_reauth"),
             EngineError::Store(store) => match store {
                 StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
                 StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => {
@@ -96,6 +112,10 @@ impl From<EngineError> for ApiError {
             },
         };
         let upstream_status = match &err {
+            EngineError::Token(latchkey_core::oauth2::TokenError::Provider { status, .. })
+            | EngineError::Token(latchkey_core::oauth2::TokenError::Status { status }) => {
+                Some(*status)
+            }
             EngineError::TestFailed { status } => Some(*status),
             _ => None,
         };

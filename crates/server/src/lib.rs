@@ -3,6 +3,7 @@
 
 mod error;
 mod openapi;
+mod pages;
 mod proxy;
 mod routes;
 
@@ -25,6 +26,15 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     /// The key callers present as `Authorization: Bearer <key>`.
     pub api_key: Arc<Secret>,
+    /// The base URL browsers and providers reach this server at (`--public-url`).
+    pub public_url: url::Url,
+}
+
+impl AppState {
+    /// The one OAuth redirect URI: `{public_url}/oauth/callback`.
+    pub fn callback_url(&self) -> String {
+        format!("{}/oauth/callback", self.public_url.as_str().trim_end_matches('/'))
+    }
 }
 
 /// The whole router.
@@ -48,12 +58,20 @@ pub fn app(state: AppState) -> Router {
             get(routes::connections::get).delete(routes::connections::delete),
         )
         .route("/connections/{id}/test", post(routes::connections::test))
+        .route("/connections/{id}/token", get(routes::connections::token))
+        .route("/connections/{id}/refresh", post(routes::connections::refresh))
+        .route("/connect-sessions", post(routes::connect_sessions::create))
+        .route("/connect-sessions/{id}", get(routes::connect_sessions::get))
         .route("/proxy/{connection}", any(proxy::forward_root))
         .route("/proxy/{connection}/{*path}", any(proxy::forward))
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::document))
+        .route("/latchkey.js", get(pages::sdk))
+        .route("/connect/{token}", get(pages::open).post(pages::submit))
+        .route("/connect/{token}/status", get(pages::status))
+        .route("/oauth/callback", get(pages::callback))
         .nest("/v1", v1)
         .with_state(state)
 }

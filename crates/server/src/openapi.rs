@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{connections, connectors, integrations};
+use crate::routes::{connect_sessions, connections, connectors, integrations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -12,10 +12,13 @@ use crate::routes::{connections, connectors, integrations};
         connectors::list, connectors::get, connectors::put, connectors::delete,
         integrations::list, integrations::create, integrations::get, integrations::delete,
         connections::list, connections::create, connections::get, connections::delete,
-        connections::test,
+        connections::test, connections::token, connections::refresh,
+        connect_sessions::create, connect_sessions::get,
     ),
     components(schemas(crate::ErrorBody, connectors::ConnectorSummary, integrations::CreateIntegration,
-        integrations::IntegrationView, connections::CreateConnection)),
+        integrations::IntegrationView, connections::CreateConnection, connections::TokenView,
+        connect_sessions::CreateConnectSession, connect_sessions::CreatedConnectSession,
+        connect_sessions::ConnectSessionView)),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]

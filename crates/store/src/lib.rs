@@ -9,15 +9,14 @@ pub mod crypto;
 pub mod model;
 pub mod sqlite;
 
-use std::collections::BTreeMap;
 use std::fmt;
 
-use latchkey_core::Secret;
 use time::OffsetDateTime;
 
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, Sealed};
 pub use model::{
-    ConnectionRecord, ConnectionStatus, ConnectionSummary, CustomConnector, IntegrationRecord,
+    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
+    CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 pub use sqlite::SqliteStore;
 
@@ -131,9 +130,56 @@ pub trait Store: Send + Sync + fmt::Debug {
         &self,
         id: &str,
         expected_version: i64,
-        credentials: &BTreeMap<String, Secret>,
-        expires_at: Option<OffsetDateTime>,
+        update: &CredentialUpdate,
     ) -> Result<i64, StoreError>;
+
+    /// Ids of `ok` connections whose access token expires before `before`, soonest first.
+    async fn connections_expiring(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError>;
+
+    /// Stores a new connect session.
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError>;
+
+    /// The connect session with this id.
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError>;
+
+    /// The connect session whose token hashes to `token_hash`.
+    async fn find_connect_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ConnectSession>, StoreError>;
+
+    /// Moves a session from `pending` to `started`; `false` if it was not pending (single use).
+    async fn start_connect_session(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// Records a session's outcome.
+    async fn finish_connect_session(
+        &self,
+        id: &str,
+        status: SessionStatus,
+        connection: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError>;
+
+    /// Stores an authorization request in flight (its PKCE verifier sealed).
+    async fn put_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError>;
+
+    /// Removes and returns the state with this hash: a state can be taken once.
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError>;
+
+    /// Takes the lease `name` for `ttl` if it is free or expired; `true` when `holder` has it.
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases the lease if `holder` still has it.
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
     /// Inserts or replaces a custom connector's YAML source.
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;

@@ -302,3 +302,17 @@ pub struct OAuthState {
     /// When it expires.
     pub expires_at: OffsetDateTime,
 }
+
+/// What a token refresh (or login) writes to a connection, all in one fenced transaction.
+#[derive(Debug, Clone, Default)]
+pub struct CredentialUpdate {
+    /// Credential fields to set (others are kept: a refresh without a new refresh token keeps
+    /// the old one).
+    pub credentials: BTreeMap<String, Secret>,
+    /// The new access-token expiry (`None` clears it).
+    pub expires_at: Option<OffsetDateTime>,
+    /// Config values to set (e.g. `instance_url` from a token response); others are kept.
+    pub config: BTreeMap<String, String>,
+    /// A new status, if it changes.
+    pub status: Option<ConnectionStatus>,
+}

@@ -3,6 +3,7 @@
 
 #[macro_use]
 mod rows;
+mod flows;
 mod queries;
 mod secrets;
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub struct Options {
     pub set: Vec<String>,
     pub integration: Option<String>,
     pub test: bool,
+    pub open_browser: bool,
 }
 
 pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> {
@@ -29,6 +30,23 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             names.join(", ")
         )
     })?;
+    if let latchkey_core::AuthMethod::OAuth2(m) = method
+        && m.grant == latchkey_core::connector::Grant::AuthorizationCode
+    {
+        let integration = options.integration.as_deref().with_context(|| {
+            format!(
+                "`{}` connects with OAuth2: pass --integration (see `latchkey integration add`)",
+                connector.id
+            )
+        })?;
+        return crate::commands::loopback::run(
+            engine,
+            integration,
+            options.id,
+            options.open_browser,
+        )
+        .await;
+    }
     let fields = method.fields();
 
     let mut credentials = BTreeMap::new();

@@ -32,6 +32,19 @@ pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<
                 (true, None) => println!("{id}: ok"),
             }
         }
+        ConnectionCommand::Refresh { id } => {
+            let current = engine.connection(&id).await?;
+            let record = engine
+                .refresh_connection(
+                    &id,
+                    latchkey_engine::RefreshReason::Forced { seen_version: current.version },
+                )
+                .await?;
+            match record.expires_at {
+                Some(at) => println!("{id}: refreshed, expires {at}"),
+                None => println!("{id}: refreshed"),
+            }
+        }
         ConnectionCommand::Delete { id } => {
             engine.delete_connection(&id).await?;
             println!("deleted {id}");

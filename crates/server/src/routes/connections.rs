@@ -110,3 +110,49 @@ pub async fn test(
 ) -> Result<Json<TestOutcome>, ApiError> {
     Ok(Json(state.engine.test_connection(&id).await?))
 }
+
+/// A fresh access token.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    /// The access token.
+    pub access_token: String,
+    /// When it expires (RFC 3339), if known.
+    pub expires_at: Option<String>,
+}
+
+/// A fresh access token for an OAuth2 connection (refreshed first if it is about to expire).
+#[utoipa::path(get, path = "/v1/connections/{id}/token", responses((status = 200, body = TokenView), (status = 409, body = crate::ErrorBody)))]
+pub async fn token(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let (token, expires_at) = state.engine.fresh_token(&id).await?;
+    let view = TokenView {
+        access_token: token.expose().to_string(),
+        expires_at: expires_at
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
+    };
+    let mut response = Json(view).into_response();
+    response
+        .headers_mut()
+        .insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Refreshes the connection's token now.
+#[utoipa::path(post, path = "/v1/connections/{id}/refresh", responses((status = 200), (status = 409, body = crate::ErrorBody)))]
+pub async fn refresh(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectionSummary>, ApiError> {
+    let current = state.engine.connection(&id).await?;
+    let record = state
+        .engine
+        .refresh_connection(
+            &id,
+            latchkey_engine::RefreshReason::Forced { seen_version: current.version },
+        )
+        .await?;
+    Ok(Json(record.summary()))
+}

@@ -4,17 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use latchkey_core::Secret;
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::rows::{self, nanos, timestamp};
 use super::secrets::{delete_secrets, read_secrets, write_secret};
-use super::{CLIENT_SECRET, CONNECTION, INTEGRATION, SqliteStore};
+use super::{CLIENT_SECRET, CONNECTION, INTEGRATION, SqliteStore, flows};
 use crate::crypto::Keyring;
 use crate::model::{
-    ConnectionRecord, ConnectionStatus, ConnectionSummary, CustomConnector, IntegrationRecord,
+    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
+    CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 use crate::{Store, StoreError};
 
@@ -180,13 +180,15 @@ impl Store for SqliteStore {
         &self,
         id: &str,
         expected_version: i64,
-        credentials: &BTreeMap<String, Secret>,
-        expires_at: Option<OffsetDateTime>,
+        update: &CredentialUpdate,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let found = stored_version(&mut tx, id)
+        let row = sqlx::query("SELECT version, config, status FROM connections WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *tx)
             .await?
             .ok_or_else(|| StoreError::NotFound { kind: CONNECTION, id: id.to_owned() })?;
+        let found: i64 = row.try_get("version")?;
         if found != expected_version {
             return Err(StoreError::VersionConflict {
                 id: id.to_owned(),
@@ -194,14 +196,28 @@ impl Store for SqliteStore {
                 found,
             });
         }
-        for (field, value) in credentials {
+        for (field, value) in &update.credentials {
             write_secret(&mut tx, CONNECTION, id, field, value, &self.keyring).await?;
         }
+        let mut config: BTreeMap<String, String> =
+            serde_json::from_str(row.try_get::<&str, _>("config")?)
+                .map_err(|_| StoreError::Database("column config is not a JSON object".into()))?;
+        config.extend(update.config.clone());
+        let status: String = match update.status {
+            Some(status) => status.as_str().to_owned(),
+            None => row.try_get("status")?,
+        };
         let version = found + 1;
         sqlx::query(
-            "UPDATE connections SET expires_at = ?, version = ?, updated_at = ? WHERE id = ?",
+            "UPDATE connections SET expires_at = ?, config = ?, status = ?, version = ?,
+                updated_at = ? WHERE id = ?",
         )
-        .bind(expires_at.map(nanos).transpose()?)
+        .bind(update.expires_at.map(nanos).transpose()?)
+        .bind(
+            serde_json::to_string(&config)
+                .map_err(|_| StoreError::Database("cannot encode config".into()))?,
+        )
+        .bind(status)
         .bind(version)
         .bind(nanos(OffsetDateTime::now_utc())?)
         .bind(id)
@@ -209,6 +225,71 @@ impl Store for SqliteStore {
         .await?;
         tx.commit().await?;
         Ok(version)
+    }
+
+    async fn connections_expiring(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM connections WHERE status = 'ok' AND expires_at IS NOT NULL
+                AND expires_at < ? ORDER BY expires_at LIMIT ?",
+        )
+        .bind(nanos(before)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        flows::create_connect_session(&self.pool, session).await
+    }
+
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        flows::connect_session(&self.pool, flows::SessionKey::Id, id).await
+    }
+
+    async fn find_connect_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ConnectSession>, StoreError> {
+        flows::connect_session(&self.pool, flows::SessionKey::TokenHash, token_hash).await
+    }
+
+    async fn start_connect_session(&self, id: &str) -> Result<bool, StoreError> {
+        flows::start_connect_session(&self.pool, id).await
+    }
+
+    async fn finish_connect_session(
+        &self,
+        id: &str,
+        status: SessionStatus,
+        connection: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        flows::finish_connect_session(&self.pool, id, status, connection, error).await
+    }
+
+    async fn put_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError> {
+        flows::put_oauth_state(&self.pool, state, &self.keyring).await
+    }
+
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError> {
+        flows::take_oauth_state(&self.pool, state_hash, &self.keyring).await
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        flows::try_lock(&self.pool, name, holder, ttl).await
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        flows::unlock(&self.pool, name, holder).await
     }
 
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError> {

@@ -11,7 +11,10 @@ use time::OffsetDateTime;
 
 use super::SqliteStore;
 use crate::crypto::{CryptoError, Keyring, MasterKey};
-use crate::model::{ConnectionRecord, ConnectionStatus, IntegrationRecord};
+use crate::model::{
+    ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, IntegrationRecord,
+    OAuthState, SessionStatus,
+};
 use crate::{Store, StoreError};
 
 fn at(seconds: i64) -> OffsetDateTime {
@@ -146,7 +149,8 @@ async fn update_credentials_is_fenced_by_version() {
     store.insert_connection(&record).await.unwrap();
 
     let new = creds(&[("access_token", "at-2")]);
-    let v2 = store.update_credentials("c1", 1, &new, Some(at(1_900_003_600))).await.unwrap();
+    let v2 =
+        store.update_credentials("c1", 1, &update(&new, Some(at(1_900_003_600)))).await.unwrap();
     assert_eq!(v2, 2);
     let read = store.get_connection("c1").await.unwrap().unwrap();
     assert_eq!(read.credentials, creds(&[("access_token", "at-2"), ("refresh_token", "rt-1")]));
@@ -155,7 +159,7 @@ async fn update_credentials_is_fenced_by_version() {
 
     // A second refresher that read version 1 loses, and changes nothing.
     let stale = creds(&[("access_token", "at-stale"), ("refresh_token", "rt-stale")]);
-    let err = store.update_credentials("c1", 1, &stale, None).await.unwrap_err();
+    let err = store.update_credentials("c1", 1, &update(&stale, None)).await.unwrap_err();
     assert!(matches!(err, StoreError::VersionConflict { expected: 1, found: 2, .. }));
     assert_eq!(store.get_connection("c1").await.unwrap().unwrap(), read);
 
@@ -165,11 +169,11 @@ async fn update_credentials_is_fenced_by_version() {
     let read = store.get_connection("c1").await.unwrap().unwrap();
     assert_eq!((read.status, read.version), (ConnectionStatus::NeedsReauth, 3));
     assert!(matches!(
-        store.update_credentials("c1", 2, &new, None).await,
+        store.update_credentials("c1", 2, &update(&new, None)).await,
         Err(StoreError::VersionConflict { found: 3, .. })
     ));
     assert!(matches!(
-        store.update_credentials("gone", 1, &new, None).await,
+        store.update_credentials("gone", 1, &update(&new, None)).await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -186,7 +190,7 @@ async fn concurrent_refreshes_on_a_file_let_exactly_one_win() {
             let store = Arc::clone(&store);
             tokio::spawn(async move {
                 let new = creds(&[("access_token", &format!("at-{n}"))]);
-                store.update_credentials("c1", 1, &new, None).await
+                store.update_credentials("c1", 1, &update(&new, None)).await
             })
         })
         .collect();
@@ -313,7 +317,7 @@ async fn no_secret_reaches_the_database_files() {
     let store = SqliteStore::open(&path, Keyring::single(MasterKey::generate())).await.unwrap();
     store.insert_connection(&connection("c1", &[("api_key", canaries[0])])).await.unwrap();
     store
-        .update_credentials("c1", 1, &creds(&[("access_token", canaries[1])]), None)
+        .update_credentials("c1", 1, &update(&creds(&[("access_token", canaries[1])]), None))
         .await
         .unwrap();
     store.put_integration(&integration("i1", Some(canaries[2]))).await.unwrap();
@@ -357,4 +361,91 @@ async fn works_as_a_shared_trait_object() {
     store.insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
     assert!(format!("{store:?}").contains("SqliteStore"));
     assert!(!format!("{:?}", store.get_connection("c1").await.unwrap()).contains("\"k\""));
+}
+
+fn update(
+    credentials: &BTreeMap<String, Secret>,
+    expires_at: Option<OffsetDateTime>,
+) -> CredentialUpdate {
+    CredentialUpdate { credentials: credentials.clone(), expires_at, ..CredentialUpdate::default() }
+}
+
+#[tokio::test]
+async fn update_credentials_merges_config_and_sets_status() {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let mut record = connection("c9", &[("access_token", "old")]);
+    record.config = BTreeMap::from([("a".to_string(), "1".to_string())]);
+    let v = store.insert_connection(&record).await.unwrap();
+    store.set_connection_status("c9", ConnectionStatus::NeedsReauth).await.unwrap();
+    let up = CredentialUpdate {
+        credentials: creds(&[("access_token", "new")]),
+        expires_at: None,
+        config: BTreeMap::from([("b".to_string(), "2".to_string())]),
+        status: Some(ConnectionStatus::Ok),
+    };
+    store.update_credentials("c9", v + 1, &up).await.unwrap();
+    let got = store.get_connection("c9").await.unwrap().unwrap();
+    assert_eq!(got.config.len(), 2);
+    assert_eq!(got.status, ConnectionStatus::Ok);
+    assert_eq!(got.credentials["access_token"].expose(), "new");
+}
+
+#[tokio::test]
+async fn oauth_states_are_single_use_and_keep_the_verifier_sealed() {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let state = OAuthState {
+        state_hash: "h1".into(),
+        connect_session: "cs1".into(),
+        browser_hash: Some("b".into()),
+        redirect_uri: "http://cb".into(),
+        pkce_verifier: Some(Secret::new("v".repeat(43))),
+        expires_at: now + time::Duration::minutes(10),
+    };
+    store.put_oauth_state(&state).await.unwrap();
+    let taken = store.take_oauth_state("h1").await.unwrap().unwrap();
+    assert_eq!(taken.pkce_verifier.unwrap().expose(), "v".repeat(43));
+    assert_eq!(taken.browser_hash.as_deref(), Some("b"));
+    assert!(store.take_oauth_state("h1").await.unwrap().is_none(), "a state is taken once");
+}
+
+#[tokio::test]
+async fn connect_sessions_start_once() {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let session = ConnectSession {
+        id: "cs1".into(),
+        token_hash: "th".into(),
+        integration: "i".into(),
+        connection_id: None,
+        end_user_id: None,
+        allowed_origin: Some("http://app".into()),
+        status: SessionStatus::Pending,
+        result_connection: None,
+        error: None,
+        expires_at: now + time::Duration::minutes(10),
+        created_at: now,
+    };
+    store.create_connect_session(&session).await.unwrap();
+    assert_eq!(store.find_connect_session("th").await.unwrap().unwrap().id, "cs1");
+    assert!(store.start_connect_session("cs1").await.unwrap());
+    assert!(!store.start_connect_session("cs1").await.unwrap());
+    store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap();
+    let got = store.get_connect_session("cs1").await.unwrap().unwrap();
+    assert_eq!(got.status, SessionStatus::Done);
+    assert_eq!(got.result_connection.as_deref(), Some("c1"));
+}
+
+#[tokio::test]
+async fn leases_exclude_other_holders_until_they_expire() {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let long = std::time::Duration::from_secs(30);
+    assert!(store.try_lock("refresh:c1", "a", long).await.unwrap());
+    assert!(!store.try_lock("refresh:c1", "b", long).await.unwrap());
+    assert!(store.try_lock("refresh:c1", "a", long).await.unwrap(), "the holder may renew");
+    store.unlock("refresh:c1", "b").await.unwrap();
+    assert!(!store.try_lock("refresh:c1", "b", long).await.unwrap(), "only the holder unlocks");
+    store.unlock("refresh:c1", "a").await.unwrap();
+    assert!(store.try_lock("refresh:c1", "b", std::time::Duration::ZERO).await.unwrap());
+    assert!(store.try_lock("refresh:c1", "c", long).await.unwrap(), "an expired lease is free");
 }

@@ -1,0 +1,510 @@
+//! The authorization-code connect flow: connect sessions (single-use, 10 minutes), the
+//! authorization request with a 256-bit single-use `state` and PKCE S256, and the callback,
+//! which checks state, browser binding and `iss` (RFC 9207) before any token request.
+//! The CLI runs the same flow with a loopback redirect (RFC 8252).
+
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+use latchkey_core::connector::Grant;
+use latchkey_core::oauth2::{AuthorizeRequest, PkceVerifier, TokenGrant, authorize_url};
+use latchkey_store::{
+    ConnectSession, ConnectionRecord, ConnectionStatus, OAuthState, SessionStatus,
+};
+use time::{Duration, OffsetDateTime};
+use url::Url;
+
+use super::{ResolvedOAuth, apply_tokens, hash, oauth_method};
+use crate::events::Event;
+use crate::{Engine, EngineError, FlowError, check_connection_id};
+
+/// How long a connect session and an authorization request stay usable.
+const FLOW_LIFETIME: Duration = Duration::minutes(10);
+
+/// What an app asks for when it starts a connect session.
+#[derive(Debug, Clone, Default)]
+pub struct NewConnectSession {
+    /// The integration to connect through.
+    pub integration: String,
+    /// The id the connection gets, or an existing connection to re-authorise.
+    pub connection_id: Option<String>,
+    /// The app's id for its end user.
+    pub end_user_id: Option<String>,
+    /// The exact origin (`https://app.example`) the popup posts its result to.
+    pub allowed_origin: Option<String>,
+}
+
+/// The query of a callback.
+#[derive(Debug, Clone, Default)]
+pub struct CallbackParams {
+    /// `state`.
+    pub state: Option<Secret>,
+    /// `code`.
+    pub code: Option<Secret>,
+    /// `error`, when the provider (or the user) refused.
+    pub error: Option<String>,
+    /// `iss` (RFC 9207).
+    pub iss: Option<String>,
+    /// Every other parameter, for the connector's `callback_keep`.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl CallbackParams {
+    /// Splits a callback's query pairs.
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        let mut out = Self::default();
+        for (k, v) in pairs {
+            match k.as_str() {
+                "state" => out.state = Some(Secret::new(v)),
+                "code" => out.code = Some(Secret::new(v)),
+                "error" => out.error = Some(v.chars().take(100).collect()),
+                "iss" => out.iss = Some(v),
+                _ => {
+                    out.extra.insert(k, v);
+                }
+            }
+        }
+        out
+    }
+}
+
+/// An authorization request the CLI started (kept in memory, never stored).
+#[derive(Debug)]
+pub struct LocalFlow {
+    oauth: ResolvedOAuth,
+    integration: String,
+    state: Secret,
+    verifier: Option<PkceVerifier>,
+    redirect_uri: String,
+}
+
+fn origin_of(text: &str) -> Result<String, EngineError> {
+    let url = Url::parse(text).map_err(|_| {
+        EngineError::InvalidInput(
+            "allowed_origin must be an origin such as https://app.example".into(),
+        )
+    })?;
+    let origin = url.origin().ascii_serialization();
+    if origin == "null" || origin != text.trim_end_matches('/') {
+        return Err(EngineError::InvalidInput(
+            "allowed_origin must be an origin (scheme, host, port) without a path".into(),
+        ));
+    }
+    Ok(origin)
+}
+
+impl Engine {
+    /// Starts a connect session; returns it and its token (shown once, stored only hashed).
+    pub async fn create_connect_session(
+        &self,
+        new: NewConnectSession,
+    ) -> Result<(ConnectSession, Secret), EngineError> {
+        let integration = self.integration(&new.integration).await?;
+        self.connector(&integration.connector)?;
+        if let Some(id) = &new.connection_id {
+            check_connection_id(id)?;
+        }
+        let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
+        let token = Secret::new(crate::data_dir::random_token(32));
+        let now = OffsetDateTime::now_utc();
+        let session = ConnectSession {
+            id: format!("cs_{}", crate::data_dir::random_token(12)),
+            token_hash: hash(&token),
+            integration: integration.id,
+            connection_id: new.connection_id,
+            end_user_id: new.end_user_id,
+            allowed_origin,
+            status: SessionStatus::Pending,
+            result_connection: None,
+            error: None,
+            expires_at: now + FLOW_LIFETIME,
+            created_at: now,
+        };
+        self.store.create_connect_session(&session).await?;
+        Ok((session, token))
+    }
+
+    /// The pending, unexpired session a connect link's token opens.
+    pub async fn open_connect_session(
+        &self,
+        token: &Secret,
+    ) -> Result<ConnectSession, EngineError> {
+        match self.store.find_connect_session(&hash(token)).await? {
+            Some(s)
+                if s.status == SessionStatus::Pending
+                    && s.expires_at > OffsetDateTime::now_utc() =>
+            {
+                Ok(s)
+            }
+            _ => Err(FlowError::SessionUnusable.into()),
+        }
+    }
+
+    /// Whether the session's connector connects through a consent redirect.
+    pub async fn session_uses_redirect(
+        &self,
+        session: &ConnectSession,
+    ) -> Result<bool, EngineError> {
+        let integration = self.integration(&session.integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        Ok(oauth_method(&entry.connector, None)
+            .is_some_and(|m| m.grant == Grant::AuthorizationCode))
+    }
+
+    /// Marks the session used and returns the provider URL to send the browser to. The state
+    /// is bound to this session and to `browser_binding` (a cookie the callback must carry).
+    pub async fn begin_authorization(
+        &self,
+        session: &ConnectSession,
+        redirect_uri: &str,
+        browser_binding: &Secret,
+    ) -> Result<Url, EngineError> {
+        let integration = self.integration(&session.integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
+            EngineError::InvalidInput("this connector does not use OAuth2".into())
+        })?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        if !self.store.start_connect_session(&session.id).await? {
+            return Err(FlowError::SessionUnusable.into());
+        }
+        let state = Secret::new(crate::data_dir::random_token(32));
+        let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
+        let url =
+            self.authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())?;
+        self.store
+            .put_oauth_state(&OAuthState {
+                state_hash: hash(&state),
+                connect_session: session.id.clone(),
+                browser_hash: Some(hash(browser_binding)),
+                redirect_uri: redirect_uri.to_string(),
+                pkce_verifier: verifier.map(|v| v.secret().clone()),
+                expires_at: OffsetDateTime::now_utc() + FLOW_LIFETIME,
+            })
+            .await?;
+        Ok(url)
+    }
+
+    fn authorize_url_for(
+        &self,
+        oauth: &ResolvedOAuth,
+        integration: &latchkey_store::IntegrationRecord,
+        redirect_uri: &str,
+        state: &Secret,
+        verifier: Option<&PkceVerifier>,
+    ) -> Result<Url, EngineError> {
+        let endpoint = oauth.authorize_url.as_ref().ok_or_else(|| {
+            EngineError::InvalidInput("this auth method has no authorization endpoint".into())
+        })?;
+        let client_id = integration.client_id.as_deref().ok_or_else(|| {
+            EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
+        })?;
+        let scopes = Self::scopes(oauth, integration);
+        let challenge = verifier.map(PkceVerifier::challenge);
+        Ok(authorize_url(
+            &oauth.method,
+            AuthorizeRequest {
+                endpoint,
+                client_id,
+                redirect_uri,
+                scopes: &scopes,
+                state: state.expose(),
+                code_challenge: challenge.as_deref(),
+            },
+        ))
+    }
+
+    /// Finishes a flow from its callback. Nothing is sent to the token endpoint unless the state
+    /// is known, unused, unexpired and bound to this browser, and `iss` (if sent) matches.
+    /// On failure the session (when known) is marked failed and returned with the error.
+    pub async fn complete_authorization(
+        &self,
+        params: CallbackParams,
+        browser_binding: Option<&Secret>,
+    ) -> Result<(ConnectSession, ConnectionRecord), (Option<ConnectSession>, EngineError)> {
+        let state = params.state.as_ref().ok_or((None, FlowError::InvalidState.into()))?;
+        let taken =
+            self.store.take_oauth_state(&hash(state)).await.map_err(|e| (None, e.into()))?;
+        let pending = taken.ok_or((None, FlowError::InvalidState.into()))?;
+        if pending.browser_hash.is_some() && pending.browser_hash != browser_binding.map(hash) {
+            return Err((None, FlowError::InvalidState.into()));
+        }
+        let session = match self.store.get_connect_session(&pending.connect_session).await {
+            Ok(Some(s)) if s.status == SessionStatus::Started => s,
+            Ok(_) => return Err((None, FlowError::InvalidState.into())),
+            Err(e) => return Err((None, e.into())),
+        };
+        let result = self.finish_session_flow(&session, pending, params).await;
+        match result {
+            Ok(record) => {
+                let _ = self
+                    .store
+                    .finish_connect_session(
+                        &session.id,
+                        SessionStatus::Done,
+                        Some(&record.id),
+                        None,
+                    )
+                    .await;
+                Ok((session, record))
+            }
+            Err(err) => {
+                let message = err.to_string();
+                let _ = self
+                    .store
+                    .finish_connect_session(
+                        &session.id,
+                        SessionStatus::Failed,
+                        None,
+                        Some(&message),
+                    )
+                    .await;
+                Err((Some(session), err))
+            }
+        }
+    }
+
+    async fn finish_session_flow(
+        &self,
+        session: &ConnectSession,
+        pending: OAuthState,
+        params: CallbackParams,
+    ) -> Result<ConnectionRecord, EngineError> {
+        if pending.expires_at <= OffsetDateTime::now_utc() {
+            return Err(FlowError::Expired.into());
+        }
+        let integration = self.integration(&session.integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
+            EngineError::InvalidInput("this connector does not use OAuth2".into())
+        })?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let verifier = pending.pkce_verifier;
+        self.exchange_and_store(
+            &oauth,
+            &integration,
+            params,
+            &pending.redirect_uri,
+            verifier.as_ref(),
+            session.connection_id.clone(),
+            session.end_user_id.clone(),
+        )
+        .await
+    }
+
+    /// Starts a flow for the CLI: a loopback `redirect_uri`, state and PKCE kept in memory.
+    pub async fn begin_local_authorization(
+        &self,
+        integration: &str,
+        redirect_uri: &str,
+    ) -> Result<(Url, LocalFlow), EngineError> {
+        let integration = self.integration(integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
+            EngineError::InvalidInput("this connector does not use OAuth2".into())
+        })?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let state = Secret::new(crate::data_dir::random_token(32));
+        let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
+        let url =
+            self.authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())?;
+        Ok((
+            url,
+            LocalFlow {
+                oauth,
+                integration: integration.id,
+                state,
+                verifier,
+                redirect_uri: redirect_uri.into(),
+            },
+        ))
+    }
+
+    /// Finishes a CLI flow from the loopback callback's query.
+    pub async fn complete_local_authorization(
+        &self,
+        flow: LocalFlow,
+        params: CallbackParams,
+        connection_id: Option<String>,
+    ) -> Result<ConnectionRecord, EngineError> {
+        if params.state.as_ref() != Some(&flow.state) {
+            return Err(FlowError::InvalidState.into());
+        }
+        let integration = self.integration(&flow.integration).await?;
+        let verifier = flow.verifier.map(|v| v.secret().clone());
+        self.exchange_and_store(
+            &flow.oauth,
+            &integration,
+            params,
+            &flow.redirect_uri,
+            verifier.as_ref(),
+            connection_id,
+            None,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_and_store(
+        &self,
+        oauth: &ResolvedOAuth,
+        integration: &latchkey_store::IntegrationRecord,
+        params: CallbackParams,
+        redirect_uri: &str,
+        verifier: Option<&Secret>,
+        connection_id: Option<String>,
+        end_user_id: Option<String>,
+    ) -> Result<ConnectionRecord, EngineError> {
+        if let Some(code) = params.error {
+            return Err(FlowError::Provider { code }.into());
+        }
+        if let (Some(expected), Some(got)) = (&oauth.issuer, &params.iss)
+            && expected.trim_end_matches('/') != got.trim_end_matches('/')
+        {
+            return Err(FlowError::IssuerMismatch.into());
+        }
+        let code = params.code.ok_or(FlowError::MissingCode)?;
+        let tokens = self
+            .call_token_endpoint(
+                oauth,
+                &oauth.token_url,
+                integration,
+                TokenGrant::AuthorizationCode {
+                    code: &code,
+                    redirect_uri,
+                    code_verifier: verifier,
+                },
+            )
+            .await?;
+        let entry = self.connector(&integration.connector)?;
+        let mut config = BTreeMap::new();
+        for (key, param) in &oauth.method.callback_keep {
+            if let Some(value) = params.extra.get(param) {
+                config.insert(key.clone(), value.clone());
+            }
+        }
+        let now = OffsetDateTime::now_utc();
+        let existing = match &connection_id {
+            Some(id) => self.store.get_connection(id).await?,
+            None => None,
+        };
+        let mut record = ConnectionRecord {
+            id: connection_id
+                .unwrap_or_else(|| format!("conn_{}", crate::data_dir::random_token(12))),
+            connector: entry.connector.id.clone(),
+            integration: Some(integration.id.clone()),
+            auth_method: oauth_method(&entry.connector, None)
+                .map(|_| {
+                    entry
+                        .connector
+                        .auth_method(None)
+                        .map(|m| m.id().to_string())
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default(),
+            credentials: BTreeMap::new(),
+            config,
+            status: ConnectionStatus::Ok,
+            label: None,
+            end_user_id,
+            expires_at: None,
+            version: 0,
+            created_at: existing.as_ref().map_or(now, |e| e.created_at),
+            updated_at: now,
+        };
+        apply_tokens(&mut record, tokens);
+        let outcome = self.run_test(&record, &entry.connector).await?;
+        record.label = outcome.label.or_else(|| existing.as_ref().and_then(|e| e.label.clone()));
+        if existing.is_some() {
+            self.store.put_connection(&record).await?;
+            tracing::info!(connection = %record.id, "connection re-authorised");
+        } else {
+            self.store.insert_connection(&record).await?;
+            tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
+        }
+        self.events.emit(Event::created(&record));
+        Ok(record)
+    }
+}
+
+fn random_octets() -> [u8; 32] {
+    let mut octets = [0u8; 32];
+    rand::fill(&mut octets);
+    octets
+}
+
+impl Engine {
+    /// The session with this token, whatever its status (for status polling).
+    pub async fn connect_session_by_token(
+        &self,
+        token: &Secret,
+    ) -> Result<Option<ConnectSession>, EngineError> {
+        Ok(self.store.find_connect_session(&hash(token)).await?)
+    }
+
+    /// The connect session with this id.
+    pub async fn connect_session(&self, id: &str) -> Result<ConnectSession, EngineError> {
+        self.store
+            .get_connect_session(id)
+            .await?
+            .ok_or_else(|| EngineError::InvalidInput(format!("connect session `{id}` not found")))
+    }
+
+    /// The connector's name and the fields its connect form asks for (config, then credentials).
+    pub async fn session_form(
+        &self,
+        session: &ConnectSession,
+    ) -> Result<(String, Vec<latchkey_core::connector::FieldSpec>), EngineError> {
+        let integration = self.integration(&session.integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        let connector = &entry.connector;
+        let mut fields: Vec<_> = connector
+            .config
+            .iter()
+            .map(|f| latchkey_core::connector::FieldSpec {
+                key: f.key.clone(),
+                label: f.label.clone().unwrap_or_else(|| f.key.clone()),
+                secret: false,
+                pattern: f.pattern.clone(),
+                hint: f.hint.clone(),
+                optional: f.optional || f.default.is_some(),
+            })
+            .collect();
+        if let Some(method) = connector.auth_method(None) {
+            fields.extend(method.fields());
+        }
+        Ok((connector.name.clone(), fields))
+    }
+
+    /// Creates the connection from a submitted connect form and finishes the session.
+    pub async fn complete_session_form(
+        &self,
+        session: &ConnectSession,
+        mut values: BTreeMap<String, Secret>,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let integration = self.integration(&session.integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        let mut config = BTreeMap::new();
+        for field in &entry.connector.config {
+            if let Some(value) = values.remove(&field.key) {
+                config.insert(field.key.clone(), value.expose().to_string());
+            }
+        }
+        let record = self
+            .create_connection(crate::NewConnection {
+                id: session.connection_id.clone(),
+                connector: entry.connector.id.clone(),
+                integration: Some(integration.id.clone()),
+                auth: None,
+                credentials: values,
+                config,
+                end_user_id: session.end_user_id.clone(),
+                run_test: true,
+            })
+            .await?;
+        self.store
+            .finish_connect_session(&session.id, SessionStatus::Done, Some(&record.id), None)
+            .await?;
+        Ok(record)
+    }
+}

@@ -1,0 +1,87 @@
+//! Authorization-server metadata: OpenID Connect Discovery
+//! (`/.well-known/openid-configuration`) and RFC 8414 (`/.well-known/oauth-authorization-server`),
+//! fetched once per issuer and kept in memory.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use latchkey_net::HostPolicy;
+use url::Url;
+
+use crate::EngineError;
+
+/// The endpoints Latchkey reads from a discovery document.
+#[derive(Debug, Clone)]
+pub struct Metadata {
+    /// `authorization_endpoint`.
+    pub authorization_endpoint: Option<Url>,
+    /// `token_endpoint`.
+    pub token_endpoint: Option<Url>,
+}
+
+/// Discovery documents by issuer.
+#[derive(Debug, Default)]
+pub struct DiscoveryCache {
+    documents: Mutex<HashMap<String, Metadata>>,
+}
+
+impl DiscoveryCache {
+    /// The metadata of `issuer`, fetched on first use.
+    pub async fn get(
+        &self,
+        net: &latchkey_net::Client,
+        issuer: &str,
+    ) -> Result<Metadata, EngineError> {
+        if let Some(found) = self.documents.lock().unwrap_or_else(|e| e.into_inner()).get(issuer) {
+            return Ok(found.clone());
+        }
+        let metadata = fetch(net, issuer).await?;
+        self.documents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(issuer.to_string(), metadata.clone());
+        Ok(metadata)
+    }
+}
+
+async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, EngineError> {
+    let base = Url::parse(issuer)
+        .map_err(|e| EngineError::InvalidInput(format!("issuer `{issuer}` is not a URL: {e}")))?;
+    let host = base.host_str().unwrap_or_default();
+    let policy = HostPolicy::new([match base.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    }])?;
+    let trimmed = issuer.trim_end_matches('/');
+    let mut last = None;
+    for suffix in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+        let url = format!("{trimmed}{suffix}");
+        let request = http::Request::get(&url)
+            .header(http::header::ACCEPT, "application/json")
+            .body(bytes::Bytes::new())
+            .map_err(|e| EngineError::InvalidInput(format!("discovery request: {e}")))?;
+        let response = net.send(request, &policy).await?;
+        if !response.status.is_success() {
+            last = Some(response.status.as_u16());
+            continue;
+        }
+        let doc: serde_json::Value = response.json().await?;
+        if doc.get("issuer").and_then(|v| v.as_str()).map(|s| s.trim_end_matches('/'))
+            != Some(trimmed)
+        {
+            return Err(EngineError::InvalidInput(format!(
+                "the discovery document of `{issuer}` names another issuer"
+            )));
+        }
+        let url_of =
+            |key: &str| doc.get(key).and_then(|v| v.as_str()).and_then(|s| Url::parse(s).ok());
+        return Ok(Metadata {
+            authorization_endpoint: url_of("authorization_endpoint"),
+            token_endpoint: url_of("token_endpoint"),
+        });
+    }
+    Err(EngineError::InvalidInput(format!(
+        "no discovery document at `{issuer}` (HTTP {})",
+        last.unwrap_or(0)
+    )))
+}

@@ -1,0 +1,237 @@
+//! OAuth 2.0 in the engine: resolving a connector's endpoints (from its file or its issuer's
+//! discovery document), calling the token endpoint, the connect flow and the single-flight
+//! refresh. The request values themselves come from `latchkey_core::oauth2`.
+
+mod connect;
+mod discovery;
+mod refresh;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use latchkey_core::connector::{Grant, OAuth2Auth};
+use latchkey_core::oauth2::{Client, TokenGrant, TokenSet, parse_token_response, token_request};
+use latchkey_core::template::{self, Scope};
+use latchkey_core::{AuthMethod, Connector, Secret};
+use latchkey_net::HostPolicy;
+use latchkey_store::{ConnectionRecord, IntegrationRecord};
+use time::OffsetDateTime;
+use url::Url;
+
+pub use connect::{CallbackParams, NewConnectSession};
+pub use discovery::DiscoveryCache;
+pub use refresh::{RefreshCoordinator, RefreshReason};
+
+use crate::{Engine, EngineError};
+
+/// A connector's OAuth2 method with its endpoints resolved for one connection's config.
+#[derive(Debug, Clone)]
+pub struct ResolvedOAuth {
+    /// The method's settings.
+    pub method: OAuth2Auth,
+    /// Authorization endpoint (authorization-code grant only).
+    pub authorize_url: Option<Url>,
+    /// Token endpoint.
+    pub token_url: Url,
+    /// Refresh endpoint (the token endpoint unless the connector names another).
+    pub refresh_url: Url,
+    /// The issuer the callback's `iss` must match, when known.
+    pub issuer: Option<String>,
+}
+
+/// The connector's OAuth2 method with this id, if it is one.
+pub fn oauth_method<'a>(connector: &'a Connector, auth: Option<&str>) -> Option<&'a OAuth2Auth> {
+    match connector.auth_method(auth) {
+        Some(AuthMethod::OAuth2(m)) => Some(m),
+        _ => None,
+    }
+}
+
+impl Engine {
+    /// Resolves the endpoints of `method` for a connection with `config`.
+    pub async fn resolve_oauth(
+        &self,
+        connector: &Connector,
+        method: &OAuth2Auth,
+        config: &BTreeMap<String, String>,
+    ) -> Result<ResolvedOAuth, EngineError> {
+        let misconfigured =
+            |message: String| EngineError::Connector { connector: connector.id.clone(), message };
+        let render = |field: &str, value: &Option<String>| -> Result<Option<Url>, EngineError> {
+            let Some(value) = value else { return Ok(None) };
+            let scope = Scope { credentials: None, config: Some(config), response: None };
+            let text = template::render(value, scope)
+                .map_err(|m| misconfigured(format!("{field}: {m}")))?;
+            Url::parse(&text).map(Some).map_err(|e| misconfigured(format!("{field}: {e}")))
+        };
+        let mut authorize_url = render("authorize_url", &method.authorize_url)?;
+        let mut token_url = render("token_url", &method.token_url)?;
+        let issuer = match &method.issuer {
+            Some(issuer) => {
+                let scope = Scope { credentials: None, config: Some(config), response: None };
+                Some(
+                    template::render(issuer, scope)
+                        .map_err(|m| misconfigured(format!("issuer: {m}")))?,
+                )
+            }
+            None => None,
+        };
+        if let Some(issuer) = &issuer
+            && (token_url.is_none()
+                || (authorize_url.is_none() && method.grant == Grant::AuthorizationCode))
+        {
+            let metadata = self.oauth.discovery.get(&self.net, issuer).await?;
+            authorize_url = authorize_url.or(metadata.authorization_endpoint);
+            token_url = token_url.or(metadata.token_endpoint);
+        }
+        let token_url = token_url.ok_or_else(|| misconfigured("no token endpoint".into()))?;
+        if method.grant == Grant::AuthorizationCode && authorize_url.is_none() {
+            return Err(misconfigured("no authorization endpoint".into()));
+        }
+        let refresh_url =
+            render("refresh_url", &method.refresh_url)?.unwrap_or_else(|| token_url.clone());
+        Ok(ResolvedOAuth { method: method.clone(), authorize_url, token_url, refresh_url, issuer })
+    }
+
+    /// Sends one token request and parses the answer.
+    pub(crate) async fn call_token_endpoint(
+        &self,
+        oauth: &ResolvedOAuth,
+        endpoint: &Url,
+        integration: &IntegrationRecord,
+        grant: TokenGrant<'_>,
+    ) -> Result<TokenSet, EngineError> {
+        let client_id = integration.client_id.as_deref().ok_or_else(|| {
+            EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
+        })?;
+        let client = Client { id: client_id, secret: integration.client_secret.as_ref() };
+        let request = token_request(&oauth.method, endpoint, client, grant).map_err(|m| {
+            EngineError::Connector { connector: integration.connector.clone(), message: m }
+        })?;
+        let policy = endpoint_policy(endpoint)?;
+        let http_request = request
+            .into_http()
+            .map_err(|e| EngineError::InvalidInput(format!("token request: {e}")))?;
+        let response = self.net.send(http_request, &policy).await?;
+        let status = response.status.as_u16();
+        let body: Bytes = response.bytes().await?;
+        Ok(parse_token_response(&oauth.method.token_response, status, &body)?)
+    }
+
+    /// The integration a connection (or session) uses; OAuth needs one.
+    pub(crate) async fn integration_for(
+        &self,
+        id: Option<&str>,
+    ) -> Result<IntegrationRecord, EngineError> {
+        let id = id.ok_or_else(|| {
+            EngineError::InvalidInput(
+                "an OAuth2 connection needs an integration (client id and secret)".into(),
+            )
+        })?;
+        self.integration(id).await
+    }
+
+    /// The scopes to request: the integration's, else the connector's defaults.
+    pub(crate) fn scopes(oauth: &ResolvedOAuth, integration: &IntegrationRecord) -> Vec<String> {
+        if integration.scopes.is_empty() {
+            oauth.method.scopes.clone()
+        } else {
+            integration.scopes.clone()
+        }
+    }
+
+    /// Obtains the first token for the client-credentials and password grants.
+    pub(crate) async fn initial_grant(
+        &self,
+        connector: &Connector,
+        method: &OAuth2Auth,
+        record: &mut ConnectionRecord,
+    ) -> Result<(), EngineError> {
+        let integration = self.integration_for(record.integration.as_deref()).await?;
+        let oauth = self.resolve_oauth(connector, method, &record.config).await?;
+        let scopes = Self::scopes(&oauth, &integration);
+        let tokens = match method.grant {
+            Grant::ClientCredentials => {
+                self.call_token_endpoint(
+                    &oauth,
+                    &oauth.token_url,
+                    &integration,
+                    TokenGrant::ClientCredentials { scopes: &scopes },
+                )
+                .await?
+            }
+            Grant::Password => {
+                let get = |k: &str| {
+                    record
+                        .credentials
+                        .get(k)
+                        .cloned()
+                        .ok_or_else(|| EngineError::InvalidInput(format!("`{k}` is required")))
+                };
+                let (username, password) = (get("username")?, get("password")?);
+                self.call_token_endpoint(
+                    &oauth,
+                    &oauth.token_url,
+                    &integration,
+                    TokenGrant::Password {
+                        username: &username,
+                        password: &password,
+                        scopes: &scopes,
+                    },
+                )
+                .await?
+            }
+            Grant::AuthorizationCode => {
+                return Err(EngineError::InvalidInput(
+                    "this auth method connects through the consent flow: create a connect session"
+                        .into(),
+                ));
+            }
+        };
+        apply_tokens(record, tokens);
+        Ok(())
+    }
+}
+
+/// Puts a token set into a connection record (used when a connection is created).
+pub(crate) fn apply_tokens(record: &mut ConnectionRecord, tokens: TokenSet) {
+    record.credentials.insert("access_token".into(), tokens.access_token);
+    if let Some(refresh) = tokens.refresh_token {
+        record.credentials.insert("refresh_token".into(), refresh);
+    }
+    record.expires_at = expiry(tokens.expires_in);
+    record.config.extend(tokens.kept);
+}
+
+/// When a token with this lifetime expires.
+pub(crate) fn expiry(lifetime: Option<std::time::Duration>) -> Option<OffsetDateTime> {
+    lifetime.map(|d| OffsetDateTime::now_utc() + d)
+}
+
+/// Only the endpoint's own host (and port) may receive the client credentials.
+fn endpoint_policy(endpoint: &Url) -> Result<HostPolicy, EngineError> {
+    let host = endpoint.host_str().unwrap_or_default();
+    let pattern = match endpoint.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_string(),
+    };
+    Ok(HostPolicy::new([pattern])?)
+}
+
+/// SHA-256 of a token or state, hex: what the store keeps instead of the value.
+pub(crate) fn hash(value: &Secret) -> String {
+    use sha2::{Digest, Sha256};
+    hex_encode(&Sha256::digest(value.expose().as_bytes()))
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Shared state of the OAuth machinery.
+#[derive(Debug, Default)]
+pub struct OAuthRuntime {
+    pub(crate) discovery: DiscoveryCache,
+    pub(crate) refresher: Arc<RefreshCoordinator>,
+}

@@ -1,0 +1,239 @@
+//! The hosted pages: the connect page (a form from the connector's fields, or a redirect to the
+//! provider), the OAuth callback page, and `latchkey.js`. Pages load nothing from third parties,
+//! carry a strict Content-Security-Policy with a per-response nonce, `Referrer-Policy:
+//! no-referrer` and `Cache-Control: no-store`.
+
+use std::sync::OnceLock;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, Json};
+use latchkey_core::Secret;
+use latchkey_core::connector::FieldSpec;
+use latchkey_engine::{CallbackParams, EngineError, FlowError};
+use latchkey_store::{ConnectSession, ConnectionRecord};
+use minijinja::{Environment, context};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+use crate::AppState;
+
+const PAGE: &str = include_str!("../../../web/page.html");
+const SDK: &str = include_str!("../../../web/latchkey.js");
+/// The cookie that binds an authorization request to the browser that started it.
+const BINDING_COOKIE: &str = "latchkey_flow";
+
+fn templates() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = Environment::new();
+        env.add_template("page.html", PAGE).unwrap_or_else(|e| panic!("web/page.html: {e}"));
+        env
+    })
+}
+
+/// A page, with the security headers every hosted page carries.
+fn page(status: StatusCode, ctx: minijinja::Value, nonce: &str) -> Response {
+    let html =
+        templates().get_template("page.html").and_then(|t| t.render(ctx)).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "page template failed");
+            "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
+        });
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    secure_headers(headers, nonce);
+    response
+}
+
+fn secure_headers(headers: &mut HeaderMap, nonce: &str) {
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    let csp = format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'nonce-{nonce}'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    );
+    if let Ok(value) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+fn nonce() -> String {
+    latchkey_engine::data_dir::random_token(16)
+}
+
+fn error_page(status: StatusCode, message: &str) -> Response {
+    let n = nonce();
+    page(status, context! { title => "Cannot connect", error => message, nonce => n }, &n)
+}
+
+/// The page that finishes a flow: posts the result to the opener's exact origin and closes.
+fn result_page(
+    session: Option<&ConnectSession>,
+    outcome: Result<&ConnectionRecord, String>,
+) -> Response {
+    let n = nonce();
+    let origin = session.and_then(|s| s.allowed_origin.clone());
+    let (status, title, message, result) = match outcome {
+        Ok(record) => (
+            StatusCode::OK,
+            "Connected",
+            "You can close this window.".to_string(),
+            json!({"type": "latchkey:connect", "ok": true,
+                   "connection": {"id": record.id, "connector": record.connector, "label": record.label}}),
+        ),
+        Err(error) => (
+            StatusCode::BAD_REQUEST,
+            "Cannot connect",
+            error.clone(),
+            json!({"type": "latchkey:connect", "ok": false, "error": error}),
+        ),
+    };
+    let ok = status == StatusCode::OK;
+    page(status, context! { title, message, ok, result, origin, nonce => n }, &n)
+}
+
+/// `GET /latchkey.js`.
+pub async fn sdk() -> Response {
+    let mut response = SDK.into_response();
+    let headers = response.headers_mut();
+    headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    response
+}
+
+/// `GET /connect/{token}`: a redirect to the provider (OAuth2) or the credential form.
+pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let token = Secret::new(token);
+    let session = match state.engine.open_connect_session(&token).await {
+        Ok(s) => s,
+        Err(e) => return error_page(StatusCode::GONE, &public_message(&e)),
+    };
+    match state.engine.session_uses_redirect(&session).await {
+        Ok(true) => {
+            let binding = Secret::new(latchkey_engine::data_dir::random_token(32));
+            let redirect_uri = state.callback_url();
+            match state.engine.begin_authorization(&session, &redirect_uri, &binding).await {
+                Ok(url) => {
+                    let mut response = Redirect::to(url.as_str()).into_response();
+                    let secure = if state.public_url.scheme() == "https" { "; Secure" } else { "" };
+                    let cookie = format!(
+                        "{BINDING_COOKIE}={}; Path=/oauth/callback; Max-Age=600; HttpOnly; SameSite=Lax{secure}",
+                        binding.expose()
+                    );
+                    if let Ok(value) = HeaderValue::from_str(&cookie) {
+                        response.headers_mut().insert(header::SET_COOKIE, value);
+                    }
+                    response
+                        .headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    response
+                        .headers_mut()
+                        .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+                    response
+                }
+                Err(e) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+            }
+        }
+        Ok(false) => match state.engine.session_form(&session).await {
+            Ok((name, fields)) => form_page(&name, &fields, None),
+            Err(e) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+        },
+        Err(e) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+    }
+}
+
+fn form_page(name: &str, fields: &[FieldSpec], error: Option<&str>) -> Response {
+    let n = nonce();
+    page(
+        if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK },
+        context! { title => format!("Connect {name}"), fields, error, action => "", nonce => n },
+        &n,
+    )
+}
+
+/// `POST /connect/{token}`: the credential form's submission.
+pub async fn submit(
+    State(state): State<AppState>,
+    Path(token): Path<String>,
+    Form(form): Form<BTreeMap<String, String>>,
+) -> Response {
+    let token = Secret::new(token);
+    let session = match state.engine.open_connect_session(&token).await {
+        Ok(s) => s,
+        Err(e) => return error_page(StatusCode::GONE, &public_message(&e)),
+    };
+    let values: BTreeMap<String, Secret> =
+        form.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
+    match state.engine.complete_session_form(&session, values).await {
+        Ok(record) => result_page(Some(&session), Ok(&record)),
+        Err(e) => match state.engine.session_form(&session).await {
+            // A wrong key can be corrected: show the form again with the reason.
+            Ok((name, fields)) => form_page(&name, &fields, Some(&public_message(&e))),
+            Err(_) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+        },
+    }
+}
+
+/// `GET /connect/{token}/status`: how the session ended, for a popup that lost its opener.
+pub async fn status(State(state): State<AppState>, Path(token): Path<String>) -> Response {
+    let hash_of = Secret::new(token);
+    match state.engine.connect_session_by_token(&hash_of).await {
+        Ok(Some(s)) => {
+            let mut response = Json(crate::routes::connect_sessions::view(&s)).into_response();
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            response
+        }
+        _ => (StatusCode::NOT_FOUND, Json(json!({"status": "unknown"}))).into_response(),
+    }
+}
+
+/// `GET /oauth/callback`: checks state (and `iss`), swaps the code, stores the connection,
+/// and reports to the opener.
+pub async fn callback(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<Vec<(String, String)>>,
+) -> Response {
+    let binding = cookie(&headers, BINDING_COOKIE).map(Secret::new);
+    let params = CallbackParams::from_pairs(query);
+    match state.engine.complete_authorization(params, binding.as_ref()).await {
+        Ok((session, record)) => result_page(Some(&session), Ok(&record)),
+        Err((session, error)) => {
+            tracing::info!(error = %error, "connect flow failed");
+            result_page(session.as_ref(), Err(public_message(&error)))
+        }
+    }
+}
+
+fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// What an end user may see of an error.
+fn public_message(error: &EngineError) -> String {
+    match error {
+        EngineError::Flow(FlowError::Provider { code }) if code == "access_denied" => {
+            "Access was not granted.".into()
+        }
+        EngineError::Store(_) => "Something went wrong on our side.".into(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,110 @@
+//! `/v1/connect-sessions`: a single-use, 10-minute token that lets an end user's browser finish
+//! a connection on the hosted connect page; its outcome can be polled.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use latchkey_engine::NewConnectSession;
+use latchkey_store::{ConnectSession, SessionStatus};
+use serde::{Deserialize, Serialize};
+
+use crate::{ApiError, AppState};
+
+/// `POST /v1/connect-sessions`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateConnectSession {
+    /// The integration to connect through.
+    pub integration: String,
+    /// The id the connection gets, or an existing one to re-authorise.
+    #[serde(default)]
+    pub connection_id: Option<String>,
+    /// The app's id for its end user.
+    #[serde(default)]
+    pub end_user_id: Option<String>,
+    /// The exact origin the popup posts its result to, e.g. `https://app.example`.
+    #[serde(default)]
+    pub allowed_origin: Option<String>,
+}
+
+/// A created session: the token is shown once.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CreatedConnectSession {
+    /// Id to poll with.
+    pub id: String,
+    /// Token for `Latchkey.connect({ token })`.
+    pub token: String,
+    /// The connect page.
+    pub url: String,
+    /// Expiry (RFC 3339).
+    pub expires_at: String,
+}
+
+/// How a session stands.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectSessionView {
+    /// Id.
+    pub id: String,
+    /// `pending`, `done` or `failed`.
+    pub status: &'static str,
+    /// The connection created.
+    pub connection_id: Option<String>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// The public view of a session (`started` reads as `pending`).
+pub fn view(s: &ConnectSession) -> ConnectSessionView {
+    ConnectSessionView {
+        id: s.id.clone(),
+        status: match s.status {
+            SessionStatus::Pending | SessionStatus::Started => "pending",
+            SessionStatus::Done => "done",
+            SessionStatus::Failed => "failed",
+        },
+        connection_id: s.result_connection.clone(),
+        error: s.error.clone(),
+    }
+}
+
+/// Starts a connect session.
+#[utoipa::path(post, path = "/v1/connect-sessions", request_body = CreateConnectSession,
+    responses((status = 201, body = CreatedConnectSession), (status = 400, body = crate::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Json(body): Json<CreateConnectSession>,
+) -> Result<(StatusCode, Json<CreatedConnectSession>), ApiError> {
+    let (session, token) = state
+        .engine
+        .create_connect_session(NewConnectSession {
+            integration: body.integration,
+            connection_id: body.connection_id,
+            end_user_id: body.end_user_id,
+            allowed_origin: body.allowed_origin,
+        })
+        .await?;
+    let url =
+        format!("{}/connect/{}", state.public_url.as_str().trim_end_matches('/'), token.expose());
+    let expires_at = session
+        .expires_at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedConnectSession {
+            id: session.id,
+            token: token.expose().to_string(),
+            url,
+            expires_at,
+        }),
+    ))
+}
+
+/// How a connect session ended.
+#[utoipa::path(get, path = "/v1/connect-sessions/{id}", responses((status = 200, body = ConnectSessionView)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ConnectSessionView>, ApiError> {
+    Ok(Json(view(&state.engine.connect_session(&id).await?)))
+}
