@@ -182,7 +182,7 @@ impl Engine {
             let outcome = self.run_test(&record, connector).await?;
             record.label = outcome.label;
         }
-        self.store.insert_connection(&record).await?;
+        record.version = self.store.insert_connection(&record).await?;
         tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
         self.events.emit(crate::Event::created(&record));
         Ok(record)

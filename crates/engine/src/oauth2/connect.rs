@@ -416,10 +416,10 @@ impl Engine {
         let outcome = self.run_test(&record, &entry.connector).await?;
         record.label = outcome.label.or_else(|| existing.as_ref().and_then(|e| e.label.clone()));
         if existing.is_some() {
-            self.store.put_connection(&record).await?;
+            record.version = self.store.put_connection(&record).await?;
             tracing::info!(connection = %record.id, "connection re-authorised");
         } else {
-            self.store.insert_connection(&record).await?;
+            record.version = self.store.insert_connection(&record).await?;
             tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
         }
         self.events.emit(Event::created(&record));

@@ -1,0 +1,390 @@
+//! OAuth2 in the engine against mock token endpoints: single-flight refresh under concurrency,
+//! rotation, invalid_grant, transient failures, refresh on 401, kept response fields, and forged
+//! callbacks that must never reach the token endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use latchkey_core::Secret;
+use latchkey_engine::{
+    ApiRequest, CallbackParams, Catalog, Engine, EngineError, NewConnection, NewIntegration,
+    Origin, RefreshReason,
+};
+use latchkey_store::{ConnectionStatus, CredentialUpdate, Keyring, MasterKey, SqliteStore};
+use time::OffsetDateTime;
+use wiremock::matchers::{body_string_contains, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+async fn engine(connector_yaml: &str) -> Arc<Engine> {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let catalog = Catalog::default();
+    catalog.add_source(connector_yaml, "test.yaml", Origin::Custom).unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    engine
+        .put_integration(NewIntegration {
+            id: "app".into(),
+            connector: "prov".into(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new("csecret")),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    Arc::new(engine)
+}
+
+fn connector(server: &MockServer, extra: &str) -> String {
+    format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    authorize_url: {uri}/authorize\n    token_url: {uri}/token\n{extra}",
+        uri = server.uri()
+    )
+}
+
+/// Imports tokens and makes the access token already expired.
+async fn expired_connection(engine: &Engine, id: &str) {
+    let record = engine
+        .create_connection(NewConnection {
+            id: Some(id.into()),
+            connector: "prov".into(),
+            integration: Some("app".into()),
+            credentials: BTreeMap::from([
+                ("access_token".to_string(), Secret::new("old-at")),
+                ("refresh_token".to_string(), Secret::new("rt-1")),
+            ]),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    let past = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    engine
+        .store()
+        .update_credentials(
+            id,
+            record.version,
+            &CredentialUpdate { expires_at: Some(past), ..Default::default() },
+        )
+        .await
+        .unwrap();
+}
+
+async fn token_calls(server: &MockServer) -> Vec<Request> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/token")
+        .collect()
+}
+
+fn get(path: &str) -> ApiRequest {
+    ApiRequest { path: path.into(), ..ApiRequest::default() }
+}
+
+async fn api_accepting(server: &MockServer, token: &str) {
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_string("hello"))
+        .with_priority(1)
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(10)
+        .mount(server)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_requests_on_an_expired_token_cause_one_refresh() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"access_token": "new-at", "refresh_token": "rt-2", "expires_in": 3600}))
+                .set_delay(std::time::Duration::from_millis(100)),
+        )
+        .mount(&server)
+        .await;
+    api_accepting(&server, "new-at").await;
+    let engine = engine(&connector(&server, "")).await;
+    expired_connection(&engine, "c1").await;
+
+    let mut tasks = Vec::new();
+    for _ in 0..200 {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            engine.request("c1", get("/me")).await.map(|r| r.status.as_u16())
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().unwrap(), 200);
+    }
+    assert_eq!(token_calls(&server).await.len(), 1, "exactly one token-endpoint call");
+    let record = engine.connection("c1").await.unwrap();
+    assert_eq!(
+        record.credentials["refresh_token"].expose(),
+        "rt-2",
+        "rotated refresh token stored"
+    );
+    assert!(record.expires_at.unwrap() > OffsetDateTime::now_utc() + time::Duration::minutes(50));
+}
+
+#[tokio::test]
+async fn rotation_is_followed_and_a_missing_refresh_token_keeps_the_old_one() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("refresh_token=rt-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "at-2", "refresh_token": "rt-2", "expires_in": "3600"}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("refresh_token=rt-2"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "at-3"})),
+        )
+        .mount(&server)
+        .await;
+    let engine = engine(&connector(&server, "")).await;
+    expired_connection(&engine, "c1").await;
+    for expected_refresh in ["rt-2", "rt-2"] {
+        let v = engine.connection("c1").await.unwrap().version;
+        let r = engine
+            .refresh_connection("c1", RefreshReason::Forced { seen_version: v })
+            .await
+            .unwrap();
+        assert_eq!(r.credentials["refresh_token"].expose(), expected_refresh);
+    }
+    let calls = token_calls(&server).await;
+    assert_eq!(calls.len(), 2);
+    let second = String::from_utf8_lossy(&calls[1].body);
+    assert!(
+        second.contains("refresh_token=rt-2") && !second.contains("rt-1"),
+        "the old refresh token is never reused"
+    );
+    // Client authentication in the body by default.
+    assert!(second.contains("client_id=cid") && second.contains("client_secret=csecret"));
+    assert_eq!(engine.connection("c1").await.unwrap().credentials["access_token"].expose(), "at-3");
+}
+
+#[tokio::test]
+async fn invalid_grant_marks_needs_reauth_and_keeps_tokens() {
+    let server = MockServer::start().await;
+    // HTTP 200 with an error body is an error.
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"error": "invalid_grant"})),
+        )
+        .mount(&server)
+        .await;
+    let engine = engine(&connector(&server, "")).await;
+    expired_connection(&engine, "c1").await;
+    let err = engine.request("c1", get("/me")).await.unwrap_err();
+    assert!(matches!(err, EngineError::NeedsReauth(_)), "{err}");
+    let record = engine.connection("c1").await.unwrap();
+    assert_eq!(record.status, ConnectionStatus::NeedsReauth);
+    assert_eq!(record.credentials["refresh_token"].expose(), "rt-1");
+    // No further token calls once marked.
+    let _ = engine.request("c1", get("/me")).await.unwrap_err();
+    assert_eq!(token_calls(&server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn transient_failures_keep_the_tokens_and_the_status() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("<html>maintenance</html>"))
+        .mount(&server)
+        .await;
+    let engine = engine(&connector(&server, "")).await;
+    expired_connection(&engine, "c1").await;
+    let before = engine.connection("c1").await.unwrap();
+    let err = engine.request("c1", get("/me")).await.unwrap_err();
+    assert!(matches!(&err, EngineError::Token(t) if t.is_transient()), "{err}");
+    let after = engine.connection("c1").await.unwrap();
+    assert_eq!(after.status, ConnectionStatus::Ok);
+    assert_eq!(after.version, before.version);
+    assert_eq!(after.credentials["access_token"].expose(), "old-at");
+}
+
+#[tokio::test]
+async fn a_refused_token_is_refreshed_once_and_the_request_retried_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "fresh"})),
+        )
+        .mount(&server)
+        .await;
+    api_accepting(&server, "fresh").await;
+    let engine = engine(&connector(&server, "    client_auth: basic\n")).await;
+    // Imported token with no known expiry: only the 401 says it is stale.
+    engine
+        .create_connection(NewConnection {
+            id: Some("c2".into()),
+            connector: "prov".into(),
+            integration: Some("app".into()),
+            credentials: BTreeMap::from([
+                ("access_token".to_string(), Secret::new("stale")),
+                ("refresh_token".to_string(), Secret::new("rt-1")),
+            ]),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    let response = engine.request("c2", get("/me")).await.unwrap();
+    assert_eq!(response.status.as_u16(), 200);
+    let calls = token_calls(&server).await;
+    assert_eq!(calls.len(), 1);
+    // client_secret_basic: credentials in the header, not the body.
+    let auth = calls[0].headers.get("authorization").unwrap().to_str().unwrap();
+    assert!(auth.starts_with("Basic "));
+    assert!(!String::from_utf8_lossy(&calls[0].body).contains("csecret"));
+    let api_calls = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/api/me")
+        .count();
+    assert_eq!(api_calls, 2, "one refused call, one retry");
+}
+
+#[tokio::test]
+async fn client_credentials_keep_instance_url_for_the_base_url() {
+    let server = MockServer::start().await;
+    let instance = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("grant_type=client_credentials"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "data": {"token": "cc-at", "ttl": 3_600_000}, "instance_url": instance.uri()
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v1/ping"))
+        .and(header("x-token", "cc-at"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&instance)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: \"{{{{ config.instance_url }}}}/v1\"\nallowed_hosts: [\"127.0.0.1:{port}\"]\nconfig: [{{key: instance_url, optional: true}}]\nauth:\n  - type: oauth2\n    grant: client_credentials\n    token_url: {uri}/token\n    token_response: {{access_token: data.token, expires_in: data.ttl, expires_in_unit: milliseconds, keep: {{instance_url: instance_url}}}}\n    apply: {{in: header, name: X-Token, value: \"{{{{ access_token }}}}\"}}\n",
+        uri = server.uri(),
+        port = instance.address().port(),
+    );
+    let engine = engine(&yaml).await;
+    let record = engine
+        .create_connection(NewConnection {
+            id: Some("cc".into()),
+            connector: "prov".into(),
+            integration: Some("app".into()),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(record.config["instance_url"], instance.uri());
+    let lifetime = record.expires_at.unwrap() - OffsetDateTime::now_utc();
+    assert!(lifetime > time::Duration::minutes(59) && lifetime <= time::Duration::minutes(60));
+    assert_eq!(engine.request("cc", get("/ping")).await.unwrap().status.as_u16(), 200);
+}
+
+#[tokio::test]
+async fn forged_replayed_and_missing_states_never_reach_the_token_endpoint() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "x"})),
+        )
+        .mount(&server)
+        .await;
+    let engine = engine(&connector(&server, "")).await;
+    let (session, _token) = engine
+        .create_connect_session(latchkey_engine::NewConnectSession {
+            integration: "app".into(),
+            allowed_origin: Some("http://app.example".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let binding = Secret::new("browser-1");
+    let url = engine
+        .begin_authorization(&session, "http://lk.example/oauth/callback", &binding)
+        .await
+        .unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    assert!(state.len() >= 22, "at least 128 bits of state");
+    let challenge =
+        url.query_pairs().find(|(k, _)| k == "code_challenge_method").unwrap().1.to_string();
+    assert_eq!(challenge, "S256");
+
+    for i in 0..1000 {
+        let forged = CallbackParams::from_pairs([
+            ("state".to_string(), format!("forged-{i}")),
+            ("code".to_string(), "c".to_string()),
+        ]);
+        assert!(engine.complete_authorization(forged, Some(&binding)).await.is_err());
+    }
+    let missing = CallbackParams::from_pairs([("code".to_string(), "c".to_string())]);
+    assert!(engine.complete_authorization(missing, Some(&binding)).await.is_err());
+    // The right state from another browser is refused, and that consumes it.
+    let stolen = CallbackParams::from_pairs([
+        ("state".to_string(), state.clone()),
+        ("code".to_string(), "c".to_string()),
+    ]);
+    assert!(
+        engine.complete_authorization(stolen, Some(&Secret::new("other-browser"))).await.is_err()
+    );
+    let replay = CallbackParams::from_pairs([
+        ("state".to_string(), state),
+        ("code".to_string(), "c".to_string()),
+    ]);
+    assert!(engine.complete_authorization(replay, Some(&binding)).await.is_err());
+    assert_eq!(token_calls(&server).await.len(), 0);
+    // The session link cannot be used twice either.
+    assert!(
+        engine
+            .begin_authorization(&session, "http://lk.example/oauth/callback", &binding)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn a_mismatched_issuer_is_refused_before_the_token_request() {
+    let server = MockServer::start().await;
+    let engine = engine(&connector(&server, &format!("    issuer: {}\n", server.uri()))).await;
+    let (session, _) = engine
+        .create_connect_session(latchkey_engine::NewConnectSession {
+            integration: "app".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let binding = Secret::new("b");
+    let url = engine.begin_authorization(&session, "http://cb", &binding).await.unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
+    let params = CallbackParams::from_pairs([
+        ("state".to_string(), state),
+        ("code".to_string(), "c".to_string()),
+        ("iss".to_string(), "https://evil.example".to_string()),
+    ]);
+    let (_, err) = engine.complete_authorization(params, Some(&binding)).await.unwrap_err();
+    assert!(err.to_string().contains("unexpected issuer"), "{err}");
+    assert_eq!(token_calls(&server).await.len(), 0);
+    let s = engine.connect_session(&session.id).await.unwrap();
+    assert_eq!(s.status, latchkey_store::SessionStatus::Failed);
+}
