@@ -226,3 +226,88 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// A stand-in OAuth provider and API on one port, counting token requests. Every refresh issues
+/// `at-N`/`rt-N`; the API accepts only the newest access token.
+pub struct MockOAuth {
+    pub base: String,
+    pub token_requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl MockOAuth {
+    pub fn start(token_delay: Duration) -> Self {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Arc, Mutex};
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let current = Arc::new(Mutex::new("stale-never-valid".to_string()));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let (count, current) = (seen.clone(), current.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65536];
+                    let mut len = 0;
+                    loop {
+                        let Ok(n) = stream.read(&mut buf[len..]) else { return };
+                        if n == 0 {
+                            break;
+                        }
+                        len += n;
+                        let text = String::from_utf8_lossy(&buf[..len]).to_string();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text[..end]
+                                .lines()
+                                .find_map(|l| {
+                                    l.to_ascii_lowercase()
+                                        .strip_prefix("content-length:")
+                                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                                })
+                                .unwrap_or(0);
+                            if len >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let text = String::from_utf8_lossy(&buf[..len]).to_string();
+                    let first = text.lines().next().unwrap_or("").to_string();
+                    let (status, body) = if first.starts_with("POST /token") {
+                        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                        std::thread::sleep(token_delay);
+                        let token = format!("at-{n}");
+                        *current.lock().unwrap() = token.clone();
+                        (
+                            200,
+                            format!(
+                                r#"{{"access_token":"{token}","refresh_token":"rt-{n}","expires_in":3600}}"#
+                            ),
+                        )
+                    } else if first.starts_with("GET /api/me") {
+                        let want = format!("authorization: bearer {}", current.lock().unwrap())
+                            .to_ascii_lowercase();
+                        if text.to_ascii_lowercase().contains(&want) {
+                            (200, r#"{"me":"ok"}"#.to_string())
+                        } else {
+                            (401, String::new())
+                        }
+                    } else {
+                        (404, String::new())
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(reply.as_bytes());
+                });
+            }
+        });
+        Self { base, token_requests: count }
+    }
+
+    pub fn token_requests(&self) -> usize {
+        self.token_requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
