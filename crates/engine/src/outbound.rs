@@ -109,7 +109,11 @@ impl Target<'_> {
         auth::apply(
             method,
             &mut out,
-            AuthContext { credentials: self.credentials, config: self.config },
+            AuthContext {
+                credentials: self.credentials,
+                config: self.config,
+                now: std::time::SystemTime::now(),
+            },
         )?;
         Ok((out, policy))
     }

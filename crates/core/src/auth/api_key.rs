@@ -139,7 +139,15 @@ mod tests {
             ("account".to_string(), Secret::new("acc 9")),
         ]);
         let config = BTreeMap::new();
-        apply(m, r, AuthContext { credentials: &creds, config: &config })
+        apply(
+            m,
+            r,
+            AuthContext {
+                credentials: &creds,
+                config: &config,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            },
+        )
     }
 
     fn req() -> OutgoingRequest {

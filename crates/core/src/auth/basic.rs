@@ -49,8 +49,16 @@ mod tests {
         ]);
         let config = BTreeMap::new();
         let mut r = req();
-        apply(&BasicAuth::default(), &mut r, AuthContext { credentials: &creds, config: &config })
-            .unwrap();
+        apply(
+            &BasicAuth::default(),
+            &mut r,
+            AuthContext {
+                credentials: &creds,
+                config: &config,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            },
+        )
+        .unwrap();
         let h = r.headers.get("authorization").unwrap();
         assert_eq!(h, "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==");
         assert!(h.is_sensitive());
@@ -65,7 +73,16 @@ mod tests {
             ..BasicAuth::default()
         };
         let mut r = req();
-        apply(&method, &mut r, AuthContext { credentials: &creds, config: &config }).unwrap();
+        apply(
+            &method,
+            &mut r,
+            AuthContext {
+                credentials: &creds,
+                config: &config,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            },
+        )
+        .unwrap();
         assert_eq!(r.headers.get("authorization").unwrap(), "Basic a2V5MTIzOlg=");
     }
 
@@ -76,7 +93,11 @@ mod tests {
         let err = apply(
             &BasicAuth::default(),
             &mut req(),
-            AuthContext { credentials: &creds, config: &config },
+            AuthContext {
+                credentials: &creds,
+                config: &config,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            },
         )
         .unwrap_err();
         assert_eq!(err, AuthError::MissingCredential("password".into()));

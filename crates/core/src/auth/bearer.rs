@@ -24,7 +24,15 @@ mod tests {
         let creds = BTreeMap::from([("token".to_string(), Secret::new("mF_9.B5f-4.1JqM"))]);
         let config = BTreeMap::new();
         let mut r = OutgoingRequest::new(http::Method::GET, "https://x.example/".parse().unwrap());
-        apply(&mut r, AuthContext { credentials: &creds, config: &config }).unwrap();
+        apply(
+            &mut r,
+            AuthContext {
+                credentials: &creds,
+                config: &config,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            },
+        )
+        .unwrap();
         assert_eq!(r.headers.get("authorization").unwrap(), "Bearer mF_9.B5f-4.1JqM");
     }
 
@@ -33,7 +41,15 @@ mod tests {
         let creds = BTreeMap::from([("token".to_string(), Secret::new("abc\r\nX-Evil: 1"))]);
         let config = BTreeMap::new();
         let mut r = OutgoingRequest::new(http::Method::GET, "https://x.example/".parse().unwrap());
-        let err = apply(&mut r, AuthContext { credentials: &creds, config: &config }).unwrap_err();
+        let err = apply(
+            &mut r,
+            AuthContext {
+                credentials: &creds,
+                config: &config,
+                now: std::time::SystemTime::UNIX_EPOCH,
+            },
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("abc"));
     }
 }

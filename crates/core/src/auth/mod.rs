@@ -2,6 +2,7 @@
 //! request. No I/O, no clock, no randomness in this slice's strategies.
 
 mod api_key;
+pub mod aws_sigv4;
 mod basic;
 mod bearer;
 mod oauth2;
@@ -27,6 +28,9 @@ pub enum AuthError {
     /// The key cannot be placed in this body.
     #[error("{0}")]
     Body(String),
+    /// A signature could not be computed (bad key format, bad parameters).
+    #[error("{0}")]
+    Signing(String),
 }
 
 /// What a strategy reads besides the request.
@@ -36,6 +40,8 @@ pub struct AuthContext<'a> {
     pub credentials: &'a BTreeMap<String, Secret>,
     /// The connection's config.
     pub config: &'a BTreeMap<String, String>,
+    /// The time signatures are made at.
+    pub now: std::time::SystemTime,
 }
 
 impl<'a> AuthContext<'a> {
@@ -64,6 +70,9 @@ pub fn apply(
         AuthMethod::ApiKey(m) => api_key::apply(m, request, ctx),
         AuthMethod::Bearer(_) => bearer::apply(request, ctx),
         AuthMethod::OAuth2(m) => oauth2::apply(m, request, ctx),
+        AuthMethod::AwsSigV4(m) => aws_sigv4::apply(m, request, ctx),
+        // Digest answers a challenge: the engine calls `digest::respond` after the first 401.
+        AuthMethod::Digest(_) => Ok(()),
     }
 }
 

@@ -3,6 +3,7 @@
 mod model;
 mod oauth2;
 mod parse;
+mod signing;
 
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -10,6 +11,7 @@ use serde::Serialize;
 pub use model::*;
 pub use oauth2::*;
 pub use parse::{ConnectorError, compile_pattern, parse_connector};
+pub use signing::*;
 
 /// The JSON Schema of the connector format (what `latchkey connector schema` prints).
 pub fn json_schema() -> serde_json::Value {
@@ -44,6 +46,8 @@ impl AuthMethod {
             Self::ApiKey(m) => (&m.id, "api_key"),
             Self::Bearer(m) => (&m.id, "bearer"),
             Self::OAuth2(m) => (&m.id, "oauth2"),
+            Self::AwsSigV4(m) => (&m.id, "aws_sigv4"),
+            Self::Digest(m) => (&m.id, "digest"),
         };
         id.as_deref().unwrap_or(kind)
     }
@@ -56,6 +60,8 @@ impl AuthMethod {
             Self::ApiKey(_) => "api_key",
             Self::Bearer(_) => "bearer",
             Self::OAuth2(_) => "oauth2",
+            Self::AwsSigV4(_) => "aws_sigv4",
+            Self::Digest(_) => "digest",
         }
     }
 
@@ -98,6 +104,36 @@ impl AuthMethod {
             }
             Self::Bearer(m) => {
                 vec![field("token", m.token_label.as_ref(), "Token", true, m.hint.as_ref())]
+            }
+            Self::AwsSigV4(_) => vec![
+                field("access_key_id", None, "Access key id", false, None),
+                field("secret_access_key", None, "Secret access key", true, None),
+                FieldSpec {
+                    optional: true,
+                    ..field("session_token", None, "Session token", true, None)
+                },
+            ],
+            Self::Digest(m) => {
+                let mut out = Vec::new();
+                if m.username.value.is_none() {
+                    out.push(field(
+                        "username",
+                        m.username.label.as_ref(),
+                        "Username",
+                        false,
+                        m.username.hint.as_ref(),
+                    ));
+                }
+                if m.password.value.is_none() {
+                    out.push(field(
+                        "password",
+                        m.password.label.as_ref(),
+                        "Password",
+                        true,
+                        m.password.hint.as_ref(),
+                    ));
+                }
+                out
             }
             Self::OAuth2(m) => match m.grant {
                 Grant::Password => vec![

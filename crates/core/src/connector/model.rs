@@ -61,6 +61,11 @@ pub enum AuthMethod {
     /// OAuth 2.0 (RFC 6749): a consent flow or a client grant, tokens refreshed automatically.
     #[serde(rename = "oauth2")]
     OAuth2(Box<super::oauth2::OAuth2Auth>),
+    /// AWS Signature Version 4.
+    #[serde(rename = "aws_sigv4")]
+    AwsSigV4(super::signing::AwsSigV4Auth),
+    /// HTTP Digest (RFC 7616): answered after the server's challenge.
+    Digest(super::signing::DigestAuth),
 }
 
 /// `type: none`.

@@ -176,6 +176,11 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
     match method {
         AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
         AuthMethod::OAuth2(m) => check_oauth2(m),
+        AuthMethod::Digest(_) => Ok(()),
+        AuthMethod::AwsSigV4(m) => {
+            template::check_syntax(&m.service).map_err(|e| ("service".to_string(), e))?;
+            template::check_syntax(&m.region).map_err(|e| ("region".to_string(), e))
+        }
         AuthMethod::ApiKey(key) => {
             if key.fields.is_empty() {
                 return Err(("fields".into(), "at least one field is required".into()));
