@@ -10,7 +10,7 @@ use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus};
 use time::OffsetDateTime;
 
-use crate::outbound::{ApiRequest, Target};
+use crate::outbound::ApiRequest;
 use crate::{Engine, EngineError};
 
 /// What a caller supplies to create a connection.
@@ -212,12 +212,6 @@ impl Engine {
         let Some(test) = &connector.test else {
             return Ok(TestOutcome { ran: false, status: None, label: None });
         };
-        let target = Target {
-            connector,
-            auth_method: &record.auth_method,
-            credentials: &record.credentials,
-            config: &record.config,
-        };
         let mut headers = http::HeaderMap::new();
         for (name, value) in &test.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
@@ -233,10 +227,7 @@ impl Engine {
             headers,
             ..ApiRequest::default()
         };
-        let (out, policy) = target.build(request)?;
-        let http_request =
-            out.into_http().map_err(|e| EngineError::InvalidInput(format!("test request: {e}")))?;
-        let response = self.net.send(http_request, &policy).await?;
+        let response = self.send_once(record, connector, request).await?;
         let status = response.status.as_u16();
         if !response.status.is_success() {
             return Err(EngineError::TestFailed { status });

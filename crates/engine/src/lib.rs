@@ -11,6 +11,7 @@ mod integrations;
 pub mod oauth2;
 pub mod outbound;
 mod scheduler;
+mod send;
 
 use std::sync::Arc;
 
@@ -26,8 +27,6 @@ pub use integrations::NewIntegration;
 pub use oauth2::{CallbackParams, NewConnectSession, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 
-use crate::outbound::Target;
-
 /// Refresh tokens that expire within this margin, before a request and in the scheduler.
 pub const DEFAULT_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -40,6 +39,7 @@ pub struct Engine {
     oauth: oauth2::OAuthRuntime,
     events: Events,
     refresh_margin: std::time::Duration,
+    digest: send::DigestChallenges,
 }
 
 impl Engine {
@@ -64,6 +64,7 @@ impl Engine {
             oauth: oauth2::OAuthRuntime::default(),
             events: Events::default(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            digest: send::DigestChallenges::default(),
         })
     }
 
@@ -170,7 +171,7 @@ impl Engine {
                 .refresh_connection(connection_id, RefreshReason::Expiring(self.refresh_margin))
                 .await?;
         }
-        let response = self.send_once(&record, &entry, request.clone()).await?;
+        let response = self.send_once(&record, &entry.connector, request.clone()).await?;
         let refused = oauth.is_some_and(|m| m.refresh_on.contains(&response.status.as_u16()));
         if !refused {
             return Ok(response);
@@ -182,26 +183,7 @@ impl Engine {
                 RefreshReason::Rejected { seen_version: record.version },
             )
             .await?;
-        self.send_once(&record, &entry, request).await
-    }
-
-    async fn send_once(
-        &self,
-        record: &ConnectionRecord,
-        entry: &CatalogEntry,
-        request: ApiRequest,
-    ) -> Result<UpstreamResponse, EngineError> {
-        let target = Target {
-            connector: &entry.connector,
-            auth_method: &record.auth_method,
-            credentials: &record.credentials,
-            config: &record.config,
-        };
-        let (out, policy) = target.build(request)?;
-        let http_request = out
-            .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
-        Ok(self.net.send(http_request, &policy).await?)
+        self.send_once(&record, &entry.connector, request).await
     }
 
     /// A fresh access token for an OAuth2 connection, for apps that call the API themselves.

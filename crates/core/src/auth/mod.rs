@@ -5,6 +5,7 @@ mod api_key;
 pub mod aws_sigv4;
 mod basic;
 mod bearer;
+pub mod digest;
 mod oauth2;
 
 use std::collections::BTreeMap;
