@@ -152,7 +152,7 @@ fn same_authorization_header_as_botocore() {
         apply(
             &connector.auth[0],
             &mut request,
-            AuthContext { credentials: &credentials, config: &config, now },
+            AuthContext { credentials: &credentials, config: &config, now, nonce: "n" },
         )
         .unwrap();
         assert_eq!(

@@ -106,6 +106,7 @@ impl Target<'_> {
         let method = self.connector.auth_method(Some(self.auth_method)).ok_or_else(|| {
             self.misconfigured(format!("auth method `{}` no longer exists", self.auth_method))
         })?;
+        let nonce = crate::data_dir::random_token(16);
         auth::apply(
             method,
             &mut out,
@@ -113,6 +114,7 @@ impl Target<'_> {
                 credentials: self.credentials,
                 config: self.config,
                 now: std::time::SystemTime::now(),
+                nonce: &nonce,
             },
         )?;
         Ok((out, policy))

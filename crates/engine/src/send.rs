@@ -65,6 +65,7 @@ impl Engine {
             credentials: &record.credentials,
             config: &record.config,
             now: std::time::SystemTime::now(),
+            nonce: "",
         };
         let known = self.digest.take(&record.id);
         let (mut out, policy) = target.build(request.clone())?;

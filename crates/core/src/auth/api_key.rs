@@ -146,6 +146,7 @@ mod tests {
                 credentials: &creds,
                 config: &config,
                 now: std::time::SystemTime::UNIX_EPOCH,
+                nonce: "n",
             },
         )
     }

@@ -56,6 +56,7 @@ mod tests {
                 credentials: &creds,
                 config: &config,
                 now: std::time::SystemTime::UNIX_EPOCH,
+                nonce: "n",
             },
         )
         .unwrap();
@@ -80,6 +81,7 @@ mod tests {
                 credentials: &creds,
                 config: &config,
                 now: std::time::SystemTime::UNIX_EPOCH,
+                nonce: "n",
             },
         )
         .unwrap();
@@ -97,6 +99,7 @@ mod tests {
                 credentials: &creds,
                 config: &config,
                 now: std::time::SystemTime::UNIX_EPOCH,
+                nonce: "n",
             },
         )
         .unwrap_err();

@@ -30,6 +30,7 @@ mod tests {
                 credentials: &creds,
                 config: &config,
                 now: std::time::SystemTime::UNIX_EPOCH,
+                nonce: "n",
             },
         )
         .unwrap();
@@ -47,6 +48,7 @@ mod tests {
                 credentials: &creds,
                 config: &config,
                 now: std::time::SystemTime::UNIX_EPOCH,
+                nonce: "n",
             },
         )
         .unwrap_err();

@@ -106,6 +106,7 @@ mod tests {
             credentials: &creds,
             config: &config,
             now: std::time::SystemTime::UNIX_EPOCH,
+            nonce: "n",
         };
         for (algorithm, expected) in [
             ("MD5", "8ca523f5e9506fed4657c9700eebdbec"),

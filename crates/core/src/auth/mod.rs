@@ -6,6 +6,7 @@ pub mod aws_sigv4;
 mod basic;
 mod bearer;
 pub mod digest;
+pub mod oauth1;
 mod oauth2;
 
 use std::collections::BTreeMap;
@@ -43,6 +44,8 @@ pub struct AuthContext<'a> {
     pub config: &'a BTreeMap<String, String>,
     /// The time signatures are made at.
     pub now: std::time::SystemTime,
+    /// A fresh random value for schemes that need a nonce (OAuth 1.0a).
+    pub nonce: &'a str,
 }
 
 impl<'a> AuthContext<'a> {
@@ -74,6 +77,7 @@ pub fn apply(
         AuthMethod::AwsSigV4(m) => aws_sigv4::apply(m, request, ctx),
         // Digest answers a challenge: the engine calls `digest::respond` after the first 401.
         AuthMethod::Digest(_) => Ok(()),
+        AuthMethod::OAuth1(m) => oauth1::apply(m, request, ctx),
     }
 }
 

@@ -48,6 +48,7 @@ impl AuthMethod {
             Self::OAuth2(m) => (&m.id, "oauth2"),
             Self::AwsSigV4(m) => (&m.id, "aws_sigv4"),
             Self::Digest(m) => (&m.id, "digest"),
+            Self::OAuth1(m) => (&m.id, "oauth1"),
         };
         id.as_deref().unwrap_or(kind)
     }
@@ -62,6 +63,7 @@ impl AuthMethod {
             Self::OAuth2(_) => "oauth2",
             Self::AwsSigV4(_) => "aws_sigv4",
             Self::Digest(_) => "digest",
+            Self::OAuth1(_) => "oauth1",
         }
     }
 
@@ -113,6 +115,19 @@ impl AuthMethod {
                     ..field("session_token", None, "Session token", true, None)
                 },
             ],
+            Self::OAuth1(m) => {
+                let mut out = vec![field("consumer_key", None, "Consumer key", false, None)];
+                if m.signature_method == OAuth1SignatureMethod::RsaSha1 {
+                    out.push(field("private_key", None, "Private key (PEM)", true, None));
+                } else {
+                    out.push(field("consumer_secret", None, "Consumer secret", true, None));
+                }
+                if !m.two_legged {
+                    out.push(field("token", None, "Access token", true, None));
+                    out.push(field("token_secret", None, "Token secret", true, None));
+                }
+                out
+            }
             Self::Digest(m) => {
                 let mut out = Vec::new();
                 if m.username.value.is_none() {

@@ -66,6 +66,9 @@ pub enum AuthMethod {
     AwsSigV4(super::signing::AwsSigV4Auth),
     /// HTTP Digest (RFC 7616): answered after the server's challenge.
     Digest(super::signing::DigestAuth),
+    /// OAuth 1.0a request signing (RFC 5849).
+    #[serde(rename = "oauth1")]
+    OAuth1(super::signing::OAuth1Auth),
 }
 
 /// `type: none`.

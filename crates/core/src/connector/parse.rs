@@ -176,7 +176,7 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
     match method {
         AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
         AuthMethod::OAuth2(m) => check_oauth2(m),
-        AuthMethod::Digest(_) => Ok(()),
+        AuthMethod::Digest(_) | AuthMethod::OAuth1(_) => Ok(()),
         AuthMethod::AwsSigV4(m) => {
             template::check_syntax(&m.service).map_err(|e| ("service".to_string(), e))?;
             template::check_syntax(&m.region).map_err(|e| ("region".to_string(), e))
