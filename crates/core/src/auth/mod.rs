@@ -6,8 +6,9 @@ pub mod aws_sigv4;
 mod basic;
 mod bearer;
 pub mod digest;
+pub mod jwt;
 pub mod oauth1;
-mod oauth2;
+pub(crate) mod oauth2;
 
 use std::collections::BTreeMap;
 
@@ -78,6 +79,7 @@ pub fn apply(
         // Digest answers a challenge: the engine calls `digest::respond` after the first 401.
         AuthMethod::Digest(_) => Ok(()),
         AuthMethod::OAuth1(m) => oauth1::apply(m, request, ctx),
+        AuthMethod::Jwt(m) => jwt::apply(m, request, ctx),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use super::{AuthContext, AuthError, header_value};
 use crate::Secret;
-use crate::connector::{KeyLocation, OAuth2Auth};
+use crate::connector::{KeyLocation, OAuth2Auth, TokenPlacement};
 use crate::request::OutgoingRequest;
 use crate::template::render_secret;
 
@@ -14,9 +14,23 @@ pub(super) fn apply(
     ctx: AuthContext<'_>,
 ) -> Result<(), AuthError> {
     let token = ctx.credential("access_token")?;
-    let placement = &method.apply;
+    place_token(&method.apply, token, request, ctx)
+}
+
+/// Puts a token on a request as `placement` says (shared with self-signed JWTs).
+pub(super) fn place_token(
+    placement: &TokenPlacement,
+    token: &Secret,
+    request: &mut OutgoingRequest,
+    ctx: AuthContext<'_>,
+) -> Result<(), AuthError> {
     let value = match &placement.value {
-        Some(template) => render_secret(template, ctx.scope()).map_err(AuthError::Template)?,
+        Some(template) => {
+            let mut credentials = ctx.credentials.clone();
+            credentials.insert("access_token".into(), token.clone());
+            let scope = crate::template::Scope { credentials: Some(&credentials), ..ctx.scope() };
+            render_secret(template, scope).map_err(AuthError::Template)?
+        }
         None if placement.location == KeyLocation::Query => token.clone(),
         None => Secret::new(format!("Bearer {}", token.expose())),
     };

@@ -49,6 +49,7 @@ impl AuthMethod {
             Self::AwsSigV4(m) => (&m.id, "aws_sigv4"),
             Self::Digest(m) => (&m.id, "digest"),
             Self::OAuth1(m) => (&m.id, "oauth1"),
+            Self::Jwt(m) => (&m.id, "jwt"),
         };
         id.as_deref().unwrap_or(kind)
     }
@@ -64,6 +65,7 @@ impl AuthMethod {
             Self::AwsSigV4(_) => "aws_sigv4",
             Self::Digest(_) => "digest",
             Self::OAuth1(_) => "oauth1",
+            Self::Jwt(_) => "jwt",
         }
     }
 
@@ -115,6 +117,25 @@ impl AuthMethod {
                     ..field("session_token", None, "Session token", true, None)
                 },
             ],
+            Self::Jwt(m) if m.fields.is_empty() => {
+                if m.algorithm.starts_with("HS") {
+                    vec![field("secret", None, "Signing secret", true, None)]
+                } else {
+                    vec![field("private_key", None, "Private key (PEM)", true, None)]
+                }
+            }
+            Self::Jwt(m) => m
+                .fields
+                .iter()
+                .map(|f| FieldSpec {
+                    key: f.key.clone(),
+                    label: f.label.clone().unwrap_or_else(|| f.key.clone()),
+                    secret: f.secret,
+                    pattern: f.pattern.clone(),
+                    hint: f.hint.clone(),
+                    optional: f.optional,
+                })
+                .collect(),
             Self::OAuth1(m) => {
                 let mut out = vec![field("consumer_key", None, "Consumer key", false, None)];
                 if m.signature_method == OAuth1SignatureMethod::RsaSha1 {

@@ -69,6 +69,8 @@ pub enum AuthMethod {
     /// OAuth 1.0a request signing (RFC 5849).
     #[serde(rename = "oauth1")]
     OAuth1(super::signing::OAuth1Auth),
+    /// A JWT signed by Latchkey for each request.
+    Jwt(super::signing::JwtAuth),
 }
 
 /// `type: none`.

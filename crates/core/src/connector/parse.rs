@@ -177,6 +177,23 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
         AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
         AuthMethod::OAuth2(m) => check_oauth2(m),
         AuthMethod::Digest(_) | AuthMethod::OAuth1(_) => Ok(()),
+        AuthMethod::Jwt(m) => {
+            m.algorithm.parse::<jsonwebtoken::Algorithm>().map_err(|_| {
+                ("algorithm".to_string(), format!("unknown JWT algorithm `{}`", m.algorithm))
+            })?;
+            for key in m.header.keys() {
+                if !matches!(key.as_str(), "kid" | "typ" | "cty") {
+                    return Err((
+                        format!("header.{key}"),
+                        "only kid, typ and cty can be set".into(),
+                    ));
+                }
+            }
+            for (key, value) in m.header.iter().chain(m.claims.iter()) {
+                template::check_syntax(value).map_err(|e| (key.clone(), e))?;
+            }
+            Ok(())
+        }
         AuthMethod::AwsSigV4(m) => {
             template::check_syntax(&m.service).map_err(|e| ("service".to_string(), e))?;
             template::check_syntax(&m.region).map_err(|e| ("region".to_string(), e))

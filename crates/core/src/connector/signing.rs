@@ -1,9 +1,13 @@
-//! Settings of the signature families: AWS Signature V4, HTTP Digest and OAuth 1.0a.
+//! Settings of the signature families: AWS Signature V4, HTTP Digest, OAuth 1.0a and
+//! self-signed JWTs.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::model::BasicPart;
+use std::collections::BTreeMap;
+
+use super::model::{BasicPart, CredentialField};
+use super::oauth2::TokenPlacement;
 
 /// `type: aws_sigv4`: AWS Signature Version 4. Credential fields: `access_key_id`,
 /// `secret_access_key` and optionally `session_token`.
@@ -123,4 +127,40 @@ pub enum OAuth1Placement {
     Header,
     /// The query string (§3.5.3).
     Query,
+}
+
+/// `type: jwt`: a JWT signed by Latchkey for each request (APIs that take a short-lived token
+/// signed with an API secret or a private key).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAuth {
+    /// Name the user picks this method by; default `jwt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Label shown to the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// `HS256`/`HS384`/`HS512` (with a `secret` field), `RS*`/`PS*` (RSA), `ES256`/`ES384`
+    /// (EC) or `EdDSA` (Ed25519), the last three with a PEM `private_key` field.
+    pub algorithm: String,
+    /// The credential fields; default `secret` (HS*) or `private_key` (others).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fields: Vec<CredentialField>,
+    /// Header values (`kid`, `typ`, `cty`), templates over `credentials` and `config`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub header: BTreeMap<String, String>,
+    /// Claims, templates over `credentials` and `config`; `iat` and `exp` are added.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+    /// Lifetime in seconds (`exp - iat`); default 300.
+    #[serde(default = "default_jwt_lifetime")]
+    pub lifetime: u64,
+    /// How the token goes on requests (`{{ access_token }}` is the JWT); default
+    /// `Authorization: Bearer <jwt>`.
+    #[serde(default)]
+    pub apply: TokenPlacement,
+}
+
+fn default_jwt_lifetime() -> u64 {
+    300
 }
