@@ -63,7 +63,7 @@ fn code_exchange_with_client_secret_in_body() {
     let req = token_request(
         &m,
         &"https://p.example/token".parse().unwrap(),
-        Client { id: "cid", secret: Some(&secret) },
+        Client { id: "cid", secret: Some(&secret), assertion: None },
         TokenGrant::AuthorizationCode {
             code: &code,
             redirect_uri: "https://cb",
@@ -98,7 +98,7 @@ fn refresh_with_basic_client_auth_json_body_and_extra_params() {
     let req = token_request(
         &m,
         &"https://p.example/token".parse().unwrap(),
-        Client { id: "id:1", secret: Some(&secret) },
+        Client { id: "id:1", secret: Some(&secret), assertion: None },
         TokenGrant::RefreshToken { refresh_token: &refresh },
     )
     .unwrap();
@@ -125,7 +125,7 @@ fn client_credentials_and_password_grants() {
     let req = token_request(
         &m,
         &url,
-        Client { id: "c", secret: Some(&secret) },
+        Client { id: "c", secret: Some(&secret), assertion: None },
         TokenGrant::ClientCredentials { scopes: &scopes },
     )
     .unwrap();
@@ -138,7 +138,7 @@ fn client_credentials_and_password_grants() {
     let req = token_request(
         &m,
         &url,
-        Client { id: "c", secret: None },
+        Client { id: "c", secret: None, assertion: None },
         TokenGrant::Password { username: &user, password: &pass, scopes: &[] },
     )
     .unwrap();

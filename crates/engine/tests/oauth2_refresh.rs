@@ -388,3 +388,61 @@ async fn a_mismatched_issuer_is_refused_before_the_token_request() {
     let s = engine.connect_session(&session.id).await.unwrap();
     assert_eq!(s.status, latchkey_store::SessionStatus::Failed);
 }
+
+#[tokio::test]
+async fn private_key_jwt_client_authentication() {
+    use rsa::pkcs8::{DecodePrivateKey, EncodePublicKey};
+    let pem = include_str!("../../core/examples/bench_rsa_key.pem");
+    let public = rsa::RsaPrivateKey::from_pkcs8_pem(pem)
+        .unwrap()
+        .to_public_key()
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap();
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains("client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "pkj", "expires_in": 600})))
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: client_credentials\n    token_url: {uri}/token\n    client_auth: private_key_jwt\n",
+        uri = server.uri()
+    );
+    let engine = engine(&yaml).await;
+    engine
+        .put_integration(NewIntegration {
+            id: "app".into(),
+            connector: "prov".into(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new(pem)),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    engine
+        .create_connection(NewConnection {
+            id: Some("k".into()),
+            connector: "prov".into(),
+            integration: Some("app".into()),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    let calls = token_calls(&server).await;
+    assert_eq!(calls.len(), 1);
+    let form: BTreeMap<String, String> =
+        form_urlencoded::parse(&calls[0].body).into_owned().collect();
+    assert!(!form.contains_key("client_secret"), "the key never leaves");
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_audience(&[format!("{}/token", server.uri())]);
+    let token = jsonwebtoken::decode::<serde_json::Value>(
+        &form["client_assertion"],
+        &jsonwebtoken::DecodingKey::from_rsa_pem(public.as_bytes()).unwrap(),
+        &validation,
+    )
+    .unwrap();
+    assert_eq!(token.claims["iss"], "cid");
+    assert_eq!(token.claims["sub"], "cid");
+    assert!(token.claims["jti"].as_str().unwrap().len() >= 16);
+}

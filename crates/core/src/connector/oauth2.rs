@@ -48,6 +48,9 @@ pub struct OAuth2Auth {
     /// How the client authenticates at the token endpoint.
     #[serde(default)]
     pub client_auth: ClientAuth,
+    /// Signing algorithm of the `private_key_jwt` assertion (default `RS256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_alg: Option<String>,
     /// Extra query parameters on the authorization request (e.g. `access_type: offline`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub authorize_params: BTreeMap<String, String>,
@@ -97,6 +100,9 @@ pub enum ClientAuth {
     Body,
     /// HTTP Basic with the URL-encoded client id and secret.
     Basic,
+    /// A JWT signed with the client's private key (RFC 7523 §2.2, OpenID `private_key_jwt`):
+    /// the integration's client secret holds the PEM key.
+    PrivateKeyJwt,
 }
 
 /// Token request encoding and headers.

@@ -8,5 +8,6 @@ mod token;
 pub use authorize::{AuthorizeRequest, authorize_url};
 pub use pkce::PkceVerifier;
 pub use token::{
-    Client, TokenError, TokenGrant, TokenSet, lookup, parse_token_response, token_request,
+    Client, TokenError, TokenGrant, TokenSet, client_assertion, lookup, parse_token_response,
+    token_request,
 };

@@ -24,8 +24,47 @@ use crate::request::OutgoingRequest;
 pub struct Client<'a> {
     /// Client id.
     pub id: &'a str,
-    /// Client secret; absent for public clients.
+    /// Client secret; absent for public clients. For `private_key_jwt`, the PEM private key.
     pub secret: Option<&'a Secret>,
+    /// The signed client assertion, for `private_key_jwt` (see [`client_assertion`]).
+    pub assertion: Option<&'a Secret>,
+}
+
+/// The client assertion of RFC 7523 §2.2 / §3: `iss` = `sub` = client id, `aud` = the token
+/// endpoint, a unique `jti`, valid for 60 seconds from `now`.
+pub fn client_assertion(
+    client_id: &str,
+    audience: &str,
+    key_pem: &Secret,
+    algorithm: &str,
+    now: std::time::SystemTime,
+    jti: &str,
+) -> Result<Secret, String> {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let alg: Algorithm =
+        algorithm.parse().map_err(|_| format!("unknown JWT algorithm `{algorithm}`"))?;
+    let pem = key_pem.expose().as_bytes();
+    let key = match alg {
+        Algorithm::RS256
+        | Algorithm::RS384
+        | Algorithm::RS512
+        | Algorithm::PS256
+        | Algorithm::PS384
+        | Algorithm::PS512 => EncodingKey::from_rsa_pem(pem),
+        Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
+        Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
+        _ => return Err(format!("`{algorithm}` cannot sign a client assertion")),
+    }
+    .map_err(|_| {
+        format!("the integration's client secret is not a PEM private key for {algorithm}")
+    })?;
+    let iat = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": audience, "jti": jti, "iat": iat, "exp": iat + 60,
+    });
+    jsonwebtoken::encode(&Header::new(alg), &claims, &key)
+        .map(Secret::new)
+        .map_err(|e| format!("cannot sign the client assertion: {:?}", e.kind()))
 }
 
 /// The grant a token request carries.
@@ -109,6 +148,13 @@ pub fn token_request(
     }
     let mut request = OutgoingRequest::new(Method::POST, endpoint.clone());
     match (method.client_auth, client.secret) {
+        (ClientAuth::PrivateKeyJwt, _) => {
+            let assertion =
+                client.assertion.ok_or("private_key_jwt needs a signed client assertion")?;
+            push("client_id", client.id);
+            push("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+            push("client_assertion", assertion.expose());
+        }
         (ClientAuth::Basic, Some(secret)) => {
             // RFC 6749 §2.3.1: both parts form-urlencoded before Basic encoding.
             let enc = |s: &str| form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

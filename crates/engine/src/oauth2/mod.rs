@@ -105,7 +105,38 @@ impl Engine {
         let client_id = integration.client_id.as_deref().ok_or_else(|| {
             EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
         })?;
-        let client = Client { id: client_id, secret: integration.client_secret.as_ref() };
+        let assertion = match oauth.method.client_auth {
+            latchkey_core::connector::ClientAuth::PrivateKeyJwt => {
+                let key = integration.client_secret.as_ref().ok_or_else(|| {
+                    EngineError::InvalidInput(format!(
+                        "integration `{}` needs its private key (as the client secret) for private_key_jwt",
+                        integration.id
+                    ))
+                })?;
+                let alg = oauth.method.client_assertion_alg.as_deref().unwrap_or("RS256");
+                let jti = crate::data_dir::random_token(16);
+                Some(
+                    latchkey_core::oauth2::client_assertion(
+                        client_id,
+                        endpoint.as_str(),
+                        key,
+                        alg,
+                        std::time::SystemTime::now(),
+                        &jti,
+                    )
+                    .map_err(|m| EngineError::Connector {
+                        connector: integration.connector.clone(),
+                        message: m,
+                    })?,
+                )
+            }
+            _ => None,
+        };
+        let client = Client {
+            id: client_id,
+            secret: integration.client_secret.as_ref(),
+            assertion: assertion.as_ref(),
+        };
         let request = token_request(&oauth.method, endpoint, client, grant).map_err(|m| {
             EngineError::Connector { connector: integration.connector.clone(), message: m }
         })?;
