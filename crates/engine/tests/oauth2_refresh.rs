@@ -446,3 +446,56 @@ async fn private_key_jwt_client_authentication() {
     assert_eq!(token.claims["sub"], "cid");
     assert!(token.claims["jti"].as_str().unwrap().len() >= 16);
 }
+
+#[tokio::test]
+async fn device_flow_polls_and_slows_down() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/device"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dev-1", "user_code": "WDJB-MJHT", "verification_uri": "https://p.example/device",
+            "expires_in": 60, "interval": 0
+        })))
+        .mount(&server)
+        .await;
+    for (priority, body) in [
+        (1, serde_json::json!({"error": "authorization_pending"})),
+        (2, serde_json::json!({"error": "slow_down"})),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/token"))
+            .respond_with(ResponseTemplate::new(400).set_body_json(body))
+            .up_to_n_times(1)
+            .with_priority(priority)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .and(body_string_contains(
+            "grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code",
+        ))
+        .and(body_string_contains("device_code=dev-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"access_token": "dev-at", "refresh_token": "dev-rt"}),
+        ))
+        .with_priority(3)
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    device_authorization_url: {uri}/device\n    token_url: {uri}/token\n",
+        uri = server.uri()
+    );
+    let engine = engine(&yaml).await;
+    let flow = engine.begin_device_authorization("app").await.unwrap();
+    assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
+    let started = std::time::Instant::now();
+    let record = engine.complete_device_authorization(flow, Some("dev".into())).await.unwrap();
+    assert_eq!(record.credentials["access_token"].expose(), "dev-at");
+    let polls = token_calls(&server).await;
+    assert_eq!(polls.len(), 3, "pending, slow_down, success");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(5),
+        "slow_down adds five seconds to the interval"
+    );
+}

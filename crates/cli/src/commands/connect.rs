@@ -47,6 +47,26 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         )
         .await;
     }
+    if let latchkey_core::AuthMethod::OAuth2(m) = method
+        && m.grant == latchkey_core::connector::Grant::DeviceCode
+    {
+        let integration = options.integration.as_deref().with_context(|| {
+            format!("`{}` connects with OAuth2: pass --integration", connector.id)
+        })?;
+        let flow = engine.begin_device_authorization(integration).await?;
+        let auth = &flow.authorization;
+        println!("Open {} and enter the code {}", auth.verification_uri, auth.user_code);
+        if let Some(complete) = &auth.verification_uri_complete {
+            println!("(or open {complete})");
+        }
+        eprintln!("Waiting for approval (checking every {}s)…", auth.interval.as_secs());
+        let record = engine.complete_device_authorization(flow, options.id).await?;
+        match &record.label {
+            Some(label) => println!("{}\t{}", record.id, label),
+            None => println!("{}", record.id),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let fields = method.fields();
 
     let mut credentials = BTreeMap::new();

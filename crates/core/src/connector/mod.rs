@@ -176,7 +176,9 @@ impl AuthMethod {
                     field("username", None, "Username", false, None),
                     field("password", None, "Password", true, None),
                 ],
-                Grant::AuthorizationCode | Grant::ClientCredentials => Vec::new(),
+                Grant::AuthorizationCode | Grant::ClientCredentials | Grant::DeviceCode => {
+                    Vec::new()
+                }
             },
             Self::ApiKey(m) => m
                 .fields

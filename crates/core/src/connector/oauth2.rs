@@ -33,6 +33,9 @@ pub struct OAuth2Auth {
     /// Token endpoint (template over `config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
+    /// Device authorization endpoint (RFC 8628 §3.1), for `grant: device_code`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_authorization_url: Option<String>,
     /// A separate refresh endpoint; default the token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_url: Option<String>,
@@ -89,6 +92,9 @@ pub enum Grant {
     ClientCredentials,
     /// Resource owner password credentials (RFC 6749 §4.3).
     Password,
+    /// Device authorization (RFC 8628) for headless connections: the user enters a code on
+    /// another device while Latchkey polls.
+    DeviceCode,
 }
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).

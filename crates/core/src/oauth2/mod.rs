@@ -8,6 +8,7 @@ mod token;
 pub use authorize::{AuthorizeRequest, authorize_url};
 pub use pkce::PkceVerifier;
 pub use token::{
-    Client, TokenError, TokenGrant, TokenSet, client_assertion, lookup, parse_token_response,
+    Client, DeviceAuthorization, TokenError, TokenGrant, TokenSet, client_assertion,
+    device_authorization_request, lookup, parse_device_authorization, parse_token_response,
     token_request,
 };

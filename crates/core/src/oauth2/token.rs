@@ -93,6 +93,11 @@ pub enum TokenGrant<'a> {
         /// Scopes to request.
         scopes: &'a [String],
     },
+    /// Device access token request (RFC 8628 §3.4).
+    DeviceCode {
+        /// The `device_code` from the device authorization response.
+        device_code: &'a Secret,
+    },
     /// Refresh (§6).
     RefreshToken {
         /// The refresh token.
@@ -137,6 +142,11 @@ pub fn token_request(
             }
             &method.token_params
         }
+        TokenGrant::DeviceCode { device_code } => {
+            push("grant_type", "urn:ietf:params:oauth:grant-type:device_code");
+            push("device_code", device_code.expose());
+            &method.token_params
+        }
         TokenGrant::RefreshToken { refresh_token } => {
             push("grant_type", "refresh_token");
             push("refresh_token", refresh_token.expose());
@@ -146,6 +156,31 @@ pub fn token_request(
     for (k, v) in extra {
         push(k, v);
     }
+    encode_request(method, endpoint, client, params)
+}
+
+/// The device authorization request (RFC 8628 §3.1): the client and the scopes.
+pub fn device_authorization_request(
+    method: &OAuth2Auth,
+    endpoint: &Url,
+    client: Client<'_>,
+    scopes: &[String],
+) -> Result<OutgoingRequest, String> {
+    let mut params: Vec<(String, Secret)> = Vec::new();
+    if !scopes.is_empty() {
+        params.push(("scope".into(), Secret::new(scopes.join(&method.scope_separator))));
+    }
+    encode_request(method, endpoint, client, params)
+}
+
+/// Adds client authentication to `params` and encodes the POST as the connector says.
+fn encode_request(
+    method: &OAuth2Auth,
+    endpoint: &Url,
+    client: Client<'_>,
+    mut params: Vec<(String, Secret)>,
+) -> Result<OutgoingRequest, String> {
+    let mut push = |k: &str, v: &str| params.push((k.to_string(), Secret::new(v)));
     let mut request = OutgoingRequest::new(Method::POST, endpoint.clone());
     match (method.client_auth, client.secret) {
         (ClientAuth::PrivateKeyJwt, _) => {
@@ -352,4 +387,57 @@ fn as_text(value: &serde_json::Value) -> Option<String> {
         serde_json::Value::Bool(b) => Some(b.to_string()),
         _ => None,
     }
+}
+
+/// A device authorization response (RFC 8628 §3.2).
+#[derive(Debug, Clone)]
+pub struct DeviceAuthorization {
+    /// The code Latchkey polls with.
+    pub device_code: Secret,
+    /// The code the user types.
+    pub user_code: String,
+    /// Where the user types it.
+    pub verification_uri: String,
+    /// A URI with the code filled in, if the server gives one.
+    pub verification_uri_complete: Option<String>,
+    /// How long the codes live.
+    pub expires_in: Duration,
+    /// Seconds between polls (default 5).
+    pub interval: Duration,
+}
+
+/// Parses a device authorization response.
+pub fn parse_device_authorization(
+    status: u16,
+    body: &[u8],
+) -> Result<DeviceAuthorization, TokenError> {
+    let doc = parse_body(body);
+    if let Some(doc) = &doc
+        && let Some(code) = lookup(doc, "error").and_then(as_text)
+    {
+        let description = lookup(doc, "error_description")
+            .and_then(as_text)
+            .map(|d| d.chars().take(200).collect());
+        return Err(TokenError::Provider { code, description, status });
+    }
+    if !(200..300).contains(&status) {
+        return Err(TokenError::Status { status });
+    }
+    let doc = doc.ok_or_else(|| TokenError::Malformed("the body is not JSON".into()))?;
+    let text = |k: &str| lookup(&doc, k).and_then(as_text).filter(|s| !s.is_empty());
+    let seconds = |k: &str, default: u64| {
+        lookup(&doc, k).and_then(as_text).and_then(|s| s.parse::<u64>().ok()).unwrap_or(default)
+    };
+    Ok(DeviceAuthorization {
+        device_code: Secret::new(
+            text("device_code").ok_or_else(|| TokenError::Malformed("no device_code".into()))?,
+        ),
+        user_code: text("user_code").ok_or_else(|| TokenError::Malformed("no user_code".into()))?,
+        verification_uri: text("verification_uri")
+            .or_else(|| text("verification_url"))
+            .ok_or_else(|| TokenError::Malformed("no verification_uri".into()))?,
+        verification_uri_complete: text("verification_uri_complete"),
+        expires_in: Duration::from_secs(seconds("expires_in", 600)),
+        interval: Duration::from_secs(seconds("interval", 5)),
+    })
 }

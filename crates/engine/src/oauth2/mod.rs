@@ -3,6 +3,7 @@
 //! refresh. The request values themselves come from `latchkey_core::oauth2`.
 
 mod connect;
+mod device;
 mod discovery;
 mod refresh;
 
@@ -20,6 +21,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 pub use connect::{CallbackParams, NewConnectSession};
+pub use device::DeviceFlow;
 pub use discovery::DiscoveryCache;
 pub use refresh::{RefreshCoordinator, RefreshReason};
 
@@ -213,7 +215,7 @@ impl Engine {
                 )
                 .await?
             }
-            Grant::AuthorizationCode => {
+            Grant::AuthorizationCode | Grant::DeviceCode => {
                 return Err(EngineError::InvalidInput(
                     "this auth method connects through the consent flow: create a connect session"
                         .into(),
@@ -241,7 +243,7 @@ pub(crate) fn expiry(lifetime: Option<std::time::Duration>) -> Option<OffsetDate
 }
 
 /// Only the endpoint's own host (and port) may receive the client credentials.
-fn endpoint_policy(endpoint: &Url) -> Result<HostPolicy, EngineError> {
+pub(crate) fn endpoint_policy(endpoint: &Url) -> Result<HostPolicy, EngineError> {
     let host = endpoint.host_str().unwrap_or_default();
     let pattern = match endpoint.port() {
         Some(port) => format!("{host}:{port}"),

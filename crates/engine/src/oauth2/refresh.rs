@@ -169,7 +169,9 @@ impl Engine {
                 }
                 _ => Err(EngineError::NeedsReauth(id.to_string())),
             },
-            (None, Grant::AuthorizationCode) => Err(EngineError::NeedsReauth(id.to_string())),
+            (None, Grant::AuthorizationCode | Grant::DeviceCode) => {
+                Err(EngineError::NeedsReauth(id.to_string()))
+            }
         };
         match result {
             Ok(tokens) => {

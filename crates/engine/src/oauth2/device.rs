@@ -1,0 +1,128 @@
+//! The device authorization grant (RFC 8628) for headless connections: ask for a user code,
+//! show it, and poll the token endpoint at the interval the server asks for (`slow_down` adds
+//! five seconds, §3.5) until the user approves, refuses, or the code expires.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use latchkey_core::oauth2::{
+    Client, DeviceAuthorization, TokenError, TokenGrant, device_authorization_request,
+    parse_device_authorization,
+};
+use latchkey_store::{ConnectionRecord, ConnectionStatus};
+use time::OffsetDateTime;
+use url::Url;
+
+use super::{ResolvedOAuth, apply_tokens, endpoint_policy, oauth_method};
+use crate::events::Event;
+use crate::{Engine, EngineError, FlowError};
+
+/// A device flow in progress: show `authorization.user_code` and `verification_uri`.
+#[derive(Debug)]
+pub struct DeviceFlow {
+    /// What the user needs.
+    pub authorization: DeviceAuthorization,
+    oauth: ResolvedOAuth,
+    integration: String,
+}
+
+impl Engine {
+    /// Starts a device flow for an integration whose connector uses `grant: device_code`.
+    pub async fn begin_device_authorization(
+        &self,
+        integration: &str,
+    ) -> Result<DeviceFlow, EngineError> {
+        let integration = self.integration(integration).await?;
+        let entry = self.connector(&integration.connector)?;
+        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
+            EngineError::InvalidInput("this connector does not use OAuth2".into())
+        })?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let endpoint = method
+            .device_authorization_url
+            .as_deref()
+            .and_then(|u| Url::parse(u).ok())
+            .ok_or_else(|| EngineError::InvalidInput("no device authorization endpoint".into()))?;
+        let client_id = integration.client_id.as_deref().ok_or_else(|| {
+            EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
+        })?;
+        let scopes = Self::scopes(&oauth, &integration);
+        let client =
+            Client { id: client_id, secret: integration.client_secret.as_ref(), assertion: None };
+        let request =
+            device_authorization_request(&oauth.method, &endpoint, client, &scopes).map_err(
+                |m| EngineError::Connector { connector: integration.connector.clone(), message: m },
+            )?;
+        let http_request =
+            request.into_http().map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let response = self.net.send(http_request, &endpoint_policy(&endpoint)?).await?;
+        let status = response.status.as_u16();
+        let body = response.bytes().await?;
+        let authorization = parse_device_authorization(status, &body)?;
+        Ok(DeviceFlow { authorization, oauth, integration: integration.id })
+    }
+
+    /// Polls until the user decides, then stores the connection.
+    pub async fn complete_device_authorization(
+        &self,
+        flow: DeviceFlow,
+        connection_id: Option<String>,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let integration = self.integration(&flow.integration).await?;
+        let deadline = Instant::now() + flow.authorization.expires_in;
+        let mut interval = flow.authorization.interval;
+        let tokens = loop {
+            tokio::time::sleep(interval).await;
+            if Instant::now() > deadline {
+                return Err(FlowError::Expired.into());
+            }
+            let grant = TokenGrant::DeviceCode { device_code: &flow.authorization.device_code };
+            match self
+                .call_token_endpoint(&flow.oauth, &flow.oauth.token_url, &integration, grant)
+                .await
+            {
+                Ok(tokens) => break tokens,
+                Err(EngineError::Token(TokenError::Provider { code, .. }))
+                    if code == "authorization_pending" => {}
+                Err(EngineError::Token(TokenError::Provider { code, .. }))
+                    if code == "slow_down" =>
+                {
+                    interval += Duration::from_secs(5);
+                }
+                Err(EngineError::Token(TokenError::Provider { code, .. }))
+                    if code == "access_denied" || code == "expired_token" =>
+                {
+                    return Err(FlowError::Provider { code }.into());
+                }
+                Err(other) => return Err(other),
+            }
+        };
+        let entry = self.connector(&integration.connector)?;
+        let now = OffsetDateTime::now_utc();
+        let mut record = ConnectionRecord {
+            id: connection_id
+                .unwrap_or_else(|| format!("conn_{}", crate::data_dir::random_token(12))),
+            connector: entry.connector.id.clone(),
+            integration: Some(integration.id.clone()),
+            auth_method: entry
+                .connector
+                .auth_method(None)
+                .map(|m| m.id().to_string())
+                .unwrap_or_default(),
+            credentials: BTreeMap::new(),
+            config: BTreeMap::new(),
+            status: ConnectionStatus::Ok,
+            label: None,
+            end_user_id: None,
+            expires_at: None,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        apply_tokens(&mut record, tokens);
+        record.label = self.run_test(&record, &entry.connector).await?.label;
+        record.version = self.store.insert_connection(&record).await?;
+        self.events.emit(Event::created(&record));
+        Ok(record)
+    }
+}
