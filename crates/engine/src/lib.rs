@@ -167,9 +167,11 @@ impl Engine {
             if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
                 return Err(EngineError::NeedsReauth(record.id));
             }
-            record = self
-                .refresh_connection(connection_id, RefreshReason::Expiring(self.refresh_margin))
-                .await?;
+            // Checked on the record already read, so a fresh token costs no lock.
+            let expiring = RefreshReason::Expiring(self.refresh_margin);
+            if expiring.still_needed(&record) {
+                record = self.refresh_connection(connection_id, expiring).await?;
+            }
         }
         let response = self.send_once(&record, &entry.connector, request.clone()).await?;
         let refused = oauth.is_some_and(|m| m.refresh_on.contains(&response.status.as_u16()));

@@ -36,7 +36,8 @@ pub enum RefreshReason {
 }
 
 impl RefreshReason {
-    fn still_needed(self, record: &ConnectionRecord) -> bool {
+    /// Whether `record` still needs the refresh this reason asks for.
+    pub fn still_needed(self, record: &ConnectionRecord) -> bool {
         match self {
             Self::Expiring(margin) => {
                 record.expires_at.is_some_and(|at| at <= OffsetDateTime::now_utc() + margin)
