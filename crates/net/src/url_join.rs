@@ -18,7 +18,7 @@ use crate::NetError;
 /// Refused with [`NetError::UnsafePath`]: control characters and whitespace, backslashes (raw or
 /// `%5C`), fragments, `//` at the start (protocol-relative), a scheme (`http:`, `https:/`,
 /// `javascript:`) or `@` in a first segment without a leading `/`, percent-encoded slashes
-/// (`%2F`), `.`/`..` segments (also as `%2E`), and malformed percent escapes in the path. `:`
+/// that could act as separators (`%2F%2F`, a leading `%2F`, `..%2F`; `group%2Fproject` is kept), `.`/`..` segments (also as `%2E`), and malformed percent escapes in the path. `:`
 /// and `@` later in a path are allowed (`/v1/models/x:generate`, `/users/@me`).
 pub fn join(base: &Url, path: &str) -> Result<Url, NetError> {
     if base.cannot_be_a_base() || base.host().is_none() {
@@ -79,7 +79,17 @@ fn check_path(path: &str) -> Result<(), NetError> {
     }
     for segment in path.split('/') {
         let decoded = percent_decode(segment)?;
-        if decoded.iter().any(|b| matches!(b, b'/' | b'\\')) {
+        // An encoded slash inside a segment is how some APIs name nested things (GitLab's
+        // `group%2Fproject`); it stays only if it cannot form `//`, a leading or trailing slash,
+        // a backslash, or a dot segment once an upstream decodes it.
+        if decoded.contains(&b'\\')
+            || (decoded.contains(&b'/')
+                && (decoded.starts_with(b"/")
+                    || decoded.ends_with(b"/")
+                    || decoded
+                        .split(|b| *b == b'/')
+                        .any(|s| s.is_empty() || s == b"." || s == b"..")))
+        {
             return Err(unsafe_path("percent-encoded slash or backslash"));
         }
         if decoded == b"." || decoded == b".." {
@@ -162,6 +172,10 @@ mod tests {
             "https://api.example.com/v2/models/gemini:generateContent"
         );
         assert_eq!(joined("/users/@me"), "https://api.example.com/v2/users/@me");
+        assert_eq!(
+            joined("/projects/group%2Fsub%2Fproject/issues"),
+            "https://api.example.com/v2/projects/group%2Fsub%2Fproject/issues"
+        );
         assert_eq!(joined("users/@me"), "https://api.example.com/v2/users/@me");
         assert_eq!(
             joined("/search?next=%2Fhome&u=a@b.c"),
