@@ -148,6 +148,15 @@ pub enum ConnectorCommand {
     },
     /// Print the JSON Schema of the connector format.
     Schema,
+    /// Check connector files against the catalog rules (ids match file names and are unique,
+    /// a test request, category and docs, allowed hosts, declared template names, no secrets).
+    Lint {
+        /// Files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Print the catalog as Markdown (what `docs/catalog.md` holds).
+    CatalogDoc,
 }
 
 /// `latchkey connection …`.

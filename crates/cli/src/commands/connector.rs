@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use latchkey_core::connector::{json_schema, parse_connector};
+use std::collections::BTreeMap;
+
+use latchkey_core::connector::{json_schema, lint, parse_connector};
 
 use crate::args::{ConnectorCommand, Global};
 use crate::setup;
@@ -49,6 +51,43 @@ pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<E
                 catalog.get(&id).ok_or_else(|| anyhow::anyhow!("connector `{id}` not found"))?;
             print!("{}", serde_saphyr::to_string(entry.connector.as_ref())?);
         }
+        ConnectorCommand::Lint { paths } => {
+            let mut problems = 0usize;
+            let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+            let files = expand(&paths)?;
+            for path in &files {
+                let source = std::fs::read_to_string(path)?;
+                let name = path.display().to_string();
+                let connector = match parse_connector(&source, &name) {
+                    Ok(c) => c,
+                    Err(err) => {
+                        problems += 1;
+                        println!("{err}");
+                        continue;
+                    }
+                };
+                if let Some(first) = ids.insert(connector.id.clone(), path.clone()) {
+                    problems += 1;
+                    println!(
+                        "{name}: field `id`: `{}` is also the id of {}",
+                        connector.id,
+                        first.display()
+                    );
+                }
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                for issue in lint(&connector, stem) {
+                    problems += 1;
+                    println!("{name}: field `{}`: {}", issue.field, issue.message);
+                }
+            }
+            println!("{} files, {problems} problems", files.len());
+            if problems > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        ConnectorCommand::CatalogDoc => {
+            print!("{}", catalog_markdown(&setup::catalog(global)));
+        }
         ConnectorCommand::Validate { paths } => {
             let mut failed = 0usize;
             let mut checked = 0usize;
@@ -93,4 +132,37 @@ fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
 
 fn is_yaml(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}
+
+/// The catalog as a Markdown table, grouped by category.
+fn catalog_markdown(catalog: &latchkey_engine::Catalog) -> String {
+    let mut by_category: BTreeMap<String, Vec<std::sync::Arc<latchkey_core::Connector>>> =
+        BTreeMap::new();
+    for entry in catalog.list() {
+        if entry.origin == latchkey_engine::Origin::Builtin {
+            let category = entry.connector.category.clone().unwrap_or_else(|| "other".into());
+            by_category.entry(category).or_default().push(entry.connector.clone());
+        }
+    }
+    let total: usize = by_category.values().map(Vec::len).sum();
+    let mut out = String::from(
+        "# Connector catalog\n\nGenerated from `connectors/` by `latchkey connector catalog-doc`; CI checks it is current.\n",
+    );
+    out.push_str(&format!("\n{total} connectors.\n"));
+    for (category, connectors) in by_category {
+        out.push_str(&format!(
+            "\n## {category}\n\n| id | name | auth | docs |\n| --- | --- | --- | --- |\n"
+        ));
+        for c in connectors {
+            let auth: Vec<String> = c.auth.iter().map(|m| m.kind().to_string()).collect();
+            out.push_str(&format!(
+                "| `{}` | {} | {} | {} |\n",
+                c.id,
+                c.name,
+                auth.join(", "),
+                c.docs.as_deref().map(|d| format!("[docs]({d})")).unwrap_or_default()
+            ));
+        }
+    }
+    out
 }

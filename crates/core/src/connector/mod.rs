@@ -1,5 +1,6 @@
 //! Connectors: the file format, its parsing, and what the rest of Latchkey asks of a connector.
 
+mod lint;
 mod model;
 mod oauth2;
 mod parse;
@@ -8,6 +9,7 @@ mod signing;
 use schemars::JsonSchema;
 use serde::Serialize;
 
+pub use lint::{CATEGORIES, LintIssue, lint};
 pub use model::*;
 pub use oauth2::*;
 pub use parse::{ConnectorError, compile_pattern, parse_connector};
