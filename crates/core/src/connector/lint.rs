@@ -214,11 +214,13 @@ fn check_secrets(connector: &Connector, out: &mut Vec<LintIssue>) {
             _ => {}
         }
     }
+    // Template expressions are references, not literals.
+    let expression = Regex::new(r"\{\{.*?\}\}").ok();
     for (field, value) in literals {
-        // Template expressions are references, not literals.
-        let literal = Regex::new(r"\{\{.*?\}\}")
-            .map(|r| r.replace_all(&value, "").into_owned())
-            .unwrap_or(value);
+        let literal = match &expression {
+            Some(r) => r.replace_all(&value, "").into_owned(),
+            None => value,
+        };
         if regexes.iter().any(|r| r.is_match(&literal)) {
             out.push(issue(field, "holds a literal that looks like a secret"));
         }
