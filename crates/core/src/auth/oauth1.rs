@@ -75,7 +75,18 @@ pub(super) fn apply(
         nonce: ctx.nonce,
         extra: &[],
     };
-    sign(method, request, &input)
+    match &method.realm {
+        Some(realm) if crate::template::is_template(realm) => {
+            let scope = crate::template::Scope {
+                credentials: None,
+                config: Some(ctx.config),
+                response: None,
+            };
+            let realm = crate::template::render(realm, scope).map_err(AuthError::Template)?;
+            sign(&OAuth1Auth { realm: Some(realm), ..method.clone() }, request, &input)
+        }
+        _ => sign(method, request, &input),
+    }
 }
 
 /// Signs `request` in place (RFC 5849 §3.1–3.5).

@@ -149,6 +149,11 @@ fn check_templates(connector: &Connector, out: &mut Vec<LintIssue>) {
                     check(at(k), v, &names, false);
                 }
             }
+            AuthMethod::OAuth1(m) => {
+                if let Some(realm) = &m.realm {
+                    check(at("realm"), realm, &none, false);
+                }
+            }
             AuthMethod::AwsSigV4(m) => {
                 check(at("service"), &m.service, &none, false);
                 check(at("region"), &m.region, &none, false);
@@ -156,8 +161,7 @@ fn check_templates(connector: &Connector, out: &mut Vec<LintIssue>) {
             AuthMethod::None(_)
             | AuthMethod::Basic(_)
             | AuthMethod::Bearer(_)
-            | AuthMethod::Digest(_)
-            | AuthMethod::OAuth1(_) => {}
+            | AuthMethod::Digest(_) => {}
         }
     }
 }

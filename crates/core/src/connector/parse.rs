@@ -176,7 +176,11 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
     match method {
         AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
         AuthMethod::OAuth2(m) => check_oauth2(m),
-        AuthMethod::Digest(_) | AuthMethod::OAuth1(_) => Ok(()),
+        AuthMethod::Digest(_) => Ok(()),
+        AuthMethod::OAuth1(m) => match &m.realm {
+            Some(realm) => template::check_syntax(realm).map_err(|e| ("realm".to_string(), e)),
+            None => Ok(()),
+        },
         AuthMethod::Jwt(m) => {
             m.algorithm.parse::<jsonwebtoken::Algorithm>().map_err(|_| {
                 ("algorithm".to_string(), format!("unknown JWT algorithm `{}`", m.algorithm))

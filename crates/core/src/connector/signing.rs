@@ -80,7 +80,7 @@ pub struct OAuth1Auth {
     /// Where the protocol parameters go: `header` (default) or `query`.
     #[serde(default)]
     pub placement: OAuth1Placement,
-    /// `realm` in the Authorization header.
+    /// `realm` in the Authorization header (template over `config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub realm: Option<String>,
     /// Two-legged: sign with the consumer credentials only (no token fields asked).

@@ -1,0 +1,167 @@
+//! The built-in catalog: every file parses and passes the lint, `docs/catalog.md` is current,
+//! and every entry that the reference table (`tests/data/api-providers.tsv`) also describes has
+//! the same URLs, or says in the file why not (`# differs from reference: …`).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use latchkey_core::connector::{AuthMethod, lint, parse_connector};
+
+fn repo() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn catalog_files() -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(repo().join("connectors"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_catalog_file_passes_the_lint() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["connector", "lint"])
+        .arg(repo().join("connectors"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    // The lint catches what it claims to.
+    let bad = parse_connector(
+        "id: other\nname: X\nbase_url: https://api.x.example\nallowed_hosts: [evil.example]\nheaders: { X-Key: sk_live_abcdefghijklmnop }\nauth:\n  - type: api_key\n    apply: { value: '{{ credentials.nope }}' }\n",
+        "x.yaml",
+    )
+    .unwrap();
+    let issues: Vec<String> =
+        lint(&bad, "x").into_iter().map(|i| format!("{}: {}", i.field, i.message)).collect();
+    for expected in [
+        "id:",
+        "test:",
+        "category:",
+        "docs:",
+        "allowed_hosts:",
+        "headers.X-Key:",
+        "credentials.nope",
+    ] {
+        assert!(issues.iter().any(|i| i.contains(expected)), "missing `{expected}` in {issues:?}");
+    }
+}
+
+#[test]
+fn catalog_doc_is_current() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["connector", "catalog-doc"])
+        .env_remove("LATCHKEY_CONNECTORS")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let generated = String::from_utf8(out.stdout).unwrap();
+    let committed = std::fs::read_to_string(repo().join("docs/catalog.md")).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "docs/catalog.md is out of date: run `cargo run -p latchkey -- connector catalog-doc > docs/catalog.md`"
+    );
+}
+
+/// `${connectionConfig.x}` → `{{ config.x }}`, trailing slashes dropped.
+fn normalize(url: &str) -> String {
+    to_template(url).replace("{{config.", "{{ config.").trim_end_matches('/').to_string()
+}
+
+fn to_template(url: &str) -> String {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map(|e| start + e).unwrap_or(rest.len() - 1);
+        let name = &rest[start + 2..end];
+        let name = name.strip_prefix("connectionConfig.").unwrap_or(name);
+        out.push_str(&format!("{{{{ config.{name} }}}}"));
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn urls_match_the_reference_or_explain_why() {
+    let tsv = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/api-providers.tsv"),
+    )
+    .unwrap();
+    let mut reference: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in tsv.lines().skip(1) {
+        let cols: Vec<String> = line.split('\t').map(str::to_string).collect();
+        if let Some(id) = cols.first() {
+            reference.insert(id.clone(), cols);
+        }
+    }
+    let mut unexplained = Vec::new();
+    let mut compared = 0;
+    for file in catalog_files() {
+        let source = std::fs::read_to_string(&file).unwrap();
+        let connector = parse_connector(&source, &file.display().to_string()).unwrap();
+        let Some(cols) = reference.get(&connector.id) else { continue };
+        compared += 1;
+        let explained = source.contains("differs from reference");
+        let mut differences = Vec::new();
+        let expected_base = cols.get(5).map(|s| normalize(s)).unwrap_or_default();
+        if !expected_base.is_empty()
+            && normalize(&connector.base_url) != expected_base
+            && !normalize(&connector.base_url).starts_with(&expected_base)
+        {
+            differences.push(format!("base_url {} vs {expected_base}", connector.base_url));
+        }
+        for method in &connector.auth {
+            if let AuthMethod::OAuth2(m) = method {
+                for (name, ours, col) in
+                    [("authorize_url", &m.authorize_url, 3), ("token_url", &m.token_url, 4)]
+                {
+                    let theirs = cols.get(col).map(|s| normalize(s)).unwrap_or_default();
+                    if let Some(ours) = ours
+                        && !theirs.is_empty()
+                        && normalize(ours) != theirs
+                    {
+                        differences.push(format!("{name} {ours} vs {theirs}"));
+                    }
+                }
+            }
+        }
+        if !differences.is_empty() && !explained {
+            unexplained.push(format!("{}: {}", connector.id, differences.join("; ")));
+        }
+    }
+    assert!(
+        unexplained.is_empty(),
+        "differences from the reference without a `# differs from reference` note:\n{}",
+        unexplained.join("\n")
+    );
+    eprintln!("compared {compared} catalog entries with the reference");
+}
+
+#[test]
+fn the_catalog_is_broad_and_covers_every_auth_family() {
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut categories = std::collections::BTreeSet::new();
+    let files = catalog_files();
+    for file in &files {
+        let c =
+            parse_connector(&std::fs::read_to_string(file).unwrap(), &file.display().to_string())
+                .unwrap();
+        kinds.extend(c.auth.iter().map(|m| m.kind()));
+        categories.extend(c.category);
+    }
+    assert!(files.len() >= 150, "only {} connectors", files.len());
+    for kind in
+        ["none", "basic", "api_key", "bearer", "oauth2", "aws_sigv4", "digest", "oauth1", "jwt"]
+    {
+        assert!(kinds.contains(kind), "no catalog connector uses `{kind}`");
+    }
+    assert_eq!(categories.len(), latchkey_core::connector::CATEGORIES.len(), "{categories:?}");
+}
