@@ -274,6 +274,8 @@ pub struct ConnectSession {
     pub end_user_id: Option<String>,
     /// The exact origin the result is posted to.
     pub allowed_origin: Option<String>,
+    /// Per-connection config the flow uses (defaults filled in).
+    pub config: BTreeMap<String, String>,
     /// Where it stands.
     pub status: SessionStatus,
     /// The connection created, when done.

@@ -39,10 +39,17 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
                 connector.id
             )
         })?;
+        let mut config = BTreeMap::new();
+        for pair in &options.set {
+            let Some((key, value)) = pair.split_once('=') else { bail!("--set takes KEY=VALUE") };
+            config
+                .insert(key.strip_prefix("config.").unwrap_or(key).to_string(), value.to_string());
+        }
         return crate::commands::loopback::run(
             engine,
             integration,
             options.id,
+            config,
             options.open_browser,
         )
         .await;

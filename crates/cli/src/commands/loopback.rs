@@ -15,13 +15,14 @@ pub async fn run(
     engine: &Engine,
     integration: &str,
     connection_id: Option<String>,
+    config: std::collections::BTreeMap<String, String>,
     open_browser: bool,
 ) -> anyhow::Result<ExitCode> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .context("cannot open a loopback port")?;
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
-    let (url, flow) = engine.begin_local_authorization(integration, &redirect_uri).await?;
+    let (url, flow) = engine.begin_local_authorization(integration, &redirect_uri, config).await?;
     println!("{url}");
     eprintln!(
         "Open the URL above in a browser to connect; waiting for the redirect to {redirect_uri}"

@@ -32,6 +32,8 @@ pub struct NewConnectSession {
     pub end_user_id: Option<String>,
     /// The exact origin (`https://app.example`) the popup posts its result to.
     pub allowed_origin: Option<String>,
+    /// Per-connection config (e.g. a shop subdomain the authorization URL needs).
+    pub config: BTreeMap<String, String>,
 }
 
 /// The query of a callback.
@@ -68,10 +70,19 @@ impl CallbackParams {
     }
 }
 
+/// Who the connection being authorised is.
+#[derive(Debug)]
+struct NewRecord {
+    id: Option<String>,
+    end_user_id: Option<String>,
+    config: BTreeMap<String, String>,
+}
+
 /// An authorization request the CLI started (kept in memory, never stored).
 #[derive(Debug)]
 pub struct LocalFlow {
     oauth: ResolvedOAuth,
+    config: BTreeMap<String, String>,
     integration: String,
     state: Secret,
     verifier: Option<PkceVerifier>,
@@ -105,6 +116,8 @@ impl Engine {
             check_connection_id(id)?;
         }
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
+        let entry = self.connector(&integration.connector)?;
+        let config = crate::resolve_config(&entry.connector, new.config)?;
         let token = Secret::new(crate::data_dir::random_token(32));
         let now = OffsetDateTime::now_utc();
         let session = ConnectSession {
@@ -114,6 +127,7 @@ impl Engine {
             connection_id: new.connection_id,
             end_user_id: new.end_user_id,
             allowed_origin,
+            config,
             status: SessionStatus::Pending,
             result_connection: None,
             error: None,
@@ -164,7 +178,7 @@ impl Engine {
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
             EngineError::InvalidInput("this connector does not use OAuth2".into())
         })?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &session.config).await?;
         if !self.store.start_connect_session(&session.id).await? {
             return Err(FlowError::SessionUnusable.into());
         }
@@ -278,7 +292,7 @@ impl Engine {
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
             EngineError::InvalidInput("this connector does not use OAuth2".into())
         })?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &session.config).await?;
         let verifier = pending.pkce_verifier;
         self.exchange_and_store(
             &oauth,
@@ -286,8 +300,11 @@ impl Engine {
             params,
             &pending.redirect_uri,
             verifier.as_ref(),
-            session.connection_id.clone(),
-            session.end_user_id.clone(),
+            NewRecord {
+                id: session.connection_id.clone(),
+                end_user_id: session.end_user_id.clone(),
+                config: session.config.clone(),
+            },
         )
         .await
     }
@@ -297,13 +314,15 @@ impl Engine {
         &self,
         integration: &str,
         redirect_uri: &str,
+        config: BTreeMap<String, String>,
     ) -> Result<(Url, LocalFlow), EngineError> {
         let integration = self.integration(integration).await?;
         let entry = self.connector(&integration.connector)?;
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
             EngineError::InvalidInput("this connector does not use OAuth2".into())
         })?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let config = crate::resolve_config(&entry.connector, config)?;
+        let oauth = self.resolve_oauth(&entry.connector, method, &config).await?;
         let state = Secret::new(crate::data_dir::random_token(32));
         let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
         let url =
@@ -312,6 +331,7 @@ impl Engine {
             url,
             LocalFlow {
                 oauth,
+                config,
                 integration: integration.id,
                 state,
                 verifier,
@@ -338,13 +358,11 @@ impl Engine {
             params,
             &flow.redirect_uri,
             verifier.as_ref(),
-            connection_id,
-            None,
+            NewRecord { id: connection_id, end_user_id: None, config: flow.config },
         )
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn exchange_and_store(
         &self,
         oauth: &ResolvedOAuth,
@@ -352,9 +370,9 @@ impl Engine {
         params: CallbackParams,
         redirect_uri: &str,
         verifier: Option<&Secret>,
-        connection_id: Option<String>,
-        end_user_id: Option<String>,
+        new: NewRecord,
     ) -> Result<ConnectionRecord, EngineError> {
+        let NewRecord { id: connection_id, end_user_id, mut config } = new;
         if let Some(code) = params.error {
             return Err(FlowError::Provider { code }.into());
         }
@@ -377,7 +395,6 @@ impl Engine {
             )
             .await?;
         let entry = self.connector(&integration.connector)?;
-        let mut config = BTreeMap::new();
         for (key, param) in &oauth.method.callback_keep {
             if let Some(value) = params.extra.get(param) {
                 config.insert(key.clone(), value.clone());

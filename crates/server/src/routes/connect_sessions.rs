@@ -25,6 +25,9 @@ pub struct CreateConnectSession {
     /// The exact origin the popup posts its result to, e.g. `https://app.example`.
     #[serde(default)]
     pub allowed_origin: Option<String>,
+    /// Per-connection config the flow needs (e.g. a shop subdomain).
+    #[serde(default)]
+    pub config: std::collections::BTreeMap<String, String>,
 }
 
 /// A created session: the token is shown once.
@@ -81,6 +84,7 @@ pub async fn create(
             connection_id: body.connection_id,
             end_user_id: body.end_user_id,
             allowed_origin: body.allowed_origin,
+            config: body.config,
         })
         .await?;
     let url =

@@ -15,7 +15,7 @@ use crate::model::{ConnectSession, OAuthState, SessionStatus};
 
 macro_rules! session_select {
     () => {
-        "SELECT id, token_hash, integration, connection_id, end_user_id, allowed_origin, status,
+        "SELECT id, token_hash, integration, connection_id, end_user_id, allowed_origin, config, status,
             result_connection, error, expires_at, created_at FROM connect_sessions"
     };
 }
@@ -29,8 +29,8 @@ pub(super) async fn create_connect_session(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO connect_sessions (id, token_hash, integration, connection_id, end_user_id,
-            allowed_origin, status, result_connection, error, expires_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            allowed_origin, config, status, result_connection, error, expires_at, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&s.id)
     .bind(&s.token_hash)
@@ -38,6 +38,10 @@ pub(super) async fn create_connect_session(
     .bind(&s.connection_id)
     .bind(&s.end_user_id)
     .bind(&s.allowed_origin)
+    .bind(
+        serde_json::to_string(&s.config)
+            .map_err(|_| StoreError::Database("cannot encode config".into()))?,
+    )
     .bind(s.status.as_str())
     .bind(&s.result_connection)
     .bind(&s.error)
@@ -78,6 +82,8 @@ fn session_from_row(row: &SqliteRow) -> Result<ConnectSession, StoreError> {
         connection_id: row.try_get("connection_id")?,
         end_user_id: row.try_get("end_user_id")?,
         allowed_origin: row.try_get("allowed_origin")?,
+        config: serde_json::from_str(row.try_get::<&str, _>("config")?)
+            .map_err(|_| StoreError::Database("column config is not a JSON object".into()))?,
         status: SessionStatus::parse(&status)
             .ok_or_else(|| StoreError::Database(format!("unknown session status {status:?}")))?,
         result_connection: row.try_get("result_connection")?,

@@ -420,6 +420,7 @@ async fn connect_sessions_start_once() {
         connection_id: None,
         end_user_id: None,
         allowed_origin: Some("http://app".into()),
+        config: BTreeMap::from([("shop".to_string(), "acme".to_string())]),
         status: SessionStatus::Pending,
         result_connection: None,
         error: None,
@@ -434,6 +435,7 @@ async fn connect_sessions_start_once() {
     let got = store.get_connect_session("cs1").await.unwrap().unwrap();
     assert_eq!(got.status, SessionStatus::Done);
     assert_eq!(got.result_connection.as_deref(), Some("c1"));
+    assert_eq!(got.config["shop"], "acme");
 }
 
 #[tokio::test]
