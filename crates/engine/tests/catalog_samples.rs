@@ -1,0 +1,322 @@
+//! A sample of catalog entries per auth family, connected and used against a local mock of the
+//! provider that checks what the real one would: the header names and values, the token
+//! request's form, the scope string. The catalog file is loaded as shipped, with its hosts
+//! pointed at the mock.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use latchkey_core::Secret;
+use latchkey_engine::{
+    ApiRequest, CallbackParams, Catalog, Engine, NewConnectSession, NewConnection, NewIntegration,
+    Origin,
+};
+use latchkey_store::{Keyring, MasterKey, SqliteStore};
+use wiremock::matchers::{body_string_contains, header, header_regex, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The catalog file `id`, every `https://host` pointed at `mock`, and `allowed_hosts` dropped.
+fn pointed_at(id: &str, mock: &MockServer) -> String {
+    let source = std::fs::read_to_string(format!(
+        "{}/../../connectors/{id}.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
+    let urls = regex::Regex::new(r#"https://(\{\{[^}]*\}\}|[^/\s"',{])+"#).unwrap();
+    let hosts = regex::Regex::new(r"(?m)^allowed_hosts:.*$").unwrap();
+    hosts.replace_all(&urls.replace_all(&source, mock.uri().as_str()), "").into_owned()
+}
+
+async fn engine(yaml: &str) -> Engine {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let catalog = Catalog::default();
+    catalog.add_source(yaml, "sample.yaml", Origin::Custom).unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    Engine::new(Arc::new(store), catalog, net).await.unwrap()
+}
+
+fn method_of_kind(engine: &Engine, connector: &str, kind: &str) -> String {
+    engine
+        .connector(connector)
+        .unwrap()
+        .connector
+        .auth
+        .iter()
+        .find(|m| m.kind() == kind)
+        .unwrap()
+        .id()
+        .to_string()
+}
+
+fn creds(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
+    pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
+}
+
+#[tokio::test]
+async fn api_key_in_a_renamed_header_anthropic() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v1/models"))
+        .and(header("x-api-key", "sk-ant-test"))
+        .and(header("anthropic-version", "2023-06-01"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"data": []})))
+        .mount(&mock)
+        .await;
+    let engine = engine(&pointed_at("anthropic", &mock)).await;
+    engine
+        .create_connection(NewConnection {
+            connector: "anthropic".into(),
+            credentials: creds(&[("api_key", "sk-ant-test")]),
+            run_test: true,
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    // A wrong key fails the test and stores nothing.
+    let err = engine
+        .create_connection(NewConnection {
+            id: Some("bad".into()),
+            connector: "anthropic".into(),
+            credentials: creds(&[("api_key", "wrong")]),
+            run_test: true,
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("credential test failed"), "{err}");
+    assert!(engine.connection("bad").await.is_err());
+}
+
+#[tokio::test]
+async fn basic_with_a_fixed_password_freshdesk() {
+    let mock = MockServer::start().await;
+    // Freshdesk takes the API key as the username and "X" as the password.
+    Mock::given(method("GET"))
+        .and(path("/api/v2/agents/me"))
+        .and(header("authorization", "Basic a2V5LTEyMzpY"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"contact": {"email": "ada@acme.example"}})),
+        )
+        .mount(&mock)
+        .await;
+    let yaml = pointed_at("freshdesk", &mock);
+    let engine = engine(&yaml).await;
+    engine
+        .create_connection(NewConnection {
+            connector: "freshdesk".into(),
+            credentials: creds(&[("username", "key-123")]),
+            config: BTreeMap::from([("subdomain".to_string(), "acme".to_string())]),
+            run_test: true,
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn bearer_with_default_headers_github() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/user"))
+        .and(header("authorization", "Bearer ghp_test"))
+        .and(header("accept", "application/vnd.github+json"))
+        .and(header("x-github-api-version", "2022-11-28"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"login": "octocat"})),
+        )
+        .mount(&mock)
+        .await;
+    let engine = engine(&pointed_at("github", &mock)).await;
+    let auth = method_of_kind(&engine, "github", "bearer");
+    let record = engine
+        .create_connection(NewConnection {
+            connector: "github".into(),
+            auth: Some(auth),
+            credentials: creds(&[("token", "ghp_test")]),
+            run_test: true,
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(record.label.as_deref(), Some("octocat"));
+}
+
+#[tokio::test]
+async fn oauth2_user_token_slack() {
+    let mock = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/oauth.v2.access"))
+        .and(body_string_contains("grant_type=authorization_code"))
+        .and(body_string_contains("code=the-code"))
+        .and(body_string_contains("client_id=cid"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "ok": true, "access_token": "xoxb-bot", "authed_user": {"id": "U1", "access_token": "xoxp-user"}
+        })))
+        .mount(&mock)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/auth.test"))
+        .and(header("authorization", "Bearer xoxp-user"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"team": "Acme", "user": "ada"})),
+        )
+        .mount(&mock)
+        .await;
+    let yaml = pointed_at("slack", &mock).replace(
+        "  - type: oauth2\n    label: Bot token (OAuth)",
+        "  - type: oauth2\n    id: bot\n    label: Bot token (OAuth)",
+    );
+    // The user-token method is the one under test: make it the default.
+    let yaml = move_user_method_first(&yaml);
+    let engine = engine(&yaml).await;
+    engine
+        .put_integration(NewIntegration {
+            id: "app".into(),
+            connector: "slack".into(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new("cs")),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    let (session, _) = engine
+        .create_connect_session(NewConnectSession {
+            integration: "app".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let binding = Secret::new("b");
+    let url = engine
+        .begin_authorization(&session, "https://lk.example/oauth/callback", &binding)
+        .await
+        .unwrap();
+    let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        query["user_scope"], "channels:read,users:read",
+        "Slack's comma-separated user scopes"
+    );
+    assert!(!query.contains_key("code_challenge"), "PKCE is off for Slack");
+    let params = CallbackParams::from_pairs([
+        ("state".to_string(), query["state"].clone()),
+        ("code".to_string(), "the-code".to_string()),
+    ]);
+    let (_, record) = engine.complete_authorization(params, Some(&binding)).await.unwrap();
+    assert_eq!(
+        record.credentials["access_token"].expose(),
+        "xoxp-user",
+        "the user token under authed_user"
+    );
+    assert_eq!(record.label.as_deref(), Some("Acme (ada)"));
+}
+
+fn move_user_method_first(yaml: &str) -> String {
+    let start = yaml.find("  - type: oauth2\n    id: user").unwrap();
+    let end = yaml[start..].find("  - type: bearer").map(|e| start + e).unwrap();
+    let user = &yaml[start..end];
+    let rest = format!("{}{}", &yaml[..start], &yaml[end..]);
+    let auth = rest.find("auth:\n").unwrap() + "auth:\n".len();
+    format!("{}{}{}", &rest[..auth], user, &rest[auth..])
+}
+
+#[tokio::test]
+async fn oauth2_instance_url_salesforce() {
+    let login = MockServer::start().await;
+    let instance = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/services/oauth2/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "00D-token", "refresh_token": "r", "instance_url": instance.uri()
+        })))
+        .mount(&login)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/services/oauth2/userinfo"))
+        .and(header("authorization", "Bearer 00D-token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"preferred_username": "ada@acme.example"})),
+        )
+        .mount(&instance)
+        .await;
+    // The login host is a config value; point its default at the mock.
+    let host = login.uri().trim_start_matches("http://").to_string();
+    let yaml = pointed_at("salesforce", &login)
+        .replace("default: login.salesforce.com", &format!("default: '{host}'"))
+        .replace(&format!("{}/services", login.uri()), "http://{{ config.login_host }}/services")
+        .replace("pattern: '(login|test)", "pattern: '127\\.0\\.0\\.1:[0-9]+|(login|test)")
+        .replace("pattern: 'https://[a-z0-9.-]+\\.(salesforce|force)\\.com'", "pattern: 'http.*'");
+    let engine = engine(&yaml).await;
+    engine
+        .put_integration(NewIntegration {
+            id: "app".into(),
+            connector: "salesforce".into(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new("cs")),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    let (session, _) = engine
+        .create_connect_session(NewConnectSession {
+            integration: "app".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let binding = Secret::new("b");
+    let url = engine
+        .begin_authorization(&session, "https://lk.example/oauth/callback", &binding)
+        .await
+        .unwrap();
+    let query: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(query["scope"], "api offline_access");
+    assert_eq!(query["code_challenge_method"], "S256");
+    let params = CallbackParams::from_pairs([
+        ("state".to_string(), query["state"].clone()),
+        ("code".to_string(), "c".to_string()),
+    ]);
+    let (_, record) = engine.complete_authorization(params, Some(&binding)).await.unwrap();
+    assert_eq!(record.config["instance_url"], instance.uri());
+    assert_eq!(record.label.as_deref(), Some("ada@acme.example"));
+    let response = engine
+        .request(
+            &record.id,
+            ApiRequest { path: "/services/oauth2/userinfo".into(), ..ApiRequest::default() },
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status.as_u16(), 200, "requests go to the kept instance URL");
+}
+
+#[tokio::test]
+async fn aws_sigv4_sts() {
+    let mock = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/"))
+        .and(header_regex("authorization", r"^AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/\d{8}/eu-west-1/sts/aws4_request, SignedHeaders=[a-z0-9;-]*x-amz-date[a-z0-9;-]*, Signature=[0-9a-f]{64}$"))
+        .and(header("x-amz-security-token", "session-1"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "GetCallerIdentityResponse": {"GetCallerIdentityResult": {"Arn": "arn:aws:iam::123456789012:user/ada"}}
+        })))
+        .mount(&mock)
+        .await;
+    let engine = engine(&pointed_at("aws-sts", &mock)).await;
+    let record = engine
+        .create_connection(NewConnection {
+            connector: "aws-sts".into(),
+            credentials: creds(&[
+                ("access_key_id", "AKIDEXAMPLE"),
+                ("secret_access_key", "secret"),
+                ("session_token", "session-1"),
+            ]),
+            config: BTreeMap::from([("region".to_string(), "eu-west-1".to_string())]),
+            run_test: true,
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(record.label.as_deref(), Some("arn:aws:iam::123456789012:user/ada"));
+}
