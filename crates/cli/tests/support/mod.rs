@@ -127,7 +127,11 @@ impl Home {
 
     /// Starts `latchkey serve` on a free port with a known API key; logs go to a file.
     pub fn serve(&self, api_key: &str, extra: &[&str]) -> Running {
-        let port = free_port();
+        self.serve_at(free_port(), api_key, extra)
+    }
+
+    /// Starts `latchkey serve` on `port` (when a peer must know the address beforehand).
+    pub fn serve_at(&self, port: u16, api_key: &str, extra: &[&str]) -> Running {
         let log = self.dir.path().join(format!("serve-{port}.log"));
         let child = self
             .command()

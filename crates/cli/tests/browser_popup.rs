@@ -1,0 +1,100 @@
+//! The connect popup in a real browser: headless Chromium (Debian's `chromium`) driven by
+//! playwright-core. A test app page calls `Latchkey.connect`, the popup goes through login and
+//! consent at oidc-provider and closes, and the promise resolves; when the user closes the popup
+//! early, it rejects. Screenshots go to `target/browser-artifacts/`.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use support::{Home, Running, free_port};
+
+fn peers() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers").to_string()
+}
+
+fn provider(redirect_uri: &str) -> Running {
+    let dir = format!("{}/oidc", peers());
+    let port = free_port();
+    let mut child = Command::new("node")
+        .arg("provider.js")
+        .current_dir(&dir)
+        .env("PORT", port.to_string())
+        .env("REDIRECT_URI", redirect_uri)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    Running { child, base: format!("http://127.0.0.1:{port}"), log: dir.into() }
+}
+
+#[test]
+fn popup_resolves_after_consent_and_rejects_when_closed() {
+    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium is not installed at {chromium} (apt-get install chromium; .ci/run does)"
+    );
+    let browser_dir = format!("{}/browser", peers());
+    assert!(
+        std::path::Path::new(&browser_dir).join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed: run `npm ci` in {browser_dir} (scripts/test does)"
+    );
+    let home = Home::new();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let op = provider(&format!("{base}/oauth/callback"));
+    home.connector(
+        "oidc",
+        &format!(
+            "id: oidc\nname: OIDC\nbase_url: {0}\nauth:\n  - type: oauth2\n    issuer: {0}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.sub }}}}\" }}\n",
+            op.base
+        ),
+    );
+    let secret = home.dir.path().join("secret");
+    std::fs::write(&secret, "web-secret").unwrap();
+    home.ok(&[
+        "integration",
+        "add",
+        "op",
+        "--connector",
+        "oidc",
+        "--client-id",
+        "latchkey-web",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    let _server = home.serve_at(port, "browser-key", &["--public-url", &base]);
+    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/browser-artifacts");
+    for mode in ["approve", "close-early"] {
+        let out = Command::new("node")
+            .arg("connect-popup.js")
+            .current_dir(&browser_dir)
+            .env("LATCHKEY_URL", &base)
+            .env("LATCHKEY_API_KEY", "browser-key")
+            .env("INTEGRATION", "op")
+            .env("ARTIFACTS", artifacts)
+            .env("MODE", mode)
+            .env("CHROMIUM", &chromium)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{mode}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let outcome: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        if mode == "approve" {
+            assert_eq!(outcome["result"]["ok"], true, "{outcome}");
+            assert_eq!(outcome["result"]["connection"]["connector"], "oidc");
+            assert_eq!(outcome["result"]["connection"]["label"], "alice");
+        } else {
+            assert_eq!(outcome["result"]["ok"], false, "{outcome}");
+        }
+    }
+}
