@@ -200,6 +200,7 @@ impl Engine {
         };
         if status != record.status {
             self.store.set_connection_status(id, status).await?;
+            self.recent.forget(id);
         }
         outcome
     }

@@ -10,6 +10,7 @@ pub mod events;
 mod integrations;
 pub mod oauth2;
 pub mod outbound;
+mod recent;
 mod scheduler;
 mod send;
 
@@ -40,6 +41,7 @@ pub struct Engine {
     events: Events,
     refresh_margin: std::time::Duration,
     digest: send::DigestChallenges,
+    recent: recent::RecentConnections,
 }
 
 impl Engine {
@@ -65,6 +67,7 @@ impl Engine {
             events: Events::default(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             digest: send::DigestChallenges::default(),
+            recent: recent::RecentConnections::default(),
         })
     }
 
@@ -142,6 +145,7 @@ impl Engine {
     /// Deletes a connection and its credentials.
     pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
         let record = self.connection(id).await?;
+        self.recent.forget(id);
         if self.store.delete_connection(id).await? {
             tracing::info!(connection = %id, "connection deleted");
             self.events.emit(Event::deleted(&record));
@@ -160,17 +164,24 @@ impl Engine {
         connection_id: &str,
         request: ApiRequest,
     ) -> Result<UpstreamResponse, EngineError> {
-        let mut record = self.connection(connection_id).await?;
+        let mut record = match self.recent.get(connection_id) {
+            Some(record) => record,
+            None => {
+                let record = Arc::new(self.connection(connection_id).await?);
+                self.recent.put(record.clone());
+                record
+            }
+        };
         let entry = self.connector(&record.connector)?;
         let oauth = oauth2::oauth_method(&entry.connector, Some(&record.auth_method));
         if let Some(_method) = oauth {
             if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
-                return Err(EngineError::NeedsReauth(record.id));
+                return Err(EngineError::NeedsReauth(record.id.clone()));
             }
             // Checked on the record already read, so a fresh token costs no lock.
             let expiring = RefreshReason::Expiring(self.refresh_margin);
             if expiring.still_needed(&record) {
-                record = self.refresh_connection(connection_id, expiring).await?;
+                record = Arc::new(self.refresh_connection(connection_id, expiring).await?);
             }
         }
         let response = self.send_once(&record, &entry.connector, request.clone()).await?;

@@ -188,6 +188,7 @@ impl Engine {
                     status: (record.status != ConnectionStatus::Ok).then_some(ConnectionStatus::Ok),
                 };
                 self.store.update_credentials(id, record.version, &update).await?;
+                self.recent.forget(id);
                 tracing::info!(connection = %id, "token refreshed");
                 self.connection(id).await
             }
@@ -201,6 +202,7 @@ impl Engine {
                         return Ok(now);
                     }
                     self.store.set_connection_status(id, ConnectionStatus::NeedsReauth).await?;
+                    self.recent.forget(id);
                     tracing::warn!(connection = %id, error = %err, "refresh refused; connection needs re-authorisation");
                     self.events.emit(Event::needs_reauth(&record, &err.to_string()));
                     return Err(EngineError::NeedsReauth(id.to_string()));
