@@ -1,0 +1,117 @@
+//! Median cost of a small `before_action` hook through the engine, and of the alternatives.
+//!
+//! `cargo run --release -p latchkey-script --example bench_hook`
+
+use std::time::{Duration, Instant};
+
+use latchkey_script::{HttpRequest, HttpResponse, Limits, ScriptEngine, ScriptHost};
+use rquickjs::{Context, Function, Runtime, Value};
+use serde_json::json;
+
+const BEARER: &str = "function before_action() {\n  method_request_headers['Authorization'] = 'Bearer ' + method_auth_value;\n  return true;\n}";
+
+#[derive(Debug)]
+struct NoHost;
+
+impl ScriptHost for NoHost {
+    fn http_request(&self, _: HttpRequest) -> Result<HttpResponse, String> {
+        Err("no network in the benchmark".into())
+    }
+    fn storage_get(&self, _: &str) -> Option<String> {
+        None
+    }
+    fn storage_set(&self, _: &str, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn storage_delete(&self, _: &str) -> Result<(), String> {
+        Ok(())
+    }
+    fn storage_keys(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn log(&self, _: &str) {}
+}
+
+fn globals() -> serde_json::Map<String, serde_json::Value> {
+    match json!({
+        "method_request_headers": {"Accept": "application/json"},
+        "method_request_parameters": {"page": "1"},
+        "method_request": {"name": "x"},
+        "method_endpoint": "https://api.example.com/v1/items",
+        "method_auth_value": "s3cr3t-token",
+        "script_parameters": {},
+        "action_data": null,
+    }) {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!(),
+    }
+}
+
+fn median(mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    samples[samples.len() / 2]
+}
+
+fn main() {
+    let iterations = 2000;
+    let engine = ScriptEngine::new(Limits::default());
+    std::thread::sleep(Duration::from_millis(50)); // let the workers prepare
+
+    let mut paced = Vec::new();
+    for _ in 0..iterations {
+        let g = globals();
+        let started = Instant::now();
+        let out = engine.run(BEARER, "before_action", g, &NoHost, None).unwrap();
+        paced.push(started.elapsed());
+        assert!(out.defined);
+        std::thread::sleep(Duration::from_micros(500)); // requests arrive apart
+    }
+    let mut back_to_back = Vec::new();
+    for _ in 0..iterations {
+        let g = globals();
+        let started = Instant::now();
+        engine.run(BEARER, "before_action", g, &NoHost, None).unwrap();
+        back_to_back.push(started.elapsed());
+    }
+
+    let mut fresh = Vec::new();
+    let mut teardown = Vec::new();
+    for _ in 0..500 {
+        let (built, dropped) = latchkey_script::measure_fresh_sandbox(Limits::default()).unwrap();
+        fresh.push(built);
+        teardown.push(dropped);
+    }
+
+    // The alternative not taken: one context reused, globals re-created per call.
+    let runtime = Runtime::new().unwrap();
+    let context = Context::full(&runtime).unwrap();
+    let mut reused = Vec::new();
+    for _ in 0..iterations {
+        let g = globals();
+        let started = Instant::now();
+        context.with(|ctx| {
+            let global = ctx.globals();
+            for (k, v) in &g {
+                let value = ctx.json_parse(serde_json::to_string(v).unwrap()).unwrap();
+                global.set(k.as_str(), value).unwrap();
+            }
+            ctx.eval::<(), _>(BEARER).unwrap();
+            let f: Function = global.get("before_action").unwrap();
+            f.call::<_, Value>(()).unwrap();
+            for k in g.keys() {
+                let v: Value = global.get(k.as_str()).unwrap();
+                let _ = ctx.json_stringify(v).unwrap();
+            }
+        });
+        reused.push(started.elapsed());
+    }
+
+    println!("hook through the engine, requests 0.5 ms apart: median {:?}", median(paced));
+    println!("hook through the engine, back to back:           median {:?}", median(back_to_back));
+    println!(
+        "fresh sandbox (runtime + context + functions):   median {:?} to build, {:?} to drop",
+        median(fresh),
+        median(teardown)
+    );
+    println!("same hook in one reused context (not isolated):  median {:?}", median(reused));
+}
