@@ -5,31 +5,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use support::{Home, Running, free_port};
+use support::{Home, free_port};
 
 fn peers() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers").to_string()
-}
-
-fn provider(redirect_uri: &str) -> Running {
-    let dir = format!("{}/oidc", peers());
-    let port = free_port();
-    let mut child = Command::new("node")
-        .arg("provider.js")
-        .current_dir(&dir)
-        .env("PORT", port.to_string())
-        .env("REDIRECT_URI", redirect_uri)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    Running { child, base: format!("http://127.0.0.1:{port}"), log: dir.into() }
 }
 
 #[test]
@@ -47,7 +28,7 @@ fn popup_resolves_after_consent_and_rejects_when_closed() {
     let home = Home::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let op = provider(&format!("{base}/oauth/callback"));
+    let op = support::oidc_provider(&format!("{base}/oauth/callback"));
     home.connector(
         "oidc",
         &format!(

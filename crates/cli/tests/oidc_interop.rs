@@ -6,32 +6,8 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 
-use support::{Home, Running, free_port, http, http_full};
-
-fn provider(redirect_uri: &str) -> Running {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oidc");
-    assert!(
-        std::path::Path::new(dir).join("node_modules/oidc-provider").exists(),
-        "oidc-provider is not installed: run `npm ci` in {dir} (scripts/test does)"
-    );
-    let port = free_port();
-    let mut child = Command::new("node")
-        .arg("provider.js")
-        .current_dir(dir)
-        .env("PORT", port.to_string())
-        .env("REDIRECT_URI", redirect_uri)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("node");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
-    Running { child, base: format!("http://127.0.0.1:{port}"), log: dir.into() }
-}
+use support::{Home, free_port, http, http_full};
 
 fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
     head.lines()
@@ -92,7 +68,7 @@ fn authorization_code_pkce_refresh_rotation_against_oidc_provider() {
     let home = Home::new();
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
-    let op = provider(&format!("{public}/oauth/callback"));
+    let op = support::oidc_provider(&format!("{public}/oauth/callback"));
     home.connector(
         "oidc",
         &format!(

@@ -136,12 +136,7 @@ async fn deliver(
     config: &WebhookConfig,
     body: &[u8],
 ) -> Result<(), String> {
-    let host = config.url.host_str().unwrap_or_default();
-    let policy = HostPolicy::new([match config.url.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    }])
-    .map_err(|e| e.to_string())?;
+    let policy = HostPolicy::for_url(&config.url).map_err(|e| e.to_string())?;
     let timestamp = OffsetDateTime::now_utc().unix_timestamp();
     let request = http::Request::post(config.url.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")

@@ -60,20 +60,17 @@ impl Target<'_> {
 
     /// The hosts credentials may go to: the connector's list, or the base URL's host.
     pub fn host_policy(&self, base: &Url) -> Result<HostPolicy, EngineError> {
-        let patterns = if self.connector.allowed_hosts.is_empty() {
-            let host = base.host_str().unwrap_or_default();
-            vec![match base.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host.to_string(),
-            }]
-        } else {
-            self.connector
-                .allowed_hosts
-                .iter()
-                .map(|h| template::render(h, self.scope()))
-                .collect::<Result<_, _>>()
-                .map_err(|m| self.misconfigured(format!("allowed_hosts: {m}")))?
-        };
+        if self.connector.allowed_hosts.is_empty() {
+            return HostPolicy::for_url(base)
+                .map_err(|e| self.misconfigured(format!("base_url: {e}")));
+        }
+        let patterns: Vec<String> = self
+            .connector
+            .allowed_hosts
+            .iter()
+            .map(|h| template::render(h, self.scope()))
+            .collect::<Result<_, _>>()
+            .map_err(|m| self.misconfigured(format!("allowed_hosts: {m}")))?;
         HostPolicy::new(patterns).map_err(|e| self.misconfigured(format!("allowed_hosts: {e}")))
     }
 

@@ -32,6 +32,16 @@ enum HostMatch {
 }
 
 impl HostPolicy {
+    /// A policy allowing exactly `url`'s host (and its explicit port, if any): for token
+    /// endpoints, discovery documents and webhooks.
+    pub fn for_url(url: &Url) -> Result<HostPolicy, NetError> {
+        let host = url.host_str().unwrap_or_default();
+        match url.port() {
+            Some(port) => HostPolicy::new([format!("{host}:{port}")]),
+            None => HostPolicy::new([host]),
+        }
+    }
+
     /// Parses the patterns; fails on the first malformed one.
     ///
     /// Malformed: empty, containing a scheme, path, query, user info or whitespace, a `*` anywhere

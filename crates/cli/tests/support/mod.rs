@@ -325,3 +325,28 @@ impl MockOAuth {
         self.token_requests.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// oidc-provider (npm, OpenID Certified) from `tests/peers/oidc`, on a free port, redirecting to
+/// `redirect_uri`. Fails loudly when it is not installed (`scripts/test` runs `npm ci`).
+pub fn oidc_provider(redirect_uri: &str) -> Running {
+    use std::io::BufRead;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oidc");
+    assert!(
+        Path::new(dir).join("node_modules/oidc-provider").exists(),
+        "oidc-provider is not installed: run `npm ci` in {dir} (scripts/test does)"
+    );
+    let port = free_port();
+    let mut child = Command::new("node")
+        .arg("provider.js")
+        .current_dir(dir)
+        .env("PORT", port.to_string())
+        .env("REDIRECT_URI", redirect_uri)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("node");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    Running { child, base: format!("http://127.0.0.1:{port}"), log: dir.into() }
+}

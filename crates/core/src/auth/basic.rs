@@ -14,14 +14,7 @@ pub(super) fn apply(
     request: &mut OutgoingRequest,
     ctx: AuthContext<'_>,
 ) -> Result<(), AuthError> {
-    let part = |fixed: &Option<String>, key: &str| -> Result<Secret, AuthError> {
-        match fixed {
-            Some(value) => Ok(Secret::new(value.as_str())),
-            None => ctx.credential(key).cloned(),
-        }
-    };
-    let username = part(&method.username.value, "username")?;
-    let password = part(&method.password.value, "password")?;
+    let (username, password) = super::username_password(&method.username, &method.password, &ctx)?;
     let pair = Secret::new(format!("{}:{}", username.expose(), password.expose()));
     let value = Secret::new(format!("Basic {}", STANDARD.encode(pair.expose())));
     let value = header_value("Authorization", &value)?;

@@ -53,14 +53,7 @@ pub fn respond(
     ctx: AuthContext<'_>,
     cnonce: Option<&str>,
 ) -> Result<(), AuthError> {
-    let part = |fixed: &Option<String>, key: &str| -> Result<Secret, AuthError> {
-        match fixed {
-            Some(value) => Ok(Secret::new(value.as_str())),
-            None => ctx.credential(key).cloned(),
-        }
-    };
-    let username = part(&method.username.value, "username")?;
-    let password = part(&method.password.value, "password")?;
+    let (username, password) = super::username_password(&method.username, &method.password, &ctx)?;
     let uri = match request.url.query() {
         Some(query) => format!("{}?{query}", request.url.path()),
         None => request.url.path().to_string(),

@@ -116,6 +116,20 @@ pub fn check_credentials(
     Ok(())
 }
 
+/// The username and password of a `basic` or `digest` method: a fixed value where the connector
+/// gives one, else the connection's credential.
+fn username_password(
+    username: &crate::connector::BasicPart,
+    password: &crate::connector::BasicPart,
+    ctx: &AuthContext<'_>,
+) -> Result<(Secret, Secret), AuthError> {
+    let part = |part: &crate::connector::BasicPart, key: &str| match &part.value {
+        Some(value) => Ok(Secret::new(value.as_str())),
+        None => ctx.credential(key).cloned(),
+    };
+    Ok((part(username, "username")?, part(password, "password")?))
+}
+
 fn header_value(name: &str, value: &Secret) -> Result<http::HeaderValue, AuthError> {
     http::HeaderValue::from_str(value.expose())
         .map_err(|_| AuthError::InvalidHeaderValue(name.to_string()))

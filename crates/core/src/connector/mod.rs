@@ -39,6 +39,39 @@ pub struct FieldSpec {
     pub optional: bool,
 }
 
+impl From<&CredentialField> for FieldSpec {
+    fn from(f: &CredentialField) -> Self {
+        FieldSpec {
+            key: f.key.clone(),
+            label: f.label.clone().unwrap_or_else(|| f.key.clone()),
+            secret: f.secret,
+            pattern: f.pattern.clone(),
+            hint: f.hint.clone(),
+            optional: f.optional,
+        }
+    }
+}
+
+/// The username and password fields of `basic` and `digest`, minus the fixed ones.
+fn user_password_fields(username: &BasicPart, password: &BasicPart) -> Vec<FieldSpec> {
+    let field = |key: &str, part: &BasicPart, default: &str, secret| FieldSpec {
+        key: key.into(),
+        label: part.label.clone().unwrap_or_else(|| default.into()),
+        secret,
+        pattern: None,
+        hint: part.hint.clone(),
+        optional: false,
+    };
+    let mut out = Vec::new();
+    if username.value.is_none() {
+        out.push(field("username", username, "Username", false));
+    }
+    if password.value.is_none() {
+        out.push(field("password", password, "Password", true));
+    }
+    out
+}
+
 impl AuthMethod {
     /// The name a user picks this method by: its `id`, or its type.
     pub fn id(&self) -> &str {
@@ -86,28 +119,7 @@ impl AuthMethod {
             };
         match self {
             Self::None(_) => Vec::new(),
-            Self::Basic(m) => {
-                let mut out = Vec::new();
-                if m.username.value.is_none() {
-                    out.push(field(
-                        "username",
-                        m.username.label.as_ref(),
-                        "Username",
-                        false,
-                        m.username.hint.as_ref(),
-                    ));
-                }
-                if m.password.value.is_none() {
-                    out.push(field(
-                        "password",
-                        m.password.label.as_ref(),
-                        "Password",
-                        true,
-                        m.password.hint.as_ref(),
-                    ));
-                }
-                out
-            }
+            Self::Basic(m) => user_password_fields(&m.username, &m.password),
             Self::Bearer(m) => {
                 vec![field("token", m.token_label.as_ref(), "Token", true, m.hint.as_ref())]
             }
@@ -126,18 +138,7 @@ impl AuthMethod {
                     vec![field("private_key", None, "Private key (PEM)", true, None)]
                 }
             }
-            Self::Jwt(m) => m
-                .fields
-                .iter()
-                .map(|f| FieldSpec {
-                    key: f.key.clone(),
-                    label: f.label.clone().unwrap_or_else(|| f.key.clone()),
-                    secret: f.secret,
-                    pattern: f.pattern.clone(),
-                    hint: f.hint.clone(),
-                    optional: f.optional,
-                })
-                .collect(),
+            Self::Jwt(m) => m.fields.iter().map(FieldSpec::from).collect(),
             Self::OAuth1(m) => {
                 let mut out = vec![field("consumer_key", None, "Consumer key", false, None)];
                 if m.signature_method == OAuth1SignatureMethod::RsaSha1 {
@@ -151,28 +152,7 @@ impl AuthMethod {
                 }
                 out
             }
-            Self::Digest(m) => {
-                let mut out = Vec::new();
-                if m.username.value.is_none() {
-                    out.push(field(
-                        "username",
-                        m.username.label.as_ref(),
-                        "Username",
-                        false,
-                        m.username.hint.as_ref(),
-                    ));
-                }
-                if m.password.value.is_none() {
-                    out.push(field(
-                        "password",
-                        m.password.label.as_ref(),
-                        "Password",
-                        true,
-                        m.password.hint.as_ref(),
-                    ));
-                }
-                out
-            }
+            Self::Digest(m) => user_password_fields(&m.username, &m.password),
             Self::OAuth2(m) => match m.grant {
                 Grant::Password => vec![
                     field("username", None, "Username", false, None),
@@ -182,18 +162,7 @@ impl AuthMethod {
                     Vec::new()
                 }
             },
-            Self::ApiKey(m) => m
-                .fields
-                .iter()
-                .map(|f| FieldSpec {
-                    key: f.key.clone(),
-                    label: f.label.clone().unwrap_or_else(|| f.key.clone()),
-                    secret: f.secret,
-                    pattern: f.pattern.clone(),
-                    hint: f.hint.clone(),
-                    optional: f.optional,
-                })
-                .collect(),
+            Self::ApiKey(m) => m.fields.iter().map(FieldSpec::from).collect(),
         }
     }
 }

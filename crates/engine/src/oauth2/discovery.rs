@@ -47,11 +47,7 @@ impl DiscoveryCache {
 async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, EngineError> {
     let base = Url::parse(issuer)
         .map_err(|e| EngineError::InvalidInput(format!("issuer `{issuer}` is not a URL: {e}")))?;
-    let host = base.host_str().unwrap_or_default();
-    let policy = HostPolicy::new([match base.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    }])?;
+    let policy = HostPolicy::for_url(&base)?;
     let trimmed = issuer.trim_end_matches('/');
     let mut last = None;
     for suffix in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {

@@ -244,12 +244,7 @@ pub(crate) fn expiry(lifetime: Option<std::time::Duration>) -> Option<OffsetDate
 
 /// Only the endpoint's own host (and port) may receive the client credentials.
 pub(crate) fn endpoint_policy(endpoint: &Url) -> Result<HostPolicy, EngineError> {
-    let host = endpoint.host_str().unwrap_or_default();
-    let pattern = match endpoint.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    Ok(HostPolicy::new([pattern])?)
+    Ok(HostPolicy::for_url(endpoint)?)
 }
 
 /// SHA-256 of a token or state, hex: what the store keeps instead of the value.
