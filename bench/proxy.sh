@@ -1,47 +1,143 @@
 #!/usr/bin/env bash
-# Proxy overhead: wrk against a fixed-response upstream directly (the baseline) and through
-# `latchkey serve`'s proxy with an API key applied, in the same run. Prints requests/s and
-# latency for each and the ratio, and latchkey's peak RSS.
+# Proxy overhead of `latchkey serve`: wrk against a fixed-response upstream directly (the
+# baseline) and through `/v1/proxy/{connection}/{*path}` with an API-key header applied, in the
+# same run, at 32 connections (throughput) and 1 connection (latency added per request).
+# Prints requests/s and p50/p99 latency for each with the proxy/direct ratio, and the peak RSS of
+# the latchkey process. Fails on any non-2xx response or socket error.
+#
+# Usage: bench/proxy.sh            (env: DURATION=15 seconds per run, WARMUP=3, CONNS="32 1")
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v wrk >/dev/null || apt-get install -y -q wrk >/dev/null
+
+DURATION=${DURATION:-15}
+WARMUP=${WARMUP:-3}
+CONNS=${CONNS:-32 1}
+API_KEY=bench-api-key
+UPSTREAM_KEY=bench-upstream-key-0123
+
 cargo build --quiet --release -p latchkey
-bin=target/release/latchkey
+bin=$PWD/target/release/latchkey
+if ! command -v wrk >/dev/null; then
+  apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+fi
+
+# Nothing from the caller's environment may change what is measured.
+unset LATCHKEY_MASTER_KEY LATCHKEY_MASTER_KEY_FILE LATCHKEY_BLOCK_PRIVATE_ADDRESSES \
+      LATCHKEY_DATA_DIR LATCHKEY_CONNECTORS LATCHKEY_LOG_JSON LATCHKEY_API_KEY_FILE
+
 work=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up_port=$(free_port); lk_port=$(free_port)
-python3 bench/upstream.py "$up_port" > "$work/upstream.log" &
+up_pid= lk_pid=
+cleanup() {
+  for pid in $lk_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+wait_for() { # description command...
+  local what=$1; shift
+  for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "timed out waiting for $what" >&2; exit 1
+}
+
+# 1. The upstream.
+up_port=$(free_port)
+python3 bench/upstream.py "$up_port" >"$work/upstream.log" 2>&1 &
 up_pid=$!
-trap 'kill $up_pid ${lk_pid:-} 2>/dev/null; rm -rf "$work"' EXIT
-mkdir -p "$work/connectors"
-cat > "$work/connectors/bench.yaml" <<YAML
+wait_for "the upstream" grep -q ready "$work/upstream.log"
+
+# 2. A connector, a connection, and latchkey serve.
+mkdir -p "$work/connectors" "$work/data"
+cat >"$work/connectors/bench.yaml" <<YAML
 id: bench
 name: Bench
 base_url: http://127.0.0.1:$up_port
 auth:
   - type: api_key
+    fields: [{ key: api_key, label: API key }]
     apply: { in: header, name: X-Api-Key }
 YAML
-export LATCHKEY_DATA_DIR="$work/data" LATCHKEY_CONNECTORS="$work/connectors" LATCHKEY_LOG=warn
-$bin connect bench --id b1 --set api_key=bench-key-0123 --no-test >/dev/null
-LATCHKEY_API_KEY=bench-api-key $bin serve --listen "127.0.0.1:$lk_port" 2>"$work/serve.log" &
+lk=("$bin" --data-dir "$work/data" --connectors "$work/connectors" --log warn)
+"${lk[@]}" connect bench --id b1 --set "api_key=$UPSTREAM_KEY" --no-test >/dev/null
+lk_port=$(free_port)
+LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$lk_port" >"$work/serve.log" 2>&1 &
 lk_pid=$!
-for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$lk_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-for _ in $(seq 100); do grep -q ready "$work/upstream.log" && break; sleep 0.1; done
+wait_for "latchkey serve" curl -fsS "http://127.0.0.1:$lk_port/healthz"
 
-run() { # name url connections extra-args...
-  local name=$1 url=$2 conns=$3; shift 3
-  local out; out=$(wrk -t1 -c"$conns" -d"${DURATION:-10}s" --latency "$@" "$url")
-  if grep -q "Non-2xx" <<<"$out"; then echo "$name: non-2xx responses"; echo "$out"; exit 1; fi
-  local rps p50 p99
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p50=$(awk '$1=="50%" {print $2}' <<<"$out"); p99=$(awk '$1=="99%" {print $2}' <<<"$out")
-  printf '%-28s %12s req/s   p50 %8s   p99 %8s\n' "$name" "$rps" "$p50" "$p99"
-  echo "$rps" > "$work/$name.rps"
+direct_url="http://127.0.0.1:$up_port/items/42?fields=all"
+proxy_url="http://127.0.0.1:$lk_port/v1/proxy/b1/items/42?fields=all"
+
+# 3. Check that the proxy answers 200 and applied the credential (the first request the upstream
+#    sees is this one).
+status=$(curl -sS -o "$work/check.body" -w '%{http_code}' -H "Authorization: Bearer $API_KEY" "$proxy_url")
+if [[ $status != 200 ]]; then
+  echo "proxy check: status $status: $(cat "$work/check.body")" >&2; exit 1
+fi
+if ! grep -qx "x-api-key: $UPSTREAM_KEY" "$work/upstream.log"; then
+  echo "proxy check: the upstream did not receive X-Api-Key: $UPSTREAM_KEY" >&2
+  cat "$work/upstream.log" >&2; exit 1
+fi
+rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$lk_pid/status")
+
+# 4. The runs. The direct run sends the upstream's key itself, so both requests carry the same
+#    header to the upstream.
+direct_hdr=(-H "X-Api-Key: $UPSTREAM_KEY")
+proxy_hdr=(-H "Authorization: Bearer $API_KEY")
+results=$work/results.tsv
+run() { # name connections url headers...
+  local name=$1 conns=$2 url=$3; shift 3
+  local out
+  if ((WARMUP > 0)); then wrk -t1 -c"$conns" -d"${WARMUP}s" "$@" "$url" >/dev/null; fi
+  out=$(wrk -t1 -c"$conns" -d"${DURATION}s" --latency "$@" "$url")
+  echo "$out" >"$work/$name.wrk"
+  if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
+    echo "$name: wrk reported non-2xx responses or socket errors:" >&2
+    echo "$out" >&2
+    exit 1
+  fi
+  awk -v name="$name" -v conns="$conns" '
+    function us(v) {
+      if (v ~ /us$/) return v + 0; if (v ~ /ms$/) return v * 1000; if (v ~ /s$/) return v * 1e6
+      return v + 0
+    }
+    /Requests\/sec/ { rps = $2 }
+    $1 == "50%" { p50 = us($2) }
+    $1 == "99%" { p99 = us($2) }
+    /requests in/ { n = $1 }
+    END { printf "%s\t%s\t%s\t%s\t%s\t%s\n", name, conns, rps, p50, p99, n }' <<<"$out" >>"$results"
 }
-for conns in 32 1; do
-  run "direct-c$conns" "http://127.0.0.1:$up_port/items/1" "$conns"
-  run "proxy-c$conns" "http://127.0.0.1:$lk_port/v1/proxy/b1/items/1" "$conns" -H 'Authorization: Bearer bench-api-key'
-  python3 -c "import sys; d,p=(float(open(f).read()) for f in sys.argv[1:]); print(f'proxy/direct throughput at {sys.argv[1].split(\"-c\")[-1][:-4]} connections: {p/d:.2f}')" "$work/direct-c$conns.rps" "$work/proxy-c$conns.rps"
+for c in $CONNS; do
+  run direct "$c" "$direct_url" "${direct_hdr[@]}"
+  run proxy "$c" "$proxy_url" "${proxy_hdr[@]}"
 done
-echo "latchkey peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$lk_pid/status)"
+rss_peak=$(awk '/^VmHWM/ {print $2}' "/proc/$lk_pid/status")
+
+# 5. Report.
+echo "wrk -t1 -d${DURATION}s (after a ${WARMUP}s warm-up), $(nproc) cores shared by wrk, the upstream and latchkey"
+python3 - "$results" <<'PY'
+import sys
+rows = [line.split("\t") for line in open(sys.argv[1]).read().splitlines()]
+fmt = lambda us: f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.0f} µs"
+print("| run | connections | requests/s | p50 | p99 | requests/s ratio | p50 ratio | p99 ratio |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+base = {}
+for name, conns, rps, p50, p99, n in rows:
+    rps, p50, p99 = float(rps), float(p50), float(p99)
+    if name == "direct":
+        base[conns] = (rps, p50, p99)
+    b = base[conns]
+    print(f"| {name} | {conns} | {rps:,.0f} | {fmt(p50)} | {fmt(p99)} | "
+          f"{rps / b[0]:.2f} | {p50 / b[1]:.2f} | {p99 / b[2]:.2f} |")
+for name, conns, rps, p50, p99, n in rows:
+    if name == "proxy" and conns == "1":
+        print(f"latency added per request at 1 connection: p50 +{float(p50) - base[conns][1]:.0f} µs")
+PY
+echo "latchkey RSS: $rss_idle kB idle before the runs, peak $rss_peak kB (VmHWM) after the runs"
+if grep -qiE "error|panic" "$work/serve.log"; then
+  echo "latchkey serve logged errors:" >&2; grep -iE "error|panic" "$work/serve.log" | head >&2
+  exit 1
+fi
