@@ -7,7 +7,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{Home, free_port};
+use support::free_port;
 
 fn peers() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers").to_string()
@@ -25,30 +25,9 @@ fn popup_resolves_after_consent_and_rejects_when_closed() {
         std::path::Path::new(&browser_dir).join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci` in {browser_dir} (scripts/test does)"
     );
-    let home = Home::new();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let op = support::oidc_provider(&format!("{base}/oauth/callback"));
-    home.connector(
-        "oidc",
-        &format!(
-            "id: oidc\nname: OIDC\nbase_url: {0}\nauth:\n  - type: oauth2\n    issuer: {0}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.sub }}}}\" }}\n",
-            op.base
-        ),
-    );
-    let secret = home.dir.path().join("secret");
-    std::fs::write(&secret, "web-secret").unwrap();
-    home.ok(&[
-        "integration",
-        "add",
-        "op",
-        "--connector",
-        "oidc",
-        "--client-id",
-        "latchkey-web",
-        "--client-secret-file",
-        secret.to_str().unwrap(),
-    ]);
+    let (home, _op) = support::oidc_setup(&base);
     let _server = home.serve_at(port, "browser-key", &["--public-url", &base]);
     let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/browser-artifacts");
     for mode in ["approve", "close-early"] {

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::{Home, free_port, http, http_full};
+use support::{free_port, http, http_full};
 
 fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
     head.lines()
@@ -65,30 +65,9 @@ fn login_and_consent(provider: &str, authorize_url: &str) -> String {
 
 #[test]
 fn authorization_code_pkce_refresh_rotation_against_oidc_provider() {
-    let home = Home::new();
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}");
-    let op = support::oidc_provider(&format!("{public}/oauth/callback"));
-    home.connector(
-        "oidc",
-        &format!(
-            "id: oidc\nname: OIDC\nbase_url: {0}\nauth:\n  - type: oauth2\n    issuer: {0}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.name }}}}\" }}\n",
-            op.base
-        ),
-    );
-    let secret = home.dir.path().join("secret");
-    std::fs::write(&secret, "web-secret").unwrap();
-    home.ok(&[
-        "integration",
-        "add",
-        "op",
-        "--connector",
-        "oidc",
-        "--client-id",
-        "latchkey-web",
-        "--client-secret-file",
-        secret.to_str().unwrap(),
-    ]);
+    let (home, op) = support::oidc_setup(&public);
     // The provider redirects to the public URL; the test delivers that callback to the port the
     // server really listens on.
     let mut server = home.serve("oidc-key", &["--public-url", &public]);

@@ -350,3 +350,31 @@ pub fn oidc_provider(redirect_uri: &str) -> Running {
     assert_eq!(line.trim(), "ready");
     Running { child, base: format!("http://127.0.0.1:{port}"), log: dir.into() }
 }
+
+/// A Latchkey home with an `oidc` connector discovered from a fresh oidc-provider and an `op`
+/// integration for its confidential client; the provider redirects to `{public}/oauth/callback`.
+pub fn oidc_setup(public: &str) -> (Home, Running) {
+    let home = Home::new();
+    let op = oidc_provider(&format!("{public}/oauth/callback"));
+    home.connector(
+        "oidc",
+        &format!(
+            "id: oidc\nname: OIDC\nbase_url: {0}\nauth:\n  - type: oauth2\n    issuer: {0}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.sub }}}}\" }}\n",
+            op.base
+        ),
+    );
+    let secret = home.dir.path().join("secret");
+    std::fs::write(&secret, "web-secret").unwrap();
+    home.ok(&[
+        "integration",
+        "add",
+        "op",
+        "--connector",
+        "oidc",
+        "--client-id",
+        "latchkey-web",
+        "--client-secret-file",
+        secret.to_str().unwrap(),
+    ]);
+    (home, op)
+}

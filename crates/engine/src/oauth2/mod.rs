@@ -174,6 +174,28 @@ impl Engine {
         }
     }
 
+    /// A token from the grants that need no user in the loop: client credentials, or the
+    /// password grant with the stored username and password. `None` for the other grants (or a
+    /// password grant without both credentials).
+    pub(crate) async fn client_grant(
+        &self,
+        oauth: &ResolvedOAuth,
+        integration: &IntegrationRecord,
+        credentials: &BTreeMap<String, Secret>,
+    ) -> Option<Result<TokenSet, EngineError>> {
+        let scopes = Self::scopes(oauth, integration);
+        let grant = match oauth.method.grant {
+            Grant::ClientCredentials => TokenGrant::ClientCredentials { scopes: &scopes },
+            Grant::Password => TokenGrant::Password {
+                username: credentials.get("username")?,
+                password: credentials.get("password")?,
+                scopes: &scopes,
+            },
+            Grant::AuthorizationCode | Grant::DeviceCode => return None,
+        };
+        Some(self.call_token_endpoint(oauth, &oauth.token_url, integration, grant).await)
+    }
+
     /// Obtains the first token for the client-credentials and password grants.
     pub(crate) async fn initial_grant(
         &self,
@@ -183,45 +205,11 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let integration = self.integration_for(record.integration.as_deref()).await?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
-        let scopes = Self::scopes(&oauth, &integration);
-        let tokens = match method.grant {
-            Grant::ClientCredentials => {
-                self.call_token_endpoint(
-                    &oauth,
-                    &oauth.token_url,
-                    &integration,
-                    TokenGrant::ClientCredentials { scopes: &scopes },
-                )
-                .await?
-            }
-            Grant::Password => {
-                let get = |k: &str| {
-                    record
-                        .credentials
-                        .get(k)
-                        .cloned()
-                        .ok_or_else(|| EngineError::InvalidInput(format!("`{k}` is required")))
-                };
-                let (username, password) = (get("username")?, get("password")?);
-                self.call_token_endpoint(
-                    &oauth,
-                    &oauth.token_url,
-                    &integration,
-                    TokenGrant::Password {
-                        username: &username,
-                        password: &password,
-                        scopes: &scopes,
-                    },
-                )
-                .await?
-            }
-            Grant::AuthorizationCode | Grant::DeviceCode => {
-                return Err(EngineError::InvalidInput(
-                    "this auth method connects through the consent flow: create a connect session"
-                        .into(),
-                ));
-            }
-        };
+        let tokens = self.client_grant(&oauth, &integration, &record.credentials).await.ok_or_else(|| {
+            EngineError::InvalidInput(
+                "this auth method connects through a user flow: a connect session, or `latchkey connect`".into(),
+            )
+        })??;
         apply_tokens(record, tokens);
         Ok(())
     }

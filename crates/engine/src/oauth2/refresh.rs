@@ -8,8 +8,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use latchkey_core::Secret;
-use latchkey_core::connector::Grant;
 use latchkey_core::oauth2::TokenGrant;
 use latchkey_store::{ConnectionRecord, ConnectionStatus, CredentialUpdate, StoreError};
 use time::OffsetDateTime;
@@ -132,11 +130,8 @@ impl Engine {
             })?;
         let integration = self.integration_for(record.integration.as_deref()).await?;
         let oauth = self.resolve_oauth(&entry.connector, method, &record.config).await?;
-        let scopes = Self::scopes(&oauth, &integration);
-        let credential = |k: &str| record.credentials.get(k).cloned();
-        let refresh_token: Option<Secret> = credential("refresh_token");
-        let result = match (&refresh_token, method.grant) {
-            (Some(token), _) => {
+        let result = match record.credentials.get("refresh_token") {
+            Some(token) => {
                 self.call_token_endpoint(
                     &oauth,
                     &oauth.refresh_url,
@@ -145,34 +140,11 @@ impl Engine {
                 )
                 .await
             }
-            (None, Grant::ClientCredentials) => {
-                self.call_token_endpoint(
-                    &oauth,
-                    &oauth.token_url,
-                    &integration,
-                    TokenGrant::ClientCredentials { scopes: &scopes },
-                )
+            // No refresh token: grants without a user in the loop just ask again.
+            None => self
+                .client_grant(&oauth, &integration, &record.credentials)
                 .await
-            }
-            (None, Grant::Password) => match (credential("username"), credential("password")) {
-                (Some(username), Some(password)) => {
-                    self.call_token_endpoint(
-                        &oauth,
-                        &oauth.token_url,
-                        &integration,
-                        TokenGrant::Password {
-                            username: &username,
-                            password: &password,
-                            scopes: &scopes,
-                        },
-                    )
-                    .await
-                }
-                _ => Err(EngineError::NeedsReauth(id.to_string())),
-            },
-            (None, Grant::AuthorizationCode | Grant::DeviceCode) => {
-                Err(EngineError::NeedsReauth(id.to_string()))
-            }
+                .unwrap_or_else(|| Err(EngineError::NeedsReauth(id.to_string()))),
         };
         match result {
             Ok(tokens) => {
