@@ -76,6 +76,10 @@ impl Scope<'_> {
             if let Some(token) = plain.get("access_token") {
                 ctx.insert("access_token", Value::from(*token));
             }
+            // Session placements write `{{ session_token }}`.
+            if let Some(token) = plain.get("session_token") {
+                ctx.insert("session_token", Value::from(*token));
+            }
         }
         if let Some(config) = self.config {
             ctx.insert("config", Value::from_serialize(config));

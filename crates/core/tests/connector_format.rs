@@ -64,7 +64,7 @@ fn unknown_auth_type_is_rejected() {
 
 #[test]
 fn wrong_value_type_names_field() {
-    let src = "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: api_key\n    apply: { in: cookie }\n";
+    let src = "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: api_key\n    apply: { in: cookies }\n";
     let err = error_of(src);
     assert!(err.contains("bad.yaml:6"), "{err}");
     assert!(err.contains("cookie"), "{err}");

@@ -178,6 +178,9 @@ impl Engine {
                 self.initial_grant(connector, m, &mut record).await?;
             }
         }
+        if let AuthMethod::Session(m) = method {
+            self.initial_login(connector, m, &mut record).await?;
+        }
         if new.run_test {
             let outcome = self.run_test(&record, connector).await?;
             record.label = outcome.label;
@@ -228,7 +231,19 @@ impl Engine {
             headers,
             ..ApiRequest::default()
         };
-        let response = self.send_once(record, connector, request).await?;
+        let stored = record.version > 0;
+        let response = match self.send_once(record, connector, request, stored).await? {
+            crate::send::Sent::Response(response) => response,
+            crate::send::Sent::Renew(_) => {
+                return Err(EngineError::Script {
+                    connector: connector.id.clone(),
+                    event: "after_action".into(),
+                    error: latchkey_script::ScriptError::Thrown(
+                        "the credential test asked for new credentials".into(),
+                    ),
+                });
+            }
+        };
         let status = response.status.as_u16();
         if !response.status.is_success() {
             return Err(EngineError::TestFailed { status });

@@ -69,6 +69,27 @@ pub enum EngineError {
     /// The connection's grant is dead: its user must connect again.
     #[error("connection `{0}` needs to be re-authorised")]
     NeedsReauth(String),
+    /// A connector script failed: it threw, broke a limit, or set something unusable.
+    #[error("connector `{connector}` script, {event}: {error}")]
+    Script {
+        /// The connector.
+        connector: String,
+        /// The hook that ran.
+        event: String,
+        /// What went wrong (its message never holds the connection's credentials).
+        error: latchkey_script::ScriptError,
+    },
+    /// A connector script's hook returned `false`: the operation was not carried out.
+    #[error("connector `{connector}` script stopped the request ({event} returned false)")]
+    ScriptAborted {
+        /// The connector.
+        connector: String,
+        /// The hook that returned `false`.
+        event: String,
+    },
+    /// A session login gave no usable session.
+    #[error("session login: {0}")]
+    Session(#[from] latchkey_core::auth::session::SessionError),
 }
 
 /// Why a connect flow stopped.
@@ -108,6 +129,7 @@ impl EngineError {
             }
             Self::TestFailed { .. } => true,
             Self::Token(_) => true,
+            Self::Session(_) => true,
             _ => false,
         }
     }

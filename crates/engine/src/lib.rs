@@ -12,10 +12,13 @@ pub mod oauth2;
 pub mod outbound;
 mod recent;
 mod scheduler;
+mod scripts;
 mod send;
+mod session;
 
 use std::sync::Arc;
 
+use latchkey_core::Connector;
 use latchkey_net::UpstreamResponse;
 use latchkey_store::{ConnectionRecord, Store};
 
@@ -25,6 +28,7 @@ pub use data_dir::{DataDir, KeySource, SetupError};
 pub use error::{EngineError, FlowError};
 pub use events::{Event, Events, WebhookConfig};
 pub use integrations::NewIntegration;
+pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, NewConnectSession, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 
@@ -42,6 +46,7 @@ pub struct Engine {
     refresh_margin: std::time::Duration,
     digest: send::DigestChallenges,
     recent: recent::RecentConnections,
+    scripts: latchkey_script::ScriptEngine,
 }
 
 impl Engine {
@@ -68,7 +73,27 @@ impl Engine {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             digest: send::DigestChallenges::default(),
             recent: recent::RecentConnections::default(),
+            scripts: latchkey_script::ScriptEngine::new(latchkey_script::Limits::default()),
         })
+    }
+
+    /// Sets the most CPU time and memory any connector script may use per hook (default 100 ms
+    /// and 16 MiB); connectors may ask for less.
+    pub fn with_script_limits(mut self, limits: latchkey_script::Limits) -> Self {
+        self.scripts = latchkey_script::ScriptEngine::new(limits);
+        self
+    }
+
+    /// Checks that a connector's script parses: `Err` names the line.
+    pub fn check_scripts(&self, connector: &Connector) -> Result<(), EngineError> {
+        match &connector.scripts {
+            Some(source) => self.scripts.check(source).map_err(|error| EngineError::Script {
+                connector: connector.id.clone(),
+                event: "validation".into(),
+                error,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Sends connection events to a webhook.
@@ -107,6 +132,8 @@ impl Engine {
     ) -> Result<CatalogEntry, EngineError> {
         let connector = latchkey_core::connector::parse_connector(source, &format!("custom:{id}"))
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        self.check_scripts(&connector)
+            .map_err(|e| EngineError::InvalidInput(format!("custom:{id}: {e}")))?;
         if connector.id != id {
             return Err(EngineError::InvalidInput(format!(
                 "the connector's id `{}` differs from `{id}`",
@@ -155,10 +182,11 @@ impl Engine {
         }
     }
 
-    /// Makes an authenticated request through a connection: refreshes an OAuth2 token that is
-    /// about to expire first, and on a refused token (401, or the connector's statuses)
-    /// refreshes once and retries once. The response's body is not read; stream it or call
-    /// `bytes()`.
+    /// Makes an authenticated request through a connection: refreshes an OAuth2 token (or logs
+    /// a session in again) when it is about to expire, runs the connector's request hooks, and
+    /// when the credentials are refused (401, the connector's statuses, or a script's
+    /// `AuthRefreshException` / `AuthSessionException`) renews them once and retries once. The
+    /// response's body is not read unless a response hook needs it; stream it or call `bytes()`.
     pub async fn request(
         &self,
         connection_id: &str,
@@ -173,30 +201,69 @@ impl Engine {
             }
         };
         let entry = self.connector(&record.connector)?;
-        let oauth = oauth2::oauth_method(&entry.connector, Some(&record.auth_method));
-        if let Some(_method) = oauth {
+        let renew_on = renewal_statuses(&entry.connector, &record.auth_method);
+        if renew_on.is_some() {
             if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
                 return Err(EngineError::NeedsReauth(record.id.clone()));
             }
-            // Checked on the record already read, so a fresh token costs no lock.
+            // Checked on the record already read, so fresh credentials cost no lock.
             let expiring = RefreshReason::Expiring(self.refresh_margin);
-            if expiring.still_needed(&record) {
-                record = Arc::new(self.refresh_connection(connection_id, expiring).await?);
+            let unset = session::session_method(&entry.connector, Some(&record.auth_method))
+                .is_some()
+                && !record.credentials.contains_key(latchkey_core::auth::session::SESSION_TOKEN);
+            let reason = if unset {
+                Some(RefreshReason::Forced { seen_version: record.version })
+            } else {
+                expiring.still_needed(&record).then_some(expiring)
+            };
+            if let Some(reason) = reason {
+                record = Arc::new(self.refresh_connection(connection_id, reason).await?);
             }
         }
-        let response = self.send_once(&record, &entry.connector, request.clone()).await?;
-        let refused = oauth.is_some_and(|m| m.refresh_on.contains(&response.status.as_u16()));
-        if !refused {
-            return Ok(response);
+        let mut renewed = false;
+        loop {
+            let sent = self.send_once(&record, &entry.connector, request.clone(), true).await?;
+            match sent {
+                send::Sent::Response(response) => {
+                    let refused = renew_on.is_some_and(|s| s.contains(&response.status.as_u16()));
+                    if renewed || !refused {
+                        return Ok(response);
+                    }
+                }
+                send::Sent::Renew(signal) => {
+                    let asked = match signal {
+                        latchkey_script::Signal::AuthRefresh => "AuthRefreshException",
+                        latchkey_script::Signal::AuthSession => "AuthSessionException",
+                    };
+                    let message = if renewed {
+                        format!("{asked} again after the credentials were renewed")
+                    } else if renew_on.is_none() {
+                        format!(
+                            "{asked}, but auth method `{}` has nothing to renew",
+                            record.auth_method
+                        )
+                    } else {
+                        String::new()
+                    };
+                    if !message.is_empty() {
+                        return Err(EngineError::Script {
+                            connector: entry.connector.id.clone(),
+                            event: "after_action".into(),
+                            error: latchkey_script::ScriptError::Thrown(message),
+                        });
+                    }
+                    tracing::info!(connection = %record.id, signal = asked, "script asked for new credentials");
+                }
+            }
+            renewed = true;
+            record = Arc::new(
+                self.refresh_connection(
+                    connection_id,
+                    RefreshReason::Rejected { seen_version: record.version },
+                )
+                .await?,
+            );
         }
-        drop(response);
-        let record = self
-            .refresh_connection(
-                connection_id,
-                RefreshReason::Rejected { seen_version: record.version },
-            )
-            .await?;
-        self.send_once(&record, &entry.connector, request).await
     }
 
     /// A fresh access token for an OAuth2 connection, for apps that call the API themselves.
@@ -223,5 +290,15 @@ impl Engine {
             .cloned()
             .ok_or_else(|| EngineError::NeedsReauth(connection_id.to_string()))?;
         Ok((token, record.expires_at))
+    }
+}
+
+/// The statuses on which a connection's credentials are renewed once, when its method can renew
+/// them (OAuth2's `refresh_on`, a session's `expire_on`).
+fn renewal_statuses<'a>(connector: &'a latchkey_core::Connector, auth: &str) -> Option<&'a [u16]> {
+    match connector.auth_method(Some(auth)) {
+        Some(latchkey_core::AuthMethod::OAuth2(m)) => Some(&m.refresh_on),
+        Some(latchkey_core::AuthMethod::Session(m)) => Some(&m.expire_on),
+        _ => None,
     }
 }

@@ -7,11 +7,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use latchkey_core::auth::{self, AuthContext};
 use latchkey_core::template::{self, Scope};
-use latchkey_core::{Connector, OutgoingRequest, Secret};
+use latchkey_core::{AuthMethod, Connector, OutgoingRequest, Secret};
 use latchkey_net::HostPolicy;
 use url::Url;
 
 use crate::EngineError;
+use crate::scripts::HookScope;
 
 /// A request a caller wants to make to a connection's API.
 #[derive(Debug, Clone, Default)]
@@ -74,8 +75,8 @@ impl Target<'_> {
         HostPolicy::new(patterns).map_err(|e| self.misconfigured(format!("allowed_hosts: {e}")))
     }
 
-    /// Builds the authenticated request and the policy it must be sent under.
-    pub fn build(&self, req: ApiRequest) -> Result<(OutgoingRequest, HostPolicy), EngineError> {
+    /// Builds the request, not yet authenticated, and the policy it must be sent under.
+    pub fn prepare(&self, req: ApiRequest) -> Result<(OutgoingRequest, HostPolicy), EngineError> {
         let base = self.base_url()?;
         let policy = self.host_policy(&base)?;
         let mut url = latchkey_net::join(&base, &req.path)?;
@@ -95,26 +96,53 @@ impl Target<'_> {
                 .map_err(|_| self.misconfigured(format!("header value for `{name}`")))?;
             out.headers.insert(name, value);
         }
-        // Caller headers override connector defaults, but never the credentials set below.
+        // Caller headers override connector defaults, but never the credentials set later.
         for (name, value) in &req.headers {
             out.headers.insert(name.clone(), value.clone());
         }
         out.body = req.body;
-        let method = self.connector.auth_method(Some(self.auth_method)).ok_or_else(|| {
-            self.misconfigured(format!("auth method `{}` no longer exists", self.auth_method))
-        })?;
-        let nonce = crate::data_dir::random_token(16);
-        auth::apply(
-            method,
-            &mut out,
-            AuthContext {
-                credentials: self.credentials,
-                config: self.config,
-                now: std::time::SystemTime::now(),
-                nonce: &nonce,
-            },
-        )?;
         Ok((out, policy))
+    }
+
+    /// The connection's auth method.
+    pub fn method(&self) -> Result<&AuthMethod, EngineError> {
+        self.connector.auth_method(Some(self.auth_method)).ok_or_else(|| {
+            self.misconfigured(format!("auth method `{}` no longer exists", self.auth_method))
+        })
+    }
+
+    fn context<'n>(&'n self, nonce: &'n str) -> AuthContext<'n> {
+        AuthContext {
+            credentials: self.credentials,
+            config: self.config,
+            now: std::time::SystemTime::now(),
+            nonce,
+        }
+    }
+
+    /// Applies the connection's credentials to a prepared request.
+    pub fn authenticate(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
+        let method = self.method()?;
+        let nonce = crate::data_dir::random_token(16);
+        auth::apply(method, out, self.context(&nonce))?;
+        Ok(())
+    }
+
+    /// What this connection's scripts may reach: its storage (when `connection` is stored),
+    /// `http_request` to the connector's allowed hosts, its auth value, its config.
+    pub fn hook_scope(
+        &self,
+        connection: Option<&str>,
+        policy: &HostPolicy,
+    ) -> Result<HookScope, EngineError> {
+        let auth_value = auth::auth_value(self.method()?, self.context(""))?;
+        Ok(HookScope {
+            connection: connection.map(str::to_string),
+            policy: policy.clone(),
+            auth_value,
+            config: self.config.clone(),
+            secrets: self.credentials.values().cloned().collect(),
+        })
     }
 }
 

@@ -1,5 +1,6 @@
-//! Sending one authenticated request: build it for the connection, apply the strategy, send it
-//! through `net`. Challenge-response schemes (HTTP Digest) are answered here: the server's
+//! Sending one authenticated request: build it for the connection, run the connector's
+//! `before_action` hook, apply the strategy, send it through `net`, run `after_action` or
+//! `after_error`. Challenge-response schemes (HTTP Digest) are answered here: the server's
 //! challenge is kept per connection so later requests answer it directly with a counted nonce,
 //! and a 401 with a fresh (or `stale`) challenge is answered once.
 
@@ -9,11 +10,13 @@ use std::sync::Mutex;
 use latchkey_core::auth::AuthContext;
 use latchkey_core::auth::digest::{Challenge, respond};
 use latchkey_core::connector::DigestAuth;
-use latchkey_core::{AuthMethod, Connector};
-use latchkey_net::UpstreamResponse;
+use latchkey_core::{AuthMethod, Connector, OutgoingRequest};
+use latchkey_net::{HostPolicy, UpstreamResponse};
+use latchkey_script::Signal;
 use latchkey_store::ConnectionRecord;
 
 use crate::outbound::{ApiRequest, Target};
+use crate::scripts::ActionOutcome;
 use crate::{Engine, EngineError};
 
 /// The last Digest challenge per connection.
@@ -30,28 +33,66 @@ impl DigestChallenges {
     }
 }
 
+/// What one send came to.
+pub(crate) enum Sent {
+    /// The API's answer (after the response hooks).
+    Response(UpstreamResponse),
+    /// A script asked for fresh credentials and a retry.
+    Renew(Signal),
+}
+
 impl Engine {
-    /// Sends `request` once with the connection's credentials applied.
+    /// Sends `request` once with the connection's credentials applied and the connector's
+    /// request hooks run. `stored` tells whether the connection is in the store yet (scripts'
+    /// storage is kept only for stored connections).
     pub(crate) async fn send_once(
         &self,
         record: &ConnectionRecord,
         connector: &Connector,
         request: ApiRequest,
-    ) -> Result<UpstreamResponse, EngineError> {
+        stored: bool,
+    ) -> Result<Sent, EngineError> {
         let target = Target {
             connector,
             auth_method: &record.auth_method,
             credentials: &record.credentials,
             config: &record.config,
         };
-        if let Some(AuthMethod::Digest(method)) = connector.auth_method(Some(&record.auth_method)) {
-            return self.send_digest(record, &target, method, request).await;
+        let (mut out, policy) = target.prepare(request)?;
+        let scope = match &connector.scripts {
+            Some(_) => Some(target.hook_scope(stored.then_some(record.id.as_str()), &policy)?),
+            None => None,
+        };
+        if let Some(scope) = &scope
+            && let Some(signal) = self.before_action(connector, scope.clone(), &mut out).await?
+        {
+            return Ok(Sent::Renew(signal));
         }
-        let (out, policy) = target.build(request)?;
+        let response = match target.method()? {
+            AuthMethod::Digest(method) => {
+                self.send_digest(record, &target, method, out, &policy).await?
+            }
+            _ => {
+                target.authenticate(&mut out)?;
+                self.send_prepared(out, &policy).await?
+            }
+        };
+        let Some(scope) = scope else { return Ok(Sent::Response(response)) };
+        Ok(match self.after_response(connector, scope, response).await? {
+            ActionOutcome::Response(response) => Sent::Response(response),
+            ActionOutcome::Renew(signal) => Sent::Renew(signal),
+        })
+    }
+
+    async fn send_prepared(
+        &self,
+        out: OutgoingRequest,
+        policy: &HostPolicy,
+    ) -> Result<UpstreamResponse, EngineError> {
         let http_request = out
             .into_http()
             .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
-        Ok(self.net.send(http_request, &policy).await?)
+        Ok(self.net.send(http_request, policy).await?)
     }
 
     async fn send_digest(
@@ -59,25 +100,23 @@ impl Engine {
         record: &ConnectionRecord,
         target: &Target<'_>,
         method: &DigestAuth,
-        request: ApiRequest,
+        prepared: OutgoingRequest,
+        policy: &HostPolicy,
     ) -> Result<UpstreamResponse, EngineError> {
         let ctx = || AuthContext {
-            credentials: &record.credentials,
-            config: &record.config,
+            credentials: target.credentials,
+            config: target.config,
             now: std::time::SystemTime::now(),
             nonce: "",
         };
         let known = self.digest.take(&record.id);
-        let (mut out, policy) = target.build(request.clone())?;
+        let mut out = prepared.clone();
         let answered = known.is_some();
         if let Some(mut challenge) = known {
             respond(method, &mut challenge, &mut out, ctx(), None)?;
             self.digest.put(&record.id, challenge);
         }
-        let http_request = out
-            .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
-        let response = self.net.send(http_request, &policy).await?;
+        let response = self.send_prepared(out, policy).await?;
         if response.status != http::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -89,13 +128,10 @@ impl Engine {
         // answer the new challenge, once.
         tracing::debug!(connection = %record.id, answered, stale = challenge.is_stale(), "answering a Digest challenge");
         drop(response);
-        let (mut out, policy) = target.build(request)?;
+        let mut out = prepared;
         respond(method, &mut challenge, &mut out, ctx(), None)?;
         self.digest.put(&record.id, challenge);
-        let http_request = out
-            .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
-        Ok(self.net.send(http_request, &policy).await?)
+        self.send_prepared(out, policy).await
     }
 }
 

@@ -21,7 +21,14 @@ pub struct UpstreamResponse {
     pub version: http::Version,
     url: Url,
     limit: u64,
-    body: reqwest::Response,
+    body: Body,
+}
+
+/// Where the body comes from: the connection, or bytes already read (and maybe rewritten by a
+/// connector script).
+enum Body {
+    Streaming(reqwest::Response),
+    Buffered(Bytes),
 }
 
 impl UpstreamResponse {
@@ -32,8 +39,20 @@ impl UpstreamResponse {
             version: body.version(),
             url: body.url().clone(),
             limit,
-            body,
+            body: Body::Streaming(body),
         }
+    }
+
+    /// A response whose body is already in memory, e.g. one a connector script rewrote.
+    pub fn buffered(
+        status: http::StatusCode,
+        headers: http::HeaderMap,
+        version: http::Version,
+        url: Url,
+        body: Bytes,
+        limit: u64,
+    ) -> UpstreamResponse {
+        UpstreamResponse { status, headers, version, url, limit, body: Body::Buffered(body) }
     }
 
     /// The URL this response came from (after any redirects followed). May hold credentials in
@@ -49,7 +68,10 @@ impl UpstreamResponse {
 
     /// Whether the declared `Content-Length` already exceeds the cap.
     fn declared_too_large(&self) -> bool {
-        self.body.content_length().is_some_and(|len| len > self.limit)
+        match &self.body {
+            Body::Streaming(body) => body.content_length().is_some_and(|len| len > self.limit),
+            Body::Buffered(_) => false,
+        }
     }
 
     /// Reads the whole body; fails with [`NetError::ResponseTooLarge`] as soon as the declared
@@ -59,9 +81,13 @@ impl UpstreamResponse {
         if self.declared_too_large() {
             return Err(NetError::ResponseTooLarge { limit });
         }
-        let capacity = self.body.content_length().unwrap_or(0).min(limit).min(1 << 20);
+        let body = match self.body {
+            Body::Buffered(bytes) => return Ok(bytes),
+            Body::Streaming(ref mut body) => body,
+        };
+        let capacity = body.content_length().unwrap_or(0).min(limit).min(1 << 20);
         let mut buf = BytesMut::with_capacity(usize::try_from(capacity).unwrap_or(0));
-        while let Some(chunk) = self.body.chunk().await.map_err(NetError::from_reqwest)? {
+        while let Some(chunk) = body.chunk().await.map_err(NetError::from_reqwest)? {
             if buf.len() as u64 + chunk.len() as u64 > limit {
                 return Err(NetError::ResponseTooLarge { limit });
             }
@@ -92,11 +118,16 @@ impl UpstreamResponse {
         let start = if self.declared_too_large() {
             Reading::TooLarge
         } else {
-            Reading::Body { body: self.body, seen: 0 }
+            match self.body {
+                Body::Streaming(body) => Reading::Body { body, seen: 0 },
+                Body::Buffered(bytes) => Reading::Buffered(bytes),
+            }
         };
         futures_util::stream::unfold(start, move |state| async move {
             match state {
                 Reading::Done => None,
+                Reading::Buffered(bytes) if bytes.is_empty() => None,
+                Reading::Buffered(bytes) => Some((Ok(bytes), Reading::Done)),
                 Reading::TooLarge => {
                     Some((Err(NetError::ResponseTooLarge { limit }), Reading::Done))
                 }
@@ -119,6 +150,7 @@ impl UpstreamResponse {
 
 enum Reading {
     Body { body: reqwest::Response, seen: u64 },
+    Buffered(Bytes),
     TooLarge,
     Done,
 }

@@ -99,6 +99,19 @@ impl From<EngineError> for ApiError {
                 _ => (S::BAD_GATEWAY, "token_refused"),
             },
             EngineError::NeedsReauth(_) => (S::CONFLICT, "needs_reauth"),
+            EngineError::Script { error, .. } => match error {
+                latchkey_engine::ScriptError::CpuLimit
+                | latchkey_engine::ScriptError::MemoryLimit
+                | latchkey_engine::ScriptError::StackOverflow => {
+                    (S::UNPROCESSABLE_ENTITY, "script_limit_exceeded")
+                }
+                _ => (S::UNPROCESSABLE_ENTITY, "script_failed"),
+            },
+            EngineError::ScriptAborted { .. } => (S::UNPROCESSABLE_ENTITY, "script_aborted"),
+            EngineError::Session(session) if session.is_refused_credentials() => {
+                (S::BAD_GATEWAY, "session_login_refused")
+            }
+            EngineError::Session(_) => (S::BAD_GATEWAY, "session_login_failed"),
             EngineError::Store(store) => match store {
                 StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
                 StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => {

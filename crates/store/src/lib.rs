@@ -189,4 +189,26 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Deletes a custom connector; `false` if it did not exist.
     async fn delete_custom_connector(&self, id: &str) -> Result<bool, StoreError>;
+
+    /// A value a connector script stored for a connection (`cyclr_storage_get`); encrypted at
+    /// rest like every secret, deleted with the connection.
+    async fn script_value(
+        &self,
+        connection: &str,
+        key: &str,
+    ) -> Result<Option<latchkey_core::Secret>, StoreError>;
+
+    /// Stores a script value (`cyclr_storage_set`).
+    async fn put_script_value(
+        &self,
+        connection: &str,
+        key: &str,
+        value: &latchkey_core::Secret,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes a script value; `false` if there was none.
+    async fn delete_script_value(&self, connection: &str, key: &str) -> Result<bool, StoreError>;
+
+    /// The keys of a connection's script values, sorted.
+    async fn script_keys(&self, connection: &str) -> Result<Vec<String>, StoreError>;
 }

@@ -25,6 +25,8 @@ static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
 const CONNECTION: &str = "connection";
 const INTEGRATION: &str = "integration";
+/// Owner kind of the values connector scripts store per connection.
+const SCRIPT_STORAGE: &str = "script_storage";
 const CLIENT_SECRET: &str = "client_secret";
 
 /// A [`Store`](crate::Store) on one SQLite database.

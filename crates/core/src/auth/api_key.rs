@@ -48,6 +48,7 @@ fn place(
             let name = name.unwrap_or("api_key");
             request.url.query_pairs_mut().append_pair(name, value.expose());
         }
+        KeyLocation::Cookie => super::add_cookie(request, Some(name.unwrap_or("api_key")), &value)?,
         KeyLocation::Body => {
             let name = name.unwrap_or("api_key");
             match placement.format.unwrap_or_default() {

@@ -18,7 +18,7 @@ pub(super) fn apply(
     ctx: AuthContext<'_>,
 ) -> Result<(), AuthError> {
     let token = sign(method, ctx)?;
-    super::oauth2::place_token(&method.apply, &token, request, ctx)
+    super::oauth2::place_token(&method.apply, "access_token", &token, request, ctx)
 }
 
 /// Signs a JWT for `ctx.now`.

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod jwt;
 pub mod oauth1;
 pub(crate) mod oauth2;
+pub mod session;
 
 use std::collections::BTreeMap;
 
@@ -80,7 +81,55 @@ pub fn apply(
         AuthMethod::Digest(_) => Ok(()),
         AuthMethod::OAuth1(m) => oauth1::apply(m, request, ctx),
         AuthMethod::Jwt(m) => jwt::apply(m, request, ctx),
+        // The connector's `before_action` script applies it.
+        AuthMethod::Custom(_) => Ok(()),
+        AuthMethod::Session(m) => session::apply(m, request, ctx),
     }
+}
+
+/// What scripts see as `method_auth_value`: the API key, token, access token or session token
+/// the method applies, or `None` for methods without a single such value.
+pub fn auth_value(method: &AuthMethod, ctx: AuthContext<'_>) -> Result<Option<Secret>, AuthError> {
+    let stored = |key: &str| ctx.credentials.get(key).cloned();
+    Ok(match method {
+        AuthMethod::ApiKey(m) => m.fields.first().and_then(|f| stored(&f.key)),
+        AuthMethod::Bearer(_) => stored("token"),
+        AuthMethod::OAuth2(_) => stored("access_token"),
+        AuthMethod::Session(_) => stored(session::SESSION_TOKEN),
+        AuthMethod::Custom(m) => match &m.auth_value {
+            Some(template) => Some(
+                crate::template::render_secret(template, ctx.scope())
+                    .map_err(|e| AuthError::Template(format!("auth_value: {e}")))?,
+            ),
+            None => m.fields.first().and_then(|f| stored(&f.key)),
+        },
+        AuthMethod::OAuth1(_) => stored("token"),
+        AuthMethod::None(_)
+        | AuthMethod::Basic(_)
+        | AuthMethod::AwsSigV4(_)
+        | AuthMethod::Digest(_)
+        | AuthMethod::Jwt(_) => None,
+    })
+}
+
+/// Adds `name=value` (or `value` alone, already `a=b; c=d`, when there is no name) to the
+/// request's `Cookie` header.
+fn add_cookie(
+    request: &mut OutgoingRequest,
+    name: Option<&str>,
+    value: &Secret,
+) -> Result<(), AuthError> {
+    let pair = match name {
+        Some(name) => format!("{name}={}", value.expose()),
+        None => value.expose().to_string(),
+    };
+    let joined = match request.headers.get(http::header::COOKIE).and_then(|v| v.to_str().ok()) {
+        Some(existing) if !existing.is_empty() => format!("{existing}; {pair}"),
+        _ => pair,
+    };
+    let value = header_value("Cookie", &Secret::new(joined))?;
+    request.set_sensitive_header(http::header::COOKIE, value);
+    Ok(())
 }
 
 /// Checks credentials a user supplied against the method's fields: required ones present,

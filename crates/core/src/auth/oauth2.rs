@@ -14,12 +14,14 @@ pub(super) fn apply(
     ctx: AuthContext<'_>,
 ) -> Result<(), AuthError> {
     let token = ctx.credential("access_token")?;
-    place_token(&method.apply, token, request, ctx)
+    place_token(&method.apply, "access_token", token, request, ctx)
 }
 
-/// Puts a token on a request as `placement` says (shared with self-signed JWTs).
+/// Puts a token on a request as `placement` says (shared with self-signed JWTs and sessions);
+/// the placement's template sees the token as `{{ <var> }}`.
 pub(super) fn place_token(
     placement: &TokenPlacement,
+    var: &str,
     token: &Secret,
     request: &mut OutgoingRequest,
     ctx: AuthContext<'_>,
@@ -27,11 +29,13 @@ pub(super) fn place_token(
     let value = match &placement.value {
         Some(template) => {
             let mut credentials = ctx.credentials.clone();
-            credentials.insert("access_token".into(), token.clone());
+            credentials.insert(var.into(), token.clone());
             let scope = crate::template::Scope { credentials: Some(&credentials), ..ctx.scope() };
             render_secret(template, scope).map_err(AuthError::Template)?
         }
-        None if placement.location == KeyLocation::Query => token.clone(),
+        None if matches!(placement.location, KeyLocation::Query | KeyLocation::Cookie) => {
+            token.clone()
+        }
         None => Secret::new(format!("Bearer {}", token.expose())),
     };
     match placement.location {
@@ -39,6 +43,7 @@ pub(super) fn place_token(
             let name = placement.name.as_deref().unwrap_or("access_token");
             request.url.query_pairs_mut().append_pair(name, value.expose());
         }
+        KeyLocation::Cookie => super::add_cookie(request, placement.name.as_deref(), &value)?,
         KeyLocation::Header | KeyLocation::Body => {
             let name = placement.name.as_deref().unwrap_or("Authorization");
             let header = http::HeaderName::from_bytes(name.as_bytes())

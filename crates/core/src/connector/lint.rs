@@ -158,6 +158,22 @@ fn check_templates(connector: &Connector, out: &mut Vec<LintIssue>) {
                 check(at("service"), &m.service, &none, false);
                 check(at("region"), &m.region, &none, false);
             }
+            AuthMethod::Custom(m) => {
+                if let Some(v) = &m.auth_value {
+                    check(at("auth_value"), v, &names, false);
+                }
+            }
+            AuthMethod::Session(m) => {
+                check(at("login.url"), &m.login.url, &names, false);
+                for (k, v) in &m.login.headers {
+                    check(at(&format!("login.headers.{k}")), v, &names, false);
+                }
+                names.insert("session_token".into());
+                names.insert("credentials.session_token".into());
+                if let Some(v) = &m.apply.value {
+                    check(at("apply.value"), v, &names, false);
+                }
+            }
             AuthMethod::None(_)
             | AuthMethod::Basic(_)
             | AuthMethod::Bearer(_)

@@ -4,6 +4,7 @@ mod lint;
 mod model;
 mod oauth2;
 mod parse;
+mod scripted;
 mod signing;
 
 use schemars::JsonSchema;
@@ -13,6 +14,7 @@ pub use lint::{CATEGORIES, LintIssue, lint};
 pub use model::*;
 pub use oauth2::*;
 pub use parse::{ConnectorError, compile_pattern, parse_connector};
+pub use scripted::*;
 pub use signing::*;
 
 /// The JSON Schema of the connector format (what `latchkey connector schema` prints).
@@ -85,6 +87,8 @@ impl AuthMethod {
             Self::Digest(m) => (&m.id, "digest"),
             Self::OAuth1(m) => (&m.id, "oauth1"),
             Self::Jwt(m) => (&m.id, "jwt"),
+            Self::Custom(m) => (&m.id, "custom"),
+            Self::Session(m) => (&m.id, "session"),
         };
         id.as_deref().unwrap_or(kind)
     }
@@ -101,6 +105,8 @@ impl AuthMethod {
             Self::Digest(_) => "digest",
             Self::OAuth1(_) => "oauth1",
             Self::Jwt(_) => "jwt",
+            Self::Custom(_) => "custom",
+            Self::Session(_) => "session",
         }
     }
 
@@ -163,6 +169,8 @@ impl AuthMethod {
                 }
             },
             Self::ApiKey(m) => m.fields.iter().map(FieldSpec::from).collect(),
+            Self::Custom(m) => m.fields.iter().map(FieldSpec::from).collect(),
+            Self::Session(m) => m.fields.iter().map(FieldSpec::from).collect(),
         }
     }
 }

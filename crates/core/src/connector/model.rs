@@ -44,6 +44,16 @@ pub struct Connector {
     /// The provider's API documentation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docs: Option<String>,
+    /// JavaScript hooks run on every request and token exchange (`before_action`,
+    /// `after_error`, …; see `docs/scripting.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scripts: Option<String>,
+    /// Values scripts read in `script_parameters`; a connection's config adds to them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub script_parameters: BTreeMap<String, String>,
+    /// Lower CPU and memory limits for this connector's scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub script_limits: Option<super::scripted::ScriptLimits>,
 }
 
 /// One way to authenticate to the API.
@@ -71,6 +81,10 @@ pub enum AuthMethod {
     OAuth1(super::signing::OAuth1Auth),
     /// A JWT signed by Latchkey for each request.
     Jwt(super::signing::JwtAuth),
+    /// Fields the connector declares, applied by its `before_action` script.
+    Custom(super::scripted::CustomAuth),
+    /// A login request that returns a session token, renewed when the session lapses.
+    Session(Box<super::scripted::SessionAuth>),
 }
 
 /// `type: none`.
@@ -182,7 +196,7 @@ pub struct CredentialField {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Placement {
-    /// `header` (default), `query` or `body`.
+    /// `header` (default), `query`, `body` or `cookie`.
     #[serde(default, rename = "in")]
     pub location: KeyLocation,
     /// Header name, query parameter or body field. Default `Authorization` for a header;
@@ -208,6 +222,8 @@ pub enum KeyLocation {
     Query,
     /// A field of the request body.
     Body,
+    /// A cookie (added to the `Cookie` header).
+    Cookie,
 }
 
 /// A request body encoding.

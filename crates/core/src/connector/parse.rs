@@ -147,6 +147,19 @@ fn check(c: &Connector) -> Result<(), CheckError> {
             ));
         }
         check_method(method).map_err(|(f, m)| (format!("auth[{i}].{f}"), m))?;
+        if matches!(method, AuthMethod::Custom(_))
+            && !c.scripts.as_deref().is_some_and(|s| s.contains("before_action"))
+        {
+            return Err((
+                format!("auth[{i}]"),
+                "a `custom` method is applied by the connector's `before_action` script; `scripts` defines none".into(),
+            ));
+        }
+    }
+    if let Some(limits) = &c.script_limits
+        && (limits.cpu_ms == Some(0) || limits.memory_mib == Some(0))
+    {
+        return Err(("script_limits".into(), "limits must be above zero".into()));
     }
     let mut config_keys = BTreeSet::new();
     for (i, field) in c.config.iter().enumerate() {
@@ -175,6 +188,14 @@ fn check(c: &Connector) -> Result<(), CheckError> {
 fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
     match method {
         AuthMethod::None(_) | AuthMethod::Bearer(_) | AuthMethod::Basic(_) => Ok(()),
+        AuthMethod::Custom(m) => {
+            check_fields(&m.fields)?;
+            match &m.auth_value {
+                Some(value) => template::check_syntax(value).map_err(|e| ("auth_value".into(), e)),
+                None => Ok(()),
+            }
+        }
+        AuthMethod::Session(m) => check_session(m),
         AuthMethod::OAuth2(m) => check_oauth2(m),
         AuthMethod::Digest(_) => Ok(()),
         AuthMethod::OAuth1(m) => match &m.realm {
@@ -203,21 +224,7 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
             template::check_syntax(&m.region).map_err(|e| ("region".to_string(), e))
         }
         AuthMethod::ApiKey(key) => {
-            if key.fields.is_empty() {
-                return Err(("fields".into(), "at least one field is required".into()));
-            }
-            let mut keys = BTreeSet::new();
-            for (i, field) in key.fields.iter().enumerate() {
-                if !keys.insert(field.key.as_str()) {
-                    return Err((
-                        format!("fields[{i}].key"),
-                        format!("duplicate key `{}`", field.key),
-                    ));
-                }
-                if let Some(pattern) = &field.pattern {
-                    compile_pattern(pattern).map_err(|m| (format!("fields[{i}].pattern"), m))?;
-                }
-            }
+            check_fields(&key.fields)?;
             for (i, placement) in key.apply.as_slice().iter().enumerate() {
                 let at = |f: &str| format!("apply[{i}].{f}");
                 if placement.location != super::model::KeyLocation::Header
@@ -238,6 +245,64 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
             Ok(())
         }
     }
+}
+
+/// A method's credential fields: at least one, unique keys, valid patterns.
+fn check_fields(fields: &[super::model::CredentialField]) -> Result<(), CheckError> {
+    if fields.is_empty() {
+        return Err(("fields".into(), "at least one field is required".into()));
+    }
+    let mut keys = BTreeSet::new();
+    for (i, field) in fields.iter().enumerate() {
+        if !keys.insert(field.key.as_str()) {
+            return Err((format!("fields[{i}].key"), format!("duplicate key `{}`", field.key)));
+        }
+        if let Some(pattern) = &field.pattern {
+            compile_pattern(pattern).map_err(|m| (format!("fields[{i}].pattern"), m))?;
+        }
+    }
+    Ok(())
+}
+
+fn check_session(m: &super::scripted::SessionAuth) -> Result<(), CheckError> {
+    check_fields(&m.fields)?;
+    if m.fields.iter().any(|f| f.key == crate::auth::session::SESSION_TOKEN) {
+        return Err(("fields".into(), "`session_token` is reserved for the session".into()));
+    }
+    http::Method::from_bytes(m.login.method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| ("login.method".to_string(), "not an HTTP method".to_string()))?;
+    template::check_syntax(&m.login.url).map_err(|e| ("login.url".to_string(), e))?;
+    for (name, value) in &m.login.headers {
+        http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| (format!("login.headers.{name}"), "not a valid header name".into()))?;
+        template::check_syntax(value).map_err(|e| (format!("login.headers.{name}"), e))?;
+    }
+    fn leaves(at: String, value: &serde_json::Value) -> Result<(), CheckError> {
+        match value {
+            serde_json::Value::String(text) => template::check_syntax(text).map_err(|e| (at, e)),
+            serde_json::Value::Array(items) => items.iter().try_for_each(|v| leaves(at.clone(), v)),
+            serde_json::Value::Object(map) => {
+                map.iter().try_for_each(|(k, v)| leaves(format!("{at}.{k}"), v))
+            }
+            _ => Ok(()),
+        }
+    }
+    for (key, value) in m.login.body.iter().flatten() {
+        leaves(format!("login.body.{key}"), value)?;
+    }
+    if m.apply.location == super::model::KeyLocation::Body {
+        return Err((
+            "apply.in".into(),
+            "a session token goes in a header, the query or a cookie".into(),
+        ));
+    }
+    if let Some(value) = &m.apply.value {
+        template::check_syntax(value).map_err(|e| ("apply.value".to_string(), e))?;
+    }
+    if m.lifetime.as_ref().is_some_and(|l| l.seconds.is_none() && l.field.is_none()) {
+        return Err(("lifetime".into(), "give `seconds`, `field`, or both".into()));
+    }
+    Ok(())
 }
 
 fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {

@@ -184,8 +184,9 @@ impl Engine {
         }
         let state = Secret::new(crate::data_dir::random_token(32));
         let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
-        let url =
-            self.authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())?;
+        let url = self
+            .authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())
+            .await?;
         self.store
             .put_oauth_state(&OAuthState {
                 state_hash: hash(&state),
@@ -199,7 +200,7 @@ impl Engine {
         Ok(url)
     }
 
-    fn authorize_url_for(
+    async fn authorize_url_for(
         &self,
         oauth: &ResolvedOAuth,
         integration: &latchkey_store::IntegrationRecord,
@@ -215,7 +216,7 @@ impl Engine {
         })?;
         let scopes = Self::scopes(oauth, integration);
         let challenge = verifier.map(PkceVerifier::challenge);
-        Ok(authorize_url(
+        let url = authorize_url(
             &oauth.method,
             AuthorizeRequest {
                 endpoint,
@@ -225,7 +226,16 @@ impl Engine {
                 state: state.expose(),
                 code_challenge: challenge.as_deref(),
             },
-        ))
+        );
+        let entry = self.connector(&integration.connector)?;
+        let scope = crate::scripts::HookScope {
+            connection: None,
+            policy: super::endpoint_policy(endpoint)?,
+            auth_value: None,
+            config: Default::default(),
+            secrets: integration.client_secret.iter().cloned().collect(),
+        };
+        self.before_authorise(&entry.connector, scope, url).await
     }
 
     /// Finishes a flow from its callback. Nothing is sent to the token endpoint unless the state
@@ -325,8 +335,9 @@ impl Engine {
         let oauth = self.resolve_oauth(&entry.connector, method, &config).await?;
         let state = Secret::new(crate::data_dir::random_token(32));
         let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
-        let url =
-            self.authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())?;
+        let url = self
+            .authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())
+            .await?;
         Ok((
             url,
             LocalFlow {
@@ -387,6 +398,7 @@ impl Engine {
                 oauth,
                 &oauth.token_url,
                 integration,
+                None,
                 TokenGrant::AuthorizationCode {
                     code: &code,
                     redirect_uri,

@@ -78,7 +78,7 @@ impl Engine {
             }
             let grant = TokenGrant::DeviceCode { device_code: &flow.authorization.device_code };
             match self
-                .call_token_endpoint(&flow.oauth, &flow.oauth.token_url, &integration, grant)
+                .call_token_endpoint(&flow.oauth, &flow.oauth.token_url, &integration, None, grant)
                 .await
             {
                 Ok(tokens) => break tokens,

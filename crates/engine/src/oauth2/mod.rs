@@ -25,6 +25,7 @@ pub use device::DeviceFlow;
 pub use discovery::DiscoveryCache;
 pub use refresh::{RefreshCoordinator, RefreshReason};
 
+use crate::scripts::{HookScope, TokenEvent};
 use crate::{Engine, EngineError};
 
 /// A connector's OAuth2 method with its endpoints resolved for one connection's config.
@@ -96,14 +97,20 @@ impl Engine {
         Ok(ResolvedOAuth { method: method.clone(), authorize_url, token_url, refresh_url, issuer })
     }
 
-    /// Sends one token request and parses the answer.
+    /// Sends one token request, through the connector's token hooks, and parses the answer.
+    /// `connection` scopes the hooks' storage (`None` while a connection is being created).
     pub(crate) async fn call_token_endpoint(
         &self,
         oauth: &ResolvedOAuth,
         endpoint: &Url,
         integration: &IntegrationRecord,
+        connection: Option<&str>,
         grant: TokenGrant<'_>,
     ) -> Result<TokenSet, EngineError> {
+        let event = match grant {
+            TokenGrant::RefreshToken { .. } => TokenEvent::Refresh,
+            _ => TokenEvent::Token,
+        };
         let client_id = integration.client_id.as_deref().ok_or_else(|| {
             EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
         })?;
@@ -139,16 +146,30 @@ impl Engine {
             secret: integration.client_secret.as_ref(),
             assertion: assertion.as_ref(),
         };
-        let request = token_request(&oauth.method, endpoint, client, grant).map_err(|m| {
+        let mut request = token_request(&oauth.method, endpoint, client, grant).map_err(|m| {
             EngineError::Connector { connector: integration.connector.clone(), message: m }
         })?;
+        // Only the endpoint's own host receives the client credentials, whatever a hook does.
         let policy = endpoint_policy(endpoint)?;
+        let entry = self.connector(&integration.connector)?;
+        let scope = || HookScope {
+            connection: connection.map(str::to_string),
+            policy: policy.clone(),
+            auth_value: None,
+            config: Default::default(),
+            secrets: integration.client_secret.iter().cloned().collect(),
+        };
+        self.before_token_request(&entry.connector, event, scope(), &mut request).await?;
         let http_request = request
             .into_http()
             .map_err(|e| EngineError::InvalidInput(format!("token request: {e}")))?;
         let response = self.net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
+        let headers = response.headers.clone();
         let body: Bytes = response.bytes().await?;
+        let (status, body) = self
+            .after_token_response(&entry.connector, event, scope(), status, &headers, body)
+            .await?;
         Ok(parse_token_response(&oauth.method.token_response, status, &body)?)
     }
 
@@ -181,6 +202,7 @@ impl Engine {
         &self,
         oauth: &ResolvedOAuth,
         integration: &IntegrationRecord,
+        connection: Option<&str>,
         credentials: &BTreeMap<String, Secret>,
     ) -> Option<Result<TokenSet, EngineError>> {
         let scopes = Self::scopes(oauth, integration);
@@ -193,7 +215,9 @@ impl Engine {
             },
             Grant::AuthorizationCode | Grant::DeviceCode => return None,
         };
-        Some(self.call_token_endpoint(oauth, &oauth.token_url, integration, grant).await)
+        Some(
+            self.call_token_endpoint(oauth, &oauth.token_url, integration, connection, grant).await,
+        )
     }
 
     /// Obtains the first token for the client-credentials and password grants.
@@ -205,7 +229,7 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let integration = self.integration_for(record.integration.as_deref()).await?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
-        let tokens = self.client_grant(&oauth, &integration, &record.credentials).await.ok_or_else(|| {
+        let tokens = self.client_grant(&oauth, &integration, None, &record.credentials).await.ok_or_else(|| {
             EngineError::InvalidInput(
                 "this auth method connects through a user flow: a connect session, or `latchkey connect`".into(),
             )

@@ -12,8 +12,15 @@ use latchkey_core::oauth2::TokenGrant;
 use latchkey_store::{ConnectionRecord, ConnectionStatus, CredentialUpdate, StoreError};
 use time::OffsetDateTime;
 
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+use latchkey_core::auth::session::SESSION_TOKEN;
+use latchkey_core::connector::OAuth2Auth;
+
 use super::{expiry, oauth_method};
 use crate::events::Event;
+use crate::session::session_method;
 use crate::{Engine, EngineError};
 
 /// Why a refresh is wanted; decides whether it is still needed after re-reading.
@@ -45,6 +52,13 @@ impl RefreshReason {
             }
         }
     }
+}
+
+/// What a refresh or a new login gives: the credentials to replace, their expiry, config to keep.
+struct Renewed {
+    credentials: BTreeMap<String, Secret>,
+    expires_at: Option<OffsetDateTime>,
+    config: BTreeMap<String, String>,
 }
 
 /// How long a process may hold a refresh lease before others may take it over.
@@ -124,48 +138,47 @@ impl Engine {
             return Ok(record);
         }
         let entry = self.connector(&record.connector)?;
-        let method =
-            oauth_method(&entry.connector, Some(&record.auth_method)).ok_or_else(|| {
-                EngineError::InvalidInput(format!("connection `{id}` does not use OAuth2"))
-            })?;
-        let integration = self.integration_for(record.integration.as_deref()).await?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &record.config).await?;
-        let result = match record.credentials.get("refresh_token") {
-            Some(token) => {
-                self.call_token_endpoint(
-                    &oauth,
-                    &oauth.refresh_url,
-                    &integration,
-                    TokenGrant::RefreshToken { refresh_token: token },
+        let result = match (
+            oauth_method(&entry.connector, Some(&record.auth_method)),
+            session_method(&entry.connector, Some(&record.auth_method)),
+        ) {
+            (Some(method), _) => self.refresh_tokens(&entry.connector, method, &record).await,
+            (None, Some(method)) => self
+                .session_login(
+                    &entry.connector,
+                    &record.auth_method,
+                    method,
+                    &record.credentials,
+                    &record.config,
                 )
                 .await
+                .map(|session| Renewed {
+                    credentials: [(SESSION_TOKEN.to_string(), session.token)].into(),
+                    expires_at: expiry(session.lifetime),
+                    config: BTreeMap::new(),
+                }),
+            (None, None) => {
+                return Err(EngineError::InvalidInput(format!(
+                    "connection `{id}` uses neither OAuth2 nor a session login; it has nothing to refresh"
+                )));
             }
-            // No refresh token: grants without a user in the loop just ask again.
-            None => self
-                .client_grant(&oauth, &integration, &record.credentials)
-                .await
-                .unwrap_or_else(|| Err(EngineError::NeedsReauth(id.to_string()))),
         };
         match result {
-            Ok(tokens) => {
-                let mut credentials = std::collections::BTreeMap::new();
-                credentials.insert("access_token".to_string(), tokens.access_token);
-                if let Some(rotated) = tokens.refresh_token {
-                    credentials.insert("refresh_token".to_string(), rotated);
-                }
+            Ok(renewed) => {
                 let update = CredentialUpdate {
-                    credentials,
-                    expires_at: expiry(tokens.expires_in),
-                    config: tokens.kept,
+                    credentials: renewed.credentials,
+                    expires_at: renewed.expires_at,
+                    config: renewed.config,
                     status: (record.status != ConnectionStatus::Ok).then_some(ConnectionStatus::Ok),
                 };
                 self.store.update_credentials(id, record.version, &update).await?;
                 self.recent.forget(id);
-                tracing::info!(connection = %id, "token refreshed");
+                tracing::info!(connection = %id, "credentials renewed");
                 self.connection(id).await
             }
             Err(err) => {
                 let dead = matches!(&err, EngineError::Token(t) if t.is_invalid_grant())
+                    || matches!(&err, EngineError::Session(s) if s.is_refused_credentials())
                     || matches!(err, EngineError::NeedsReauth(_));
                 if dead {
                     // Someone may have refreshed with a newer token in the meantime.
@@ -184,5 +197,40 @@ impl Engine {
                 Err(err)
             }
         }
+    }
+
+    /// A new access token from the refresh token, or from a client grant when there is none.
+    async fn refresh_tokens(
+        &self,
+        connector: &latchkey_core::Connector,
+        method: &OAuth2Auth,
+        record: &ConnectionRecord,
+    ) -> Result<Renewed, EngineError> {
+        let id = record.id.as_str();
+        let integration = self.integration_for(record.integration.as_deref()).await?;
+        let oauth = self.resolve_oauth(connector, method, &record.config).await?;
+        let tokens = match record.credentials.get("refresh_token") {
+            Some(token) => {
+                self.call_token_endpoint(
+                    &oauth,
+                    &oauth.refresh_url,
+                    &integration,
+                    Some(id),
+                    TokenGrant::RefreshToken { refresh_token: token },
+                )
+                .await
+            }
+            // No refresh token: grants without a user in the loop just ask again.
+            None => self
+                .client_grant(&oauth, &integration, Some(id), &record.credentials)
+                .await
+                .unwrap_or_else(|| Err(EngineError::NeedsReauth(id.to_string()))),
+        }?;
+        let mut credentials = BTreeMap::new();
+        credentials.insert("access_token".to_string(), tokens.access_token);
+        if let Some(rotated) = tokens.refresh_token {
+            credentials.insert("refresh_token".to_string(), rotated);
+        }
+        Ok(Renewed { credentials, expires_at: expiry(tokens.expires_in), config: tokens.kept })
     }
 }

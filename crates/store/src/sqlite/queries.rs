@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
+use latchkey_core::Secret;
 use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
 use super::rows::{self, nanos, timestamp};
-use super::secrets::{delete_secrets, read_secrets, write_secret};
-use super::{CLIENT_SECRET, CONNECTION, INTEGRATION, SqliteStore, flows};
+use super::secrets::{SecretRow, delete_secrets, read_secrets, write_secret};
+use super::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SqliteStore, flows};
 use crate::crypto::Keyring;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
@@ -156,7 +157,13 @@ impl Store for SqliteStore {
     }
 
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
-        delete_owner(&self.pool, "DELETE FROM connections WHERE id = ?", CONNECTION, id).await
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        let done =
+            sqlx::query("DELETE FROM connections WHERE id = ?").bind(id).execute(&mut *tx).await?;
+        delete_secrets(&mut tx, CONNECTION, id).await?;
+        delete_secrets(&mut tx, SCRIPT_STORAGE, id).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn set_connection_status(
@@ -327,6 +334,55 @@ impl Store for SqliteStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn script_value(
+        &self,
+        connection: &str,
+        key: &str,
+    ) -> Result<Option<Secret>, StoreError> {
+        let row = sqlx::query(
+            "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
+             WHERE owner_kind = ? AND owner_id = ? AND field = ?",
+        )
+        .bind(SCRIPT_STORAGE)
+        .bind(connection)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| SecretRow::from_row(&row)?.open(&self.keyring)).transpose()
+    }
+
+    async fn put_script_value(
+        &self,
+        connection: &str,
+        key: &str,
+        value: &Secret,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        write_secret(&mut conn, SCRIPT_STORAGE, connection, key, value, &self.keyring).await
+    }
+
+    async fn delete_script_value(&self, connection: &str, key: &str) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("DELETE FROM secrets WHERE owner_kind = ? AND owner_id = ? AND field = ?")
+                .bind(SCRIPT_STORAGE)
+                .bind(connection)
+                .bind(key)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn script_keys(&self, connection: &str) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT field FROM secrets WHERE owner_kind = ? AND owner_id = ? ORDER BY field",
+        )
+        .bind(SCRIPT_STORAGE)
+        .bind(connection)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|row| Ok(row.try_get("field")?)).collect()
     }
 }
 
