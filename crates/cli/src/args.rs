@@ -35,6 +35,12 @@ pub struct Global {
     /// Refuse outbound connections to private, loopback and link-local addresses.
     #[arg(long, global = true, env = "LATCHKEY_BLOCK_PRIVATE_ADDRESSES")]
     pub block_private_addresses: bool,
+    /// The most CPU time a connector script may use per hook, in milliseconds.
+    #[arg(long, global = true, env = "LATCHKEY_SCRIPT_CPU_MS", default_value_t = 100)]
+    pub script_cpu_ms: u64,
+    /// The most memory a connector script may use per hook, in MiB.
+    #[arg(long, global = true, env = "LATCHKEY_SCRIPT_MEMORY_MIB", default_value_t = 16)]
+    pub script_memory_mib: usize,
 }
 
 /// The commands.

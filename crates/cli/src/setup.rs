@@ -66,7 +66,11 @@ pub async fn engine_with(
         ..latchkey_net::ClientConfig::default()
     })
     .context("cannot build the HTTP client")?;
-    let mut engine = Engine::new(Arc::new(store), catalog, net).await?;
+    let limits = latchkey_engine::ScriptLimits {
+        cpu_time: std::time::Duration::from_millis(global.script_cpu_ms.max(1)),
+        memory_bytes: global.script_memory_mib.max(1).saturating_mul(1024 * 1024),
+    };
+    let mut engine = Engine::new(Arc::new(store), catalog, net).await?.with_script_limits(limits);
     if let Some(webhook) = webhook {
         engine = engine.with_webhook(webhook);
     }

@@ -12,13 +12,12 @@ pub mod oauth2;
 pub mod outbound;
 mod recent;
 mod scheduler;
-mod scripts;
+pub mod scripts;
 mod send;
 mod session;
 
 use std::sync::Arc;
 
-use latchkey_core::Connector;
 use latchkey_net::UpstreamResponse;
 use latchkey_store::{ConnectionRecord, Store};
 
@@ -84,18 +83,6 @@ impl Engine {
         self
     }
 
-    /// Checks that a connector's script parses: `Err` names the line.
-    pub fn check_scripts(&self, connector: &Connector) -> Result<(), EngineError> {
-        match &connector.scripts {
-            Some(source) => self.scripts.check(source).map_err(|error| EngineError::Script {
-                connector: connector.id.clone(),
-                event: "validation".into(),
-                error,
-            }),
-            None => Ok(()),
-        }
-    }
-
     /// Sends connection events to a webhook.
     pub fn with_webhook(mut self, config: WebhookConfig) -> Self {
         self.events = Events::webhook(config, self.net.clone());
@@ -132,7 +119,7 @@ impl Engine {
     ) -> Result<CatalogEntry, EngineError> {
         let connector = latchkey_core::connector::parse_connector(source, &format!("custom:{id}"))
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        self.check_scripts(&connector)
+        scripts::check_connector_scripts(&connector, Some(source))
             .map_err(|e| EngineError::InvalidInput(format!("custom:{id}: {e}")))?;
         if connector.id != id {
             return Err(EngineError::InvalidInput(format!(

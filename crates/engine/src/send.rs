@@ -16,7 +16,6 @@ use latchkey_script::Signal;
 use latchkey_store::ConnectionRecord;
 
 use crate::outbound::{ApiRequest, Target};
-use crate::scripts::ActionOutcome;
 use crate::{Engine, EngineError};
 
 /// The last Digest challenge per connection.
@@ -33,7 +32,9 @@ impl DigestChallenges {
     }
 }
 
-/// What one send came to.
+/// What one send came to. Returned once per request and moved, never stored, so the response
+/// is not boxed.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Sent {
     /// The API's answer (after the response hooks).
     Response(UpstreamResponse),
@@ -77,11 +78,10 @@ impl Engine {
                 self.send_prepared(out, &policy).await?
             }
         };
-        let Some(scope) = scope else { return Ok(Sent::Response(response)) };
-        Ok(match self.after_response(connector, scope, response).await? {
-            ActionOutcome::Response(response) => Sent::Response(response),
-            ActionOutcome::Renew(signal) => Sent::Renew(signal),
-        })
+        match scope {
+            Some(scope) => self.after_response(connector, scope, response).await,
+            None => Ok(Sent::Response(response)),
+        }
     }
 
     async fn send_prepared(

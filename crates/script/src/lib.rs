@@ -140,6 +140,11 @@ impl ScriptEngine {
     }
 }
 
+/// Checks that `source` parses, without an engine (for validating connector files).
+pub fn check(source: &str) -> Result<(), ScriptError> {
+    sandbox::check(source, Limits::default())
+}
+
 /// For `examples/bench_hook.rs` only: the time to build one sandbox (runtime, context, our
 /// functions) and the time to drop it.
 #[doc(hidden)]

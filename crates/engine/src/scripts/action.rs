@@ -12,16 +12,9 @@ use super::{
     HookScope, body_bytes, body_value, headers_from, headers_value, mentions, query_value,
     set_query,
 };
+use crate::send::Sent;
 use crate::{Engine, EngineError};
 use latchkey_core::Connector;
-
-/// What became of a response after the response hooks.
-pub(crate) enum ActionOutcome {
-    /// The response to give the caller.
-    Response(UpstreamResponse),
-    /// The script threw `AuthRefreshException` or `AuthSessionException`.
-    Renew(Signal),
-}
 
 /// The caller's request as `action_data` shows it.
 pub(crate) fn action_data(out: &OutgoingRequest) -> Value {
@@ -98,11 +91,11 @@ impl Engine {
         connector: &Connector,
         scope: HookScope,
         response: UpstreamResponse,
-    ) -> Result<ActionOutcome, EngineError> {
+    ) -> Result<Sent, EngineError> {
         let failed = response.status.as_u16() >= 400;
         let event = if failed { "after_error" } else { "after_action" };
         if !mentions(connector, event) {
-            return Ok(ActionOutcome::Response(response));
+            return Ok(Sent::Response(response));
         }
         let status = response.status;
         let mut headers = response.headers.clone();
@@ -131,7 +124,7 @@ impl Engine {
         let mut status = status;
         if let Some(run) = self.run_hook(connector, event, scope, globals).await? {
             if let Some(signal) = run.signal() {
-                return Ok(ActionOutcome::Renew(signal));
+                return Ok(Sent::Renew(signal));
             }
             if let Some(changed) = run.changed("method_response", &content) {
                 body = body_bytes(changed);
@@ -160,9 +153,7 @@ impl Engine {
             }
         }
         headers.remove(http::header::CONTENT_LENGTH);
-        Ok(ActionOutcome::Response(UpstreamResponse::buffered(
-            status, headers, version, url, body, limit,
-        )))
+        Ok(Sent::Response(UpstreamResponse::buffered(status, headers, version, url, body, limit)))
     }
 }
 

@@ -15,7 +15,6 @@ use latchkey_net::HostPolicy;
 use latchkey_script::{HookOutcome, Limits, Signal};
 use serde_json::{Map, Value};
 
-pub(crate) use action::ActionOutcome;
 pub(crate) use token::TokenEvent;
 
 use crate::{Engine, EngineError};
@@ -46,6 +45,27 @@ impl HookScope {
             }
         }
         out
+    }
+}
+
+/// Checks that a connector's script parses. The error gives the line in the connector file when
+/// `file` (the connector's YAML) is given and holds the script as a block, else in the script.
+pub fn check_connector_scripts(connector: &Connector, file: Option<&str>) -> Result<(), String> {
+    let Some(source) = &connector.scripts else { return Ok(()) };
+    match latchkey_script::check(source) {
+        Ok(()) => Ok(()),
+        Err(latchkey_script::ScriptError::Syntax { line, message }) => {
+            let at = file.and_then(|text| {
+                text.lines().position(|l| l.starts_with("scripts:")).map(|i| i + 1 + line as usize)
+            });
+            Err(match at {
+                Some(file_line) => format!(
+                    "{file_line}: field `scripts`: syntax error on script line {line}: {message}"
+                ),
+                None => format!(" field `scripts`: syntax error on line {line}: {message}"),
+            })
+        }
+        Err(other) => Err(format!(" field `scripts`: {other}")),
     }
 }
 
