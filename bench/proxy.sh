@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Proxy overhead of `latchkey serve`: wrk against a fixed-response upstream directly (the
-# baseline) and through `/v1/proxy/{connection}/{*path}` with an API-key header applied, in the
-# same run, at 32 connections (throughput) and 1 connection (latency added per request).
+# baseline), through `/v1/proxy/{connection}/{*path}` with an API-key header applied, and through
+# a connection whose connector applies the same header from a `before_action` script (the cost of
+# one hook), in the same run, at 32 connections (throughput) and 1 connection (latency added).
 # Prints requests/s and p50/p99 latency for each with the proxy/direct ratio, and the peak RSS of
 # the latchkey process. Fails on any non-2xx response or socket error.
 #
@@ -61,8 +62,21 @@ auth:
     fields: [{ key: api_key, label: API key }]
     apply: { in: header, name: X-Api-Key }
 YAML
+cat >"$work/connectors/bench-script.yaml" <<YAML
+id: bench-script
+name: Bench (script)
+base_url: http://127.0.0.1:$up_port
+auth:
+  - type: custom
+    fields: [{ key: api_key, label: API key }]
+scripts: |
+  function before_action() {
+    method_request_headers['X-Api-Key'] = method_auth_value;
+  }
+YAML
 lk=("$bin" --data-dir "$work/data" --connectors "$work/connectors" --log warn)
 "${lk[@]}" connect bench --id b1 --set "api_key=$UPSTREAM_KEY" --no-test >/dev/null
+"${lk[@]}" connect bench-script --id s1 --set "api_key=$UPSTREAM_KEY" --no-test >/dev/null
 lk_port=$(free_port)
 LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$lk_port" >"$work/serve.log" 2>&1 &
 lk_pid=$!
@@ -70,6 +84,7 @@ wait_for "latchkey serve" curl -fsS "http://127.0.0.1:$lk_port/healthz"
 
 direct_url="http://127.0.0.1:$up_port/items/42?fields=all"
 proxy_url="http://127.0.0.1:$lk_port/v1/proxy/b1/items/42?fields=all"
+script_url="http://127.0.0.1:$lk_port/v1/proxy/s1/items/42?fields=all"
 
 # 3. Check that the proxy answers 200 and applied the credential (the first request the upstream
 #    sees is this one).
@@ -80,6 +95,10 @@ fi
 if ! grep -qx "x-api-key: $UPSTREAM_KEY" "$work/upstream.log"; then
   echo "proxy check: the upstream did not receive X-Api-Key: $UPSTREAM_KEY" >&2
   cat "$work/upstream.log" >&2; exit 1
+fi
+status=$(curl -sS -o "$work/check.body" -w '%{http_code}' -H "Authorization: Bearer $API_KEY" "$script_url&check=1")
+if [[ $status != 200 ]] || [[ $(grep -cx "x-api-key: $UPSTREAM_KEY" "$work/upstream.log") != 2 ]]; then
+  echo "scripted proxy check failed: status $status: $(cat "$work/check.body")" >&2; exit 1
 fi
 rss_idle=$(awk '/^VmRSS/ {print $2}' "/proc/$lk_pid/status")
 
@@ -113,6 +132,7 @@ run() { # name connections url headers...
 for c in $CONNS; do
   run direct "$c" "$direct_url" "${direct_hdr[@]}"
   run proxy "$c" "$proxy_url" "${proxy_hdr[@]}"
+  run proxy-script "$c" "$script_url" "${proxy_hdr[@]}"
 done
 rss_peak=$(awk '/^VmHWM/ {print $2}' "/proc/$lk_pid/status")
 
@@ -132,9 +152,14 @@ for name, conns, rps, p50, p99, n in rows:
     b = base[conns]
     print(f"| {name} | {conns} | {rps:,.0f} | {fmt(p50)} | {fmt(p99)} | "
           f"{rps / b[0]:.2f} | {p50 / b[1]:.2f} | {p99 / b[2]:.2f} |")
-for name, conns, rps, p50, p99, n in rows:
-    if name == "proxy" and conns == "1":
-        print(f"latency added per request at 1 connection: p50 +{float(p50) - base[conns][1]:.0f} µs")
+runs = {(name, conns): (float(rps), float(p50)) for name, conns, rps, p50, p99, n in rows}
+for conns in sorted({c for _, c in runs}, key=int):
+    if ("proxy", conns) in runs and conns == "1":
+        print(f"latency added by the proxy at 1 connection: p50 +{runs['proxy', conns][1] - base[conns][1]:.0f} µs")
+    if ("proxy-script", conns) in runs:
+        (prps, pp50), (srps, sp50) = runs["proxy", conns], runs["proxy-script", conns]
+        print(f"before_action hook at {conns} connection(s): p50 +{sp50 - pp50:.0f} µs over the plain proxy, "
+              f"requests/s {srps / prps:.2f}x of the plain proxy")
 PY
 echo "latchkey RSS: $rss_idle kB idle before the runs, peak $rss_peak kB (VmHWM) after the runs"
 if grep -qiE "error|panic" "$work/serve.log"; then

@@ -35,12 +35,13 @@ class Upstream(asyncio.Protocol):
             if end < 0:
                 return
             head, self.buffer = self.buffer[:end], self.buffer[end + 4:]
+            checking = first_request or b"check=" in head.split(b"\r\n")[0]
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
                 name = name.strip().lower()
                 if name == b"content-length":
                     self.skip = int(value)
-                elif first_request and name == b"x-api-key":
+                elif checking and name == b"x-api-key":
                     print("x-api-key:", value.strip().decode(), flush=True)
             if first_request:
                 first_request = False

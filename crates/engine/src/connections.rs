@@ -169,7 +169,8 @@ impl Engine {
             updated_at: now,
         };
         if let Some(m) = oauth {
-            if record.integration.is_none() {
+            if record.integration.is_none() && m.grant != latchkey_core::connector::Grant::JwtBearer
+            {
                 return Err(EngineError::InvalidInput(
                     "an OAuth2 connection needs an integration (client id and secret)".into(),
                 ));

@@ -164,6 +164,18 @@ impl AuthMethod {
                     field("username", None, "Username", false, None),
                     field("password", None, "Password", true, None),
                 ],
+                Grant::JwtBearer => vec![
+                    field("client_email", None, "Service account email (issuer)", false, None),
+                    field("private_key", None, "Private key (PEM)", true, None),
+                    FieldSpec {
+                        optional: true,
+                        ..field("private_key_id", None, "Private key id (kid)", false, None)
+                    },
+                    FieldSpec {
+                        optional: true,
+                        ..field("subject", None, "User to act as (sub)", false, None)
+                    },
+                ],
                 Grant::AuthorizationCode | Grant::ClientCredentials | Grant::DeviceCode => {
                     Vec::new()
                 }

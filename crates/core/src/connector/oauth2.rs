@@ -54,6 +54,9 @@ pub struct OAuth2Auth {
     /// Signing algorithm of the `private_key_jwt` assertion (default `RS256`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_assertion_alg: Option<String>,
+    /// The assertion of the `jwt_bearer` grant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assertion: Option<JwtAssertion>,
     /// Extra query parameters on the authorization request (e.g. `access_type: offline`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub authorize_params: BTreeMap<String, String>,
@@ -95,6 +98,40 @@ pub enum Grant {
     /// Device authorization (RFC 8628) for headless connections: the user enters a code on
     /// another device while Latchkey polls.
     DeviceCode,
+    /// The JWT bearer grant (RFC 7523 §2.1), as service accounts use it: an assertion signed
+    /// with the connection's private key is exchanged for an access token, again before expiry.
+    JwtBearer,
+}
+
+/// The assertion of the `jwt_bearer` grant. Default claims: `iss` = `credentials.client_email`,
+/// `sub` = `credentials.subject` when given, `aud` = the token endpoint, `scope` = the scopes
+/// joined, `iat`, `exp` = `iat` + `lifetime`, a random `jti`; `claims` adds to or replaces them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JwtAssertion {
+    /// Signing algorithm: RS256 (default), RS384, RS512, PS256…, ES256, ES384 or EdDSA.
+    #[serde(default = "rs256")]
+    pub algorithm: String,
+    /// Claims (templates over `credentials.*` and `config.*`), e.g. `{ sub: "{{ credentials.username }}" }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+    /// Seconds the assertion is valid; default 3600 (Google's maximum).
+    #[serde(default = "hour")]
+    pub lifetime: u64,
+}
+
+impl Default for JwtAssertion {
+    fn default() -> Self {
+        JwtAssertion { algorithm: rs256(), claims: BTreeMap::new(), lifetime: hour() }
+    }
+}
+
+fn rs256() -> String {
+    "RS256".into()
+}
+
+fn hour() -> u64 {
+    3600
 }
 
 /// How the client authenticates to the token endpoint (RFC 6749 §2.3.1).

@@ -335,6 +335,34 @@ fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
     if m.apply.location == super::model::KeyLocation::Body {
         return Err(("apply.in".into(), "an access token goes in a header or the query".into()));
     }
+    if let Some(assertion) = &m.assertion {
+        if m.grant != Grant::JwtBearer {
+            return Err((
+                "assertion".into(),
+                "only the jwt_bearer grant takes an assertion".into(),
+            ));
+        }
+        let alg = assertion.algorithm.parse::<jsonwebtoken::Algorithm>().map_err(|_| {
+            (
+                "assertion.algorithm".to_string(),
+                format!("unknown JWT algorithm `{}`", assertion.algorithm),
+            )
+        })?;
+        if matches!(
+            alg,
+            jsonwebtoken::Algorithm::HS256
+                | jsonwebtoken::Algorithm::HS384
+                | jsonwebtoken::Algorithm::HS512
+        ) {
+            return Err((
+                "assertion.algorithm".into(),
+                "the assertion is signed with a private key: RS, PS, ES or EdDSA".into(),
+            ));
+        }
+        for (name, value) in &assertion.claims {
+            template::check_syntax(value).map_err(|e| (format!("assertion.claims.{name}"), e))?;
+        }
+    }
     if let Some(value) = &m.apply.value {
         template::check_syntax(value).map_err(|e| ("apply.value".to_string(), e))?;
     }

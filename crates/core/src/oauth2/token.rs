@@ -40,10 +40,28 @@ pub fn client_assertion(
     now: std::time::SystemTime,
     jti: &str,
 ) -> Result<Secret, String> {
-    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (alg, key) = signing_key(algorithm, key_pem)
+        .map_err(|m| format!("the integration's client secret: {m}"))?;
+    let iat = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let claims = serde_json::json!({
+        "iss": client_id, "sub": client_id, "aud": audience, "jti": jti, "iat": iat, "exp": iat + 60,
+    });
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(alg), &claims, &key)
+        .map(Secret::new)
+        .map_err(|e| format!("cannot sign the client assertion: {:?}", e.kind()))
+}
+
+/// A private key (PEM) for an asymmetric JWT algorithm.
+fn signing_key(
+    algorithm: &str,
+    key_pem: &Secret,
+) -> Result<(jsonwebtoken::Algorithm, jsonwebtoken::EncodingKey), String> {
+    use jsonwebtoken::{Algorithm, EncodingKey};
     let alg: Algorithm =
         algorithm.parse().map_err(|_| format!("unknown JWT algorithm `{algorithm}`"))?;
-    let pem = key_pem.expose().as_bytes();
+    // Keys pasted from a JSON key file keep their `\n` escapes.
+    let text = key_pem.expose().replace("\\n", "\n");
+    let pem = text.as_bytes();
     let key = match alg {
         Algorithm::RS256
         | Algorithm::RS384
@@ -53,18 +71,55 @@ pub fn client_assertion(
         | Algorithm::PS512 => EncodingKey::from_rsa_pem(pem),
         Algorithm::ES256 | Algorithm::ES384 => EncodingKey::from_ec_pem(pem),
         Algorithm::EdDSA => EncodingKey::from_ed_pem(pem),
-        _ => return Err(format!("`{algorithm}` cannot sign a client assertion")),
+        _ => return Err(format!("`{algorithm}` is not an asymmetric signing algorithm")),
     }
-    .map_err(|_| {
-        format!("the integration's client secret is not a PEM private key for {algorithm}")
-    })?;
+    .map_err(|_| format!("not a PEM private key for {algorithm}"))?;
+    Ok((alg, key))
+}
+
+/// The assertion of the JWT bearer grant (RFC 7523 §2.1), signed with the connection's
+/// `private_key`; see [`crate::connector::JwtAssertion`] for the claims.
+pub fn jwt_bearer_assertion(
+    method: &OAuth2Auth,
+    audience: &str,
+    scopes: &[String],
+    scope: crate::template::Scope<'_>,
+    now: std::time::SystemTime,
+    jti: &str,
+) -> Result<Secret, String> {
+    let settings = method.assertion.clone().unwrap_or_default();
+    let credentials = scope.credentials.ok_or("no credentials")?;
+    let key = credentials.get("private_key").ok_or("credential `private_key` is missing")?;
+    let (alg, key) = signing_key(&settings.algorithm, key)
+        .map_err(|m| format!("credential `private_key`: {m}"))?;
     let iat = now.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let claims = serde_json::json!({
-        "iss": client_id, "sub": client_id, "aud": audience, "jti": jti, "iat": iat, "exp": iat + 60,
-    });
-    jsonwebtoken::encode(&Header::new(alg), &claims, &key)
+    let mut claims = serde_json::Map::new();
+    if let Some(issuer) = credentials.get("client_email") {
+        claims.insert("iss".into(), issuer.expose().into());
+    }
+    if let Some(subject) = credentials.get("subject").filter(|s| !s.is_empty()) {
+        claims.insert("sub".into(), subject.expose().into());
+    }
+    claims.insert("aud".into(), audience.into());
+    if !scopes.is_empty() {
+        claims.insert("scope".into(), scopes.join(&method.scope_separator).into());
+    }
+    claims.insert("iat".into(), iat.into());
+    claims.insert("exp".into(), (iat + settings.lifetime).into());
+    claims.insert("jti".into(), jti.into());
+    for (name, template) in &settings.claims {
+        let value = crate::template::render_secret(template, scope)
+            .map_err(|m| format!("assertion.claims.{name}: {m}"))?;
+        claims.insert(name.clone(), value.expose().into());
+    }
+    if !claims.contains_key("iss") {
+        return Err("the assertion has no issuer: give `client_email` or an `iss` claim".into());
+    }
+    let mut header = jsonwebtoken::Header::new(alg);
+    header.kid = credentials.get("private_key_id").map(|k| k.expose().to_string());
+    jsonwebtoken::encode(&header, &serde_json::Value::Object(claims), &key)
         .map(Secret::new)
-        .map_err(|e| format!("cannot sign the client assertion: {:?}", e.kind()))
+        .map_err(|e| format!("cannot sign the assertion: {:?}", e.kind()))
 }
 
 /// The grant a token request carries.
@@ -97,6 +152,11 @@ pub enum TokenGrant<'a> {
     DeviceCode {
         /// The `device_code` from the device authorization response.
         device_code: &'a Secret,
+    },
+    /// JWT bearer grant (RFC 7523 §2.1).
+    JwtBearer {
+        /// The signed assertion (see [`jwt_bearer_assertion`]).
+        assertion: &'a Secret,
     },
     /// Refresh (§6).
     RefreshToken {
@@ -145,6 +205,11 @@ pub fn token_request(
         TokenGrant::DeviceCode { device_code } => {
             push("grant_type", "urn:ietf:params:oauth:grant-type:device_code");
             push("device_code", device_code.expose());
+            &method.token_params
+        }
+        TokenGrant::JwtBearer { assertion } => {
+            push("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer");
+            push("assertion", assertion.expose());
             &method.token_params
         }
         TokenGrant::RefreshToken { refresh_token } => {
@@ -199,6 +264,8 @@ fn encode_request(
                 .map_err(|_| "the client credentials cannot form a header".to_string())?;
             request.set_sensitive_header(http::header::AUTHORIZATION, value);
         }
+        // The JWT bearer grant may need no client at all (the assertion identifies the caller).
+        (ClientAuth::Basic | ClientAuth::Body, None) if client.id.is_empty() => {}
         (ClientAuth::Basic, None) | (ClientAuth::Body, None) => push("client_id", client.id),
         (ClientAuth::Body, Some(secret)) => {
             push("client_id", client.id);

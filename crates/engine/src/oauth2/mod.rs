@@ -111,9 +111,17 @@ impl Engine {
             TokenGrant::RefreshToken { .. } => TokenEvent::Refresh,
             _ => TokenEvent::Token,
         };
-        let client_id = integration.client_id.as_deref().ok_or_else(|| {
-            EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
-        })?;
+        let client_id = match (&integration.client_id, grant) {
+            (Some(id), _) => id.as_str(),
+            // The assertion identifies the caller; no client is needed.
+            (None, TokenGrant::JwtBearer { .. }) => "",
+            (None, _) => {
+                return Err(EngineError::InvalidInput(format!(
+                    "integration `{}` has no client id",
+                    integration.id
+                )));
+            }
+        };
         let assertion = match oauth.method.client_auth {
             latchkey_core::connector::ClientAuth::PrivateKeyJwt => {
                 let key = integration.client_secret.as_ref().ok_or_else(|| {
@@ -173,6 +181,32 @@ impl Engine {
         Ok(parse_token_response(&oauth.method.token_response, status, &body)?)
     }
 
+    /// The integration an OAuth2 connection uses: the JWT bearer grant may have none (its
+    /// assertion identifies the caller), every other grant needs one.
+    pub(crate) async fn oauth_integration(
+        &self,
+        connector: &Connector,
+        method: &OAuth2Auth,
+        id: Option<&str>,
+    ) -> Result<IntegrationRecord, EngineError> {
+        match id {
+            None if method.grant == Grant::JwtBearer => {
+                let now = OffsetDateTime::now_utc();
+                Ok(IntegrationRecord {
+                    id: String::new(),
+                    connector: connector.id.clone(),
+                    client_id: None,
+                    client_secret: None,
+                    scopes: Vec::new(),
+                    settings: serde_json::Value::Null,
+                    created_at: now,
+                    updated_at: now,
+                })
+            }
+            id => self.integration_for(id).await,
+        }
+    }
+
     /// The integration a connection (or session) uses; OAuth needs one.
     pub(crate) async fn integration_for(
         &self,
@@ -195,18 +229,42 @@ impl Engine {
         }
     }
 
-    /// A token from the grants that need no user in the loop: client credentials, or the
-    /// password grant with the stored username and password. `None` for the other grants (or a
-    /// password grant without both credentials).
+    /// A token from the grants that need no user in the loop: client credentials, the password
+    /// grant with the stored username and password, or the JWT bearer grant with a freshly
+    /// signed assertion. `None` for the other grants (or a password grant without both
+    /// credentials).
     pub(crate) async fn client_grant(
         &self,
         oauth: &ResolvedOAuth,
         integration: &IntegrationRecord,
         connection: Option<&str>,
         credentials: &BTreeMap<String, Secret>,
+        config: &BTreeMap<String, String>,
     ) -> Option<Result<TokenSet, EngineError>> {
         let scopes = Self::scopes(oauth, integration);
+        let assertion;
         let grant = match oauth.method.grant {
+            Grant::JwtBearer => {
+                let scope =
+                    Scope { credentials: Some(credentials), config: Some(config), response: None };
+                assertion = match latchkey_core::oauth2::jwt_bearer_assertion(
+                    &oauth.method,
+                    oauth.token_url.as_str(),
+                    &scopes,
+                    scope,
+                    std::time::SystemTime::now(),
+                    &crate::data_dir::random_token(16),
+                ) {
+                    Ok(assertion) => assertion,
+                    Err(message) => {
+                        return Some(Err(EngineError::Connector {
+                            connector: integration.connector.clone(),
+                            message,
+                        }));
+                    }
+                };
+                TokenGrant::JwtBearer { assertion: &assertion }
+            }
             Grant::ClientCredentials => TokenGrant::ClientCredentials { scopes: &scopes },
             Grant::Password => TokenGrant::Password {
                 username: credentials.get("username")?,
@@ -227,9 +285,12 @@ impl Engine {
         method: &OAuth2Auth,
         record: &mut ConnectionRecord,
     ) -> Result<(), EngineError> {
-        let integration = self.integration_for(record.integration.as_deref()).await?;
+        let integration =
+            self.oauth_integration(connector, method, record.integration.as_deref()).await?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
-        let tokens = self.client_grant(&oauth, &integration, None, &record.credentials).await.ok_or_else(|| {
+        let tokens = self
+            .client_grant(&oauth, &integration, None, &record.credentials, &record.config)
+            .await.ok_or_else(|| {
             EngineError::InvalidInput(
                 "this auth method connects through a user flow: a connect session, or `latchkey connect`".into(),
             )

@@ -207,7 +207,8 @@ impl Engine {
         record: &ConnectionRecord,
     ) -> Result<Renewed, EngineError> {
         let id = record.id.as_str();
-        let integration = self.integration_for(record.integration.as_deref()).await?;
+        let integration =
+            self.oauth_integration(connector, method, record.integration.as_deref()).await?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
         let tokens = match record.credentials.get("refresh_token") {
             Some(token) => {
@@ -222,7 +223,7 @@ impl Engine {
             }
             // No refresh token: grants without a user in the loop just ask again.
             None => self
-                .client_grant(&oauth, &integration, Some(id), &record.credentials)
+                .client_grant(&oauth, &integration, Some(id), &record.credentials, &record.config)
                 .await
                 .unwrap_or_else(|| Err(EngineError::NeedsReauth(id.to_string()))),
         }?;
