@@ -35,6 +35,10 @@ pub struct Global {
     /// Refuse outbound connections to private, loopback and link-local addresses.
     #[arg(long, global = true, env = "LATCHKEY_BLOCK_PRIVATE_ADDRESSES")]
     pub block_private_addresses: bool,
+    /// A PEM file of certificate authorities to trust besides the built-in web roots (e.g. a
+    /// company CA in front of internal APIs).
+    #[arg(long, global = true, env = "LATCHKEY_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
     /// The most CPU time a connector script may use per hook, in milliseconds.
     #[arg(long, global = true, env = "LATCHKEY_SCRIPT_CPU_MS", default_value_t = 100)]
     pub script_cpu_ms: u64,
@@ -205,7 +209,8 @@ pub enum IntegrationCommand {
         /// OAuth client id.
         #[arg(long)]
         client_id: Option<String>,
-        /// A file holding the OAuth client secret.
+        /// A file holding the OAuth client secret (for `private_key_jwt`, the PEM private key;
+        /// for `tls_client_auth`, the PEM client certificate and key).
         #[arg(long)]
         client_secret_file: Option<PathBuf>,
         /// Scope (may repeat).

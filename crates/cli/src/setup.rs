@@ -61,8 +61,15 @@ pub async fn engine_with(
     let data_dir = DataDir::new(&global.data_dir)?;
     let store = data_dir.open_store(&key_source()).await?;
     let catalog = Catalog::load(&global.connectors);
+    let extra_root_certificates = match &global.ca_file {
+        Some(path) => {
+            vec![std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?]
+        }
+        None => Vec::new(),
+    };
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig {
         block_private_addresses: global.block_private_addresses,
+        extra_root_certificates,
         ..latchkey_net::ClientConfig::default()
     })
     .context("cannot build the HTTP client")?;

@@ -50,6 +50,7 @@ impl Engine {
             updated_at: now,
         };
         self.store.put_integration(&record).await?;
+        self.identities.forget(&record.id);
         Ok(record)
     }
 
@@ -63,6 +64,7 @@ impl Engine {
 
     /// Deletes an integration.
     pub async fn delete_integration(&self, id: &str) -> Result<(), EngineError> {
+        self.identities.forget(id);
         if self.store.delete_integration(id).await? {
             Ok(())
         } else {

@@ -8,6 +8,7 @@ pub mod data_dir;
 mod error;
 pub mod events;
 mod integrations;
+mod mtls;
 pub mod oauth2;
 pub mod outbound;
 mod recent;
@@ -46,6 +47,7 @@ pub struct Engine {
     digest: send::DigestChallenges,
     recent: recent::RecentConnections,
     scripts: latchkey_script::ScriptEngine,
+    identities: mtls::Identities,
 }
 
 impl Engine {
@@ -73,6 +75,7 @@ impl Engine {
             digest: send::DigestChallenges::default(),
             recent: recent::RecentConnections::default(),
             scripts: latchkey_script::ScriptEngine::new(latchkey_script::Limits::default()),
+            identities: mtls::Identities::default(),
         })
     }
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use latchkey_core::auth::AuthContext;
 use latchkey_core::auth::digest::{Challenge, respond};
-use latchkey_core::connector::DigestAuth;
+use latchkey_core::connector::{ClientAuth, DigestAuth};
 use latchkey_core::{AuthMethod, Connector, OutgoingRequest};
 use latchkey_net::{HostPolicy, UpstreamResponse};
 use latchkey_script::Signal;
@@ -73,6 +73,14 @@ impl Engine {
             AuthMethod::Digest(method) => {
                 self.send_digest(record, &target, method, out, &policy).await?
             }
+            AuthMethod::OAuth2(method) if method.client_auth == ClientAuth::TlsClientAuth => {
+                target.authenticate(&mut out)?;
+                let integration = self
+                    .oauth_integration(connector, method, record.integration.as_deref())
+                    .await?;
+                let net = self.client_for(method, &integration)?;
+                send_with(&net, out, &policy).await?
+            }
             _ => {
                 target.authenticate(&mut out)?;
                 self.send_prepared(out, &policy).await?
@@ -89,10 +97,7 @@ impl Engine {
         out: OutgoingRequest,
         policy: &HostPolicy,
     ) -> Result<UpstreamResponse, EngineError> {
-        let http_request = out
-            .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
-        Ok(self.net.send(http_request, policy).await?)
+        send_with(&self.net, out, policy).await
     }
 
     async fn send_digest(
@@ -133,6 +138,17 @@ impl Engine {
         self.digest.put(&record.id, challenge);
         self.send_prepared(out, policy).await
     }
+}
+
+async fn send_with(
+    net: &latchkey_net::Client,
+    out: OutgoingRequest,
+    policy: &HostPolicy,
+) -> Result<UpstreamResponse, EngineError> {
+    let http_request = out
+        .into_http()
+        .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
+    Ok(net.send(http_request, policy).await?)
 }
 
 /// The first `WWW-Authenticate` value offering Digest.

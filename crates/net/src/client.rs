@@ -33,6 +33,8 @@ pub struct ClientConfig {
     pub block_private_addresses: bool,
     /// The `User-Agent` sent when the request has none. Default `latchkey/<version>`.
     pub user_agent: String,
+    /// Certificate authorities trusted besides the built-in web roots (PEM), e.g. a company CA.
+    pub extra_root_certificates: Vec<Vec<u8>>,
 }
 
 impl Default for ClientConfig {
@@ -44,6 +46,7 @@ impl Default for ClientConfig {
             follow_redirects: false,
             block_private_addresses: false,
             user_agent: concat!("latchkey/", env!("CARGO_PKG_VERSION")).to_owned(),
+            extra_root_certificates: Vec::new(),
         }
     }
 }
@@ -75,6 +78,26 @@ impl Client {
     /// Proxy settings from the environment are ignored, so the host and address checks apply to
     /// the connection actually made.
     pub fn new(config: ClientConfig) -> Result<Client, NetError> {
+        Self::build(config, None)
+    }
+
+    /// A client like this one (same settings, its own connection pool) that presents a client
+    /// certificate in TLS handshakes (mutual TLS). `pem` holds the certificate, its chain and
+    /// the private key (RSA, SEC1 or PKCS#8).
+    pub fn with_identity(&self, pem: &[u8]) -> Result<Client, NetError> {
+        let identity = reqwest::Identity::from_pem(pem).map_err(|_| {
+            NetError::Build(
+                "the client certificate is not a PEM bundle of a certificate and its private key"
+                    .into(),
+            )
+        })?;
+        Self::build(self.inner.config.clone(), Some(identity))
+    }
+
+    fn build(
+        config: ClientConfig,
+        identity: Option<reqwest::Identity>,
+    ) -> Result<Client, NetError> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .tls_backend_rustls()
@@ -85,6 +108,16 @@ impl Client {
             .no_proxy();
         if config.block_private_addresses {
             builder = builder.dns_resolver(PublicOnlyResolver);
+        }
+        for pem in &config.extra_root_certificates {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|_| NetError::Build("an extra root certificate is not PEM".into()))?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
         }
         let http = builder.build().map_err(|e| match NetError::from_reqwest(e) {
             NetError::Build(msg) | NetError::Transport(msg) | NetError::Connect(msg) => {

@@ -146,6 +146,11 @@ pub enum ClientAuth {
     /// A JWT signed with the client's private key (RFC 7523 §2.2, OpenID `private_key_jwt`):
     /// the integration's client secret holds the PEM key.
     PrivateKeyJwt,
+    /// Mutual TLS (RFC 8705 §2.1): the integration's client secret holds a PEM bundle of the
+    /// client certificate (and its chain) and private key, presented in the TLS handshake with
+    /// the token endpoint and with the API (certificate-bound tokens, RFC 8705 §3); the body
+    /// carries `client_id` only.
+    TlsClientAuth,
 }
 
 /// Token request encoding and headers.

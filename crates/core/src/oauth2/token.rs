@@ -264,6 +264,8 @@ fn encode_request(
                 .map_err(|_| "the client credentials cannot form a header".to_string())?;
             request.set_sensitive_header(http::header::AUTHORIZATION, value);
         }
+        // The certificate authenticates the client in the TLS handshake.
+        (ClientAuth::TlsClientAuth, _) => push("client_id", client.id),
         // The JWT bearer grant may need no client at all (the assertion identifies the caller).
         (ClientAuth::Basic | ClientAuth::Body, None) if client.id.is_empty() => {}
         (ClientAuth::Basic, None) | (ClientAuth::Body, None) => push("client_id", client.id),

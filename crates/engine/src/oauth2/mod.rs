@@ -171,7 +171,8 @@ impl Engine {
         let http_request = request
             .into_http()
             .map_err(|e| EngineError::InvalidInput(format!("token request: {e}")))?;
-        let response = self.net.send(http_request, &policy).await?;
+        let net = self.client_for(&oauth.method, integration)?;
+        let response = net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
         let headers = response.headers.clone();
         let body: Bytes = response.bytes().await?;
