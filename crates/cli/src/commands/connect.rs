@@ -30,12 +30,17 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             names.join(", ")
         )
     })?;
-    if let latchkey_core::AuthMethod::OAuth2(m) = method
-        && m.grant == latchkey_core::connector::Grant::AuthorizationCode
-    {
+    let browser_flow = match method {
+        latchkey_core::AuthMethod::OAuth2(m) => {
+            (m.grant == latchkey_core::connector::Grant::AuthorizationCode).then_some("OAuth2")
+        }
+        latchkey_core::AuthMethod::OAuth1(m) if m.three_legged() => Some("OAuth 1.0a"),
+        _ => None,
+    };
+    if let Some(protocol) = browser_flow {
         let integration = options.integration.as_deref().with_context(|| {
             format!(
-                "`{}` connects with OAuth2: pass --integration (see `latchkey integration add`)",
+                "`{}` connects with {protocol}: pass --integration (see `latchkey integration add`)",
                 connector.id
             )
         })?;

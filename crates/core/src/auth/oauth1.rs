@@ -132,6 +132,63 @@ pub fn sign(
     Ok(())
 }
 
+/// A request of the three-legged flow (§2.1 temporary credentials, §2.3 token credentials): a
+/// POST with an empty body, its protocol parameters (with `oauth_callback` or `oauth_verifier`
+/// in `input.extra`) signed in the `Authorization` header.
+pub fn flow_request(
+    method: &OAuth1Auth,
+    endpoint: url::Url,
+    input: &SigningInput<'_>,
+) -> Result<OutgoingRequest, AuthError> {
+    let mut request = OutgoingRequest::new(http::Method::POST, endpoint);
+    let header = OAuth1Auth { placement: OAuth1Placement::Header, realm: None, ..method.clone() };
+    sign(&header, &mut request, input)?;
+    Ok(request)
+}
+
+/// Credentials a flow endpoint answered with.
+#[derive(Debug, Clone)]
+pub struct FlowCredentials {
+    /// `oauth_token`.
+    pub token: String,
+    /// `oauth_token_secret`.
+    pub secret: Secret,
+    /// The response's other fields (e.g. `user_id`), none of them secret by the RFC.
+    pub extra: std::collections::BTreeMap<String, String>,
+}
+
+/// Reads a temporary- or token-credentials response (§2.1, §2.3): form-encoded
+/// `oauth_token` and `oauth_token_secret`; temporary credentials must confirm the callback.
+/// Errors name what is missing and the provider's `oauth_problem`, never a value.
+pub fn parse_flow_credentials(
+    status: u16,
+    body: &[u8],
+    temporary: bool,
+) -> Result<FlowCredentials, String> {
+    let mut fields: std::collections::BTreeMap<String, String> =
+        form_urlencoded::parse(body).into_owned().collect();
+    if !(200..300).contains(&status) {
+        let problem = fields
+            .get("oauth_problem")
+            .filter(|p| p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        return Err(format!("the provider refused with HTTP {status}{problem}"));
+    }
+    if temporary && fields.get("oauth_callback_confirmed").map(String::as_str) != Some("true") {
+        return Err("the provider did not confirm the callback (oauth_callback_confirmed)".into());
+    }
+    let token = fields.remove("oauth_token").filter(|t| !t.is_empty());
+    let secret = fields.remove("oauth_token_secret");
+    match (token, secret) {
+        (Some(token), Some(secret)) => {
+            fields.remove("oauth_callback_confirmed");
+            Ok(FlowCredentials { token, secret: Secret::new(secret), extra: fields })
+        }
+        _ => Err("the response has no oauth_token and oauth_token_secret".into()),
+    }
+}
+
 /// The signature base string (§3.4.1).
 pub fn base_string(request: &OutgoingRequest, protocol: &[(String, String)]) -> String {
     let url = &request.url;

@@ -145,6 +145,8 @@ impl AuthMethod {
                 }
             }
             Self::Jwt(m) => m.fields.iter().map(FieldSpec::from).collect(),
+            // The integration holds the consumer credentials; the flow brings the token.
+            Self::OAuth1(m) if m.three_legged() => Vec::new(),
             Self::OAuth1(m) => {
                 let mut out = vec![field("consumer_key", None, "Consumer key", false, None)];
                 if m.signature_method == OAuth1SignatureMethod::RsaSha1 {

@@ -198,10 +198,33 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
         AuthMethod::Session(m) => check_session(m),
         AuthMethod::OAuth2(m) => check_oauth2(m),
         AuthMethod::Digest(_) => Ok(()),
-        AuthMethod::OAuth1(m) => match &m.realm {
-            Some(realm) => template::check_syntax(realm).map_err(|e| ("realm".to_string(), e)),
-            None => Ok(()),
-        },
+        AuthMethod::OAuth1(m) => {
+            if let Some(realm) = &m.realm {
+                template::check_syntax(realm).map_err(|e| ("realm".to_string(), e))?;
+            }
+            let urls = [
+                ("request_token_url", &m.request_token_url),
+                ("authorize_url", &m.authorize_url),
+                ("access_token_url", &m.access_token_url),
+            ];
+            let given = urls.iter().filter(|(_, v)| v.is_some()).count();
+            if given != 0 && given != urls.len() {
+                let missing = urls.iter().find(|(_, v)| v.is_none()).map_or("", |(f, _)| *f);
+                return Err((
+                    missing.to_string(),
+                    "the three-legged flow needs request_token_url, authorize_url and access_token_url".into(),
+                ));
+            }
+            if given != 0 && m.two_legged {
+                return Err(("two_legged".into(), "a two-legged method has no token flow".into()));
+            }
+            for (field, value) in urls {
+                if let Some(value) = value {
+                    template::check_syntax(value).map_err(|e| (field.to_string(), e))?;
+                }
+            }
+            Ok(())
+        }
         AuthMethod::Jwt(m) => {
             m.algorithm.parse::<jsonwebtoken::Algorithm>().map_err(|_| {
                 ("algorithm".to_string(), format!("unknown JWT algorithm `{}`", m.algorithm))

@@ -86,6 +86,28 @@ pub struct OAuth1Auth {
     /// Two-legged: sign with the consumer credentials only (no token fields asked).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub two_legged: bool,
+    /// The three-legged flow (RFC 5849 §2): the temporary-credentials endpoint. With
+    /// `authorize_url` and `access_token_url`, connections are made through the browser like
+    /// OAuth2 (the integration holds the consumer key and secret) instead of pasted tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_token_url: Option<String>,
+    /// The resource-owner authorization endpoint (§2.2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+    /// The token-credentials endpoint (§2.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_url: Option<String>,
+    /// Fields of the token-credentials response kept into the connection's config (config key
+    /// → response field), e.g. `{ user_id: user_id }`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub token_keep: BTreeMap<String, String>,
+}
+
+impl OAuth1Auth {
+    /// Whether connections are made through the three-legged flow.
+    pub fn three_legged(&self) -> bool {
+        self.access_token_url.is_some()
+    }
 }
 
 /// An OAuth 1.0a signature method (RFC 5849 §3.4).

@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
-use latchkey_core::connector::Grant;
+use latchkey_core::connector::{Grant, OAuth1Auth};
 use latchkey_core::oauth2::{AuthorizeRequest, PkceVerifier, TokenGrant, authorize_url};
 use latchkey_store::{
     ConnectSession, ConnectionRecord, ConnectionStatus, OAuthState, SessionStatus,
@@ -14,7 +14,8 @@ use latchkey_store::{
 use time::{Duration, OffsetDateTime};
 use url::Url;
 
-use super::{ResolvedOAuth, apply_tokens, hash, oauth_method};
+use super::oauth1::oauth1_flow_method;
+use super::{ResolvedOAuth, hash, oauth_method};
 use crate::events::Event;
 use crate::{Engine, EngineError, FlowError, check_connection_id};
 
@@ -66,8 +67,25 @@ impl CallbackParams {
                 }
             }
         }
+        // OAuth 1.0a (RFC 5849 §2.2): the temporary token comes back in place of `state`, the
+        // verifier in place of the code.
+        if out.state.is_none() {
+            out.state = out.extra.remove("oauth_token").map(Secret::new);
+        }
+        if out.code.is_none() {
+            out.code = out.extra.remove("oauth_verifier").map(Secret::new);
+        }
         out
     }
+}
+
+/// How a connector connects through the browser.
+#[derive(Debug, Clone)]
+enum FlowMethod {
+    /// The OAuth2 authorization-code grant.
+    OAuth2(Box<ResolvedOAuth>),
+    /// The OAuth 1.0a three-legged flow.
+    OAuth1(Box<OAuth1Auth>),
 }
 
 /// Who the connection being authorised is.
@@ -81,11 +99,12 @@ struct NewRecord {
 /// An authorization request the CLI started (kept in memory, never stored).
 #[derive(Debug)]
 pub struct LocalFlow {
-    oauth: ResolvedOAuth,
+    method: FlowMethod,
     config: BTreeMap<String, String>,
     integration: String,
     state: Secret,
-    verifier: Option<PkceVerifier>,
+    /// The PKCE verifier (OAuth2) or the temporary token secret (OAuth1).
+    verifier: Option<Secret>,
     redirect_uri: String,
 }
 
@@ -162,7 +181,8 @@ impl Engine {
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
         Ok(oauth_method(&entry.connector, None)
-            .is_some_and(|m| m.grant == Grant::AuthorizationCode))
+            .is_some_and(|m| m.grant == Grant::AuthorizationCode)
+            || oauth1_flow_method(&entry.connector).is_some())
     }
 
     /// Marks the session used and returns the provider URL to send the browser to. The state
@@ -175,17 +195,12 @@ impl Engine {
     ) -> Result<Url, EngineError> {
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
-            EngineError::InvalidInput("this connector does not use OAuth2".into())
-        })?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &session.config).await?;
+        let method = self.flow_method(&entry.connector, &session.config).await?;
         if !self.store.start_connect_session(&session.id).await? {
             return Err(FlowError::SessionUnusable.into());
         }
-        let state = Secret::new(crate::data_dir::random_token(32));
-        let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
-        let url = self
-            .authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())
+        let (url, state, verifier) = self
+            .start_flow(&entry.connector, &method, &integration, &session.config, redirect_uri)
             .await?;
         self.store
             .put_oauth_state(&OAuthState {
@@ -193,7 +208,7 @@ impl Engine {
                 connect_session: session.id.clone(),
                 browser_hash: Some(hash(browser_binding)),
                 redirect_uri: redirect_uri.to_string(),
-                pkce_verifier: verifier.map(|v| v.secret().clone()),
+                pkce_verifier: verifier,
                 expires_at: OffsetDateTime::now_utc() + FLOW_LIFETIME,
             })
             .await?;
@@ -299,13 +314,10 @@ impl Engine {
         }
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
-            EngineError::InvalidInput("this connector does not use OAuth2".into())
-        })?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &session.config).await?;
+        let method = self.flow_method(&entry.connector, &session.config).await?;
         let verifier = pending.pkce_verifier;
         self.exchange_and_store(
-            &oauth,
+            &method,
             &integration,
             params,
             &pending.redirect_uri,
@@ -328,20 +340,14 @@ impl Engine {
     ) -> Result<(Url, LocalFlow), EngineError> {
         let integration = self.integration(integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = oauth_method(&entry.connector, None).ok_or_else(|| {
-            EngineError::InvalidInput("this connector does not use OAuth2".into())
-        })?;
         let config = crate::resolve_config(&entry.connector, config)?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &config).await?;
-        let state = Secret::new(crate::data_dir::random_token(32));
-        let verifier = oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
-        let url = self
-            .authorize_url_for(&oauth, &integration, redirect_uri, &state, verifier.as_ref())
-            .await?;
+        let method = self.flow_method(&entry.connector, &config).await?;
+        let (url, state, verifier) =
+            self.start_flow(&entry.connector, &method, &integration, &config, redirect_uri).await?;
         Ok((
             url,
             LocalFlow {
-                oauth,
+                method,
                 config,
                 integration: integration.id,
                 state,
@@ -349,6 +355,53 @@ impl Engine {
                 redirect_uri: redirect_uri.into(),
             },
         ))
+    }
+
+    /// How the connector connects through the browser, its endpoints resolved for `config`.
+    async fn flow_method(
+        &self,
+        connector: &latchkey_core::Connector,
+        config: &BTreeMap<String, String>,
+    ) -> Result<FlowMethod, EngineError> {
+        if let Some(method) = oauth_method(connector, None) {
+            let oauth = self.resolve_oauth(connector, method, config).await?;
+            return Ok(FlowMethod::OAuth2(Box::new(oauth)));
+        }
+        match oauth1_flow_method(connector) {
+            Some(method) => Ok(FlowMethod::OAuth1(Box::new(method.clone()))),
+            None => Err(EngineError::InvalidInput(format!(
+                "connector `{}` does not connect through a browser flow (OAuth2, or OAuth1 with access_token_url)",
+                connector.id
+            ))),
+        }
+    }
+
+    /// The URL to send the browser to, the state the callback must bring back, and the secret
+    /// kept for the exchange (the PKCE verifier, or OAuth1's temporary token secret).
+    async fn start_flow(
+        &self,
+        connector: &latchkey_core::Connector,
+        method: &FlowMethod,
+        integration: &latchkey_store::IntegrationRecord,
+        config: &BTreeMap<String, String>,
+        redirect_uri: &str,
+    ) -> Result<(Url, Secret, Option<Secret>), EngineError> {
+        match method {
+            FlowMethod::OAuth2(oauth) => {
+                let state = Secret::new(crate::data_dir::random_token(32));
+                let verifier =
+                    oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
+                let url = self
+                    .authorize_url_for(oauth, integration, redirect_uri, &state, verifier.as_ref())
+                    .await?;
+                Ok((url, state, verifier.map(|v| v.secret().clone())))
+            }
+            FlowMethod::OAuth1(method) => {
+                let (url, token, secret) =
+                    self.begin_oauth1(connector, method, integration, config, redirect_uri).await?;
+                Ok((url, token, Some(secret)))
+            }
+        }
     }
 
     /// Finishes a CLI flow from the loopback callback's query.
@@ -362,13 +415,12 @@ impl Engine {
             return Err(FlowError::InvalidState.into());
         }
         let integration = self.integration(&flow.integration).await?;
-        let verifier = flow.verifier.map(|v| v.secret().clone());
         self.exchange_and_store(
-            &flow.oauth,
+            &flow.method,
             &integration,
             params,
             &flow.redirect_uri,
-            verifier.as_ref(),
+            flow.verifier.as_ref(),
             NewRecord { id: connection_id, end_user_id: None, config: flow.config },
         )
         .await
@@ -376,7 +428,7 @@ impl Engine {
 
     async fn exchange_and_store(
         &self,
-        oauth: &ResolvedOAuth,
+        method: &FlowMethod,
         integration: &latchkey_store::IntegrationRecord,
         params: CallbackParams,
         redirect_uri: &str,
@@ -387,29 +439,57 @@ impl Engine {
         if let Some(code) = params.error {
             return Err(FlowError::Provider { code }.into());
         }
-        if let (Some(expected), Some(got)) = (&oauth.issuer, &params.iss)
-            && expected.trim_end_matches('/') != got.trim_end_matches('/')
-        {
-            return Err(FlowError::IssuerMismatch.into());
-        }
-        let code = params.code.ok_or(FlowError::MissingCode)?;
-        let tokens = self
-            .call_token_endpoint(
-                oauth,
-                &oauth.token_url,
-                integration,
-                None,
-                TokenGrant::AuthorizationCode {
-                    code: &code,
-                    redirect_uri,
-                    code_verifier: verifier,
-                },
-            )
-            .await?;
         let entry = self.connector(&integration.connector)?;
-        for (key, param) in &oauth.method.callback_keep {
-            if let Some(value) = params.extra.get(param) {
-                config.insert(key.clone(), value.clone());
+        let code = params.code.as_ref().ok_or(FlowError::MissingCode)?;
+        let mut credentials = BTreeMap::new();
+        let mut expires_at = None;
+        match method {
+            FlowMethod::OAuth2(oauth) => {
+                if let (Some(expected), Some(got)) = (&oauth.issuer, &params.iss)
+                    && expected.trim_end_matches('/') != got.trim_end_matches('/')
+                {
+                    return Err(FlowError::IssuerMismatch.into());
+                }
+                let tokens = self
+                    .call_token_endpoint(
+                        oauth,
+                        &oauth.token_url,
+                        integration,
+                        None,
+                        TokenGrant::AuthorizationCode {
+                            code,
+                            redirect_uri,
+                            code_verifier: verifier,
+                        },
+                    )
+                    .await?;
+                for (key, param) in &oauth.method.callback_keep {
+                    if let Some(value) = params.extra.get(param) {
+                        config.insert(key.clone(), value.clone());
+                    }
+                }
+                credentials.insert("access_token".into(), tokens.access_token);
+                if let Some(refresh) = tokens.refresh_token {
+                    credentials.insert("refresh_token".into(), refresh);
+                }
+                expires_at = super::expiry(tokens.expires_in);
+                config.extend(tokens.kept);
+            }
+            FlowMethod::OAuth1(method) => {
+                let state = params.state.as_ref().ok_or(FlowError::InvalidState)?;
+                let secret = verifier.ok_or(FlowError::InvalidState)?;
+                let (granted, kept) = self
+                    .exchange_oauth1(
+                        &entry.connector,
+                        method,
+                        integration,
+                        &config,
+                        (state, secret),
+                        code,
+                    )
+                    .await?;
+                credentials = granted;
+                config.extend(kept);
             }
         }
         let now = OffsetDateTime::now_utc();
@@ -422,26 +502,21 @@ impl Engine {
                 .unwrap_or_else(|| format!("conn_{}", crate::data_dir::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),
-            auth_method: oauth_method(&entry.connector, None)
-                .map(|_| {
-                    entry
-                        .connector
-                        .auth_method(None)
-                        .map(|m| m.id().to_string())
-                        .unwrap_or_default()
-                })
+            auth_method: entry
+                .connector
+                .auth_method(None)
+                .map(|m| m.id().to_string())
                 .unwrap_or_default(),
-            credentials: BTreeMap::new(),
+            credentials,
             config,
             status: ConnectionStatus::Ok,
             label: None,
             end_user_id,
-            expires_at: None,
+            expires_at,
             version: 0,
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
         };
-        apply_tokens(&mut record, tokens);
         let outcome = self.run_test(&record, &entry.connector).await?;
         record.label = outcome.label.or_else(|| existing.as_ref().and_then(|e| e.label.clone()));
         if existing.is_some() {

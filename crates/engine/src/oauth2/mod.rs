@@ -5,6 +5,7 @@
 mod connect;
 mod device;
 mod discovery;
+mod oauth1;
 mod refresh;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,161 @@
+//! The OAuth 1.0a three-legged flow (RFC 5849 §2) on the same connect machinery as OAuth2: the
+//! temporary credentials' token plays the part of `state` (it comes back on the callback), their
+//! secret is sealed where the PKCE verifier would be, and `oauth_verifier` plays the part of the
+//! code. The integration holds the consumer key (client id) and secret (or RSA key).
+
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+use latchkey_core::auth::oauth1::{
+    FlowCredentials, SigningInput, flow_request, parse_flow_credentials,
+};
+use latchkey_core::connector::{OAuth1Auth, OAuth1SignatureMethod};
+use latchkey_core::template::{self, Scope};
+use latchkey_core::{AuthMethod, Connector};
+use latchkey_store::IntegrationRecord;
+use url::Url;
+
+use super::endpoint_policy;
+use crate::{Engine, EngineError};
+
+/// The connector's default method when it is OAuth1 with the three-legged flow.
+pub(crate) fn oauth1_flow_method(connector: &Connector) -> Option<&OAuth1Auth> {
+    match connector.auth_method(None) {
+        Some(AuthMethod::OAuth1(m)) if m.three_legged() => Some(m),
+        _ => None,
+    }
+}
+
+/// The credential key of the consumer secret for this signature method.
+fn secret_field(method: &OAuth1Auth) -> &'static str {
+    if method.signature_method == OAuth1SignatureMethod::RsaSha1 {
+        "private_key"
+    } else {
+        "consumer_secret"
+    }
+}
+
+fn consumer(integration: &IntegrationRecord) -> Result<(&str, &Secret), EngineError> {
+    match (&integration.client_id, &integration.client_secret) {
+        (Some(key), Some(secret)) => Ok((key, secret)),
+        _ => Err(EngineError::InvalidInput(format!(
+            "integration `{}` needs the consumer key (client id) and consumer secret or RSA key (client secret)",
+            integration.id
+        ))),
+    }
+}
+
+impl Engine {
+    fn oauth1_endpoint(
+        connector: &Connector,
+        field: &str,
+        value: &Option<String>,
+        config: &BTreeMap<String, String>,
+    ) -> Result<Url, EngineError> {
+        let misconfigured =
+            |message: String| EngineError::Connector { connector: connector.id.clone(), message };
+        let value = value.as_deref().ok_or_else(|| misconfigured(format!("no {field}")))?;
+        let scope = Scope { credentials: None, config: Some(config), response: None };
+        let text =
+            template::render(value, scope).map_err(|m| misconfigured(format!("{field}: {m}")))?;
+        Url::parse(&text).map_err(|e| misconfigured(format!("{field}: {e}")))
+    }
+
+    async fn oauth1_call(
+        &self,
+        method: &OAuth1Auth,
+        endpoint: Url,
+        input: &SigningInput<'_>,
+        temporary: bool,
+    ) -> Result<FlowCredentials, EngineError> {
+        let policy = endpoint_policy(&endpoint)?;
+        let request = flow_request(method, endpoint, input)?;
+        let http_request = request
+            .into_http()
+            .map_err(|e| EngineError::InvalidInput(format!("OAuth1 request: {e}")))?;
+        let response = self.net.send(http_request, &policy).await?;
+        let status = response.status.as_u16();
+        let body = response.bytes().await?;
+        parse_flow_credentials(status, &body, temporary)
+            .map_err(|message| EngineError::Flow(crate::FlowError::Provider { code: message }))
+    }
+
+    /// Gets temporary credentials (§2.1) and returns the URL to send the user to (§2.2), the
+    /// temporary token (the flow's state) and its secret.
+    pub(crate) async fn begin_oauth1(
+        &self,
+        connector: &Connector,
+        method: &OAuth1Auth,
+        integration: &IntegrationRecord,
+        config: &BTreeMap<String, String>,
+        redirect_uri: &str,
+    ) -> Result<(Url, Secret, Secret), EngineError> {
+        let (key, secret) = consumer(integration)?;
+        let endpoint = Self::oauth1_endpoint(
+            connector,
+            "request_token_url",
+            &method.request_token_url,
+            config,
+        )?;
+        let nonce = crate::data_dir::random_token(16);
+        let input = SigningInput {
+            consumer_key: key,
+            consumer_secret: secret,
+            token: None,
+            token_secret: None,
+            timestamp: now(),
+            nonce: &nonce,
+            extra: &[("oauth_callback", redirect_uri)],
+        };
+        let temporary = self.oauth1_call(method, endpoint, &input, true).await?;
+        let mut url =
+            Self::oauth1_endpoint(connector, "authorize_url", &method.authorize_url, config)?;
+        url.query_pairs_mut().append_pair("oauth_token", &temporary.token);
+        Ok((url, Secret::new(temporary.token), temporary.secret))
+    }
+
+    /// Exchanges the verifier for token credentials (§2.3): the connection's credentials and
+    /// the config values the connector keeps from the response.
+    pub(crate) async fn exchange_oauth1(
+        &self,
+        connector: &Connector,
+        method: &OAuth1Auth,
+        integration: &IntegrationRecord,
+        config: &BTreeMap<String, String>,
+        temporary: (&Secret, &Secret),
+        verifier: &Secret,
+    ) -> Result<(BTreeMap<String, Secret>, BTreeMap<String, String>), EngineError> {
+        let (key, secret) = consumer(integration)?;
+        let endpoint =
+            Self::oauth1_endpoint(connector, "access_token_url", &method.access_token_url, config)?;
+        let nonce = crate::data_dir::random_token(16);
+        let input = SigningInput {
+            consumer_key: key,
+            consumer_secret: secret,
+            token: Some(temporary.0.expose()),
+            token_secret: Some(temporary.1),
+            timestamp: now(),
+            nonce: &nonce,
+            extra: &[("oauth_verifier", verifier.expose())],
+        };
+        let granted = self.oauth1_call(method, endpoint, &input, false).await?;
+        let mut credentials = BTreeMap::new();
+        credentials.insert("consumer_key".to_string(), Secret::new(key));
+        credentials.insert(secret_field(method).to_string(), secret.clone());
+        credentials.insert("token".to_string(), Secret::new(granted.token));
+        credentials.insert("token_secret".to_string(), granted.secret);
+        let kept = method
+            .token_keep
+            .iter()
+            .filter_map(|(key, field)| Some((key.clone(), granted.extra.get(field)?.clone())))
+            .collect();
+        Ok((credentials, kept))
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
