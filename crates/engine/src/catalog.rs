@@ -101,7 +101,10 @@ impl Catalog {
         file: &str,
         origin: Origin,
     ) -> Result<Arc<Connector>, ConnectorError> {
-        match parse_connector(source, file) {
+        let parsed = parse_connector(source, file).and_then(|connector| {
+            crate::scripts::check_connector_scripts(&connector, source, file).map(|()| connector)
+        });
+        match parsed {
             Ok(connector) => {
                 let connector = Arc::new(connector);
                 self.insert(CatalogEntry { connector: connector.clone(), origin });

@@ -235,10 +235,10 @@ impl Engine {
         let stored = record.version > 0;
         let response = match self.send_once(record, connector, request, stored).await? {
             crate::send::Sent::Response(response) => response,
-            crate::send::Sent::Renew(_) => {
+            crate::send::Sent::Renew(_, event) => {
                 return Err(EngineError::Script {
                     connector: connector.id.clone(),
-                    event: "after_action".into(),
+                    event: event.into(),
                     error: latchkey_script::ScriptError::Thrown(
                         "the credential test asked for new credentials".into(),
                     ),

@@ -122,8 +122,8 @@ impl Engine {
     ) -> Result<CatalogEntry, EngineError> {
         let connector = latchkey_core::connector::parse_connector(source, &format!("custom:{id}"))
             .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        scripts::check_connector_scripts(&connector, Some(source))
-            .map_err(|e| EngineError::InvalidInput(format!("custom:{id}: {e}")))?;
+        scripts::check_connector_scripts(&connector, source, &format!("custom:{id}"))
+            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         if connector.id != id {
             return Err(EngineError::InvalidInput(format!(
                 "the connector's id `{}` differs from `{id}`",
@@ -220,7 +220,7 @@ impl Engine {
                         return Ok(response);
                     }
                 }
-                send::Sent::Renew(signal) => {
+                send::Sent::Renew(signal, event) => {
                     let asked = match signal {
                         latchkey_script::Signal::AuthRefresh => "AuthRefreshException",
                         latchkey_script::Signal::AuthSession => "AuthSessionException",
@@ -238,7 +238,7 @@ impl Engine {
                     if !message.is_empty() {
                         return Err(EngineError::Script {
                             connector: entry.connector.id.clone(),
-                            event: "after_action".into(),
+                            event: event.into(),
                             error: latchkey_script::ScriptError::Thrown(message),
                         });
                     }

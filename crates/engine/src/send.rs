@@ -38,8 +38,8 @@ impl DigestChallenges {
 pub(crate) enum Sent {
     /// The API's answer (after the response hooks).
     Response(UpstreamResponse),
-    /// A script asked for fresh credentials and a retry.
-    Renew(Signal),
+    /// A script's hook (the `&str`) asked for fresh credentials and a retry.
+    Renew(Signal, &'static str),
 }
 
 impl Engine {
@@ -67,7 +67,7 @@ impl Engine {
         if let Some(scope) = &scope
             && let Some(signal) = self.before_action(connector, scope.clone(), &mut out).await?
         {
-            return Ok(Sent::Renew(signal));
+            return Ok(Sent::Renew(signal, "before_action"));
         }
         let response = match target.method()? {
             AuthMethod::Digest(method) => {

@@ -590,3 +590,25 @@ async fn a_refused_login_stores_nothing_and_says_so() {
     assert!(err.to_string().contains("refused with HTTP 401"), "{err}");
     assert!(engine.store().list_connections().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_session_shorter_than_the_refresh_margin_is_not_renewed_on_every_request() {
+    use std::sync::atomic::Ordering;
+    let server = MockServer::start().await;
+    let logins = session_api(&server).await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {}/api\nauth:\n{}",
+        server.uri(),
+        session_auth(&server, "    lifetime: { seconds: 120 }")
+    );
+    let engine = engine(&yaml).await;
+    let id = connect(&engine, &[("username", "ada"), ("password", "pw")]).await;
+    for _ in 0..3 {
+        assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+    }
+    assert_eq!(
+        logins.load(Ordering::SeqCst),
+        1,
+        "renewed at half its life, not before each request"
+    );
+}

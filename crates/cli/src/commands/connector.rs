@@ -94,13 +94,11 @@ pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<E
             for path in expand(&paths)? {
                 checked += 1;
                 let source = std::fs::read_to_string(&path)?;
-                let parsed = parse_connector(&source, &path.display().to_string())
-                    .map_err(|e| e.to_string())
-                    .and_then(|c| {
-                        latchkey_engine::scripts::check_connector_scripts(&c, Some(&source))
-                            .map(|()| c)
-                            .map_err(|e| format!("{}:{e}", path.display()))
-                    });
+                let origin = path.display().to_string();
+                let parsed = parse_connector(&source, &origin).and_then(|c| {
+                    latchkey_engine::scripts::check_connector_scripts(&c, &source, &origin)
+                        .map(|()| c)
+                });
                 match parsed {
                     Ok(c) => println!("ok    {} ({})", path.display(), c.id),
                     Err(err) => {

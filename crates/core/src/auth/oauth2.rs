@@ -40,7 +40,7 @@ pub(super) fn place_token(
     };
     match placement.location {
         KeyLocation::Query => {
-            let name = placement.name.as_deref().unwrap_or("access_token");
+            let name = placement.name.as_deref().unwrap_or(var);
             request.url.query_pairs_mut().append_pair(name, value.expose());
         }
         KeyLocation::Cookie => super::add_cookie(request, placement.name.as_deref(), &value)?,

@@ -225,10 +225,11 @@ pub enum LifetimeUnit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenPlacement {
-    /// `header` (default) or `query`.
+    /// `header` (default), `query` or `cookie`.
     #[serde(default, rename = "in")]
     pub location: KeyLocation,
-    /// Header or parameter name; default `Authorization` / `access_token`.
+    /// Header, parameter or cookie name; default `Authorization` / `access_token` (a session's
+    /// query parameter: `session_token`; a cookie without a name: the value as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// Value template over `access_token`; default `Bearer {{ access_token }}` in a header,

@@ -161,14 +161,18 @@ impl Engine {
         // Only the endpoint's own host receives the client credentials, whatever a hook does.
         let policy = endpoint_policy(endpoint)?;
         let entry = self.connector(&integration.connector)?;
-        let scope = || HookScope {
+        // Hooks' logs and errors never show the client secret or the grant's secrets.
+        let mut secrets: Vec<Secret> = integration.client_secret.iter().cloned().collect();
+        secrets.extend(grant_secrets(grant));
+        let scope = |secrets: Vec<Secret>| HookScope {
             connection: connection.map(str::to_string),
             policy: policy.clone(),
             auth_value: None,
             config: Default::default(),
-            secrets: integration.client_secret.iter().cloned().collect(),
+            secrets,
         };
-        self.before_token_request(&entry.connector, event, scope(), &mut request).await?;
+        self.before_token_request(&entry.connector, event, scope(secrets.clone()), &mut request)
+            .await?;
         let http_request = request
             .into_http()
             .map_err(|e| EngineError::InvalidInput(format!("token request: {e}")))?;
@@ -177,8 +181,9 @@ impl Engine {
         let status = response.status.as_u16();
         let headers = response.headers.clone();
         let body: Bytes = response.bytes().await?;
+        secrets.extend(response_secrets(&body));
         let (status, body) = self
-            .after_token_response(&entry.connector, event, scope(), status, &headers, body)
+            .after_token_response(&entry.connector, event, scope(secrets), status, &headers, body)
             .await?;
         Ok(parse_token_response(&oauth.method.token_response, status, &body)?)
     }
@@ -300,6 +305,48 @@ impl Engine {
         apply_tokens(record, tokens);
         Ok(())
     }
+}
+
+/// The secret values a grant sends.
+fn grant_secrets(grant: TokenGrant<'_>) -> Vec<Secret> {
+    match grant {
+        TokenGrant::AuthorizationCode { code, code_verifier, .. } => {
+            std::iter::once(code).chain(code_verifier).cloned().collect()
+        }
+        TokenGrant::Password { password, .. } => vec![password.clone()],
+        TokenGrant::DeviceCode { device_code } => vec![device_code.clone()],
+        TokenGrant::JwtBearer { assertion } => vec![assertion.clone()],
+        TokenGrant::RefreshToken { refresh_token } => vec![refresh_token.clone()],
+        TokenGrant::ClientCredentials { .. } => Vec::new(),
+    }
+}
+
+/// Every string in a token response under a key that names a token or a secret, at any depth.
+fn response_secrets(body: &[u8]) -> Vec<Secret> {
+    fn walk(value: &serde_json::Value, secret_here: bool, out: &mut Vec<Secret>) {
+        match value {
+            serde_json::Value::String(text) if secret_here && text.len() >= 8 => {
+                out.push(Secret::new(text.as_str()));
+            }
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    let key = key.to_ascii_lowercase();
+                    let secret = (key.contains("token") || key.contains("secret") || key == "code")
+                        && key != "token_type";
+                    walk(value, secret, out);
+                }
+            }
+            serde_json::Value::Array(items) => {
+                items.iter().for_each(|v| walk(v, secret_here, out));
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) {
+        walk(&doc, false, &mut out);
+    }
+    out
 }
 
 /// Puts a token set into a connection record (used when a connection is created).

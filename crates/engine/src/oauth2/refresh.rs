@@ -44,9 +44,15 @@ impl RefreshReason {
     /// Whether `record` still needs the refresh this reason asks for.
     pub fn still_needed(self, record: &ConnectionRecord) -> bool {
         match self {
-            Self::Expiring(margin) => {
-                record.expires_at.is_some_and(|at| at <= OffsetDateTime::now_utc() + margin)
-            }
+            Self::Expiring(margin) => record.expires_at.is_some_and(|at| {
+                // A credential that lives shorter than twice the margin is renewed at half its
+                // life, not on every request.
+                let lifetime = (at - record.updated_at).max(time::Duration::ZERO);
+                let margin = time::Duration::try_from(margin)
+                    .unwrap_or(time::Duration::MAX)
+                    .min(lifetime / 2);
+                at <= OffsetDateTime::now_utc() + margin
+            }),
             Self::Rejected { seen_version } | Self::Forced { seen_version } => {
                 record.version == seen_version
             }

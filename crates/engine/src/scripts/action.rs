@@ -124,7 +124,7 @@ impl Engine {
         let mut status = status;
         if let Some(run) = self.run_hook(connector, event, scope, globals).await? {
             if let Some(signal) = run.signal() {
-                return Ok(Sent::Renew(signal));
+                return Ok(Sent::Renew(signal, event));
             }
             if let Some(changed) = run.changed("method_response", &content) {
                 body = body_bytes(changed);

@@ -22,8 +22,8 @@ use crate::{Engine, EngineError};
 /// What a hook may reach beyond its globals.
 #[derive(Clone)]
 pub(crate) struct HookScope {
-    /// The connection whose storage `cyclr_storage_*` reads and writes; `None` during a connect
-    /// flow, when storage lasts for the flow only.
+    /// The connection whose storage `cyclr_storage_*` reads and writes; `None` while a
+    /// connection is being made, when storage lasts for that one hook call.
     pub connection: Option<String>,
     /// The hosts `http_request` may call.
     pub policy: HostPolicy,
@@ -48,25 +48,32 @@ impl HookScope {
     }
 }
 
-/// Checks that a connector's script parses. The error gives the line in the connector file when
-/// `file` (the connector's YAML) is given and holds the script as a block, else in the script.
-pub fn check_connector_scripts(connector: &Connector, file: Option<&str>) -> Result<(), String> {
+/// Checks that a connector's script parses. `file` is the connector's YAML, named `origin` in
+/// the error; the line is the file's line when the script is a `scripts: |` block.
+pub fn check_connector_scripts(
+    connector: &Connector,
+    file: &str,
+    origin: &str,
+) -> Result<(), latchkey_core::connector::ConnectorError> {
     let Some(source) = &connector.scripts else { return Ok(()) };
-    match latchkey_script::check(source) {
-        Ok(()) => Ok(()),
+    let (line, message) = match latchkey_script::check(source) {
+        Ok(()) => return Ok(()),
         Err(latchkey_script::ScriptError::Syntax { line, message }) => {
-            let at = file.and_then(|text| {
-                text.lines().position(|l| l.starts_with("scripts:")).map(|i| i + 1 + line as usize)
-            });
-            Err(match at {
-                Some(file_line) => format!(
-                    "{file_line}: field `scripts`: syntax error on script line {line}: {message}"
-                ),
-                None => format!(" field `scripts`: syntax error on line {line}: {message}"),
-            })
+            let block = file
+                .lines()
+                .position(|l| l.trim_end() == "scripts: |" || l.trim_end() == "scripts: |-");
+            let at = block.map(|i| (i + 1 + line as usize) as u64);
+            (at, format!("syntax error on script line {line}: {message}"))
         }
-        Err(other) => Err(format!(" field `scripts`: {other}")),
-    }
+        Err(other) => (None, other.to_string()),
+    };
+    Err(latchkey_core::connector::ConnectorError {
+        file: origin.to_string(),
+        line,
+        column: None,
+        field: Some("scripts".into()),
+        message,
+    })
 }
 
 /// Whether `source` may define a function named `event`: a cheap test that lets requests skip
