@@ -119,10 +119,18 @@ fn urls_match_the_reference_or_explain_why() {
             differences.push(format!("base_url {} vs {expected_base}", connector.base_url));
         }
         for method in &connector.auth {
-            if let AuthMethod::OAuth2(m) = method {
-                for (name, ours, col) in
+            let urls = match method {
+                AuthMethod::OAuth2(m) => {
                     [("authorize_url", &m.authorize_url, 3), ("token_url", &m.token_url, 4)]
-                {
+                }
+                AuthMethod::OAuth1(m) => [
+                    ("authorize_url", &m.authorize_url, 3),
+                    ("access_token_url", &m.access_token_url, 4),
+                ],
+                _ => continue,
+            };
+            {
+                for (name, ours, col) in urls {
                     let theirs = cols.get(col).map(|s| normalize(s)).unwrap_or_default();
                     if let Some(ours) = ours
                         && !theirs.is_empty()
@@ -158,9 +166,19 @@ fn the_catalog_is_broad_and_covers_every_auth_family() {
         categories.extend(c.category);
     }
     assert!(files.len() >= 150, "only {} connectors", files.len());
-    for kind in
-        ["none", "basic", "api_key", "bearer", "oauth2", "aws_sigv4", "digest", "oauth1", "jwt"]
-    {
+    for kind in [
+        "none",
+        "basic",
+        "api_key",
+        "bearer",
+        "oauth2",
+        "aws_sigv4",
+        "digest",
+        "oauth1",
+        "jwt",
+        "custom",
+        "session",
+    ] {
         assert!(kinds.contains(kind), "no catalog connector uses `{kind}`");
     }
     assert_eq!(categories.len(), latchkey_core::connector::CATEGORIES.len(), "{categories:?}");

@@ -225,11 +225,24 @@ impl Engine {
                 .map_err(|_| EngineError::InvalidInput(format!("test header `{name}` value")))?;
             headers.insert(name, value);
         }
+        let body = match &test.body {
+            Some(body) => {
+                if !headers.contains_key(http::header::CONTENT_TYPE) {
+                    headers.insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                }
+                bytes::Bytes::from(body.to_string())
+            }
+            None => bytes::Bytes::new(),
+        };
         let request = ApiRequest {
             method: http::Method::from_bytes(test.method.as_bytes())
                 .map_err(|_| EngineError::InvalidInput("test method".into()))?,
             path: test.path.clone(),
             headers,
+            body,
             ..ApiRequest::default()
         };
         let stored = record.version > 0;

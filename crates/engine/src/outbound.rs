@@ -135,11 +135,23 @@ impl Target<'_> {
         connection: Option<&str>,
         policy: &HostPolicy,
     ) -> Result<HookScope, EngineError> {
-        let auth_value = auth::auth_value(self.method()?, self.context(""))?;
+        let method = self.method()?;
+        let auth_value = auth::auth_value(method, self.context(""))?;
+        let credentials = match method {
+            AuthMethod::Custom(custom) => Some(
+                custom
+                    .fields
+                    .iter()
+                    .filter_map(|f| Some((f.key.clone(), self.credentials.get(&f.key)?.clone())))
+                    .collect(),
+            ),
+            _ => None,
+        };
         Ok(HookScope {
             connection: connection.map(str::to_string),
             policy: policy.clone(),
             auth_value,
+            credentials,
             config: self.config.clone(),
             secrets: self.credentials.values().cloned().collect(),
         })

@@ -612,3 +612,39 @@ async fn a_session_shorter_than_the_refresh_margin_is_not_renewed_on_every_reque
         "renewed at half its life, not before each request"
     );
 }
+
+#[tokio::test]
+async fn a_script_signs_the_query_in_the_order_it_built_it_with_two_credentials() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/v3/order"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let auth = "  - type: custom\n    fields: [{ key: api_key, label: API key, secret: false }, { key: api_secret, label: Secret }]";
+    let script = r#"function before_action() {
+  method_request_headers['X-MBX-APIKEY'] = method_credentials.api_key;
+  method_request_parameters.timestamp = '1700000000000';
+  var query = Object.keys(method_request_parameters).map(function (k) {
+    return encodeURIComponent(k) + '=' + encodeURIComponent(method_request_parameters[k]);
+  }).join('&');
+  method_request_parameters.signature = cyclr_sign('HMAC-SHA256', method_credentials.api_secret, query, 'hex');
+  method_request = {zeta: 1, alpha: 2};
+}"#;
+    let engine = engine(&connector(&server, auth, script)).await;
+    let id = connect(&engine, &[("api_key", "pub-key"), ("api_secret", "sec-ret-9")]).await;
+    let request = ApiRequest {
+        method: http::Method::POST,
+        query: vec![("symbol".into(), "BTCUSDT".into()), ("side".into(), "BUY".into())],
+        ..get("/v3/order")
+    };
+    engine.request(&id, request).await.unwrap();
+    let sent = &calls_to(&server, "/api/v3/order").await[0];
+    let query = sent.url.query().unwrap();
+    let (signed, signature) = query.rsplit_once("&signature=").unwrap();
+    assert_eq!(signed, "symbol=BTCUSDT&side=BUY&timestamp=1700000000000", "order kept");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"sec-ret-9").unwrap();
+    mac.update(signed.as_bytes());
+    assert_eq!(signature, hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(sent.headers["x-mbx-apikey"], "pub-key");
+    assert_eq!(&sent.body[..], br#"{"zeta":1,"alpha":2}"#, "a body's key order is kept");
+}

@@ -173,7 +173,7 @@ pub fn parse_flow_credentials(
             .filter(|p| p.len() <= 64 && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
             .map(|p| format!(" ({p})"))
             .unwrap_or_default();
-        return Err(format!("the provider refused with HTTP {status}{problem}"));
+        return Err(format!("HTTP {status}{problem}"));
     }
     if temporary && fields.get("oauth_callback_confirmed").map(String::as_str) != Some("true") {
         return Err("the provider did not confirm the callback (oauth_callback_confirmed)".into());

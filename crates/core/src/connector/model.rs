@@ -272,6 +272,9 @@ pub struct TestRequest {
     /// Extra headers for this request.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
+    /// A JSON body for this request (e.g. a JSON-RPC call).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<serde_json::Value>,
     /// Template for the connection's label, over `response.*` (the JSON body) and `config.*`,
     /// e.g. `{{ response.login }}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -226,6 +226,15 @@ fn check_method(method: &AuthMethod) -> Result<(), CheckError> {
             Ok(())
         }
         AuthMethod::Jwt(m) => {
+            if m.apply.location == super::model::KeyLocation::Body {
+                return Err((
+                    "apply.in".into(),
+                    "a JWT goes in a header, the query or a cookie".into(),
+                ));
+            }
+            if let Some(value) = &m.apply.value {
+                template::check_syntax(value).map_err(|e| ("apply.value".to_string(), e))?;
+            }
             m.algorithm.parse::<jsonwebtoken::Algorithm>().map_err(|_| {
                 ("algorithm".to_string(), format!("unknown JWT algorithm `{}`", m.algorithm))
             })?;
@@ -356,7 +365,10 @@ fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
         }
     }
     if m.apply.location == super::model::KeyLocation::Body {
-        return Err(("apply.in".into(), "an access token goes in a header or the query".into()));
+        return Err((
+            "apply.in".into(),
+            "an access token goes in a header, the query or a cookie".into(),
+        ));
     }
     if let Some(assertion) = &m.assertion {
         if m.grant != Grant::JwtBearer {

@@ -75,6 +75,13 @@ impl CallbackParams {
         if out.code.is_none() {
             out.code = out.extra.remove("oauth_verifier").map(Secret::new);
         }
+        // Some OAuth 1.0a providers (Twitter's, for one) send `denied=<token>` on refusal.
+        if out.error.is_none()
+            && let Some(token) = out.extra.remove("denied")
+        {
+            out.error = Some("access_denied".into());
+            out.state = out.state.or(Some(Secret::new(token)));
+        }
         out
     }
 }
@@ -247,6 +254,7 @@ impl Engine {
             connection: None,
             policy: super::endpoint_policy(endpoint)?,
             auth_value: None,
+            credentials: None,
             config: Default::default(),
             secrets: integration.client_secret.iter().cloned().collect(),
         };

@@ -168,6 +168,7 @@ impl Engine {
             connection: connection.map(str::to_string),
             policy: policy.clone(),
             auth_value: None,
+            credentials: None,
             config: Default::default(),
             secrets,
         };
@@ -343,9 +344,15 @@ fn response_secrets(body: &[u8]) -> Vec<Secret> {
         }
     }
     let mut out = Vec::new();
-    if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(body) {
-        walk(&doc, false, &mut out);
-    }
+    let doc = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_else(|_| {
+        // Some token endpoints answer with a form.
+        serde_json::Value::Object(
+            form_urlencoded::parse(body)
+                .map(|(k, v)| (k.into_owned(), serde_json::Value::String(v.into_owned())))
+                .collect(),
+        )
+    });
+    walk(&doc, false, &mut out);
     out
 }
 

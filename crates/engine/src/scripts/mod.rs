@@ -29,6 +29,9 @@ pub(crate) struct HookScope {
     pub policy: HostPolicy,
     /// `method_auth_value`, when the auth method has one.
     pub auth_value: Option<Secret>,
+    /// `method_credentials`: every field of a `custom` method, for scripts that sign with more
+    /// than one value.
+    pub credentials: Option<BTreeMap<String, Secret>>,
     /// The connection's config, added to the connector's `script_parameters`.
     pub config: BTreeMap<String, String>,
     /// Values never to show in logs or errors: the connection's credentials.
@@ -123,6 +126,13 @@ impl Engine {
             parameters.insert(k.clone(), Value::String(v.clone()));
         }
         globals.insert("script_parameters".into(), Value::Object(parameters));
+        if let Some(credentials) = &scope.credentials {
+            let map = credentials
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.expose().to_string())))
+                .collect();
+            globals.insert("method_credentials".into(), Value::Object(map));
+        }
         globals.insert(
             "method_auth_value".into(),
             scope
