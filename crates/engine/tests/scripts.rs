@@ -393,7 +393,7 @@ async fn before_oauth2_authorise_may_add_parameters() {
     let script = "function before_oauth2_authorise() {\n  method_request_parameters.prompt = 'consent';\n  method_request_parameters.access_type = 'offline';\n}";
     let engine = engine(&connector(&server, &oauth2(&server), script)).await;
     let (url, _flow) = engine
-        .begin_local_authorization("app", "http://127.0.0.1:9/callback", BTreeMap::new())
+        .begin_local_authorization("app", None, "http://127.0.0.1:9/callback", BTreeMap::new())
         .await
         .unwrap();
     let pairs: BTreeMap<_, _> = url.query_pairs().into_owned().collect();

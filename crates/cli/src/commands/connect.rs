@@ -53,6 +53,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         return crate::commands::loopback::run(
             engine,
             integration,
+            options.auth.as_deref(),
             options.id,
             config,
             options.open_browser,

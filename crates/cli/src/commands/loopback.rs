@@ -14,6 +14,7 @@ const WAIT: Duration = Duration::from_secs(600);
 pub async fn run(
     engine: &Engine,
     integration: &str,
+    auth: Option<&str>,
     connection_id: Option<String>,
     config: std::collections::BTreeMap<String, String>,
     open_browser: bool,
@@ -22,7 +23,8 @@ pub async fn run(
         .await
         .context("cannot open a loopback port")?;
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
-    let (url, flow) = engine.begin_local_authorization(integration, &redirect_uri, config).await?;
+    let (url, flow) =
+        engine.begin_local_authorization(integration, auth, &redirect_uri, config).await?;
     println!("{url}");
     eprintln!(
         "Open the URL above in a browser to connect; waiting for the redirect to {redirect_uri}"

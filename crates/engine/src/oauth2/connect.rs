@@ -95,6 +95,17 @@ enum FlowMethod {
     OAuth1(Box<OAuth1Auth>),
 }
 
+impl FlowMethod {
+    /// The auth method's id, as connections record it.
+    fn id(&self) -> String {
+        let (id, kind) = match self {
+            FlowMethod::OAuth2(oauth) => (&oauth.method.id, "oauth2"),
+            FlowMethod::OAuth1(method) => (&method.id, "oauth1"),
+        };
+        id.clone().unwrap_or_else(|| kind.to_string())
+    }
+}
+
 /// Who the connection being authorised is.
 #[derive(Debug)]
 struct NewRecord {
@@ -189,7 +200,7 @@ impl Engine {
         let entry = self.connector(&integration.connector)?;
         Ok(oauth_method(&entry.connector, None)
             .is_some_and(|m| m.grant == Grant::AuthorizationCode)
-            || oauth1_flow_method(&entry.connector).is_some())
+            || oauth1_flow_method(&entry.connector, None).is_some())
     }
 
     /// Marks the session used and returns the provider URL to send the browser to. The state
@@ -202,7 +213,7 @@ impl Engine {
     ) -> Result<Url, EngineError> {
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = self.flow_method(&entry.connector, &session.config).await?;
+        let method = self.flow_method(&entry.connector, None, &session.config).await?;
         if !self.store.start_connect_session(&session.id).await? {
             return Err(FlowError::SessionUnusable.into());
         }
@@ -322,7 +333,7 @@ impl Engine {
         }
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = self.flow_method(&entry.connector, &session.config).await?;
+        let method = self.flow_method(&entry.connector, None, &session.config).await?;
         let verifier = pending.pkce_verifier;
         self.exchange_and_store(
             &method,
@@ -340,16 +351,18 @@ impl Engine {
     }
 
     /// Starts a flow for the CLI: a loopback `redirect_uri`, state and PKCE kept in memory.
+    /// `auth` picks the connector's method (default: its first).
     pub async fn begin_local_authorization(
         &self,
         integration: &str,
+        auth: Option<&str>,
         redirect_uri: &str,
         config: BTreeMap<String, String>,
     ) -> Result<(Url, LocalFlow), EngineError> {
         let integration = self.integration(integration).await?;
         let entry = self.connector(&integration.connector)?;
         let config = crate::resolve_config(&entry.connector, config)?;
-        let method = self.flow_method(&entry.connector, &config).await?;
+        let method = self.flow_method(&entry.connector, auth, &config).await?;
         let (url, state, verifier) =
             self.start_flow(&entry.connector, &method, &integration, &config, redirect_uri).await?;
         Ok((
@@ -369,13 +382,14 @@ impl Engine {
     async fn flow_method(
         &self,
         connector: &latchkey_core::Connector,
+        auth: Option<&str>,
         config: &BTreeMap<String, String>,
     ) -> Result<FlowMethod, EngineError> {
-        if let Some(method) = oauth_method(connector, None) {
+        if let Some(method) = oauth_method(connector, auth) {
             let oauth = self.resolve_oauth(connector, method, config).await?;
             return Ok(FlowMethod::OAuth2(Box::new(oauth)));
         }
-        match oauth1_flow_method(connector) {
+        match oauth1_flow_method(connector, auth) {
             Some(method) => Ok(FlowMethod::OAuth1(Box::new(method.clone()))),
             None => Err(EngineError::InvalidInput(format!(
                 "connector `{}` does not connect through a browser flow (OAuth2, or OAuth1 with access_token_url)",
@@ -510,11 +524,7 @@ impl Engine {
                 .unwrap_or_else(|| format!("conn_{}", crate::data_dir::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),
-            auth_method: entry
-                .connector
-                .auth_method(None)
-                .map(|m| m.id().to_string())
-                .unwrap_or_default(),
+            auth_method: method.id(),
             credentials,
             config,
             status: ConnectionStatus::Ok,

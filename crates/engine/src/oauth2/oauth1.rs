@@ -18,9 +18,13 @@ use url::Url;
 use super::endpoint_policy;
 use crate::{Engine, EngineError};
 
-/// The connector's default method when it is OAuth1 with the three-legged flow.
-pub(crate) fn oauth1_flow_method(connector: &Connector) -> Option<&OAuth1Auth> {
-    match connector.auth_method(None) {
+/// The connector's method `auth` (default: the first) when it is OAuth1 with the three-legged
+/// flow.
+pub(crate) fn oauth1_flow_method<'a>(
+    connector: &'a Connector,
+    auth: Option<&str>,
+) -> Option<&'a OAuth1Auth> {
+    match connector.auth_method(auth) {
         Some(AuthMethod::OAuth1(m)) if m.three_legged() => Some(m),
         _ => None,
     }
