@@ -11,12 +11,17 @@ use std::process::{Command, Stdio};
 use support::{Home, Running, free_port};
 
 fn token_server(home: &Home) -> Running {
+    token_server_with_skew(home, 0)
+}
+
+fn token_server_with_skew(home: &Home, skew: i64) -> Running {
     let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let port = free_port();
     let mut child = Command::new(python)
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/jwt_bearer_server.py"))
         .arg(port.to_string())
         .arg(home.dir.path())
+        .arg(skew.to_string())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -108,5 +113,29 @@ fn an_untrusted_or_malformed_key_is_refused_and_nothing_is_stored() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("not a PEM private key"), "{err}");
+    assert!(!home.ok(&["connection", "list"]).contains("svc"));
+}
+
+#[test]
+fn a_refusal_from_a_server_with_a_far_clock_says_so() {
+    let home = Home::new();
+    let server = token_server_with_skew(&home, 7200);
+    home.connector("sa", &connector(&server.base));
+    let key = std::fs::read_to_string(home.dir.path().join("service.pem")).unwrap();
+    let out = home.run(&[
+        "connect",
+        "sa",
+        "--id",
+        "svc",
+        "--set",
+        "client_email=robot@example.iam",
+        "--set",
+        &format!("private_key={key}"),
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("invalid_grant"), "{err}");
+    assert!(err.contains("the server's clock differs from ours by 7"), "{err}");
+    assert_eq!(err.matches("invalid_grant").count(), 1, "said once: {err}");
     assert!(!home.ok(&["connection", "list"]).contains("svc"));
 }

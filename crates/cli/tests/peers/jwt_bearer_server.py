@@ -1,7 +1,8 @@
 """A token endpoint for the JWT bearer grant (RFC 7523 §2.1), verifying assertions with PyJWT, and
 an API that accepts the tokens it issued.
 
-Usage: jwt_bearer_server.py PORT KEY_DIR
+Usage: jwt_bearer_server.py PORT KEY_DIR [SKEW_SECONDS]
+With SKEW_SECONDS the server's clock runs that far ahead (its checks and its Date header).
 Writes KEY_DIR/service.pem (the service account's private key) and KEY_DIR/other.pem (a key the
 server does not trust), prints "ready", then serves:
   POST /token       grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=JWT
@@ -22,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 port, key_dir = int(sys.argv[1]), Path(sys.argv[2])
+skew = int(sys.argv[3]) if len(sys.argv) > 3 else 0
 
 
 def new_key(path):
@@ -58,10 +60,12 @@ class Handler(BaseHTTPRequestHandler):
             header = jwt.get_unverified_header(form.get("assertion", ""))
             claims = jwt.decode(
                 form["assertion"], trusted, algorithms=["RS256"], audience=audience,
-                options={"require": ["iss", "aud", "exp", "iat", "jti"]})
+                options={"require": ["iss", "aud", "exp", "iat", "jti"], "verify_exp": False})
+            if claims["exp"] < time.time() + skew:
+                raise jwt.ExpiredSignatureError("Signature has expired")
         except Exception as error:  # any verification failure is the client's fault
             return self.reply(400, {"error": "invalid_grant", "error_description": str(error)})
-        if claims["exp"] - claims["iat"] > 3600 or claims["iat"] > time.time() + 60:
+        if claims["exp"] - claims["iat"] > 3600 or claims["iat"] > time.time() + skew + 60:
             return self.reply(400, {"error": "invalid_grant", "error_description": "bad lifetime"})
         if claims["jti"] in seen_jti:
             return self.reply(400, {"error": "invalid_grant", "error_description": "jti replayed"})
@@ -78,6 +82,9 @@ class Handler(BaseHTTPRequestHandler):
             claims = issued[token]
             return self.reply(200, {k: claims.get(k) for k in ("iss", "sub", "scope", "kid")})
         self.reply(401, {"error": "invalid_token"})
+
+    def date_time_string(self, timestamp=None):
+        return super().date_time_string(time.time() + skew)
 
     def log_message(self, *args):
         pass

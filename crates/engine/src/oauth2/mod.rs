@@ -13,7 +13,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use latchkey_core::connector::{Grant, OAuth2Auth};
-use latchkey_core::oauth2::{Client, TokenGrant, TokenSet, parse_token_response, token_request};
+use latchkey_core::oauth2::{
+    Client, TokenError, TokenGrant, TokenSet, parse_token_response, token_request,
+};
 use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_net::HostPolicy;
@@ -186,7 +188,22 @@ impl Engine {
         let (status, body) = self
             .after_token_response(&entry.connector, event, scope(secrets), status, &headers, body)
             .await?;
-        Ok(parse_token_response(&oauth.method.token_response, status, &body)?)
+        match parse_token_response(&oauth.method.token_response, status, &body) {
+            Ok(tokens) => Ok(tokens),
+            Err(TokenError::Provider { code, description, status }) => {
+                // A refusal from a server whose clock is far from ours is most likely about
+                // the timestamps we signed (assertions, `iat`/`exp`): say so.
+                let description = match clock_skew(&headers) {
+                    Some(skew) => Some(format!(
+                        "{}the server's clock differs from ours by {skew} s",
+                        description.map(|d| format!("{d}; ")).unwrap_or_default()
+                    )),
+                    None => description,
+                };
+                Err(TokenError::Provider { code, description, status }.into())
+            }
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// The integration an OAuth2 connection uses: the JWT bearer grant may have none (its
@@ -306,6 +323,19 @@ impl Engine {
         apply_tokens(record, tokens);
         Ok(())
     }
+}
+
+/// How far (seconds, signed: positive when the server is ahead) a response's `Date` is from our
+/// clock, when it is more than five minutes.
+pub(crate) fn clock_skew(headers: &http::HeaderMap) -> Option<i64> {
+    let date = headers.get(http::header::DATE)?.to_str().ok()?;
+    let theirs = httpdate::parse_http_date(date).ok()?;
+    let ours = std::time::SystemTime::now();
+    let skew = match theirs.duration_since(ours) {
+        Ok(ahead) => i64::try_from(ahead.as_secs()).ok()?,
+        Err(behind) => -i64::try_from(behind.duration().as_secs()).ok()?,
+    };
+    (skew.abs() > 300).then_some(skew)
 }
 
 /// The secret values a grant sends.
