@@ -5,35 +5,20 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use support::{Home, Running, free_port};
+use support::{Home, Running};
 
 fn token_server(home: &Home) -> Running {
     token_server_with_skew(home, 0)
 }
 
 fn token_server_with_skew(home: &Home, skew: i64) -> Running {
-    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
-    let mut child = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/jwt_bearer_server.py"))
-        .arg(port.to_string())
-        .arg(home.dir.path())
-        .arg(skew.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "the PyJWT token server did not start (pip install pyjwt cryptography)"
-    );
-    Running { child, base: format!("http://127.0.0.1:{port}"), log: home.dir.path().join("none") }
+    let dir = home.dir.path().to_str().unwrap();
+    support::python_peer(
+        "jwt_bearer_server.py",
+        "http",
+        &[dir, &skew.to_string()],
+        "pip install pyjwt cryptography",
+    )
 }
 
 fn connector(base: &str) -> String {

@@ -5,26 +5,11 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use support::{Home, Running, free_port};
+use support::{Home, Running};
 
 fn server(home: &Home) -> Running {
-    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
-    let mut child = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mtls_server.py"))
-        .arg(port.to_string())
-        .arg(home.dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "the mTLS server did not start (pip install cryptography)");
-    Running { child, base: format!("https://127.0.0.1:{port}"), log: home.dir.path().join("none") }
+    let dir = home.dir.path().to_str().unwrap();
+    support::python_peer("mtls_server.py", "https", &[dir], "pip install cryptography")
 }
 
 fn setup(certificate: &str) -> (Home, Running) {

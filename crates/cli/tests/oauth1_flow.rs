@@ -7,37 +7,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use support::{Home, Running, free_port, http, http_full};
-
-fn provider(home: &Home) -> Running {
-    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
-    let mut child = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oauth1_flow_provider.py"))
-        .arg(port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "the oauthlib provider did not start (pip install oauthlib)");
-    Running { child, base: format!("http://127.0.0.1:{port}"), log: home.dir.path().join("none") }
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
+use support::{Home, Running, free_port, header, http, http_full};
 
 fn setup() -> (Home, Running) {
     let home = Home::new();
-    let peer = provider(&home);
+    let peer = support::python_peer("oauth1_flow_provider.py", "http", &[], "pip install oauthlib");
     home.connector(
         "flow",
         &format!(

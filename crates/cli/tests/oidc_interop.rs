@@ -7,15 +7,7 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use support::{free_port, http, http_full};
-
-fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
-    head.lines()
-        .filter_map(|l| l.split_once(':'))
-        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.trim())
-        .collect()
-}
+use support::{free_port, header, http, http_full};
 
 /// Follows the provider's redirects with a cookie jar, logging in and consenting, until the
 /// redirect leaves the provider; returns that URL.

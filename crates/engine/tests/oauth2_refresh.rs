@@ -2,37 +2,19 @@
 //! rotation, invalid_grant, transient failures, refresh on 401, kept response fields, and forged
 //! callbacks that must never reach the token endpoint.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod common;
 
+use std::collections::BTreeMap;
+
+use common::engine;
 use latchkey_core::Secret;
 use latchkey_engine::{
-    ApiRequest, CallbackParams, Catalog, Engine, EngineError, NewConnection, NewIntegration,
-    Origin, RefreshReason,
+    ApiRequest, CallbackParams, Engine, EngineError, NewConnection, NewIntegration, RefreshReason,
 };
-use latchkey_store::{ConnectionStatus, CredentialUpdate, Keyring, MasterKey, SqliteStore};
+use latchkey_store::{ConnectionStatus, CredentialUpdate};
 use time::OffsetDateTime;
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-async fn engine(connector_yaml: &str) -> Arc<Engine> {
-    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
-    let catalog = Catalog::default();
-    catalog.add_source(connector_yaml, "test.yaml", Origin::Custom).unwrap();
-    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
-    engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
-            client_id: Some("cid".into()),
-            client_secret: Some(Secret::new("csecret")),
-            scopes: vec![],
-        })
-        .await
-        .unwrap();
-    Arc::new(engine)
-}
 
 fn connector(server: &MockServer, extra: &str) -> String {
     format!(

@@ -2,40 +2,18 @@
 //! `AuthRefreshException` / `AuthSessionException`, the `custom` and `session` auth methods,
 //! script storage, `http_request`'s allow-list and the limits.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use common::{engine, engine_over};
 use hmac::{Hmac, Mac};
 use latchkey_core::Secret;
-use latchkey_engine::{
-    ApiRequest, Catalog, Engine, EngineError, NewConnection, NewIntegration, Origin, ScriptError,
-};
+use latchkey_engine::{ApiRequest, Engine, EngineError, NewConnection, ScriptError};
 use latchkey_store::{Keyring, MasterKey, SqliteStore};
 use wiremock::matchers::{body_string_contains, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
-
-async fn engine_over(store: SqliteStore, connector_yaml: &str) -> Arc<Engine> {
-    let catalog = Catalog::default();
-    catalog.add_source(connector_yaml, "test.yaml", Origin::Custom).unwrap();
-    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
-    engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
-            client_id: Some("cid".into()),
-            client_secret: Some(Secret::new("csecret")),
-            scopes: vec![],
-        })
-        .await
-        .unwrap();
-    Arc::new(engine)
-}
-
-async fn engine(connector_yaml: &str) -> Arc<Engine> {
-    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
-    engine_over(store, connector_yaml).await
-}
 
 /// A connector over the mock server: `auth` and `scripts` are YAML blocks.
 fn connector(server: &MockServer, auth: &str, script: &str) -> String {

@@ -40,6 +40,35 @@ impl Drop for Running {
     }
 }
 
+/// Starts `tests/peers/SCRIPT PORT ARGS…` with the test Python and waits for its `ready` line;
+/// `install` says what to install when it does not start. `scheme` is `http` or `https`.
+pub fn python_peer(script: &str, scheme: &str, args: &[&str], install: &str) -> Running {
+    use std::io::{BufRead, BufReader};
+    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let port = free_port();
+    let mut child = Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script))
+        .arg(port.to_string())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready", "{script} did not start ({install})");
+    Running { child, base: format!("{scheme}://127.0.0.1:{port}"), log: PathBuf::new() }
+}
+
+/// The values of header `name` in a response head.
+pub fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
+    head.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
 /// httpbin (PyPI) on a free port. Fails loudly when it is not installed: the test script
 /// installs it (`scripts/test`).
 pub fn httpbin() -> Running {
