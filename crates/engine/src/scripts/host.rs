@@ -141,6 +141,7 @@ impl ScriptHost for EngineHost {
     }
 
     fn log(&self, message: &str) {
-        tracing::info!(connector = %self.connector, connection = ?self.scope.connection, "script: {}", self.redact(message));
+        let connection = self.scope.connection.as_deref().unwrap_or("-");
+        tracing::info!(connector = %self.connector, connection, "script: {}", self.redact(message));
     }
 }

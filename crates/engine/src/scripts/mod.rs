@@ -150,13 +150,20 @@ impl Engine {
         );
         let scripts = self.scripts.clone();
         let limits = limits(connector, scripts.limits());
-        let run = tokio::task::spawn_blocking(move || {
-            scripts.run(&source, event, globals, &host, Some(limits))
-        })
-        .await
-        .map_err(|e| {
-            script_error(connector, event, latchkey_script::ScriptError::Internal(e.to_string()))
-        })?;
+        let run = move || scripts.run(&source, event, globals, &host, Some(limits));
+        // The call blocks this thread while the sandbox runs (and answers its host calls here).
+        // On the multi-threaded runtime that happens in place, sparing a thread hand-off; on a
+        // current-thread runtime it must move to the blocking pool.
+        let run = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+            _ => tokio::task::spawn_blocking(run).await.map_err(|e| {
+                script_error(
+                    connector,
+                    event,
+                    latchkey_script::ScriptError::Internal(e.to_string()),
+                )
+            })?,
+        };
         let outcome = run.map_err(|error| {
             let error = match error {
                 latchkey_script::ScriptError::Thrown(message) => {
