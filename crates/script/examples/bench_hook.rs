@@ -1,4 +1,6 @@
-//! Median cost of a small `before_action` hook through the engine, and of the alternatives.
+//! Median cost of a small `before_action` hook through the engine (a hardened sandbox reused per
+//! worker), of the same call without the thread hop, of building a sandbox, and of an unisolated
+//! reused context for comparison.
 //!
 //! `cargo run --release -p latchkey-script --example bench_hook`
 
@@ -52,11 +54,7 @@ fn median(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn main() {
-    let iterations = 2000;
-    let engine = ScriptEngine::new(Limits::default());
-    std::thread::sleep(Duration::from_millis(50)); // let the workers prepare
-
+fn paced_and_back_to_back(engine: &ScriptEngine, iterations: usize) -> (Duration, Duration) {
     let mut paced = Vec::new();
     for _ in 0..iterations {
         let g = globals();
@@ -73,16 +71,69 @@ fn main() {
         engine.run(BEARER, "before_action", g, &NoHost, None).unwrap();
         back_to_back.push(started.elapsed());
     }
+    (median(paced), median(back_to_back))
+}
+
+fn main() {
+    let iterations = 2000;
+    let engine = ScriptEngine::new(Limits::default());
+    std::thread::sleep(Duration::from_millis(50)); // let the workers prepare
+    let (paced, back_to_back) = paced_and_back_to_back(&engine, iterations);
+    let single = ScriptEngine::with_workers(Limits::default(), 1);
+    std::thread::sleep(Duration::from_millis(50));
+    let (single_paced, single_back_to_back) = paced_and_back_to_back(&single, iterations);
+
+    // The thread hop alone: a call the worker refuses before any JavaScript (the event name is
+    // not an identifier).
+    let mut hop = Vec::new();
+    for _ in 0..iterations {
+        let g = globals();
+        let started = Instant::now();
+        let _ = single.run(BEARER, "-", g, &NoHost, None).unwrap_err();
+        hop.push(started.elapsed());
+        std::thread::sleep(Duration::from_micros(500));
+    }
+
+    // What the machine itself charges for the same two wake-ups: a bare channel round trip to
+    // a thread that was waiting.
+    let (to_thread, from_main) = std::sync::mpsc::channel::<Instant>();
+    let (to_main, from_thread) = std::sync::mpsc::channel::<Instant>();
+    std::thread::spawn(move || {
+        for started in from_main {
+            let _ = to_main.send(started);
+        }
+    });
+    let mut round_trip = Vec::new();
+    for _ in 0..iterations {
+        to_thread.send(Instant::now()).unwrap();
+        round_trip.push(from_thread.recv().unwrap().elapsed());
+        std::thread::sleep(Duration::from_micros(500));
+    }
+
+    // The same calls made directly in one sandbox on this thread: no worker, no thread hop.
+    let g = globals();
+    let mut in_place =
+        latchkey_script::measure_in_place(BEARER, "before_action", &g, iterations, Duration::ZERO)
+            .unwrap();
+    let in_place_paced = latchkey_script::measure_in_place(
+        BEARER,
+        "before_action",
+        &g,
+        iterations,
+        Duration::from_micros(500),
+    )
+    .unwrap();
+    let in_place_first = in_place.remove(0);
 
     let mut fresh = Vec::new();
     let mut teardown = Vec::new();
-    for _ in 0..500 {
+    for _ in 0..200 {
         let (built, dropped) = latchkey_script::measure_fresh_sandbox(Limits::default()).unwrap();
         fresh.push(built);
         teardown.push(dropped);
     }
 
-    // The alternative not taken: one context reused, globals re-created per call.
+    // For comparison: one context reused with no isolation at all, globals re-created per call.
     let runtime = Runtime::new().unwrap();
     let context = Context::full(&runtime).unwrap();
     let mut reused = Vec::new();
@@ -106,12 +157,24 @@ fn main() {
         reused.push(started.elapsed());
     }
 
-    println!("hook through the engine, requests 0.5 ms apart: median {:?}", median(paced));
-    println!("hook through the engine, back to back:           median {:?}", median(back_to_back));
+    println!("hook through the engine, requests 0.5 ms apart:  median {paced:?}");
+    println!("hook through the engine, back to back:            median {back_to_back:?}");
+    println!("same, engine with one worker, 0.5 ms apart:       median {single_paced:?}");
+    println!("same, engine with one worker, back to back:       median {single_back_to_back:?}");
+    println!("thread hop alone (no JavaScript), 0.5 ms apart:  median {:?}", median(hop));
+    println!("bare channel round trip to a thread, 0.5 ms apart: median {:?}", median(round_trip));
     println!(
-        "fresh sandbox (runtime + context + functions):   median {:?} to build, {:?} to drop",
+        "same, no thread hop, 0.5 ms apart:                 median {:?}",
+        median(in_place_paced)
+    );
+    println!(
+        "hook in one reused hardened sandbox, no thread hop: median {:?} (first call, compiling: {in_place_first:?})",
+        median(in_place)
+    );
+    println!(
+        "fresh sandbox (runtime, context, functions, hardening): median {:?} to build, {:?} to drop",
         median(fresh),
         median(teardown)
     );
-    println!("same hook in one reused context (not isolated):  median {:?}", median(reused));
+    println!("same hook in one reused context (not isolated):   median {:?}", median(reused));
 }

@@ -1,6 +1,9 @@
-//! The functions and classes a script sees, installed once per sandbox before it is handed out:
-//! `http_request`, `btoa`/`atob`, `cyclr_sign`/`sign`, `cyclr_storage_*`, `console`, and
-//! `AuthRefreshException`/`AuthSessionException`.
+//! The functions and classes a script sees, installed once per sandbox before it is hardened:
+//! `http_request`, `btoa`/`atob`, `cyclr_sign`/`sign`, `cyclr_storage_*`, `console`,
+//! `AuthRefreshException`/`AuthSessionException`, and our `Math.random` and `performance`.
+//!
+//! They keep no JavaScript value between calls: what a call needs of its own (the host link,
+//! the deadline, the clock's origin) is in [`State`], set for each call.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -55,6 +58,35 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<()> {
         console.set(level, log.clone())?;
     }
     global.set("console", console)?;
+
+    install_clock_and_random(ctx, &global, state)?;
+    Ok(())
+}
+
+/// `Math.random`, `performance.now` and `performance.timeOrigin` replaced by functions of the
+/// call: QuickJS's own keep state in the context (a generator a call could advance or read back,
+/// the time the sandbox was built) that would outlive the call.
+fn install_clock_and_random<'js>(
+    ctx: &Ctx<'js>,
+    global: &Object<'js>,
+    state: &Rc<State>,
+) -> Result<()> {
+    let s = Rc::clone(state);
+    let math: Object = global.get("Math")?;
+    math.set("random", Function::new(ctx.clone(), move || s.random())?.with_name("random")?)?;
+
+    let performance = Object::new(ctx.clone())?;
+    let s = Rc::clone(state);
+    performance.set("now", Function::new(ctx.clone(), move || s.now_ms())?.with_name("now")?)?;
+    let s = Rc::clone(state);
+    let origin = Function::new(ctx.clone(), move || s.time_origin_ms())?;
+    let descriptor = Object::new(ctx.clone())?;
+    descriptor.set("get", origin)?;
+    descriptor.set("enumerable", true)?;
+    let object: Object = global.get("Object")?;
+    let define: Function = object.get("defineProperty")?;
+    define.call::<_, Value>((performance.clone(), "timeOrigin", descriptor))?;
+    global.set("performance", performance)?;
     Ok(())
 }
 

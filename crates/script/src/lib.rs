@@ -2,11 +2,26 @@
 //! (events such as `before_action` that read and change `method_*` globals, `return false` to
 //! abort, `AuthRefreshException`/`AuthSessionException` to ask for a refresh or a new session).
 //!
-//! Every call runs in a QuickJS-NG runtime of its own, used once and dropped, so nothing a script
-//! does can reach the next call. To keep that off the hot path, a few worker threads each hold one
-//! runtime prepared in advance (intrinsics, our functions, limits installed) and prepare the next
-//! one after answering. Calls a script makes to the [`ScriptHost`] (HTTP, storage, logs) are sent
-//! back to the caller's thread, which is the only one holding the host.
+//! A few worker threads each own a QuickJS-NG runtime and context, hardened once when built and
+//! then reused for many calls, one at a time; nothing a script does in one call is observable in
+//! a later one (another connection's especially). In short (details in the `sandbox` module):
+//! every object a script can reach without creating it is frozen, and `WeakRef`,
+//! `FinalizationRegistry` and the context-wide `Error.prepareStackTrace`/`stackTraceLimit` are
+//! gone; a script is compiled as the body of a function, so its top-level declarations belong to
+//! the call; after the call its promise jobs have run and every global it added is deleted; and a
+//! sandbox is replaced, after answering, whenever a call failed or left the global object
+//! otherwise than it was, and after 1,024 calls. Calls a script makes to the [`ScriptHost`]
+//! (HTTP, storage, logs) are sent back to the caller's thread, which is the only one holding the
+//! host.
+//!
+//! What a script sees differs from a plain global script in a few ways: its top-level `var` and
+//! `function` declarations are not properties of `globalThis` (assigning an undeclared name still
+//! creates a global, and globals passed in are globals, but a top-level `var method_response`
+//! now declares a variable of the script's that hides the global of that name); built-in objects and prototypes cannot
+//! be changed or extended (assigning an inherited property such as `toString` or `name` on an
+//! object of the script's own still works); the built-in globals are properties of the global
+//! object's prototype rather than of the global object; and promise jobs (`then`, `await`) run
+//! before the call ends, an `async` event's settled value counting as its return value.
 //!
 //! Functions a script sees: `http_request`, `btoa`/`atob` with charsets, `cyclr_sign`/`sign`,
 //! `cyclr_storage_*`, `console.log`, and the two exception classes. There is no `require`,
@@ -29,7 +44,8 @@ pub use host::{HttpRequest, HttpResponse, ScriptHost};
 pub struct Limits {
     /// Time the script may spend running JavaScript (host calls excluded). Default 100 ms.
     pub cpu_time: Duration,
-    /// Memory of the whole JavaScript heap, including its ~0.3 MiB of built-ins. Default 16 MiB.
+    /// Memory of the whole JavaScript heap, including its ~0.5 MiB of built-ins and the scripts
+    /// its sandbox keeps compiled. Default 16 MiB.
     pub memory_bytes: usize,
 }
 
@@ -105,10 +121,23 @@ pub struct ScriptEngine {
 }
 
 impl ScriptEngine {
-    /// Starts the worker threads, each preparing a runtime, with `limits` as the maximum any call
-    /// may use.
+    /// Starts the worker threads (twice as many as there are cores, 4 to 16), each building its
+    /// sandbox, with `limits` as the maximum any call may use.
     pub fn new(limits: Limits) -> Self {
-        ScriptEngine { inner: Arc::new(worker::Pool::start(limits)) }
+        ScriptEngine { inner: Arc::new(worker::Pool::start(limits, None)) }
+    }
+
+    /// As [`ScriptEngine::new`], with exactly `workers` threads (at least one): calls beyond that
+    /// many at once wait for a worker.
+    pub fn with_workers(limits: Limits, workers: usize) -> Self {
+        ScriptEngine { inner: Arc::new(worker::Pool::start(limits, Some(workers))) }
+    }
+
+    /// How many sandboxes the workers have built so far (one each at start, then one for each
+    /// they replaced): for tests that need to know whether two calls shared a sandbox.
+    #[doc(hidden)]
+    pub fn sandboxes_built(&self) -> u64 {
+        self.inner.sandboxes_built()
     }
 
     /// The maximum limits this engine was built with.
@@ -122,10 +151,13 @@ impl ScriptEngine {
     }
 
     /// Runs the script's top level, then `event` if the script defines a function of that name,
-    /// with `globals` set as JavaScript globals before and read back after.
+    /// then the promise jobs they left, with `globals` set as JavaScript globals before and read
+    /// back after. `event` must be an identifier (`[A-Za-z_][A-Za-z0-9_]*`).
     ///
     /// Blocks until the script ends (run it in `spawn_blocking`); host calls are made on this
-    /// thread. `limits` is clamped to the engine's maximum.
+    /// thread. `limits` is clamped to the engine's maximum; the memory limit is for the whole
+    /// heap of the sandbox, including its built-ins (about 0.5 MiB once hardened) and the scripts
+    /// it has compiled.
     pub fn run(
         &self,
         source: &str,
@@ -146,7 +178,7 @@ pub fn check(source: &str) -> Result<(), ScriptError> {
 }
 
 /// For `examples/bench_hook.rs` only: the time to build one sandbox (runtime, context, our
-/// functions) and the time to drop it.
+/// functions, hardening) and the time to drop it.
 #[doc(hidden)]
 pub fn measure_fresh_sandbox(limits: Limits) -> Result<(Duration, Duration), ScriptError> {
     let started = std::time::Instant::now();
@@ -155,4 +187,18 @@ pub fn measure_fresh_sandbox(limits: Limits) -> Result<(Duration, Duration), Scr
     let started = std::time::Instant::now();
     drop(sandbox);
     Ok((built, started.elapsed()))
+}
+
+/// For `examples/bench_hook.rs` only: the time of each of `n` calls of `source`, `pause` apart,
+/// made directly in one sandbox on this thread (no worker, so no thread hop, and no host),
+/// replaced when a worker would have replaced it.
+#[doc(hidden)]
+pub fn measure_in_place(
+    source: &str,
+    event: &str,
+    globals: &serde_json::Map<String, serde_json::Value>,
+    n: usize,
+    pause: Duration,
+) -> Result<Vec<Duration>, ScriptError> {
+    sandbox::measure_in_place(source, event, globals, n, pause)
 }

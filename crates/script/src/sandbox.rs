@@ -1,13 +1,65 @@
-//! One single-use QuickJS runtime and context: its limits, the globals going in and coming out,
-//! and how a JavaScript failure becomes a [`ScriptError`] or a [`Signal`].
+//! One QuickJS runtime and context, hardened once and then reused for many calls: its limits,
+//! the globals going in and coming out, and how a JavaScript failure becomes a [`ScriptError`]
+//! or a [`Signal`].
+//!
+//! # Isolation between calls
+//!
+//! A sandbox serves up to [`MAX_CALLS`] calls, one at a time, and nothing one call does may be
+//! observable in a later one. That rests on four things.
+//!
+//! **Built hardened** ([`Sandbox::new`], `harden.js`). `WeakRef` and `FinalizationRegistry` are
+//! deleted (a callback or a dereference at a later collection would carry one call's data into
+//! another), and so are `Error.prepareStackTrace` and `Error.stackTraceLimit` (accessors that keep
+//! their value in the context, where freezing `Error` does not reach). Every object reachable from
+//! the global object, through values, getters, setters and prototypes, or from the intrinsics only
+//! instances lead to (generator, async and iterator prototypes, `%TypedArray%`,
+//! `%ThrowTypeError%`...), is frozen; before that, each writable data property of a prototype
+//! becomes an accessor whose setter defines an own property on the object assigned to, so that
+//! `this.name = 'X'` in an `Error` subclass or `obj.toString = f` still work (SES's answer to the
+//! "override mistake"). The global object's own properties move, made such accessors too, to a
+//! frozen object that becomes its prototype: the global object keeps only `undefined`, `NaN` and
+//! `Infinity`, and a call's globals. `Math.random`, `performance.now` and
+//! `performance.timeOrigin` are ours, with no state a call could advance or read back.
+//!
+//! **A script's declarations are local to its call.** The source is compiled once per sandbox
+//! and event as the body of an arrow function, `(() => {SOURCE\n;return typeof EVENT ===
+//! 'function' ? EVENT : void 0;})`, frozen and kept ([`Wrappers`]); each call only invokes it, so
+//! top-level `var`/`let`/`const`/`function`/`class` live in that call's scope. Line numbers are
+//! kept (nothing precedes the source on its line) and so is sloppy mode: assigning an undeclared
+//! name still sets a global (the call's own, deleted after it). The source cannot close the
+//! arrow's brace and run outside it: it is first checked to parse as a script on its own, which
+//! means its brackets balance. The check compiles `throw 0;SOURCE` in a throwaway context, so
+//! nothing of the source runs there either; its verdict is kept per source text for the engine
+//! ([`Verdicts`]).
+//!
+//! **Cleaned after the call**, within its CPU deadline: pending promise jobs run (after the top
+//! level and after the event; async code completes as part of its call, and an `async` event's
+//! settled value is its result), the call's globals are read back, and every own property of the
+//! global object that was not there when the sandbox was built is deleted.
+//!
+//! **Discarded when in doubt.** The sandbox serves no further call if that call failed in any way
+//! (a thrown error, a limit, an engine fault), a global could not be deleted, the global object
+//! has another prototype or is no longer extensible, a promise job is still pending, its heap kept
+//! more than [`RETAINED_MAX`] beyond its built size, or it has served [`MAX_CALLS`] calls. The
+//! worker then builds a fresh one after answering. A script that does not parse leaves it as it
+//! was (nothing ran in it).
+//!
+//! What remains shared between calls is either frozen (the built-ins, the compiled arrow, the
+//! template objects a compiled script holds) or not reachable from JavaScript (the compiled
+//! functions' cache, the garbage a collection every [`GC_EVERY`] calls frees). Timing is not
+//! isolated: a call can tell, by how long things take, whether its script was compiled already.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
+use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
-use rquickjs::context::EvalOptions;
-use rquickjs::{Coerced, Context, Ctx, Function, Object, Runtime, Value};
+use rquickjs::context::{EvalOptions, intrinsic};
+use rquickjs::object::Property;
+use rquickjs::{Coerced, Context, Ctx, Function, Object, Persistent, Runtime, Value};
 
 use crate::host::{HostCall, HostReply, ToCaller};
 use crate::{HookOutcome, Limits, ScriptError, Signal, bindings};
@@ -16,6 +68,27 @@ use crate::{HookOutcome, Limits, ScriptError, Signal, bindings};
 const JS_STACK: usize = 1024 * 1024;
 /// The file name scripts are compiled under; a compile error's stack is exactly `at NAME:L:C`.
 const SCRIPT_NAME: &str = "connector-script";
+/// Calls one sandbox serves before it is replaced, whatever happened.
+pub(crate) const MAX_CALLS: u32 = 1024;
+/// Compiled scripts one sandbox keeps, and the most source text they may add up to.
+const WRAPPERS_MAX: usize = 32;
+const WRAPPER_BYTES_MAX: usize = 256 * 1024;
+/// Parse verdicts the engine keeps, and the most source text they may add up to.
+const VERDICTS_MAX: usize = 256;
+const VERDICT_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Calls between two collections of the garbage calls leave (cycles only: everything else is
+/// freed as soon as the call lets go of it). The collector also runs during a call whose heap
+/// nears its limit.
+const GC_EVERY: u32 = 64;
+/// What a sandbox may keep beyond its size when built (its compiled scripts) before it is
+/// replaced rather than reused.
+const RETAINED_MAX: usize = 4 * 1024 * 1024;
+
+/// A thrown `null` is taken for memory exhaustion when the heap came this close to the limit.
+const OOM_MARGIN: usize = 256 * 1024;
+
+/// Run once per sandbox: freezes what a script can reach, returns the per-call cleanup.
+const HARDEN: &str = include_str!("harden.js");
 
 /// The worker's end of the channels to the caller's thread, for one call.
 pub(crate) struct HostLink {
@@ -30,11 +103,45 @@ impl HostLink {
 }
 
 /// Shared by the runtime's interrupt handler and the functions installed in the context.
-#[derive(Default)]
 pub(crate) struct State {
     deadline: Cell<Option<Instant>>,
     interrupted: Cell<bool>,
     link: RefCell<Option<HostLink>>,
+    /// `Math.random`: SipHash of a counter under a key no script sees, so values drawn in one call
+    /// say nothing about those of another.
+    random: RandomState,
+    draws: Cell<u64>,
+    /// `performance.now()` and `performance.timeOrigin` count from the start of the call.
+    started: Cell<Instant>,
+    started_unix_ms: Cell<f64>,
+    /// Set when the garbage [`GcProbe`] is collected. During a call, the collector only runs once
+    /// the heap is within [`OOM_MARGIN`] of the limit, so this says the call came that close even
+    /// when what it allocated was freed before its exception reached us.
+    gc_ran: Rc<Cell<bool>>,
+}
+
+/// Dropped (and so `gc_ran` set) when QuickJS collects the cycle it is kept in.
+struct GcProbe(Rc<Cell<bool>>);
+
+impl Drop for GcProbe {
+    fn drop(&mut self) {
+        self.0.set(true);
+    }
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            deadline: Cell::new(None),
+            interrupted: Cell::new(false),
+            link: RefCell::new(None),
+            random: RandomState::new(),
+            draws: Cell::new(0),
+            started: Cell::new(Instant::now()),
+            started_unix_ms: Cell::new(0.0),
+            gc_ran: Rc::new(Cell::new(false)),
+        }
+    }
 }
 
 impl State {
@@ -46,6 +153,39 @@ impl State {
             }
             _ => false,
         }
+    }
+
+    fn begin(&self, link: Option<HostLink>, cpu_time: Duration) {
+        let now = Instant::now();
+        *self.link.borrow_mut() = link;
+        self.interrupted.set(false);
+        self.started.set(now);
+        let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+        self.started_unix_ms.set(unix.as_secs_f64() * 1000.0);
+        self.deadline.set(Some(now + cpu_time));
+    }
+
+    fn end(&self) {
+        self.deadline.set(None);
+        self.link.borrow_mut().take();
+    }
+
+    fn out_of_time(&self) -> bool {
+        self.interrupted.get() || self.deadline.get().is_some_and(|d| Instant::now() >= d)
+    }
+
+    fn heap_was_near_limit(&self) -> bool {
+        self.gc_ran.get()
+    }
+
+    /// Leaves an unreachable cycle holding a [`GcProbe`] in the heap, for the next collection.
+    fn arm_gc_probe(&self, ctx: &Ctx<'_>) -> rquickjs::Result<()> {
+        self.gc_ran.set(false);
+        let probe = GcProbe(Rc::clone(&self.gc_ran));
+        let holder = Object::new(ctx.clone())?;
+        holder.set("probe", Function::new(ctx.clone(), move || probe.0.get())?)?;
+        holder.set("cycle", holder.clone())?;
+        Ok(())
     }
 
     /// Asks the caller's thread; the wait is added back to the CPU deadline.
@@ -66,14 +206,152 @@ impl State {
             let _ = link.to_caller.send(ToCaller::Log(message));
         }
     }
+
+    /// `Math.random()`: uniform in [0, 1).
+    pub fn random(&self) -> f64 {
+        let draw = self.draws.get();
+        self.draws.set(draw.wrapping_add(1));
+        let bits = self.random.hash_one(draw) >> 11;
+        // 53 random bits over 2^53.
+        bits as f64 / (1u64 << 53) as f64
+    }
+
+    /// `performance.now()`: milliseconds since the call started.
+    pub fn now_ms(&self) -> f64 {
+        self.started.get().elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// `performance.timeOrigin`: when the call started, in milliseconds since the Unix epoch.
+    pub fn time_origin_ms(&self) -> f64 {
+        self.started_unix_ms.get()
+    }
 }
 
-/// A runtime with a full context and the script functions installed, used for one call.
+/// Which sources parse as a script on their own (the guarantee that a source can not escape the
+/// function it is compiled in), shared by the workers of an engine. Keyed by the whole source
+/// text; only `Ok` and syntax errors are kept.
+#[derive(Debug, Default)]
+pub(crate) struct Verdicts {
+    inner: Mutex<VerdictMap>,
+}
+
+#[derive(Debug, Default)]
+struct VerdictMap {
+    map: HashMap<String, Result<(), ScriptError>>,
+    bytes: usize,
+}
+
+impl Verdicts {
+    fn get(&self, source: &str) -> Option<Result<(), ScriptError>> {
+        self.inner.lock().ok()?.map.get(source).cloned()
+    }
+
+    fn put(&self, source: &str, verdict: &Result<(), ScriptError>) {
+        if !matches!(verdict, Ok(()) | Err(ScriptError::Syntax { .. })) {
+            return;
+        }
+        if source.len() > VERDICT_BYTES_MAX / 4 {
+            return;
+        }
+        let Ok(mut inner) = self.inner.lock() else { return };
+        if inner.map.len() >= VERDICTS_MAX || inner.bytes + source.len() > VERDICT_BYTES_MAX {
+            inner.map.clear();
+            inner.bytes = 0;
+        }
+        if inner.map.insert(source.to_owned(), verdict.clone()).is_none() {
+            inner.bytes += source.len();
+        }
+    }
+}
+
+/// A script compiled in a sandbox for one event: the frozen arrow function.
+struct Wrapper {
+    event: String,
+    function: Persistent<Function<'static>>,
+    used: u64,
+}
+
+/// The scripts a sandbox has compiled, least recently used evicted first.
+#[derive(Default)]
+struct Wrappers {
+    by_source: HashMap<String, Vec<Wrapper>>,
+    count: usize,
+    bytes: usize,
+    clock: u64,
+}
+
+impl Wrappers {
+    fn get(&mut self, source: &str, event: &str) -> Option<Persistent<Function<'static>>> {
+        self.clock += 1;
+        let wrapper = self.by_source.get_mut(source)?.iter_mut().find(|w| w.event == event)?;
+        wrapper.used = self.clock;
+        Some(wrapper.function.clone())
+    }
+
+    fn put(&mut self, source: &str, event: &str, function: Persistent<Function<'static>>) {
+        if source.len() > WRAPPER_BYTES_MAX / 4 {
+            return; // compiled again on each call rather than crowding out every other script
+        }
+        while self.count >= WRAPPERS_MAX || self.bytes + source.len() > WRAPPER_BYTES_MAX {
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+        self.clock += 1;
+        let used = self.clock;
+        let list = self.by_source.entry(source.to_owned()).or_insert_with(|| {
+            self.bytes += source.len();
+            Vec::new()
+        });
+        list.push(Wrapper { event: event.to_owned(), function, used });
+        self.count += 1;
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        let oldest = self
+            .by_source
+            .iter()
+            .flat_map(|(source, list)| list.iter().map(move |w| (w.used, source)))
+            .min_by_key(|(used, _)| *used)
+            .map(|(used, source)| (used, source.clone()));
+        let Some((used, source)) = oldest else { return false };
+        if let Some(list) = self.by_source.get_mut(&source) {
+            list.retain(|w| w.used != used);
+            self.count -= 1;
+            if list.is_empty() {
+                self.by_source.remove(&source);
+                self.bytes -= source.len();
+            }
+        }
+        true
+    }
+
+    /// The most recently used (source, event) pairs, newest first.
+    fn recent(&self, n: usize) -> Vec<(String, String)> {
+        let mut all: Vec<_> = self
+            .by_source
+            .iter()
+            .flat_map(|(source, list)| list.iter().map(move |w| (w.used, source, &w.event)))
+            .collect();
+        all.sort_by_key(|w| std::cmp::Reverse(w.0));
+        all.into_iter().take(n).map(|(_, s, e)| (s.clone(), e.clone())).collect()
+    }
+}
+
+/// A hardened runtime and context with the script functions installed, reused for calls until
+/// something makes it doubtful (see the module documentation).
 pub(crate) struct Sandbox {
-    // Fields drop in order: the context before its runtime.
+    // Fields drop in order: the values held for the context, the context, then its runtime.
+    wrappers: Wrappers,
+    cleanup: Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
     state: Rc<State>,
+    calls: u32,
+    calls_since_gc: u32,
+    /// Heap size once built, and after the last periodic collection.
+    built_bytes: usize,
+    collected_bytes: usize,
 }
 
 impl Sandbox {
@@ -85,74 +363,305 @@ impl Sandbox {
         let handler_state = Rc::clone(&state);
         runtime.set_interrupt_handler(Some(Box::new(move || handler_state.should_interrupt())));
         let context = Context::full(&runtime).map_err(internal)?;
-        context.with(|ctx| bindings::install(&ctx, &state)).map_err(internal)?;
-        Ok(Sandbox { context, runtime, state })
+        let cleanup = context.with(|ctx| -> rquickjs::Result<_> {
+            bindings::install(&ctx, &state)?;
+            let mut options = EvalOptions::default();
+            options.global = true;
+            options.strict = false;
+            let cleanup: Function = ctx.eval_with_options(HARDEN, options)?;
+            Ok(Persistent::save(&ctx, cleanup))
+        });
+        let cleanup = cleanup.map_err(|e| internal(format!("hardening the sandbox: {e}")))?;
+        runtime.run_gc();
+        context.with(|ctx| state.arm_gc_probe(&ctx)).map_err(internal)?;
+        let built_bytes = heap_bytes(&runtime);
+        Ok(Sandbox {
+            wrappers: Wrappers::default(),
+            cleanup,
+            context,
+            runtime,
+            state,
+            calls: 0,
+            calls_since_gc: 0,
+            built_bytes,
+            collected_bytes: built_bytes,
+        })
     }
 
+    /// Runs one call. The `bool` says whether this sandbox may serve another call.
     pub fn run(
-        &self,
+        &mut self,
         source: &str,
         event: &str,
         globals: serde_json::Map<String, serde_json::Value>,
         limits: Limits,
         link: HostLink,
-    ) -> Result<HookOutcome, ScriptError> {
+        verdicts: &Verdicts,
+    ) -> (Result<HookOutcome, ScriptError>, bool) {
+        if !is_identifier(event) {
+            return (Err(ScriptError::Internal(format!("invalid event name {event:?}"))), true);
+        }
+        self.calls += 1;
+        self.calls_since_gc += 1;
         self.runtime.set_memory_limit(limits.memory_bytes);
-        *self.state.link.borrow_mut() = Some(link);
-        self.state.deadline.set(Some(Instant::now() + limits.cpu_time));
-        let result = self.context.with(|ctx| execute(&ctx, &self.state, source, event, globals));
-        self.state.deadline.set(None);
-        self.state.link.borrow_mut().take();
-        result.map_err(|failure| match failure {
+        // No collection during the call unless the heap nears its limit (see `State::gc_ran`).
+        self.runtime.set_gc_threshold(limits.memory_bytes.saturating_sub(OOM_MARGIN));
+        self.state.begin(Some(link), limits.cpu_time);
+        let wrapper = match self.wrappers.get(source, event) {
+            Some(wrapper) => Ok(wrapper),
+            None => self.compile(source, event, verdicts),
+        };
+        let (result, clean) = match wrapper {
+            Ok(wrapper) => {
+                let state = &self.state;
+                let cleanup = &self.cleanup;
+                let (result, clean) = self.context.with(|ctx| {
+                    let result = execute(&ctx, state, &wrapper, globals);
+                    // Only a call that went through leaves a sandbox worth keeping.
+                    let clean = result.is_ok() && run_cleanup(&ctx, cleanup);
+                    (result, clean)
+                });
+                (result.map_err(|failure| self.settle(failure)), clean)
+            }
+            // Nothing ran in this context: a script that does not parse leaves it as it was.
+            Err((error, untouched)) => (Err(error), untouched),
+        };
+        self.state.end();
+        let reusable = clean && !self.runtime.is_job_pending() && self.calls < MAX_CALLS;
+        (result, reusable)
+    }
+
+    /// Whether [`Sandbox::tidy`] has nothing slow to do after this call.
+    pub fn tidy_is_quick(&self) -> bool {
+        self.calls_since_gc < GC_EVERY
+    }
+
+    /// After a call it kept the sandbox for: collects cyclic garbage every [`GC_EVERY`] calls (off
+    /// the hot path, after the caller has its answer), and says whether the sandbox is still
+    /// worth keeping.
+    pub fn tidy(&mut self, max: Limits) -> bool {
+        self.runtime.set_memory_limit(max.memory_bytes);
+        // Measuring the heap walks all of it (as long as a small call), so it is done only with a
+        // collection, every few calls.
+        if self.calls_since_gc >= GC_EVERY {
+            self.calls_since_gc = 0;
+            self.runtime.run_gc();
+            self.collected_bytes = heap_bytes(&self.runtime);
+        }
+        if self.state.gc_ran.get() {
+            let state = &self.state;
+            if self.context.with(|ctx| state.arm_gc_probe(&ctx)).is_err() {
+                return false;
+            }
+        }
+        self.collected_bytes <= self.built_bytes + RETAINED_MAX
+    }
+
+    /// Compiles, off the hot path, scripts a sandbox this one replaces had compiled.
+    pub fn warm(&mut self, scripts: &[(String, String)], verdicts: &Verdicts) {
+        for (source, event) in scripts {
+            // Only sources already known to parse: no check is paid here for another.
+            if is_identifier(event) && matches!(verdicts.get(source), Some(Ok(()))) {
+                let _ = self.compile(source, event, verdicts);
+            }
+        }
+    }
+
+    /// What [`Sandbox::warm`] would want from this sandbox.
+    pub fn recent(&self, n: usize) -> Vec<(String, String)> {
+        self.wrappers.recent(n)
+    }
+
+    /// Checks (or recalls) that `source` parses on its own, then compiles its wrapper here. On
+    /// failure, also says whether this context is untouched.
+    fn compile(
+        &mut self,
+        source: &str,
+        event: &str,
+        verdicts: &Verdicts,
+    ) -> Result<Persistent<Function<'static>>, (ScriptError, bool)> {
+        let verdict = match verdicts.get(source) {
+            Some(verdict) => verdict,
+            None => {
+                let verdict = parses_alone(&self.runtime, source);
+                verdicts.put(source, &verdict);
+                verdict
+            }
+        };
+        // A failed check ran in a context of its own.
+        verdict.map_err(|error| (error, true))?;
+        let code = format!(
+            "(() => {{{source}\n;return typeof {event} === 'function' ? {event} : void 0;}})"
+        );
+        let state = &self.state;
+        let compiled = self.context.with(|ctx| {
+            let mut options = EvalOptions::default();
+            options.global = true;
+            options.strict = false;
+            options.filename = Some(SCRIPT_NAME.into());
+            let wrapper = ctx
+                .eval_with_options::<Function, _>(code, options)
+                .and_then(|f| freeze(&ctx, f.clone().into_value()).map(|()| f));
+            match wrapper {
+                Ok(function) => Ok(Persistent::save(&ctx, function)),
+                Err(error) => Err(fail(&ctx, state, error)),
+            }
+        });
+        match compiled {
+            Ok(function) => {
+                self.wrappers.put(source, event, function.clone());
+                Ok(function)
+            }
+            Err(failure) => {
+                let error = self.settle(failure);
+                // The source parses alone, so only its wrapper's compilation can have failed:
+                // a syntax error (a 'use strict' directive the check did not apply) leaves the
+                // context as it was; anything else (memory) does not say.
+                let untouched = matches!(error, ScriptError::Syntax { .. });
+                Err((error, untouched))
+            }
+        }
+    }
+
+    fn settle(&self, failure: Failure) -> ScriptError {
+        match failure {
             Failure::Error(error) => error,
             Failure::NullThrown => {
                 // QuickJS throws `null` when it cannot even allocate the "out of memory" error.
                 let usage = self.runtime.memory_usage();
                 let limit = usize::try_from(usage.malloc_limit).unwrap_or(usize::MAX);
                 let used = usize::try_from(usage.malloc_size).unwrap_or(0);
-                if used.saturating_add(256 * 1024) >= limit {
+                if used.saturating_add(OOM_MARGIN) >= limit || self.state.heap_was_near_limit() {
                     ScriptError::MemoryLimit
                 } else {
                     ScriptError::Thrown("null".into())
                 }
             }
-        })
+        }
     }
 }
 
-/// Checks that `source` parses: compiled as a function body by the `Function` constructor, which
-/// compiles without running (its two wrapper lines are taken off the reported line).
+/// For `examples/bench_hook.rs` only: runs `source` `n` times in one sandbox on this thread (no
+/// worker, no host), `pause` apart, returning each call's time.
+pub(crate) fn measure_in_place(
+    source: &str,
+    event: &str,
+    globals: &serde_json::Map<String, serde_json::Value>,
+    n: usize,
+    pause: Duration,
+) -> Result<Vec<Duration>, ScriptError> {
+    let limits = Limits::default();
+    let verdicts = Verdicts::default();
+    let mut sandbox = Sandbox::new(limits)?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (to_caller, _from_worker) = std::sync::mpsc::channel();
+        let (_to_worker, from_caller) = std::sync::mpsc::channel();
+        let link = HostLink::new(to_caller, from_caller);
+        let started = Instant::now();
+        let (result, reusable) =
+            sandbox.run(source, event, globals.clone(), limits, link, &verdicts);
+        times.push(started.elapsed());
+        result?;
+        if !reusable || !sandbox.tidy(limits) {
+            sandbox = Sandbox::new(limits)?;
+        }
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
+    }
+    Ok(times)
+}
+
+/// Checks that `source` parses, without running it (for connector validation): as a script on
+/// its own, and as the body of the function a call compiles it in.
 pub(crate) fn check(source: &str, limits: Limits) -> Result<(), ScriptError> {
     let runtime = Runtime::new().map_err(internal)?;
     runtime.set_max_stack_size(JS_STACK);
     runtime.set_memory_limit(limits.memory_bytes);
-    // A body such as `}); while(1){} (function(){` escapes the wrapper and runs; no function
-    // of ours is installed here, and the CPU limit ends it.
-    let deadline = Instant::now() + limits.cpu_time;
-    runtime.set_interrupt_handler(Some(Box::new(move || Instant::now() >= deadline)));
-    let context = Context::full(&runtime).map_err(internal)?;
+    parses_alone(&runtime, source)?;
+    compiles(&runtime, &format!("throw 0;(() => {{{source}\n}})"))
+}
+
+/// Whether `source` parses as a script on its own: then its brackets are balanced and it can not
+/// close the function a call wraps it in. Compiled in a throwaway context of `runtime`, behind a
+/// `throw 0;` on its first line, so nothing of it runs (global declarations are instantiated in
+/// that context only) and its line numbers stay as they are.
+fn parses_alone(runtime: &Runtime, source: &str) -> Result<(), ScriptError> {
+    compiles(runtime, &format!("throw 0;{source}"))
+}
+
+/// Evaluates `code`, which starts with `throw 0;`, in a context of its own: `Ok` if that `0` is
+/// what comes out, the syntax error otherwise.
+fn compiles(runtime: &Runtime, code: &str) -> Result<(), ScriptError> {
+    let context = Context::custom::<(intrinsic::Eval, intrinsic::RegExpCompiler)>(runtime)
+        .map_err(|_| ScriptError::MemoryLimit)?;
     context.with(|ctx| {
-        let constructor: Function = ctx.globals().get("Function").map_err(internal)?;
-        match constructor.call::<_, Value>((source,)) {
-            Ok(_) => Ok(()),
-            Err(_) => {
-                let error = ctx.catch();
-                let object = error.as_object();
-                let name = object.and_then(|o| o.get::<_, String>("name").ok());
-                let message =
-                    object.and_then(|o| o.get::<_, String>("message").ok()).unwrap_or_default();
-                let stack =
-                    object.and_then(|o| o.get::<_, String>("stack").ok()).unwrap_or_default();
-                match (name.as_deref(), compile_error_line(&stack, "<input>")) {
-                    (Some("SyntaxError"), Some(line)) => {
-                        Err(ScriptError::Syntax { line: line.saturating_sub(2).max(1), message })
-                    }
-                    _ if Instant::now() >= deadline => Err(ScriptError::CpuLimit),
-                    _ => Err(ScriptError::Syntax { line: 1, message }),
-                }
+        let mut options = EvalOptions::default();
+        options.global = true;
+        options.strict = false;
+        options.filename = Some(SCRIPT_NAME.into());
+        let error = match ctx.eval_with_options::<(), _>(code, options) {
+            Ok(()) => return Err(ScriptError::Internal("the parse check ran to its end".into())),
+            Err(error) => error,
+        };
+        let thrown = match error {
+            rquickjs::Error::Exception => ctx.catch(),
+            rquickjs::Error::Allocation => return Err(ScriptError::MemoryLimit),
+            // A NUL character, which QuickJS can not be given.
+            other => return Err(ScriptError::Syntax { line: 1, message: other.to_string() }),
+        };
+        if thrown.as_int() == Some(0) {
+            return Ok(());
+        }
+        let Some(object) = thrown.as_object() else {
+            return Err(ScriptError::MemoryLimit); // `null`: no memory left for the error
+        };
+        let name = string_property(object, "name");
+        let message = string_property(object, "message").unwrap_or_default();
+        let stack = string_property(object, "stack").unwrap_or_default();
+        match (name.as_deref(), message.as_str()) {
+            (Some("InternalError"), "out of memory" | "string too long") => {
+                Err(ScriptError::MemoryLimit)
+            }
+            (Some("RangeError"), "Maximum call stack size exceeded") => {
+                Err(ScriptError::StackOverflow)
+            }
+            _ => {
+                let line = compile_error_line(&stack, SCRIPT_NAME).unwrap_or(1);
+                Err(ScriptError::Syntax { line, message })
             }
         }
     })
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn heap_bytes(runtime: &Runtime) -> usize {
+    usize::try_from(runtime.memory_usage().malloc_size).unwrap_or(usize::MAX)
+}
+
+fn freeze<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> rquickjs::Result<()> {
+    let object: Object = ctx.globals().get("Object")?;
+    let freeze: Function = object.get("freeze")?;
+    freeze.call::<_, Value>((value,))?;
+    Ok(())
+}
+
+/// Deletes the call's globals; `false` if the global object is not as it was built.
+fn run_cleanup(ctx: &Ctx<'_>, cleanup: &Persistent<Function<'static>>) -> bool {
+    let Ok(cleanup) = cleanup.clone().restore(ctx) else { return false };
+    match cleanup.call::<_, bool>(()) {
+        Ok(clean) => clean,
+        Err(_) => {
+            ctx.catch();
+            false
+        }
+    }
 }
 
 /// How a call failed before it was classified.
@@ -165,37 +674,37 @@ enum Failure {
 fn execute<'js>(
     ctx: &Ctx<'js>,
     state: &State,
-    source: &str,
-    event: &str,
+    wrapper: &Persistent<Function<'static>>,
     globals: serde_json::Map<String, serde_json::Value>,
 ) -> Result<HookOutcome, Failure> {
     let global = ctx.globals();
     for (name, value) in &globals {
         let json = serde_json::to_string(value).map_err(|e| Failure::Error(internal(e)))?;
         let value = ctx.json_parse(json).map_err(|e| fail(ctx, state, e))?;
-        global.set(name.as_str(), value).map_err(|e| fail(ctx, state, e))?;
+        // Defined, not assigned: the global object's prototype holds the built-ins, frozen.
+        let property = Property::from(value).writable().enumerable().configurable();
+        global.prop(name.as_str(), property).map_err(|e| fail(ctx, state, e))?;
     }
+    let wrapper = wrapper.clone().restore(ctx).map_err(|e| Failure::Error(internal(e)))?;
 
-    let mut options = EvalOptions::default();
-    options.global = true;
-    options.strict = false;
-    options.filename = Some(SCRIPT_NAME.into());
-    let top_level = ctx.eval_with_options::<(), _>(source, options);
     let mut outcome = HookOutcome {
         defined: false,
         aborted: false,
         globals: serde_json::Map::new(),
         signal: None,
     };
-    let result = top_level.and_then(|()| {
-        let function: Value = global.get(event)?;
-        match function.as_function() {
+    // The top level, then its promise jobs, then the event's function, then its jobs.
+    let result = wrapper.call::<_, Value>(()).and_then(|function| {
+        run_jobs(ctx, state)?;
+        let returned = match function.as_function() {
             Some(function) => {
                 outcome.defined = true;
-                function.call::<_, Value>(())
+                function.call::<_, Value>(())?
             }
-            None => Ok(Value::new_undefined(ctx.clone())),
-        }
+            None => Value::new_undefined(ctx.clone()),
+        };
+        run_jobs(ctx, state)?;
+        settled(ctx, returned)
     });
     match result {
         Ok(returned) => outcome.aborted = returned.as_bool() == Some(false),
@@ -223,6 +732,28 @@ fn execute<'js>(
     }
     check_header_values(&outcome.globals).map_err(Failure::Error)?;
     Ok(outcome)
+}
+
+/// Runs the pending promise jobs, within the call's deadline.
+fn run_jobs(ctx: &Ctx<'_>, state: &State) -> rquickjs::Result<()> {
+    while ctx.execute_pending_job() {
+        if state.out_of_time() {
+            state.interrupted.set(true);
+            return Err(rquickjs::Error::Exception);
+        }
+    }
+    Ok(())
+}
+
+/// What an event function gave back: a settled promise (an `async function`) counts as its value
+/// or, rejected, as thrown; anything else as it is.
+fn settled<'js>(ctx: &Ctx<'js>, returned: Value<'js>) -> rquickjs::Result<Value<'js>> {
+    let Some(promise) = returned.as_promise() else { return Ok(returned) };
+    match promise.result::<Value>() {
+        None => Ok(Value::new_undefined(ctx.clone())),
+        Some(Ok(value)) => Ok(value),
+        Some(Err(error)) => Err(error),
+    }
 }
 
 /// Header values a script set must not smuggle extra header lines into the request.
