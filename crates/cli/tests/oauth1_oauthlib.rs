@@ -4,32 +4,16 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use support::{Home, Running, free_port, http};
+use support::{Home, Running, http};
 
 fn provider(home: &Home) -> (Running, String) {
-    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
     let key_file = home.dir.path().join("rsa.pem");
-    let mut child = Command::new(python)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oauth1_provider.py"))
-        .arg(port.to_string())
-        .arg(&key_file)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(
-        line.trim(),
-        "ready",
-        "the oauthlib provider did not start (pip install oauthlib cryptography)"
+    let running = support::python_peer(
+        "oauth1_provider.py",
+        "http",
+        &[key_file.to_str().unwrap()],
+        "pip install oauthlib cryptography",
     );
-    let running =
-        Running { child, base: format!("http://127.0.0.1:{port}"), log: key_file.clone() };
     (running, std::fs::read_to_string(key_file).unwrap())
 }
 
