@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use latchkey_core::Secret;
 
 /// Latchkey: connect to any HTTP API on behalf of your users.
 #[derive(Debug, Parser)]
@@ -23,6 +24,10 @@ pub struct Global {
     /// Data directory: the SQLite database and, on the embedded default, the generated keys.
     #[arg(long, global = true, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
     pub data_dir: PathBuf,
+    /// The database: a `postgres://` or `postgresql://` URL to share one PostgreSQL database
+    /// between instances; unset, the SQLite file in the data directory.
+    #[arg(long, global = true, env = "LATCHKEY_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
     /// A directory of connector files added to the built-in catalog (may repeat).
     #[arg(long = "connectors", global = true, env = "LATCHKEY_CONNECTORS", value_delimiter = ':')]
     pub connectors: Vec<PathBuf>,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use latchkey_core::Secret;
+use latchkey_engine::data_dir::Database;
 use latchkey_engine::{Catalog, DataDir, Engine, KeySource};
 use tracing_subscriber::EnvFilter;
 
@@ -48,7 +49,7 @@ pub fn secret_from_env(name: &str) -> anyhow::Result<Option<Secret>> {
     Ok(None)
 }
 
-/// The engine over the data directory's store.
+/// The engine over the configured store (PostgreSQL, or SQLite in the data directory).
 pub async fn engine(global: &Global) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     engine_with(global, None).await
 }
@@ -59,7 +60,8 @@ pub async fn engine_with(
     webhook: Option<latchkey_engine::WebhookConfig>,
 ) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     let data_dir = DataDir::new(&global.data_dir)?;
-    let store = data_dir.open_store(&key_source()).await?;
+    let database = Database::from_url(global.database_url.as_ref())?;
+    let store = data_dir.open_store(&key_source(), &database).await?;
     let catalog = Catalog::load(&global.connectors);
     let extra_root_certificates = match &global.ca_file {
         Some(path) => {
@@ -77,7 +79,7 @@ pub async fn engine_with(
         cpu_time: std::time::Duration::from_millis(global.script_cpu_ms.max(1)),
         memory_bytes: global.script_memory_mib.max(1).saturating_mul(1024 * 1024),
     };
-    let mut engine = Engine::new(Arc::new(store), catalog, net).await?.with_script_limits(limits);
+    let mut engine = Engine::new(store, catalog, net).await?.with_script_limits(limits);
     if let Some(webhook) = webhook {
         engine = engine.with_webhook(webhook);
     }

@@ -1,11 +1,14 @@
-//! The data directory: the SQLite database, and on the embedded default the generated master key
-//! and API key. Decides which master key to use and refuses to start without the right one.
+//! The data directory: the SQLite database (unless a PostgreSQL URL is given), and on the
+//! embedded default the generated master key and API key. Decides which store and master key to
+//! use and refuses to start without the right key.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use latchkey_core::Secret;
-use latchkey_store::{Keyring, MasterKey, SqliteStore, StoreError};
+use latchkey_store::postgres::is_postgres_url;
+use latchkey_store::{Keyring, MasterKey, PgStore, SqliteStore, Store, StoreError};
 
 const DB_FILE: &str = "latchkey.db";
 const MASTER_KEY_FILE: &str = "master.key";
@@ -23,6 +26,29 @@ pub enum KeySource {
     DataDir,
 }
 
+/// Where the store keeps its data.
+#[derive(Debug, Clone, Default)]
+pub enum Database {
+    /// `latchkey.db` (SQLite) in the data directory: the embedded default.
+    #[default]
+    DataDir,
+    /// A PostgreSQL database, shared by several instances. The URL may hold a password.
+    Postgres(Secret),
+}
+
+impl Database {
+    /// The database `--database-url` / `LATCHKEY_DATABASE_URL` names: a `postgres://` or
+    /// `postgresql://` URL selects PostgreSQL; none (or an empty one) the SQLite file in the
+    /// data directory. Any other URL is refused rather than silently ignored.
+    pub fn from_url(url: Option<&Secret>) -> Result<Self, SetupError> {
+        match url.map(|url| url.expose().trim()) {
+            None | Some("") => Ok(Self::DataDir),
+            Some(text) if is_postgres_url(text) => Ok(Self::Postgres(Secret::new(text))),
+            Some(_) => Err(SetupError::UnsupportedDatabase),
+        }
+    }
+}
+
 /// Start-up failures, with the fix in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -37,13 +63,19 @@ pub enum SetupError {
     /// The master key is malformed.
     #[error("master key: {0}")]
     BadKey(String),
+    /// The database URL names a database Latchkey cannot use.
+    #[error(
+        "the database URL is not a PostgreSQL URL (postgres://… or postgresql://); leave it \
+         unset to use SQLite in the data directory"
+    )]
+    UnsupportedDatabase,
     /// The database holds data but no key was found.
     #[error(
-        "the database {db} exists but no master key was given: set LATCHKEY_MASTER_KEY or \
-         LATCHKEY_MASTER_KEY_FILE, or restore {key_file}"
+        "the database {db} holds encrypted secrets but no master key was given: set \
+         LATCHKEY_MASTER_KEY or LATCHKEY_MASTER_KEY_FILE, or restore {key_file}"
     )]
     MissingKey {
-        /// The database path.
+        /// The database path, or the PostgreSQL server and database (never the URL's password).
         db: String,
         /// Where the generated key would be.
         key_file: String,
@@ -77,14 +109,27 @@ impl DataDir {
         self.path.join(DB_FILE)
     }
 
-    /// Opens the store with the master key from `source`, generating one into the directory
-    /// when there is neither a key nor a database yet.
-    pub async fn open_store(&self, source: &KeySource) -> Result<SqliteStore, SetupError> {
-        let key = self.master_key(source).await?;
-        Ok(SqliteStore::open(&self.database(), Keyring::single(key)).await?)
+    /// Opens the store in `database` with the master key from `source`. With neither a key
+    /// given nor one in the directory, a key is generated into the directory only when no
+    /// database that start-up could reach (the directory's SQLite file, and the PostgreSQL
+    /// database if one is named) holds secrets yet; otherwise [`SetupError::MissingKey`].
+    pub async fn open_store(
+        &self,
+        source: &KeySource,
+        database: &Database,
+    ) -> Result<Arc<dyn Store>, SetupError> {
+        let key = Keyring::single(self.master_key(source, database).await?);
+        Ok(match database {
+            Database::DataDir => Arc::new(SqliteStore::open(&self.database(), key).await?),
+            Database::Postgres(url) => Arc::new(PgStore::connect(url.expose(), key).await?),
+        })
     }
 
-    async fn master_key(&self, source: &KeySource) -> Result<MasterKey, SetupError> {
+    async fn master_key(
+        &self,
+        source: &KeySource,
+        database: &Database,
+    ) -> Result<MasterKey, SetupError> {
         let parse = |text: &str| {
             MasterKey::from_base64(text).map_err(|e| SetupError::BadKey(e.to_string()))
         };
@@ -104,12 +149,18 @@ impl DataDir {
                     );
                     return parse(text.expose());
                 }
+                let missing = |db: String| SetupError::MissingKey {
+                    db,
+                    key_file: key_file.display().to_string(),
+                };
                 let db = self.database();
                 if db.exists() && SqliteStore::has_secrets(&db).await? {
-                    return Err(SetupError::MissingKey {
-                        db: db.display().to_string(),
-                        key_file: key_file.display().to_string(),
-                    });
+                    return Err(missing(db.display().to_string()));
+                }
+                if let Database::Postgres(url) = database
+                    && PgStore::has_secrets(url.expose()).await?
+                {
+                    return Err(missing(describe_postgres(url.expose())));
                 }
                 let key = MasterKey::generate();
                 write_private(&key_file, key.to_base64().expose())
@@ -147,6 +198,19 @@ pub fn random_token(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
     rand::fill(&mut buf[..]);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
+}
+
+/// A PostgreSQL URL without its user, password and parameters, for messages.
+fn describe_postgres(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(url) => format!(
+            "postgres://{}:{}{}",
+            url.host_str().unwrap_or("localhost"),
+            url.port().unwrap_or(5432),
+            url.path()
+        ),
+        Err(_) => "(the PostgreSQL database)".to_owned(),
+    }
 }
 
 fn io_err(path: &Path, source: std::io::Error) -> SetupError {

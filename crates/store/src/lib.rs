@@ -1,13 +1,33 @@
-//! Latchkey's persistence: the [`Store`] trait that the engine and server use, its SQLite
-//! backend, and envelope encryption of every secret with a versioned keyring.
+//! Latchkey's persistence: the [`Store`] trait that the engine and server use, its two
+//! backends, and envelope encryption of every secret with a versioned keyring.
 //!
-//! Secrets never reach the database in plain text: each credential field and client secret is
-//! sealed on its own with AES-256-GCM, bound to its owner and field by associated data
-//! ([`crypto::aad`]), and opened again only when a record is read.
+//! - [`SqliteStore`]: the embedded default, one file in the data directory.
+//! - [`PgStore`]: PostgreSQL, for several instances sharing one database.
+//!
+//! Both keep the same schema (migrations per backend in `migrations/sqlite` and
+//! `migrations/postgres`), decode rows with the same code and pass the same tests
+//! (`src/tests.rs`). Across processes, a connection's `version` fences credential writes (a
+//! transaction holding the write lock on SQLite, a `SELECT … FOR UPDATE` row lock on
+//! PostgreSQL), leases ([`Store::try_lock`]) make a refresh happen once, and OAuth states and
+//! connect sessions are single-use through one conditional statement each.
+//!
+//! Secrets never reach the database in plain text: each credential field, client secret, PKCE
+//! verifier and script-stored value is sealed on its own with AES-256-GCM, bound to its owner
+//! and field by associated data ([`crypto::aad`]), and opened again only when a record is read.
+//! A key-check row per key version makes a wrong or missing key stop start-up
+//! ([`StoreError::WrongKey`], [`StoreError::MissingKey`]).
+
+// First, so the column-list macros it defines are in scope in the backends.
+#[macro_use]
+mod rows;
 
 pub mod crypto;
 pub mod model;
+pub mod postgres;
+mod secret_rows;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 
@@ -18,6 +38,7 @@ pub use model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
+pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store. No message contains a secret value.

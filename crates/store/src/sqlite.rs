@@ -1,13 +1,11 @@
 //! The SQLite backend: the embedded default. One file in WAL mode; every secret sealed into the
 //! `secrets` table, one row per field, bound to its owner and field by associated data.
 
-#[macro_use]
-mod rows;
 mod flows;
 mod queries;
 mod secrets;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::path::Path;
 use std::time::Duration;
@@ -22,12 +20,6 @@ use crate::StoreError;
 use crate::crypto::Keyring;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
-
-const CONNECTION: &str = "connection";
-const INTEGRATION: &str = "integration";
-/// Owner kind of the values connector scripts store per connection.
-const SCRIPT_STORAGE: &str = "script_storage";
-const CLIENT_SECRET: &str = "client_secret";
 
 /// A [`Store`](crate::Store) on one SQLite database.
 #[derive(Debug)]

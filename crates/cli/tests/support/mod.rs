@@ -129,6 +129,7 @@ impl Home {
             .env_remove("LATCHKEY_API_KEY")
             .env_remove("LATCHKEY_DATA_DIR")
             .env_remove("LATCHKEY_CONNECTORS")
+            .env_remove("LATCHKEY_DATABASE_URL")
             .stdin(Stdio::null());
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

@@ -3,25 +3,15 @@
 
 use std::time::Duration;
 
-use sqlx::Row as _;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 use time::OffsetDateTime;
 
-use super::rows::{nanos, timestamp};
 use super::secrets::{delete_secrets, read_secrets, write_secret};
 use crate::StoreError;
 use crate::crypto::Keyring;
 use crate::model::{ConnectSession, OAuthState, SessionStatus};
-
-macro_rules! session_select {
-    () => {
-        "SELECT id, token_hash, integration, connection_id, end_user_id, allowed_origin, config, status,
-            result_connection, error, expires_at, created_at FROM connect_sessions"
-    };
-}
-
-const OAUTH_STATE: &str = "oauth_state";
-const PKCE_VERIFIER: &str = "pkce_verifier";
+use crate::rows::{self, SessionKey, nanos, to_json};
+use crate::secret_rows::{OAUTH_STATE, PKCE_VERIFIER};
 
 pub(super) async fn create_connect_session(
     pool: &SqlitePool,
@@ -38,10 +28,7 @@ pub(super) async fn create_connect_session(
     .bind(&s.connection_id)
     .bind(&s.end_user_id)
     .bind(&s.allowed_origin)
-    .bind(
-        serde_json::to_string(&s.config)
-            .map_err(|_| StoreError::Database("cannot encode config".into()))?,
-    )
+    .bind(to_json(&s.config, "config")?)
     .bind(s.status.as_str())
     .bind(&s.result_connection)
     .bind(&s.error)
@@ -52,13 +39,6 @@ pub(super) async fn create_connect_session(
     Ok(())
 }
 
-/// Which column a session is found by.
-#[derive(Debug, Clone, Copy)]
-pub(super) enum SessionKey {
-    Id,
-    TokenHash,
-}
-
 /// One session by id or by token hash.
 pub(super) async fn connect_session(
     pool: &SqlitePool,
@@ -66,31 +46,15 @@ pub(super) async fn connect_session(
     value: &str,
 ) -> Result<Option<ConnectSession>, StoreError> {
     let sql = match key {
-        SessionKey::Id => concat!(session_select!(), " WHERE id = ?"),
-        SessionKey::TokenHash => concat!(session_select!(), " WHERE token_hash = ?"),
+        SessionKey::Id => {
+            concat!("SELECT ", session_columns!(), " FROM connect_sessions WHERE id = ?")
+        }
+        SessionKey::TokenHash => {
+            concat!("SELECT ", session_columns!(), " FROM connect_sessions WHERE token_hash = ?")
+        }
     };
     let row = sqlx::query(sql).bind(value).fetch_optional(pool).await?;
-    row.as_ref().map(session_from_row).transpose()
-}
-
-fn session_from_row(row: &SqliteRow) -> Result<ConnectSession, StoreError> {
-    let status: String = row.try_get("status")?;
-    Ok(ConnectSession {
-        id: row.try_get("id")?,
-        token_hash: row.try_get("token_hash")?,
-        integration: row.try_get("integration")?,
-        connection_id: row.try_get("connection_id")?,
-        end_user_id: row.try_get("end_user_id")?,
-        allowed_origin: row.try_get("allowed_origin")?,
-        config: serde_json::from_str(row.try_get::<&str, _>("config")?)
-            .map_err(|_| StoreError::Database("column config is not a JSON object".into()))?,
-        status: SessionStatus::parse(&status)
-            .ok_or_else(|| StoreError::Database(format!("unknown session status {status:?}")))?,
-        result_connection: row.try_get("result_connection")?,
-        error: row.try_get("error")?,
-        expires_at: timestamp(row.try_get("expires_at")?)?,
-        created_at: timestamp(row.try_get("created_at")?)?,
-    })
+    row.as_ref().map(rows::connect_session).transpose()
 }
 
 pub(super) async fn start_connect_session(pool: &SqlitePool, id: &str) -> Result<bool, StoreError> {
@@ -178,14 +142,8 @@ pub(super) async fn take_oauth_state(
     let mut secrets = read_secrets(&mut tx, OAUTH_STATE, Some(state_hash), keyring).await?;
     delete_secrets(&mut tx, OAUTH_STATE, state_hash).await?;
     tx.commit().await?;
-    Ok(Some(OAuthState {
-        state_hash: row.try_get("state_hash")?,
-        connect_session: row.try_get("connect_session")?,
-        browser_hash: row.try_get("browser_hash")?,
-        redirect_uri: row.try_get("redirect_uri")?,
-        pkce_verifier: secrets.remove(state_hash).and_then(|mut s| s.remove(PKCE_VERIFIER)),
-        expires_at: timestamp(row.try_get("expires_at")?)?,
-    }))
+    let verifier = secrets.remove(state_hash).and_then(|mut s| s.remove(PKCE_VERIFIER));
+    rows::oauth_state(&row, verifier).map(Some)
 }
 
 pub(super) async fn try_lock(

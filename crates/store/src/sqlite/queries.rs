@@ -9,21 +9,21 @@ use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-use super::rows::{self, nanos, timestamp};
-use super::secrets::{SecretRow, delete_secrets, read_secrets, write_secret};
-use super::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SqliteStore, flows};
+use super::secrets::{delete_secrets, read_secrets, write_secret};
+use super::{SqliteStore, flows};
 use crate::crypto::Keyring;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
+use crate::rows::{self, SessionKey, nanos, parse_json, to_json};
+use crate::secret_rows::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SecretRow};
 use crate::{Store, StoreError};
 
 #[async_trait::async_trait]
 impl Store for SqliteStore {
     async fn put_integration(&self, i: &IntegrationRecord) -> Result<(), StoreError> {
-        let scopes = serde_json::to_string(&i.scopes)
-            .map_err(|_| StoreError::Database("cannot encode integration scopes".into()))?;
+        let scopes = to_json(&i.scopes, "integration scopes")?;
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO integrations (id, connector, client_id, scopes, settings, created_at,
@@ -207,8 +207,7 @@ impl Store for SqliteStore {
             write_secret(&mut tx, CONNECTION, id, field, value, &self.keyring).await?;
         }
         let mut config: BTreeMap<String, String> =
-            serde_json::from_str(row.try_get::<&str, _>("config")?)
-                .map_err(|_| StoreError::Database("column config is not a JSON object".into()))?;
+            parse_json(row.try_get::<&str, _>("config")?, "config")?;
         config.extend(update.config.clone());
         let status: String = match update.status {
             Some(status) => status.as_str().to_owned(),
@@ -220,10 +219,7 @@ impl Store for SqliteStore {
                 updated_at = ? WHERE id = ?",
         )
         .bind(update.expires_at.map(nanos).transpose()?)
-        .bind(
-            serde_json::to_string(&config)
-                .map_err(|_| StoreError::Database("cannot encode config".into()))?,
-        )
+        .bind(to_json(&config, "config")?)
         .bind(status)
         .bind(version)
         .bind(nanos(OffsetDateTime::now_utc())?)
@@ -254,14 +250,14 @@ impl Store for SqliteStore {
     }
 
     async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
-        flows::connect_session(&self.pool, flows::SessionKey::Id, id).await
+        flows::connect_session(&self.pool, SessionKey::Id, id).await
     }
 
     async fn find_connect_session(
         &self,
         token_hash: &str,
     ) -> Result<Option<ConnectSession>, StoreError> {
-        flows::connect_session(&self.pool, flows::SessionKey::TokenHash, token_hash).await
+        flows::connect_session(&self.pool, SessionKey::TokenHash, token_hash).await
     }
 
     async fn start_connect_session(&self, id: &str) -> Result<bool, StoreError> {
@@ -318,13 +314,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await?
             .iter()
-            .map(|row| {
-                Ok(CustomConnector {
-                    id: row.try_get("id")?,
-                    source: row.try_get("source")?,
-                    updated_at: timestamp(row.try_get("updated_at")?)?,
-                })
-            })
+            .map(rows::custom_connector)
             .collect()
     }
 
@@ -392,8 +382,7 @@ async fn write_connection_row(
     c: &ConnectionRecord,
     version: i64,
 ) -> Result<(), StoreError> {
-    let config = serde_json::to_string(&c.config)
-        .map_err(|_| StoreError::Database("cannot encode connection config".into()))?;
+    let config = to_json(&c.config, "connection config")?;
     sqlx::query(
         "INSERT INTO connections (id, connector, integration, auth_method, config, status,
             label, end_user_id, expires_at, version, created_at, updated_at)

@@ -1,0 +1,116 @@
+//! The PostgreSQL backend, for several Latchkey instances sharing one database. The schema, the
+//! row encodings and the sealing are the SQLite backend's; what differs is concurrency: instead
+//! of SQLite's database-wide write lock, writers take row locks (`SELECT … FOR UPDATE`), and
+//! single-use rows and leases change with one conditional statement each.
+
+mod flows;
+mod queries;
+mod secrets;
+#[cfg(test)]
+pub(crate) mod tests;
+
+use std::time::Duration;
+
+use sqlx::Connection as _;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+
+use crate::StoreError;
+use crate::crypto::Keyring;
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// A [`Store`](crate::Store) on one PostgreSQL database (in the schema the connection's
+/// `search_path` names first, `public` by default).
+#[derive(Debug)]
+pub struct PgStore {
+    pool: PgPool,
+    keyring: Keyring,
+}
+
+impl PgStore {
+    /// Connects to the database at `url` (`postgres://user:password@host:port/database?…`; a
+    /// schema can be chosen with `options=-c search_path=NAME`), brings its schema up to date
+    /// and checks that `keyring` opens it: [`StoreError::WrongKey`] if the database was
+    /// encrypted with another key. Several instances may start at once: migrations and the key
+    /// check each run under a lock.
+    pub async fn connect(url: &str, keyring: Keyring) -> Result<Self, StoreError> {
+        Self::connect_with(parse_url(url)?, keyring).await
+    }
+
+    /// [`PgStore::connect`] with options built in code.
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        keyring: Keyring,
+    ) -> Result<Self, StoreError> {
+        // One connection first, so an unreachable server fails at once with its cause rather
+        // than as a pool timeout.
+        let mut conn = connect_once(&options).await?;
+        MIGRATOR.run(&mut conn).await?;
+        secrets::check_keyring(&mut conn, &keyring).await?;
+        conn.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_lazy_with(options);
+        tracing::debug!(key_version = keyring.current_version(), "postgres store opened");
+        Ok(Self { pool, keyring })
+    }
+
+    /// Whether the database at `url` was initialised with a master key (its schema holds a key
+    /// check or secrets). A caller that has no key should refuse to start with
+    /// [`StoreError::MissingKey`] when this is `true`, and may generate a key only when it is
+    /// `false`. Creates and changes nothing.
+    pub async fn has_secrets(url: &str) -> Result<bool, StoreError> {
+        Self::has_secrets_with(&parse_url(url)?).await
+    }
+
+    /// [`PgStore::has_secrets`] with options built in code.
+    pub async fn has_secrets_with(options: &PgConnectOptions) -> Result<bool, StoreError> {
+        let mut conn = connect_once(options).await?;
+        // `to_regclass` resolves through the search path, as the store's own queries do.
+        let initialised: bool = sqlx::query_scalar(
+            "SELECT to_regclass('keyring_check') IS NOT NULL AND to_regclass('secrets') IS NOT NULL",
+        )
+        .fetch_one(&mut conn)
+        .await?;
+        let found = if initialised {
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM keyring_check) OR EXISTS (SELECT 1 FROM secrets)",
+            )
+            .fetch_one(&mut conn)
+            .await?
+        } else {
+            false
+        };
+        conn.close().await?;
+        Ok(found)
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Whether `url` names a PostgreSQL database (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(url: &str) -> bool {
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    scheme.eq_ignore_ascii_case("postgres") || scheme.eq_ignore_ascii_case("postgresql")
+}
+
+/// Parses a connection URL. The message never repeats the URL, which may hold a password.
+fn parse_url(url: &str) -> Result<PgConnectOptions, StoreError> {
+    url.parse().map_err(|e| StoreError::Database(format!("invalid PostgreSQL connection URL: {e}")))
+}
+
+/// One connection outside the pool, with the server's address in the error.
+async fn connect_once(options: &PgConnectOptions) -> Result<PgConnection, StoreError> {
+    PgConnection::connect_with(options).await.map_err(|e| {
+        StoreError::Database(format!(
+            "cannot connect to PostgreSQL at {}:{}: {e}",
+            options.get_host(),
+            options.get_port()
+        ))
+    })
+}

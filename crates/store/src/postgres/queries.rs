@@ -1,0 +1,460 @@
+//! The [`Store`] operations on PostgreSQL. A write of several statements runs in one
+//! transaction (READ COMMITTED) and first locks the row it changes — by `SELECT … FOR UPDATE` or
+//! by the upsert itself — so a concurrent writer waits and then sees the committed result: the
+//! version fence in `update_credentials` is never checked against a stale row.
+
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+use sqlx::Row as _;
+use sqlx::postgres::PgConnection;
+use time::OffsetDateTime;
+
+use super::secrets::{delete_secrets, read_secrets, write_secret};
+use super::{PgStore, flows};
+use crate::crypto::Keyring;
+use crate::model::{
+    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
+    CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
+};
+use crate::rows::{self, SessionKey, nanos, parse_json, to_json};
+use crate::secret_rows::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SecretRow};
+use crate::{Store, StoreError};
+
+/// How a read of a record and its secrets begins: one snapshot for all its statements, so a
+/// reader never pairs a row with secrets from before or after a concurrent write.
+const READ_SNAPSHOT: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// The `connections` upsert; `$10` is the version a new row gets, and `version_on_conflict`
+/// what an existing row's version becomes.
+macro_rules! upsert_connection {
+    ($version_on_conflict:literal) => {
+        concat!(
+            "INSERT INTO connections (id, connector, integration, auth_method, config, status,
+                label, end_user_id, expires_at, version, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             ON CONFLICT (id) DO ",
+            $version_on_conflict
+        )
+    };
+}
+
+#[async_trait::async_trait]
+impl Store for PgStore {
+    async fn put_integration(&self, i: &IntegrationRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO integrations (id, connector, client_id, scopes, settings, created_at,
+                updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET
+                connector = excluded.connector, client_id = excluded.client_id,
+                scopes = excluded.scopes, settings = excluded.settings,
+                created_at = excluded.created_at, updated_at = excluded.updated_at",
+        )
+        .bind(&i.id)
+        .bind(&i.connector)
+        .bind(&i.client_id)
+        .bind(to_json(&i.scopes, "integration scopes")?)
+        .bind(i.settings.to_string())
+        .bind(nanos(i.created_at)?)
+        .bind(nanos(i.updated_at)?)
+        .execute(&mut *tx)
+        .await?;
+        delete_secrets(&mut tx, INTEGRATION, &i.id).await?;
+        if let Some(secret) = &i.client_secret {
+            write_secret(&mut tx, INTEGRATION, &i.id, CLIENT_SECRET, secret, &self.keyring).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(READ_SNAPSHOT).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut secrets = read_secrets(&mut tx, INTEGRATION, Some(id), &self.keyring).await?;
+        tx.commit().await?;
+        let own = secrets.remove(id).unwrap_or_default();
+        rows::integration(&row, own).map(Some)
+    }
+
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(READ_SNAPSHOT).await?;
+        let found = sqlx::query(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations ORDER BY id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut secrets = read_secrets(&mut tx, INTEGRATION, None, &self.keyring).await?;
+        tx.commit().await?;
+        found
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                rows::integration(row, secrets.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("DELETE FROM integrations WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        delete_secrets(&mut tx, INTEGRATION, id).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn insert_connection(&self, c: &ConnectionRecord) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = bind_connection(sqlx::query(upsert_connection!("NOTHING")), c, 1)?
+            .execute(&mut *tx)
+            .await?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::Conflict { kind: CONNECTION, id: c.id.clone() });
+        }
+        write_credentials(&mut tx, &self.keyring, c).await?;
+        tx.commit().await?;
+        Ok(1)
+    }
+
+    async fn put_connection(&self, c: &ConnectionRecord) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = bind_connection(
+            sqlx::query(upsert_connection!(
+                "UPDATE SET
+                    connector = excluded.connector, integration = excluded.integration,
+                    auth_method = excluded.auth_method, config = excluded.config,
+                    status = excluded.status, label = excluded.label,
+                    end_user_id = excluded.end_user_id, expires_at = excluded.expires_at,
+                    version = connections.version + 1, created_at = excluded.created_at,
+                    updated_at = excluded.updated_at
+                 RETURNING version"
+            )),
+            c,
+            1,
+        )?
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("version")?;
+        write_credentials(&mut tx, &self.keyring, c).await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(READ_SNAPSHOT).await?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut secrets = read_secrets(&mut tx, CONNECTION, Some(id), &self.keyring).await?;
+        tx.commit().await?;
+        let summary = rows::connection(&row, Vec::new())?;
+        Ok(Some(rows::with_credentials(summary, secrets.remove(id).unwrap_or_default())))
+    }
+
+    async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
+        let mut tx = self.pool.begin_with(READ_SNAPSHOT).await?;
+        let found = sqlx::query(concat!(
+            "SELECT ",
+            connection_columns!(),
+            " FROM connections ORDER BY created_at, id"
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for row in sqlx::query(
+            "SELECT owner_id, field FROM secrets WHERE owner_kind = $1 ORDER BY owner_id, field",
+        )
+        .bind(CONNECTION)
+        .fetch_all(&mut *tx)
+        .await?
+        {
+            fields.entry(row.try_get("owner_id")?).or_default().push(row.try_get("field")?);
+        }
+        tx.commit().await?;
+        found
+            .iter()
+            .map(|row| {
+                let id: String = row.try_get("id")?;
+                rows::connection(row, fields.remove(&id).unwrap_or_default())
+            })
+            .collect()
+    }
+
+    async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let done =
+            sqlx::query("DELETE FROM connections WHERE id = $1").bind(id).execute(&mut *tx).await?;
+        delete_secrets(&mut tx, CONNECTION, id).await?;
+        delete_secrets(&mut tx, SCRIPT_STORAGE, id).await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_connection_status(
+        &self,
+        id: &str,
+        status: ConnectionStatus,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE connections SET status = $1, version = version + 1, updated_at = $2
+             WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(nanos(OffsetDateTime::now_utc())?)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_credentials(
+        &self,
+        id: &str,
+        expected_version: i64,
+        update: &CredentialUpdate,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The row lock is held to commit: a second refresher waits here, then reads the
+        // version the first one wrote.
+        let row =
+            sqlx::query("SELECT version, config, status FROM connections WHERE id = $1 FOR UPDATE")
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or_else(|| StoreError::NotFound { kind: CONNECTION, id: id.to_owned() })?;
+        let found: i64 = row.try_get("version")?;
+        if found != expected_version {
+            return Err(StoreError::VersionConflict {
+                id: id.to_owned(),
+                expected: expected_version,
+                found,
+            });
+        }
+        for (field, value) in &update.credentials {
+            write_secret(&mut tx, CONNECTION, id, field, value, &self.keyring).await?;
+        }
+        let mut config: BTreeMap<String, String> =
+            parse_json(row.try_get::<&str, _>("config")?, "config")?;
+        config.extend(update.config.clone());
+        let status: String = match update.status {
+            Some(status) => status.as_str().to_owned(),
+            None => row.try_get("status")?,
+        };
+        let version = found + 1;
+        sqlx::query(
+            "UPDATE connections SET expires_at = $1, config = $2, status = $3, version = $4,
+                updated_at = $5 WHERE id = $6",
+        )
+        .bind(update.expires_at.map(nanos).transpose()?)
+        .bind(to_json(&config, "config")?)
+        .bind(status)
+        .bind(version)
+        .bind(nanos(OffsetDateTime::now_utc())?)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+
+    async fn connections_expiring(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM connections WHERE status = 'ok' AND expires_at IS NOT NULL
+                AND expires_at < $1 ORDER BY expires_at LIMIT $2",
+        )
+        .bind(nanos(before)?)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn create_connect_session(&self, session: &ConnectSession) -> Result<(), StoreError> {
+        flows::create_connect_session(&self.pool, session).await
+    }
+
+    async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {
+        flows::connect_session(&self.pool, SessionKey::Id, id).await
+    }
+
+    async fn find_connect_session(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ConnectSession>, StoreError> {
+        flows::connect_session(&self.pool, SessionKey::TokenHash, token_hash).await
+    }
+
+    async fn start_connect_session(&self, id: &str) -> Result<bool, StoreError> {
+        flows::start_connect_session(&self.pool, id).await
+    }
+
+    async fn finish_connect_session(
+        &self,
+        id: &str,
+        status: SessionStatus,
+        connection: Option<&str>,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        flows::finish_connect_session(&self.pool, id, status, connection, error).await
+    }
+
+    async fn put_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError> {
+        flows::put_oauth_state(&self.pool, state, &self.keyring).await
+    }
+
+    async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError> {
+        flows::take_oauth_state(&self.pool, state_hash, &self.keyring).await
+    }
+
+    async fn try_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        flows::try_lock(&self.pool, name, holder, ttl).await
+    }
+
+    async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        flows::unlock(&self.pool, name, holder).await
+    }
+
+    async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO custom_connectors (id, source, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET source = excluded.source,
+                updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(source)
+        .bind(nanos(OffsetDateTime::now_utc())?)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_custom_connectors(&self) -> Result<Vec<CustomConnector>, StoreError> {
+        sqlx::query("SELECT id, source, updated_at FROM custom_connectors ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(rows::custom_connector)
+            .collect()
+    }
+
+    async fn delete_custom_connector(&self, id: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM custom_connectors WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn script_value(
+        &self,
+        connection: &str,
+        key: &str,
+    ) -> Result<Option<Secret>, StoreError> {
+        let row = sqlx::query(
+            "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
+             WHERE owner_kind = $1 AND owner_id = $2 AND field = $3",
+        )
+        .bind(SCRIPT_STORAGE)
+        .bind(connection)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| SecretRow::from_row(&row)?.open(&self.keyring)).transpose()
+    }
+
+    async fn put_script_value(
+        &self,
+        connection: &str,
+        key: &str,
+        value: &Secret,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        write_secret(&mut conn, SCRIPT_STORAGE, connection, key, value, &self.keyring).await
+    }
+
+    async fn delete_script_value(&self, connection: &str, key: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "DELETE FROM secrets WHERE owner_kind = $1 AND owner_id = $2 AND field = $3",
+        )
+        .bind(SCRIPT_STORAGE)
+        .bind(connection)
+        .bind(key)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn script_keys(&self, connection: &str) -> Result<Vec<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT field FROM secrets WHERE owner_kind = $1 AND owner_id = $2 ORDER BY field",
+        )
+        .bind(SCRIPT_STORAGE)
+        .bind(connection)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// Binds a connection's columns to `upsert_connection!`, with `version` for a new row.
+fn bind_connection<'q>(
+    query: PgQuery<'q>,
+    c: &'q ConnectionRecord,
+    version: i64,
+) -> Result<PgQuery<'q>, StoreError> {
+    Ok(query
+        .bind(&c.id)
+        .bind(&c.connector)
+        .bind(&c.integration)
+        .bind(&c.auth_method)
+        .bind(to_json(&c.config, "connection config")?)
+        .bind(c.status.as_str())
+        .bind(&c.label)
+        .bind(&c.end_user_id)
+        .bind(c.expires_at.map(nanos).transpose()?)
+        .bind(version)
+        .bind(nanos(c.created_at)?)
+        .bind(nanos(c.updated_at)?))
+}
+
+/// Replaces all of a connection's credentials; the caller holds the row locked.
+async fn write_credentials(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    c: &ConnectionRecord,
+) -> Result<(), StoreError> {
+    delete_secrets(conn, CONNECTION, &c.id).await?;
+    for (field, value) in &c.credentials {
+        write_secret(conn, CONNECTION, &c.id, field, value, keyring).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! The PostgreSQL backend under the shared store tests, and what only it has: several instances
+//! starting on one database, and connection errors.
+//!
+//! Each test gets a schema of its own (`lk_<random>`, dropped afterwards) on the server at
+//! `LATCHKEY_TEST_POSTGRES_URL` (default `postgres://postgres@127.0.0.1:5432/test`), so tests
+//! run in parallel. Without a reachable server these tests fail: CI provides one.
+
+use std::sync::Arc;
+
+use latchkey_core::Secret;
+use sqlx::Connection as _;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+
+use super::{PgStore, is_postgres_url};
+use crate::crypto::{Keyring, MasterKey};
+use crate::tests::{Backend, connection};
+use crate::{Store, StoreError};
+
+const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// The test server's URL.
+pub(crate) fn server_url() -> String {
+    std::env::var("LATCHKEY_TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned())
+}
+
+async fn admin() -> PgConnection {
+    let url = server_url();
+    let options: PgConnectOptions =
+        url.parse().expect("LATCHKEY_TEST_POSTGRES_URL is not a PostgreSQL URL");
+    PgConnection::connect_with(&options).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is not reachable at {url} ({e}). These tests need a server: start it \
+             (`service postgresql start`) or point LATCHKEY_TEST_POSTGRES_URL at one."
+        )
+    })
+}
+
+/// A schema of its own on the test server, dropped (with everything in it) on drop.
+pub(crate) struct Schema {
+    name: String,
+}
+
+impl Schema {
+    pub(crate) async fn create() -> Self {
+        let name = format!("lk_{:016x}", rand::random::<u64>());
+        let mut conn = admin().await;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        Self { name }
+    }
+
+    /// Connection options whose `search_path` is this schema.
+    pub(crate) fn options(&self) -> PgConnectOptions {
+        server_url().parse::<PgConnectOptions>().unwrap().options([("search_path", &self.name)])
+    }
+}
+
+impl Drop for Schema {
+    fn drop(&mut self) {
+        // Drop cannot await, and the test's runtime may be unwinding: a thread of its own.
+        let sql = format!("SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS {} CASCADE", self.name);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let mut conn = admin().await;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await?;
+                conn.close().await
+            })?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test schema {}", self.name);
+        }
+    }
+}
+
+/// A fresh schema and a store on it.
+pub(crate) struct PgBackend {
+    store: Arc<PgStore>,
+    key: Secret,
+    schema: Schema,
+}
+
+impl Backend for PgBackend {
+    const NAME: &'static str = "PgStore";
+
+    async fn start() -> Self {
+        let schema = Schema::create().await;
+        let key = MasterKey::generate();
+        let encoded = key.to_base64();
+        let store =
+            Arc::new(PgStore::connect_with(schema.options(), Keyring::single(key)).await.unwrap());
+        Self { store, key: encoded, schema }
+    }
+
+    fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    fn key(&self) -> MasterKey {
+        MasterKey::from_base64(self.key.expose()).unwrap()
+    }
+
+    async fn reopen(&self, keyring: Keyring) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(PgStore::connect_with(self.schema.options(), keyring).await?))
+    }
+
+    async fn has_secrets(&self) -> bool {
+        PgStore::has_secrets_with(&self.schema.options()).await.unwrap()
+    }
+
+    async fn execute(&self, sql: &str) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&self.store.pool).await.unwrap();
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(&self.store.pool).await.unwrap()
+    }
+
+    async fn dump(&self) -> Vec<u8> {
+        let tables: Vec<String> = sqlx::query_scalar(
+            "SELECT table_name::text FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'",
+        )
+        .fetch_all(&self.store.pool)
+        .await
+        .unwrap();
+        assert!(tables.iter().any(|t| t == "secrets"), "dumping the wrong schema: {tables:?}");
+        let mut out = Vec::new();
+        for table in tables {
+            // A row as text shows BYTEA as `\x…` hex, which the canary search covers.
+            let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT t::text FROM \"{table}\" t"
+            )))
+            .fetch_all(&self.store.pool)
+            .await
+            .unwrap();
+            for row in rows {
+                out.extend_from_slice(row.as_bytes());
+                out.push(b'\n');
+            }
+        }
+        out
+    }
+
+    async fn finish(self) {
+        self.store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn a_fresh_schema_holds_no_secrets_until_a_store_opens_it() {
+    let schema = Schema::create().await;
+    assert!(!PgStore::has_secrets_with(&schema.options()).await.unwrap());
+    let store = PgStore::connect_with(schema.options(), Keyring::single(MasterKey::generate()))
+        .await
+        .unwrap();
+    assert!(PgStore::has_secrets_with(&schema.options()).await.unwrap());
+    store.close().await;
+}
+
+/// Instances starting at once on an empty schema take turns: with one key all start, and the
+/// first key to arrive is the one every later instance is held to.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_starting_at_once_agree_on_the_key() {
+    let schema = Schema::create().await;
+    let key = MasterKey::generate().to_base64();
+    let same = || Keyring::single(MasterKey::from_base64(key.expose()).unwrap());
+    let (a, b, c) = tokio::join!(
+        PgStore::connect_with(schema.options(), same()),
+        PgStore::connect_with(schema.options(), same()),
+        PgStore::connect_with(schema.options(), same()),
+    );
+    let stores = [a.unwrap(), b.unwrap(), c.unwrap()];
+    stores[0].insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
+    assert!(stores[2].get_connection("c1").await.unwrap().is_some());
+    for store in &stores {
+        store.close().await;
+    }
+
+    let other = Schema::create().await;
+    let (a, b) = tokio::join!(
+        PgStore::connect_with(other.options(), Keyring::single(MasterKey::generate())),
+        PgStore::connect_with(other.options(), Keyring::single(MasterKey::generate())),
+    );
+    let wrong = [&a, &b].iter().filter(|r| matches!(r, Err(StoreError::WrongKey))).count();
+    assert_eq!(wrong, 1, "one instance starts, the other has the wrong key: {a:?} {b:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_server_names_itself_in_the_error() {
+    // Port 1 on loopback: nothing listens there.
+    let url = "postgres://latchkey:hunter2-password@127.0.0.1:1/latchkey";
+    let err = PgStore::connect(url, Keyring::single(MasterKey::generate())).await.unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains("cannot connect to PostgreSQL at 127.0.0.1:1"), "{message}");
+    assert!(!message.contains("hunter2"), "the password stays out of errors: {message}");
+    let err = PgStore::has_secrets(url).await.unwrap_err();
+    assert!(err.to_string().contains("127.0.0.1:1"));
+    let err = PgStore::connect("postgres://[::1", Keyring::single(MasterKey::generate()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid PostgreSQL connection URL"), "{err}");
+}
+
+#[test]
+fn postgres_urls_are_recognised_by_scheme() {
+    assert!(is_postgres_url("postgres://u@h/db"));
+    assert!(is_postgres_url("postgresql://u@h/db"));
+    assert!(is_postgres_url("PostgreSQL://u@h/db"));
+    assert!(!is_postgres_url("sqlite://latchkey.db"));
+    assert!(!is_postgres_url("./latchkey-data/latchkey.db"));
+    assert!(!is_postgres_url("postgres"));
+}

@@ -1,0 +1,607 @@
+//! The store's behaviour, written once against [`Store`] and run on every backend: each body
+//! here becomes one test per backend (`tests::sqlite::…`, `tests::postgres::…`) through
+//! `backend_tests!`. Backend-only tests sit beside each backend.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use latchkey_core::Secret;
+use time::OffsetDateTime;
+
+use crate::crypto::{CryptoError, Keyring, MasterKey};
+use crate::model::{
+    ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, IntegrationRecord,
+    OAuthState, SessionStatus,
+};
+use crate::{Store, StoreError};
+
+/// One backend's database for one test: a fresh, empty store, and the means to look under it.
+pub(crate) trait Backend: Sized {
+    /// The store type's name, as its `Debug` prints it.
+    const NAME: &'static str;
+
+    /// A fresh, empty database and a store on it, with a key of its own.
+    async fn start() -> Self;
+
+    /// The store opened by [`Backend::start`].
+    fn store(&self) -> Arc<dyn Store>;
+
+    /// A copy of the key the store was opened with.
+    fn key(&self) -> MasterKey;
+
+    /// That key alone, as a new keyring (version 1).
+    fn keyring(&self) -> Keyring {
+        Keyring::single(self.key())
+    }
+
+    /// Opens the same database again, as a second process would.
+    async fn reopen(&self, keyring: Keyring) -> Result<Arc<dyn Store>, StoreError>;
+
+    /// What the backend's `has_secrets` says about the database.
+    async fn has_secrets(&self) -> bool;
+
+    /// Runs one statement without parameters, written in the SQL both backends share.
+    async fn execute(&self, sql: &str);
+
+    /// Runs a `SELECT COUNT(*) …` without parameters.
+    async fn count(&self, sql: &str) -> i64;
+
+    /// Every byte the database keeps (files, or every row of every table as text), to search
+    /// for secrets.
+    async fn dump(&self) -> Vec<u8>;
+
+    /// Closes the store and removes the database.
+    async fn finish(self);
+}
+
+/// One `#[tokio::test]` per body, on the backend `$backend`.
+macro_rules! backend_tests {
+    ($backend:ty: $($name:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let backend = <$backend as crate::tests::Backend>::start().await;
+            crate::tests::$name(&backend).await;
+            crate::tests::Backend::finish(backend).await;
+        }
+    )*};
+}
+
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            backend_tests!(crate::sqlite::tests::SqliteBackend: $($name),*);
+        }
+        mod postgres {
+            backend_tests!(crate::postgres::tests::PgBackend: $($name),*);
+        }
+    };
+}
+
+on_every_backend!(
+    connection_roundtrips_with_credentials,
+    integration_roundtrips_with_client_secret,
+    delete_removes_the_record_and_its_secrets,
+    update_credentials_is_fenced_by_version,
+    update_credentials_merges_config_and_sets_status,
+    concurrent_refreshes_let_exactly_one_win,
+    ciphertext_moved_to_another_row_does_not_decrypt,
+    reopening_with_another_key_is_refused,
+    no_secret_reaches_the_database,
+    custom_connectors_roundtrip,
+    script_values_are_sealed_and_go_with_their_connection,
+    works_as_a_shared_trait_object,
+    oauth_states_are_single_use_and_keep_the_verifier_sealed,
+    connect_sessions_start_once,
+    single_use_steps_have_one_winner_across_processes,
+    leases_exclude_other_holders_until_they_expire,
+    leases_have_one_holder_across_processes,
+    connections_expiring_lists_ok_connections_soonest_first,
+);
+
+pub(crate) fn at(seconds: i64) -> OffsetDateTime {
+    // Nanoseconds included, to check that timestamps round-trip exactly.
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(seconds) * 1_000_000_000 + 123_456_789)
+        .unwrap()
+}
+
+pub(crate) fn creds(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), Secret::new(*v))).collect()
+}
+
+pub(crate) fn connection(id: &str, credentials: &[(&str, &str)]) -> ConnectionRecord {
+    ConnectionRecord {
+        id: id.into(),
+        connector: "github".into(),
+        integration: Some("github-main".into()),
+        auth_method: "oauth2".into(),
+        credentials: creds(credentials),
+        config: BTreeMap::from([("subdomain".into(), "acme".into())]),
+        status: ConnectionStatus::Ok,
+        label: Some("octocat".into()),
+        end_user_id: Some("user-1".into()),
+        expires_at: Some(at(1_900_000_000)),
+        version: 1,
+        created_at: at(1_800_000_000),
+        updated_at: at(1_800_000_001),
+    }
+}
+
+pub(crate) fn integration(id: &str, client_secret: Option<&str>) -> IntegrationRecord {
+    IntegrationRecord {
+        id: id.into(),
+        connector: "github".into(),
+        client_id: Some("client-123".into()),
+        client_secret: client_secret.map(Secret::new),
+        scopes: vec!["repo".into(), "read:user".into()],
+        settings: serde_json::json!({ "base_url": "https://ghe.example.com" }),
+        created_at: at(1_800_000_000),
+        updated_at: at(1_800_000_002),
+    }
+}
+
+pub(crate) fn update(
+    credentials: &BTreeMap<String, Secret>,
+    expires_at: Option<OffsetDateTime>,
+) -> CredentialUpdate {
+    CredentialUpdate { credentials: credentials.clone(), expires_at, ..CredentialUpdate::default() }
+}
+
+fn session(id: &str, token_hash: &str) -> ConnectSession {
+    let now = OffsetDateTime::now_utc();
+    ConnectSession {
+        id: id.into(),
+        token_hash: token_hash.into(),
+        integration: "i".into(),
+        connection_id: None,
+        end_user_id: None,
+        allowed_origin: Some("http://app".into()),
+        config: BTreeMap::from([("shop".to_string(), "acme".to_string())]),
+        status: SessionStatus::Pending,
+        result_connection: None,
+        error: None,
+        expires_at: now + time::Duration::minutes(10),
+        created_at: now,
+    }
+}
+
+fn oauth_state(hash: &str) -> OAuthState {
+    OAuthState {
+        state_hash: hash.into(),
+        connect_session: "cs1".into(),
+        browser_hash: Some("b".into()),
+        redirect_uri: "http://cb".into(),
+        pkce_verifier: Some(Secret::new("v".repeat(43))),
+        expires_at: OffsetDateTime::now_utc() + time::Duration::minutes(10),
+    }
+}
+
+async fn secret_rows(b: &impl Backend, kind: &str, id: &str) -> i64 {
+    b.count(&format!(
+        "SELECT COUNT(*) FROM secrets WHERE owner_kind = '{kind}' AND owner_id = '{id}'"
+    ))
+    .await
+}
+
+/// The forms a leaked secret could take in a dump.
+pub(crate) fn forms(canary: &str) -> Vec<(&'static str, Vec<u8>)> {
+    let hex: String = canary.bytes().map(|b| format!("{b:02x}")).collect();
+    vec![
+        ("plain", canary.as_bytes().to_vec()),
+        ("base64", STANDARD.encode(canary).into_bytes()),
+        ("base64url", URL_SAFE_NO_PAD.encode(canary).into_bytes()),
+        ("hex", hex.clone().into_bytes()),
+        ("HEX", hex.to_uppercase().into_bytes()),
+    ]
+}
+
+/// Fails if any form of any canary occurs in `bytes` (`what` names where they came from).
+pub(crate) fn assert_absent(bytes: &[u8], canaries: &[&str], what: &str) {
+    for canary in canaries {
+        for (form, needle) in forms(canary) {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{form} form of a canary found in {what}"
+            );
+        }
+    }
+}
+
+pub(crate) async fn connection_roundtrips_with_credentials(b: &impl Backend) {
+    let store = b.store();
+    let record = connection("c1", &[("access_token", "at-1"), ("refresh_token", "rt-1")]);
+    assert_eq!(store.insert_connection(&record).await.unwrap(), 1);
+    assert_eq!(store.get_connection("c1").await.unwrap(), Some(record.clone()));
+    assert_eq!(store.get_connection("nope").await.unwrap(), None);
+
+    let listed = store.list_connections().await.unwrap();
+    assert_eq!(listed, vec![record.summary()]);
+    assert_eq!(listed[0].secret_fields, ["access_token", "refresh_token"]);
+
+    let again = store.insert_connection(&record).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict { kind: "connection", .. }));
+
+    // put replaces every field and the whole credential set, and bumps the version.
+    let mut changed = connection("c1", &[("api_key", "key-1")]);
+    changed.status = ConnectionStatus::Error;
+    changed.label = None;
+    changed.expires_at = None;
+    assert_eq!(store.put_connection(&changed).await.unwrap(), 2);
+    changed.version = 2;
+    assert_eq!(store.get_connection("c1").await.unwrap(), Some(changed));
+    assert_eq!(secret_rows(b, "connection", "c1").await, 1);
+
+    assert_eq!(store.put_connection(&connection("c2", &[])).await.unwrap(), 1);
+}
+
+pub(crate) async fn integration_roundtrips_with_client_secret(b: &impl Backend) {
+    let store = b.store();
+    let record = integration("github-main", Some("cs-1"));
+    store.put_integration(&record).await.unwrap();
+    store.put_integration(&integration("a-first", None)).await.unwrap();
+    assert_eq!(store.get_integration("github-main").await.unwrap(), Some(record.clone()));
+    assert_eq!(store.get_integration("nope").await.unwrap(), None);
+    let ids: Vec<_> = store
+        .list_integrations()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id, i.client_secret))
+        .collect();
+    assert_eq!(
+        ids,
+        [("a-first".to_owned(), None), ("github-main".to_owned(), Some(Secret::new("cs-1")))]
+    );
+
+    store.put_integration(&integration("github-main", None)).await.unwrap();
+    let read = store.get_integration("github-main").await.unwrap().unwrap();
+    assert_eq!(read.client_secret, None);
+    assert_eq!(secret_rows(b, "integration", "github-main").await, 0);
+}
+
+pub(crate) async fn delete_removes_the_record_and_its_secrets(b: &impl Backend) {
+    let store = b.store();
+    store.insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
+    store.insert_connection(&connection("c2", &[("api_key", "k2")])).await.unwrap();
+    store.put_script_value("c1", "cursor", &Secret::new("s1")).await.unwrap();
+    store.put_script_value("c2", "cursor", &Secret::new("s2")).await.unwrap();
+    store.put_integration(&integration("i1", Some("cs"))).await.unwrap();
+
+    assert!(store.delete_connection("c1").await.unwrap());
+    assert!(!store.delete_connection("c1").await.unwrap());
+    assert_eq!(store.get_connection("c1").await.unwrap(), None);
+    assert_eq!(secret_rows(b, "connection", "c1").await, 0);
+    assert_eq!(secret_rows(b, "script_storage", "c1").await, 0);
+    assert_eq!(secret_rows(b, "connection", "c2").await, 1);
+    assert_eq!(store.script_value("c2", "cursor").await.unwrap(), Some(Secret::new("s2")));
+
+    assert!(store.delete_integration("i1").await.unwrap());
+    assert!(!store.delete_integration("i1").await.unwrap());
+    assert_eq!(secret_rows(b, "integration", "i1").await, 0);
+}
+
+pub(crate) async fn update_credentials_is_fenced_by_version(b: &impl Backend) {
+    let store = b.store();
+    let record = connection("c1", &[("access_token", "at-1"), ("refresh_token", "rt-1")]);
+    store.insert_connection(&record).await.unwrap();
+
+    let new = creds(&[("access_token", "at-2")]);
+    let v2 =
+        store.update_credentials("c1", 1, &update(&new, Some(at(1_900_003_600)))).await.unwrap();
+    assert_eq!(v2, 2);
+    let read = store.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!(read.credentials, creds(&[("access_token", "at-2"), ("refresh_token", "rt-1")]));
+    assert_eq!(read.expires_at, Some(at(1_900_003_600)));
+    assert_eq!(read.version, 2);
+
+    // A second refresher that read version 1 loses, and changes nothing.
+    let stale = creds(&[("access_token", "at-stale"), ("refresh_token", "rt-stale")]);
+    let err = store.update_credentials("c1", 1, &update(&stale, None)).await.unwrap_err();
+    assert!(matches!(err, StoreError::VersionConflict { expected: 1, found: 2, .. }));
+    assert_eq!(store.get_connection("c1").await.unwrap().unwrap(), read);
+
+    // A status change is a write too.
+    assert!(store.set_connection_status("c1", ConnectionStatus::NeedsReauth).await.unwrap());
+    assert!(!store.set_connection_status("gone", ConnectionStatus::Ok).await.unwrap());
+    let read = store.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!((read.status, read.version), (ConnectionStatus::NeedsReauth, 3));
+    assert!(matches!(
+        store.update_credentials("c1", 2, &update(&new, None)).await,
+        Err(StoreError::VersionConflict { found: 3, .. })
+    ));
+    assert!(matches!(
+        store.update_credentials("gone", 1, &update(&new, None)).await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+pub(crate) async fn update_credentials_merges_config_and_sets_status(b: &impl Backend) {
+    let store = b.store();
+    let mut record = connection("c9", &[("access_token", "old")]);
+    record.config = BTreeMap::from([("a".to_string(), "1".to_string())]);
+    let v = store.insert_connection(&record).await.unwrap();
+    store.set_connection_status("c9", ConnectionStatus::NeedsReauth).await.unwrap();
+    let up = CredentialUpdate {
+        credentials: creds(&[("access_token", "new")]),
+        expires_at: None,
+        config: BTreeMap::from([("b".to_string(), "2".to_string())]),
+        status: Some(ConnectionStatus::Ok),
+    };
+    store.update_credentials("c9", v + 1, &up).await.unwrap();
+    let got = store.get_connection("c9").await.unwrap().unwrap();
+    assert_eq!(got.config.len(), 2);
+    assert_eq!(got.status, ConnectionStatus::Ok);
+    assert_eq!(got.expires_at, None);
+    assert_eq!(got.credentials["access_token"].expose(), "new");
+}
+
+/// Eight refreshers, half of them in a second process, all holding version 1: one wins.
+pub(crate) async fn concurrent_refreshes_let_exactly_one_win(b: &impl Backend) {
+    let first = b.store();
+    let second = b.reopen(b.keyring()).await.unwrap();
+    first.insert_connection(&connection("c1", &[("access_token", "at-0")])).await.unwrap();
+    // Each task reads first (which also opens its pool connection), then all write at once.
+    let start = Arc::new(tokio::sync::Barrier::new(8));
+    let tasks: Vec<_> = (0..8)
+        .map(|n| {
+            let store = Arc::clone(if n % 2 == 0 { &first } else { &second });
+            let start = Arc::clone(&start);
+            tokio::spawn(async move {
+                let read = store.get_connection("c1").await.unwrap().unwrap();
+                start.wait().await;
+                let new = creds(&[("access_token", &format!("at-{n}"))]);
+                (n, store.update_credentials("c1", read.version, &update(&new, None)).await)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            (n, Ok(version)) => {
+                assert_eq!(version, 2);
+                winners.push(n);
+            }
+            (_, Err(StoreError::VersionConflict { expected: 1, found: 2, .. })) => {}
+            (_, Err(other)) => panic!("unexpected error: {other}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one refresh wins");
+    let read = second.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!(read.version, 2);
+    assert_eq!(read.credentials["access_token"].expose(), format!("at-{}", winners[0]));
+}
+
+pub(crate) async fn ciphertext_moved_to_another_row_does_not_decrypt(b: &impl Backend) {
+    let store = b.store();
+    store
+        .insert_connection(&connection("a", &[("api_key", "alpha-key"), ("password", "alpha-pw")]))
+        .await
+        .unwrap();
+    store.insert_connection(&connection("b", &[("api_key", "beta-key")])).await.unwrap();
+    let copy = |to_id: &str, to_field: &str| {
+        format!(
+            "UPDATE secrets SET (key_version, nonce, ciphertext) = (
+                SELECT key_version, nonce, ciphertext FROM secrets
+                WHERE owner_kind = 'connection' AND owner_id = 'a' AND field = 'api_key')
+             WHERE owner_kind = 'connection' AND owner_id = '{to_id}' AND field = '{to_field}'"
+        )
+    };
+
+    b.execute(&copy("b", "api_key")).await;
+    assert!(matches!(
+        store.get_connection("b").await,
+        Err(StoreError::Crypto(CryptoError::Decrypt))
+    ));
+    b.execute(&copy("a", "password")).await;
+    assert!(matches!(
+        store.get_connection("a").await,
+        Err(StoreError::Crypto(CryptoError::Decrypt))
+    ));
+}
+
+pub(crate) async fn reopening_with_another_key_is_refused(b: &impl Backend) {
+    // Initialised with a key check, even before the first secret.
+    assert!(b.has_secrets().await);
+    let store = b.store();
+    store.insert_connection(&connection("c1", &[("api_key", "k-1")])).await.unwrap();
+    assert!(b.has_secrets().await);
+
+    let wrong = b.reopen(Keyring::single(MasterKey::generate())).await;
+    assert!(matches!(wrong, Err(StoreError::WrongKey)), "{wrong:?}");
+    let other_version = b.reopen(Keyring::new(2, MasterKey::generate())).await;
+    assert!(matches!(other_version, Err(StoreError::WrongKey)), "{other_version:?}");
+
+    let same = b.reopen(b.keyring()).await.unwrap();
+    let read = same.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!(read.credentials, creds(&[("api_key", "k-1")]));
+
+    // A rotated ring (new current key, old key kept) still opens the old secrets, and from
+    // then on the database holds a check for each version.
+    let new = MasterKey::generate();
+    let new_copy = MasterKey::from_base64(new.to_base64().expose()).unwrap();
+    let rotated = Keyring::new(2, new).with_key(1, b.key());
+    let rotated = b.reopen(rotated).await.unwrap();
+    assert!(rotated.get_connection("c1").await.unwrap().is_some());
+    let only_new = b.reopen(Keyring::new(2, new_copy)).await.unwrap();
+    // The new key alone passes the check but cannot open what the old one sealed.
+    assert!(matches!(
+        only_new.get_connection("c1").await,
+        Err(StoreError::Crypto(CryptoError::UnknownKeyVersion(1)))
+    ));
+}
+
+/// A canary written as a credential, a refreshed token, a client secret, a PKCE verifier and a
+/// script value appears nowhere in the database in plain, base64 or hex form.
+pub(crate) async fn no_secret_reaches_the_database(b: &impl Backend) {
+    let canaries = [
+        "canary-api-key-5f3a9c2e71d4",
+        "canary-refreshed-token-8b16e0",
+        "canary-client-secret-c0ffee42",
+        "canary-script-value-d15ea5e",
+        "canary-pkce-verifier-0b5e55ed-0123456789abcdef",
+    ];
+    let store = b.store();
+    store.insert_connection(&connection("c1", &[("api_key", canaries[0])])).await.unwrap();
+    store
+        .update_credentials("c1", 1, &update(&creds(&[("access_token", canaries[1])]), None))
+        .await
+        .unwrap();
+    store.put_integration(&integration("i1", Some(canaries[2]))).await.unwrap();
+    store.put_script_value("c1", "session", &Secret::new(canaries[3])).await.unwrap();
+    let mut state = oauth_state("h1");
+    state.pkce_verifier = Some(Secret::new(canaries[4]));
+    store.put_oauth_state(&state).await.unwrap();
+
+    let dump = b.dump().await;
+    assert_absent(&dump, &canaries, "the database");
+    // The non-secret columns are there, so the search itself works.
+    assert!(dump.windows(10).any(|w| w == b"client-123"));
+    assert!(dump.windows(11).any(|w| w == b"github-main"));
+}
+
+pub(crate) async fn custom_connectors_roundtrip(b: &impl Backend) {
+    let store = b.store();
+    store.put_custom_connector("zeta", "id: zeta\n").await.unwrap();
+    store.put_custom_connector("acme", "id: acme\n").await.unwrap();
+    store.put_custom_connector("acme", "id: acme\nname: Acme\n").await.unwrap();
+    let listed = store.list_custom_connectors().await.unwrap();
+    let pairs: Vec<_> = listed.iter().map(|c| (c.id.as_str(), c.source.as_str())).collect();
+    assert_eq!(pairs, [("acme", "id: acme\nname: Acme\n"), ("zeta", "id: zeta\n")]);
+    assert!(store.delete_custom_connector("acme").await.unwrap());
+    assert!(!store.delete_custom_connector("acme").await.unwrap());
+    assert_eq!(store.list_custom_connectors().await.unwrap().len(), 1);
+}
+
+pub(crate) async fn script_values_are_sealed_and_go_with_their_connection(b: &impl Backend) {
+    let store = b.store();
+    store.insert_connection(&connection("c1", &[])).await.unwrap();
+    assert_eq!(store.script_value("c1", "cursor").await.unwrap(), None);
+    store.put_script_value("c1", "cursor", &Secret::new("v1")).await.unwrap();
+    store.put_script_value("c1", "cursor", &Secret::new("v2")).await.unwrap();
+    store.put_script_value("c1", "a-token", &Secret::new("t")).await.unwrap();
+    assert_eq!(store.script_value("c1", "cursor").await.unwrap(), Some(Secret::new("v2")));
+    assert_eq!(store.script_keys("c1").await.unwrap(), ["a-token", "cursor"]);
+    assert!(store.delete_script_value("c1", "a-token").await.unwrap());
+    assert!(!store.delete_script_value("c1", "a-token").await.unwrap());
+    assert_eq!(store.script_keys("c1").await.unwrap(), ["cursor"]);
+    // Not part of the connection's credentials.
+    assert!(store.get_connection("c1").await.unwrap().unwrap().credentials.is_empty());
+    assert!(store.delete_connection("c1").await.unwrap());
+    assert!(store.script_keys("c1").await.unwrap().is_empty());
+}
+
+pub(crate) async fn works_as_a_shared_trait_object<B: Backend>(b: &B) {
+    let store = b.store();
+    store.insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
+    assert!(format!("{store:?}").contains(B::NAME));
+    assert!(!format!("{:?}", store.get_connection("c1").await.unwrap()).contains("\"k\""));
+}
+
+pub(crate) async fn oauth_states_are_single_use_and_keep_the_verifier_sealed(b: &impl Backend) {
+    let store = b.store();
+    store.put_oauth_state(&oauth_state("h1")).await.unwrap();
+    let taken = store.take_oauth_state("h1").await.unwrap().unwrap();
+    assert_eq!(taken.pkce_verifier.unwrap().expose(), "v".repeat(43));
+    assert_eq!(taken.browser_hash.as_deref(), Some("b"));
+    assert!(store.take_oauth_state("h1").await.unwrap().is_none(), "a state is taken once");
+    assert_eq!(secret_rows(b, "oauth_state", "h1").await, 0);
+
+    // Expired states are swept when a new one arrives.
+    let mut old = oauth_state("h-old");
+    old.expires_at = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    store.put_oauth_state(&old).await.unwrap();
+    store.put_oauth_state(&oauth_state("h2")).await.unwrap();
+    assert!(store.take_oauth_state("h-old").await.unwrap().is_none());
+    assert_eq!(secret_rows(b, "oauth_state", "h-old").await, 0);
+}
+
+pub(crate) async fn connect_sessions_start_once(b: &impl Backend) {
+    let store = b.store();
+    store.create_connect_session(&session("cs1", "th")).await.unwrap();
+    assert_eq!(store.find_connect_session("th").await.unwrap().unwrap().id, "cs1");
+    assert_eq!(store.find_connect_session("other").await.unwrap(), None);
+    assert!(store.start_connect_session("cs1").await.unwrap());
+    assert!(!store.start_connect_session("cs1").await.unwrap());
+    store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap();
+    let got = store.get_connect_session("cs1").await.unwrap().unwrap();
+    assert_eq!(got.status, SessionStatus::Done);
+    assert_eq!(got.result_connection.as_deref(), Some("c1"));
+    assert_eq!(got.config["shop"], "acme");
+
+    let mut expired = session("cs2", "th2");
+    expired.expires_at = OffsetDateTime::now_utc() - time::Duration::seconds(1);
+    store.create_connect_session(&expired).await.unwrap();
+    assert!(!store.start_connect_session("cs2").await.unwrap(), "an expired session is dead");
+}
+
+/// Two processes racing for the same connect session or OAuth state: one gets it.
+pub(crate) async fn single_use_steps_have_one_winner_across_processes(b: &impl Backend) {
+    let first = b.store();
+    let second = b.reopen(b.keyring()).await.unwrap();
+    for n in 0..10 {
+        let id = format!("cs{n}");
+        first.create_connect_session(&session(&id, &format!("th{n}"))).await.unwrap();
+        let (a, b) =
+            tokio::join!(first.start_connect_session(&id), second.start_connect_session(&id));
+        assert!(a.unwrap() ^ b.unwrap(), "session {id} started exactly once");
+
+        let hash = format!("h{n}");
+        first.put_oauth_state(&oauth_state(&hash)).await.unwrap();
+        let (a, b) = tokio::join!(first.take_oauth_state(&hash), second.take_oauth_state(&hash));
+        let taken = [a.unwrap(), b.unwrap()].into_iter().flatten().count();
+        assert_eq!(taken, 1, "state {hash} taken exactly once");
+    }
+}
+
+pub(crate) async fn leases_exclude_other_holders_until_they_expire(b: &impl Backend) {
+    let store = b.store();
+    let long = std::time::Duration::from_secs(30);
+    assert!(store.try_lock("refresh:c1", "a", long).await.unwrap());
+    assert!(!store.try_lock("refresh:c1", "b", long).await.unwrap());
+    assert!(store.try_lock("refresh:c1", "a", long).await.unwrap(), "the holder may renew");
+    store.unlock("refresh:c1", "b").await.unwrap();
+    assert!(!store.try_lock("refresh:c1", "b", long).await.unwrap(), "only the holder unlocks");
+    store.unlock("refresh:c1", "a").await.unwrap();
+    assert!(store.try_lock("refresh:c1", "b", std::time::Duration::ZERO).await.unwrap());
+    assert!(store.try_lock("refresh:c1", "c", long).await.unwrap(), "an expired lease is free");
+}
+
+/// Two processes asking for the same free lease at once: exactly one holds it.
+pub(crate) async fn leases_have_one_holder_across_processes(b: &impl Backend) {
+    let first = b.store();
+    let second = b.reopen(b.keyring()).await.unwrap();
+    let long = std::time::Duration::from_secs(30);
+    for n in 0..20 {
+        let name = format!("refresh:c{n}");
+        let (a, b) = tokio::join!(
+            first.try_lock(&name, "proc-a", long),
+            second.try_lock(&name, "proc-b", long)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(a ^ b, "lease {name}: exactly one holder (a: {a}, b: {b})");
+        let (holder, other) = if a { ("proc-a", "proc-b") } else { ("proc-b", "proc-a") };
+        assert!(!second.try_lock(&name, other, long).await.unwrap());
+        first.unlock(&name, holder).await.unwrap();
+        assert!(second.try_lock(&name, other, long).await.unwrap(), "free once released");
+    }
+}
+
+pub(crate) async fn connections_expiring_lists_ok_connections_soonest_first(b: &impl Backend) {
+    let store = b.store();
+    for (id, expires, status) in [
+        ("late", Some(at(1_900_000_300)), ConnectionStatus::Ok),
+        ("soon", Some(at(1_900_000_100)), ConnectionStatus::Ok),
+        ("broken", Some(at(1_900_000_000)), ConnectionStatus::NeedsReauth),
+        ("never", None, ConnectionStatus::Ok),
+        ("beyond", Some(at(1_900_009_999)), ConnectionStatus::Ok),
+    ] {
+        let mut c = connection(id, &[]);
+        c.expires_at = expires;
+        c.status = status;
+        store.insert_connection(&c).await.unwrap();
+    }
+    let before = at(1_900_001_000);
+    assert_eq!(store.connections_expiring(before, 10).await.unwrap(), ["soon", "late"]);
+    assert_eq!(store.connections_expiring(before, 1).await.unwrap(), ["soon"]);
+}
