@@ -6,12 +6,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use latchkey_core::auth::digest::{Challenge, respond};
-use latchkey_core::auth::{AuthContext, apply};
+use latchkey_core::auth::{AuthContext, apply, jwt};
 use latchkey_core::connector::{AuthMethod, DigestAuth, parse_connector};
 use latchkey_core::{OutgoingRequest, Secret};
 
-/// A throwaway key for the benchmark only.
+/// Throwaway keys for the benchmark only.
 const RSA_KEY: &str = include_str!("bench_rsa_key.pem");
+const EC_KEY: &str = include_str!("bench_ec_key.pem");
+const ED25519_KEY: &str = include_str!("bench_ed25519_key.pem");
 
 fn method(yaml: &str) -> AuthMethod {
     parse_connector(
@@ -64,6 +66,8 @@ fn main() {
         ("token_secret", "ts"),
         ("secret", "hs-secret-0123456789abcdef0123456789"),
         ("private_key", RSA_KEY),
+        ("ec_key", EC_KEY),
+        ("ed_key", ED25519_KEY),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), Secret::new(v)))
@@ -93,6 +97,18 @@ fn main() {
             "jwt RS256",
             method("  - type: jwt\n    algorithm: RS256\n    claims: { iss: latchkey }\n"),
         ),
+        (
+            "jwt ES256",
+            method(
+                "  - type: jwt\n    algorithm: ES256\n    fields: [{ key: ec_key, label: K }]\n    claims: { iss: latchkey }\n",
+            ),
+        ),
+        (
+            "jwt EdDSA",
+            method(
+                "  - type: jwt\n    algorithm: EdDSA\n    fields: [{ key: ed_key, label: K }]\n    claims: { iss: latchkey }\n",
+            ),
+        ),
     ];
     let template = request();
     let mut baseline = None;
@@ -106,6 +122,33 @@ fn main() {
         let base = *baseline.get_or_insert(cost);
         println!("{name:<22} {:>10.2?} {:>9.1}x", cost, cost.as_secs_f64() / base.as_secs_f64());
     }
+    let base = baseline.unwrap_or_default();
+    let report = |name: &str, cost: Duration| {
+        println!("{name:<22} {:>10.2?} {:>9.1}x", cost, cost.as_secs_f64() / base.as_secs_f64());
+    };
+    // `sign: per_lifetime`: the engine places a kept token; signing happens once per lifetime.
+    let AuthMethod::Jwt(kept_method) =
+        method("  - type: jwt\n    algorithm: RS256\n    sign: per_lifetime\n")
+    else {
+        unreachable!()
+    };
+    let kept = jwt::sign(&kept_method, ctx).unwrap();
+    report(
+        "jwt RS256 kept token",
+        measure(|| {
+            let mut r = template.clone();
+            jwt::place(&kept_method, &kept, &mut r, ctx).unwrap();
+            std::hint::black_box(&r);
+        }),
+    );
+    // What part of an RSA signature is reading the key (both signers read it on every call).
+    report(
+        "RSA key parse alone",
+        measure(|| {
+            use rsa::pkcs8::DecodePrivateKey;
+            std::hint::black_box(rsa::RsaPrivateKey::from_pkcs8_pem(RSA_KEY).unwrap());
+        }),
+    );
     let challenge = Challenge::parse(
         r#"Digest realm="r", qop="auth", algorithm=SHA-256, nonce="abcdef0123456789", opaque="o""#,
     )
@@ -117,11 +160,5 @@ fn main() {
         respond(&digest, &mut c, &mut r, ctx, Some("cnonce")).unwrap();
         std::hint::black_box(&r);
     });
-    let base = baseline.unwrap_or(cost);
-    println!(
-        "{:<22} {:>10.2?} {:>9.1}x",
-        "digest SHA-256",
-        cost,
-        cost.as_secs_f64() / base.as_secs_f64()
-    );
+    report("digest SHA-256", cost);
 }

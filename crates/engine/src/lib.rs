@@ -16,6 +16,7 @@ mod scheduler;
 pub mod scripts;
 mod send;
 mod session;
+mod signed_tokens;
 
 use std::sync::Arc;
 
@@ -45,6 +46,7 @@ pub struct Engine {
     events: Events,
     refresh_margin: std::time::Duration,
     digest: send::DigestChallenges,
+    signed_tokens: signed_tokens::SignedTokens,
     recent: recent::RecentConnections,
     scripts: latchkey_script::ScriptEngine,
     identities: mtls::Identities,
@@ -73,6 +75,7 @@ impl Engine {
             events: Events::default(),
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             digest: send::DigestChallenges::default(),
+            signed_tokens: signed_tokens::SignedTokens::default(),
             recent: recent::RecentConnections::default(),
             scripts: latchkey_script::ScriptEngine::new(latchkey_script::Limits::default()),
             identities: mtls::Identities::default(),
@@ -163,6 +166,7 @@ impl Engine {
     pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
         let record = self.connection(id).await?;
         self.recent.forget(id);
+        self.signed_tokens.forget(id);
         if self.store.delete_connection(id).await? {
             tracing::info!(connection = %id, "connection deleted");
             self.events.emit(Event::deleted(&record));

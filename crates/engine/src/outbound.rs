@@ -111,7 +111,7 @@ impl Target<'_> {
         })
     }
 
-    fn context<'n>(&'n self, nonce: &'n str) -> AuthContext<'n> {
+    pub(crate) fn context<'n>(&'n self, nonce: &'n str) -> AuthContext<'n> {
         AuthContext {
             credentials: self.credentials,
             config: self.config,

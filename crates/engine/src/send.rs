@@ -9,7 +9,8 @@ use std::sync::Mutex;
 
 use latchkey_core::auth::AuthContext;
 use latchkey_core::auth::digest::{Challenge, respond};
-use latchkey_core::connector::{ClientAuth, DigestAuth};
+use latchkey_core::auth::jwt;
+use latchkey_core::connector::{ClientAuth, DigestAuth, JwtAuth, JwtSigning};
 use latchkey_core::{AuthMethod, Connector, OutgoingRequest};
 use latchkey_net::{HostPolicy, UpstreamResponse};
 use latchkey_script::Signal;
@@ -72,6 +73,9 @@ impl Engine {
         let response = match target.method()? {
             AuthMethod::Digest(method) => {
                 self.send_digest(record, &target, method, out, &policy).await?
+            }
+            AuthMethod::Jwt(method) if method.sign == JwtSigning::PerLifetime => {
+                self.send_kept_jwt(record, &target, method, out, &policy).await?
             }
             AuthMethod::OAuth2(method) if method.client_auth == ClientAuth::TlsClientAuth => {
                 target.authenticate(&mut out)?;
@@ -137,6 +141,58 @@ impl Engine {
         respond(method, &mut challenge, &mut out, ctx(), None)?;
         self.digest.put(&record.id, challenge);
         self.send_prepared(out, policy).await
+    }
+}
+
+impl Engine {
+    /// Sends with the connection's kept JWT (`sign: per_lifetime`), signing one when none is
+    /// kept or it is due. A 401 to a reused token is answered once with a freshly signed one.
+    async fn send_kept_jwt(
+        &self,
+        record: &ConnectionRecord,
+        target: &Target<'_>,
+        method: &JwtAuth,
+        prepared: OutgoingRequest,
+        policy: &HostPolicy,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let kept = self.signed_tokens.get(&record.id, record.version, &record.auth_method);
+        let reused = kept.is_some();
+        let token = match kept {
+            Some(token) => token,
+            None => self.sign_kept_jwt(record, target, method)?,
+        };
+        let mut out = prepared.clone();
+        jwt::place(method, &token, &mut out, target.context(""))?;
+        let response = self.send_prepared(out, policy).await?;
+        self.signed_tokens.forget_if_refused(&record.id, response.status);
+        if !reused || response.status != http::StatusCode::UNAUTHORIZED {
+            return Ok(response);
+        }
+        tracing::debug!(connection = %record.id, "a reused JWT was refused; signing a new one");
+        drop(response);
+        let token = self.sign_kept_jwt(record, target, method)?;
+        let mut out = prepared;
+        jwt::place(method, &token, &mut out, target.context(""))?;
+        let response = self.send_prepared(out, policy).await?;
+        self.signed_tokens.forget_if_refused(&record.id, response.status);
+        Ok(response)
+    }
+
+    fn sign_kept_jwt(
+        &self,
+        record: &ConnectionRecord,
+        target: &Target<'_>,
+        method: &JwtAuth,
+    ) -> Result<latchkey_core::Secret, EngineError> {
+        let token = jwt::sign(method, target.context(""))?;
+        self.signed_tokens.put(
+            &record.id,
+            record.version,
+            &record.auth_method,
+            token.clone(),
+            std::time::Duration::from_secs(method.lifetime),
+        );
+        Ok(token)
     }
 }
 

@@ -67,7 +67,9 @@ where
         .or_else(|_| RsaPrivateKey::from_pkcs1_pem(pem))
         .map_err(|_| "the key is not an RSA private key in PEM (PKCS#8 or PKCS#1)".to_owned())?;
     let digest = D::digest(data);
-    key.sign(Pkcs1v15Sign::new::<D>(), &digest).map_err(|e| format!("RSA signing failed: {e}"))
+    // Blinded, so the time a signature takes does not depend on the private key.
+    key.sign_with_rng(&mut rsa::rand_core::OsRng, Pkcs1v15Sign::new::<D>(), &digest)
+        .map_err(|e| format!("RSA signing failed: {e}"))
 }
 
 #[cfg(test)]

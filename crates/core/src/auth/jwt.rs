@@ -18,7 +18,17 @@ pub(super) fn apply(
     ctx: AuthContext<'_>,
 ) -> Result<(), AuthError> {
     let token = sign(method, ctx)?;
-    super::oauth2::place_token(&method.apply, "access_token", &token, request, ctx)
+    place(method, &token, request, ctx)
+}
+
+/// Puts a token already signed (kept for its lifetime) on `request`.
+pub fn place(
+    method: &JwtAuth,
+    token: &Secret,
+    request: &mut OutgoingRequest,
+    ctx: AuthContext<'_>,
+) -> Result<(), AuthError> {
+    super::oauth2::place_token(&method.apply, "access_token", token, request, ctx)
 }
 
 /// Signs a JWT for `ctx.now`.

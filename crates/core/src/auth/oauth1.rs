@@ -256,8 +256,13 @@ fn signature(
                 })?;
             use sha1::Digest;
             let digest = sha1::Sha1::digest(base.as_bytes());
+            // Blinded, so the time a signature takes does not depend on the private key.
             let signed = key
-                .sign(rsa::Pkcs1v15Sign::new::<sha1::Sha1>(), &digest)
+                .sign_with_rng(
+                    &mut rsa::rand_core::OsRng,
+                    rsa::Pkcs1v15Sign::new::<sha1::Sha1>(),
+                    &digest,
+                )
                 .map_err(|_| AuthError::Signing("RSA signing failed".into()))?;
             STANDARD.encode(signed)
         }

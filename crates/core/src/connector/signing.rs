@@ -151,8 +151,8 @@ pub enum OAuth1Placement {
     Query,
 }
 
-/// `type: jwt`: a JWT signed by Latchkey for each request (APIs that take a short-lived token
-/// signed with an API secret or a private key).
+/// `type: jwt`: a JWT signed by Latchkey for each request, or once per lifetime (APIs that take
+/// a short-lived token signed with an API secret or a private key).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct JwtAuth {
@@ -177,10 +177,32 @@ pub struct JwtAuth {
     /// Lifetime in seconds (`exp - iat`); default 300.
     #[serde(default = "default_jwt_lifetime")]
     pub lifetime: u64,
+    /// When a new token is signed: for every request (default), or once per lifetime and
+    /// reused until shortly before it expires.
+    #[serde(default, skip_serializing_if = "JwtSigning::is_per_request")]
+    pub sign: JwtSigning,
     /// How the token goes on requests (`{{ access_token }}` is the JWT); default
     /// `Authorization: Bearer <jwt>`.
     #[serde(default)]
     pub apply: TokenPlacement,
+}
+
+/// When a self-signed JWT is signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum JwtSigning {
+    /// A new token (new `iat`, `exp`) on every request.
+    #[default]
+    PerRequest,
+    /// One token per connection, reused until `min(lifetime / 4, 60 s)` before it expires,
+    /// and signed again at once when the API answers 401 to a reused one.
+    PerLifetime,
+}
+
+impl JwtSigning {
+    fn is_per_request(&self) -> bool {
+        *self == Self::PerRequest
+    }
 }
 
 fn default_jwt_lifetime() -> u64 {

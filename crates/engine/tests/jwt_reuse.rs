@@ -1,0 +1,128 @@
+//! `type: jwt` with `sign: per_lifetime`: one token per connection, reused across requests, and
+//! signed again when the API refuses a reused one.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::engine;
+use latchkey_core::Secret;
+use latchkey_engine::{ApiRequest, Engine, NewConnection};
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn connector(server: &MockServer, sign: &str) -> String {
+    format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: jwt\n    algorithm: HS256\n    claims: {{ iss: me }}\n    lifetime: 600\n    sign: {sign}\n",
+        uri = server.uri()
+    )
+}
+
+async fn connect(engine: &Engine) {
+    engine
+        .create_connection(NewConnection {
+            id: Some("c1".into()),
+            connector: "prov".into(),
+            credentials: BTreeMap::from([("secret".into(), Secret::new("s3cret-s3cret-s3cret"))]),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+}
+
+async fn get(engine: &Engine) -> u16 {
+    let request = ApiRequest { path: "/me".into(), ..ApiRequest::default() };
+    engine.request("c1", request).await.unwrap().status.as_u16()
+}
+
+async fn tokens(server: &MockServer) -> Vec<String> {
+    let received = server.received_requests().await.unwrap();
+    received
+        .iter()
+        .map(|r| r.headers.get("authorization").unwrap().to_str().unwrap().to_string())
+        .collect()
+}
+
+async fn accept_all(server: &MockServer) {
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(server)
+        .await;
+}
+
+/// Waits into the next second, so a token signed now has another `iat` than one signed before.
+async fn next_second() {
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_lifetime_reuses_one_token() {
+    let server = MockServer::start().await;
+    accept_all(&server).await;
+    let engine = engine(&connector(&server, "per_lifetime")).await;
+    connect(&engine).await;
+    assert_eq!(get(&engine).await, 200);
+    next_second().await;
+    assert_eq!(get(&engine).await, 200);
+    let seen = tokens(&server).await;
+    assert_eq!(seen.len(), 2);
+    assert!(seen[0].starts_with("Bearer ey"), "{}", seen[0]);
+    assert_eq!(seen[0], seen[1], "the token signed for the first request is reused");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_request_signs_each_time() {
+    let server = MockServer::start().await;
+    accept_all(&server).await;
+    let engine = engine(&connector(&server, "per_request")).await;
+    connect(&engine).await;
+    assert_eq!(get(&engine).await, 200);
+    next_second().await;
+    assert_eq!(get(&engine).await, 200);
+    let seen = tokens(&server).await;
+    assert_ne!(seen[0], seen[1], "each request has its own token");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_reused_token_is_signed_again_once() {
+    let server = MockServer::start().await;
+    accept_all(&server).await;
+    let engine = engine(&connector(&server, "per_lifetime")).await;
+    connect(&engine).await;
+    assert_eq!(get(&engine).await, 200);
+    let first = tokens(&server).await.remove(0);
+    // The API now refuses the first token (revoked, say); a new one is accepted.
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .and(header("authorization", first.as_str()))
+        .respond_with(ResponseTemplate::new(401))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    next_second().await;
+    assert_eq!(get(&engine).await, 200, "the 401 was answered with a new token");
+    assert_eq!(get(&engine).await, 200);
+    let seen = tokens(&server).await;
+    assert_eq!(seen.len(), 4, "{seen:?}");
+    assert_eq!(seen[1], first, "the kept token was tried first");
+    assert_ne!(seen[2], first, "then a newly signed one");
+    assert_eq!(seen[3], seen[2], "and the new one is kept");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_new_token_is_not_retried() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .respond_with(ResponseTemplate::new(401))
+        .mount(&server)
+        .await;
+    let engine = engine(&connector(&server, "per_lifetime")).await;
+    connect(&engine).await;
+    assert_eq!(get(&engine).await, 401);
+    assert_eq!(tokens(&server).await.len(), 1, "a freshly signed token is sent once");
+    assert_eq!(get(&engine).await, 401);
+    assert_eq!(tokens(&server).await.len(), 2, "and a refused one is not kept");
+}
