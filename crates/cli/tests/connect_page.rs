@@ -140,3 +140,58 @@ fn sessions_refuse_paths_and_bad_origins() {
     assert_eq!(status, 400);
     assert!(html.contains("does not match a flow"), "{html}");
 }
+
+/// A connector with a consent flow first and a form method second: the app picks the method
+/// per session; an unknown method is refused; re-authorising keeps the connection's method.
+#[test]
+fn a_session_connects_with_the_method_the_app_picks() {
+    let bin = httpbin();
+    let home = Home::new();
+    home.connector(
+        "two",
+        &format!(
+            "id: two\nname: Two ways\nbase_url: {}\nauth:\n  - type: oauth2\n    authorize_url: https://id.example/authorize\n    token_url: https://id.example/token\n  - type: basic\n    username: {{ label: Account e-mail }}\n    password: {{ label: API token }}\ntest: {{ path: /basic-auth/ann/tok-1 }}\n",
+            bin.base
+        ),
+    );
+    home.ok(&["integration", "add", "two-app", "--connector", "two", "--client-id", "cid"]);
+    let server = home.serve(KEY, &[]);
+    let auth = format!("Bearer {KEY}");
+    let h = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let sessions = format!("{}/v1/connect-sessions", server.base);
+    let open = |body: &str| {
+        let (status, text) = http("POST", &sessions, &h, body.as_bytes()).unwrap();
+        assert_eq!(status, 201, "{text}");
+        let session: serde_json::Value = serde_json::from_str(&text).unwrap();
+        format!("{}/connect/{}", server.base, session["token"].as_str().unwrap())
+    };
+
+    let (status, text) =
+        http("POST", &sessions, &h, br#"{"integration":"two-app","auth":"api_key"}"#).unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("auth_method_not_found") && text.contains("oauth2, basic"), "{text}");
+
+    // By default the first method: the page sends the browser to the provider.
+    let (status, head, _) =
+        http_full("GET", &open(r#"{"integration":"two-app"}"#), &[], b"").unwrap();
+    assert!((300..400).contains(&status), "{status}");
+    assert!(head.contains("id.example/authorize"), "{head}");
+
+    // Picked: the basic form, and the connection records the method.
+    let page = open(r#"{"integration":"two-app","connection_id":"ann-two","auth":"basic"}"#);
+    let (status, html) = http("GET", &page, &[], b"").unwrap();
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Account e-mail") && html.contains("API token"), "{html}");
+    let form = "username=ann&password=tok-1";
+    let form_type = [("Content-Type", "application/x-www-form-urlencoded")];
+    let (status, html) = http("POST", &page, &form_type, form.as_bytes()).unwrap();
+    assert_eq!(status, 200, "{html}");
+    let shown = home.ok(&["connection", "show", "ann-two"]);
+    assert!(shown.contains("basic"), "{shown}");
+
+    // Re-authorising without naming a method keeps the connection's.
+    let page = open(r#"{"integration":"two-app","connection_id":"ann-two"}"#);
+    let (status, html) = http("GET", &page, &[], b"").unwrap();
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("Account e-mail"), "{html}");
+}

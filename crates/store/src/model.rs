@@ -270,6 +270,8 @@ pub struct ConnectSession {
     pub integration: String,
     /// The id the new connection gets (or the one to re-authorise).
     pub connection_id: Option<String>,
+    /// The auth method the end user connects with; the connector's first when `None`.
+    pub auth_method: Option<String>,
     /// The app's id for its end user.
     pub end_user_id: Option<String>,
     /// The exact origin the result is posted to.

@@ -32,7 +32,7 @@ macro_rules! integration_columns {
 macro_rules! session_columns {
     () => {
         "id, token_hash, integration, connection_id, end_user_id, allowed_origin, config, \
-         status, result_connection, error, expires_at, created_at"
+         status, result_connection, error, expires_at, created_at, auth_method"
     };
 }
 
@@ -196,6 +196,7 @@ pub(crate) fn connect_session(row: &impl Columns) -> Result<ConnectSession, Stor
         token_hash: row.text("token_hash")?,
         integration: row.text("integration")?,
         connection_id: row.opt_text("connection_id")?,
+        auth_method: row.opt_text("auth_method")?,
         end_user_id: row.opt_text("end_user_id")?,
         allowed_origin: row.opt_text("allowed_origin")?,
         config: json(row, "config")?,

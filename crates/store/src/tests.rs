@@ -155,6 +155,7 @@ fn session(id: &str, token_hash: &str) -> ConnectSession {
         token_hash: token_hash.into(),
         integration: "i".into(),
         connection_id: None,
+        auth_method: Some("api_key".into()),
         end_user_id: None,
         allowed_origin: Some("http://app".into()),
         config: BTreeMap::from([("shop".to_string(), "acme".to_string())]),
@@ -528,6 +529,7 @@ pub(crate) async fn connect_sessions_start_once(b: &impl Backend) {
     assert_eq!(got.status, SessionStatus::Done);
     assert_eq!(got.result_connection.as_deref(), Some("c1"));
     assert_eq!(got.config["shop"], "acme");
+    assert_eq!(got.auth_method.as_deref(), Some("api_key"));
 
     let mut expired = session("cs2", "th2");
     expired.expires_at = OffsetDateTime::now_utc() - time::Duration::seconds(1);

@@ -29,6 +29,9 @@ pub struct NewConnectSession {
     pub integration: String,
     /// The id the connection gets, or an existing connection to re-authorise.
     pub connection_id: Option<String>,
+    /// The connector's auth method the end user connects with (its `id`); default: the
+    /// method of the connection being re-authorised, else the connector's first.
+    pub auth: Option<String>,
     /// The app's id for its end user.
     pub end_user_id: Option<String>,
     /// The exact origin (`https://app.example`) the popup posts its result to.
@@ -154,6 +157,26 @@ impl Engine {
         }
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
         let entry = self.connector(&integration.connector)?;
+        let auth_method = match (new.auth, &new.connection_id) {
+            (Some(auth), _) => {
+                if entry.connector.auth_method(Some(&auth)).is_none() {
+                    return Err(EngineError::AuthMethodNotFound {
+                        connector: entry.connector.id.clone(),
+                        method: auth,
+                        available: entry
+                            .connector
+                            .auth
+                            .iter()
+                            .map(|m| m.id())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                Some(auth)
+            }
+            (None, Some(id)) => self.store.get_connection(id).await?.map(|c| c.auth_method),
+            (None, None) => None,
+        };
         let config = crate::resolve_config(&entry.connector, new.config)?;
         let token = Secret::new(crate::data_dir::random_token(32));
         let now = OffsetDateTime::now_utc();
@@ -162,6 +185,7 @@ impl Engine {
             token_hash: hash(&token),
             integration: integration.id,
             connection_id: new.connection_id,
+            auth_method,
             end_user_id: new.end_user_id,
             allowed_origin,
             config,
@@ -198,9 +222,10 @@ impl Engine {
     ) -> Result<bool, EngineError> {
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        Ok(oauth_method(&entry.connector, None)
+        let auth = session.auth_method.as_deref();
+        Ok(oauth_method(&entry.connector, auth)
             .is_some_and(|m| m.grant == Grant::AuthorizationCode)
-            || oauth1_flow_method(&entry.connector, None).is_some())
+            || oauth1_flow_method(&entry.connector, auth).is_some())
     }
 
     /// Marks the session used and returns the provider URL to send the browser to. The state
@@ -213,7 +238,9 @@ impl Engine {
     ) -> Result<Url, EngineError> {
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = self.flow_method(&entry.connector, None, &session.config).await?;
+        let method = self
+            .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
+            .await?;
         if !self.store.start_connect_session(&session.id).await? {
             return Err(FlowError::SessionUnusable.into());
         }
@@ -333,7 +360,9 @@ impl Engine {
         }
         let integration = self.integration(&session.integration).await?;
         let entry = self.connector(&integration.connector)?;
-        let method = self.flow_method(&entry.connector, None, &session.config).await?;
+        let method = self
+            .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
+            .await?;
         let verifier = pending.pkce_verifier;
         self.exchange_and_store(
             &method,
@@ -593,7 +622,7 @@ impl Engine {
                 optional: f.optional || f.default.is_some(),
             })
             .collect();
-        if let Some(method) = connector.auth_method(None) {
+        if let Some(method) = connector.auth_method(session.auth_method.as_deref()) {
             fields.extend(method.fields());
         }
         Ok((connector.name.clone(), fields))
@@ -618,7 +647,7 @@ impl Engine {
                 id: session.connection_id.clone(),
                 connector: entry.connector.id.clone(),
                 integration: Some(integration.id.clone()),
-                auth: None,
+                auth: session.auth_method.clone(),
                 credentials: values,
                 config,
                 end_user_id: session.end_user_id.clone(),

@@ -19,6 +19,10 @@ pub struct CreateConnectSession {
     /// The id the connection gets, or an existing one to re-authorise.
     #[serde(default)]
     pub connection_id: Option<String>,
+    /// The connector's auth method to connect with (its `id`, e.g. `oauth2` or `api_key`);
+    /// default: the re-authorised connection's method, else the connector's first.
+    #[serde(default)]
+    pub auth: Option<String>,
     /// The app's id for its end user.
     #[serde(default)]
     pub end_user_id: Option<String>,
@@ -82,6 +86,7 @@ pub async fn create(
         .create_connect_session(NewConnectSession {
             integration: body.integration,
             connection_id: body.connection_id,
+            auth: body.auth,
             end_user_id: body.end_user_id,
             allowed_origin: body.allowed_origin,
             config: body.config,

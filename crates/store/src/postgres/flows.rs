@@ -29,8 +29,9 @@ pub(super) async fn create_connect_session(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO connect_sessions (id, token_hash, integration, connection_id, end_user_id,
-            allowed_origin, config, status, result_connection, error, expires_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            allowed_origin, config, status, result_connection, error, expires_at, created_at,
+            auth_method)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&s.id)
     .bind(&s.token_hash)
@@ -44,6 +45,7 @@ pub(super) async fn create_connect_session(
     .bind(&s.error)
     .bind(nanos(s.expires_at)?)
     .bind(nanos(s.created_at)?)
+    .bind(&s.auth_method)
     .execute(pool)
     .await?;
     Ok(())

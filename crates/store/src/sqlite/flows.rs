@@ -19,8 +19,9 @@ pub(super) async fn create_connect_session(
 ) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO connect_sessions (id, token_hash, integration, connection_id, end_user_id,
-            allowed_origin, config, status, result_connection, error, expires_at, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            allowed_origin, config, status, result_connection, error, expires_at, created_at,
+            auth_method)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&s.id)
     .bind(&s.token_hash)
@@ -34,6 +35,7 @@ pub(super) async fn create_connect_session(
     .bind(&s.error)
     .bind(nanos(s.expires_at)?)
     .bind(nanos(s.created_at)?)
+    .bind(&s.auth_method)
     .execute(pool)
     .await?;
     Ok(())

@@ -1,0 +1,2 @@
+-- The auth method a connect session connects with (NULL: the connector's first).
+ALTER TABLE connect_sessions ADD COLUMN auth_method TEXT;
