@@ -14,6 +14,7 @@ use crate::routes::{connect_sessions, connections, connectors, integrations};
         connections::list, connections::create, connections::get, connections::delete,
         connections::test, connections::token, connections::refresh,
         connect_sessions::create, connect_sessions::get,
+        crate::proxy::forward,
     ),
     components(schemas(crate::ErrorBody, connectors::ConnectorSummary, integrations::CreateIntegration,
         integrations::IntegrationView, connections::CreateConnection, connections::TokenView,
@@ -40,4 +41,27 @@ impl utoipa::Modify for BearerAuth {
 /// `GET /openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(ApiDoc::openapi())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_proxy_route_is_described_for_every_method() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let proxy = &doc["paths"]["/v1/proxy/{connection}/{path}"];
+        for method in ["get", "post", "put", "patch", "delete", "head", "options"] {
+            let op = &proxy[method];
+            assert!(op.is_object(), "{method} missing: {proxy}");
+            let params: Vec<&str> = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(params, ["connection", "path"], "{method}");
+            assert!(op["responses"]["default"].is_object());
+        }
+    }
 }

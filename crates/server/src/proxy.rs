@@ -24,6 +24,29 @@ pub async fn forward_root(
 }
 
 /// `ANY /v1/proxy/{connection}/{*path}`.
+#[utoipa::path(
+    method(get, post, put, patch, delete, head, options),
+    path = "/v1/proxy/{connection}/{path}",
+    tag = "proxy",
+    description = "Sends the request to the connection's API at `path` (below the connector's \
+        base URL, query string kept) with the connection's credentials applied. Method, body and \
+        headers are forwarded, except hop-by-hop headers, `Authorization` (which authenticates \
+        the caller to Latchkey) and `X-Latchkey-*`. The API's status, headers and body come back \
+        as they are; Latchkey's own errors are JSON `ErrorBody`s. `/v1/proxy/{connection}` \
+        reaches the base URL itself.",
+    params(
+        ("connection" = String, Path, description = "The connection's id."),
+        ("path" = String, Path, description = "The API path below the base URL; may contain `/`."),
+    ),
+    responses(
+        (status = "default", description = "The API's own response, passed through."),
+        (status = 403, description = "`host_not_allowed` or `blocked_address`.", body = crate::ErrorBody),
+        (status = 404, description = "`connection_not_found`.", body = crate::ErrorBody),
+        (status = 409, description = "`needs_reauth`: the user must connect again.", body = crate::ErrorBody),
+        (status = 502, description = "`upstream_unreachable`, `token_refused`, …", body = crate::ErrorBody),
+        (status = 504, description = "`upstream_timeout`.", body = crate::ErrorBody),
+    )
+)]
 pub async fn forward(
     state: State<AppState>,
     Path((connection, path)): Path<(String, String)>,
