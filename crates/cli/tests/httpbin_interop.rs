@@ -191,6 +191,18 @@ fn api_key_placements_show_up_where_the_connector_puts_them() {
     let v = anything(&home, &server, "frm", b"q=x", "application/x-www-form-urlencoded");
     assert_eq!(v["form"]["apiKey"], "k-999");
     assert_eq!(v["form"]["q"], "x");
+
+    // Metrics count the upstream exchanges per connector, never with a credential in sight.
+    let auth = format!("Bearer {API_KEY}");
+    let (status, text) =
+        http("GET", &format!("{}/metrics", server.base), &[("Authorization", &auth)], b"").unwrap();
+    assert_eq!(status, 200, "{text}");
+    for id in ["hdr", "qry", "jsn", "frm"] {
+        let counted =
+            format!(r#"latchkey_upstream_requests_total{{connector="{id}",status="2xx"}} 1"#);
+        assert!(text.contains(&counted), "{counted} in {text}");
+    }
+    assert!(!text.contains("k-999") && !text.contains(API_KEY), "{text}");
 }
 
 #[test]

@@ -17,6 +17,7 @@ pub mod scripts;
 mod send;
 mod session;
 mod signed_tokens;
+pub mod telemetry;
 
 use std::sync::Arc;
 

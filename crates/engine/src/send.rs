@@ -17,7 +17,7 @@ use latchkey_script::Signal;
 use latchkey_store::ConnectionRecord;
 
 use crate::outbound::{ApiRequest, Target};
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, telemetry};
 
 /// The last Digest challenge per connection.
 #[derive(Debug, Default)]
@@ -70,12 +70,32 @@ impl Engine {
         {
             return Ok(Sent::Renew(signal, "before_action"));
         }
-        let response = match target.method()? {
+        let started = std::time::Instant::now();
+        let sent = self.send_authenticated(record, connector, &target, out, &policy).await;
+        telemetry::upstream(&connector.id, sent.as_ref().ok().map(|r| r.status), started);
+        let response = sent?;
+        match scope {
+            Some(scope) => self.after_response(connector, scope, response).await,
+            None => Ok(Sent::Response(response)),
+        }
+    }
+
+    /// Applies the connection's auth method to `out` and sends it, answering the challenges
+    /// and refusals the method itself handles (Digest, kept JWTs).
+    async fn send_authenticated(
+        &self,
+        record: &ConnectionRecord,
+        connector: &Connector,
+        target: &Target<'_>,
+        mut out: OutgoingRequest,
+        policy: &HostPolicy,
+    ) -> Result<UpstreamResponse, EngineError> {
+        match target.method()? {
             AuthMethod::Digest(method) => {
-                self.send_digest(record, &target, method, out, &policy).await?
+                self.send_digest(record, target, method, out, policy).await
             }
             AuthMethod::Jwt(method) if method.sign == JwtSigning::PerLifetime => {
-                self.send_kept_jwt(record, &target, method, out, &policy).await?
+                self.send_kept_jwt(record, target, method, out, policy).await
             }
             AuthMethod::OAuth2(method) if method.client_auth == ClientAuth::TlsClientAuth => {
                 target.authenticate(&mut out)?;
@@ -83,16 +103,12 @@ impl Engine {
                     .oauth_integration(connector, method, record.integration.as_deref())
                     .await?;
                 let net = self.client_for(method, &integration)?;
-                send_with(&net, out, &policy).await?
+                send_with(&net, out, policy).await
             }
             _ => {
                 target.authenticate(&mut out)?;
-                self.send_prepared(out, &policy).await?
+                self.send_prepared(out, policy).await
             }
-        };
-        match scope {
-            Some(scope) => self.after_response(connector, scope, response).await,
-            None => Ok(Sent::Response(response)),
         }
     }
 

@@ -1,4 +1,5 @@
-//! Latchkey's HTTP server: the REST API under `/v1`, the proxy, health and the OpenAPI document.
+//! Latchkey's HTTP server: the REST API under `/v1`, the proxy, health, metrics and the OpenAPI
+//! document.
 //! [`app`] builds the router without a socket, so tests call it directly.
 
 mod error;
@@ -6,6 +7,7 @@ mod openapi;
 mod pages;
 mod proxy;
 mod routes;
+pub mod telemetry;
 
 use std::sync::Arc;
 
@@ -39,6 +41,7 @@ impl AppState {
 
 /// The whole router.
 pub fn app(state: AppState) -> Router {
+    telemetry::handle();
     let v1 = Router::new()
         .route("/connectors", get(routes::connectors::list))
         .route(
@@ -65,7 +68,11 @@ pub fn app(state: AppState) -> Router {
         .route("/proxy/{connection}", any(proxy::forward_root))
         .route("/proxy/{connection}/{*path}", any(proxy::forward))
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+    let metrics = Router::new()
+        .route("/metrics", get(telemetry::render))
+        .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     Router::new()
+        .merge(metrics)
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::document))
         .route("/latchkey.js", get(pages::sdk))
@@ -73,6 +80,7 @@ pub fn app(state: AppState) -> Router {
         .route("/connect/{token}/status", get(pages::status))
         .route("/oauth/callback", get(pages::callback))
         .nest("/v1", v1)
+        .route_layer(middleware::from_fn(telemetry::track))
         .with_state(state)
 }
 

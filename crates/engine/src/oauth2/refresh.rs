@@ -21,6 +21,7 @@ use latchkey_core::connector::OAuth2Auth;
 use super::{expiry, oauth_method};
 use crate::events::Event;
 use crate::session::session_method;
+use crate::telemetry::{self, RenewalOutcome};
 use crate::{Engine, EngineError};
 
 /// Why a refresh is wanted; decides whether it is still needed after re-reading.
@@ -144,6 +145,7 @@ impl Engine {
             return Ok(record);
         }
         let entry = self.connector(&record.connector)?;
+        let started = Instant::now();
         let result = match (
             oauth_method(&entry.connector, Some(&record.auth_method)),
             session_method(&entry.connector, Some(&record.auth_method)),
@@ -179,6 +181,7 @@ impl Engine {
                 };
                 self.store.update_credentials(id, record.version, &update).await?;
                 self.recent.forget(id);
+                telemetry::renewal(&record.connector, RenewalOutcome::Ok, started);
                 tracing::info!(connection = %id, "credentials renewed");
                 self.connection(id).await
             }
@@ -194,10 +197,12 @@ impl Engine {
                     }
                     self.store.set_connection_status(id, ConnectionStatus::NeedsReauth).await?;
                     self.recent.forget(id);
+                    telemetry::renewal(&record.connector, RenewalOutcome::NeedsReauth, started);
                     tracing::warn!(connection = %id, error = %err, "refresh refused; connection needs re-authorisation");
                     self.events.emit(Event::needs_reauth(&record, &err.to_string()));
                     return Err(EngineError::NeedsReauth(id.to_string()));
                 }
+                telemetry::renewal(&record.connector, RenewalOutcome::Failed, started);
                 tracing::warn!(connection = %id, error = %err, "refresh failed; tokens kept");
                 self.events.emit(Event::refresh_failed(&record, &err.to_string()));
                 Err(err)

@@ -1,0 +1,55 @@
+//! The engine's Prometheus metrics, recorded through the `metrics` facade (a no-op unless the
+//! embedding program installs a recorder; `latchkey serve` exports them at `/metrics`). Labels
+//! are connector ids and fixed words only, never connection ids, so their number stays bounded.
+//! Every name is listed in `docs/api.md`.
+
+use std::time::Instant;
+
+/// Credential renewals (OAuth2 refreshes and session logins) by connector and outcome.
+pub const RENEWALS: &str = "latchkey_credential_renewals_total";
+/// How long renewals take, by connector.
+pub const RENEWAL_SECONDS: &str = "latchkey_credential_renewal_seconds";
+/// Requests sent to APIs, by connector and status class (`2xx` … `5xx`, or `error` when no
+/// response came back).
+pub const UPSTREAM_REQUESTS: &str = "latchkey_upstream_requests_total";
+/// Time from sending a request upstream to its response headers, by connector.
+pub const UPSTREAM_SECONDS: &str = "latchkey_upstream_request_seconds";
+
+/// How a renewal ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum RenewalOutcome {
+    /// New credentials stored.
+    Ok,
+    /// Refused for good: the connection needs the user again.
+    NeedsReauth,
+    /// Failed for now (the provider was unreachable, say); the old credentials are kept.
+    Failed,
+}
+
+pub(crate) fn renewal(connector: &str, outcome: RenewalOutcome, started: Instant) {
+    let outcome = match outcome {
+        RenewalOutcome::Ok => "ok",
+        RenewalOutcome::NeedsReauth => "needs_reauth",
+        RenewalOutcome::Failed => "failed",
+    };
+    metrics::counter!(RENEWALS, "connector" => connector.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(RENEWAL_SECONDS, "connector" => connector.to_string())
+        .record(started.elapsed().as_secs_f64());
+}
+
+/// Records one upstream exchange: `status` is `None` when no response came back.
+pub(crate) fn upstream(connector: &str, status: Option<http::StatusCode>, started: Instant) {
+    let class = match status.map(|s| s.as_u16() / 100) {
+        Some(1) => "1xx",
+        Some(2) => "2xx",
+        Some(3) => "3xx",
+        Some(4) => "4xx",
+        Some(5) => "5xx",
+        _ => "error",
+    };
+    metrics::counter!(UPSTREAM_REQUESTS, "connector" => connector.to_string(), "status" => class)
+        .increment(1);
+    metrics::histogram!(UPSTREAM_SECONDS, "connector" => connector.to_string())
+        .record(started.elapsed().as_secs_f64());
+}
