@@ -8,6 +8,7 @@ pub mod data_dir;
 mod error;
 pub mod events;
 mod integrations;
+pub mod middleware;
 mod mtls;
 pub mod oauth2;
 pub mod outbound;
