@@ -481,3 +481,33 @@ async fn device_flow_polls_and_slows_down() {
         "slow_down adds five seconds to the interval"
     );
 }
+
+#[tokio::test]
+async fn device_flow_reads_its_endpoint_from_the_issuers_discovery_document() {
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    Mock::given(method("GET"))
+        .and(path("/.well-known/openid-configuration"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "issuer": uri, "token_endpoint": format!("{uri}/token"),
+            "device_authorization_endpoint": format!("{uri}/device/auth"),
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/device/auth"))
+        .and(body_string_contains("client_id=cid"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dev-1", "user_code": "WDJB-MJHT",
+            "verification_uri": format!("{uri}/device"), "expires_in": 60, "interval": 3
+        })))
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    issuer: {uri}\n"
+    );
+    let engine = engine(&yaml).await;
+    let flow = engine.begin_device_authorization("app").await.unwrap();
+    assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
+    assert_eq!(flow.authorization.interval, std::time::Duration::from_secs(3));
+}

@@ -33,7 +33,8 @@ pub struct OAuth2Auth {
     /// Token endpoint (template over `config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_url: Option<String>,
-    /// Device authorization endpoint (RFC 8628 §3.1), for `grant: device_code`.
+    /// Device authorization endpoint (RFC 8628 §3.1), for `grant: device_code` (template over
+    /// `config`; with `issuer`, read from its discovery document when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device_authorization_url: Option<String>,
     /// A separate refresh endpoint; default the token endpoint.

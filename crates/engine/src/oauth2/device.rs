@@ -11,7 +11,6 @@ use latchkey_core::oauth2::{
 };
 use latchkey_store::{ConnectionRecord, ConnectionStatus};
 use time::OffsetDateTime;
-use url::Url;
 
 use super::{ResolvedOAuth, apply_tokens, endpoint_policy, oauth_method};
 use crate::events::Event;
@@ -38,10 +37,9 @@ impl Engine {
             EngineError::InvalidInput("this connector does not use OAuth2".into())
         })?;
         let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
-        let endpoint = method
+        let endpoint = oauth
             .device_authorization_url
-            .as_deref()
-            .and_then(|u| Url::parse(u).ok())
+            .clone()
             .ok_or_else(|| EngineError::InvalidInput("no device authorization endpoint".into()))?;
         let client_id = integration.client_id.as_deref().ok_or_else(|| {
             EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))

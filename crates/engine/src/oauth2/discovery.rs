@@ -17,6 +17,8 @@ pub struct Metadata {
     pub authorization_endpoint: Option<Url>,
     /// `token_endpoint`.
     pub token_endpoint: Option<Url>,
+    /// `device_authorization_endpoint` (RFC 8628 §4).
+    pub device_authorization_endpoint: Option<Url>,
 }
 
 /// Discovery documents by issuer.
@@ -74,6 +76,7 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
         return Ok(Metadata {
             authorization_endpoint: url_of("authorization_endpoint"),
             token_endpoint: url_of("token_endpoint"),
+            device_authorization_endpoint: url_of("device_authorization_endpoint"),
         });
     }
     Err(EngineError::InvalidInput(format!(

@@ -40,6 +40,8 @@ pub struct ResolvedOAuth {
     pub authorize_url: Option<Url>,
     /// Token endpoint.
     pub token_url: Url,
+    /// Device authorization endpoint (device authorization grant only).
+    pub device_authorization_url: Option<Url>,
     /// Refresh endpoint (the token endpoint unless the connector names another).
     pub refresh_url: Url,
     /// The issuer the callback's `iss` must match, when known.
@@ -73,6 +75,8 @@ impl Engine {
         };
         let mut authorize_url = render("authorize_url", &method.authorize_url)?;
         let mut token_url = render("token_url", &method.token_url)?;
+        let mut device_authorization_url =
+            render("device_authorization_url", &method.device_authorization_url)?;
         let issuer = match &method.issuer {
             Some(issuer) => {
                 let scope = Scope { credentials: None, config: Some(config), response: None };
@@ -85,11 +89,14 @@ impl Engine {
         };
         if let Some(issuer) = &issuer
             && (token_url.is_none()
-                || (authorize_url.is_none() && method.grant == Grant::AuthorizationCode))
+                || (authorize_url.is_none() && method.grant == Grant::AuthorizationCode)
+                || (device_authorization_url.is_none() && method.grant == Grant::DeviceCode))
         {
             let metadata = self.oauth.discovery.get(&self.net, issuer).await?;
             authorize_url = authorize_url.or(metadata.authorization_endpoint);
             token_url = token_url.or(metadata.token_endpoint);
+            device_authorization_url =
+                device_authorization_url.or(metadata.device_authorization_endpoint);
         }
         let token_url = token_url.ok_or_else(|| misconfigured("no token endpoint".into()))?;
         if method.grant == Grant::AuthorizationCode && authorize_url.is_none() {
@@ -97,7 +104,14 @@ impl Engine {
         }
         let refresh_url =
             render("refresh_url", &method.refresh_url)?.unwrap_or_else(|| token_url.clone());
-        Ok(ResolvedOAuth { method: method.clone(), authorize_url, token_url, refresh_url, issuer })
+        Ok(ResolvedOAuth {
+            method: method.clone(),
+            authorize_url,
+            token_url,
+            device_authorization_url,
+            refresh_url,
+            issuer,
+        })
     }
 
     /// Sends one token request, through the connector's token hooks, and parses the answer.
