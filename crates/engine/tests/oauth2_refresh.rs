@@ -511,3 +511,54 @@ async fn device_flow_reads_its_endpoint_from_the_issuers_discovery_document() {
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     assert_eq!(flow.authorization.interval, std::time::Duration::from_secs(3));
 }
+
+#[tokio::test]
+async fn device_authorization_authenticates_a_private_key_jwt_client() {
+    let pem = include_str!("../../core/examples/bench_rsa_key.pem");
+    let server = MockServer::start().await;
+    let uri = server.uri();
+    Mock::given(method("POST"))
+        .and(path("/device"))
+        .and(body_string_contains(
+            "client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer",
+        ))
+        .and(body_string_contains("client_assertion=ey"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dev-1", "user_code": "WDJB-MJHT", "verification_uri": "https://p.example/device",
+            "expires_in": 60, "interval": 1
+        })))
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    device_authorization_url: {uri}/device\n    token_url: {uri}/token\n    client_auth: private_key_jwt\n"
+    );
+    let engine = engine(&yaml).await;
+    engine
+        .put_integration(NewIntegration {
+            id: "app".into(),
+            connector: "prov".into(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new(pem)),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    let flow = engine.begin_device_authorization("app").await.unwrap();
+    assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
+    let calls = server.received_requests().await.unwrap();
+    let body = String::from_utf8_lossy(&calls[0].body).to_string();
+    let assertion = body
+        .split('&')
+        .find_map(|p| p.strip_prefix("client_assertion="))
+        .expect("an assertion is sent");
+    let claims: serde_json::Value = {
+        use base64::Engine as _;
+        let payload = assertion.split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(claims["aud"], format!("{uri}/token"), "the token endpoint is the audience");
+    assert_eq!(claims["iss"], "cid");
+}

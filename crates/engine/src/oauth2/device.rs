@@ -45,8 +45,13 @@ impl Engine {
             EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
         })?;
         let scopes = Self::scopes(&oauth, &integration);
-        let client =
-            Client { id: client_id, secret: integration.client_secret.as_ref(), assertion: None };
+        // The device endpoint authenticates the client as the token endpoint does (§3.1).
+        let assertion = Self::client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
+        let client = Client {
+            id: client_id,
+            secret: integration.client_secret.as_ref(),
+            assertion: assertion.as_ref(),
+        };
         let request =
             device_authorization_request(&oauth.method, &endpoint, client, &scopes).map_err(
                 |m| EngineError::Connector { connector: integration.connector.clone(), message: m },

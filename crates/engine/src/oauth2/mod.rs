@@ -114,6 +114,40 @@ impl Engine {
         })
     }
 
+    /// The signed client assertion (RFC 7523 §2.2) when the method authenticates with
+    /// `private_key_jwt`, for a request to `audience` (the token endpoint); `None` otherwise.
+    pub(crate) fn client_assertion(
+        oauth: &ResolvedOAuth,
+        integration: &IntegrationRecord,
+        client_id: &str,
+        audience: &Url,
+    ) -> Result<Option<Secret>, EngineError> {
+        if oauth.method.client_auth != latchkey_core::connector::ClientAuth::PrivateKeyJwt {
+            return Ok(None);
+        }
+        let key = integration.client_secret.as_ref().ok_or_else(|| {
+            EngineError::InvalidInput(format!(
+                "integration `{}` needs its private key (as the client secret) for private_key_jwt",
+                integration.id
+            ))
+        })?;
+        let alg = oauth.method.client_assertion_alg.as_deref().unwrap_or("RS256");
+        let jti = crate::data_dir::random_token(16);
+        latchkey_core::oauth2::client_assertion(
+            client_id,
+            audience.as_str(),
+            key,
+            alg,
+            std::time::SystemTime::now(),
+            &jti,
+        )
+        .map(Some)
+        .map_err(|m| EngineError::Connector {
+            connector: integration.connector.clone(),
+            message: m,
+        })
+    }
+
     /// Sends one token request, through the connector's token hooks, and parses the answer.
     /// `connection` scopes the hooks' storage (`None` while a connection is being created).
     pub(crate) async fn call_token_endpoint(
@@ -139,33 +173,7 @@ impl Engine {
                 )));
             }
         };
-        let assertion = match oauth.method.client_auth {
-            latchkey_core::connector::ClientAuth::PrivateKeyJwt => {
-                let key = integration.client_secret.as_ref().ok_or_else(|| {
-                    EngineError::InvalidInput(format!(
-                        "integration `{}` needs its private key (as the client secret) for private_key_jwt",
-                        integration.id
-                    ))
-                })?;
-                let alg = oauth.method.client_assertion_alg.as_deref().unwrap_or("RS256");
-                let jti = crate::data_dir::random_token(16);
-                Some(
-                    latchkey_core::oauth2::client_assertion(
-                        client_id,
-                        endpoint.as_str(),
-                        key,
-                        alg,
-                        std::time::SystemTime::now(),
-                        &jti,
-                    )
-                    .map_err(|m| EngineError::Connector {
-                        connector: integration.connector.clone(),
-                        message: m,
-                    })?,
-                )
-            }
-            _ => None,
-        };
+        let assertion = Self::client_assertion(oauth, integration, client_id, endpoint)?;
         let client = Client {
             id: client_id,
             secret: integration.client_secret.as_ref(),
