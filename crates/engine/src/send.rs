@@ -3,6 +3,9 @@
 //! `after_error`. Challenge-response schemes (HTTP Digest) are answered here: the server's
 //! challenge is kept per connection so later requests answer it directly with a counted nonce,
 //! and a 401 with a fresh (or `stale`) challenge is answered once.
+//!
+//! Every transmission to the API, a retry included, first takes a permit from the connector's
+//! rate limit (see [`crate::rate_limit`]), and a 429 or 503 with `Retry-After` holds the key back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +20,7 @@ use latchkey_script::Signal;
 use latchkey_store::ConnectionRecord;
 
 use crate::outbound::{ApiRequest, Target};
+use crate::rate_limit::{RateKey, retry_after};
 use crate::{Engine, EngineError};
 
 /// The last Digest challenge per connection.
@@ -83,11 +87,11 @@ impl Engine {
                     .oauth_integration(connector, method, record.integration.as_deref())
                     .await?;
                 let net = self.client_for(method, &integration)?;
-                send_with(&net, out, &policy).await?
+                self.transmit(&net, record, connector, out, &policy).await?
             }
             _ => {
                 target.authenticate(&mut out)?;
-                self.send_prepared(out, &policy).await?
+                self.send_prepared(record, connector, out, &policy).await?
             }
         };
         match scope {
@@ -98,10 +102,39 @@ impl Engine {
 
     async fn send_prepared(
         &self,
+        record: &ConnectionRecord,
+        connector: &Connector,
         out: OutgoingRequest,
         policy: &HostPolicy,
     ) -> Result<UpstreamResponse, EngineError> {
-        send_with(&self.net, out, policy).await
+        self.transmit(&self.net, record, connector, out, policy).await
+    }
+
+    /// Sends one request to the API under the connector's rate limit: waits for the key's turn
+    /// (or fails with [`EngineError::RateLimited`] past `max_wait_ms`), and after a 429 or 503
+    /// with `Retry-After` holds the key back for that long.
+    async fn transmit(
+        &self,
+        net: &latchkey_net::Client,
+        record: &ConnectionRecord,
+        connector: &Connector,
+        out: OutgoingRequest,
+        policy: &HostPolicy,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let Some(limit) = &connector.rate_limit else {
+            return send_with(net, out, policy).await;
+        };
+        let key = RateKey::of(connector, limit, &record.id, record.integration.as_deref());
+        self.rate_limits.acquire(&key, limit).await.map_err(|retry_after| {
+            tracing::info!(connector = %connector.id, connection = %record.id, ?retry_after, "rate limit: request refused");
+            EngineError::RateLimited { connector: connector.id.clone(), retry_after }
+        })?;
+        let response = send_with(net, out, policy).await?;
+        if let Some(wait) = retry_after(response.status, &response.headers) {
+            tracing::info!(connector = %connector.id, connection = %record.id, status = response.status.as_u16(), ?wait, "the API asked to back off");
+            self.rate_limits.back_off(&key, wait);
+        }
+        Ok(response)
     }
 
     async fn send_digest(
@@ -125,7 +158,7 @@ impl Engine {
             respond(method, &mut challenge, &mut out, ctx(), None)?;
             self.digest.put(&record.id, challenge);
         }
-        let response = self.send_prepared(out, policy).await?;
+        let response = self.send_prepared(record, target.connector, out, policy).await?;
         if response.status != http::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -140,7 +173,7 @@ impl Engine {
         let mut out = prepared;
         respond(method, &mut challenge, &mut out, ctx(), None)?;
         self.digest.put(&record.id, challenge);
-        self.send_prepared(out, policy).await
+        self.send_prepared(record, target.connector, out, policy).await
     }
 }
 
@@ -163,7 +196,7 @@ impl Engine {
         };
         let mut out = prepared.clone();
         jwt::place(method, &token, &mut out, target.context(""))?;
-        let response = self.send_prepared(out, policy).await?;
+        let response = self.send_prepared(record, target.connector, out, policy).await?;
         self.signed_tokens.forget_if_refused(&record.id, response.status);
         if !reused || response.status != http::StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -173,7 +206,7 @@ impl Engine {
         let token = self.sign_kept_jwt(record, target, method)?;
         let mut out = prepared;
         jwt::place(method, &token, &mut out, target.context(""))?;
-        let response = self.send_prepared(out, policy).await?;
+        let response = self.send_prepared(record, target.connector, out, policy).await?;
         self.signed_tokens.forget_if_refused(&record.id, response.status);
         Ok(response)
     }
