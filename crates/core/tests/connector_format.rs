@@ -122,3 +122,50 @@ fn schema_describes_the_format() {
         assert!(text.contains(word), "schema lacks {word}");
     }
 }
+
+const RATE_BASE: &str = "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: bearer\n";
+
+#[test]
+fn a_rate_limit_loads_with_its_defaults() {
+    use latchkey_core::connector::{RatePeriod, RateScope};
+    let src =
+        format!("{RATE_BASE}rate_limit: {{ requests: 100, per: minute, scope: integration }}\n");
+    let limit = parse_connector(&src, "x.yaml").unwrap().rate_limit.unwrap();
+    assert_eq!(limit.requests, Some(100));
+    assert_eq!(limit.per, Some(RatePeriod::Minute));
+    assert_eq!(limit.scope, RateScope::Integration);
+    assert_eq!(limit.max_wait_ms, 10_000);
+    assert_eq!(limit.retry_after_max_ms, 5_000);
+    assert_eq!(limit.retry_methods, ["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
+    // Only Retry-After handling, no limit of Latchkey's own.
+    let only_backoff = format!("{RATE_BASE}rate_limit: {{ retry_after_max_ms: 2000 }}\n");
+    let limit = parse_connector(&only_backoff, "x.yaml").unwrap().rate_limit.unwrap();
+    assert_eq!(limit.rate(), None);
+}
+
+#[test]
+fn a_bad_rate_limit_names_its_field_and_line() {
+    let zero = error_of(&format!("{RATE_BASE}rate_limit: {{ requests: 0 }}\n"));
+    assert!(zero.starts_with("bad.yaml:6"), "{zero}");
+    assert!(zero.contains("rate_limit.requests"), "{zero}");
+    assert!(zero.contains("at least 1"), "{zero}");
+    let period = error_of(&format!("{RATE_BASE}rate_limit: {{ requests: 5, per: day }}\n"));
+    assert!(period.contains("day"), "{period}");
+    let typo = error_of(&format!("{RATE_BASE}rate_limit: {{ request: 5 }}\n"));
+    assert!(typo.contains("request"), "{typo}");
+    let wait =
+        error_of(&format!("{RATE_BASE}rate_limit: {{ requests: 5, max_wait_ms: 900000 }}\n"));
+    assert!(wait.contains("rate_limit.max_wait_ms"), "{wait}");
+    let method = error_of(&format!("{RATE_BASE}rate_limit: {{ retry_methods: [get] }}\n"));
+    assert!(method.contains("rate_limit.retry_methods[0]"), "{method}");
+    let lonely = error_of(&format!("{RATE_BASE}rate_limit: {{ per: hour }}\n"));
+    assert!(lonely.contains("need `requests`"), "{lonely}");
+}
+
+#[test]
+fn the_schema_shows_rate_limit() {
+    let text = json_schema().to_string();
+    for word in ["rate_limit", "retry_after_max_ms", "max_wait_ms", "RateScope"] {
+        assert!(text.contains(word), "schema lacks {word}");
+    }
+}

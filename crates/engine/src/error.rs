@@ -87,6 +87,18 @@ pub enum EngineError {
         /// The hook that returned `false`.
         event: String,
     },
+    /// The connector's rate limit (or an API's `Retry-After` being waited out) would hold the
+    /// request longer than the connector's `max_wait_ms`; nothing was sent.
+    #[error(
+        "connector `{connector}`: rate limit reached; retry in {} s",
+        retry_after.as_secs_f64().ceil()
+    )]
+    RateLimited {
+        /// The connector.
+        connector: String,
+        /// How long the caller should wait before trying again.
+        retry_after: std::time::Duration,
+    },
     /// A session login gave no usable session.
     #[error("session login: {0}")]
     Session(#[from] latchkey_core::auth::session::SessionError),

@@ -12,6 +12,7 @@ pub mod middleware;
 mod mtls;
 pub mod oauth2;
 pub mod outbound;
+mod rate_limit;
 mod recent;
 mod scheduler;
 pub mod scripts;
@@ -52,6 +53,7 @@ pub struct Engine {
     recent: recent::RecentConnections,
     scripts: latchkey_script::ScriptEngine,
     identities: mtls::Identities,
+    rate_limits: rate_limit::RateLimits,
 }
 
 impl Engine {
@@ -81,6 +83,7 @@ impl Engine {
             recent: recent::RecentConnections::default(),
             scripts: latchkey_script::ScriptEngine::new(latchkey_script::Limits::default()),
             identities: mtls::Identities::default(),
+            rate_limits: rate_limit::RateLimits::default(),
         })
     }
 
@@ -181,8 +184,13 @@ impl Engine {
     /// Makes an authenticated request through a connection: refreshes an OAuth2 token (or logs
     /// a session in again) when it is about to expire, runs the connector's request hooks, and
     /// when the credentials are refused (401, the connector's statuses, or a script's
-    /// `AuthRefreshException` / `AuthSessionException`) renews them once and retries once. The
-    /// response's body is not read unless a response hook needs it; stream it or call `bytes()`.
+    /// `AuthRefreshException` / `AuthSessionException`) renews them once and retries once.
+    ///
+    /// Under a connector's `rate_limit`, every send (retries too) waits for a permit, and fails
+    /// with [`EngineError::RateLimited`] when that would take longer than `max_wait_ms`; a 429
+    /// or 503 whose `Retry-After` is within `retry_after_max_ms` is waited out and retried once
+    /// for the connector's `retry_methods`. The response's body is not read unless a response
+    /// hook needs it; stream it or call `bytes()`.
     pub async fn request(
         &self,
         connection_id: &str,
@@ -217,10 +225,21 @@ impl Engine {
             }
         }
         let mut renewed = false;
+        let mut waited_out = false;
         loop {
             let sent = self.send_once(&record, &entry.connector, request.clone(), true).await?;
             match sent {
                 send::Sent::Response(response) => {
+                    if !waited_out
+                        && let Some(wait) = wait_out(&entry.connector, &request.method, &response)
+                    {
+                        // The body is `Bytes`, so the same request goes again, signed afresh.
+                        tracing::info!(connection = %record.id, status = response.status.as_u16(), ?wait, "waiting out Retry-After, then retrying once");
+                        drop(response);
+                        waited_out = true;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
                     let refused = renew_on.is_some_and(|s| s.contains(&response.status.as_u16()));
                     if renewed || !refused {
                         return Ok(response);
@@ -287,6 +306,19 @@ impl Engine {
             .ok_or_else(|| EngineError::NeedsReauth(connection_id.to_string()))?;
         Ok((token, record.expires_at))
     }
+}
+
+/// How long to wait before retrying a 429 or 503 once: its `Retry-After`, when the connector's
+/// `rate_limit` allows a retry of this method and the wait is within `retry_after_max_ms`.
+fn wait_out(
+    connector: &latchkey_core::Connector,
+    method: &http::Method,
+    response: &UpstreamResponse,
+) -> Option<std::time::Duration> {
+    let limit = connector.rate_limit.as_ref()?;
+    let wait = rate_limit::retry_after(response.status, &response.headers)?;
+    let allowed = std::time::Duration::from_millis(limit.retry_after_max_ms);
+    (limit.retry_after_max_ms > 0 && wait <= allowed && limit.retries(method)).then_some(wait)
 }
 
 /// The statuses on which a connection's credentials are renewed once, when its method can renew

@@ -3,6 +3,9 @@
 //! `after_error`. Challenge-response schemes (HTTP Digest) are answered here: the server's
 //! challenge is kept per connection so later requests answer it directly with a counted nonce,
 //! and a 401 with a fresh (or `stale`) challenge is answered once.
+//!
+//! Every transmission to the API, a retry included, first takes a permit from the connector's
+//! rate limit (see [`crate::rate_limit`]), and a 429 or 503 with `Retry-After` holds the key back.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +20,7 @@ use latchkey_script::Signal;
 use latchkey_store::ConnectionRecord;
 
 use crate::outbound::{ApiRequest, Target};
+use crate::rate_limit::{RateKey, retry_after};
 use crate::{Engine, EngineError, telemetry};
 
 /// The last Digest challenge per connection.
@@ -70,10 +74,7 @@ impl Engine {
         {
             return Ok(Sent::Renew(signal, "before_action"));
         }
-        let started = std::time::Instant::now();
-        let sent = self.send_authenticated(record, connector, &target, out, &policy).await;
-        telemetry::upstream(&connector.id, sent.as_ref().ok().map(|r| r.status), started);
-        let response = sent?;
+        let response = self.send_authenticated(record, connector, &target, out, &policy).await?;
         match scope {
             Some(scope) => self.after_response(connector, scope, response).await,
             None => Ok(Sent::Response(response)),
@@ -103,21 +104,50 @@ impl Engine {
                     .oauth_integration(connector, method, record.integration.as_deref())
                     .await?;
                 let net = self.client_for(method, &integration)?;
-                send_with(&net, out, policy).await
+                self.transmit(&net, record, connector, out, policy).await
             }
             _ => {
                 target.authenticate(&mut out)?;
-                self.send_prepared(out, policy).await
+                self.send_prepared(record, connector, out, policy).await
             }
         }
     }
 
     async fn send_prepared(
         &self,
+        record: &ConnectionRecord,
+        connector: &Connector,
         out: OutgoingRequest,
         policy: &HostPolicy,
     ) -> Result<UpstreamResponse, EngineError> {
-        send_with(&self.net, out, policy).await
+        self.transmit(&self.net, record, connector, out, policy).await
+    }
+
+    /// Sends one request to the API under the connector's rate limit: waits for the key's turn
+    /// (or fails with [`EngineError::RateLimited`] past `max_wait_ms`), and after a 429 or 503
+    /// with `Retry-After` holds the key back for that long.
+    async fn transmit(
+        &self,
+        net: &latchkey_net::Client,
+        record: &ConnectionRecord,
+        connector: &Connector,
+        out: OutgoingRequest,
+        policy: &HostPolicy,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let Some(limit) = &connector.rate_limit else {
+            return send_counted(net, connector, out, policy).await;
+        };
+        let key = RateKey::of(connector, limit, &record.id, record.integration.as_deref());
+        self.rate_limits.acquire(&key, limit).await.map_err(|retry_after| {
+            tracing::info!(connector = %connector.id, connection = %record.id, ?retry_after, "rate limit: request refused");
+            EngineError::RateLimited { connector: connector.id.clone(), retry_after }
+        })?;
+        let response = send_counted(net, connector, out, policy).await?;
+        if let Some(wait) = retry_after(response.status, &response.headers) {
+            tracing::info!(connector = %connector.id, connection = %record.id, status = response.status.as_u16(), ?wait, "the API asked to back off");
+            self.rate_limits.back_off(&key, wait);
+        }
+        Ok(response)
     }
 
     async fn send_digest(
@@ -141,7 +171,7 @@ impl Engine {
             respond(method, &mut challenge, &mut out, ctx(), None)?;
             self.digest.put(&record.id, challenge);
         }
-        let response = self.send_prepared(out, policy).await?;
+        let response = self.send_prepared(record, target.connector, out, policy).await?;
         if response.status != http::StatusCode::UNAUTHORIZED {
             return Ok(response);
         }
@@ -156,7 +186,7 @@ impl Engine {
         let mut out = prepared;
         respond(method, &mut challenge, &mut out, ctx(), None)?;
         self.digest.put(&record.id, challenge);
-        self.send_prepared(out, policy).await
+        self.send_prepared(record, target.connector, out, policy).await
     }
 }
 
@@ -179,7 +209,7 @@ impl Engine {
         };
         let mut out = prepared.clone();
         jwt::place(method, &token, &mut out, target.context(""))?;
-        let response = self.send_prepared(out, policy).await?;
+        let response = self.send_prepared(record, target.connector, out, policy).await?;
         self.signed_tokens.forget_if_refused(&record.id, response.status);
         if !reused || response.status != http::StatusCode::UNAUTHORIZED {
             return Ok(response);
@@ -189,7 +219,7 @@ impl Engine {
         let token = self.sign_kept_jwt(record, target, method)?;
         let mut out = prepared;
         jwt::place(method, &token, &mut out, target.context(""))?;
-        let response = self.send_prepared(out, policy).await?;
+        let response = self.send_prepared(record, target.connector, out, policy).await?;
         self.signed_tokens.forget_if_refused(&record.id, response.status);
         Ok(response)
     }
@@ -210,6 +240,19 @@ impl Engine {
         );
         Ok(token)
     }
+}
+
+/// [`send_with`], recorded in the upstream metrics.
+async fn send_counted(
+    net: &latchkey_net::Client,
+    connector: &Connector,
+    out: OutgoingRequest,
+    policy: &HostPolicy,
+) -> Result<UpstreamResponse, EngineError> {
+    let started = std::time::Instant::now();
+    let sent = send_with(net, out, policy).await;
+    telemetry::upstream(&connector.id, sent.as_ref().ok().map(|r| r.status), started);
+    sent
 }
 
 async fn send_with(

@@ -12,7 +12,8 @@ pub const RENEWAL_SECONDS: &str = "latchkey_credential_renewal_seconds";
 /// Requests sent to APIs, by connector and status class (`2xx` … `5xx`, or `error` when no
 /// response came back).
 pub const UPSTREAM_REQUESTS: &str = "latchkey_upstream_requests_total";
-/// Time from sending a request upstream to its response headers, by connector.
+/// One exchange with an API, from sending to the response head, by connector (time queued
+/// for a rate limit excluded).
 pub const UPSTREAM_SECONDS: &str = "latchkey_upstream_request_seconds";
 
 /// How a renewal ended.

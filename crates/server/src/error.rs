@@ -26,12 +26,18 @@ pub struct ErrorBody {
 pub struct ApiError {
     status: StatusCode,
     body: ErrorBody,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, body: ErrorBody { code, message: message.into(), upstream_status: None } }
+        Self {
+            status,
+            body: ErrorBody { code, message: message.into(), upstream_status: None },
+            retry_after: None,
+        }
     }
 
     /// 400 with code `invalid_request`.
@@ -51,7 +57,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(wait) = self.retry_after {
+            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            response.headers_mut().insert(http::header::RETRY_AFTER, seconds.max(1).into());
+        }
+        response
     }
 }
 
@@ -108,6 +119,7 @@ impl From<EngineError> for ApiError {
                 _ => (S::UNPROCESSABLE_ENTITY, "script_failed"),
             },
             EngineError::ScriptAborted { .. } => (S::UNPROCESSABLE_ENTITY, "script_aborted"),
+            EngineError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
             EngineError::Session(session) if session.is_refused_credentials() => {
                 (S::BAD_GATEWAY, "session_login_refused")
             }
@@ -138,6 +150,10 @@ impl From<EngineError> for ApiError {
         } else {
             message
         };
-        Self { status, body: ErrorBody { code, message, upstream_status } }
+        let retry_after = match &err {
+            EngineError::RateLimited { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        };
+        Self { status, body: ErrorBody { code, message, upstream_status }, retry_after }
     }
 }

@@ -4,6 +4,7 @@ mod lint;
 mod model;
 mod oauth2;
 mod parse;
+mod rate_limit;
 mod scripted;
 mod signing;
 
@@ -14,6 +15,7 @@ pub use lint::{CATEGORIES, LintIssue, lint};
 pub use model::*;
 pub use oauth2::*;
 pub use parse::{ConnectorError, compile_pattern, parse_connector};
+pub use rate_limit::*;
 pub use scripted::*;
 pub use signing::*;
 

@@ -54,6 +54,10 @@ pub struct Connector {
     /// Lower CPU and memory limits for this connector's scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub script_limits: Option<super::scripted::ScriptLimits>,
+    /// How fast Latchkey may call the API, and how it answers the API's `Retry-After` (see
+    /// `docs/connectors.md`). Without it, no limit and every 429 goes to the caller as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<super::rate_limit::RateLimit>,
 }
 
 /// One way to authenticate to the API.

@@ -161,6 +161,9 @@ fn check(c: &Connector) -> Result<(), CheckError> {
     {
         return Err(("script_limits".into(), "limits must be above zero".into()));
     }
+    if let Some(limit) = &c.rate_limit {
+        limit.check().map_err(|(f, m)| (format!("rate_limit.{f}"), m))?;
+    }
     let mut config_keys = BTreeSet::new();
     for (i, field) in c.config.iter().enumerate() {
         if !config_keys.insert(field.key.as_str()) {

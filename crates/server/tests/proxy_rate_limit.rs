@@ -1,0 +1,96 @@
+//! The proxy under a connector's rate limit: when the limiter gives up, the caller gets 429 with
+//! `Retry-After` and the stable code `rate_limited`, and the API sees nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::body::{Body, to_bytes};
+use latchkey_core::Secret;
+use latchkey_engine::{Catalog, Engine, NewConnection, Origin};
+use latchkey_server::{AppState, app};
+use latchkey_store::{Keyring, MasterKey, SqliteStore};
+use tower::ServiceExt;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const API_KEY: &str = "test-api-key";
+
+async fn state_over(server: &MockServer) -> AppState {
+    let connector = format!(
+        "id: prov\nname: Prov\nbase_url: {}/api\nauth:\n  - type: bearer\n\
+         rate_limit: {{ requests: 1, per: hour, max_wait_ms: 0 }}\n",
+        server.uri()
+    );
+    let catalog = Catalog::default();
+    catalog.add_source(&connector, "prov.yaml", Origin::Custom).unwrap();
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    engine
+        .create_connection(NewConnection {
+            id: Some("c1".into()),
+            connector: "prov".into(),
+            credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    AppState {
+        engine: Arc::new(engine),
+        api_key: Arc::new(Secret::new(API_KEY)),
+        public_url: "http://127.0.0.1:7400".parse().unwrap(),
+    }
+}
+
+fn proxied(path: &str) -> http::Request<Body> {
+    http::Request::get(format!("/v1/proxy/c1{path}"))
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_proxy_answers_429_with_retry_after_when_the_limit_gives_up() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/items"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&server)
+        .await;
+    let router = app(state_over(&server).await);
+
+    let first = router.clone().oneshot(proxied("/items")).await.unwrap();
+    assert_eq!(first.status(), 200);
+
+    let second = router.oneshot(proxied("/items")).await.unwrap();
+    assert_eq!(second.status(), 429);
+    let retry_after: u64 =
+        second.headers()[http::header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    // One request an hour: the next permit is an hour after the first.
+    assert!((3590..=3600).contains(&retry_after), "Retry-After: {retry_after}");
+    let body = to_bytes(second.into_body(), 1 << 16).await.unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(body["code"], "rate_limited");
+    assert!(body["message"].as_str().unwrap().contains("prov"), "{body}");
+    assert!(!body.to_string().contains("tok\""), "no secret in the error");
+    assert_eq!(server.received_requests().await.unwrap().len(), 1, "the API saw one request");
+}
+
+#[tokio::test]
+async fn an_upstream_429_is_passed_through_unchanged() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/busy"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "120")
+                .set_body_string("slow down"),
+        )
+        .mount(&server)
+        .await;
+    let response = app(state_over(&server).await).oneshot(proxied("/busy")).await.unwrap();
+    assert_eq!(response.status(), 429);
+    assert_eq!(response.headers()[http::header::RETRY_AFTER], "120");
+    let body = to_bytes(response.into_body(), 1 << 16).await.unwrap();
+    assert_eq!(&body[..], b"slow down");
+}
