@@ -133,6 +133,45 @@ pub enum Command {
         #[command(subcommand)]
         command: IntegrationCommand,
     },
+    /// Master keys: generate one, see which versions are in use, rotate, retire old ones.
+    ///
+    /// The current key is LATCHKEY_MASTER_KEY (or _FILE, or master.key in the data directory);
+    /// old keys are LATCHKEY_MASTER_KEY_PREVIOUS (base64 keys separated by commas or spaces)
+    /// or LATCHKEY_MASTER_KEY_PREVIOUS_FILE (one key per line).
+    Keys {
+        /// What to do with master keys.
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+/// `latchkey keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Print a new random master key (base64 of 32 bytes), or write it to a new file.
+    Generate {
+        /// Write the key to this new file (mode 0600) instead of printing it.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// List key versions: which is current, which keys were given, which still have a key
+    /// check in the database, and how many secret rows each seals.
+    Status,
+    /// Re-seal every secret under the current key, in batches; safe to run while `serve`
+    /// instances run, and to run again after an interruption. Exits non-zero while rows remain
+    /// on older versions.
+    Rotate {
+        /// Rows re-sealed per transaction.
+        #[arg(long, default_value_t = 500)]
+        batch_size: u32,
+        /// When no row is left on an older version, retire those versions at once (as
+        /// `latchkey keys retire` does).
+        #[arg(long)]
+        retire: bool,
+    },
+    /// Drop the key checks of every version but the current one, after which the old keys are
+    /// no longer needed or accepted. Refused while any secret row still uses an old version.
+    Retire,
 }
 
 /// `latchkey connector …`.

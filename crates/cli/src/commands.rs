@@ -3,6 +3,7 @@
 mod connect;
 mod connection;
 mod connector;
+mod keys;
 mod loopback;
 mod request;
 
@@ -55,6 +56,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (engine, _) = setup::engine(global).await?;
             integration(&engine, command).await
         }
+        Command::Keys { command } => keys::run(global, command).await,
     }
 }
 

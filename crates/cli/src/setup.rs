@@ -34,6 +34,39 @@ fn key_source() -> KeySource {
     KeySource::DataDir
 }
 
+/// Previous master keys, to open what they sealed until `latchkey keys rotate` re-seals it:
+/// `LATCHKEY_MASTER_KEY_PREVIOUS` (base64 keys separated by commas or white space) and the
+/// file named by `LATCHKEY_MASTER_KEY_PREVIOUS_FILE` (the same, typically one key per line).
+pub fn previous_keys() -> anyhow::Result<Vec<Secret>> {
+    let mut texts = Vec::new();
+    if let Some(value) = std::env::var_os("LATCHKEY_MASTER_KEY_PREVIOUS") {
+        texts.push(Secret::new(value.to_string_lossy().into_owned()));
+    }
+    if let Some(path) = std::env::var_os("LATCHKEY_MASTER_KEY_PREVIOUS_FILE") {
+        texts.push(Secret::new(std::fs::read_to_string(&path).with_context(|| {
+            format!("cannot read LATCHKEY_MASTER_KEY_PREVIOUS_FILE ({})", path.to_string_lossy())
+        })?));
+    }
+    Ok(texts
+        .iter()
+        .flat_map(|text| {
+            text.expose()
+                .split(|c: char| c == ',' || c.is_whitespace())
+                .filter(|key| !key.is_empty())
+                .map(Secret::new)
+                .collect::<Vec<_>>()
+        })
+        .collect())
+}
+
+/// The configured store alone (PostgreSQL, or SQLite in the data directory), opened with the
+/// current and previous master keys.
+pub async fn store(global: &Global) -> anyhow::Result<Arc<dyn latchkey_store::Store>> {
+    let data_dir = DataDir::new(&global.data_dir)?;
+    let database = Database::from_url(global.database_url.as_ref())?;
+    Ok(data_dir.open_store_with_previous(&key_source(), &previous_keys()?, &database).await?)
+}
+
 /// A secret from `NAME`, or from the file named by `NAME_FILE`.
 pub fn secret_from_env(name: &str) -> anyhow::Result<Option<Secret>> {
     if let Some(value) = std::env::var_os(name).filter(|v| !v.is_empty()) {
@@ -61,7 +94,8 @@ pub async fn engine_with(
 ) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     let data_dir = DataDir::new(&global.data_dir)?;
     let database = Database::from_url(global.database_url.as_ref())?;
-    let store = data_dir.open_store(&key_source(), &database).await?;
+    let store =
+        data_dir.open_store_with_previous(&key_source(), &previous_keys()?, &database).await?;
     let catalog = Catalog::load(&global.connectors);
     let extra_root_certificates = match &global.ca_file {
         Some(path) => {

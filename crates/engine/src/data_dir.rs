@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use latchkey_core::Secret;
 use latchkey_store::postgres::is_postgres_url;
-use latchkey_store::{Keyring, MasterKey, PgStore, SqliteStore, Store, StoreError};
+use latchkey_store::{MasterKey, MasterKeys, PgStore, SqliteStore, Store, StoreError};
 
 const DB_FILE: &str = "latchkey.db";
 const MASTER_KEY_FILE: &str = "master.key";
@@ -118,10 +118,31 @@ impl DataDir {
         source: &KeySource,
         database: &Database,
     ) -> Result<Arc<dyn Store>, SetupError> {
-        let key = Keyring::single(self.master_key(source, database).await?);
+        self.open_store_with_previous(source, &[], database).await
+    }
+
+    /// [`DataDir::open_store`] with previous master keys (each the base64 of one key), which
+    /// open values sealed before a rotation. Each key's version is the one whose key check it
+    /// opens; a current key that opens none is a new key (highest version + 1), accepted only
+    /// when a previous key opens the database. See `latchkey keys rotate`.
+    pub async fn open_store_with_previous(
+        &self,
+        source: &KeySource,
+        previous: &[Secret],
+        database: &Database,
+    ) -> Result<Arc<dyn Store>, SetupError> {
+        let previous = previous
+            .iter()
+            .enumerate()
+            .map(|(n, text)| {
+                MasterKey::from_base64(text.expose())
+                    .map_err(|e| SetupError::BadKey(format!("previous key #{}: {e}", n + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let keys = MasterKeys { current: self.master_key(source, database).await?, previous };
         Ok(match database {
-            Database::DataDir => Arc::new(SqliteStore::open(&self.database(), key).await?),
-            Database::Postgres(url) => Arc::new(PgStore::connect(url.expose(), key).await?),
+            Database::DataDir => Arc::new(SqliteStore::open(&self.database(), keys).await?),
+            Database::Postgres(url) => Arc::new(PgStore::connect(url.expose(), keys).await?),
         })
     }
 
@@ -190,6 +211,12 @@ impl DataDir {
         write_private(&file, key.expose()).map_err(|s| io_err(&file, s))?;
         Ok((key, true))
     }
+}
+
+/// Writes `key` (base64) to a new file readable only by its owner (0600); refuses to replace
+/// an existing file.
+pub fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), SetupError> {
+    write_private(path, key.to_base64().expose()).map_err(|source| io_err(path, source))
 }
 
 /// `bytes` random bytes as URL-safe base64 without padding.

@@ -133,7 +133,9 @@ impl From<EngineError> for ApiError {
                 | StoreError::Database(_)
                 | StoreError::Migration(_)
                 | StoreError::WrongKey
-                | StoreError::MissingKey => (S::INTERNAL_SERVER_ERROR, "internal"),
+                | StoreError::MissingKey
+                | StoreError::KeyRetired { .. }
+                | StoreError::KeyInUse { .. } => (S::INTERNAL_SERVER_ERROR, "internal"),
             },
         };
         let upstream_status = match &err {

@@ -78,6 +78,45 @@ impl MasterKey {
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(self.0.as_ref().into())
     }
+
+    /// Decrypts `sealed` with this key whatever version it names: how a key whose version is
+    /// not known yet is matched against the database's key checks.
+    pub(crate) fn open_as_any_version(
+        &self,
+        sealed: &Sealed,
+        aad: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        self.cipher()
+            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad })
+            .map(Zeroizing::new)
+            .map_err(|_| CryptoError::Decrypt)
+    }
+}
+
+/// Master keys as an operator gives them, without versions: the current key, which seals new
+/// values, and previous keys, which only open values sealed before a rotation. A store opened
+/// with them finds each key's version by the key check it opens; a current key that opens none
+/// becomes a new version (the highest + 1), but only if a previous key opens one, so a wrong
+/// key still stops start-up ([`StoreError::WrongKey`](crate::StoreError::WrongKey)).
+#[derive(Debug)]
+pub struct MasterKeys {
+    /// The key new values are sealed with.
+    pub current: MasterKey,
+    /// Older keys, to open what they sealed until it is re-sealed (`latchkey keys rotate`).
+    pub previous: Vec<MasterKey>,
+}
+
+impl MasterKeys {
+    /// Only a current key.
+    pub fn new(current: MasterKey) -> Self {
+        Self { current, previous: Vec::new() }
+    }
+
+    /// Adds a previous key.
+    pub fn with_previous(mut self, key: MasterKey) -> Self {
+        self.previous.push(key);
+        self
+    }
 }
 
 impl fmt::Debug for MasterKey {
@@ -156,10 +195,12 @@ impl Keyring {
             .keys
             .get(&sealed.key_version)
             .ok_or(CryptoError::UnknownKeyVersion(sealed.key_version))?;
-        key.cipher()
-            .decrypt(Nonce::from_slice(&sealed.nonce), Payload { msg: &sealed.ciphertext, aad })
-            .map(Zeroizing::new)
-            .map_err(|_| CryptoError::Decrypt)
+        key.open_as_any_version(sealed, aad)
+    }
+
+    /// The versions of the keys the ring holds, ascending.
+    pub fn versions(&self) -> impl Iterator<Item = u32> + '_ {
+        self.keys.keys().copied()
     }
 }
 

@@ -15,7 +15,9 @@
 //! verifier and script-stored value is sealed on its own with AES-256-GCM, bound to its owner
 //! and field by associated data ([`crypto::aad`]), and opened again only when a record is read.
 //! A key-check row per key version makes a wrong or missing key stop start-up
-//! ([`StoreError::WrongKey`], [`StoreError::MissingKey`]).
+//! ([`StoreError::WrongKey`], [`StoreError::MissingKey`]); keys given without versions
+//! ([`MasterKeys`]) find theirs through those checks, and [`rotation`] re-seals every row under
+//! a new key ([`Store::rotate_keys`]) so old versions can be retired.
 
 // First, so the column-list macros it defines are in scope in the backends.
 #[macro_use]
@@ -24,6 +26,7 @@ mod rows;
 pub mod crypto;
 pub mod model;
 pub mod postgres;
+pub mod rotation;
 mod secret_rows;
 pub mod sqlite;
 #[cfg(test)]
@@ -33,12 +36,14 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, Sealed};
+pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 pub use postgres::PgStore;
+pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
+pub use secret_rows::Keys;
 pub use sqlite::SqliteStore;
 
 /// What can go wrong in the store. No message contains a secret value.
@@ -85,6 +90,27 @@ pub enum StoreError {
     /// The database holds encrypted data but no master key was given.
     #[error("this database holds encrypted secrets but no master key was given")]
     MissingKey,
+    /// The key version this process seals with was retired from the database (its key check
+    /// dropped), so what it would write could not be opened by anyone: nothing was written.
+    #[error(
+        "master key version {version} was retired from this database; restart with the current \
+         master key"
+    )]
+    KeyRetired {
+        /// The retired version.
+        version: u32,
+    },
+    /// Old key versions cannot be retired while secret rows are still sealed with them.
+    #[error(
+        "{rows} secret rows still use master key version {version}: run `latchkey keys rotate` \
+         (with that key given as a previous key) before retiring it"
+    )]
+    KeyInUse {
+        /// The version still in use.
+        version: u32,
+        /// How many rows use it.
+        rows: u64,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -232,4 +258,60 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// The keys of a connection's script values, sorted.
     async fn script_keys(&self, connection: &str) -> Result<Vec<String>, StoreError>;
+
+    /// Every master-key version the database or this process knows: its key check, whether
+    /// this process holds its key, and how many secret rows are sealed with it.
+    async fn key_versions(&self) -> Result<Vec<KeyVersion>, StoreError>;
+
+    /// Re-seals under the current key version, in one transaction, the secret rows (every
+    /// sealed value: credentials, client secrets, script values, PKCE verifiers) that come after
+    /// `after` in key order, at most `limit` of them, that are sealed with another version. A
+    /// row is written back only if it still holds the value that was read (compare-and-swap
+    /// on its key version and nonce), so a concurrent write is never lost or sealed twice.
+    async fn reseal_batch(
+        &self,
+        after: Option<&SecretRowKey>,
+        limit: u32,
+    ) -> Result<ResealBatch, StoreError>;
+
+    /// Drops the key checks of every version but the current one, after which their keys are
+    /// no longer needed (nor accepted: a key matching no check stops start-up). Refuses with
+    /// [`StoreError::KeyInUse`] while any secret row is sealed with another version, and with
+    /// [`StoreError::KeyRetired`] if the current version itself was retired meanwhile.
+    /// Returns the versions retired.
+    async fn retire_old_keys(&self) -> Result<Vec<u32>, StoreError>;
+
+    /// Re-seals every secret row under the current key version, batch by batch
+    /// ([`Store::reseal_batch`]), safe to run while other instances serve and to run again
+    /// after an interruption. When rows were changed concurrently it goes through the table
+    /// again (at most a few times), since a writer holding an old key may have sealed them with
+    /// it. The report says what is left on older versions.
+    async fn rotate_keys(&self, batch_size: u32) -> Result<RotationReport, StoreError> {
+        let mut report = RotationReport::default();
+        for _ in 0..rotation::MAX_PASSES {
+            let (mut after, mut changed, mut without_key, mut unreadable) = (None, 0, 0, vec![]);
+            loop {
+                let batch = self.reseal_batch(after.as_ref(), batch_size.max(1)).await?;
+                report.resealed += batch.resealed;
+                changed += batch.changed_concurrently;
+                without_key += batch.without_key;
+                unreadable.extend(batch.unreadable);
+                match batch.last {
+                    Some(last) => after = Some(last),
+                    None => break,
+                }
+                tracing::debug!(resealed = report.resealed, "re-sealing secrets");
+            }
+            report.changed_concurrently += changed;
+            report.without_key = without_key;
+            report.unreadable = unreadable;
+            if changed == 0 {
+                break;
+            }
+        }
+        report.versions = self.key_versions().await?;
+        report.current_version =
+            report.versions.iter().find(|v| v.current).map_or(0, |v| v.version);
+        Ok(report)
+    }
 }

@@ -15,8 +15,8 @@ use sqlx::Connection as _;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 
-use crate::StoreError;
 use crate::crypto::Keyring;
+use crate::{Keys, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -31,23 +31,25 @@ pub struct PgStore {
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database?…`; a
     /// schema can be chosen with `options=-c search_path=NAME`), brings its schema up to date
-    /// and checks that `keyring` opens it: [`StoreError::WrongKey`] if the database was
+    /// and checks that the keys open it (a [`Keyring`] with versions, or
+    /// [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks decide):
+    /// [`StoreError::WrongKey`] if the database was
     /// encrypted with another key. Several instances may start at once: migrations and the key
     /// check each run under a lock.
-    pub async fn connect(url: &str, keyring: Keyring) -> Result<Self, StoreError> {
-        Self::connect_with(parse_url(url)?, keyring).await
+    pub async fn connect(url: &str, keys: impl Into<Keys>) -> Result<Self, StoreError> {
+        Self::connect_with(parse_url(url)?, keys).await
     }
 
     /// [`PgStore::connect`] with options built in code.
     pub async fn connect_with(
         options: PgConnectOptions,
-        keyring: Keyring,
+        keys: impl Into<Keys>,
     ) -> Result<Self, StoreError> {
         // One connection first, so an unreachable server fails at once with its cause rather
         // than as a pool timeout.
         let mut conn = connect_once(&options).await?;
         MIGRATOR.run(&mut conn).await?;
-        secrets::check_keyring(&mut conn, &keyring).await?;
+        let keyring = secrets::check_keyring(&mut conn, keys.into()).await?;
         conn.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)

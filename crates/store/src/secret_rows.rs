@@ -4,7 +4,8 @@
 use latchkey_core::Secret;
 
 use crate::StoreError;
-use crate::crypto::{CryptoError, Keyring, NONCE_LEN, Sealed, aad};
+use crate::crypto::{CryptoError, Keyring, MasterKey, MasterKeys, NONCE_LEN, Sealed, aad};
+use crate::rotation::SecretRowKey;
 use crate::rows::Columns;
 
 /// Owner kind of a connection's credential fields.
@@ -45,6 +46,20 @@ impl SecretRow {
             nonce: row.bytes("nonce")?,
             ciphertext: row.bytes("ciphertext")?,
         })
+    }
+
+    /// Which row this is.
+    pub fn key(&self) -> SecretRowKey {
+        SecretRowKey {
+            owner_kind: self.owner_kind.clone(),
+            owner_id: self.owner_id.clone(),
+            field: self.field.clone(),
+        }
+    }
+
+    /// The stored nonce, as it is in the database (the compare-and-swap of a re-seal checks it).
+    pub fn nonce(&self) -> &[u8] {
+        &self.nonce
     }
 
     /// The associated data this row's value must have been sealed with.
@@ -125,4 +140,149 @@ pub(crate) fn verify_keyring(
         return Ok(None);
     }
     Ok(Some(keyring.seal(KEY_CHECK, &aad("keyring", "check", &current.to_string()))))
+}
+
+/// The keys a store is opened with: a keyring whose versions the caller knows, or keys as an
+/// operator gives them, whose versions the database's key checks decide.
+#[derive(Debug)]
+pub enum Keys {
+    /// Versions given by the caller ([`Keyring::new`], [`Keyring::with_key`]).
+    Versioned(Keyring),
+    /// Versions found by matching the key checks (see [`MasterKeys`]).
+    Unversioned(MasterKeys),
+}
+
+impl From<Keyring> for Keys {
+    fn from(keyring: Keyring) -> Self {
+        Self::Versioned(keyring)
+    }
+}
+
+impl From<MasterKeys> for Keys {
+    fn from(keys: MasterKeys) -> Self {
+        Self::Unversioned(keys)
+    }
+}
+
+/// The start-up decision on both backends, inside the transaction that read `checks` and
+/// `evidence` (see [`verify_keyring`]): the keyring to use, and the check row to add for its
+/// current version, if there is none yet.
+pub(crate) fn settle_keyring(
+    keys: Keys,
+    checks: &[SecretRow],
+    evidence: &[SecretRow],
+) -> Result<(Keyring, Option<Sealed>), StoreError> {
+    let keyring = match keys {
+        Keys::Versioned(keyring) => keyring,
+        Keys::Unversioned(keys) => resolve_versions(keys, checks, evidence)?,
+    };
+    let newest = checks.iter().map(|row| row.key_version).max();
+    if let Some(newest) = newest.filter(|n| *n > i64::from(keyring.current_version())) {
+        tracing::warn!(
+            key_version = keyring.current_version(),
+            newest_key_version = newest,
+            "this process seals with an older master key than the newest one in the database; \
+             restart it with the newest key as LATCHKEY_MASTER_KEY and this one as \
+             LATCHKEY_MASTER_KEY_PREVIOUS"
+        );
+    }
+    let check = verify_keyring(&keyring, checks, evidence)?;
+    Ok((keyring, check))
+}
+
+/// The version a key has in this database: the one whose key check (or, without checks, whose
+/// stored secret) it opens.
+fn version_opened_by(
+    key: &MasterKey,
+    checks: &[SecretRow],
+    evidence: &[SecretRow],
+) -> Result<Option<u32>, StoreError> {
+    for row in checks.iter().chain(evidence) {
+        let sealed = row.sealed()?;
+        let Ok(plain) = key.open_as_any_version(&sealed, &row.aad()) else { continue };
+        if row.owner_kind != "keyring" || plain.as_slice() == KEY_CHECK {
+            return Ok(Some(sealed.key_version));
+        }
+    }
+    Ok(None)
+}
+
+/// Gives each key its version. The current key keeps the version whose check it opens; on an
+/// empty database it is version 1; otherwise it is a new key, version highest + 1, allowed only
+/// when a previous key proves it may open this database. Previous keys that open nothing here
+/// are not needed (e.g. retired already) and are left out with a warning.
+fn resolve_versions(
+    keys: MasterKeys,
+    checks: &[SecretRow],
+    evidence: &[SecretRow],
+) -> Result<Keyring, StoreError> {
+    let current = version_opened_by(&keys.current, checks, evidence)?;
+    let previous = keys
+        .previous
+        .iter()
+        .map(|key| version_opened_by(key, checks, evidence))
+        .collect::<Result<Vec<_>, _>>()?;
+    let newest = checks.iter().chain(evidence).map(|row| row.key_version).max();
+    let current = match (current, newest) {
+        (Some(version), _) => version,
+        (None, None) => 1,
+        (None, Some(newest)) if previous.iter().any(Option::is_some) => {
+            let version = u32::try_from(newest.saturating_add(1))
+                .map_err(|_| StoreError::Database("key version out of range".into()))?;
+            tracing::info!(
+                key_version = version,
+                "a new master key was given; it seals new values"
+            );
+            version
+        }
+        (None, Some(_)) => return Err(StoreError::WrongKey),
+    };
+    let mut keyring = Keyring::new(current, keys.current);
+    for (n, (key, version)) in keys.previous.into_iter().zip(previous).enumerate() {
+        match version {
+            Some(version) => keyring = keyring.with_key(version, key),
+            None => tracing::warn!(
+                previous_key = n + 1,
+                "a previous master key opens no key version of this database and is not needed"
+            ),
+        }
+    }
+    Ok(keyring)
+}
+
+/// What re-sealing one row under the current key comes to, before it is written.
+pub(crate) enum Reseal {
+    /// The row, opened and sealed again with the current key.
+    Sealed(Sealed),
+    /// The row's key version is not in the keyring.
+    NoKey,
+    /// The keyring holds its version but the value does not open (logged with its owner).
+    Unreadable,
+}
+
+/// Opens `row` and seals its value again with the keyring's current key, same owner and field.
+pub(crate) fn reseal(row: &SecretRow, keyring: &Keyring) -> Reseal {
+    let Ok(version) = u32::try_from(row.key_version) else { return Reseal::Unreadable };
+    if !keyring.has_version(version) {
+        return Reseal::NoKey;
+    }
+    match row.open(keyring) {
+        Ok(secret) => Reseal::Sealed(keyring.seal(secret.expose().as_bytes(), &row.aad())),
+        Err(_) => Reseal::Unreadable,
+    }
+}
+
+/// [`StoreError::KeyInUse`] from a `(key_version, rows)` count.
+pub(crate) fn in_use_error(version: i64, rows: i64) -> StoreError {
+    StoreError::KeyInUse {
+        version: u32::try_from(version).unwrap_or(u32::MAX),
+        rows: u64::try_from(rows).unwrap_or(0),
+    }
+}
+
+/// The versions a retirement dropped, sorted.
+pub(crate) fn retired_versions(versions: Vec<i64>) -> Vec<u32> {
+    let mut out: Vec<u32> = versions.into_iter().filter_map(|v| u32::try_from(v).ok()).collect();
+    out.sort_unstable();
+    out
 }

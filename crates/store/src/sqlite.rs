@@ -16,8 +16,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 
-use crate::StoreError;
 use crate::crypto::Keyring;
+use crate::{Keys, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -30,9 +30,11 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating it if missing, with mode 0600 on Unix) the database at `path`, brings
-    /// its schema up to date and checks that `keyring` opens it: [`StoreError::WrongKey`] if the
-    /// database was encrypted with another key. The parent directory must exist.
-    pub async fn open(path: &Path, keyring: Keyring) -> Result<Self, StoreError> {
+    /// its schema up to date and checks that the keys open it: [`StoreError::WrongKey`] if the
+    /// database was encrypted with another key. `keys` is a [`Keyring`] with versions, or
+    /// [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks decide. The
+    /// parent directory must exist.
+    pub async fn open(path: &Path, keys: impl Into<Keys>) -> Result<Self, StoreError> {
         create_private_file(path).await?;
         let options = SqliteConnectOptions::new()
             .filename(path)
@@ -41,11 +43,11 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
-        Self::init(pool, keyring).await
+        Self::init(pool, keys.into()).await
     }
 
     /// A private in-memory database on a single connection, for tests.
-    pub async fn open_in_memory(keyring: Keyring) -> Result<Self, StoreError> {
+    pub async fn open_in_memory(keys: impl Into<Keys>) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
@@ -54,7 +56,7 @@ impl SqliteStore {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Self::init(pool, keyring).await
+        Self::init(pool, keys.into()).await
     }
 
     /// Whether a database exists at `path` and was initialised with a master key (it holds a
@@ -95,9 +97,9 @@ impl SqliteStore {
         self.pool.close().await;
     }
 
-    async fn init(pool: SqlitePool, keyring: Keyring) -> Result<Self, StoreError> {
+    async fn init(pool: SqlitePool, keys: Keys) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
-        secrets::check_keyring(&pool, &keyring).await?;
+        let keyring = secrets::check_keyring(&pool, keys).await?;
         tracing::debug!(key_version = keyring.current_version(), "sqlite store opened");
         Ok(Self { pool, keyring })
     }

@@ -15,7 +15,10 @@ use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, IntegrationRecord,
     OAuthState, SessionStatus,
 };
-use crate::{Store, StoreError};
+use crate::{Keys, Store, StoreError};
+
+mod rotation;
+pub(crate) use rotation::*;
 
 /// One backend's database for one test: a fresh, empty store, and the means to look under it.
 pub(crate) trait Backend: Sized {
@@ -37,7 +40,7 @@ pub(crate) trait Backend: Sized {
     }
 
     /// Opens the same database again, as a second process would.
-    async fn reopen(&self, keyring: Keyring) -> Result<Arc<dyn Store>, StoreError>;
+    async fn reopen(&self, keys: impl Into<Keys>) -> Result<Arc<dyn Store>, StoreError>;
 
     /// What the backend's `has_secrets` says about the database.
     async fn has_secrets(&self) -> bool;
@@ -98,6 +101,12 @@ on_every_backend!(
     leases_exclude_other_holders_until_they_expire,
     leases_have_one_holder_across_processes,
     connections_expiring_lists_ok_connections_soonest_first,
+    keys_given_without_versions_find_theirs,
+    rotation_reseals_everything_and_the_old_key_is_then_unnecessary,
+    rotation_interrupted_half_way_completes_when_run_again,
+    rotation_keeps_what_running_instances_write,
+    a_retired_key_alone_no_longer_opens_the_database,
+    no_canary_in_plain_form_during_or_after_rotation,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

@@ -126,6 +126,8 @@ impl Home {
             .arg(self.connectors_dir())
             .env_remove("LATCHKEY_MASTER_KEY")
             .env_remove("LATCHKEY_MASTER_KEY_FILE")
+            .env_remove("LATCHKEY_MASTER_KEY_PREVIOUS")
+            .env_remove("LATCHKEY_MASTER_KEY_PREVIOUS_FILE")
             .env_remove("LATCHKEY_API_KEY")
             .env_remove("LATCHKEY_DATA_DIR")
             .env_remove("LATCHKEY_CONNECTORS")

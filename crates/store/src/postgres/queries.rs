@@ -10,13 +10,14 @@ use sqlx::Row as _;
 use sqlx::postgres::PgConnection;
 use time::OffsetDateTime;
 
-use super::secrets::{delete_secrets, read_secrets, write_secret};
+use super::secrets::{self, delete_secrets, read_secrets, write_secret};
 use super::{PgStore, flows};
 use crate::crypto::Keyring;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
+use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey};
 use crate::rows::{self, SessionKey, nanos, parse_json, to_json};
 use crate::secret_rows::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SecretRow};
 use crate::{Store, StoreError};
@@ -420,6 +421,25 @@ impl Store for PgStore {
         .bind(connection)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    async fn key_versions(&self) -> Result<Vec<KeyVersion>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        secrets::key_versions(&mut conn, &self.keyring).await
+    }
+
+    async fn reseal_batch(
+        &self,
+        after: Option<&SecretRowKey>,
+        limit: u32,
+    ) -> Result<ResealBatch, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        secrets::reseal_batch(&mut conn, &self.keyring, after, limit).await
+    }
+
+    async fn retire_old_keys(&self) -> Result<Vec<u32>, StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        secrets::retire_old_keys(&mut conn, &self.keyring).await
     }
 }
 

@@ -10,16 +10,20 @@ use sqlx::postgres::PgConnection;
 
 use crate::StoreError;
 use crate::crypto::Keyring;
-use crate::secret_rows::{SecretRow, seal, verify_keyring};
+use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey, key_versions as versions_view};
+use crate::secret_rows::{
+    Keys, Reseal, SecretRow, in_use_error, reseal, retired_versions, seal, settle_keyring,
+};
 
-/// Verifies the key check of every version the keyring holds, falling back to one stored
-/// secret when there is no check row; then records a check for the current version. The table
-/// lock makes instances starting at once take turns, so the first one's check is the one the
-/// others are held to.
+/// Finds the keys' versions (or takes the keyring's), verifies the key check of every version
+/// the keyring holds, falling back to one stored secret when there is no check row; then
+/// records a check for the current version and returns the keyring to use. The table lock
+/// makes instances starting at once take turns, so the first one's check is the one the others
+/// are held to, and two instances given the same new key agree on its version.
 pub(super) async fn check_keyring(
     conn: &mut PgConnection,
-    keyring: &Keyring,
-) -> Result<(), StoreError> {
+    keys: Keys,
+) -> Result<Keyring, StoreError> {
     let mut tx = conn.begin().await?;
     sqlx::query("LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
     let checks: Vec<SecretRow> = sqlx::query(
@@ -45,7 +49,8 @@ pub(super) async fn check_keyring(
     } else {
         Vec::new()
     };
-    if let Some(sealed) = verify_keyring(keyring, &checks, &evidence)? {
+    let (keyring, check) = settle_keyring(keys, &checks, &evidence)?;
+    if let Some(sealed) = check {
         sqlx::query(
             "INSERT INTO keyring_check (key_version, nonce, ciphertext) VALUES ($1, $2, $3)",
         )
@@ -56,10 +61,12 @@ pub(super) async fn check_keyring(
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(keyring)
 }
 
-/// Seals `value` for (kind, id, field) and inserts or replaces its row.
+/// Seals `value` for (kind, id, field) and inserts or replaces its row, unless its key version
+/// was retired meanwhile ([`StoreError::KeyRetired`]). A retirement holds a lock on `secrets`
+/// that makes this wait, and then see its outcome.
 pub(super) async fn write_secret(
     conn: &mut PgConnection,
     kind: &str,
@@ -69,9 +76,10 @@ pub(super) async fn write_secret(
     keyring: &Keyring,
 ) -> Result<(), StoreError> {
     let sealed = seal(keyring, kind, id, field, value);
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO secrets (owner_kind, owner_id, field, key_version, nonce, ciphertext)
-         VALUES ($1, $2, $3, $4, $5, $6)
+         SELECT $1, $2, $3, $4, $5, $6
+         WHERE EXISTS (SELECT 1 FROM keyring_check WHERE key_version = $4)
          ON CONFLICT (owner_kind, owner_id, field) DO UPDATE SET
             key_version = excluded.key_version,
             nonce = excluded.nonce,
@@ -85,6 +93,9 @@ pub(super) async fn write_secret(
     .bind(sealed.ciphertext)
     .execute(conn)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::KeyRetired { version: sealed.key_version });
+    }
     Ok(())
 }
 
@@ -124,4 +135,127 @@ pub(super) async fn delete_secrets(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// [`Store::key_versions`](crate::Store::key_versions) on PostgreSQL, from one snapshot.
+pub(super) async fn key_versions(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+) -> Result<Vec<KeyVersion>, StoreError> {
+    let mut tx = conn.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT key_version, COUNT(*) FROM secrets GROUP BY key_version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let checked: Vec<i64> =
+        sqlx::query_scalar("SELECT key_version FROM keyring_check").fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(versions_view(keyring, &rows, &checked))
+}
+
+/// [`Store::reseal_batch`](crate::Store::reseal_batch) on PostgreSQL: one READ COMMITTED
+/// transaction whose compare-and-swap `UPDATE`s re-check a row that a concurrent writer
+/// changed against its committed value, and so leave it alone.
+pub(super) async fn reseal_batch(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+    after: Option<&SecretRowKey>,
+    limit: u32,
+) -> Result<ResealBatch, StoreError> {
+    let after = after.cloned().unwrap_or_else(|| SecretRowKey {
+        owner_kind: String::new(),
+        owner_id: String::new(),
+        field: String::new(),
+    });
+    let current = i64::from(keyring.current_version());
+    let mut tx = conn.begin().await?;
+    let rows = sqlx::query(
+        "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
+         WHERE key_version <> $1 AND (owner_kind, owner_id, field) > ($2, $3, $4)
+         ORDER BY owner_kind, owner_id, field LIMIT $5",
+    )
+    .bind(current)
+    .bind(&after.owner_kind)
+    .bind(&after.owner_id)
+    .bind(&after.field)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut batch = ResealBatch::default();
+    for row in &rows {
+        let row = SecretRow::from_row(row)?;
+        batch.last = Some(row.key());
+        let sealed = match reseal(&row, keyring) {
+            Reseal::Sealed(sealed) => sealed,
+            Reseal::NoKey => {
+                batch.without_key += 1;
+                continue;
+            }
+            Reseal::Unreadable => {
+                batch.unreadable.push(row.key());
+                continue;
+            }
+        };
+        let done = sqlx::query(
+            "UPDATE secrets SET key_version = $1, nonce = $2, ciphertext = $3
+             WHERE owner_kind = $4 AND owner_id = $5 AND field = $6 AND key_version = $7
+                AND nonce = $8",
+        )
+        .bind(i64::from(sealed.key_version))
+        .bind(sealed.nonce.as_slice())
+        .bind(sealed.ciphertext)
+        .bind(&row.owner_kind)
+        .bind(&row.owner_id)
+        .bind(&row.field)
+        .bind(row.key_version)
+        .bind(row.nonce())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            batch.resealed += 1;
+        } else {
+            batch.changed_concurrently += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(batch)
+}
+
+/// [`Store::retire_old_keys`](crate::Store::retire_old_keys) on PostgreSQL. `secrets` is
+/// locked against writes for the moment it takes, so no instance can seal a row with a version
+/// between the check that none uses it and the drop of its key check.
+pub(super) async fn retire_old_keys(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+) -> Result<Vec<u32>, StoreError> {
+    let current = i64::from(keyring.current_version());
+    let mut tx = conn.begin().await?;
+    sqlx::query("LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
+    sqlx::query("LOCK TABLE secrets IN SHARE MODE").execute(&mut *tx).await?;
+    let own: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keyring_check WHERE key_version = $1)")
+            .bind(current)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !own {
+        return Err(StoreError::KeyRetired { version: keyring.current_version() });
+    }
+    let in_use: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT key_version, COUNT(*) FROM secrets WHERE key_version <> $1
+         GROUP BY key_version ORDER BY key_version LIMIT 1",
+    )
+    .bind(current)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((version, rows)) = in_use {
+        return Err(in_use_error(version, rows));
+    }
+    let retired: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM keyring_check WHERE key_version <> $1 RETURNING key_version",
+    )
+    .bind(current)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(retired_versions(retired))
 }

@@ -12,9 +12,10 @@ use sqlx::Connection as _;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use super::{PgStore, is_postgres_url};
-use crate::crypto::{Keyring, MasterKey};
+use crate::crypto::{Keyring, MasterKey, MasterKeys};
+use crate::secret_rows::seal;
 use crate::tests::{Backend, connection};
-use crate::{Store, StoreError};
+use crate::{Keys, Store, StoreError};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -105,8 +106,8 @@ impl Backend for PgBackend {
         MasterKey::from_base64(self.key.expose()).unwrap()
     }
 
-    async fn reopen(&self, keyring: Keyring) -> Result<Arc<dyn Store>, StoreError> {
-        Ok(Arc::new(PgStore::connect_with(self.schema.options(), keyring).await?))
+    async fn reopen(&self, keys: impl Into<Keys>) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(PgStore::connect_with(self.schema.options(), keys).await?))
     }
 
     async fn has_secrets(&self) -> bool {
@@ -215,4 +216,65 @@ fn postgres_urls_are_recognised_by_scheme() {
     assert!(!is_postgres_url("sqlite://latchkey.db"));
     assert!(!is_postgres_url("./latchkey-data/latchkey.db"));
     assert!(!is_postgres_url("postgres"));
+}
+
+/// A row another instance is changing while the rotation reads it: the rotation's
+/// compare-and-swap waits for that writer's row lock, sees the row changed, and leaves the
+/// newer value alone; a later pass re-seals the newer value, never the older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_never_overwrites_a_row_changed_under_it() {
+    let schema = Schema::create().await;
+    let old = MasterKey::generate().to_base64();
+    let old_key = || MasterKey::from_base64(old.expose()).unwrap();
+    let first = PgStore::connect_with(schema.options(), Keyring::single(old_key())).await.unwrap();
+    first.insert_connection(&connection("c1", &[("api_key", "older")])).await.unwrap();
+    let keys = MasterKeys::new(MasterKey::generate()).with_previous(old_key());
+    let rotated = Arc::new(PgStore::connect_with(schema.options(), keys).await.unwrap());
+
+    // Another instance (still on the old key) writes a newer value and holds its row lock.
+    let newer =
+        seal(&Keyring::single(old_key()), "connection", "c1", "api_key", &Secret::new("newer"));
+    let mut writer = first.pool.begin().await.unwrap();
+    sqlx::query(
+        "UPDATE secrets SET key_version = $1, nonce = $2, ciphertext = $3
+         WHERE owner_kind = 'connection' AND owner_id = 'c1' AND field = 'api_key'",
+    )
+    .bind(i64::from(newer.key_version))
+    .bind(newer.nonce.as_slice())
+    .bind(newer.ciphertext)
+    .execute(&mut *writer)
+    .await
+    .unwrap();
+    let batch = tokio::spawn({
+        let rotated = Arc::clone(&rotated);
+        async move { rotated.reseal_batch(None, 10).await.unwrap() }
+    });
+    // Wait until the rotation's write is blocked on the writer's row lock.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity
+             WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE secrets SET key_version%'",
+        )
+        .fetch_one(&first.pool)
+        .await
+        .unwrap();
+        if waiting > 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the rotation never waited on the row");
+        tokio::task::yield_now().await;
+    }
+    writer.commit().await.unwrap();
+    let batch = batch.await.unwrap();
+    assert_eq!((batch.resealed, batch.changed_concurrently), (0, 1));
+    let read = rotated.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!(read.credentials["api_key"].expose(), "newer");
+
+    let report = rotated.rotate_keys(10).await.unwrap();
+    assert_eq!((report.resealed, report.rows_on_old_versions()), (1, 0));
+    let read = rotated.get_connection("c1").await.unwrap().unwrap();
+    assert_eq!(read.credentials["api_key"].expose(), "newer");
+    first.close().await;
+    rotated.close().await;
 }

@@ -9,13 +9,14 @@ use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-use super::secrets::{delete_secrets, read_secrets, write_secret};
+use super::secrets::{self, delete_secrets, read_secrets, write_secret};
 use super::{SqliteStore, flows};
 use crate::crypto::Keyring;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
+use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey};
 use crate::rows::{self, SessionKey, nanos, parse_json, to_json};
 use crate::secret_rows::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SecretRow};
 use crate::{Store, StoreError};
@@ -373,6 +374,22 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(|row| Ok(row.try_get("field")?)).collect()
+    }
+
+    async fn key_versions(&self) -> Result<Vec<KeyVersion>, StoreError> {
+        secrets::key_versions(&self.pool, &self.keyring).await
+    }
+
+    async fn reseal_batch(
+        &self,
+        after: Option<&SecretRowKey>,
+        limit: u32,
+    ) -> Result<ResealBatch, StoreError> {
+        secrets::reseal_batch(&self.pool, &self.keyring, after, limit).await
+    }
+
+    async fn retire_old_keys(&self) -> Result<Vec<u32>, StoreError> {
+        secrets::retire_old_keys(&self.pool, &self.keyring).await
     }
 }
 

@@ -9,11 +9,15 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 use crate::StoreError;
 use crate::crypto::Keyring;
-use crate::secret_rows::{SecretRow, seal, verify_keyring};
+use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey, key_versions as versions_view};
+use crate::secret_rows::{
+    Keys, Reseal, SecretRow, in_use_error, reseal, retired_versions, seal, settle_keyring,
+};
 
-/// Verifies the key check of every version the keyring holds, falling back to one stored
-/// secret when there is no check row; then records a check for the current version.
-pub(super) async fn check_keyring(pool: &SqlitePool, keyring: &Keyring) -> Result<(), StoreError> {
+/// Finds the keys' versions (or takes the keyring's), verifies the key check of every version
+/// the keyring holds, falling back to one stored secret when there is no check row; then
+/// records a check for the current version. Returns the keyring to use.
+pub(super) async fn check_keyring(pool: &SqlitePool, keys: Keys) -> Result<Keyring, StoreError> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let checks: Vec<SecretRow> = sqlx::query(
         "SELECT 'keyring' AS owner_kind, 'check' AS owner_id, CAST(key_version AS TEXT) AS field,
@@ -38,7 +42,8 @@ pub(super) async fn check_keyring(pool: &SqlitePool, keyring: &Keyring) -> Resul
     } else {
         Vec::new()
     };
-    if let Some(sealed) = verify_keyring(keyring, &checks, &evidence)? {
+    let (keyring, check) = settle_keyring(keys, &checks, &evidence)?;
+    if let Some(sealed) = check {
         sqlx::query("INSERT INTO keyring_check (key_version, nonce, ciphertext) VALUES (?, ?, ?)")
             .bind(i64::from(sealed.key_version))
             .bind(sealed.nonce.as_slice())
@@ -47,10 +52,11 @@ pub(super) async fn check_keyring(pool: &SqlitePool, keyring: &Keyring) -> Resul
             .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(keyring)
 }
 
-/// Seals `value` for (kind, id, field) and inserts or replaces its row.
+/// Seals `value` for (kind, id, field) and inserts or replaces its row, unless its key version
+/// was retired meanwhile ([`StoreError::KeyRetired`]).
 pub(super) async fn write_secret(
     conn: &mut SqliteConnection,
     kind: &str,
@@ -60,9 +66,10 @@ pub(super) async fn write_secret(
     keyring: &Keyring,
 ) -> Result<(), StoreError> {
     let sealed = seal(keyring, kind, id, field, value);
-    sqlx::query(
+    let done = sqlx::query(
         "INSERT INTO secrets (owner_kind, owner_id, field, key_version, nonce, ciphertext)
-         VALUES (?, ?, ?, ?, ?, ?)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6
+         WHERE EXISTS (SELECT 1 FROM keyring_check WHERE key_version = ?4)
          ON CONFLICT (owner_kind, owner_id, field) DO UPDATE SET
             key_version = excluded.key_version,
             nonce = excluded.nonce,
@@ -76,6 +83,9 @@ pub(super) async fn write_secret(
     .bind(sealed.ciphertext)
     .execute(conn)
     .await?;
+    if done.rows_affected() == 0 {
+        return Err(StoreError::KeyRetired { version: sealed.key_version });
+    }
     Ok(())
 }
 
@@ -115,4 +125,122 @@ pub(super) async fn delete_secrets(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// [`Store::key_versions`](crate::Store::key_versions) on SQLite.
+pub(super) async fn key_versions(
+    pool: &SqlitePool,
+    keyring: &Keyring,
+) -> Result<Vec<KeyVersion>, StoreError> {
+    let mut tx = pool.begin().await?;
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT key_version, COUNT(*) FROM secrets GROUP BY key_version")
+            .fetch_all(&mut *tx)
+            .await?;
+    let checked: Vec<i64> =
+        sqlx::query_scalar("SELECT key_version FROM keyring_check").fetch_all(&mut *tx).await?;
+    tx.commit().await?;
+    Ok(versions_view(keyring, &rows, &checked))
+}
+
+/// [`Store::reseal_batch`](crate::Store::reseal_batch) on SQLite, in a `BEGIN IMMEDIATE`
+/// transaction (so no writer slips between the read and the compare-and-swap; the swap checks
+/// anyway).
+pub(super) async fn reseal_batch(
+    pool: &SqlitePool,
+    keyring: &Keyring,
+    after: Option<&SecretRowKey>,
+    limit: u32,
+) -> Result<ResealBatch, StoreError> {
+    let after = after.cloned().unwrap_or_else(|| SecretRowKey {
+        owner_kind: String::new(),
+        owner_id: String::new(),
+        field: String::new(),
+    });
+    let current = i64::from(keyring.current_version());
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rows = sqlx::query(
+        "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
+         WHERE key_version <> ? AND (owner_kind, owner_id, field) > (?, ?, ?)
+         ORDER BY owner_kind, owner_id, field LIMIT ?",
+    )
+    .bind(current)
+    .bind(&after.owner_kind)
+    .bind(&after.owner_id)
+    .bind(&after.field)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut batch = ResealBatch::default();
+    for row in &rows {
+        let row = SecretRow::from_row(row)?;
+        batch.last = Some(row.key());
+        let sealed = match reseal(&row, keyring) {
+            Reseal::Sealed(sealed) => sealed,
+            Reseal::NoKey => {
+                batch.without_key += 1;
+                continue;
+            }
+            Reseal::Unreadable => {
+                batch.unreadable.push(row.key());
+                continue;
+            }
+        };
+        let done = sqlx::query(
+            "UPDATE secrets SET key_version = ?, nonce = ?, ciphertext = ?
+             WHERE owner_kind = ? AND owner_id = ? AND field = ? AND key_version = ? AND nonce = ?",
+        )
+        .bind(i64::from(sealed.key_version))
+        .bind(sealed.nonce.as_slice())
+        .bind(sealed.ciphertext)
+        .bind(&row.owner_kind)
+        .bind(&row.owner_id)
+        .bind(&row.field)
+        .bind(row.key_version)
+        .bind(row.nonce())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            batch.resealed += 1;
+        } else {
+            batch.changed_concurrently += 1;
+        }
+    }
+    tx.commit().await?;
+    Ok(batch)
+}
+
+/// [`Store::retire_old_keys`](crate::Store::retire_old_keys) on SQLite.
+pub(super) async fn retire_old_keys(
+    pool: &SqlitePool,
+    keyring: &Keyring,
+) -> Result<Vec<u32>, StoreError> {
+    let current = i64::from(keyring.current_version());
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let own: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM keyring_check WHERE key_version = ?)")
+            .bind(current)
+            .fetch_one(&mut *tx)
+            .await?;
+    if !own {
+        return Err(StoreError::KeyRetired { version: keyring.current_version() });
+    }
+    let in_use: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT key_version, COUNT(*) FROM secrets WHERE key_version <> ?
+         GROUP BY key_version ORDER BY key_version LIMIT 1",
+    )
+    .bind(current)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some((version, rows)) = in_use {
+        return Err(in_use_error(version, rows));
+    }
+    let retired: Vec<i64> = sqlx::query_scalar(
+        "DELETE FROM keyring_check WHERE key_version <> ? RETURNING key_version",
+    )
+    .bind(current)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(retired_versions(retired))
 }

@@ -9,7 +9,7 @@ use latchkey_core::Secret;
 use super::SqliteStore;
 use crate::crypto::{Keyring, MasterKey};
 use crate::tests::{Backend, assert_absent, connection, creds, integration, update};
-use crate::{Store, StoreError};
+use crate::{Keys, Store, StoreError};
 
 /// A database file in a temporary directory.
 pub(crate) struct SqliteBackend {
@@ -39,8 +39,8 @@ impl Backend for SqliteBackend {
         MasterKey::from_base64(self.key.expose()).unwrap()
     }
 
-    async fn reopen(&self, keyring: Keyring) -> Result<Arc<dyn Store>, StoreError> {
-        Ok(Arc::new(SqliteStore::open(&self.path, keyring).await?))
+    async fn reopen(&self, keys: impl Into<Keys>) -> Result<Arc<dyn Store>, StoreError> {
+        Ok(Arc::new(SqliteStore::open(&self.path, keys).await?))
     }
 
     async fn has_secrets(&self) -> bool {
