@@ -274,9 +274,10 @@ pub trait Store: Send + Sync + fmt::Debug {
         limit: u32,
     ) -> Result<ResealBatch, StoreError>;
 
-    /// Drops the key checks of every version but the current one, after which their keys are
-    /// no longer needed (nor accepted: a key matching no check stops start-up). Refuses with
-    /// [`StoreError::KeyInUse`] while any secret row is sealed with another version, and with
+    /// Drops the key checks of every version older than the current one, after which their
+    /// keys are no longer needed (nor accepted: a key matching no check stops start-up). Newer
+    /// versions, which a process already on a newer key uses, are left alone. Refuses with
+    /// [`StoreError::KeyInUse`] while any secret row is sealed with an older version, and with
     /// [`StoreError::KeyRetired`] if the current version itself was retired meanwhile.
     /// Returns the versions retired.
     async fn retire_old_keys(&self) -> Result<Vec<u32>, StoreError>;

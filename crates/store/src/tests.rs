@@ -106,6 +106,7 @@ on_every_backend!(
     rotation_interrupted_half_way_completes_when_run_again,
     rotation_keeps_what_running_instances_write,
     a_retired_key_alone_no_longer_opens_the_database,
+    retiring_from_an_older_key_leaves_newer_versions_alone,
     no_canary_in_plain_form_during_or_after_rotation,
 );
 

@@ -241,7 +241,7 @@ pub(super) async fn retire_old_keys(
         return Err(StoreError::KeyRetired { version: keyring.current_version() });
     }
     let in_use: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT key_version, COUNT(*) FROM secrets WHERE key_version <> $1
+        "SELECT key_version, COUNT(*) FROM secrets WHERE key_version < $1
          GROUP BY key_version ORDER BY key_version LIMIT 1",
     )
     .bind(current)
@@ -251,7 +251,7 @@ pub(super) async fn retire_old_keys(
         return Err(in_use_error(version, rows));
     }
     let retired: Vec<i64> = sqlx::query_scalar(
-        "DELETE FROM keyring_check WHERE key_version <> $1 RETURNING key_version",
+        "DELETE FROM keyring_check WHERE key_version < $1 RETURNING key_version",
     )
     .bind(current)
     .fetch_all(&mut *tx)

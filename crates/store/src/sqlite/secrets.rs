@@ -226,7 +226,7 @@ pub(super) async fn retire_old_keys(
         return Err(StoreError::KeyRetired { version: keyring.current_version() });
     }
     let in_use: Option<(i64, i64)> = sqlx::query_as(
-        "SELECT key_version, COUNT(*) FROM secrets WHERE key_version <> ?
+        "SELECT key_version, COUNT(*) FROM secrets WHERE key_version < ?
          GROUP BY key_version ORDER BY key_version LIMIT 1",
     )
     .bind(current)
@@ -235,12 +235,11 @@ pub(super) async fn retire_old_keys(
     if let Some((version, rows)) = in_use {
         return Err(in_use_error(version, rows));
     }
-    let retired: Vec<i64> = sqlx::query_scalar(
-        "DELETE FROM keyring_check WHERE key_version <> ? RETURNING key_version",
-    )
-    .bind(current)
-    .fetch_all(&mut *tx)
-    .await?;
+    let retired: Vec<i64> =
+        sqlx::query_scalar("DELETE FROM keyring_check WHERE key_version < ? RETURNING key_version")
+            .bind(current)
+            .fetch_all(&mut *tx)
+            .await?;
     tx.commit().await?;
     Ok(retired_versions(retired))
 }

@@ -242,3 +242,17 @@ pub(crate) async fn no_canary_in_plain_form_during_or_after_rotation(b: &impl Ba
     assert!(dump.windows(10).any(|w| w == b"client-123"), "the dump holds the records");
     read_one_of_each(&*b.reopen(MasterKeys::new(new)).await.unwrap(), canaries).await;
 }
+
+pub(crate) async fn retiring_from_an_older_key_leaves_newer_versions_alone(b: &impl Backend) {
+    b.store().insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
+    let new = MasterKey::generate();
+    let rotated = b.reopen(MasterKeys::new(copy(&new)).with_previous(b.key())).await.unwrap();
+    assert_eq!(versions(&*rotated).await.1, 2);
+    // A process still on the old key (the new one as previous) retires nothing newer than its
+    // own version, so the new key keeps opening the database.
+    let behind = b.reopen(MasterKeys::new(b.key()).with_previous(copy(&new))).await.unwrap();
+    assert_eq!(versions(&*behind).await.1, 1);
+    assert_eq!(behind.retire_old_keys().await.unwrap(), Vec::<u32>::new());
+    let only_new = b.reopen(MasterKeys::new(new)).await;
+    assert!(only_new.is_ok(), "{only_new:?}");
+}
