@@ -138,7 +138,10 @@ impl Engine {
             return send_counted(net, connector, out, policy).await;
         };
         let key = RateKey::of(connector, limit, &record.id, record.integration.as_deref());
-        self.rate_limits.acquire(&key, limit).await.map_err(|retry_after| {
+        let queued = std::time::Instant::now();
+        let permit = self.rate_limits.acquire(&key, limit).await;
+        telemetry::rate_limit(&connector.id, permit.is_ok(), queued);
+        permit.map_err(|retry_after| {
             tracing::info!(connector = %connector.id, connection = %record.id, ?retry_after, "rate limit: request refused");
             EngineError::RateLimited { connector: connector.id.clone(), retry_after }
         })?;

@@ -16,6 +16,12 @@ pub const UPSTREAM_REQUESTS: &str = "latchkey_upstream_requests_total";
 /// for a rate limit excluded).
 pub const UPSTREAM_SECONDS: &str = "latchkey_upstream_request_seconds";
 
+/// Requests that went through a connector's `rate_limit`, by connector and outcome (`sent`, or
+/// `refused` when the wait would have passed `max_wait_ms`).
+pub const RATE_LIMITED: &str = "latchkey_rate_limit_requests_total";
+/// How long requests waited for their turn under a `rate_limit`, by connector.
+pub const RATE_LIMIT_WAIT_SECONDS: &str = "latchkey_rate_limit_wait_seconds";
+
 /// How a renewal ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RenewalOutcome {
@@ -53,4 +59,13 @@ pub(crate) fn upstream(connector: &str, status: Option<http::StatusCode>, starte
         .increment(1);
     metrics::histogram!(UPSTREAM_SECONDS, "connector" => connector.to_string())
         .record(started.elapsed().as_secs_f64());
+}
+
+/// Records one request's turn under a rate limit: `sent` unless it was refused.
+pub(crate) fn rate_limit(connector: &str, sent: bool, queued: Instant) {
+    let outcome = if sent { "sent" } else { "refused" };
+    metrics::counter!(RATE_LIMITED, "connector" => connector.to_string(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(RATE_LIMIT_WAIT_SECONDS, "connector" => connector.to_string())
+        .record(queued.elapsed().as_secs_f64());
 }

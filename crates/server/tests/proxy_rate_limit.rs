@@ -62,7 +62,7 @@ async fn the_proxy_answers_429_with_retry_after_when_the_limit_gives_up() {
     let first = router.clone().oneshot(proxied("/items")).await.unwrap();
     assert_eq!(first.status(), 200);
 
-    let second = router.oneshot(proxied("/items")).await.unwrap();
+    let second = router.clone().oneshot(proxied("/items")).await.unwrap();
     assert_eq!(second.status(), 429);
     let retry_after: u64 =
         second.headers()[http::header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
@@ -74,6 +74,17 @@ async fn the_proxy_answers_429_with_retry_after_when_the_limit_gives_up() {
     assert!(body["message"].as_str().unwrap().contains("prov"), "{body}");
     assert!(!body.to_string().contains("tok\""), "no secret in the error");
     assert_eq!(server.received_requests().await.unwrap().len(), 1, "the API saw one request");
+
+    // The refusal is counted.
+    let request = http::Request::get("/metrics")
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .body(Body::empty())
+        .unwrap();
+    let metrics = router.oneshot(request).await.unwrap();
+    let text = to_bytes(metrics.into_body(), 1 << 20).await.unwrap();
+    let text = String::from_utf8_lossy(&text);
+    let refused = r#"latchkey_rate_limit_requests_total{connector="prov",outcome="refused"} 1"#;
+    assert!(text.contains(refused), "{refused} in {text}");
 }
 
 #[tokio::test]
