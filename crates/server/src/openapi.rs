@@ -62,6 +62,7 @@ mod tests {
                 .collect();
             assert_eq!(params, ["connection", "path"], "{method}");
             assert!(op["responses"]["default"].is_object());
+            assert!(op["responses"]["429"].is_object(), "rate_limited is described");
         }
     }
 }

@@ -43,6 +43,7 @@ pub async fn forward_root(
         (status = 403, description = "`host_not_allowed` or `blocked_address`.", body = crate::ErrorBody),
         (status = 404, description = "`connection_not_found`.", body = crate::ErrorBody),
         (status = 409, description = "`needs_reauth`: the user must connect again.", body = crate::ErrorBody),
+        (status = 429, description = "`rate_limited`: the connector's `rate_limit` would have made the request wait past `max_wait_ms`; nothing was sent. `Retry-After` says when to try again. (An API's own 429 comes back as the default response.)", body = crate::ErrorBody),
         (status = 502, description = "`upstream_unreachable`, `token_refused`, …", body = crate::ErrorBody),
         (status = 504, description = "`upstream_timeout`.", body = crate::ErrorBody),
     )
