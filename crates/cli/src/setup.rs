@@ -64,7 +64,7 @@ pub fn previous_keys() -> anyhow::Result<Vec<Secret>> {
 pub async fn store(global: &Global) -> anyhow::Result<Arc<dyn latchkey_store::Store>> {
     let data_dir = DataDir::new(&global.data_dir)?;
     let database = Database::from_url(global.database_url.as_ref())?;
-    Ok(data_dir.open_store_with_previous(&key_source(), &previous_keys()?, &database).await?)
+    Ok(data_dir.open_store(&key_source(), &previous_keys()?, &database).await?)
 }
 
 /// A secret from `NAME`, or from the file named by `NAME_FILE`.
@@ -94,8 +94,7 @@ pub async fn engine_with(
 ) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     let data_dir = DataDir::new(&global.data_dir)?;
     let database = Database::from_url(global.database_url.as_ref())?;
-    let store =
-        data_dir.open_store_with_previous(&key_source(), &previous_keys()?, &database).await?;
+    let store = data_dir.open_store(&key_source(), &previous_keys()?, &database).await?;
     let catalog = Catalog::load(&global.connectors);
     let extra_root_certificates = match &global.ca_file {
         Some(path) => {

@@ -113,19 +113,12 @@ impl DataDir {
     /// given nor one in the directory, a key is generated into the directory only when no
     /// database that start-up could reach (the directory's SQLite file, and the PostgreSQL
     /// database if one is named) holds secrets yet; otherwise [`SetupError::MissingKey`].
+    ///
+    /// `previous` master keys (each the base64 of one key) open values sealed before a
+    /// rotation. Each key's version is the one whose key check it opens; a current key that
+    /// opens none is a new key (highest version + 1), accepted only when a previous key opens
+    /// the database. See `latchkey keys rotate`.
     pub async fn open_store(
-        &self,
-        source: &KeySource,
-        database: &Database,
-    ) -> Result<Arc<dyn Store>, SetupError> {
-        self.open_store_with_previous(source, &[], database).await
-    }
-
-    /// [`DataDir::open_store`] with previous master keys (each the base64 of one key), which
-    /// open values sealed before a rotation. Each key's version is the one whose key check it
-    /// opens; a current key that opens none is a new key (highest version + 1), accepted only
-    /// when a previous key opens the database. See `latchkey keys rotate`.
-    pub async fn open_store_with_previous(
         &self,
         source: &KeySource,
         previous: &[Secret],

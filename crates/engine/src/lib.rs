@@ -167,6 +167,16 @@ impl Engine {
             .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
     }
 
+    /// The connection as read in the last second (see `recent.rs`), or from the store.
+    async fn recent_connection(&self, id: &str) -> Result<Arc<ConnectionRecord>, EngineError> {
+        if let Some(record) = self.recent.get(id) {
+            return Ok(record);
+        }
+        let record = Arc::new(self.connection(id).await?);
+        self.recent.put(record.clone());
+        Ok(record)
+    }
+
     /// Deletes a connection and its credentials.
     pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
         let record = self.connection(id).await?;
@@ -196,14 +206,7 @@ impl Engine {
         connection_id: &str,
         request: ApiRequest,
     ) -> Result<UpstreamResponse, EngineError> {
-        let mut record = match self.recent.get(connection_id) {
-            Some(record) => record,
-            None => {
-                let record = Arc::new(self.connection(connection_id).await?);
-                self.recent.put(record.clone());
-                record
-            }
-        };
+        let mut record = self.recent_connection(connection_id).await?;
         let entry = self.connector(&record.connector)?;
         let renew_on = renewal_statuses(&entry.connector, &record.auth_method);
         if renew_on.is_some() {

@@ -87,7 +87,7 @@ impl Engine {
         connection: &str,
         request: reqwest::Request,
     ) -> Result<reqwest::Response, EngineError> {
-        let record = self.connection(connection).await?;
+        let record = self.recent_connection(connection).await?;
         let entry = self.connector(&record.connector)?;
         let target = Target {
             connector: &entry.connector,
