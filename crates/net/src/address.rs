@@ -2,6 +2,7 @@
 //! applies to the addresses actually connected to rather than to the name in the URL.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
@@ -64,16 +65,33 @@ fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
 #[error("every resolved address is non-public")]
 pub(crate) struct BlockedResolution;
 
-/// Resolves with the system resolver and keeps only public addresses.
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct PublicOnlyResolver;
+/// Resolves with the system resolver (or, in tests, the one given) and keeps only public
+/// addresses. reqwest connects only to the addresses a resolver returns, so the check holds for
+/// the address actually connected to: a name that answers a public address to one lookup and
+/// 127.0.0.1 to the next (DNS rebinding) never reaches the loopback listener.
+#[derive(Clone)]
+pub(crate) struct PublicOnlyResolver {
+    inner: Option<Arc<dyn Resolve>>,
+}
+
+impl PublicOnlyResolver {
+    /// Filters what `inner` resolves; `None` is the system resolver.
+    pub(crate) fn new(inner: Option<Arc<dyn Resolve>>) -> PublicOnlyResolver {
+        PublicOnlyResolver { inner }
+    }
+}
 
 impl Resolve for PublicOnlyResolver {
     fn resolve(&self, name: Name) -> Resolving {
         let host = name.as_str().to_owned();
+        let inner = self.inner.clone();
         Box::pin(async move {
-            let found = tokio::net::lookup_host((host.as_str(), 0)).await?;
-            let public: Vec<SocketAddr> = found.filter(|a| !is_non_public(a.ip())).collect();
+            let found: Vec<SocketAddr> = match inner {
+                Some(inner) => inner.resolve(name).await?.collect(),
+                None => tokio::net::lookup_host((host.as_str(), 0)).await?.collect(),
+            };
+            let public: Vec<SocketAddr> =
+                found.into_iter().filter(|a| !is_non_public(a.ip())).collect();
             if public.is_empty() {
                 tracing::warn!(host = %host, "refused: host resolves only to non-public addresses");
                 return Err(Box::new(BlockedResolution) as _);
@@ -150,10 +168,79 @@ mod tests {
     #[tokio::test]
     async fn resolver_refuses_localhost() {
         let name: Name = "localhost".parse().unwrap();
-        let err = match PublicOnlyResolver.resolve(name).await {
+        let err = match PublicOnlyResolver::new(None).resolve(name).await {
             Ok(_) => panic!("localhost resolved to a public address"),
             Err(e) => e,
         };
         assert!(err.is::<BlockedResolution>());
+    }
+
+    /// Answers lookups alternately with a public address and 127.0.0.1 (DNS rebinding), every
+    /// third with both at once.
+    #[derive(Default)]
+    struct Rebinding(std::sync::atomic::AtomicUsize);
+
+    impl Resolve for Rebinding {
+        fn resolve(&self, _: Name) -> Resolving {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let public: SocketAddr = "203.0.113.7:0".parse().unwrap();
+            let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+            let answer = match n % 3 {
+                0 => vec![public],
+                1 => vec![loopback],
+                _ => vec![loopback, public],
+            };
+            Box::pin(async move { Ok(Box::new(answer.into_iter()) as Addrs) })
+        }
+    }
+
+    /// Sends `attempts` GETs to `rebind.test` on the listener's port through a client built on
+    /// the rebinding resolver; returns how many connections the 127.0.0.1 listener accepted.
+    async fn loopback_connections(block_private_addresses: bool, attempts: usize) -> usize {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let server = tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").await;
+                });
+            }
+        });
+        let config = crate::ClientConfig {
+            block_private_addresses,
+            connect_timeout: std::time::Duration::from_millis(250),
+            ..crate::ClientConfig::default()
+        };
+        let client = crate::Client::with_resolver(config, Arc::new(Rebinding::default())).unwrap();
+        let policy = crate::HostPolicy::new(["rebind.test"]).unwrap();
+        let url = format!("http://rebind.test:{port}/");
+        let sends = (0..attempts).map(|_| {
+            let request = http::Request::get(&url).body(bytes::Bytes::new()).unwrap();
+            let client = client.clone();
+            let policy = policy.clone();
+            async move { client.send(request, &policy).await.map(|_| ()) }
+        });
+        let results = futures_util::future::join_all(sends).await;
+        if block_private_addresses {
+            for result in &results {
+                if let Err(e) = result {
+                    assert!(!e.to_string().contains("rebind.test:"), "no URL in errors: {e}");
+                }
+            }
+        }
+        server.abort();
+        accepted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn dns_rebinding_never_reaches_a_blocked_address() {
+        // The control: without blocking, the same resolver does lead to the loopback listener,
+        // so a zero below is the filter's doing.
+        assert!(loopback_connections(false, 30).await > 0, "the rebinding resolver is inert");
+        assert_eq!(loopback_connections(true, 300).await, 0, "a rebound name reached 127.0.0.1");
     }
 }

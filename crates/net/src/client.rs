@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, StatusCode};
+use reqwest::dns::Resolve;
 use url::{Host, Url};
 
 use crate::address::{PublicOnlyResolver, is_non_public};
@@ -24,8 +25,13 @@ pub struct ClientConfig {
     pub connect_timeout: Duration,
     /// Time allowed for the whole exchange, including reading the body. Default 60 s.
     pub total_timeout: Duration,
-    /// Largest response body accepted, in bytes. Default 32 MiB.
+    /// Largest response body read whole ([`UpstreamResponse::bytes`], [`UpstreamResponse::json`]:
+    /// credential tests, script hooks that see the body, scripts' `http_request`), in bytes.
+    /// Default 32 MiB. Callers may lower it per response with [`UpstreamResponse::limited_to`].
     pub max_response_bytes: u64,
+    /// Largest response body streamed ([`UpstreamResponse::into_stream`], e.g. by the proxy), in
+    /// bytes. Default `None`: streamed bodies of any size pass, in bounded memory.
+    pub max_streamed_response_bytes: Option<u64>,
     /// Follow up to [`MAX_REDIRECTS`] redirects. Default off: a 3xx is returned as-is.
     pub follow_redirects: bool,
     /// Refuse loopback, private, link-local, CGNAT, unique-local, unspecified and multicast
@@ -43,6 +49,7 @@ impl Default for ClientConfig {
             connect_timeout: Duration::from_secs(10),
             total_timeout: Duration::from_secs(60),
             max_response_bytes: 32 * 1024 * 1024,
+            max_streamed_response_bytes: None,
             follow_redirects: false,
             block_private_addresses: false,
             user_agent: concat!("latchkey/", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -57,10 +64,20 @@ pub struct Client {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     http: reqwest::Client,
     config: ClientConfig,
+    /// A resolver standing in for the system's (tests only), kept for [`Client::with_identity`].
+    resolver: Option<Arc<dyn Resolve>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("config", &self.config)
+            .field("custom_resolver", &self.resolver.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// One request as it moves through redirect hops.
@@ -78,7 +95,17 @@ impl Client {
     /// Proxy settings from the environment are ignored, so the host and address checks apply to
     /// the connection actually made.
     pub fn new(config: ClientConfig) -> Result<Client, NetError> {
-        Self::build(config, None)
+        Self::build(config, None, None)
+    }
+
+    /// A client that looks names up with `resolver` instead of the system resolver (still
+    /// filtered when `block_private_addresses` is on). For tests that play a hostile DNS.
+    #[cfg(test)]
+    pub(crate) fn with_resolver(
+        config: ClientConfig,
+        resolver: Arc<dyn Resolve>,
+    ) -> Result<Client, NetError> {
+        Self::build(config, None, Some(resolver))
     }
 
     /// A client like this one (same settings, its own connection pool) that presents a client
@@ -91,12 +118,13 @@ impl Client {
                     .into(),
             )
         })?;
-        Self::build(self.inner.config.clone(), Some(identity))
+        Self::build(self.inner.config.clone(), Some(identity), self.inner.resolver.clone())
     }
 
     fn build(
         config: ClientConfig,
         identity: Option<reqwest::Identity>,
+        resolver: Option<Arc<dyn Resolve>>,
     ) -> Result<Client, NetError> {
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
@@ -107,7 +135,9 @@ impl Client {
             .user_agent(config.user_agent.as_str())
             .no_proxy();
         if config.block_private_addresses {
-            builder = builder.dns_resolver(PublicOnlyResolver);
+            builder = builder.dns_resolver(PublicOnlyResolver::new(resolver.clone()));
+        } else if let Some(resolver) = &resolver {
+            builder = builder.dns_resolver(resolver.clone());
         }
         for pem in &config.extra_root_certificates {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
@@ -125,7 +155,7 @@ impl Client {
             }
             other => other,
         })?;
-        Ok(Client { inner: Arc::new(Inner { http, config }) })
+        Ok(Client { inner: Arc::new(Inner { http, config, resolver }) })
     }
 
     /// The configuration this client was built with.
@@ -174,7 +204,12 @@ impl Client {
     }
 
     fn wrap(&self, response: reqwest::Response) -> UpstreamResponse {
-        UpstreamResponse::new(response, self.inner.config.max_response_bytes)
+        let config = &self.inner.config;
+        UpstreamResponse::new(
+            response,
+            config.max_response_bytes,
+            config.max_streamed_response_bytes,
+        )
     }
 
     /// Scheme, policy and IP-literal checks; no network activity.

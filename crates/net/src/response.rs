@@ -1,5 +1,5 @@
 //! `UpstreamResponse`: a third-party API's response, whose body can only be read under the
-//! client's size cap, whole or as a stream.
+//! client's size caps: one for reading it whole, another (off by default) for streaming it.
 
 use std::fmt;
 
@@ -10,8 +10,10 @@ use url::Url;
 use crate::NetError;
 
 /// A response from an upstream API. The status line and headers are read; the body is read on
-/// demand by [`bytes`](Self::bytes), [`json`](Self::json) or [`into_stream`](Self::into_stream),
-/// each of which fails with [`NetError::ResponseTooLarge`] rather than read more than the cap.
+/// demand by [`bytes`](Self::bytes) or [`json`](Self::json), which fail with
+/// [`NetError::ResponseTooLarge`] rather than read more than the whole-body cap, or by
+/// [`into_stream`](Self::into_stream), which holds one chunk at a time and fails the same way
+/// only past the streaming cap, if one is set.
 pub struct UpstreamResponse {
     /// The response status (a 3xx when redirects are not followed).
     pub status: http::StatusCode,
@@ -21,6 +23,7 @@ pub struct UpstreamResponse {
     pub version: http::Version,
     url: Url,
     limit: u64,
+    stream_limit: Option<u64>,
     body: Body,
 }
 
@@ -32,13 +35,18 @@ enum Body {
 }
 
 impl UpstreamResponse {
-    pub(crate) fn new(mut body: reqwest::Response, limit: u64) -> UpstreamResponse {
+    pub(crate) fn new(
+        mut body: reqwest::Response,
+        limit: u64,
+        stream_limit: Option<u64>,
+    ) -> UpstreamResponse {
         UpstreamResponse {
             status: body.status(),
             headers: std::mem::take(body.headers_mut()),
             version: body.version(),
             url: body.url().clone(),
             limit,
+            stream_limit,
             body: Body::Streaming(body),
         }
     }
@@ -52,7 +60,23 @@ impl UpstreamResponse {
         body: Bytes,
         limit: u64,
     ) -> UpstreamResponse {
-        UpstreamResponse { status, headers, version, url, limit, body: Body::Buffered(body) }
+        UpstreamResponse {
+            status,
+            headers,
+            version,
+            url,
+            limit,
+            stream_limit: None,
+            body: Body::Buffered(body),
+        }
+    }
+
+    /// This response with its whole-body cap lowered to `limit` (never raised), e.g. to read a
+    /// token endpoint's answer under a cap far below the one for API responses.
+    #[must_use]
+    pub fn limited_to(mut self, limit: u64) -> UpstreamResponse {
+        self.limit = self.limit.min(limit);
+        self
     }
 
     /// The URL this response came from (after any redirects followed). May hold credentials in
@@ -61,15 +85,20 @@ impl UpstreamResponse {
         &self.url
     }
 
-    /// The body size cap this response is read under.
+    /// The cap this response's body is read whole under.
     pub fn limit(&self) -> u64 {
         self.limit
     }
 
-    /// Whether the declared `Content-Length` already exceeds the cap.
-    fn declared_too_large(&self) -> bool {
+    /// The cap this response's body is streamed under (`None`: no cap).
+    pub fn stream_limit(&self) -> Option<u64> {
+        self.stream_limit
+    }
+
+    /// Whether the declared `Content-Length` already exceeds `limit`.
+    fn declared_over(&self, limit: u64) -> bool {
         match &self.body {
-            Body::Streaming(body) => body.content_length().is_some_and(|len| len > self.limit),
+            Body::Streaming(body) => body.content_length().is_some_and(|len| len > limit),
             Body::Buffered(_) => false,
         }
     }
@@ -78,7 +107,7 @@ impl UpstreamResponse {
     /// length, or the bytes actually received, exceed the cap.
     pub async fn bytes(mut self) -> Result<Bytes, NetError> {
         let limit = self.limit;
-        if self.declared_too_large() {
+        if self.declared_over(limit) {
             return Err(NetError::ResponseTooLarge { limit });
         }
         let body = match self.body {
@@ -110,12 +139,25 @@ impl UpstreamResponse {
         })
     }
 
-    /// The body as a stream of chunks, for proxying. Yields [`NetError::ResponseTooLarge`] (and
-    /// then ends) before any chunk that would take the total past the cap, or first of all if the
-    /// declared length exceeds it.
+    /// The body as a stream of chunks, for proxying, held one chunk at a time. With a streaming
+    /// cap, fails with [`NetError::ResponseTooLarge`] before anything is streamed when the
+    /// declared `Content-Length` exceeds it, so the caller can still answer with an error.
+    pub fn try_into_stream(
+        self,
+    ) -> Result<impl Stream<Item = Result<Bytes, NetError>> + Send + 'static, NetError> {
+        match self.stream_limit {
+            Some(limit) if self.declared_over(limit) => Err(NetError::ResponseTooLarge { limit }),
+            _ => Ok(self.into_stream()),
+        }
+    }
+
+    /// The body as a stream of chunks, held one chunk at a time. With a streaming cap, yields
+    /// [`NetError::ResponseTooLarge`] (and then ends) before any chunk that would take the total
+    /// past the cap, or first of all if the declared length exceeds it; without one, streams
+    /// bodies of any size.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, NetError>> + Send + 'static {
-        let limit = self.limit;
-        let start = if self.declared_too_large() {
+        let limit = self.stream_limit.unwrap_or(u64::MAX);
+        let start = if self.declared_over(limit) {
             Reading::TooLarge
         } else {
             match self.body {
@@ -135,7 +177,7 @@ impl UpstreamResponse {
                     Ok(None) => None,
                     Err(e) => Some((Err(NetError::from_reqwest(e)), Reading::Done)),
                     Ok(Some(chunk)) => {
-                        let seen = seen + chunk.len() as u64;
+                        let seen = seen.saturating_add(chunk.len() as u64);
                         if seen > limit {
                             Some((Err(NetError::ResponseTooLarge { limit }), Reading::Done))
                         } else {
@@ -163,6 +205,7 @@ impl fmt::Debug for UpstreamResponse {
             .field("version", &self.version)
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .field("limit", &self.limit)
+            .field("stream_limit", &self.stream_limit)
             .finish_non_exhaustive()
     }
 }

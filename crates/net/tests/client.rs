@@ -48,7 +48,11 @@ fn stalled_body() -> Body {
 }
 
 fn small(limit: u64) -> Client {
-    client(ClientConfig { max_response_bytes: limit, ..ClientConfig::default() })
+    client(ClientConfig {
+        max_response_bytes: limit,
+        max_streamed_response_bytes: Some(limit),
+        ..ClientConfig::default()
+    })
 }
 
 #[tokio::test]
@@ -265,4 +269,47 @@ async fn private_addresses_are_refused_when_blocking() {
         assert!(matches!(err, NetError::BlockedAddress), "{url}: {err:?}");
     }
     wire.assert_untouched().await;
+}
+
+#[tokio::test]
+async fn streams_past_the_whole_body_cap_when_no_streaming_cap_is_set() {
+    let addr = serve(app()).await;
+    let allowed = policy(&[pattern(addr)]);
+    let client = client(ClientConfig { max_response_bytes: 1024, ..ClientConfig::default() });
+    for path in ["sized/5000", "chunked/5000"] {
+        let url = format!("http://{addr}/{path}");
+        let res = client.send(get(&url, &[]), &allowed).await.unwrap();
+        let chunks: Vec<Bytes> = res.try_into_stream().unwrap().map(Result::unwrap).collect().await;
+        assert_eq!(chunks.iter().map(Bytes::len).sum::<usize>(), 5000, "{path}");
+        let res = client.send(get(&url, &[]), &allowed).await.unwrap();
+        let err = res.bytes().await.unwrap_err();
+        assert!(matches!(err, NetError::ResponseTooLarge { limit: 1024 }), "{path}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_declared_length_over_the_streaming_cap_fails_before_streaming() {
+    let addr = serve(app()).await;
+    let allowed = policy(&[pattern(addr)]);
+    let client = small(1024);
+    let res = client.send(get(&format!("http://{addr}/sized/1025"), &[]), &allowed).await.unwrap();
+    let Err(err) = res.try_into_stream() else { panic!("a 1025-byte body streamed under 1024") };
+    assert!(matches!(err, NetError::ResponseTooLarge { limit: 1024 }), "{err:?}");
+    // Without a declared length the cap can only be found crossing it, mid-stream.
+    let res =
+        client.send(get(&format!("http://{addr}/chunked/1025"), &[]), &allowed).await.unwrap();
+    let items: Vec<_> = res.try_into_stream().unwrap().collect().await;
+    assert!(matches!(items.last(), Some(Err(NetError::ResponseTooLarge { limit: 1024 }))));
+}
+
+#[tokio::test]
+async fn limited_to_lowers_the_whole_body_cap_and_never_raises_it() {
+    let addr = serve(app()).await;
+    let allowed = policy(&[pattern(addr)]);
+    let url = format!("http://{addr}/chunked/600");
+    let res = client(ClientConfig::default()).send(get(&url, &[]), &allowed).await.unwrap();
+    let err = res.limited_to(512).bytes().await.unwrap_err();
+    assert!(matches!(err, NetError::ResponseTooLarge { limit: 512 }), "{err:?}");
+    let res = small(512).send(get(&url, &[]), &allowed).await.unwrap();
+    assert_eq!(res.limited_to(1 << 20).limit(), 512);
 }
