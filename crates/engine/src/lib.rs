@@ -2,6 +2,7 @@
 //! connections and makes authenticated requests through them, for the CLI, the server and
 //! in-process Rust callers alike.
 
+mod auth_response;
 pub mod catalog;
 mod connections;
 pub mod data_dir;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use latchkey_net::UpstreamResponse;
 use latchkey_store::{ConnectionRecord, Store};
 
+pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use connections::{NewConnection, TestOutcome, check_connection_id, resolve_config};
 pub use data_dir::{DataDir, KeySource, SetupError};

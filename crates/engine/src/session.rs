@@ -50,7 +50,7 @@ impl Engine {
         let response = self.net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
         let headers = response.headers.clone();
-        let body = response.bytes().await?;
+        let body = crate::auth_response::read(response, "login endpoint").await?;
         Ok(read_session(method, status, &headers, &body)?)
     }
 

@@ -60,7 +60,7 @@ impl Engine {
             request.into_http().map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         let response = self.net.send(http_request, &endpoint_policy(&endpoint)?).await?;
         let status = response.status.as_u16();
-        let body = response.bytes().await?;
+        let body = crate::auth_response::read(response, "device authorization endpoint").await?;
         let authorization = parse_device_authorization(status, &body)?;
         Ok(DeviceFlow { authorization, oauth, integration: integration.id })
     }

@@ -63,7 +63,8 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
             last = Some(response.status.as_u16());
             continue;
         }
-        let doc: serde_json::Value = response.json().await?;
+        let doc: serde_json::Value =
+            crate::auth_response::read_json(response, "discovery document").await?;
         if doc.get("issuer").and_then(|v| v.as_str()).map(|s| s.trim_end_matches('/'))
             != Some(trimmed)
         {

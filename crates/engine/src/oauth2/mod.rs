@@ -205,7 +205,7 @@ impl Engine {
         let response = net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
         let headers = response.headers.clone();
-        let body: Bytes = response.bytes().await?;
+        let body: Bytes = crate::auth_response::read(response, "token endpoint").await?;
         secrets.extend(response_secrets(&body));
         let (status, body) = self
             .after_token_response(&entry.connector, event, scope(secrets), status, &headers, body)

@@ -79,7 +79,7 @@ impl Engine {
             .map_err(|e| EngineError::InvalidInput(format!("OAuth1 request: {e}")))?;
         let response = self.net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
-        let body = response.bytes().await?;
+        let body = crate::auth_response::read(response, "OAuth1 token endpoint").await?;
         parse_flow_credentials(status, &body, temporary)
             .map_err(|message| EngineError::Flow(crate::FlowError::Provider { code: message }))
     }
