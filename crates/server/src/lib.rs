@@ -2,6 +2,7 @@
 //! document.
 //! [`app`] builds the router without a socket, so tests call it directly.
 
+mod body_limit;
 mod error;
 mod openapi;
 mod pages;
@@ -12,13 +13,14 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post};
+use axum::routing::{any, get, post, put};
 use latchkey_core::Secret;
 use latchkey_engine::Engine;
 
+pub use body_limit::BodyLimits;
 pub use error::{ApiError, ErrorBody};
 
 /// What every handler shares.
@@ -39,17 +41,23 @@ impl AppState {
     }
 }
 
-/// The whole router.
+/// The whole router, with the default [`BodyLimits`].
 pub fn app(state: AppState) -> Router {
+    app_with_limits(state, BodyLimits::default())
+}
+
+/// The whole router. Every route group has its own request-body cap (see [`BodyLimits`]);
+/// axum's implicit default is off so that these are the only ones.
+pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
     telemetry::handle();
-    let v1 = Router::new()
+    let capped = |limit: usize| {
+        middleware::from_fn(move |request: Request, next: Next| {
+            body_limit::enforce(limit, request, next)
+        })
+    };
+    let api = Router::new()
         .route("/connectors", get(routes::connectors::list))
-        .route(
-            "/connectors/{id}",
-            get(routes::connectors::get)
-                .put(routes::connectors::put)
-                .delete(routes::connectors::delete),
-        )
+        .route("/connectors/{id}", get(routes::connectors::get).delete(routes::connectors::delete))
         .route("/integrations", get(routes::integrations::list).post(routes::integrations::create))
         .route(
             "/integrations/{id}",
@@ -65,22 +73,36 @@ pub fn app(state: AppState) -> Router {
         .route("/connections/{id}/refresh", post(routes::connections::refresh))
         .route("/connect-sessions", post(routes::connect_sessions::create))
         .route("/connect-sessions/{id}", get(routes::connect_sessions::get))
+        .route_layer(capped(limits.api));
+    let upload = Router::new()
+        .route("/connectors/{id}", put(routes::connectors::put))
+        .route_layer(capped(limits.connector_upload));
+    let proxy = Router::new()
         .route("/proxy/{connection}", any(proxy::forward_root))
         .route("/proxy/{connection}/{*path}", any(proxy::forward))
+        .route_layer(capped(limits.proxy));
+    // The key is checked before any body is read.
+    let v1 = api
+        .merge(upload)
+        .merge(proxy)
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let metrics = Router::new()
         .route("/metrics", get(telemetry::render))
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
-    Router::new()
-        .merge(metrics)
+    let pages = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::document))
         .route("/latchkey.js", get(pages::sdk))
         .route("/connect/{token}", get(pages::open).post(pages::submit))
         .route("/connect/{token}/status", get(pages::status))
         .route("/oauth/callback", get(pages::callback))
+        .route_layer(capped(limits.api));
+    Router::new()
+        .merge(metrics)
+        .merge(pages)
         .nest("/v1", v1)
         .route_layer(middleware::from_fn(telemetry::track))
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -100,7 +122,18 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
 
 /// Serves `app(state)` on `listener` until Ctrl-C or SIGTERM.
 pub async fn serve(listener: tokio::net::TcpListener, state: AppState) -> std::io::Result<()> {
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await
+    serve_with_limits(listener, state, BodyLimits::default()).await
+}
+
+/// Serves `app_with_limits(state, limits)` on `listener` until Ctrl-C or SIGTERM.
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: BodyLimits,
+) -> std::io::Result<()> {
+    axum::serve(listener, app_with_limits(state, limits))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
 }
 
 async fn shutdown_signal() {

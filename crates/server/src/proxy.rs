@@ -1,7 +1,12 @@
 //! `ANY /v1/proxy/{connection}/{*path}`: forwards method, query, body and headers (minus
 //! hop-by-hop ones and Latchkey's own `Authorization`), applies the connection's auth, and
-//! streams the upstream response back. The upstream status is passed through as is; only a
-//! failure to reach the API becomes a 502.
+//! streams the upstream response back, one chunk at a time, whatever its size. The upstream
+//! status is passed through as is; only a failure to reach the API becomes a 502.
+//!
+//! The request body arrives already read under the proxy's cap (see [`crate::BodyLimits`]). A
+//! streaming cap on responses, when the operator sets one, fails visibly: a declared length over
+//! it is a 502 `upstream_response_too_large` before anything is sent; crossing it mid-stream
+//! aborts the response, so the client sees an incomplete body, never a clean short one.
 
 use axum::body::{Body, to_bytes};
 use axum::extract::{Path, Request, State};
@@ -10,9 +15,6 @@ use http::HeaderMap;
 use latchkey_engine::{ApiRequest, strip_hop_by_hop};
 
 use crate::{ApiError, AppState};
-
-/// Largest request body the proxy buffers.
-const MAX_REQUEST_BODY: usize = 32 * 1024 * 1024;
 
 /// `ANY /v1/proxy/{connection}`.
 pub async fn forward_root(
@@ -44,7 +46,8 @@ pub async fn forward_root(
         (status = 404, description = "`connection_not_found`.", body = crate::ErrorBody),
         (status = 409, description = "`needs_reauth`: the user must connect again.", body = crate::ErrorBody),
         (status = 429, description = "`rate_limited`: the connector's `rate_limit` would have made the request wait past `max_wait_ms`; nothing was sent. `Retry-After` says when to try again. (An API's own 429 comes back as the default response.)", body = crate::ErrorBody),
-        (status = 502, description = "`upstream_unreachable`, `token_refused`, …", body = crate::ErrorBody),
+        (status = 413, description = "`payload_too_large`: the request body exceeds the proxy's limit (default 32 MiB); nothing was sent.", body = crate::ErrorBody),
+        (status = 502, description = "`upstream_unreachable`, `token_refused`, `upstream_response_too_large` (a response over a configured limit, refused before anything is sent when its declared length shows it; crossing the limit mid-stream aborts the response instead), …", body = crate::ErrorBody),
         (status = 504, description = "`upstream_timeout`.", body = crate::ErrorBody),
     )
 )]
@@ -73,9 +76,10 @@ async fn proxy(
     let mut headers = strip_hop_by_hop(&parts.headers);
     headers.remove(http::header::AUTHORIZATION);
     drop_latchkey_headers(&mut headers);
-    let body = to_bytes(body, MAX_REQUEST_BODY)
+    // Already read whole, under the proxy's cap, by the body-limit layer.
+    let body = to_bytes(body, usize::MAX)
         .await
-        .map_err(|_| ApiError::bad_request("request body too large or unreadable"))?;
+        .map_err(|_| ApiError::bad_request("the request body could not be read"))?;
     let upstream = state
         .engine
         .request(
@@ -83,11 +87,16 @@ async fn proxy(
             ApiRequest { method: parts.method, path, query: Vec::new(), headers, body },
         )
         .await?;
-    let mut response = Response::builder().status(upstream.status);
+    let status = upstream.status;
+    let headers = strip_hop_by_hop(&upstream.headers);
+    let stream = upstream.try_into_stream().map_err(latchkey_engine::EngineError::from)?;
+    let mut response = Response::builder().status(status);
     if let Some(out) = response.headers_mut() {
-        *out = strip_hop_by_hop(&upstream.headers);
+        *out = headers;
     }
-    response.body(Body::from_stream(upstream.into_stream())).map_err(|e| {
+    // An error item (the streaming cap crossed, the API's connection lost) makes hyper abort
+    // the response: no final chunk, so the client knows the body is incomplete.
+    response.body(Body::from_stream(stream)).map_err(|e| {
         ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
     })
 }

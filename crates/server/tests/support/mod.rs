@@ -1,0 +1,74 @@
+//! The server the limit tests run: one connector (`prov`, a bearer token, base URL given) and one
+//! connection `c1`, over an in-memory store, with the outbound client configured per test.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use latchkey_core::Secret;
+use latchkey_engine::{Catalog, Engine, NewConnection, Origin};
+use latchkey_server::AppState;
+use latchkey_store::{Keyring, MasterKey, SqliteStore};
+
+pub const API_KEY: &str = "test-api-key";
+
+/// State over a connector whose API lives at `base_url`, with `extra` YAML appended.
+pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig) -> AppState {
+    let connector =
+        format!("id: prov\nname: Prov\nbase_url: {base_url}\nauth:\n  - type: bearer\n{extra}");
+    let catalog = Catalog::default();
+    catalog.add_source(&connector, "prov.yaml", Origin::Custom).unwrap();
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let net = latchkey_net::Client::new(net).unwrap();
+    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    engine
+        .create_connection(NewConnection {
+            id: Some("c1".into()),
+            connector: "prov".into(),
+            credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
+            ..NewConnection::default()
+        })
+        .await
+        .unwrap();
+    AppState {
+        engine: Arc::new(engine),
+        api_key: Arc::new(Secret::new(API_KEY)),
+        public_url: "http://127.0.0.1:7400".parse().unwrap(),
+    }
+}
+
+/// A request to the router with the API key.
+pub fn request(method: &str, uri: &str, body: Body) -> http::Request<Body> {
+    http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {API_KEY}"))
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap()
+}
+
+/// `n` bytes in 64 KiB chunks, with no declared length.
+pub fn chunked(n: usize) -> Body {
+    let chunks = (0..n).step_by(1 << 16).map(move |i| {
+        Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; (1 << 16).min(n - i)]))
+    });
+    Body::from_stream(futures_util::stream::iter(chunks))
+}
+
+/// Serves `router` on a free loopback port.
+pub async fn serve(router: axum::Router) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    addr
+}
+
+/// The JSON error body of `response`.
+pub async fn error_of(response: http::Response<Body>) -> serde_json::Value {
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {body:?}"))
+}
