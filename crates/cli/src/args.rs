@@ -44,6 +44,14 @@ pub struct Global {
     /// company CA in front of internal APIs).
     #[arg(long, global = true, env = "LATCHKEY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
+    /// The largest request body the proxy accepts, in bytes (larger: 413 `payload_too_large`).
+    #[arg(long, global = true, env = "LATCHKEY_PROXY_MAX_REQUEST_BYTES", default_value_t = 32 << 20)]
+    pub proxy_max_request_bytes: usize,
+    /// The largest response body the proxy streams, in bytes. Unset: no limit (bodies are
+    /// streamed in bounded memory). Over it: 502 `upstream_response_too_large` when the declared
+    /// length shows it, an aborted (incomplete) body when it is crossed mid-stream.
+    #[arg(long, global = true, env = "LATCHKEY_PROXY_MAX_RESPONSE_BYTES")]
+    pub proxy_max_response_bytes: Option<u64>,
     /// The most CPU time a connector script may use per hook, in milliseconds.
     #[arg(long, global = true, env = "LATCHKEY_SCRIPT_CPU_MS", default_value_t = 100)]
     pub script_cpu_ms: u64,

@@ -101,7 +101,11 @@ async fn serve(
     );
     let state =
         latchkey_server::AppState { engine, api_key: std::sync::Arc::new(api_key), public_url };
-    latchkey_server::serve(listener, state).await?;
+    let limits = latchkey_server::BodyLimits {
+        proxy: global.proxy_max_request_bytes,
+        ..latchkey_server::BodyLimits::default()
+    };
+    latchkey_server::serve_with_limits(listener, state, limits).await?;
     Ok(ExitCode::SUCCESS)
 }
 

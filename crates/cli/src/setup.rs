@@ -104,6 +104,7 @@ pub async fn engine_with(
     };
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig {
         block_private_addresses: global.block_private_addresses,
+        max_streamed_response_bytes: global.proxy_max_response_bytes,
         extra_root_certificates,
         ..latchkey_net::ClientConfig::default()
     })
