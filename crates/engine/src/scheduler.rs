@@ -3,6 +3,7 @@
 //! its timeout or panics holds one slot and delays only its own connection: the others keep
 //! going, and a failure (a panic counts as one, and is logged) is retried on a later tick with a
 //! growing delay per connection. Failures never touch the stored tokens (see `oauth2::refresh`).
+//! On start, connections whose refresh a crash interrupted are checked at once.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -24,8 +25,18 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
 impl Engine {
-    /// Runs the scheduler until the task is dropped.
+    /// Runs the scheduler until the task is dropped. It starts by checking, in a task of its
+    /// own, the connections whose refresh a crash interrupted
+    /// ([`Engine::check_interrupted_refreshes`]).
     pub async fn run_refresh_scheduler(self: Arc<Self>, tick: Duration) {
+        let engine = self.clone();
+        tokio::spawn(async move {
+            match engine.check_interrupted_refreshes().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(connections = n, "checked interrupted refreshes"),
+                Err(e) => tracing::warn!(error = %e, "cannot check interrupted refreshes"),
+            }
+        });
         let engine = self.clone();
         let due = move || {
             let engine = engine.clone();
@@ -122,9 +133,8 @@ mod tests {
         let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
         let log = calls.clone();
-        let due = || async {
-            ["panics", "hangs", "a", "b", "c", "d", "e"].map(String::from).to_vec()
-        };
+        let due =
+            || async { ["panics", "hangs", "a", "b", "c", "d", "e"].map(String::from).to_vec() };
         let refresh = move |id: String| {
             let log = log.clone();
             let tx = tx.clone();

@@ -186,12 +186,16 @@ pub(super) async fn renew_lock(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn locks_named(pool: &SqlitePool, prefix: &str) -> Result<Vec<String>, StoreError> {
-    let names: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM locks WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name")
-            .bind(prefix)
-            .fetch_all(pool)
-            .await?;
+pub(super) async fn locks_named(
+    pool: &SqlitePool,
+    prefix: &str,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM locks WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+    )
+    .bind(prefix)
+    .fetch_all(pool)
+    .await?;
     Ok(names.into_iter().map(|(name,)| name).collect())
 }
 
