@@ -3,7 +3,9 @@
 //! its timeout or panics holds one slot and delays only its own connection: the others keep
 //! going, and a failure (a panic counts as one, and is logged) is retried on a later tick with a
 //! growing delay per connection. Failures never touch the stored tokens (see `oauth2::refresh`).
-//! On start, connections whose refresh a crash interrupted are checked at once.
+//! On start, connections whose refresh a crash interrupted are checked at once; later, every
+//! tick also checks the connections whose refresh lease ran out unreleased (a refresh cancelled
+//! or panicking mid-exchange).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
@@ -42,15 +44,24 @@ impl Engine {
             let engine = engine.clone();
             async move {
                 let before = OffsetDateTime::now_utc() + engine.refresh_margin;
-                engine.store.connections_expiring(before, BATCH).await.unwrap_or_else(|e| {
+                let mut due = engine.abandoned_refreshes().await.unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "scheduler cannot list abandoned refreshes");
+                    Vec::new()
+                });
+                let expiring = engine.store.connections_expiring(before, BATCH).await;
+                due.extend(expiring.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "scheduler cannot list expiring connections");
                     Vec::new()
-                })
+                }));
+                due
             }
         };
         let refresh = move |id: String| {
             let engine = self.clone();
             async move {
+                if engine.abandoned_refreshes().await.is_ok_and(|ids| ids.contains(&id)) {
+                    return engine.check_interrupted_refresh(&id).await.unwrap_or(false);
+                }
                 engine
                     .refresh_connection(&id, RefreshReason::Expiring(engine.refresh_margin))
                     .await

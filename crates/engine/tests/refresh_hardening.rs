@@ -322,7 +322,7 @@ async fn interrupted_refreshes_are_checked_on_start(stores: Vec<Arc<dyn Store>>)
     assert_eq!(unsent.credentials["access_token"].expose(), "at-101");
     let untouched = after_restart.connection("untouched").await.unwrap();
     assert_eq!(untouched.credentials["access_token"].expose(), "old-at");
-    assert_eq!(store.locks_named("refresh:").await.unwrap(), Vec::<String>::new());
+    assert_eq!(store.locks_named("refresh:", false).await.unwrap(), Vec::<String>::new());
 }
 
 #[tokio::test]
@@ -437,4 +437,49 @@ async fn clock_skew_never_lets_an_expiring_token_be_sent() {
             "skew {skew}: expiry from our clock, got {lifetime}"
         );
     }
+}
+
+/// A refresh cancelled mid-exchange (the caller went away after the provider rotated) leaves
+/// its lease unreleased; without a restart, the scheduler finds it once the lease runs out and
+/// checks the connection: it is visibly `needs_reauth`, not `ok` until its next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_cancelled_mid_exchange_is_checked_by_the_scheduler() {
+    let server = MockServer::start().await;
+    let provider = RotatingProvider { delay: Duration::from_secs(30), ..Default::default() };
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(provider.clone())
+        .mount(&server)
+        .await;
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let engine =
+        engine_on(Arc::new(store), &connector(&server), Duration::from_secs(1), Default::default())
+            .await;
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    connection(&engine, "c1", later).await;
+    let version = engine.connection("c1").await.unwrap().version;
+    // Running already, so its start-up check (which finds nothing) is not what finds it.
+    let scheduler = tokio::spawn(engine.clone().run_refresh_scheduler(Duration::from_millis(50)));
+    let caller = engine.clone();
+    let refresh = tokio::spawn(async move {
+        caller
+            .refresh_connection(
+                "c1",
+                latchkey_engine::RefreshReason::Forced { seen_version: version },
+            )
+            .await
+    });
+    // The provider has the refresh token (and rotates it); then the caller goes away.
+    while provider.calls() == 0 {
+        tokio::task::yield_now().await;
+    }
+    refresh.abort();
+    assert_eq!(engine.connection("c1").await.unwrap().status, ConnectionStatus::Ok);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while engine.connection("c1").await.unwrap().status != ConnectionStatus::NeedsReauth {
+        assert!(std::time::Instant::now() < deadline, "the interrupted refresh was never checked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scheduler.abort();
+    assert_eq!(provider.spent_twice(), ["rt-1"], "the check found the token spent");
 }

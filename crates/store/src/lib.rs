@@ -238,9 +238,14 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Releases the lease if `holder` still has it.
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 
-    /// The names of the leases that start with `prefix`, held or expired but not released:
-    /// after a crash, the work they guarded was interrupted.
-    async fn locks_named(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
+    /// The names of the leases that start with `prefix` and were not released (only the
+    /// expired ones with `expired_only`): after a crash, or a holder cancelled mid-work, the work
+    /// they guarded was interrupted.
+    async fn locks_named(
+        &self,
+        prefix: &str,
+        expired_only: bool,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Inserts or replaces a custom connector's YAML source.
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;

@@ -593,11 +593,15 @@ pub(crate) async fn leases_are_renewed_only_by_their_holder(b: &impl Backend) {
     assert!(store.try_lock("refresh:c2", "b", long).await.unwrap(), "expired: taken over");
     assert!(!store.renew_lock("refresh:c2", "a", long).await.unwrap(), "a lost it");
     assert!(store.try_lock("other:c3", "a", long).await.unwrap());
-    assert_eq!(store.locks_named("refresh:").await.unwrap(), ["refresh:c1", "refresh:c2"]);
+    assert_eq!(store.locks_named("refresh:", false).await.unwrap(), ["refresh:c1", "refresh:c2"]);
+    assert!(store.try_lock("refresh:c4", "a", std::time::Duration::ZERO).await.unwrap());
+    assert_eq!(store.locks_named("refresh:", true).await.unwrap(), ["refresh:c4"], "expired");
+    store.unlock("refresh:c4", "a").await.unwrap();
     store.unlock("refresh:c1", "a").await.unwrap();
     assert!(!store.renew_lock("refresh:c1", "a", long).await.unwrap(), "released");
-    assert_eq!(store.locks_named("refresh:").await.unwrap(), ["refresh:c2"]);
-    assert_eq!(store.locks_named("refresh:%").await.unwrap(), Vec::<String>::new(), "no pattern");
+    assert_eq!(store.locks_named("refresh:", false).await.unwrap(), ["refresh:c2"]);
+    let none = Vec::<String>::new();
+    assert_eq!(store.locks_named("refresh:%", false).await.unwrap(), none, "no pattern");
 }
 
 /// Two processes asking for the same free lease at once: exactly one holds it.

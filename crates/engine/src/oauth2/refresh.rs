@@ -170,25 +170,51 @@ impl Engine {
     /// lease still held by a live instance is waited for; when that instance finishes, its
     /// result is kept. Returns how many connections were checked.
     pub async fn check_interrupted_refreshes(&self) -> Result<usize, EngineError> {
-        let names = self.store.locks_named(LEASE_PREFIX).await?;
+        let names = self.store.locks_named(LEASE_PREFIX, false).await?;
         let mut checked = 0;
         for name in names {
-            let Some(id) = name.strip_prefix(LEASE_PREFIX) else { continue };
-            let record = match self.connection(id).await {
-                Ok(record) => record,
-                Err(EngineError::ConnectionNotFound(_)) => continue,
-                Err(e) => return Err(e),
-            };
-            let reason = RefreshReason::Forced { seen_version: record.version };
-            match self.refresh_connection(id, reason).await {
-                Ok(_) => tracing::info!(connection = %id, "interrupted refresh checked"),
-                Err(e) => {
-                    tracing::warn!(connection = %id, error = %e, "interrupted refresh checked: failed");
-                }
+            if let Some(id) = name.strip_prefix(LEASE_PREFIX) {
+                self.check_interrupted_refresh(id).await?;
+                checked += 1;
             }
-            checked += 1;
         }
         Ok(checked)
+    }
+
+    /// The connections whose refresh lease ran out without being released: a refresh that
+    /// crashed, panicked or was cancelled mid-exchange (a caller that went away).
+    pub(crate) async fn abandoned_refreshes(&self) -> Result<Vec<String>, EngineError> {
+        let names = self.store.locks_named(LEASE_PREFIX, true).await?;
+        Ok(names.iter().filter_map(|n| n.strip_prefix(LEASE_PREFIX)).map(str::to_string).collect())
+    }
+
+    /// Checks one connection whose refresh was interrupted; see
+    /// [`Engine::check_interrupted_refreshes`]. `false` if the check failed (logged).
+    pub(crate) async fn check_interrupted_refresh(&self, id: &str) -> Result<bool, EngineError> {
+        let record = match self.connection(id).await {
+            Ok(record) => record,
+            Err(EngineError::ConnectionNotFound(_)) => {
+                // Deleted since: nothing to check, only the row to clear.
+                let lease = format!("{LEASE_PREFIX}{id}");
+                let coordinator = &self.oauth.refresher;
+                if self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
+                    self.store.unlock(&lease, &coordinator.holder).await?;
+                }
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        let reason = RefreshReason::Forced { seen_version: record.version };
+        match self.refresh_connection(id, reason).await {
+            Ok(_) => {
+                tracing::info!(connection = %id, "interrupted refresh checked");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "interrupted refresh checked: failed");
+                Ok(false)
+            }
+        }
     }
 
     async fn refresh_locked(

@@ -208,12 +208,20 @@ pub(super) async fn renew_lock(
     Ok(done.rows_affected() == 1)
 }
 
-pub(super) async fn locks_named(pool: &PgPool, prefix: &str) -> Result<Vec<String>, StoreError> {
-    let names: Vec<(String,)> =
-        sqlx::query_as("SELECT name FROM locks WHERE left(name, length($1)) = $1 ORDER BY name")
-            .bind(prefix)
-            .fetch_all(pool)
-            .await?;
+pub(super) async fn locks_named(
+    pool: &PgPool,
+    prefix: &str,
+    expired_only: bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<(String,)> = sqlx::query_as(concat!(
+        "SELECT name FROM locks WHERE left(name, length($1)) = $1 AND (NOT $2 OR expires_at < ",
+        db_now_nanos!(),
+        ") ORDER BY name"
+    ))
+    .bind(prefix)
+    .bind(expired_only)
+    .fetch_all(pool)
+    .await?;
     Ok(names.into_iter().map(|(name,)| name).collect())
 }
 

@@ -189,11 +189,15 @@ pub(super) async fn renew_lock(
 pub(super) async fn locks_named(
     pool: &SqlitePool,
     prefix: &str,
+    expired_only: bool,
 ) -> Result<Vec<String>, StoreError> {
     let names: Vec<(String,)> = sqlx::query_as(
-        "SELECT name FROM locks WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
+        "SELECT name FROM locks WHERE substr(name, 1, length(?1)) = ?1
+         AND (NOT ?2 OR expires_at < ?3) ORDER BY name",
     )
     .bind(prefix)
+    .bind(expired_only)
+    .bind(nanos(OffsetDateTime::now_utc())?)
     .fetch_all(pool)
     .await?;
     Ok(names.into_iter().map(|(name,)| name).collect())

@@ -305,8 +305,12 @@ impl Store for SqliteStore {
         flows::unlock(&self.pool, name, holder).await
     }
 
-    async fn locks_named(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        flows::locks_named(&self.pool, prefix).await
+    async fn locks_named(
+        &self,
+        prefix: &str,
+        expired_only: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        flows::locks_named(&self.pool, prefix, expired_only).await
     }
 
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError> {
