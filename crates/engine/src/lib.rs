@@ -59,6 +59,13 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Sets how long this engine's refresh leases last (30 s by default; renewed every third
+    /// of it while an exchange is in flight). Tests use short ones.
+    pub fn with_refresh_lease(mut self, lease: std::time::Duration) -> Self {
+        self.oauth.refresher = Arc::new(oauth2::RefreshCoordinator::with_lease(lease));
+        self
+    }
+
     /// An engine over `store`, with `catalog` and the outbound `net` client. Loads the custom
     /// connectors kept in the store into the catalog.
     pub async fn new(

@@ -225,8 +225,27 @@ pub trait Store: Send + Sync + fmt::Debug {
         ttl: std::time::Duration,
     ) -> Result<bool, StoreError>;
 
+    /// Extends the lease to `ttl` from now if `holder` still has it (even if it has just
+    /// expired, as long as nobody took it over); `false` when another holder has it or it is
+    /// gone. Measured by the same clock as [`Store::try_lock`].
+    async fn renew_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError>;
+
     /// Releases the lease if `holder` still has it.
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// The names of the leases that start with `prefix` and were not released (only the
+    /// expired ones with `expired_only`): after a crash, or a holder cancelled mid-work, the work
+    /// they guarded was interrupted.
+    async fn locks_named(
+        &self,
+        prefix: &str,
+        expired_only: bool,
+    ) -> Result<Vec<String>, StoreError>;
 
     /// Inserts or replaces a custom connector's YAML source.
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;

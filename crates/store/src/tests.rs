@@ -100,6 +100,7 @@ on_every_backend!(
     single_use_steps_have_one_winner_across_processes,
     leases_exclude_other_holders_until_they_expire,
     leases_have_one_holder_across_processes,
+    leases_are_renewed_only_by_their_holder,
     connections_expiring_lists_ok_connections_soonest_first,
     keys_given_without_versions_find_theirs,
     rotation_reseals_everything_and_the_old_key_is_then_unnecessary,
@@ -577,6 +578,30 @@ pub(crate) async fn leases_exclude_other_holders_until_they_expire(b: &impl Back
     store.unlock("refresh:c1", "a").await.unwrap();
     assert!(store.try_lock("refresh:c1", "b", std::time::Duration::ZERO).await.unwrap());
     assert!(store.try_lock("refresh:c1", "c", long).await.unwrap(), "an expired lease is free");
+}
+
+/// A heartbeat extends only its own lease, even one that expired unnoticed; a lease taken
+/// over or released cannot be renewed. Leases left behind are listed by prefix.
+pub(crate) async fn leases_are_renewed_only_by_their_holder(b: &impl Backend) {
+    let store = b.store();
+    let long = std::time::Duration::from_secs(30);
+    assert!(store.try_lock("refresh:c1", "a", std::time::Duration::ZERO).await.unwrap());
+    assert!(store.renew_lock("refresh:c1", "a", long).await.unwrap(), "not yet taken over");
+    assert!(!store.try_lock("refresh:c1", "b", long).await.unwrap(), "renewed, so held");
+    assert!(!store.renew_lock("refresh:c1", "b", long).await.unwrap(), "not b's lease");
+    assert!(store.try_lock("refresh:c2", "a", std::time::Duration::ZERO).await.unwrap());
+    assert!(store.try_lock("refresh:c2", "b", long).await.unwrap(), "expired: taken over");
+    assert!(!store.renew_lock("refresh:c2", "a", long).await.unwrap(), "a lost it");
+    assert!(store.try_lock("other:c3", "a", long).await.unwrap());
+    assert_eq!(store.locks_named("refresh:", false).await.unwrap(), ["refresh:c1", "refresh:c2"]);
+    assert!(store.try_lock("refresh:c4", "a", std::time::Duration::ZERO).await.unwrap());
+    assert_eq!(store.locks_named("refresh:", true).await.unwrap(), ["refresh:c4"], "expired");
+    store.unlock("refresh:c4", "a").await.unwrap();
+    store.unlock("refresh:c1", "a").await.unwrap();
+    assert!(!store.renew_lock("refresh:c1", "a", long).await.unwrap(), "released");
+    assert_eq!(store.locks_named("refresh:", false).await.unwrap(), ["refresh:c2"]);
+    let none = Vec::<String>::new();
+    assert_eq!(store.locks_named("refresh:%", false).await.unwrap(), none, "no pattern");
 }
 
 /// Two processes asking for the same free lease at once: exactly one holds it.

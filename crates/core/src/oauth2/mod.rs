@@ -8,7 +8,7 @@ mod token;
 pub use authorize::{AuthorizeRequest, authorize_url};
 pub use pkce::PkceVerifier;
 pub use token::{
-    Client, DeviceAuthorization, TokenError, TokenGrant, TokenSet, client_assertion,
-    device_authorization_request, jwt_bearer_assertion, lookup, parse_device_authorization,
-    parse_token_response, token_request,
+    Client, DeviceAuthorization, MAX_TOKEN_LIFETIME, TokenError, TokenGrant, TokenSet,
+    client_assertion, device_authorization_request, jwt_bearer_assertion, lookup,
+    parse_device_authorization, parse_token_response, token_lifetime, token_request,
 };

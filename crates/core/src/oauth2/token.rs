@@ -401,14 +401,15 @@ pub fn parse_token_response(
                 serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
                 _ => None,
             }
-            .filter(|n| n.is_finite() && *n >= 0.0)
+            .filter(|n| !n.is_nan())
             .ok_or_else(|| {
                 TokenError::Malformed(format!("`{}` is not a number", fields.expires_in))
             })?;
-            Some(match fields.expires_in_unit {
-                LifetimeUnit::Seconds => Duration::from_secs_f64(n),
-                LifetimeUnit::Milliseconds => Duration::from_secs_f64(n / 1000.0),
-            })
+            let seconds = match fields.expires_in_unit {
+                LifetimeUnit::Seconds => n,
+                LifetimeUnit::Milliseconds => n / 1000.0,
+            };
+            token_lifetime(seconds)
         }
     }
     .or(fields.default_lifetime.map(Duration::from_secs));
@@ -424,6 +425,24 @@ pub fn parse_token_response(
         expires_in,
         kept,
     })
+}
+
+/// The longest token lifetime Latchkey believes: ten years. A provider that claims more (or an
+/// absurd `1e300`) gets this; the token is renewed then, or when the API refuses it.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+
+/// A provider's lifetime in seconds as a duration: clamped to [`MAX_TOKEN_LIFETIME`]; zero or
+/// negative means "not said" (some providers answer `0` for a token that does not expire), so
+/// the connector's `default_lifetime` applies, else the token is used until it is refused.
+pub fn token_lifetime(seconds: f64) -> Option<Duration> {
+    if seconds.is_nan() || seconds <= 0.0 {
+        return None;
+    }
+    // Compared before converting: `Duration::from_secs_f64` panics on values it cannot hold.
+    if seconds >= MAX_TOKEN_LIFETIME.as_secs_f64() {
+        return Some(MAX_TOKEN_LIFETIME);
+    }
+    Some(Duration::from_secs_f64(seconds))
 }
 
 fn parse_body(body: &[u8]) -> Option<serde_json::Value> {
@@ -506,7 +525,55 @@ pub fn parse_device_authorization(
             .or_else(|| text("verification_url"))
             .ok_or_else(|| TokenError::Malformed("no verification_uri".into()))?,
         verification_uri_complete: text("verification_uri_complete"),
-        expires_in: Duration::from_secs(seconds("expires_in", 600)),
-        interval: Duration::from_secs(seconds("interval", 5)),
+        // Both come from the server: bounded so that adding them to a clock cannot overflow.
+        expires_in: Duration::from_secs(seconds("expires_in", 600).clamp(1, 24 * 3600)),
+        interval: Duration::from_secs(seconds("interval", 5).clamp(1, 3600)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lifetime(fields: &TokenResponseFields, expires_in: &str) -> Option<Duration> {
+        let body = format!(r#"{{"access_token":"a","expires_in":{expires_in}}}"#);
+        parse_token_response(fields, 200, body.as_bytes()).unwrap().expires_in
+    }
+
+    /// Absurd lifetimes from a provider used to panic in `Duration::from_secs_f64`.
+    #[test]
+    fn absurd_lifetimes_are_clamped_and_never_panic() {
+        let plain = TokenResponseFields::default();
+        for huge in ["1e10", "3e11", "1e300", "\"1e300\"", "1.7976931348623157e308", "\"inf\""] {
+            assert_eq!(lifetime(&plain, huge), Some(MAX_TOKEN_LIFETIME), "{huge}");
+        }
+        let millis =
+            TokenResponseFields { expires_in_unit: LifetimeUnit::Milliseconds, ..plain.clone() };
+        assert_eq!(lifetime(&millis, "1e300"), Some(MAX_TOKEN_LIFETIME));
+        assert_eq!(lifetime(&millis, "1500"), Some(Duration::from_millis(1500)));
+        assert_eq!(lifetime(&plain, "3600"), Some(Duration::from_secs(3600)));
+        assert_eq!(lifetime(&plain, "0.5"), Some(Duration::from_millis(500)));
+    }
+
+    /// Zero or negative means "not said": the connector's default applies, else none.
+    #[test]
+    fn zero_or_negative_lifetimes_mean_unknown() {
+        let plain = TokenResponseFields::default();
+        let defaulted = TokenResponseFields { default_lifetime: Some(900), ..plain.clone() };
+        for none in ["0", "-1", "\"-5\"", "-1e300", "\"-inf\""] {
+            assert_eq!(lifetime(&plain, none), None, "{none}");
+            assert_eq!(lifetime(&defaulted, none), Some(Duration::from_secs(900)), "{none}");
+        }
+        let err = parse_token_response(&plain, 200, br#"{"access_token":"a","expires_in":"NaN"}"#)
+            .unwrap_err();
+        assert!(err.to_string().contains("expires_in"));
+    }
+
+    #[test]
+    fn device_lifetimes_are_bounded() {
+        let body = br#"{"device_code":"d","user_code":"u","verification_uri":"https://x","expires_in":18446744073709551615,"interval":0}"#;
+        let auth = parse_device_authorization(200, body).unwrap();
+        assert_eq!(auth.expires_in, Duration::from_secs(24 * 3600));
+        assert_eq!(auth.interval, Duration::from_secs(1));
+    }
 }

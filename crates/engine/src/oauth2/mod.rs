@@ -418,9 +418,13 @@ pub(crate) fn apply_tokens(record: &mut ConnectionRecord, tokens: TokenSet) {
     record.config.extend(tokens.kept);
 }
 
-/// When a token with this lifetime expires.
+/// When a token with this lifetime expires. The lifetime comes from a provider (a token
+/// response, a session login), so it is clamped to
+/// [`MAX_TOKEN_LIFETIME`](latchkey_core::oauth2::MAX_TOKEN_LIFETIME) and the sum never overflows.
 pub(crate) fn expiry(lifetime: Option<std::time::Duration>) -> Option<OffsetDateTime> {
-    lifetime.map(|d| OffsetDateTime::now_utc() + d)
+    let lifetime = lifetime?.min(latchkey_core::oauth2::MAX_TOKEN_LIFETIME);
+    let now = OffsetDateTime::now_utc();
+    Some(now.checked_add(time::Duration::try_from(lifetime).ok()?).unwrap_or(now))
 }
 
 /// Only the endpoint's own host (and port) may receive the client credentials.

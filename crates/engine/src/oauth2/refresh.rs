@@ -1,8 +1,10 @@
 //! Single-flight token refresh. Within one process, callers for one connection queue on an
-//! async mutex; across processes they share a lease in the store. Whoever gets through re-reads
-//! the connection first: someone may have refreshed already. The write is fenced by the
-//! connection's version, a rotated refresh token is stored in the same transaction, and a
-//! response without one keeps the old one.
+//! async mutex; across processes they share a lease in the store, renewed by a heartbeat while
+//! the exchange is in flight, so no other instance sends the same refresh token meanwhile.
+//! Whoever gets through re-reads the connection first: someone may have refreshed already. The
+//! write is fenced by the connection's version, a rotated refresh token is stored in the same
+//! transaction, and a response without one keeps the old one. Transient failures are retried a
+//! bounded number of times with jitter.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -68,25 +70,48 @@ struct Renewed {
     config: BTreeMap<String, String>,
 }
 
-/// How long a process may hold a refresh lease before others may take it over.
-const LEASE: Duration = Duration::from_secs(30);
-/// How long a caller waits for another process's refresh.
-const WAIT: Duration = Duration::from_secs(35);
+/// How long a refresh lease lasts unless renewed; the holder renews it every third of that.
+pub const LEASE: Duration = Duration::from_secs(30);
+/// The longest an exchange (endpoint resolution, hooks, the token call and its retries) may
+/// take, in leases: a provider that takes 35 s still succeeds with the default lease.
+const EXCHANGE_LEASES: u32 = 3;
+/// Retries after a transient failure (5xx, 429, `temporarily_unavailable`, timeout, connection
+/// error), with these base delays; each is jittered to between half and all of it.
+const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(500), Duration::from_millis(2000)];
+/// The lease name prefix; a lease row left behind after a crash marks an interrupted refresh.
+pub(crate) const LEASE_PREFIX: &str = "refresh:";
 
 /// Makes refreshes happen once per connection, however many callers ask at once.
 #[derive(Debug)]
 pub struct RefreshCoordinator {
     holder: String,
     in_flight: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    lease: Duration,
 }
 
 impl Default for RefreshCoordinator {
     fn default() -> Self {
-        Self { holder: crate::data_dir::random_token(12), in_flight: Mutex::default() }
+        Self::with_lease(LEASE)
     }
 }
 
 impl RefreshCoordinator {
+    /// A coordinator (one per process: its holder id is random) whose leases last `lease`.
+    pub fn with_lease(lease: Duration) -> Self {
+        Self { holder: crate::data_dir::random_token(12), in_flight: Mutex::default(), lease }
+    }
+
+    /// The longest the holder may spend on one exchange.
+    fn exchange_timeout(&self) -> Duration {
+        self.lease * EXCHANGE_LEASES
+    }
+
+    /// How long a caller waits for another process's refresh before giving up (it never takes
+    /// over a lease that is still renewed): the holder's longest exchange and one lease more.
+    fn wait(&self) -> Duration {
+        self.exchange_timeout() + self.lease
+    }
+
     fn local_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         map.retain(|_, weak| weak.strong_count() > 0);
@@ -114,13 +139,15 @@ impl Engine {
         if !reason.still_needed(&record) {
             return Ok(record);
         }
-        let lease = format!("refresh:{id}");
+        let lease = format!("{LEASE_PREFIX}{id}");
         let started = Instant::now();
-        while !self.store.try_lock(&lease, &coordinator.holder, LEASE).await? {
-            if started.elapsed() > WAIT {
-                return Err(EngineError::Store(StoreError::Database(
-                    "timed out waiting for another process's refresh".into(),
-                )));
+        while !self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
+            // Another instance holds the lease and renews it while its exchange is in flight:
+            // waiting longer than it may take is an error, never a take-over.
+            if started.elapsed() > coordinator.wait() {
+                return Err(EngineError::Store(StoreError::Database(format!(
+                    "connection `{id}`: timed out waiting for another process's refresh"
+                ))));
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
             let record = self.connection(id).await?;
@@ -128,17 +155,74 @@ impl Engine {
                 return Ok(record);
             }
         }
-        let outcome = self.refresh_locked(id, reason).await;
+        let held = Heartbeat::start(self.store.clone(), lease.clone(), &coordinator);
+        let outcome = self.refresh_locked(id, reason, &held, &coordinator).await;
+        held.stop();
         if let Err(e) = self.store.unlock(&lease, &coordinator.holder).await {
             tracing::warn!(connection = %id, error = %e, "cannot release the refresh lease");
         }
         outcome
     }
 
+    /// Checks at once every connection whose refresh was interrupted (a lease row left behind,
+    /// by a crash between taking the lease and releasing it): it is refreshed, or marked
+    /// `needs_reauth` if its refresh token was spent on an exchange whose answer was lost. A
+    /// lease still held by a live instance is waited for; when that instance finishes, its
+    /// result is kept. Returns how many connections were checked.
+    pub async fn check_interrupted_refreshes(&self) -> Result<usize, EngineError> {
+        let names = self.store.locks_named(LEASE_PREFIX, false).await?;
+        let mut checked = 0;
+        for name in names {
+            if let Some(id) = name.strip_prefix(LEASE_PREFIX) {
+                self.check_interrupted_refresh(id).await?;
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+
+    /// The connections whose refresh lease ran out without being released: a refresh that
+    /// crashed, panicked or was cancelled mid-exchange (a caller that went away).
+    pub(crate) async fn abandoned_refreshes(&self) -> Result<Vec<String>, EngineError> {
+        let names = self.store.locks_named(LEASE_PREFIX, true).await?;
+        Ok(names.iter().filter_map(|n| n.strip_prefix(LEASE_PREFIX)).map(str::to_string).collect())
+    }
+
+    /// Checks one connection whose refresh was interrupted; see
+    /// [`Engine::check_interrupted_refreshes`]. `false` if the check failed (logged).
+    pub(crate) async fn check_interrupted_refresh(&self, id: &str) -> Result<bool, EngineError> {
+        let record = match self.connection(id).await {
+            Ok(record) => record,
+            Err(EngineError::ConnectionNotFound(_)) => {
+                // Deleted since: nothing to check, only the row to clear.
+                let lease = format!("{LEASE_PREFIX}{id}");
+                let coordinator = &self.oauth.refresher;
+                if self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
+                    self.store.unlock(&lease, &coordinator.holder).await?;
+                }
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
+        let reason = RefreshReason::Forced { seen_version: record.version };
+        match self.refresh_connection(id, reason).await {
+            Ok(_) => {
+                tracing::info!(connection = %id, "interrupted refresh checked");
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "interrupted refresh checked: failed");
+                Ok(false)
+            }
+        }
+    }
+
     async fn refresh_locked(
         &self,
         id: &str,
         reason: RefreshReason,
+        held: &Heartbeat,
+        coordinator: &RefreshCoordinator,
     ) -> Result<ConnectionRecord, EngineError> {
         let record = self.connection(id).await?;
         if !reason.still_needed(&record) {
@@ -146,14 +230,61 @@ impl Engine {
         }
         let entry = self.connector(&record.connector)?;
         let started = Instant::now();
-        let result = match (
-            oauth_method(&entry.connector, Some(&record.auth_method)),
-            session_method(&entry.connector, Some(&record.auth_method)),
+        let exchange = self.renew_with_retries(id, &entry.connector, &record);
+        let result = tokio::select! {
+            result = tokio::time::timeout(coordinator.exchange_timeout(), exchange) => {
+                result.unwrap_or_else(|_| Err(EngineError::Net(latchkey_net::NetError::Timeout)))
+            }
+            () = held.lost() => {
+                // Another instance may take over now: stop waiting for this exchange. Tokens
+                // that would still arrive could only be written through the version fence.
+                tracing::warn!(connection = %id, "refresh lease lost during the exchange; abandoned");
+                Err(EngineError::Store(StoreError::Database(format!(
+                    "connection `{id}`: the refresh lease was lost during the exchange"
+                ))))
+            }
+        };
+        self.finish_refresh(id, &record, result, started).await
+    }
+
+    /// One renewal, retried after transient failures with jittered delays. The old tokens stay
+    /// untouched throughout.
+    async fn renew_with_retries(
+        &self,
+        id: &str,
+        connector: &latchkey_core::Connector,
+        record: &ConnectionRecord,
+    ) -> Result<Renewed, EngineError> {
+        let mut attempt = 0;
+        loop {
+            let result = self.renew_once(id, connector, record).await;
+            match result {
+                Err(ref err) if attempt < RETRY_DELAYS.len() && is_transient(err) => {
+                    let base = RETRY_DELAYS[attempt];
+                    let delay = base.mul_f64(rand::random_range(0.5..=1.0));
+                    tracing::info!(connection = %id, error = %err, attempt = attempt + 1, ?delay, "transient refresh failure; retrying");
+                    tokio::time::sleep(delay).await;
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn renew_once(
+        &self,
+        id: &str,
+        connector: &latchkey_core::Connector,
+        record: &ConnectionRecord,
+    ) -> Result<Renewed, EngineError> {
+        match (
+            oauth_method(connector, Some(&record.auth_method)),
+            session_method(connector, Some(&record.auth_method)),
         ) {
-            (Some(method), _) => self.refresh_tokens(&entry.connector, method, &record).await,
+            (Some(method), _) => self.refresh_tokens(connector, method, record).await,
             (None, Some(method)) => self
                 .session_login(
-                    &entry.connector,
+                    connector,
                     &record.auth_method,
                     method,
                     &record.credentials,
@@ -165,12 +296,20 @@ impl Engine {
                     expires_at: expiry(session.lifetime),
                     config: BTreeMap::new(),
                 }),
-            (None, None) => {
-                return Err(EngineError::InvalidInput(format!(
-                    "connection `{id}` uses neither OAuth2 nor a session login; it has nothing to refresh"
-                )));
-            }
-        };
+            (None, None) => Err(EngineError::InvalidInput(format!(
+                "connection `{id}` uses neither OAuth2 nor a session login; it has nothing to refresh"
+            ))),
+        }
+    }
+
+    /// Stores a renewal through the version fence, or records why there is none.
+    async fn finish_refresh(
+        &self,
+        id: &str,
+        record: &ConnectionRecord,
+        result: Result<Renewed, EngineError>,
+        started: Instant,
+    ) -> Result<ConnectionRecord, EngineError> {
         match result {
             Ok(renewed) => {
                 let update = CredentialUpdate {
@@ -199,12 +338,12 @@ impl Engine {
                     self.recent.forget(id);
                     telemetry::renewal(&record.connector, RenewalOutcome::NeedsReauth, started);
                     tracing::warn!(connection = %id, error = %err, "refresh refused; connection needs re-authorisation");
-                    self.events.emit(Event::needs_reauth(&record, &err.to_string()));
+                    self.events.emit(Event::needs_reauth(record, &err.to_string()));
                     return Err(EngineError::NeedsReauth(id.to_string()));
                 }
                 telemetry::renewal(&record.connector, RenewalOutcome::Failed, started);
                 tracing::warn!(connection = %id, error = %err, "refresh failed; tokens kept");
-                self.events.emit(Event::refresh_failed(&record, &err.to_string()));
+                self.events.emit(Event::refresh_failed(record, &err.to_string()));
                 Err(err)
             }
         }
@@ -244,5 +383,85 @@ impl Engine {
             credentials.insert("refresh_token".to_string(), rotated);
         }
         Ok(Renewed { credentials, expires_at: expiry(tokens.expires_in), config: tokens.kept })
+    }
+}
+
+/// Worth another try with the same tokens: the provider or the network failed for now.
+fn is_transient(err: &EngineError) -> bool {
+    match err {
+        EngineError::Token(t) => t.is_transient(),
+        EngineError::Net(n) => matches!(
+            n,
+            latchkey_net::NetError::Timeout
+                | latchkey_net::NetError::Connect(_)
+                | latchkey_net::NetError::Transport(_)
+        ),
+        _ => false,
+    }
+}
+
+/// Keeps a refresh lease alive while its holder works: renews it every third of its duration
+/// (by the store's clock). If a renewal finds the lease taken over, or renewals fail until the
+/// last one that worked is two thirds through, the lease counts as lost: the holder abandons the
+/// exchange before anyone else can take the lease over. Dropped without [`Heartbeat::stop`]
+/// (a panic, a cancelled caller), it stops renewing and the lease runs out by itself, so the
+/// lease row marks the interrupted refresh.
+struct Heartbeat {
+    task: tokio::task::JoinHandle<()>,
+    lost: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Heartbeat {
+    fn start(
+        store: Arc<dyn latchkey_store::Store>,
+        name: String,
+        coordinator: &RefreshCoordinator,
+    ) -> Self {
+        let (tx, lost) = tokio::sync::watch::channel(false);
+        let (holder, lease) = (coordinator.holder.clone(), coordinator.lease);
+        let every = lease / 3;
+        let task = tokio::spawn(async move {
+            let mut renewed = Instant::now();
+            loop {
+                tokio::time::sleep(every).await;
+                let asked = Instant::now();
+                match tokio::time::timeout(every, store.renew_lock(&name, &holder, lease)).await {
+                    Ok(Ok(true)) => renewed = asked,
+                    Ok(Ok(false)) => {
+                        tracing::warn!(lease = %name, "refresh lease taken over");
+                        let _ = tx.send(true);
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        tracing::warn!(lease = %name, error = %e, "cannot renew the refresh lease")
+                    }
+                    Err(_) => tracing::warn!(lease = %name, "renewing the refresh lease timed out"),
+                }
+                if renewed.elapsed() >= every * 2 {
+                    let _ = tx.send(true);
+                    return;
+                }
+            }
+        });
+        Self { task, lost }
+    }
+
+    /// Resolves once the lease is lost; never while it is held.
+    async fn lost(&self) {
+        let mut lost = self.lost.clone();
+        if lost.wait_for(|lost| *lost).await.is_err() {
+            // The heartbeat ended without losing the lease (stopped): never resolve.
+            std::future::pending::<()>().await;
+        }
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

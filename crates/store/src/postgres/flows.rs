@@ -187,6 +187,44 @@ pub(super) async fn try_lock(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn renew_lock(
+    pool: &PgPool,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let ttl_nanos = i64::try_from(ttl.as_nanos())
+        .map_err(|_| StoreError::Database("lease duration too long".into()))?;
+    let done = sqlx::query(concat!(
+        "UPDATE locks SET expires_at = ",
+        db_now_nanos!(),
+        " + $3 WHERE name = $1 AND holder = $2"
+    ))
+    .bind(name)
+    .bind(holder)
+    .bind(ttl_nanos)
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn locks_named(
+    pool: &PgPool,
+    prefix: &str,
+    expired_only: bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<(String,)> = sqlx::query_as(concat!(
+        "SELECT name FROM locks WHERE left(name, length($1)) = $1 AND (NOT $2 OR expires_at < ",
+        db_now_nanos!(),
+        ") ORDER BY name"
+    ))
+    .bind(prefix)
+    .bind(expired_only)
+    .fetch_all(pool)
+    .await?;
+    Ok(names.into_iter().map(|(name,)| name).collect())
+}
+
 pub(super) async fn unlock(pool: &PgPool, name: &str, holder: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM locks WHERE name = $1 AND holder = $2")
         .bind(name)

@@ -170,6 +170,39 @@ pub(super) async fn try_lock(
     Ok(done.rows_affected() == 1)
 }
 
+pub(super) async fn renew_lock(
+    pool: &SqlitePool,
+    name: &str,
+    holder: &str,
+    ttl: Duration,
+) -> Result<bool, StoreError> {
+    let until = OffsetDateTime::now_utc() + ttl;
+    let done = sqlx::query("UPDATE locks SET expires_at = ?1 WHERE name = ?2 AND holder = ?3")
+        .bind(nanos(until)?)
+        .bind(name)
+        .bind(holder)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub(super) async fn locks_named(
+    pool: &SqlitePool,
+    prefix: &str,
+    expired_only: bool,
+) -> Result<Vec<String>, StoreError> {
+    let names: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM locks WHERE substr(name, 1, length(?1)) = ?1
+         AND (NOT ?2 OR expires_at < ?3) ORDER BY name",
+    )
+    .bind(prefix)
+    .bind(expired_only)
+    .bind(nanos(OffsetDateTime::now_utc())?)
+    .fetch_all(pool)
+    .await?;
+    Ok(names.into_iter().map(|(name,)| name).collect())
+}
+
 pub(super) async fn unlock(pool: &SqlitePool, name: &str, holder: &str) -> Result<(), StoreError> {
     sqlx::query("DELETE FROM locks WHERE name = ? AND holder = ?")
         .bind(name)

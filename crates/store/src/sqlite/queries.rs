@@ -292,8 +292,25 @@ impl Store for SqliteStore {
         flows::try_lock(&self.pool, name, holder, ttl).await
     }
 
+    async fn renew_lock(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<bool, StoreError> {
+        flows::renew_lock(&self.pool, name, holder, ttl).await
+    }
+
     async fn unlock(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         flows::unlock(&self.pool, name, holder).await
+    }
+
+    async fn locks_named(
+        &self,
+        prefix: &str,
+        expired_only: bool,
+    ) -> Result<Vec<String>, StoreError> {
+        flows::locks_named(&self.pool, prefix, expired_only).await
     }
 
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError> {
