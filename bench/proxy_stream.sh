@@ -3,7 +3,9 @@
 # `/v1/proxy/{connection}/{*path}` (chunked, then with a Content-Length), then four at once,
 # each checked byte for byte (SHA-256) against the upstream's own answer. Prints the server's
 # peak RSS (VmHWM) after a small request and after the large ones: streaming keeps it flat,
-# buffering would add about 100 MiB per download.
+# buffering would add about 100 MiB per download. Then, with LATCHKEY_PROXY_MAX_RESPONSE_BYTES
+# set to 1 MiB, checks that a 2 MiB response fails visibly: 502 when its length is declared, a
+# body cut short (curl exit 18) when it is chunked.
 #
 # Usage: bench/proxy_stream.sh      (env: MIB=100, PROFILE=release|debug)
 set -euo pipefail
@@ -21,10 +23,10 @@ unset LATCHKEY_MASTER_KEY LATCHKEY_MASTER_KEY_FILE LATCHKEY_BLOCK_PRIVATE_ADDRES
       LATCHKEY_PROXY_MAX_RESPONSE_BYTES LATCHKEY_PROXY_MAX_REQUEST_BYTES
 
 work=$(mktemp -d)
-up_pid= lk_pid=
+up_pid= lk_pid= capped_pid=
 cleanup() {
-  for pid in $lk_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
-  for pid in $lk_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
+  for pid in $capped_pid $lk_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in $capped_pid $lk_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -87,6 +89,23 @@ four=$(hwm)
 echo "latchkey ($PROFILE) peak RSS (VmHWM): $small kB after a 1 KiB request;" \
      "$one kB after ${MIB} MiB twice (chunked, sized), body intact;" \
      "$four kB after 4 x ${MIB} MiB at once, bodies intact"
+# A configured limit: 1 MiB.
+capped_port=$(free_port)
+LATCHKEY_API_KEY=$API_KEY LATCHKEY_PROXY_MAX_RESPONSE_BYTES=1048576 \
+  "${lk[@]}" serve --listen "127.0.0.1:$capped_port" >"$work/capped.log" 2>&1 &
+capped_pid=$!
+wait_for "latchkey serve (capped)" curl -fsS "http://127.0.0.1:$capped_port/healthz"
+capped_url="http://127.0.0.1:$capped_port/v1/proxy/st1/bytes/2097152"
+sized=$(curl -sS -H "Authorization: Bearer $API_KEY" -w ' %{http_code}' "$capped_url?sized")
+[[ $sized == *'"upstream_response_too_large"'*' 502' ]] || { echo "sized over the limit: $sized" >&2; exit 1; }
+set +e
+chunked=$(curl -sS -o /dev/null -H "Authorization: Bearer $API_KEY" -w '%{http_code} %{size_download}' "$capped_url" 2>/dev/null)
+chunked_exit=$?
+set -e
+[[ $chunked_exit == 18 ]] || { echo "chunked over the limit: curl exit $chunked_exit ($chunked)" >&2; exit 1; }
+echo "limit 1 MiB, 2 MiB response: declared length -> 502 upstream_response_too_large;" \
+     "chunked -> status ${chunked% *}, cut after ${chunked#* } bytes, curl exit 18 (incomplete body)"
+
 if grep -qiE "error|panic" "$work/serve.log"; then
   echo "latchkey serve logged errors:" >&2; grep -iE "error|panic" "$work/serve.log" | head >&2
   exit 1

@@ -142,3 +142,22 @@ async fn over_a_socket_a_declared_oversized_body_gets_the_413() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("\"payload_too_large\""), "{answer}");
 }
+
+#[tokio::test]
+async fn the_hosted_connect_form_refuses_bodies_over_1_mib() {
+    let server = upstream().await;
+    let router = app(state(&server.uri(), "", Default::default()).await);
+    let form = |body: Body| {
+        http::Request::post("/connect/some-token")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .unwrap()
+    };
+    let response = router.clone().oneshot(form(Body::from(vec![b'a'; MIB + 1]))).await;
+    assert_too_large(response.unwrap(), "declared form").await;
+    let response = router.clone().oneshot(form(chunked(MIB + 1))).await;
+    assert_too_large(response.unwrap(), "chunked form").await;
+    // Within the cap the page answers as before (an unknown connect link).
+    let response = router.oneshot(form(Body::from("a=b"))).await.unwrap();
+    assert_ne!(response.status(), 413);
+}
