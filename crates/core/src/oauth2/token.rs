@@ -393,26 +393,21 @@ pub fn parse_token_response(
         )?;
     let refresh_token =
         lookup(&doc, &fields.refresh_token).and_then(as_text).filter(|t| !t.is_empty());
-    let expires_in = match lookup(&doc, &fields.expires_in) {
-        None | Some(serde_json::Value::Null) => None,
-        Some(value) => {
-            let n = match value {
-                serde_json::Value::Number(n) => n.as_f64(),
-                serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
-                _ => None,
-            }
-            .filter(|n| !n.is_nan())
-            .ok_or_else(|| {
-                TokenError::Malformed(format!("`{}` is not a number", fields.expires_in))
-            })?;
-            let seconds = match fields.expires_in_unit {
+    // A lifetime that cannot be read (`"soon"`, `NaN`, an object) counts as not said: refusing
+    // the response would throw away tokens the provider has just rotated.
+    let expires_in = lookup(&doc, &fields.expires_in)
+        .and_then(|value| match value {
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        })
+        .and_then(|n| {
+            token_lifetime(match fields.expires_in_unit {
                 LifetimeUnit::Seconds => n,
                 LifetimeUnit::Milliseconds => n / 1000.0,
-            };
-            token_lifetime(seconds)
-        }
-    }
-    .or(fields.default_lifetime.map(Duration::from_secs));
+            })
+        })
+        .or(fields.default_lifetime.map(Duration::from_secs));
     let mut kept = BTreeMap::new();
     for (key, path) in &fields.keep {
         if let Some(value) = lookup(&doc, path).and_then(as_text) {
@@ -555,7 +550,7 @@ mod tests {
         assert_eq!(lifetime(&plain, "0.5"), Some(Duration::from_millis(500)));
     }
 
-    /// Zero or negative means "not said": the connector's default applies, else none.
+    /// Zero, negative or unreadable means "not said": the connector's default applies, else none.
     #[test]
     fn zero_or_negative_lifetimes_mean_unknown() {
         let plain = TokenResponseFields::default();
@@ -564,9 +559,7 @@ mod tests {
             assert_eq!(lifetime(&plain, none), None, "{none}");
             assert_eq!(lifetime(&defaulted, none), Some(Duration::from_secs(900)), "{none}");
         }
-        let err = parse_token_response(&plain, 200, br#"{"access_token":"a","expires_in":"NaN"}"#)
-            .unwrap_err();
-        assert!(err.to_string().contains("expires_in"));
+        assert_eq!(lifetime(&defaulted, "\"NaN\""), Some(Duration::from_secs(900)));
     }
 
     #[test]
