@@ -87,8 +87,9 @@ impl Engine {
         })
     }
 
-    /// Sets the most CPU time and memory any connector script may use per hook (default 100 ms
-    /// and 16 MiB); connectors may ask for less.
+    /// Sets the most CPU time, memory, wall-clock time and `http_request` calls any connector
+    /// script may use per hook (default 100 ms, 16 MiB, 10 s and 20); connectors may ask for
+    /// less.
     pub fn with_script_limits(mut self, limits: latchkey_script::Limits) -> Self {
         self.scripts = latchkey_script::ScriptEngine::new(limits);
         self

@@ -14,6 +14,12 @@
 //! (HTTP, storage, logs) are sent back to the caller's thread, which is the only one holding the
 //! host.
 //!
+//! No call can hold the engine: besides CPU time and memory, each has a wall-clock limit that
+//! covers its waits on the host (and its time queued for a worker) and a cap on `http_request`
+//! calls, both failing the call even when the script catches the exception; calls belong to
+//! groups (connectors), each holding at most its share of the worker threads, which grow on
+//! demand (see the `worker` module); and sources over [`MAX_SCRIPT_BYTES`] are refused unread.
+//!
 //! What a script sees differs from a plain global script in a few ways: its top-level `var` and
 //! `function` declarations are not properties of `globalThis` (assigning an undeclared name still
 //! creates a global, and globals passed in are globals, but a top-level `var method_response`

@@ -140,6 +140,13 @@ pub(crate) struct State {
     gc_ran: Rc<Cell<bool>>,
 }
 
+/// The deadlines of a call while it compiles.
+struct Paused {
+    at: Instant,
+    cpu: Option<Instant>,
+    wall: Option<Instant>,
+}
+
 /// Dropped (and so `gc_ran` set) when QuickJS collects the cycle it is kept in.
 struct GcProbe(Rc<Cell<bool>>);
 
@@ -221,6 +228,17 @@ impl State {
         self.deadline.set(None);
         self.wall_deadline.set(None);
         self.link.borrow_mut().take();
+    }
+
+    /// Stops the interrupt handler until [`State::resume`]; what it needs to resume.
+    fn pause(&self) -> Paused {
+        Paused { at: Instant::now(), cpu: self.deadline.take(), wall: self.wall_deadline.take() }
+    }
+
+    /// Restores the deadlines, the CPU one moved on by the pause.
+    fn resume(&self, paused: Paused) {
+        self.deadline.set(paused.cpu.map(|d| d + paused.at.elapsed()));
+        self.wall_deadline.set(paused.wall);
     }
 
     fn out_of_time(&self) -> bool {
@@ -564,7 +582,23 @@ impl Sandbox {
 
     /// Checks (or recalls) that `source` parses on its own, then compiles its wrapper here. On
     /// failure, also says whether this context is untouched.
+    ///
+    /// Compiling is not interrupted, whatever the deadlines: an interrupted parse would read as a
+    /// syntax error (and be remembered as one). Its time, bounded by [`crate::MAX_SCRIPT_BYTES`],
+    /// is added back to the CPU deadline; the wall-clock deadline stays where it was.
     fn compile(
+        &mut self,
+        source: &str,
+        event: &str,
+        verdicts: &Verdicts,
+    ) -> Result<Persistent<Function<'static>>, (ScriptError, bool)> {
+        let paused = self.state.pause();
+        let compiled = self.compile_uninterrupted(source, event, verdicts);
+        self.state.resume(paused);
+        compiled
+    }
+
+    fn compile_uninterrupted(
         &mut self,
         source: &str,
         event: &str,
@@ -717,6 +751,8 @@ fn compiles(runtime: &Runtime, code: &str) -> Result<(), ScriptError> {
             (Some("RangeError"), "Maximum call stack size exceeded") => {
                 Err(ScriptError::StackOverflow)
             }
+            // Not a verdict on the source (and so never remembered as one).
+            (Some("InternalError"), "interrupted") => Err(ScriptError::CpuLimit),
             _ => {
                 let line = compile_error_line(&stack, SCRIPT_NAME).unwrap_or(1);
                 Err(ScriptError::Syntax { line, message })

@@ -448,8 +448,11 @@ fn work(shared: &Shared, id: u64, permanent: bool, first: Option<Job>) {
             continue;
         }
         if !counted {
-            // The call is over for its group, whatever this worker does next.
-            shared.lock().finish(&group);
+            // The call is over for its group, whatever this worker does next: a call of the
+            // group that waited for room may go to an idle worker now.
+            let mut dispatch = shared.lock();
+            dispatch.finish(&group);
+            dispatch.dispatch_waiting(shared.size);
         }
         // After the caller has its answer: a collection, or a fresh sandbox.
         ready = catch_unwind(AssertUnwindSafe(|| prepare(kept, discarded, max, verdicts, built)))

@@ -250,3 +250,18 @@ fn a_script_over_the_size_cap_is_refused_without_compiling() {
     assert_eq!(err, ScriptError::TooLarge { bytes });
     assert!(err.to_string().contains("at most 256 KiB"), "{err}");
 }
+
+#[test]
+fn compiling_a_large_script_is_not_cut_short_by_its_cpu_time() {
+    // Parsing ~256 KiB takes longer than 1 ms; only the script's running counts.
+    let line = "var a = 1;\n";
+    let body = line.repeat((MAX_SCRIPT_BYTES - 100) / line.len());
+    let script = format!("{body}function before_action() {{ method_request_headers.x = '1'; }}\n");
+    let engine = ScriptEngine::with_workers(Limits::default(), 1);
+    let tight = Limits { cpu_time: Duration::from_millis(1), ..Limits::default() };
+    let host = RecordingHost::default();
+    for _ in 0..2 {
+        let outcome = engine.run(&script, "before_action", action_globals(), &host, Some(tight));
+        assert_eq!(outcome.unwrap().globals["method_request_headers"]["x"], "1");
+    }
+}
