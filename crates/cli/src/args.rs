@@ -58,6 +58,13 @@ pub struct Global {
     /// The most memory a connector script may use per hook, in MiB.
     #[arg(long, global = true, env = "LATCHKEY_SCRIPT_MEMORY_MIB", default_value_t = 16)]
     pub script_memory_mib: usize,
+    /// The most wall-clock time a connector script may take per hook, waits on `http_request`
+    /// included, in milliseconds.
+    #[arg(long, global = true, env = "LATCHKEY_SCRIPT_WALL_MS", default_value_t = 10_000)]
+    pub script_wall_ms: u64,
+    /// The most `http_request` calls a connector script may make per hook.
+    #[arg(long, global = true, env = "LATCHKEY_SCRIPT_HTTP_REQUESTS", default_value_t = 20)]
+    pub script_http_requests: u32,
 }
 
 /// The commands.

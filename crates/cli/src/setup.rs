@@ -112,6 +112,8 @@ pub async fn engine_with(
     let limits = latchkey_engine::ScriptLimits {
         cpu_time: std::time::Duration::from_millis(global.script_cpu_ms.max(1)),
         memory_bytes: global.script_memory_mib.max(1).saturating_mul(1024 * 1024),
+        wall_time: std::time::Duration::from_millis(global.script_wall_ms.max(1)),
+        http_requests: global.script_http_requests,
     };
     let mut engine = Engine::new(store, catalog, net).await?.with_script_limits(limits);
     if let Some(webhook) = webhook {

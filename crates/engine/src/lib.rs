@@ -96,8 +96,9 @@ impl Engine {
         })
     }
 
-    /// Sets the most CPU time and memory any connector script may use per hook (default 100 ms
-    /// and 16 MiB); connectors may ask for less.
+    /// Sets the most CPU time, memory, wall-clock time and `http_request` calls any connector
+    /// script may use per hook (default 100 ms, 16 MiB, 10 s and 20); connectors may ask for
+    /// less.
     pub fn with_script_limits(mut self, limits: latchkey_script::Limits) -> Self {
         self.scripts = latchkey_script::ScriptEngine::new(limits);
         self
@@ -131,16 +132,26 @@ impl Engine {
     }
 
     /// Stores a custom connector (YAML) and adds it to the catalog; a malformed one is refused
-    /// with the parse error and changes nothing.
+    /// with the parse error and changes nothing. The YAML is parsed and its script compiled on
+    /// a blocking thread, so that an upload never holds the threads serving other requests.
     pub async fn put_custom_connector(
         &self,
         id: &str,
         source: &str,
     ) -> Result<CatalogEntry, EngineError> {
-        let connector = latchkey_core::connector::parse_connector(source, &format!("custom:{id}"))
-            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
-        scripts::check_connector_scripts(&connector, source, &format!("custom:{id}"))
-            .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let origin = format!("custom:{id}");
+        let text = source.to_owned();
+        let connector = tokio::task::spawn_blocking(move || {
+            let connector = latchkey_core::connector::parse_connector(&text, &origin)?;
+            scripts::check_connector_scripts(&connector, &text, &origin)?;
+            Ok::<_, latchkey_core::connector::ConnectorError>(connector)
+        })
+        .await
+        .map_err(|_| EngineError::Connector {
+            connector: id.to_owned(),
+            message: "checking it failed".into(),
+        })?
+        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
         if connector.id != id {
             return Err(EngineError::InvalidInput(format!(
                 "the connector's id `{}` differs from `{id}`",

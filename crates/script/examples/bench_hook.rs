@@ -16,7 +16,7 @@ const BEARER: &str = "function before_action() {\n  method_request_headers['Auth
 struct NoHost;
 
 impl ScriptHost for NoHost {
-    fn http_request(&self, _: HttpRequest) -> Result<HttpResponse, String> {
+    fn http_request(&self, _: HttpRequest, _: std::time::Instant) -> Result<HttpResponse, String> {
         Err("no network in the benchmark".into())
     }
     fn storage_get(&self, _: &str) -> Option<String> {

@@ -170,6 +170,7 @@ fn http_request<'js>(ctx: &Ctx<'js>, state: &State, options: &Object<'js>) -> Re
         let message = format!("header {} contains a line break", name.escape_debug());
         return Err(throw(ctx, &message));
     }
+    state.count_http_request().map_err(|m| throw(ctx, &format!("http_request failed: {m}")))?;
     let request = HttpRequest { method, url, headers, parameters, data };
     let echo = request_object(ctx, &request)?;
     let response = match state.call(HostCall::Http(request)) {

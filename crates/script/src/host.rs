@@ -2,6 +2,7 @@
 //! messages that carry its calls from the script's worker thread to the caller's thread.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use crate::{HookOutcome, ScriptError};
 
@@ -11,8 +12,10 @@ use crate::{HookOutcome, ScriptError};
 /// waits; the time spent here does not count against the script's CPU budget.
 pub trait ScriptHost: Send + Sync {
     /// Sends a request for `http_request(...)`. The implementation enforces the connector's
-    /// allowed hosts; an `Err` becomes a JavaScript exception carrying its message.
-    fn http_request(&self, req: HttpRequest) -> Result<HttpResponse, String>;
+    /// allowed hosts, and gives up at `deadline` (the end of the hook's wall-clock limit: the
+    /// script gets no answer after it anyway); an `Err` becomes a JavaScript exception carrying
+    /// its message.
+    fn http_request(&self, req: HttpRequest, deadline: Instant) -> Result<HttpResponse, String>;
     /// `cyclr_storage_get(key)`: the stored value, or `None` (the script sees `null`).
     fn storage_get(&self, key: &str) -> Option<String>;
     /// `cyclr_storage_set(key, value)`.
@@ -77,9 +80,9 @@ pub(crate) enum ToCaller {
 }
 
 impl HostCall {
-    pub(crate) fn answer(self, host: &dyn ScriptHost) -> HostReply {
+    pub(crate) fn answer(self, host: &dyn ScriptHost, deadline: Instant) -> HostReply {
         match self {
-            HostCall::Http(req) => HostReply::Http(host.http_request(req)),
+            HostCall::Http(req) => HostReply::Http(host.http_request(req, deadline)),
             HostCall::StorageGet(key) => HostReply::Value(host.storage_get(&key)),
             HostCall::StorageSet(key, value) => HostReply::Done(host.storage_set(&key, &value)),
             HostCall::StorageDelete(key) => HostReply::Done(host.storage_delete(&key)),

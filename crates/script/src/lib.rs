@@ -14,6 +14,12 @@
 //! (HTTP, storage, logs) are sent back to the caller's thread, which is the only one holding the
 //! host.
 //!
+//! No call can hold the engine: besides CPU time and memory, each has a wall-clock limit that
+//! covers its waits on the host (and its time queued for a worker) and a cap on `http_request`
+//! calls, both failing the call even when the script catches the exception; calls belong to
+//! groups (connectors), each holding at most its share of the worker threads, which grow on
+//! demand (see the `worker` module); and sources over [`MAX_SCRIPT_BYTES`] are refused unread.
+//!
 //! What a script sees differs from a plain global script in a few ways: its top-level `var` and
 //! `function` declarations are not properties of `globalThis` (assigning an undeclared name still
 //! creates a global, and globals passed in are globals, but a top-level `var method_response`
@@ -39,6 +45,10 @@ use std::time::Duration;
 
 pub use host::{HttpRequest, HttpResponse, ScriptHost};
 
+/// The longest script source an engine runs or a connector may carry: 256 KiB. Compiling one
+/// that size takes tens of milliseconds; a 1.9 MB one took seconds.
+pub const MAX_SCRIPT_BYTES: usize = 256 * 1024;
+
 /// Per-call budgets. [`ScriptEngine::new`] takes the maximum; a connector may ask for less.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -47,11 +57,21 @@ pub struct Limits {
     /// Memory of the whole JavaScript heap, including its ~0.5 MiB of built-ins and the scripts
     /// its sandbox keeps compiled. Default 16 MiB.
     pub memory_bytes: usize,
+    /// Time the whole call may take, from [`ScriptEngine::run`] until its answer: waiting for a
+    /// worker, running, and waiting on `http_request` and storage. Default 10 s.
+    pub wall_time: Duration,
+    /// `http_request` calls one hook call may make; the next one fails the call. Default 20.
+    pub http_requests: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { cpu_time: Duration::from_millis(100), memory_bytes: 16 * 1024 * 1024 }
+        Limits {
+            cpu_time: Duration::from_millis(100),
+            memory_bytes: 16 * 1024 * 1024,
+            wall_time: Duration::from_secs(10),
+            http_requests: 20,
+        }
     }
 }
 
@@ -61,7 +81,31 @@ impl Limits {
         Limits {
             cpu_time: self.cpu_time.min(max.cpu_time),
             memory_bytes: self.memory_bytes.min(max.memory_bytes),
+            wall_time: self.wall_time.min(max.wall_time),
+            http_requests: self.http_requests.min(max.http_requests),
         }
+    }
+}
+
+/// How many worker threads run scripts, and how many of them one group of calls (a connector)
+/// may hold at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSize {
+    /// Threads started with the engine and kept, each with a sandbox ready.
+    pub workers: usize,
+    /// The most threads there may be: more start when every worker is busy, and end after a
+    /// minute idle.
+    pub max_workers: usize,
+    /// The most calls of one group that run at once; its further calls wait, so a group whose
+    /// hooks wait on a slow API holds at most this many threads and other groups still find one.
+    pub per_group: usize,
+}
+
+impl Default for PoolSize {
+    /// Twice as many workers as there are cores (4 to 16), up to 64 threads, 8 per group.
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PoolSize { workers: (2 * cores).clamp(4, 16), max_workers: 64, per_group: 8 }
     }
 }
 
@@ -104,6 +148,15 @@ pub enum ScriptError {
     MemoryLimit,
     #[error("script exceeded its stack limit")]
     StackOverflow,
+    /// The call took longer than [`Limits::wall_time`] (counting its waits on `http_request`).
+    #[error("script exceeded its wall-clock limit of {} ms", .0.as_millis())]
+    WallTimeLimit(Duration),
+    /// The call tried more `http_request` calls than [`Limits::http_requests`].
+    #[error("script made more than {0} http_request calls")]
+    HttpRequestLimit(u32),
+    /// The source is longer than [`MAX_SCRIPT_BYTES`]; nothing of it was compiled.
+    #[error("the script is {bytes} bytes; scripts may be at most {} KiB", MAX_SCRIPT_BYTES / 1024)]
+    TooLarge { bytes: usize },
     /// The host failed in a way the script could not see (reserved for the caller's wiring).
     #[error("script host error: {0}")]
     Host(String),
@@ -121,16 +174,22 @@ pub struct ScriptEngine {
 }
 
 impl ScriptEngine {
-    /// Starts the worker threads (twice as many as there are cores, 4 to 16), each building its
-    /// sandbox, with `limits` as the maximum any call may use.
+    /// Starts the worker threads ([`PoolSize::default`]), each building its sandbox, with
+    /// `limits` as the maximum any call may use.
     pub fn new(limits: Limits) -> Self {
-        ScriptEngine { inner: Arc::new(worker::Pool::start(limits, None)) }
+        Self::with_pool(limits, PoolSize::default())
     }
 
-    /// As [`ScriptEngine::new`], with exactly `workers` threads (at least one): calls beyond that
-    /// many at once wait for a worker.
+    /// As [`ScriptEngine::new`], with exactly `workers` threads (at least one), all calls one
+    /// group: calls beyond that many at once wait for a worker.
     pub fn with_workers(limits: Limits, workers: usize) -> Self {
-        ScriptEngine { inner: Arc::new(worker::Pool::start(limits, Some(workers))) }
+        let n = workers.max(1);
+        Self::with_pool(limits, PoolSize { workers: n, max_workers: n, per_group: n })
+    }
+
+    /// As [`ScriptEngine::new`], with the pool sized by `size`.
+    pub fn with_pool(limits: Limits, size: PoolSize) -> Self {
+        ScriptEngine { inner: Arc::new(worker::Pool::start(limits, size)) }
     }
 
     /// How many sandboxes the workers have built so far (one each at start, then one for each
@@ -147,17 +206,22 @@ impl ScriptEngine {
 
     /// Checks that `source` parses, without running it (for connector validation).
     pub fn check(&self, source: &str) -> Result<(), ScriptError> {
+        if source.len() > MAX_SCRIPT_BYTES {
+            return Err(ScriptError::TooLarge { bytes: source.len() });
+        }
         sandbox::check(source, self.inner.limits())
     }
 
     /// Runs the script's top level, then `event` if the script defines a function of that name,
     /// then the promise jobs they left, with `globals` set as JavaScript globals before and read
-    /// back after. `event` must be an identifier (`[A-Za-z_][A-Za-z0-9_]*`).
+    /// back after. `event` must be an identifier (`[A-Za-z_][A-Za-z0-9_]*`). The call belongs to
+    /// the group `""`; see [`ScriptEngine::run_in`].
     ///
-    /// Blocks until the script ends (run it in `spawn_blocking`); host calls are made on this
-    /// thread. `limits` is clamped to the engine's maximum; the memory limit is for the whole
-    /// heap of the sandbox, including its built-ins (about 0.5 MiB once hardened) and the scripts
-    /// it has compiled.
+    /// Blocks until the script ends or its wall-clock limit passes (run it in `spawn_blocking`
+    /// or `block_in_place`); host calls are made on this thread, and `http_request` is given
+    /// the call's deadline. `limits` is clamped to the engine's maximum; the memory limit is
+    /// for the whole heap of the sandbox, including its built-ins (about 0.5 MiB once hardened)
+    /// and the scripts it has compiled.
     pub fn run(
         &self,
         source: &str,
@@ -166,15 +230,49 @@ impl ScriptEngine {
         host: &dyn ScriptHost,
         limits: Option<Limits>,
     ) -> Result<HookOutcome, ScriptError> {
+        self.run_in("", source, event, globals, host, limits)
+    }
+
+    /// As [`ScriptEngine::run`], counting the call against `group` (a connector): at most
+    /// [`PoolSize::per_group`] calls of one group run at once, the others waiting (within their
+    /// wall-clock limit) while calls of other groups go ahead.
+    pub fn run_in(
+        &self,
+        group: &str,
+        source: &str,
+        event: &str,
+        globals: serde_json::Map<String, serde_json::Value>,
+        host: &dyn ScriptHost,
+        limits: Option<Limits>,
+    ) -> Result<HookOutcome, ScriptError> {
+        if source.len() > MAX_SCRIPT_BYTES {
+            return Err(ScriptError::TooLarge { bytes: source.len() });
+        }
         let max = self.inner.limits();
         let limits = limits.map_or(max, |l| l.clamp_to(max));
-        self.inner.run(source, event, globals, host, limits)
+        self.inner.run(group, source, event, globals, host, limits)
     }
 }
 
-/// Checks that `source` parses, without an engine (for validating connector files).
+/// Checks that `source` parses, without an engine (for validating connector files); a source
+/// over [`MAX_SCRIPT_BYTES`] is refused without being compiled.
 pub fn check(source: &str) -> Result<(), ScriptError> {
+    if source.len() > MAX_SCRIPT_BYTES {
+        return Err(ScriptError::TooLarge { bytes: source.len() });
+    }
+    CHECKS_HERE.with(|n| n.set(n.get() + 1));
     sandbox::check(source, Limits::default())
+}
+
+thread_local! {
+    static CHECKS_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times [`check`] compiled a script on the calling thread: for tests that make sure a
+/// compile never runs on an async runtime's thread.
+#[doc(hidden)]
+pub fn checks_on_this_thread() -> u64 {
+    CHECKS_HERE.with(std::cell::Cell::get)
 }
 
 /// For `examples/bench_hook.rs` only: the time to build one sandbox (runtime, context, our

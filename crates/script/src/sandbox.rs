@@ -54,7 +54,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
 use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use rquickjs::context::{EvalOptions, intrinsic};
@@ -72,7 +72,9 @@ const SCRIPT_NAME: &str = "connector-script";
 pub(crate) const MAX_CALLS: u32 = 1024;
 /// Compiled scripts one sandbox keeps, and the most source text they may add up to.
 const WRAPPERS_MAX: usize = 32;
-const WRAPPER_BYTES_MAX: usize = 256 * 1024;
+/// Four times [`crate::MAX_SCRIPT_BYTES`]: a script of the largest size is compiled once per
+/// sandbox too, not on every call.
+const WRAPPER_BYTES_MAX: usize = 4 * crate::MAX_SCRIPT_BYTES;
 /// Parse verdicts the engine keeps, and the most source text they may add up to.
 const VERDICTS_MAX: usize = 256;
 const VERDICT_BYTES_MAX: usize = 2 * 1024 * 1024;
@@ -90,22 +92,40 @@ const OOM_MARGIN: usize = 256 * 1024;
 /// Run once per sandbox: freezes what a script can reach, returns the per-call cleanup.
 const HARDEN: &str = include_str!("harden.js");
 
-/// The worker's end of the channels to the caller's thread, for one call.
+/// The worker's end of the channels to the caller's thread, for one call, and when that call's
+/// wall-clock limit runs out.
 pub(crate) struct HostLink {
     to_caller: Sender<ToCaller>,
     from_caller: Receiver<HostReply>,
+    deadline: Instant,
 }
 
 impl HostLink {
-    pub fn new(to_caller: Sender<ToCaller>, from_caller: Receiver<HostReply>) -> Self {
-        HostLink { to_caller, from_caller }
+    pub fn new(
+        to_caller: Sender<ToCaller>,
+        from_caller: Receiver<HostReply>,
+        deadline: Instant,
+    ) -> Self {
+        HostLink { to_caller, from_caller, deadline }
     }
 }
 
 /// Shared by the runtime's interrupt handler and the functions installed in the context.
 pub(crate) struct State {
+    /// The CPU deadline: the call's start plus its CPU time, moved on by each host call's wait.
     deadline: Cell<Option<Instant>>,
+    /// The CPU deadline passed.
     interrupted: Cell<bool>,
+    /// The wall-clock deadline (fixed when the call was submitted), its length, and whether it
+    /// passed: then every host call fails and the interrupt handler stops the script.
+    wall_deadline: Cell<Option<Instant>>,
+    wall_time: Cell<Duration>,
+    wall_exceeded: Cell<bool>,
+    /// `http_request` calls this call may still make, of `http_limit`; one more sets
+    /// `http_exceeded`, which stops the script as the wall-clock limit does.
+    http_left: Cell<u32>,
+    http_limit: Cell<u32>,
+    http_exceeded: Cell<bool>,
     link: RefCell<Option<HostLink>>,
     /// `Math.random`: SipHash of a counter under a key no script sees, so values drawn in one call
     /// say nothing about those of another.
@@ -118,6 +138,13 @@ pub(crate) struct State {
     /// the heap is within [`OOM_MARGIN`] of the limit, so this says the call came that close even
     /// when what it allocated was freed before its exception reached us.
     gc_ran: Rc<Cell<bool>>,
+}
+
+/// The deadlines of a call while it compiles.
+struct Paused {
+    at: Instant,
+    cpu: Option<Instant>,
+    wall: Option<Instant>,
 }
 
 /// Dropped (and so `gc_ran` set) when QuickJS collects the cycle it is kept in.
@@ -134,6 +161,12 @@ impl Default for State {
         State {
             deadline: Cell::new(None),
             interrupted: Cell::new(false),
+            wall_deadline: Cell::new(None),
+            wall_time: Cell::new(Duration::ZERO),
+            wall_exceeded: Cell::new(false),
+            http_left: Cell::new(0),
+            http_limit: Cell::new(0),
+            http_exceeded: Cell::new(false),
             link: RefCell::new(None),
             random: RandomState::new(),
             draws: Cell::new(0),
@@ -146,8 +179,16 @@ impl Default for State {
 
 impl State {
     fn should_interrupt(&self) -> bool {
+        if self.limit_error().is_some() {
+            return true;
+        }
+        let now = Instant::now();
+        if self.wall_deadline.get().is_some_and(|d| now >= d) {
+            self.wall_exceeded.set(true);
+            return true;
+        }
         match self.deadline.get() {
-            Some(deadline) if Instant::now() >= deadline => {
+            Some(deadline) if now >= deadline => {
                 self.interrupted.set(true);
                 true
             }
@@ -155,23 +196,67 @@ impl State {
         }
     }
 
-    fn begin(&self, link: Option<HostLink>, cpu_time: Duration) {
+    /// The wall-clock or `http_request` limit this call broke, if any. Checked before the CPU
+    /// limit: a call stopped for either also looks interrupted.
+    fn limit_error(&self) -> Option<ScriptError> {
+        if self.http_exceeded.get() {
+            Some(ScriptError::HttpRequestLimit(self.http_limit.get()))
+        } else if self.wall_exceeded.get() {
+            Some(ScriptError::WallTimeLimit(self.wall_time.get()))
+        } else {
+            None
+        }
+    }
+
+    fn begin(&self, link: Option<HostLink>, limits: Limits) {
         let now = Instant::now();
+        self.wall_deadline.set(link.as_ref().map(|l| l.deadline));
+        self.wall_time.set(limits.wall_time);
+        self.wall_exceeded.set(false);
+        self.http_left.set(limits.http_requests);
+        self.http_limit.set(limits.http_requests);
+        self.http_exceeded.set(false);
         *self.link.borrow_mut() = link;
         self.interrupted.set(false);
         self.started.set(now);
         let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         self.started_unix_ms.set(unix.as_secs_f64() * 1000.0);
-        self.deadline.set(Some(now + cpu_time));
+        self.deadline.set(Some(now + limits.cpu_time));
     }
 
     fn end(&self) {
         self.deadline.set(None);
+        self.wall_deadline.set(None);
         self.link.borrow_mut().take();
     }
 
+    /// Stops the interrupt handler until [`State::resume`]; what it needs to resume.
+    fn pause(&self) -> Paused {
+        Paused { at: Instant::now(), cpu: self.deadline.take(), wall: self.wall_deadline.take() }
+    }
+
+    /// Restores the deadlines, the CPU one moved on by the pause.
+    fn resume(&self, paused: Paused) {
+        self.deadline.set(paused.cpu.map(|d| d + paused.at.elapsed()));
+        self.wall_deadline.set(paused.wall);
+    }
+
     fn out_of_time(&self) -> bool {
-        self.interrupted.get() || self.deadline.get().is_some_and(|d| Instant::now() >= d)
+        self.interrupted.get() || self.should_interrupt()
+    }
+
+    /// Counts one `http_request` against the call's cap; `Err` (and the call fails) past it.
+    pub fn count_http_request(&self) -> Result<(), String> {
+        match self.http_left.get().checked_sub(1) {
+            Some(left) => {
+                self.http_left.set(left);
+                Ok(())
+            }
+            None => {
+                self.http_exceeded.set(true);
+                Err(format!("more than {} calls in one hook", self.http_limit.get()))
+            }
+        }
     }
 
     fn heap_was_near_limit(&self) -> bool {
@@ -188,13 +273,31 @@ impl State {
         Ok(())
     }
 
-    /// Asks the caller's thread; the wait is added back to the CPU deadline.
+    /// Asks the caller's thread, waiting no longer than the wall-clock deadline; the wait is
+    /// added back to the CPU deadline. Once a limit is broken, every call fails at once.
     pub fn call(&self, call: HostCall) -> Result<HostReply, String> {
+        if let Some(error) = self.limit_error() {
+            return Err(error.to_string());
+        }
         let link = self.link.borrow();
         let link = link.as_ref().ok_or("no host is attached")?;
         let started = Instant::now();
         link.to_caller.send(ToCaller::Call(call)).map_err(|_| "the host is gone".to_owned())?;
-        let reply = link.from_caller.recv().map_err(|_| "the host is gone".to_owned())?;
+        let wait = link.deadline.saturating_duration_since(started);
+        let reply = match link.from_caller.recv_timeout(wait) {
+            Ok(reply) => reply,
+            Err(RecvTimeoutError::Timeout) => {
+                // The answer, if it ever comes, goes to this call's channel, dropped with it.
+                self.wall_exceeded.set(true);
+                return Err(ScriptError::WallTimeLimit(self.wall_time.get()).to_string());
+            }
+            Err(RecvTimeoutError::Disconnected) => return Err("the host is gone".to_owned()),
+        };
+        if Instant::now() >= link.deadline {
+            // The host gave up at the deadline (or answered just after it).
+            self.wall_exceeded.set(true);
+            return Err(ScriptError::WallTimeLimit(self.wall_time.get()).to_string());
+        }
         if let Some(deadline) = self.deadline.get() {
             self.deadline.set(Some(deadline + started.elapsed()));
         }
@@ -406,7 +509,7 @@ impl Sandbox {
         self.runtime.set_memory_limit(limits.memory_bytes);
         // No collection during the call unless the heap nears its limit (see `State::gc_ran`).
         self.runtime.set_gc_threshold(limits.memory_bytes.saturating_sub(OOM_MARGIN));
-        self.state.begin(Some(link), limits.cpu_time);
+        self.state.begin(Some(link), limits);
         let wrapper = match self.wrappers.get(source, event) {
             Some(wrapper) => Ok(wrapper),
             None => self.compile(source, event, verdicts),
@@ -425,6 +528,11 @@ impl Sandbox {
             }
             // Nothing ran in this context: a script that does not parse leaves it as it was.
             Err((error, untouched)) => (Err(error), untouched),
+        };
+        // A script that caught the exception of a broken limit still fails.
+        let (result, clean) = match self.state.limit_error() {
+            Some(error) => (Err(error), false),
+            None => (result, clean),
         };
         self.state.end();
         let reusable = clean && !self.runtime.is_job_pending() && self.calls < MAX_CALLS;
@@ -474,7 +582,23 @@ impl Sandbox {
 
     /// Checks (or recalls) that `source` parses on its own, then compiles its wrapper here. On
     /// failure, also says whether this context is untouched.
+    ///
+    /// Compiling is not interrupted, whatever the deadlines: an interrupted parse would read as a
+    /// syntax error (and be remembered as one). Its time, bounded by [`crate::MAX_SCRIPT_BYTES`],
+    /// is added back to the CPU deadline; the wall-clock deadline stays where it was.
     fn compile(
+        &mut self,
+        source: &str,
+        event: &str,
+        verdicts: &Verdicts,
+    ) -> Result<Persistent<Function<'static>>, (ScriptError, bool)> {
+        let paused = self.state.pause();
+        let compiled = self.compile_uninterrupted(source, event, verdicts);
+        self.state.resume(paused);
+        compiled
+    }
+
+    fn compile_uninterrupted(
         &mut self,
         source: &str,
         event: &str,
@@ -557,7 +681,7 @@ pub(crate) fn measure_in_place(
     for _ in 0..n {
         let (to_caller, _from_worker) = std::sync::mpsc::channel();
         let (_to_worker, from_caller) = std::sync::mpsc::channel();
-        let link = HostLink::new(to_caller, from_caller);
+        let link = HostLink::new(to_caller, from_caller, Instant::now() + limits.wall_time);
         let started = Instant::now();
         let (result, reusable) =
             sandbox.run(source, event, globals.clone(), limits, link, &verdicts);
@@ -627,6 +751,8 @@ fn compiles(runtime: &Runtime, code: &str) -> Result<(), ScriptError> {
             (Some("RangeError"), "Maximum call stack size exceeded") => {
                 Err(ScriptError::StackOverflow)
             }
+            // Not a verdict on the source (and so never remembered as one).
+            (Some("InternalError"), "interrupted") => Err(ScriptError::CpuLimit),
             _ => {
                 let line = compile_error_line(&stack, SCRIPT_NAME).unwrap_or(1);
                 Err(ScriptError::Syntax { line, message })
@@ -789,6 +915,9 @@ fn fail(ctx: &Ctx<'_>, state: &State, error: rquickjs::Error) -> Failure {
 
 /// Turns what the script threw into a signal or an error.
 fn classify(ctx: &Ctx<'_>, state: &State, error: rquickjs::Error) -> Result<Signal, Failure> {
+    if let Some(error) = state.limit_error() {
+        return Err(Failure::Error(error));
+    }
     if state.interrupted.get() {
         return Err(Failure::Error(ScriptError::CpuLimit));
     }
@@ -814,6 +943,9 @@ fn classify(ctx: &Ctx<'_>, state: &State, error: rquickjs::Error) -> Result<Sign
     let name = string_property(object, "name");
     let message = string_property(object, "message");
     // Reading `name` may have run a script getter that the deadline stopped.
+    if let Some(error) = state.limit_error() {
+        return Err(Failure::Error(error));
+    }
     if state.interrupted.get() {
         return Err(Failure::Error(ScriptError::CpuLimit));
     }

@@ -18,6 +18,7 @@ fn a_thousand_failing_runs_leave_memory_flat() {
     let engine = ScriptEngine::new(Limits {
         cpu_time: Duration::from_millis(5),
         memory_bytes: 4 * 1024 * 1024,
+        ..Limits::default()
     });
     let host = RecordingHost::default();
     let scripts = [

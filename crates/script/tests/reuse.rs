@@ -13,7 +13,11 @@ use serde_json::{Value, json};
 
 fn one_worker() -> ScriptEngine {
     ScriptEngine::with_workers(
-        Limits { cpu_time: Duration::from_millis(500), memory_bytes: 16 * 1024 * 1024 },
+        Limits {
+            cpu_time: Duration::from_millis(500),
+            memory_bytes: 16 * 1024 * 1024,
+            ..Limits::default()
+        },
         1,
     )
 }

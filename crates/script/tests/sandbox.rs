@@ -9,7 +9,11 @@ use latchkey_script::{Limits, ScriptEngine, ScriptError};
 use serde_json::json;
 
 fn small_engine() -> ScriptEngine {
-    ScriptEngine::new(Limits { cpu_time: Duration::from_millis(50), memory_bytes: 8 * 1024 * 1024 })
+    ScriptEngine::new(Limits {
+        cpu_time: Duration::from_millis(50),
+        memory_bytes: 8 * 1024 * 1024,
+        ..Limits::default()
+    })
 }
 
 fn result_of(engine: &ScriptEngine, script: &str) -> serde_json::Value {
@@ -129,7 +133,8 @@ fn an_endless_loop_ends_at_the_cpu_limit() {
 #[test]
 fn a_connector_cannot_raise_its_limits_above_the_engine() {
     let engine = small_engine();
-    let generous = Limits { cpu_time: Duration::from_secs(60), memory_bytes: 1 << 30 };
+    let generous =
+        Limits { cpu_time: Duration::from_secs(60), memory_bytes: 1 << 30, ..Limits::default() };
     let elapsed = assert_ends_with(
         &engine,
         "function before_action() { while (true) {} }",
@@ -137,7 +142,8 @@ fn a_connector_cannot_raise_its_limits_above_the_engine() {
         &[ScriptError::CpuLimit],
     );
     assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
-    let tighter = Limits { cpu_time: Duration::from_millis(5), memory_bytes: 8 << 20 };
+    let tighter =
+        Limits { cpu_time: Duration::from_millis(5), memory_bytes: 8 << 20, ..Limits::default() };
     assert_ends_with(
         &engine,
         "function before_action() { while (true) {} }",
@@ -162,6 +168,7 @@ fn memory_exhaustion_ends_with_a_memory_error() {
     let engine = ScriptEngine::new(Limits {
         cpu_time: Duration::from_secs(5),
         memory_bytes: 8 * 1024 * 1024,
+        ..Limits::default()
     });
     let limits = [ScriptError::MemoryLimit];
     assert_ends_with(

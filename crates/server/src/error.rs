@@ -113,7 +113,10 @@ impl From<EngineError> for ApiError {
             EngineError::Script { error, .. } => match error {
                 latchkey_engine::ScriptError::CpuLimit
                 | latchkey_engine::ScriptError::MemoryLimit
-                | latchkey_engine::ScriptError::StackOverflow => {
+                | latchkey_engine::ScriptError::StackOverflow
+                | latchkey_engine::ScriptError::WallTimeLimit(_)
+                | latchkey_engine::ScriptError::HttpRequestLimit(_)
+                | latchkey_engine::ScriptError::TooLarge { .. } => {
                     (S::UNPROCESSABLE_ENTITY, "script_limit_exceeded")
                 }
                 _ => (S::UNPROCESSABLE_ENTITY, "script_failed"),

@@ -157,7 +157,7 @@ fn check(c: &Connector) -> Result<(), CheckError> {
         }
     }
     if let Some(limits) = &c.script_limits
-        && (limits.cpu_ms == Some(0) || limits.memory_mib == Some(0))
+        && (limits.cpu_ms == Some(0) || limits.memory_mib == Some(0) || limits.wall_ms == Some(0))
     {
         return Err(("script_limits".into(), "limits must be above zero".into()));
     }

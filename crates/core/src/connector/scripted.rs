@@ -20,6 +20,12 @@ pub struct ScriptLimits {
     /// Memory per hook call, in MiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_mib: Option<u64>,
+    /// Wall-clock time per hook call, waits on `http_request` included, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wall_ms: Option<u64>,
+    /// `http_request` calls per hook call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_requests: Option<u32>,
 }
 
 /// `type: custom`: the connector declares the fields; its `before_action` script applies them

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use latchkey_core::Secret;
@@ -79,9 +80,17 @@ impl EngineHost {
 }
 
 impl ScriptHost for EngineHost {
-    fn http_request(&self, req: HttpRequest) -> Result<HttpResponse, String> {
+    fn http_request(&self, req: HttpRequest, deadline: Instant) -> Result<HttpResponse, String> {
         tracing::debug!(connector = %self.connector, method = %req.method, "script http_request");
-        self.runtime.block_on(self.send(req)).map_err(|message| self.redact(&message))
+        let deadline = tokio::time::Instant::from_std(deadline);
+        self.runtime
+            .block_on(async {
+                match tokio::time::timeout_at(deadline, self.send(req)).await {
+                    Ok(result) => result,
+                    Err(_) => Err("the hook's wall-clock limit ran out".to_owned()),
+                }
+            })
+            .map_err(|message| self.redact(&message))
     }
 
     fn storage_get(&self, key: &str) -> Option<String> {

@@ -1,7 +1,9 @@
 //! Connector scripts in the engine: when each hook runs, what it sees, and what its answer
 //! changes. The sandbox itself is `latchkey_script`; this module builds the globals, runs the
-//! hook off the async threads, and gives scripts their host (HTTP to allowed hosts, encrypted
-//! per-connection storage, redacted logs).
+//! hook off the async threads (each connector's hooks in a group of their own, so that one
+//! connector's slow API can not take every script worker), and gives scripts their host (HTTP
+//! to allowed hosts until the hook's deadline, encrypted per-connection storage, redacted
+//! logs).
 
 mod action;
 mod host;
@@ -60,6 +62,17 @@ pub fn check_connector_scripts(
 ) -> Result<(), latchkey_core::connector::ConnectorError> {
     let Some(source) = &connector.scripts else { return Ok(()) };
     let (line, message) = match latchkey_script::check(source) {
+        Err(latchkey_script::ScriptError::TooLarge { bytes }) => {
+            let line = file
+                .lines()
+                .position(|l| l.trim_start().starts_with("scripts:"))
+                .map(|i| i as u64 + 1);
+            let message = format!(
+                "the script is {bytes} bytes; scripts may be at most {} KiB",
+                latchkey_script::MAX_SCRIPT_BYTES / 1024
+            );
+            (line, message)
+        }
         Ok(()) => return Ok(()),
         Err(latchkey_script::ScriptError::Syntax { line, message }) => {
             let block = file
@@ -99,6 +112,8 @@ fn limits(connector: &Connector, max: Limits) -> Limits {
             .memory_mib
             .and_then(|m| usize::try_from(m.saturating_mul(1024 * 1024)).ok())
             .unwrap_or(max.memory_bytes),
+        wall_time: asked.wall_ms.map_or(max.wall_time, Duration::from_millis),
+        http_requests: asked.http_requests.unwrap_or(max.http_requests),
     }
 }
 
@@ -150,10 +165,14 @@ impl Engine {
         );
         let scripts = self.scripts.clone();
         let limits = limits(connector, scripts.limits());
-        let run = move || scripts.run(&source, event, globals, &host, Some(limits));
-        // The call blocks this thread while the sandbox runs (and answers its host calls here).
-        // On the multi-threaded runtime that happens in place, sparing a thread hand-off; on a
-        // current-thread runtime it must move to the blocking pool.
+        let group = connector.id.clone();
+        let run = move || scripts.run_in(&group, &source, event, globals, &host, Some(limits));
+        // The call blocks this thread while the sandbox runs (and answers its host calls here),
+        // for at most the hook's wall-clock limit. On the multi-threaded runtime that happens in
+        // place, sparing a thread hand-off; on a current-thread runtime it must move to the
+        // blocking pool. Either way the thread is one of the runtime's blocking threads, not one
+        // the runtime needs for other requests, and the script worker it waits for is one of
+        // the connector's share (see `latchkey_script::PoolSize`).
         let run = match tokio::runtime::Handle::current().runtime_flavor() {
             tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
             _ => tokio::task::spawn_blocking(run).await.map_err(|e| {

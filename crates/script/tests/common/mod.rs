@@ -16,7 +16,11 @@ pub struct RecordingHost {
 }
 
 impl ScriptHost for RecordingHost {
-    fn http_request(&self, req: HttpRequest) -> Result<HttpResponse, String> {
+    fn http_request(
+        &self,
+        req: HttpRequest,
+        _: std::time::Instant,
+    ) -> Result<HttpResponse, String> {
         self.requests.lock().unwrap().push(req);
         self.response.clone().ok_or_else(|| "host not allowed".to_owned())
     }
