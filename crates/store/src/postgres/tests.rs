@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use super::{PgStore, is_postgres_url};
 use crate::crypto::{Keyring, MasterKey, MasterKeys};
-use crate::secret_rows::seal;
+use crate::secret_rows::{record_binding, seal_credential};
 use crate::tests::{Backend, connection};
 use crate::{Keys, Store, StoreError};
 
@@ -108,6 +108,11 @@ impl Backend for PgBackend {
 
     async fn reopen(&self, keys: impl Into<Keys>) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(PgStore::connect_with(self.schema.options(), keys).await?))
+    }
+
+    fn bytes_literal(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("'\\x{hex}'::bytea")
     }
 
     async fn has_secrets(&self) -> bool {
@@ -232,8 +237,14 @@ async fn rotation_never_overwrites_a_row_changed_under_it() {
     let rotated = Arc::new(PgStore::connect_with(schema.options(), keys).await.unwrap());
 
     // Another instance (still on the old key) writes a newer value and holds its row lock.
-    let newer =
-        seal(&Keyring::single(old_key()), "connection", "c1", "api_key", &Secret::new("newer"));
+    let binding = record_binding(&connection("c1", &[]));
+    let newer = seal_credential(
+        &Keyring::single(old_key()),
+        "c1",
+        "api_key",
+        &binding,
+        &Secret::new("newer"),
+    );
     let mut writer = first.pool.begin().await.unwrap();
     sqlx::query(
         "UPDATE secrets SET key_version = $1, nonce = $2, ciphertext = $3
