@@ -69,7 +69,7 @@ impl Engine {
         let render = |field: &str, value: &Option<String>| -> Result<Option<Url>, EngineError> {
             let Some(value) = value else { return Ok(None) };
             let scope = Scope { credentials: None, config: Some(config), response: None };
-            let text = template::render(value, scope)
+            let text = template::render_url(value, scope)
                 .map_err(|m| misconfigured(format!("{field}: {m}")))?;
             Url::parse(&text).map(Some).map_err(|e| misconfigured(format!("{field}: {e}")))
         };
@@ -81,7 +81,7 @@ impl Engine {
             Some(issuer) => {
                 let scope = Scope { credentials: None, config: Some(config), response: None };
                 Some(
-                    template::render(issuer, scope)
+                    template::render_url(issuer, scope)
                         .map_err(|m| misconfigured(format!("issuer: {m}")))?,
                 )
             }
