@@ -111,18 +111,53 @@ fn check_host_labels(value: &str) -> Result<(), &'static str> {
     if ok { Ok(()) } else { Err("it must be host labels (letters, digits, `-`, separated by `.`)") }
 }
 
+/// A value that is a whole authority: host labels, then optionally `:` and a port.
+fn check_host_and_port(value: &str) -> Result<(), &'static str> {
+    match value.rsplit_once(':') {
+        Some((host, port)) => {
+            check_host_labels(host)?;
+            check_port(port)
+        }
+        None => check_host_labels(value),
+    }
+}
+
+fn check_port(value: &str) -> Result<(), &'static str> {
+    if !value.is_empty() && value.len() <= 5 && value.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(())
+    } else {
+        Err("it must be a port number")
+    }
+}
+
+/// A value that is a whole origin, `http(s)://host[:port]` with nothing after (e.g. an OAuth
+/// `instance_url`), at the very start of a template.
+fn check_origin(value: &str) -> Result<(), &'static str> {
+    const WHY: &str = "only a whole origin (http(s)://host[:port], no path) may start a URL";
+    let rest =
+        value.strip_prefix("https://").or_else(|| value.strip_prefix("http://")).ok_or(WHY)?;
+    check_host_and_port(rest).map_err(|_| WHY)
+}
+
+/// The value, checked or encoded for the part of the URL that `before` ends in.
+fn place(value: &str, before: &str) -> Result<String, (Part, &'static str)> {
+    let part = part_after(before);
+    let placed = match part {
+        Part::Scheme if before.is_empty() => check_origin(value).map(|()| value.to_owned()),
+        Part::Host if before.ends_with("://") => {
+            check_host_and_port(value).map(|()| value.to_owned())
+        }
+        other => place_in(value, other),
+    };
+    placed.map_err(|why| (part, why))
+}
+
 /// The value, checked or encoded for `part`.
-fn place(value: &str, part: Part) -> Result<String, &'static str> {
+fn place_in(value: &str, part: Part) -> Result<String, &'static str> {
     match part {
         Part::Scheme => Err("a config value cannot choose the scheme"),
         Part::Host => check_host_labels(value).map(|()| value.to_owned()),
-        Part::Port => {
-            if !value.is_empty() && value.len() <= 5 && value.bytes().all(|b| b.is_ascii_digit()) {
-                Ok(value.to_owned())
-            } else {
-                Err("it must be a port number")
-            }
-        }
+        Part::Port => check_port(value).map(|()| value.to_owned()),
         Part::Path => {
             if value.is_empty() {
                 return Err("it must not be empty");
@@ -198,14 +233,19 @@ fn render_placed(
 }
 
 /// Renders a URL template (a base URL, an OAuth endpoint) over config: a value in the host must
-/// be host labels, in the port digits, in the path one non-empty segment (percent-encoded, never
+/// be host labels (`host[:port]` when it is the whole authority), in the port digits, at the very
+/// start a whole origin `http(s)://host[:port]` (an OAuth `instance_url`), in the path one non-empty segment (percent-encoded, never
 /// `.` or `..`), in the query or fragment percent-encoded; none may choose the scheme. The
 /// rendered URL's path holds no `.` or `..` segment.
 pub fn render_url(source: &str, scope: Scope<'_>) -> Result<String, UrlTemplateError> {
-    let url = render_placed(source, scope, |value, before| {
-        let part = part_after(before);
-        place(value, part).map_err(|why| (part, why))
-    })?;
+    let url = render_placed(source, scope, place)?;
+    if super::is_template(source) && ::url::Url::parse(&url).is_err() {
+        return Err(UrlTemplateError::UnsafeValue {
+            key: "?".into(),
+            part: "authority",
+            why: "the rendered URL does not parse",
+        });
+    }
     if let Some(scheme_end) = url.find("://") {
         let rest = &url[scheme_end + 3..];
         let path_and_more = rest.find('/').map_or("", |i| &rest[i..]);
@@ -263,6 +303,14 @@ mod tests {
             "http://127.0.0.1:8080/api"
         );
         assert_eq!(url("https://a.example/x", &[]).unwrap(), "https://a.example/x");
+        assert_eq!(
+            url("{{ config.i }}/api", &[("i", "https://na1.example.com")]).unwrap(),
+            "https://na1.example.com/api"
+        );
+        assert_eq!(
+            url("http://{{ config.h }}/api", &[("h", "127.0.0.1:8443")]).unwrap(),
+            "http://127.0.0.1:8443/api"
+        );
     }
 
     #[test]
@@ -286,12 +334,16 @@ mod tests {
             ("https://a.example/base/.{{ config.t }}/x", ".", "path"),
             ("https://{{ config.t }}.example.com/", "evil.com/", "host"),
             ("https://{{ config.t }}.example.com/", "evil.com#", "host"),
-            ("https://{{ config.t }}.example.com/", "evil.com:1", "host"),
+            ("https://{{ config.t }}.example.com/", "evil.com:1", "authority"),
             ("https://{{ config.t }}.example.com/", "a@evil.com", "host"),
             ("https://{{ config.t }}.example.com/", "a..b", "host"),
             ("https://{{ config.t }}.example.com/", "", "host"),
             ("https://a.example:{{ config.t }}/", "80@evil.com", "port"),
             ("{{ config.t }}://a.example/", "javascript", "scheme"),
+            ("{{ config.t }}/api", "https://a.example/../x", "scheme"),
+            ("{{ config.t }}/api", "https://evil.com@a.example", "scheme"),
+            ("{{ config.t }}/api", "file:///etc", "scheme"),
+            ("https://{{ config.t }}/api", "a.example:80/x", "host"),
         ] {
             let err = url(source, &[("t", value)]).unwrap_err();
             let text = err.to_string();
