@@ -12,7 +12,7 @@ use crate::Secret;
 
 mod url;
 
-pub use url::{UrlTemplateError, render_host, render_url};
+pub use url::{UrlTemplateError, check_url, render_host, render_url};
 
 /// The environment every template renders in: strict about undefined names, no auto-escaping,
 /// the `base64` filter.

@@ -77,7 +77,7 @@ pub fn check_config_values(
         // A template that fails for other reasons is the connector's problem, reported at use.
         _ => Ok(()),
     };
-    unsafe_value("base_url", template::render_url(&connector.base_url, scope))?;
+    unsafe_value("base_url", template::check_url(&connector.base_url, scope))?;
     for host in &connector.allowed_hosts {
         unsafe_value("allowed_hosts", template::render_host(host, scope))?;
     }
@@ -99,7 +99,7 @@ pub fn check_config_values(
         };
         for (field, url) in urls {
             if let Some(url) = url {
-                unsafe_value(field, template::render_url(url, scope))?;
+                unsafe_value(field, template::check_url(url, scope))?;
             }
         }
     }
@@ -150,7 +150,9 @@ mod tests {
                 ("team".to_owned(), team.to_owned()),
             ])
         };
-        check_config_values(&c, &config("eu", "a b/c")).unwrap();
+        check_config_values(&c, &config("eu", "a b")).unwrap();
+        let err = check_config_values(&c, &config("eu", "a/b")).unwrap_err().to_string();
+        assert!(err.contains("config `team`"), "{err}");
         let err = check_config_values(&c, &config("eu", "..")).unwrap_err().to_string();
         assert!(err.contains("config `team`") && err.contains("base_url"), "{err}");
         let err = check_config_values(&c, &config("evil.com/x", "t")).unwrap_err().to_string();

@@ -265,6 +265,21 @@ pub fn render_url(source: &str, scope: Scope<'_>) -> Result<String, UrlTemplateE
     Ok(url)
 }
 
+/// [`render_url`] as a check before a config value is stored: it also refuses a path value
+/// holding `/`, `\`, `?`, `#`, `@` or `..`, which rendering would encode into one harmless
+/// segment but which is never a legitimate path segment, so the user learns of it at once.
+pub fn check_url(source: &str, scope: Scope<'_>) -> Result<String, UrlTemplateError> {
+    render_placed(source, scope, |value, before| {
+        let part = part_after(before);
+        let suspicious = value.contains(['/', '\\', '?', '#', '@']) || value.contains("..");
+        if part == Part::Path && suspicious {
+            return Err((part, "it must not hold `/`, `\\`, `?`, `#`, `@` or `..`"));
+        }
+        place(value, before)
+    })?;
+    render_url(source, scope)
+}
+
 /// Renders a host pattern (an `allowed_hosts` entry) over config: every value must be host
 /// labels.
 pub fn render_host(source: &str, scope: Scope<'_>) -> Result<String, UrlTemplateError> {
@@ -350,6 +365,19 @@ mod tests {
             assert!(text.contains(&format!("URL's {part}")), "{source} {value:?}: {text}");
             assert!(text.contains("config `t`") || text.contains("config `?`"), "{text}");
         }
+    }
+
+    #[test]
+    fn the_store_time_check_refuses_what_rendering_would_encode() {
+        let config = config(&[("t", "../..")]);
+        let scope = Scope { config: Some(&config), ..Scope::default() };
+        let source = "https://a.example/v1/{{ config.t }}";
+        assert_eq!(render_url(source, scope).unwrap(), "https://a.example/v1/..%2F..");
+        let err = check_url(source, scope).unwrap_err().to_string();
+        assert!(err.contains("config `t`") && err.contains("path"), "{err}");
+        let config = self::config(&[("t", "a b")]);
+        let scope = Scope { config: Some(&config), ..Scope::default() };
+        assert_eq!(check_url(source, scope).unwrap(), "https://a.example/v1/a%20b");
     }
 
     #[test]
