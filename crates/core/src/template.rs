@@ -1,6 +1,7 @@
 //! `{{ … }}` templates in connector values, rendered with minijinja over `credentials.*`,
 //! `config.*`, `response.*` and, for OAuth, `access_token`. An undefined name is an error, never an empty
-//! string, so a typo in a connector cannot silently send a blank credential.
+//! string, so a typo in a connector cannot silently send a blank credential. URL templates
+//! render through [`render_url`] / [`render_host`], which keep config values in their place.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -9,18 +10,26 @@ use minijinja::{Environment, UndefinedBehavior, Value};
 
 use crate::Secret;
 
+mod url;
+
+pub use url::{UrlTemplateError, check_url, render_host, render_url};
+
+/// The environment every template renders in: strict about undefined names, no auto-escaping,
+/// the `base64` filter.
+fn base_env() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env.add_filter("base64", |value: String| {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(value)
+    });
+    env
+}
+
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = Environment::new();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
-        env.add_filter("base64", |value: String| {
-            use base64::Engine;
-            base64::engine::general_purpose::STANDARD.encode(value)
-        });
-        env
-    })
+    ENV.get_or_init(base_env)
 }
 
 /// Whether `source` holds any template syntax (otherwise it is used as is).

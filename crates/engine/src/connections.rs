@@ -59,7 +59,8 @@ pub fn check_connection_id(id: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Fills defaults into `config` and checks it against the connector's config fields.
+/// Fills defaults into `config` and checks it against the connector's config fields, and that
+/// no value holds control bytes or does not fit where the connector's URL templates put it.
 pub fn resolve_config(
     connector: &Connector,
     mut config: BTreeMap<String, String>,
@@ -96,6 +97,7 @@ pub fn resolve_config(
         }
         config.insert(field.key.clone(), value);
     }
+    crate::stored_values::check_config_values(connector, &config)?;
     Ok(config)
 }
 
@@ -141,6 +143,7 @@ impl Engine {
         } else {
             check_credentials(method, &credentials).map_err(EngineError::InvalidInput)?;
         }
+        crate::stored_values::check_credential_bytes(method, &credentials)?;
         let config = resolve_config(connector, new.config)?;
         let id = match new.id {
             Some(id) => {

@@ -20,6 +20,7 @@ pub mod scripts;
 mod send;
 mod session;
 mod signed_tokens;
+mod stored_values;
 pub mod telemetry;
 
 use std::sync::Arc;

@@ -49,7 +49,7 @@ impl Target<'_> {
 
     /// The base URL with the connection's config filled in.
     pub fn base_url(&self) -> Result<Url, EngineError> {
-        let rendered = template::render(&self.connector.base_url, self.scope())
+        let rendered = template::render_url(&self.connector.base_url, self.scope())
             .map_err(|m| self.misconfigured(format!("base_url: {m}")))?;
         let url = Url::parse(&rendered)
             .map_err(|e| self.misconfigured(format!("base_url is not a URL: {e}")))?;
@@ -69,7 +69,7 @@ impl Target<'_> {
             .connector
             .allowed_hosts
             .iter()
-            .map(|h| template::render(h, self.scope()))
+            .map(|h| template::render_host(h, self.scope()))
             .collect::<Result<_, _>>()
             .map_err(|m| self.misconfigured(format!("allowed_hosts: {m}")))?;
         HostPolicy::new(patterns).map_err(|e| self.misconfigured(format!("allowed_hosts: {e}")))

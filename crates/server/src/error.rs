@@ -132,6 +132,9 @@ impl From<EngineError> for ApiError {
                 StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => {
                     (S::CONFLICT, "conflict")
                 }
+                // Not the caller's fault, but theirs to act on (re-authorise): the message
+                // names the connection; the 409 is logged for operators below.
+                StoreError::CredentialsUnreadable { .. } => (S::CONFLICT, "credentials_unreadable"),
                 StoreError::Crypto(_)
                 | StoreError::Database(_)
                 | StoreError::Migration(_)
@@ -149,6 +152,12 @@ impl From<EngineError> for ApiError {
             EngineError::TestFailed { status } => Some(*status),
             _ => None,
         };
+        if code == "credentials_unreadable" {
+            tracing::error!(
+                error = %message,
+                "stored credentials do not open: the database was edited, or a key is missing"
+            );
+        }
         let message = if status == S::INTERNAL_SERVER_ERROR {
             tracing::error!(error = %message, "internal error");
             "internal error; see the server log".to_string()

@@ -216,6 +216,53 @@ pub fn aad(owner_kind: &str, owner_id: &str, field: &str) -> Vec<u8> {
     out
 }
 
+/// Associated data of a connection credential (format 2): [`aad`]'s owner, id and field, and
+/// the digest of what decides where the credential may be sent ([`connection_binding`]), so a
+/// database edit of the connection's connector, integration, auth method or config makes the
+/// credential fail to open instead of going to another host.
+pub fn bound_aad(owner_kind: &str, owner_id: &str, field: &str, binding: &[u8; 32]) -> Vec<u8> {
+    let mut out = b"latchkey:v2".to_vec();
+    for part in [owner_kind.as_bytes(), owner_id.as_bytes(), field.as_bytes(), binding.as_slice()] {
+        out.extend_from_slice(format!(":{}:", part.len()).as_bytes());
+        out.extend_from_slice(part);
+    }
+    out
+}
+
+/// SHA-256 of what decides where a connection's credentials may go: the connector id, the
+/// integration (absent or its id), the auth method and every per-connection config value (the
+/// base URL and allowed hosts may be templated over any of them). Each part is
+/// length-prefixed and the config is taken in key order, so the digest is canonical.
+pub fn connection_binding(
+    connector: &str,
+    integration: Option<&str>,
+    auth_method: &str,
+    config: &BTreeMap<String, String>,
+) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_be_bytes());
+        hash.update(bytes);
+    };
+    part(b"latchkey connection binding v1");
+    part(connector.as_bytes());
+    match integration {
+        None => part(b"-"),
+        Some(id) => {
+            part(b"+");
+            part(id.as_bytes());
+        }
+    }
+    part(auth_method.as_bytes());
+    part(&(config.len() as u64).to_be_bytes());
+    for (key, value) in config {
+        part(key.as_bytes());
+        part(value.as_bytes());
+    }
+    hash.finalize().into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,6 +326,44 @@ mod tests {
             aad("connection", "c_12", "access_token"),
             b"latchkey:v1:10:connection:4:c_12:12:access_token"
         );
+    }
+
+    fn binding(connector: &str, config: &[(&str, &str)]) -> [u8; 32] {
+        let config = config.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        connection_binding(connector, Some("i1"), "api_key", &config)
+    }
+
+    #[test]
+    fn bound_value_fails_when_what_it_is_bound_to_changes() {
+        let ring = ring();
+        let bound = binding("github", &[("subdomain", "acme")]);
+        let sealed = ring.seal(b"hunter2", &bound_aad("connection", "c1", "api_key", &bound));
+        let open = |b: [u8; 32]| ring.open(&sealed, &bound_aad("connection", "c1", "api_key", &b));
+        assert_eq!(open(bound).unwrap().as_slice(), b"hunter2");
+        let config = BTreeMap::from([("subdomain".to_owned(), "acme".to_owned())]);
+        for other in [
+            binding("gitlab", &[("subdomain", "acme")]),
+            binding("github", &[("subdomain", "evil.example")]),
+            binding("github", &[("subdomain", "acme"), ("region", "eu")]),
+            binding("github", &[]),
+            connection_binding("github", None, "api_key", &config),
+            connection_binding("github", Some("i2"), "api_key", &config),
+            connection_binding("github", Some("i1"), "basic", &config),
+        ] {
+            assert_eq!(open(other), Err(CryptoError::Decrypt));
+        }
+        // Nor does it open with the unbound (format 1) associated data.
+        assert_eq!(
+            ring.open(&sealed, &aad("connection", "c1", "api_key")),
+            Err(CryptoError::Decrypt)
+        );
+    }
+
+    #[test]
+    fn binding_parts_cannot_run_into_each_other() {
+        assert_ne!(binding("ab", &[("c", "d")]), binding("a", &[("bc", "d")]));
+        assert_ne!(binding("g", &[("a", "bc")]), binding("g", &[("ab", "c")]));
+        assert_ne!(binding("g", &[("a", ""), ("b", "")]), binding("g", &[("a", "b")]));
     }
 
     #[test]

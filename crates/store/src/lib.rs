@@ -78,6 +78,21 @@ pub enum StoreError {
     /// A stored secret could not be decrypted.
     #[error(transparent)]
     Crypto(#[from] CryptoError),
+    /// A connection's stored credential does not open: it was sealed for another connector,
+    /// integration, auth method or config than the connection row now names (a database edit),
+    /// or it was altered, moved, or sealed with a key this process does not hold. Nothing is
+    /// sent with it; re-authorising the connection writes new credentials.
+    #[error(
+        "the credentials of connection {connection:?} cannot be read (field {field:?}): {reason}"
+    )]
+    CredentialsUnreadable {
+        /// The connection id.
+        connection: String,
+        /// The credential field that did not open.
+        field: String,
+        /// Why.
+        reason: CryptoError,
+    },
     /// The database failed, or holds a value this code cannot read.
     #[error("database error: {0}")]
     Database(String),

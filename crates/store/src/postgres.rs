@@ -50,6 +50,7 @@ impl PgStore {
         let mut conn = connect_once(&options).await?;
         MIGRATOR.run(&mut conn).await?;
         let keyring = secrets::check_keyring(&mut conn, keys.into()).await?;
+        secrets::bind_credentials(&mut conn, &keyring).await?;
         conn.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)

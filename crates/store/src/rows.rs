@@ -36,6 +36,20 @@ macro_rules! session_columns {
     };
 }
 
+/// The `secrets` columns that `SecretRow::from_row` reads, joined with the columns of the
+/// connection a credential row belongs to (NULL for other rows), as a literal for `concat!`.
+/// Add `WHERE …` on the unqualified `secrets` columns.
+macro_rules! secret_select {
+    () => {
+        "SELECT s.owner_kind, s.owner_id, s.field, s.key_version, s.aad_version, s.nonce, \
+                s.ciphertext, c.connector AS bound_connector, \
+                c.integration AS bound_integration, c.auth_method AS bound_auth_method, \
+                c.config AS bound_config \
+         FROM secrets s LEFT JOIN connections c \
+            ON s.owner_kind = 'connection' AND c.id = s.owner_id "
+    };
+}
+
 /// The typed columns a row of either backend gives up. Both schemas use the same column
 /// types (text, 64-bit integers, bytes), so one decoder serves both.
 pub(crate) trait Columns {

@@ -1,10 +1,21 @@
 //! Rows of the `secrets` and `keyring_check` tables, the same on both backends: who owns a
 //! sealed value, opening it, and the start-up verdict on whether a keyring fits the database.
+//!
+//! A row says which associated data its value was sealed with (`aad_version`): 1 binds owner
+//! kind, id and field ([`aad`]); 2, used for every connection credential, also binds the
+//! digest of the connection's connector, integration, auth method and config
+//! ([`connection_binding`]), read from the `connections` row in the same statement.
+
+use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
 
 use crate::StoreError;
-use crate::crypto::{CryptoError, Keyring, MasterKey, MasterKeys, NONCE_LEN, Sealed, aad};
+use crate::crypto::{
+    CryptoError, Keyring, MasterKey, MasterKeys, NONCE_LEN, Sealed, aad, bound_aad,
+    connection_binding,
+};
+use crate::model::ConnectionRecord;
 use crate::rotation::SecretRowKey;
 use crate::rows::Columns;
 
@@ -24,25 +35,59 @@ pub(crate) const PKCE_VERIFIER: &str = "pkce_verifier";
 /// The plaintext sealed into `keyring_check` for each key version.
 const KEY_CHECK: &[u8] = b"latchkey keyring check";
 
-/// One row of `secrets` (or of `keyring_check`, selected in the same shape).
+/// `aad_version` of a value sealed with [`aad`] (owner kind, id and field).
+pub(crate) const AAD_OWNER: i64 = 1;
+/// `aad_version` of a connection credential sealed with [`bound_aad`] (also the binding).
+pub(crate) const AAD_BOUND: i64 = 2;
+
+/// One row of `secrets` (or of `keyring_check`, selected in the same shape), with the binding
+/// of the connection it belongs to, if it is a connection credential whose connection exists.
 #[derive(Debug)]
 pub(crate) struct SecretRow {
     pub owner_kind: String,
     pub owner_id: String,
     pub field: String,
     pub key_version: i64,
+    /// Which associated data the value was sealed with ([`AAD_OWNER`] or [`AAD_BOUND`]).
+    pub aad_version: i64,
+    /// [`connection_binding`] of the joined connection row, when there is one that decodes.
+    binding: Option<[u8; 32]>,
     nonce: Vec<u8>,
     ciphertext: Vec<u8>,
 }
 
+/// The binding of a connection record as it is about to be written.
+pub(crate) fn record_binding(c: &ConnectionRecord) -> [u8; 32] {
+    connection_binding(&c.connector, c.integration.as_deref(), &c.auth_method, &c.config)
+}
+
 impl SecretRow {
-    /// Reads `owner_kind, owner_id, field, key_version, nonce, ciphertext`.
+    /// Reads a row selected by `secret_select!` (or in its shape): `owner_kind, owner_id,
+    /// field, key_version, aad_version, nonce, ciphertext` and the joined connection's
+    /// `bound_connector, bound_integration, bound_auth_method, bound_config`.
     pub fn from_row(row: &impl Columns) -> Result<Self, StoreError> {
+        let binding = match (row.opt_text("bound_connector")?, row.opt_text("bound_config")?) {
+            (Some(connector), Some(config)) => {
+                // A config that does not decode binds nothing, so the credential does not open.
+                match serde_json::from_str::<BTreeMap<String, String>>(&config) {
+                    Ok(config) => Some(connection_binding(
+                        &connector,
+                        row.opt_text("bound_integration")?.as_deref(),
+                        &row.opt_text("bound_auth_method")?.unwrap_or_default(),
+                        &config,
+                    )),
+                    Err(_) => None,
+                }
+            }
+            _ => None,
+        };
         Ok(Self {
             owner_kind: row.text("owner_kind")?,
             owner_id: row.text("owner_id")?,
             field: row.text("field")?,
             key_version: row.int("key_version")?,
+            aad_version: row.int("aad_version")?,
+            binding,
             nonce: row.bytes("nonce")?,
             ciphertext: row.bytes("ciphertext")?,
         })
@@ -63,8 +108,18 @@ impl SecretRow {
     }
 
     /// The associated data this row's value must have been sealed with.
-    pub fn aad(&self) -> Vec<u8> {
-        aad(&self.owner_kind, &self.owner_id, &self.field)
+    pub fn aad(&self) -> Result<Vec<u8>, CryptoError> {
+        match self.aad_version {
+            AAD_OWNER => Ok(aad(&self.owner_kind, &self.owner_id, &self.field)),
+            AAD_BOUND => {
+                let binding = self
+                    .binding
+                    .as_ref()
+                    .ok_or(CryptoError::Malformed("its connection row is missing or unreadable"))?;
+                Ok(bound_aad(&self.owner_kind, &self.owner_id, &self.field, binding))
+            }
+            _ => Err(CryptoError::Malformed("unknown associated-data version")),
+        }
     }
 
     /// The row as a [`Sealed`] value, checking the key version and nonce length.
@@ -81,7 +136,7 @@ impl SecretRow {
     /// Decrypts the value; a failure is logged with the owner and field (never the value).
     pub fn open(&self, keyring: &Keyring) -> Result<Secret, StoreError> {
         let opened = self.sealed().and_then(|sealed| {
-            let plain = keyring.open(&sealed, &self.aad())?;
+            let plain = keyring.open(&sealed, &self.aad()?)?;
             let text = std::str::from_utf8(&plain)
                 .map_err(|_| CryptoError::Malformed("plaintext is not UTF-8"))?;
             Ok(Secret::new(text))
@@ -98,6 +153,59 @@ impl SecretRow {
             StoreError::Crypto(error)
         })
     }
+
+    /// Opens a connection credential: only a value sealed with the connection's binding
+    /// ([`AAD_BOUND`]) is accepted, so an edit of the connection's connector, integration, auth
+    /// method or config, or an unbound value put in its place, makes it fail closed with
+    /// [`StoreError::CredentialsUnreadable`].
+    pub fn open_credential(&self, keyring: &Keyring) -> Result<Secret, StoreError> {
+        let unreadable = |reason| StoreError::CredentialsUnreadable {
+            connection: self.owner_id.clone(),
+            field: self.field.clone(),
+            reason,
+        };
+        if self.owner_kind != CONNECTION || self.aad_version != AAD_BOUND {
+            let reason = CryptoError::Malformed("not sealed with its connection's binding");
+            tracing::warn!(
+                connection = %self.owner_id,
+                field = %self.field,
+                aad_version = self.aad_version,
+                "a stored credential is not bound to its connection and is refused"
+            );
+            return Err(unreadable(reason));
+        }
+        self.open(keyring).map_err(|error| match error {
+            StoreError::Crypto(reason) => unreadable(reason),
+            other => other,
+        })
+    }
+
+    /// A connection credential sealed with the owner-only associated data (written before
+    /// credentials were bound to their connection), opened and sealed again with its
+    /// connection's binding; `None` if it is not such a row, its connection row is missing, or
+    /// it does not open.
+    pub fn bound_upgrade(&self, keyring: &Keyring) -> Option<Sealed> {
+        if self.owner_kind != CONNECTION || self.aad_version != AAD_OWNER {
+            return None;
+        }
+        let binding = self.binding.as_ref()?;
+        let secret = self.open(keyring).ok()?;
+        Some(keyring.seal(
+            secret.expose().as_bytes(),
+            &bound_aad(&self.owner_kind, &self.owner_id, &self.field, binding),
+        ))
+    }
+}
+
+/// Seals a connection credential with the connection's binding ([`AAD_BOUND`]).
+pub(crate) fn seal_credential(
+    keyring: &Keyring,
+    id: &str,
+    field: &str,
+    binding: &[u8; 32],
+    value: &Secret,
+) -> Sealed {
+    keyring.seal(value.expose().as_bytes(), &bound_aad(CONNECTION, id, field, binding))
 }
 
 /// Seals `value` for one field of one owner with the keyring's current key.
@@ -124,7 +232,7 @@ pub(crate) fn verify_keyring(
         if !keyring.has_version(sealed.key_version) {
             continue;
         }
-        let plain = keyring.open(&sealed, &row.aad()).map_err(|_| StoreError::WrongKey)?;
+        let plain = keyring.open(&sealed, &row.aad()?).map_err(|_| StoreError::WrongKey)?;
         if row.owner_kind == "keyring" && plain.as_slice() != KEY_CHECK {
             return Err(StoreError::WrongKey);
         }
@@ -199,7 +307,8 @@ fn version_opened_by(
 ) -> Result<Option<u32>, StoreError> {
     for row in checks.iter().chain(evidence) {
         let sealed = row.sealed()?;
-        let Ok(plain) = key.open_as_any_version(&sealed, &row.aad()) else { continue };
+        let Ok(aad) = row.aad() else { continue };
+        let Ok(plain) = key.open_as_any_version(&sealed, &aad) else { continue };
         if row.owner_kind != "keyring" || plain.as_slice() == KEY_CHECK {
             return Ok(Some(sealed.key_version));
         }
@@ -266,10 +375,10 @@ pub(crate) fn reseal(row: &SecretRow, keyring: &Keyring) -> Reseal {
     if !keyring.has_version(version) {
         return Reseal::NoKey;
     }
-    match row.open(keyring) {
-        Ok(secret) => Reseal::Sealed(keyring.seal(secret.expose().as_bytes(), &row.aad())),
-        Err(_) => Reseal::Unreadable,
-    }
+    let (Ok(secret), Ok(aad)) = (row.open(keyring), row.aad()) else {
+        return Reseal::Unreadable;
+    };
+    Reseal::Sealed(keyring.seal(secret.expose().as_bytes(), &aad))
 }
 
 /// [`StoreError::KeyInUse`] from a `(key_version, rows)` count.

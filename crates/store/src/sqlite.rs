@@ -100,6 +100,7 @@ impl SqliteStore {
     async fn init(pool: SqlitePool, keys: Keys) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
         let keyring = secrets::check_keyring(&pool, keys).await?;
+        secrets::bind_credentials(&pool, &keyring).await?;
         tracing::debug!(key_version = keyring.current_version(), "sqlite store opened");
         Ok(Self { pool, keyring })
     }

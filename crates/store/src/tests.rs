@@ -17,7 +17,9 @@ use crate::model::{
 };
 use crate::{Keys, Store, StoreError};
 
+mod binding;
 mod rotation;
+pub(crate) use binding::*;
 pub(crate) use rotation::*;
 
 /// One backend's database for one test: a fresh, empty store, and the means to look under it.
@@ -50,6 +52,12 @@ pub(crate) trait Backend: Sized {
 
     /// Runs a `SELECT COUNT(*) …` without parameters.
     async fn count(&self, sql: &str) -> i64;
+
+    /// A byte-string literal in this backend's SQL.
+    fn bytes_literal(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("X'{hex}'")
+    }
 
     /// Every byte the database keeps (files, or every row of every table as text), to search
     /// for secrets.
@@ -109,6 +117,10 @@ on_every_backend!(
     a_retired_key_alone_no_longer_opens_the_database,
     retiring_from_an_older_key_leaves_newer_versions_alone,
     no_canary_in_plain_form_during_or_after_rotation,
+    editing_where_a_credential_goes_in_the_database_fails_closed,
+    an_unbound_credential_put_in_place_is_refused,
+    a_config_change_through_the_store_reseals_the_credentials,
+    credentials_sealed_before_binding_are_bound_when_the_store_opens,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {
@@ -403,12 +415,13 @@ pub(crate) async fn ciphertext_moved_to_another_row_does_not_decrypt(b: &impl Ba
     b.execute(&copy("b", "api_key")).await;
     assert!(matches!(
         store.get_connection("b").await,
-        Err(StoreError::Crypto(CryptoError::Decrypt))
+        Err(StoreError::CredentialsUnreadable { connection, reason: CryptoError::Decrypt, .. })
+            if connection == "b"
     ));
     b.execute(&copy("a", "password")).await;
     assert!(matches!(
         store.get_connection("a").await,
-        Err(StoreError::Crypto(CryptoError::Decrypt))
+        Err(StoreError::CredentialsUnreadable { reason: CryptoError::Decrypt, .. })
     ));
 }
 
@@ -439,7 +452,7 @@ pub(crate) async fn reopening_with_another_key_is_refused(b: &impl Backend) {
     // The new key alone passes the check but cannot open what the old one sealed.
     assert!(matches!(
         only_new.get_connection("c1").await,
-        Err(StoreError::Crypto(CryptoError::UnknownKeyVersion(1)))
+        Err(StoreError::CredentialsUnreadable { reason: CryptoError::UnknownKeyVersion(1), .. })
     ));
 }
 

@@ -496,10 +496,18 @@ impl Engine {
         let mut expires_at = None;
         match method {
             FlowMethod::OAuth2(oauth) => {
-                if let (Some(expected), Some(got)) = (&oauth.issuer, &params.iss)
-                    && expected.trim_end_matches('/') != got.trim_end_matches('/')
-                {
-                    return Err(FlowError::IssuerMismatch.into());
+                // RFC 9207 §2.4: a wrong `iss` is refused, and so is a missing one when the
+                // issuer's metadata says it sends it; both before any token request.
+                match (&oauth.issuer, &params.iss) {
+                    (Some(expected), Some(got))
+                        if expected.trim_end_matches('/') != got.trim_end_matches('/') =>
+                    {
+                        return Err(FlowError::IssuerMismatch.into());
+                    }
+                    (Some(_), None) if oauth.iss_required => {
+                        return Err(FlowError::IssuerMismatch.into());
+                    }
+                    _ => {}
                 }
                 let tokens = self
                     .call_token_endpoint(

@@ -19,6 +19,9 @@ pub struct Metadata {
     pub token_endpoint: Option<Url>,
     /// `device_authorization_endpoint` (RFC 8628 §4).
     pub device_authorization_endpoint: Option<Url>,
+    /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): every authorization
+    /// response must then carry `iss`.
+    pub iss_parameter_supported: bool,
 }
 
 /// Discovery documents by issuer.
@@ -78,6 +81,10 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
             authorization_endpoint: url_of("authorization_endpoint"),
             token_endpoint: url_of("token_endpoint"),
             device_authorization_endpoint: url_of("device_authorization_endpoint"),
+            iss_parameter_supported: doc
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
         });
     }
     Err(EngineError::InvalidInput(format!(

@@ -46,6 +46,9 @@ pub struct ResolvedOAuth {
     pub refresh_url: Url,
     /// The issuer the callback's `iss` must match, when known.
     pub issuer: Option<String>,
+    /// Whether the callback must carry `iss`: the issuer's discovery document says it sends it
+    /// (RFC 9207 §2.4), so a response without it is refused.
+    pub iss_required: bool,
 }
 
 /// The connector's OAuth2 method with this id, if it is one.
@@ -69,7 +72,7 @@ impl Engine {
         let render = |field: &str, value: &Option<String>| -> Result<Option<Url>, EngineError> {
             let Some(value) = value else { return Ok(None) };
             let scope = Scope { credentials: None, config: Some(config), response: None };
-            let text = template::render(value, scope)
+            let text = template::render_url(value, scope)
                 .map_err(|m| misconfigured(format!("{field}: {m}")))?;
             Url::parse(&text).map(Some).map_err(|e| misconfigured(format!("{field}: {e}")))
         };
@@ -81,18 +84,20 @@ impl Engine {
             Some(issuer) => {
                 let scope = Scope { credentials: None, config: Some(config), response: None };
                 Some(
-                    template::render(issuer, scope)
+                    template::render_url(issuer, scope)
                         .map_err(|m| misconfigured(format!("issuer: {m}")))?,
                 )
             }
             None => None,
         };
+        let mut iss_required = false;
         if let Some(issuer) = &issuer
             && (token_url.is_none()
                 || (authorize_url.is_none() && method.grant == Grant::AuthorizationCode)
                 || (device_authorization_url.is_none() && method.grant == Grant::DeviceCode))
         {
             let metadata = self.oauth.discovery.get(&self.net, issuer).await?;
+            iss_required = metadata.iss_parameter_supported;
             authorize_url = authorize_url.or(metadata.authorization_endpoint);
             token_url = token_url.or(metadata.token_endpoint);
             device_authorization_url =
@@ -111,6 +116,7 @@ impl Engine {
             device_authorization_url,
             refresh_url,
             issuer,
+            iss_required,
         })
     }
 

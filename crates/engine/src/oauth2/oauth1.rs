@@ -60,8 +60,8 @@ impl Engine {
             |message: String| EngineError::Connector { connector: connector.id.clone(), message };
         let value = value.as_deref().ok_or_else(|| misconfigured(format!("no {field}")))?;
         let scope = Scope { credentials: None, config: Some(config), response: None };
-        let text =
-            template::render(value, scope).map_err(|m| misconfigured(format!("{field}: {m}")))?;
+        let text = template::render_url(value, scope)
+            .map_err(|m| misconfigured(format!("{field}: {m}")))?;
         Url::parse(&text).map_err(|e| misconfigured(format!("{field}: {e}")))
     }
 

@@ -156,3 +156,81 @@ pub async fn refresh(
         .await?;
     Ok(Json(record.summary()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::{Body, to_bytes};
+    use latchkey_core::Secret;
+    use latchkey_engine::{Catalog, Engine, Origin};
+    use latchkey_store::{Keyring, MasterKey, SqliteStore};
+    use tower::ServiceExt;
+
+    use crate::{AppState, app};
+
+    const CONNECTOR: &str = "id: tmpl\nname: T\nbase_url: \"https://{{ config.sub }}.example.com/v1/{{ config.team }}\"\nconfig:\n  - { key: sub }\n  - { key: team }\nauth:\n  - type: bearer\n";
+
+    async fn state() -> AppState {
+        let store =
+            SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+        let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+        let catalog = Catalog::default();
+        catalog.add_source(CONNECTOR, "t.yaml", Origin::Custom).unwrap();
+        let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+        AppState {
+            engine: Arc::new(engine),
+            api_key: Arc::new(Secret::new("k")),
+            public_url: "http://127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    async fn create(state: &AppState, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let request = http::Request::post("/v1/connections?test=false")
+            .header("authorization", "Bearer k")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let response = app(state.clone()).oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    }
+
+    #[tokio::test]
+    async fn control_bytes_and_unsafe_url_values_are_refused_when_stored() {
+        let state = state().await;
+        for (credential, sub, team, field) in [
+            ("canary\r\nX-Evil: 1", "eu", "t", "`token`"),
+            ("canary\0", "eu", "t", "`token`"),
+            ("ok", "eu\n", "t", "config `sub`"),
+            ("ok", "eu", "../..", "config `team`"),
+            ("ok", "evil.com/x", "t", "config `sub`"),
+        ] {
+            let (status, body) = create(
+                &state,
+                serde_json::json!({
+                    "connector": "tmpl",
+                    "credentials": { "token": credential },
+                    "config": { "sub": sub, "team": team },
+                }),
+            )
+            .await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["code"], "invalid_request");
+            let message = body["message"].as_str().unwrap();
+            assert!(message.contains(field) && !message.contains("canary"), "{message}");
+        }
+        assert!(state.engine.store().list_connections().await.unwrap().is_empty(), "none stored");
+        let (status, body) = create(
+            &state,
+            serde_json::json!({
+                "connector": "tmpl",
+                "credentials": { "token": "ok" },
+                "config": { "sub": "eu", "team": "a b" },
+            }),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+}

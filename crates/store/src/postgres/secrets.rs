@@ -10,9 +10,11 @@ use sqlx::postgres::PgConnection;
 
 use crate::StoreError;
 use crate::crypto::Keyring;
+use crate::crypto::Sealed;
 use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey, key_versions as versions_view};
 use crate::secret_rows::{
-    Keys, Reseal, SecretRow, in_use_error, reseal, retired_versions, seal, settle_keyring,
+    AAD_BOUND, AAD_OWNER, CONNECTION, Keys, Reseal, SecretRow, in_use_error, reseal,
+    retired_versions, seal, seal_credential, settle_keyring,
 };
 
 /// Finds the keys' versions (or takes the keyring's), verifies the key check of every version
@@ -28,7 +30,9 @@ pub(super) async fn check_keyring(
     sqlx::query("LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE").execute(&mut *tx).await?;
     let checks: Vec<SecretRow> = sqlx::query(
         "SELECT 'keyring' AS owner_kind, 'check' AS owner_id, key_version::text AS field,
-                key_version, nonce, ciphertext
+                key_version, 1::bigint AS aad_version, nonce, ciphertext,
+                NULL::text AS bound_connector, NULL::text AS bound_integration,
+                NULL::text AS bound_auth_method, NULL::text AS bound_config
          FROM keyring_check",
     )
     .fetch_all(&mut *tx)
@@ -37,15 +41,12 @@ pub(super) async fn check_keyring(
     .map(SecretRow::from_row)
     .collect::<Result<_, _>>()?;
     let evidence = if checks.is_empty() {
-        sqlx::query(
-            "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext
-             FROM secrets LIMIT 1",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(SecretRow::from_row)
-        .collect::<Result<_, _>>()?
+        sqlx::query(concat!(secret_select!(), "LIMIT 1"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(SecretRow::from_row)
+            .collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };
@@ -65,8 +66,8 @@ pub(super) async fn check_keyring(
 }
 
 /// Seals `value` for (kind, id, field) and inserts or replaces its row, unless its key version
-/// was retired meanwhile ([`StoreError::KeyRetired`]). A retirement holds a lock on `secrets`
-/// that makes this wait, and then see its outcome.
+/// was retired meanwhile ([`StoreError::KeyRetired`]). Not for connection credentials, which
+/// [`write_credential`] binds to their connection.
 pub(super) async fn write_secret(
     conn: &mut PgConnection,
     kind: &str,
@@ -76,12 +77,42 @@ pub(super) async fn write_secret(
     keyring: &Keyring,
 ) -> Result<(), StoreError> {
     let sealed = seal(keyring, kind, id, field, value);
+    insert_sealed(conn, kind, id, field, AAD_OWNER, sealed).await
+}
+
+/// Seals one credential of connection `id` bound to `binding` (the connection's connector,
+/// integration, auth method and config as they are written in the same transaction) and
+/// inserts or replaces its row.
+pub(super) async fn write_credential(
+    conn: &mut PgConnection,
+    id: &str,
+    field: &str,
+    value: &Secret,
+    binding: &[u8; 32],
+    keyring: &Keyring,
+) -> Result<(), StoreError> {
+    let sealed = seal_credential(keyring, id, field, binding, value);
+    insert_sealed(conn, CONNECTION, id, field, AAD_BOUND, sealed).await
+}
+
+/// Inserts or replaces one sealed row, unless its key version was retired meanwhile.
+/// A retirement holds a lock on `secrets` that makes this wait, and then see its outcome.
+async fn insert_sealed(
+    conn: &mut PgConnection,
+    kind: &str,
+    id: &str,
+    field: &str,
+    aad_version: i64,
+    sealed: Sealed,
+) -> Result<(), StoreError> {
     let done = sqlx::query(
-        "INSERT INTO secrets (owner_kind, owner_id, field, key_version, nonce, ciphertext)
-         SELECT $1, $2, $3, $4, $5, $6
+        "INSERT INTO secrets (owner_kind, owner_id, field, key_version, aad_version, nonce,
+            ciphertext)
+         SELECT $1, $2, $3, $4, $5, $6, $7
          WHERE EXISTS (SELECT 1 FROM keyring_check WHERE key_version = $4)
          ON CONFLICT (owner_kind, owner_id, field) DO UPDATE SET
             key_version = excluded.key_version,
+            aad_version = excluded.aad_version,
             nonce = excluded.nonce,
             ciphertext = excluded.ciphertext",
     )
@@ -89,6 +120,7 @@ pub(super) async fn write_secret(
     .bind(id)
     .bind(field)
     .bind(i64::from(sealed.key_version))
+    .bind(aad_version)
     .bind(sealed.nonce.as_slice())
     .bind(sealed.ciphertext)
     .execute(conn)
@@ -99,6 +131,27 @@ pub(super) async fn write_secret(
     Ok(())
 }
 
+/// Reads and opens the credentials of connection `id`, each checked against the binding of
+/// the connection row as it is now ([`StoreError::CredentialsUnreadable`] otherwise).
+pub(super) async fn read_credentials(
+    conn: &mut PgConnection,
+    id: &str,
+    keyring: &Keyring,
+) -> Result<BTreeMap<String, Secret>, StoreError> {
+    let rows = sqlx::query(concat!(secret_select!(), "WHERE owner_kind = $1 AND owner_id = $2"))
+        .bind(CONNECTION)
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    let mut out = BTreeMap::new();
+    for row in &rows {
+        let row = SecretRow::from_row(row)?;
+        let secret = row.open_credential(keyring)?;
+        out.insert(row.field, secret);
+    }
+    Ok(out)
+}
+
 /// Reads and opens every secret of `kind`, or only those of one owner.
 pub(super) async fn read_secrets(
     conn: &mut PgConnection,
@@ -106,10 +159,10 @@ pub(super) async fn read_secrets(
     id: Option<&str>,
     keyring: &Keyring,
 ) -> Result<BTreeMap<String, BTreeMap<String, Secret>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
-         WHERE owner_kind = $1 AND ($2::text IS NULL OR owner_id = $2)",
-    )
+    let rows = sqlx::query(concat!(
+        secret_select!(),
+        "WHERE owner_kind = $1 AND ($2::text IS NULL OR owner_id = $2)"
+    ))
     .bind(kind)
     .bind(id)
     .fetch_all(conn)
@@ -135,6 +188,60 @@ pub(super) async fn delete_secrets(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Re-seals every connection credential written before credentials were bound to their
+/// connection ([`AAD_OWNER`]) with its connection's binding, in one transaction, when the store
+/// opens; a row changed meanwhile (compare-and-swap on its nonce) is left to its writer. Rows
+/// whose key this process does not hold, or whose connection row is gone, stay as they are and
+/// cannot be read as credentials. Returns how many were re-sealed.
+pub(super) async fn bind_credentials(
+    conn: &mut PgConnection,
+    keyring: &Keyring,
+) -> Result<u64, StoreError> {
+    let mut tx = conn.begin().await?;
+    let rows = sqlx::query(concat!(secret_select!(), "WHERE owner_kind = $1 AND aad_version = $2"))
+        .bind(CONNECTION)
+        .bind(AAD_OWNER)
+        .fetch_all(&mut *tx)
+        .await?;
+    let (mut bound, mut left) = (0u64, 0u64);
+    for row in &rows {
+        let row = SecretRow::from_row(row)?;
+        let Some(sealed) = row.bound_upgrade(keyring) else {
+            left += 1;
+            continue;
+        };
+        let done = sqlx::query(
+            "UPDATE secrets SET key_version = $1, aad_version = $2, nonce = $3, ciphertext = $4
+             WHERE owner_kind = $5 AND owner_id = $6 AND field = $7 AND aad_version = $8
+                AND nonce = $9",
+        )
+        .bind(i64::from(sealed.key_version))
+        .bind(AAD_BOUND)
+        .bind(sealed.nonce.as_slice())
+        .bind(sealed.ciphertext)
+        .bind(&row.owner_kind)
+        .bind(&row.owner_id)
+        .bind(&row.field)
+        .bind(AAD_OWNER)
+        .bind(row.nonce())
+        .execute(&mut *tx)
+        .await?;
+        bound += done.rows_affected();
+    }
+    tx.commit().await?;
+    if bound > 0 {
+        tracing::info!(rows = bound, "bound stored credentials to their connections");
+    }
+    if left > 0 {
+        tracing::warn!(
+            rows = left,
+            "connection credentials sealed before binding could not be bound (key not given, \
+             connection missing, or unreadable); they are refused until re-authorised"
+        );
+    }
+    Ok(bound)
 }
 
 /// [`Store::key_versions`](crate::Store::key_versions) on PostgreSQL, from one snapshot.
@@ -169,11 +276,11 @@ pub(super) async fn reseal_batch(
     });
     let current = i64::from(keyring.current_version());
     let mut tx = conn.begin().await?;
-    let rows = sqlx::query(
-        "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
-         WHERE key_version <> $1 AND (owner_kind, owner_id, field) > ($2, $3, $4)
+    let rows = sqlx::query(concat!(
+        secret_select!(),
+        "WHERE key_version <> $1 AND (owner_kind, owner_id, field) > ($2, $3, $4)
          ORDER BY owner_kind, owner_id, field LIMIT $5",
-    )
+    ))
     .bind(current)
     .bind(&after.owner_kind)
     .bind(&after.owner_id)

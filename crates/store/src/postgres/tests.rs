@@ -13,7 +13,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 use super::{PgStore, is_postgres_url};
 use crate::crypto::{Keyring, MasterKey, MasterKeys};
-use crate::secret_rows::seal;
+use crate::secret_rows::{record_binding, seal_credential};
 use crate::tests::{Backend, connection};
 use crate::{Keys, Store, StoreError};
 
@@ -108,6 +108,11 @@ impl Backend for PgBackend {
 
     async fn reopen(&self, keys: impl Into<Keys>) -> Result<Arc<dyn Store>, StoreError> {
         Ok(Arc::new(PgStore::connect_with(self.schema.options(), keys).await?))
+    }
+
+    fn bytes_literal(&self, bytes: &[u8]) -> String {
+        let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        format!("'\\x{hex}'::bytea")
     }
 
     async fn has_secrets(&self) -> bool {
@@ -232,8 +237,14 @@ async fn rotation_never_overwrites_a_row_changed_under_it() {
     let rotated = Arc::new(PgStore::connect_with(schema.options(), keys).await.unwrap());
 
     // Another instance (still on the old key) writes a newer value and holds its row lock.
-    let newer =
-        seal(&Keyring::single(old_key()), "connection", "c1", "api_key", &Secret::new("newer"));
+    let binding = record_binding(&connection("c1", &[]));
+    let newer = seal_credential(
+        &Keyring::single(old_key()),
+        "c1",
+        "api_key",
+        &binding,
+        &Secret::new("newer"),
+    );
     let mut writer = first.pool.begin().await.unwrap();
     sqlx::query(
         "UPDATE secrets SET key_version = $1, nonce = $2, ciphertext = $3
@@ -277,4 +288,61 @@ async fn rotation_never_overwrites_a_row_changed_under_it() {
     assert_eq!(read.credentials["api_key"].expose(), "newer");
     first.close().await;
     rotated.close().await;
+}
+
+/// `pg_dump` of a schema holding canary secrets of every kind (credentials before and after a
+/// refresh, a client secret, a script value, a PKCE verifier) holds none of them in plain,
+/// base64 or hex form; the non-secret columns are there, so the search itself works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pg_dump_of_a_store_holds_no_canary() {
+    use crate::model::OAuthState;
+    use crate::tests::{assert_absent, creds, integration, update};
+
+    let canaries: Vec<String> =
+        (0..40).map(|i| format!("canary-pgdump-{i:02}-7c3e91a5d0")).collect();
+    let schema = Schema::create().await;
+    let store = PgStore::connect_with(schema.options(), Keyring::single(MasterKey::generate()))
+        .await
+        .unwrap();
+    for (n, pair) in canaries.chunks(4).take(8).enumerate() {
+        let id = format!("c{n}");
+        store
+            .insert_connection(&connection(&id, &[("api_key", &pair[0]), ("password", &pair[1])]))
+            .await
+            .unwrap();
+        store
+            .update_credentials(&id, 1, &update(&creds(&[("access_token", &pair[2])]), None))
+            .await
+            .unwrap();
+        store.put_script_value(&id, "session", &Secret::new(&pair[3])).await.unwrap();
+    }
+    for (n, canary) in canaries[32..36].iter().enumerate() {
+        store.put_integration(&integration(&format!("i{n}"), Some(canary))).await.unwrap();
+    }
+    for (n, canary) in canaries[36..40].iter().enumerate() {
+        let verifier = format!("{canary}-0123456789abcdef0123456789");
+        store
+            .put_oauth_state(&OAuthState {
+                state_hash: format!("h{n}"),
+                connect_session: "cs".into(),
+                browser_hash: None,
+                redirect_uri: "http://cb".into(),
+                pkce_verifier: Some(Secret::new(&verifier)),
+                expires_at: time::OffsetDateTime::now_utc() + time::Duration::minutes(10),
+            })
+            .await
+            .unwrap();
+    }
+    store.close().await;
+
+    let dump = std::process::Command::new("pg_dump")
+        .args(["--schema", &schema.name, "--no-owner", &server_url()])
+        .output()
+        .expect("pg_dump is installed");
+    assert!(dump.status.success(), "pg_dump failed: {}", String::from_utf8_lossy(&dump.stderr));
+    let text = dump.stdout;
+    assert!(text.windows(11).any(|w| w == b"github-main"), "the dump holds the tables' rows");
+    assert!(text.windows(7).any(|w| w == b"secrets"));
+    let canaries: Vec<&str> = canaries.iter().map(String::as_str).collect();
+    assert_absent(&text, &canaries, "pg_dump");
 }

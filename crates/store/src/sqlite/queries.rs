@@ -9,16 +9,21 @@ use sqlx::Row as _;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use time::OffsetDateTime;
 
-use super::secrets::{self, delete_secrets, read_secrets, write_secret};
+use super::secrets::{
+    self, delete_secrets, read_credentials, read_secrets, write_credential, write_secret,
+};
 use super::{SqliteStore, flows};
 use crate::crypto::Keyring;
+use crate::crypto::connection_binding;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey};
 use crate::rows::{self, SessionKey, nanos, parse_json, to_json};
-use crate::secret_rows::{CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SecretRow};
+use crate::secret_rows::{
+    CLIENT_SECRET, CONNECTION, INTEGRATION, SCRIPT_STORAGE, SecretRow, record_binding,
+};
 use crate::{Store, StoreError};
 
 #[async_trait::async_trait]
@@ -122,10 +127,10 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut secrets = read_secrets(&mut tx, CONNECTION, Some(id), &self.keyring).await?;
+        let credentials = read_credentials(&mut tx, id, &self.keyring).await?;
         tx.commit().await?;
         let summary = rows::connection(&row, Vec::new())?;
-        Ok(Some(rows::with_credentials(summary, secrets.remove(id).unwrap_or_default())))
+        Ok(Some(rows::with_credentials(summary, credentials)))
     }
 
     async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
@@ -191,11 +196,14 @@ impl Store for SqliteStore {
         update: &CredentialUpdate,
     ) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        let row = sqlx::query("SELECT version, config, status FROM connections WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or_else(|| StoreError::NotFound { kind: CONNECTION, id: id.to_owned() })?;
+        let row = sqlx::query(
+            "SELECT version, connector, integration, auth_method, config, status
+             FROM connections WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { kind: CONNECTION, id: id.to_owned() })?;
         let found: i64 = row.try_get("version")?;
         if found != expected_version {
             return Err(StoreError::VersionConflict {
@@ -204,12 +212,27 @@ impl Store for SqliteStore {
                 found,
             });
         }
-        for (field, value) in &update.credentials {
-            write_secret(&mut tx, CONNECTION, id, field, value, &self.keyring).await?;
-        }
-        let mut config: BTreeMap<String, String> =
+        let old_config: BTreeMap<String, String> =
             parse_json(row.try_get::<&str, _>("config")?, "config")?;
+        let mut config = old_config.clone();
         config.extend(update.config.clone());
+        let binding = connection_binding(
+            row.try_get("connector")?,
+            row.try_get("integration")?,
+            row.try_get("auth_method")?,
+            &config,
+        );
+        // Credentials are bound to the config: when it changes, the ones kept are re-sealed
+        // with the new binding in this transaction (and must open under the old one first).
+        let mut credentials = if config == old_config {
+            BTreeMap::new()
+        } else {
+            read_credentials(&mut tx, id, &self.keyring).await?
+        };
+        credentials.extend(update.credentials.clone());
+        for (field, value) in &credentials {
+            write_credential(&mut tx, id, field, value, &binding, &self.keyring).await?;
+        }
         let status: String = match update.status {
             Some(status) => status.as_str().to_owned(),
             None => row.try_get("status")?,
@@ -349,10 +372,10 @@ impl Store for SqliteStore {
         connection: &str,
         key: &str,
     ) -> Result<Option<Secret>, StoreError> {
-        let row = sqlx::query(
-            "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
-             WHERE owner_kind = ? AND owner_id = ? AND field = ?",
-        )
+        let row = sqlx::query(concat!(
+            secret_select!(),
+            "WHERE owner_kind = ? AND owner_id = ? AND field = ?"
+        ))
         .bind(SCRIPT_STORAGE)
         .bind(connection)
         .bind(key)
@@ -455,8 +478,9 @@ async fn write_connection(
 ) -> Result<(), StoreError> {
     write_connection_row(conn, c, version).await?;
     delete_secrets(conn, CONNECTION, &c.id).await?;
+    let binding = record_binding(c);
     for (field, value) in &c.credentials {
-        write_secret(conn, CONNECTION, &c.id, field, value, keyring).await?;
+        write_credential(conn, &c.id, field, value, &binding, keyring).await?;
     }
     Ok(())
 }

@@ -9,9 +9,11 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 use crate::StoreError;
 use crate::crypto::Keyring;
+use crate::crypto::Sealed;
 use crate::rotation::{KeyVersion, ResealBatch, SecretRowKey, key_versions as versions_view};
 use crate::secret_rows::{
-    Keys, Reseal, SecretRow, in_use_error, reseal, retired_versions, seal, settle_keyring,
+    AAD_BOUND, AAD_OWNER, CONNECTION, Keys, Reseal, SecretRow, in_use_error, reseal,
+    retired_versions, seal, seal_credential, settle_keyring,
 };
 
 /// Finds the keys' versions (or takes the keyring's), verifies the key check of every version
@@ -21,7 +23,9 @@ pub(super) async fn check_keyring(pool: &SqlitePool, keys: Keys) -> Result<Keyri
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     let checks: Vec<SecretRow> = sqlx::query(
         "SELECT 'keyring' AS owner_kind, 'check' AS owner_id, CAST(key_version AS TEXT) AS field,
-                key_version, nonce, ciphertext
+                key_version, 1 AS aad_version, nonce, ciphertext,
+                NULL AS bound_connector, NULL AS bound_integration,
+                NULL AS bound_auth_method, NULL AS bound_config
          FROM keyring_check",
     )
     .fetch_all(&mut *tx)
@@ -30,15 +34,12 @@ pub(super) async fn check_keyring(pool: &SqlitePool, keys: Keys) -> Result<Keyri
     .map(SecretRow::from_row)
     .collect::<Result<_, _>>()?;
     let evidence = if checks.is_empty() {
-        sqlx::query(
-            "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext
-             FROM secrets LIMIT 1",
-        )
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(SecretRow::from_row)
-        .collect::<Result<_, _>>()?
+        sqlx::query(concat!(secret_select!(), "LIMIT 1"))
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(SecretRow::from_row)
+            .collect::<Result<_, _>>()?
     } else {
         Vec::new()
     };
@@ -56,7 +57,8 @@ pub(super) async fn check_keyring(pool: &SqlitePool, keys: Keys) -> Result<Keyri
 }
 
 /// Seals `value` for (kind, id, field) and inserts or replaces its row, unless its key version
-/// was retired meanwhile ([`StoreError::KeyRetired`]).
+/// was retired meanwhile ([`StoreError::KeyRetired`]). Not for connection credentials, which
+/// [`write_credential`] binds to their connection.
 pub(super) async fn write_secret(
     conn: &mut SqliteConnection,
     kind: &str,
@@ -66,12 +68,41 @@ pub(super) async fn write_secret(
     keyring: &Keyring,
 ) -> Result<(), StoreError> {
     let sealed = seal(keyring, kind, id, field, value);
+    insert_sealed(conn, kind, id, field, AAD_OWNER, sealed).await
+}
+
+/// Seals one credential of connection `id` bound to `binding` (the connection's connector,
+/// integration, auth method and config as they are written in the same transaction) and
+/// inserts or replaces its row.
+pub(super) async fn write_credential(
+    conn: &mut SqliteConnection,
+    id: &str,
+    field: &str,
+    value: &Secret,
+    binding: &[u8; 32],
+    keyring: &Keyring,
+) -> Result<(), StoreError> {
+    let sealed = seal_credential(keyring, id, field, binding, value);
+    insert_sealed(conn, CONNECTION, id, field, AAD_BOUND, sealed).await
+}
+
+/// Inserts or replaces one sealed row, unless its key version was retired meanwhile.
+async fn insert_sealed(
+    conn: &mut SqliteConnection,
+    kind: &str,
+    id: &str,
+    field: &str,
+    aad_version: i64,
+    sealed: Sealed,
+) -> Result<(), StoreError> {
     let done = sqlx::query(
-        "INSERT INTO secrets (owner_kind, owner_id, field, key_version, nonce, ciphertext)
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6
+        "INSERT INTO secrets (owner_kind, owner_id, field, key_version, aad_version, nonce,
+            ciphertext)
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
          WHERE EXISTS (SELECT 1 FROM keyring_check WHERE key_version = ?4)
          ON CONFLICT (owner_kind, owner_id, field) DO UPDATE SET
             key_version = excluded.key_version,
+            aad_version = excluded.aad_version,
             nonce = excluded.nonce,
             ciphertext = excluded.ciphertext",
     )
@@ -79,6 +110,7 @@ pub(super) async fn write_secret(
     .bind(id)
     .bind(field)
     .bind(i64::from(sealed.key_version))
+    .bind(aad_version)
     .bind(sealed.nonce.as_slice())
     .bind(sealed.ciphertext)
     .execute(conn)
@@ -89,6 +121,27 @@ pub(super) async fn write_secret(
     Ok(())
 }
 
+/// Reads and opens the credentials of connection `id`, each checked against the binding of
+/// the connection row as it is now ([`StoreError::CredentialsUnreadable`] otherwise).
+pub(super) async fn read_credentials(
+    conn: &mut SqliteConnection,
+    id: &str,
+    keyring: &Keyring,
+) -> Result<BTreeMap<String, Secret>, StoreError> {
+    let rows = sqlx::query(concat!(secret_select!(), "WHERE owner_kind = ? AND owner_id = ?"))
+        .bind(CONNECTION)
+        .bind(id)
+        .fetch_all(conn)
+        .await?;
+    let mut out = BTreeMap::new();
+    for row in &rows {
+        let row = SecretRow::from_row(row)?;
+        let secret = row.open_credential(keyring)?;
+        out.insert(row.field, secret);
+    }
+    Ok(out)
+}
+
 /// Reads and opens every secret of `kind`, or only those of one owner.
 pub(super) async fn read_secrets(
     conn: &mut SqliteConnection,
@@ -96,10 +149,10 @@ pub(super) async fn read_secrets(
     id: Option<&str>,
     keyring: &Keyring,
 ) -> Result<BTreeMap<String, BTreeMap<String, Secret>>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
-         WHERE owner_kind = ?1 AND (?2 IS NULL OR owner_id = ?2)",
-    )
+    let rows = sqlx::query(concat!(
+        secret_select!(),
+        "WHERE owner_kind = ?1 AND (?2 IS NULL OR owner_id = ?2)"
+    ))
     .bind(kind)
     .bind(id)
     .fetch_all(conn)
@@ -125,6 +178,59 @@ pub(super) async fn delete_secrets(
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Re-seals every connection credential written before credentials were bound to their
+/// connection ([`AAD_OWNER`]) with its connection's binding, in one transaction, when the store
+/// opens; a row changed meanwhile (compare-and-swap on its nonce) is left to its writer. Rows
+/// whose key this process does not hold, or whose connection row is gone, stay as they are and
+/// cannot be read as credentials. Returns how many were re-sealed.
+pub(super) async fn bind_credentials(
+    pool: &SqlitePool,
+    keyring: &Keyring,
+) -> Result<u64, StoreError> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let rows = sqlx::query(concat!(secret_select!(), "WHERE owner_kind = ? AND aad_version = ?"))
+        .bind(CONNECTION)
+        .bind(AAD_OWNER)
+        .fetch_all(&mut *tx)
+        .await?;
+    let (mut bound, mut left) = (0u64, 0u64);
+    for row in &rows {
+        let row = SecretRow::from_row(row)?;
+        let Some(sealed) = row.bound_upgrade(keyring) else {
+            left += 1;
+            continue;
+        };
+        let done = sqlx::query(
+            "UPDATE secrets SET key_version = ?, aad_version = ?, nonce = ?, ciphertext = ?
+             WHERE owner_kind = ? AND owner_id = ? AND field = ? AND aad_version = ? AND nonce = ?",
+        )
+        .bind(i64::from(sealed.key_version))
+        .bind(AAD_BOUND)
+        .bind(sealed.nonce.as_slice())
+        .bind(sealed.ciphertext)
+        .bind(&row.owner_kind)
+        .bind(&row.owner_id)
+        .bind(&row.field)
+        .bind(AAD_OWNER)
+        .bind(row.nonce())
+        .execute(&mut *tx)
+        .await?;
+        bound += done.rows_affected();
+    }
+    tx.commit().await?;
+    if bound > 0 {
+        tracing::info!(rows = bound, "bound stored credentials to their connections");
+    }
+    if left > 0 {
+        tracing::warn!(
+            rows = left,
+            "connection credentials sealed before binding could not be bound (key not given, \
+             connection missing, or unreadable); they are refused until re-authorised"
+        );
+    }
+    Ok(bound)
 }
 
 /// [`Store::key_versions`](crate::Store::key_versions) on SQLite.
@@ -159,11 +265,11 @@ pub(super) async fn reseal_batch(
     });
     let current = i64::from(keyring.current_version());
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    let rows = sqlx::query(
-        "SELECT owner_kind, owner_id, field, key_version, nonce, ciphertext FROM secrets
-         WHERE key_version <> ? AND (owner_kind, owner_id, field) > (?, ?, ?)
+    let rows = sqlx::query(concat!(
+        secret_select!(),
+        "WHERE key_version <> ? AND (owner_kind, owner_id, field) > (?, ?, ?)
          ORDER BY owner_kind, owner_id, field LIMIT ?",
-    )
+    ))
     .bind(current)
     .bind(&after.owner_kind)
     .bind(&after.owner_id)
