@@ -112,8 +112,10 @@ impl HostLink {
 
 /// Shared by the runtime's interrupt handler and the functions installed in the context.
 pub(crate) struct State {
-    /// The CPU deadline: the call's start plus its CPU time, moved on by each host call's wait.
-    deadline: Cell<Option<Instant>>,
+    /// The CPU deadline on this thread's CPU clock ([`thread_cpu`]): the thread's CPU time at the
+    /// call's start plus the call's CPU time, moved on by what compiling took. Waiting (for the
+    /// host, for the machine's other work) costs no CPU time; the wall-clock limit bounds that.
+    deadline: Cell<Option<Duration>>,
     /// The CPU deadline passed.
     interrupted: Cell<bool>,
     /// The wall-clock deadline (fixed when the call was submitted), its length, and whether it
@@ -142,9 +144,19 @@ pub(crate) struct State {
 
 /// The deadlines of a call while it compiles.
 struct Paused {
-    at: Instant,
-    cpu: Option<Instant>,
+    at: Duration,
+    cpu: Option<Duration>,
     wall: Option<Instant>,
+}
+
+/// CPU time this thread has used (`CLOCK_THREAD_CPUTIME_ID`), the clock of the CPU limit: a
+/// script on a busy machine is not charged for the time other threads ran.
+fn thread_cpu() -> Duration {
+    cpu_time::ThreadTime::try_now().map(|t| t.as_duration()).unwrap_or_else(|_| {
+        // Not on this platform: elapsed time stands in, as it did before.
+        static ORIGIN: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        ORIGIN.get_or_init(Instant::now).elapsed()
+    })
 }
 
 /// Dropped (and so `gc_ran` set) when QuickJS collects the cycle it is kept in.
@@ -188,7 +200,7 @@ impl State {
             return true;
         }
         match self.deadline.get() {
-            Some(deadline) if now >= deadline => {
+            Some(deadline) if thread_cpu() >= deadline => {
                 self.interrupted.set(true);
                 true
             }
@@ -221,7 +233,7 @@ impl State {
         self.started.set(now);
         let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
         self.started_unix_ms.set(unix.as_secs_f64() * 1000.0);
-        self.deadline.set(Some(now + limits.cpu_time));
+        self.deadline.set(Some(thread_cpu() + limits.cpu_time));
     }
 
     fn end(&self) {
@@ -232,12 +244,13 @@ impl State {
 
     /// Stops the interrupt handler until [`State::resume`]; what it needs to resume.
     fn pause(&self) -> Paused {
-        Paused { at: Instant::now(), cpu: self.deadline.take(), wall: self.wall_deadline.take() }
+        Paused { at: thread_cpu(), cpu: self.deadline.take(), wall: self.wall_deadline.take() }
     }
 
     /// Restores the deadlines, the CPU one moved on by the pause.
     fn resume(&self, paused: Paused) {
-        self.deadline.set(paused.cpu.map(|d| d + paused.at.elapsed()));
+        let took = thread_cpu().saturating_sub(paused.at);
+        self.deadline.set(paused.cpu.map(|d| d + took));
         self.wall_deadline.set(paused.wall);
     }
 
@@ -273,8 +286,8 @@ impl State {
         Ok(())
     }
 
-    /// Asks the caller's thread, waiting no longer than the wall-clock deadline; the wait is
-    /// added back to the CPU deadline. Once a limit is broken, every call fails at once.
+    /// Asks the caller's thread, waiting no longer than the wall-clock deadline (the wait costs
+    /// no CPU time). Once a limit is broken, every call fails at once.
     pub fn call(&self, call: HostCall) -> Result<HostReply, String> {
         if let Some(error) = self.limit_error() {
             return Err(error.to_string());
@@ -297,9 +310,6 @@ impl State {
             // The host gave up at the deadline (or answered just after it).
             self.wall_exceeded.set(true);
             return Err(ScriptError::WallTimeLimit(self.wall_time.get()).to_string());
-        }
-        if let Some(deadline) = self.deadline.get() {
-            self.deadline.set(Some(deadline + started.elapsed()));
         }
         Ok(reply)
     }
@@ -990,4 +1000,20 @@ fn compile_error_line(stack: &str, file: &str) -> Option<u32> {
 
 fn internal(error: impl std::fmt::Display) -> ScriptError {
     ScriptError::Internal(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CPU limit's clock does not run while the thread waits (for the host, or for a core).
+    #[test]
+    fn the_cpu_clock_stands_still_while_the_thread_sleeps() {
+        let before = thread_cpu();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(thread_cpu() - before < Duration::from_millis(100));
+        let spin = Instant::now();
+        while spin.elapsed() < Duration::from_millis(50) {}
+        assert!(thread_cpu() > before);
+    }
 }
