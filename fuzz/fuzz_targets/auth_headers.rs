@@ -83,16 +83,14 @@ fuzz_target!(|input: Input<'_>| {
         }),
         Method::Bearer => AuthMethod::Bearer(BearerAuth::default()),
     };
-    let credentials: BTreeMap<String, Secret> = input
-        .credentials
-        .iter()
-        .take(8)
-        .map(|(k, v)| ((*k).to_owned(), Secret::new(*v)))
-        .collect();
+    let credentials: BTreeMap<String, Secret> =
+        input.credentials.iter().take(8).map(|(k, v)| ((*k).to_owned(), Secret::new(*v))).collect();
     let config: BTreeMap<String, String> =
         input.config.iter().take(8).map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-    let mut request =
-        OutgoingRequest::new(http::Method::POST, "https://api.example.com/v1/items?x=1".parse().unwrap());
+    let mut request = OutgoingRequest::new(
+        http::Method::POST,
+        "https://api.example.com/v1/items?x=1".parse().unwrap(),
+    );
     if let Some(content_type) = input.content_type
         && let Ok(value) = http::HeaderValue::from_str(content_type)
     {

@@ -45,6 +45,9 @@ fuzz_target!(|data: &[u8]| {
             "dot segment in {joined}"
         );
     }
-    // What the network layer does with it next.
-    assert!(joined.as_str().parse::<http::Uri>().is_ok(), "not a valid request URI: {joined}");
+    // What the network layer does with it next: a base the `http` crate takes (the `url` crate
+    // accepts hosts such as ``a`b`` that it refuses) gives a URL it takes too.
+    if base.as_str().parse::<http::Uri>().is_ok() {
+        assert!(joined.as_str().parse::<http::Uri>().is_ok(), "not a valid request URI: {joined}");
+    }
 });
