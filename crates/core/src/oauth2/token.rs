@@ -393,6 +393,12 @@ pub fn parse_token_response(
         )?;
     let refresh_token =
         lookup(&doc, &fields.refresh_token).and_then(as_text).filter(|t| !t.is_empty());
+    // A token goes into a header: one holding a control character would be stored and then fail
+    // every request, so the response is refused here and the old tokens stay.
+    no_control(&fields.access_token, &access_token)?;
+    if let Some(token) = &refresh_token {
+        no_control(&fields.refresh_token, token)?;
+    }
     // A lifetime that cannot be read (`"soon"`, `NaN`, an object) counts as not said: refusing
     // the response would throw away tokens the provider has just rotated.
     let expires_in = lookup(&doc, &fields.expires_in)
@@ -411,6 +417,7 @@ pub fn parse_token_response(
     let mut kept = BTreeMap::new();
     for (key, path) in &fields.keep {
         if let Some(value) = lookup(&doc, path).and_then(as_text) {
+            no_control(path, &value)?;
             kept.insert(key.clone(), value);
         }
     }
@@ -461,6 +468,17 @@ pub fn lookup<'a>(doc: &'a serde_json::Value, path: &str) -> Option<&'a serde_js
         serde_json::Value::Array(items) => part.parse::<usize>().ok().and_then(|i| items.get(i)),
         _ => None,
     })
+}
+
+/// Refuses a value holding a control character, naming its field (never the value).
+fn no_control(field: &str, value: &str) -> Result<(), TokenError> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(TokenError::Malformed(format!(
+            "`{field}` holds a control character (U+{:04X})",
+            u32::from(c)
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn as_text(value: &serde_json::Value) -> Option<String> {
@@ -560,6 +578,26 @@ mod tests {
             assert_eq!(lifetime(&defaulted, none), Some(Duration::from_secs(900)), "{none}");
         }
         assert_eq!(lifetime(&defaulted, "\"NaN\""), Some(Duration::from_secs(900)));
+    }
+
+    /// A token that could never be placed in a header is refused, not stored.
+    #[test]
+    fn tokens_with_control_characters_are_refused() {
+        let fields = TokenResponseFields {
+            keep: [("instance".to_string(), "instance_url".to_string())].into(),
+            ..TokenResponseFields::default()
+        };
+        for body in [
+            r#"{"access_token":"a\r\nX-Injected: 1"}"#,
+            r#"{"access_token":"a","refresh_token":"r\u0000"}"#,
+            r#"{"access_token":"a","instance_url":"https://x\n.example"}"#,
+        ] {
+            let err = parse_token_response(&fields, 200, body.as_bytes()).unwrap_err();
+            assert!(err.to_string().contains("control character"), "{body}: {err}");
+            assert!(!err.to_string().contains("X-Injected"), "{err}");
+        }
+        let ok = parse_token_response(&fields, 200, br#"{"access_token":"a b"}"#).unwrap();
+        assert_eq!(ok.access_token.expose(), "a b");
     }
 
     #[test]
