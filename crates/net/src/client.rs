@@ -23,7 +23,10 @@ pub const MAX_REDIRECTS: usize = 5;
 pub struct ClientConfig {
     /// Time allowed to establish a connection (TCP and TLS). Default 10 s.
     pub connect_timeout: Duration,
-    /// Time allowed for the whole exchange, including reading the body. Default 60 s.
+    /// Time allowed for the whole exchange when the body is read whole (status, headers and
+    /// body), and for the status and headers when it is streamed. A streamed body
+    /// ([`UpstreamResponse::into_stream`]) may take as long as it needs while data keeps coming:
+    /// each read must make progress within this time. Default 60 s.
     pub total_timeout: Duration,
     /// Largest response body read whole ([`UpstreamResponse::bytes`], [`UpstreamResponse::json`]:
     /// credential tests, script hooks that see the body, scripts' `http_request`), in bytes.
@@ -131,7 +134,9 @@ impl Client {
             .tls_backend_rustls()
             .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(config.connect_timeout)
-            .timeout(config.total_timeout)
+            // No overall timeout here: it would cut long downloads the proxy streams. The exchange
+            // gets its deadline in `send` and `UpstreamResponse::bytes`; every read this one.
+            .read_timeout(config.total_timeout)
             .user_agent(config.user_agent.as_str())
             .no_proxy();
         if config.block_private_addresses {
@@ -182,15 +187,18 @@ impl Client {
             .map_err(|e| NetError::InvalidUrl(format!("request URI: {e}")))?;
         let mut hop = Hop { method: parts.method, url, headers: parts.headers, body };
         let mut hops = 0;
+        let deadline = tokio::time::Instant::now() + self.inner.config.total_timeout;
         loop {
             self.check_destination(&hop.url, policy)?;
-            let response = self.execute(&hop).await?;
+            let response = tokio::time::timeout_at(deadline, self.execute(&hop))
+                .await
+                .map_err(|_| NetError::Timeout)??;
             let status = response.status();
             if !self.inner.config.follow_redirects || hops == MAX_REDIRECTS {
-                return Ok(self.wrap(response));
+                return Ok(self.wrap(response, deadline));
             }
             let Some(next) = next_url(&hop.url, status, response.headers())? else {
-                return Ok(self.wrap(response));
+                return Ok(self.wrap(response, deadline));
             };
             tracing::debug!(
                 from = %host_of(&hop.url),
@@ -203,12 +211,17 @@ impl Client {
         }
     }
 
-    fn wrap(&self, response: reqwest::Response) -> UpstreamResponse {
+    fn wrap(
+        &self,
+        response: reqwest::Response,
+        deadline: tokio::time::Instant,
+    ) -> UpstreamResponse {
         let config = &self.inner.config;
         UpstreamResponse::new(
             response,
             config.max_response_bytes,
             config.max_streamed_response_bytes,
+            deadline,
         )
     }
 

@@ -24,6 +24,8 @@ pub struct UpstreamResponse {
     url: Url,
     limit: u64,
     stream_limit: Option<u64>,
+    /// When reading the body whole must be done: the exchange's deadline.
+    deadline: Option<tokio::time::Instant>,
     body: Body,
 }
 
@@ -39,6 +41,7 @@ impl UpstreamResponse {
         mut body: reqwest::Response,
         limit: u64,
         stream_limit: Option<u64>,
+        deadline: tokio::time::Instant,
     ) -> UpstreamResponse {
         UpstreamResponse {
             status: body.status(),
@@ -47,6 +50,7 @@ impl UpstreamResponse {
             url: body.url().clone(),
             limit,
             stream_limit,
+            deadline: Some(deadline),
             body: Body::Streaming(body),
         }
     }
@@ -67,6 +71,7 @@ impl UpstreamResponse {
             url,
             limit,
             stream_limit: None,
+            deadline: None,
             body: Body::Buffered(body),
         }
     }
@@ -104,8 +109,18 @@ impl UpstreamResponse {
     }
 
     /// Reads the whole body; fails with [`NetError::ResponseTooLarge`] as soon as the declared
-    /// length, or the bytes actually received, exceed the cap.
-    pub async fn bytes(mut self) -> Result<Bytes, NetError> {
+    /// length, or the bytes actually received, exceed the cap, and with [`NetError::Timeout`]
+    /// if the exchange's total time runs out first.
+    pub async fn bytes(self) -> Result<Bytes, NetError> {
+        match self.deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, self.read_whole())
+                .await
+                .map_err(|_| NetError::Timeout)?,
+            None => self.read_whole().await,
+        }
+    }
+
+    async fn read_whole(mut self) -> Result<Bytes, NetError> {
         let limit = self.limit;
         if self.declared_over(limit) {
             return Err(NetError::ResponseTooLarge { limit });

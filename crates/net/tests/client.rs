@@ -23,6 +23,7 @@ fn app() -> Router {
         .route("/sized/{n}", route(|n: axum::extract::Path<usize>| async move { vec![b'x'; n.0] }))
         .route("/chunked/{n}", route(|n: axum::extract::Path<usize>| async move { chunked(n.0) }))
         .route("/stall", route(|| async { stalled_body() }))
+        .route("/trickle", route(|| async { trickled_body() }))
         .route(
             "/ua",
             route(|h: HeaderMap| async move {
@@ -45,6 +46,17 @@ fn stalled_body() -> Body {
         Ok::<_, std::io::Error>(Bytes::from_static(b"partial"))
     });
     Body::from_stream(first.chain(futures_util::stream::pending()))
+}
+
+/// Ten chunks, 100 ms apart: a body that takes about a second but never stalls.
+fn trickled_body() -> Body {
+    let chunks = futures_util::stream::iter(0..10).then(|i| async move {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok::<_, std::io::Error>(Bytes::from_static(b"0123456789"))
+    });
+    Body::from_stream(chunks)
 }
 
 fn small(limit: u64) -> Client {
@@ -236,6 +248,28 @@ async fn total_timeout_is_a_timeout_while_waiting_and_while_reading() {
     let res = client.send(get(&format!("http://{addr}/stall"), &[]), &allowed).await.unwrap();
     let items: Vec<_> = res.into_stream().collect().await;
     assert!(matches!(items.last(), Some(Err(NetError::Timeout))), "{items:?}");
+}
+
+/// A streamed body may outlast the total timeout while data keeps coming (a long download
+/// through the proxy); read whole, the same body is cut at the total timeout.
+#[tokio::test]
+async fn a_streamed_body_may_outlast_the_total_timeout_while_it_makes_progress() {
+    let client = client(ClientConfig {
+        total_timeout: Duration::from_millis(400),
+        ..ClientConfig::default()
+    });
+    let addr = serve(app()).await;
+    let allowed = policy(&[pattern(addr)]);
+    let res = client.send(get(&format!("http://{addr}/trickle"), &[]), &allowed).await.unwrap();
+    let mut body = Vec::new();
+    let mut stream = std::pin::pin!(res.into_stream());
+    while let Some(chunk) = stream.next().await {
+        body.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(body.len(), 100);
+    let res = client.send(get(&format!("http://{addr}/trickle"), &[]), &allowed).await.unwrap();
+    let err = res.bytes().await.unwrap_err();
+    assert!(err.is_timeout(), "{err:?}");
 }
 
 #[tokio::test]
