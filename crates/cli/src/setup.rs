@@ -119,7 +119,7 @@ pub async fn engine_with(
     if let Some(webhook) = webhook {
         engine = engine.with_webhook(webhook);
     }
-    Ok((Arc::new(engine), data_dir))
+    Ok((engine.into_shared(), data_dir))
 }
 
 /// The catalog alone, for commands that need no store.

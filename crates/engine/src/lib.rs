@@ -57,6 +57,9 @@ pub struct Engine {
     scripts: latchkey_script::ScriptEngine,
     identities: mtls::Identities,
     rate_limits: rate_limit::RateLimits,
+    /// This engine, once shared ([`Engine::into_shared`]): refreshes then run in tasks of their
+    /// own, which a caller that goes away cannot abandon.
+    shared: std::sync::OnceLock<std::sync::Weak<Engine>>,
 }
 
 impl Engine {
@@ -94,7 +97,18 @@ impl Engine {
             scripts: latchkey_script::ScriptEngine::new(latchkey_script::Limits::default()),
             identities: mtls::Identities::default(),
             rate_limits: rate_limit::RateLimits::default(),
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// This engine behind an `Arc`, as a server or a long-lived program holds it. A shared
+    /// engine runs each token refresh in a task of its own: if the caller goes away (a proxy
+    /// client hangs up) the exchange still finishes and its tokens are stored, so a refresh
+    /// token the provider has just rotated is never lost with the caller.
+    pub fn into_shared(self) -> Arc<Self> {
+        let engine = Arc::new(self);
+        let _ = engine.shared.set(Arc::downgrade(&engine));
+        engine
     }
 
     /// Sets the most CPU time, memory, wall-clock time and `http_request` calls any connector

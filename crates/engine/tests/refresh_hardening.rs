@@ -439,9 +439,66 @@ async fn clock_skew_never_lets_an_expiring_token_be_sent() {
     }
 }
 
-/// A refresh cancelled mid-exchange (the caller went away after the provider rotated) leaves
-/// its lease unreleased; without a restart, the scheduler finds it once the lease runs out and
-/// checks the connection: it is visibly `needs_reauth`, not `ok` until its next refresh.
+/// On a shared engine (as `latchkey serve` holds it), a caller that goes away mid-exchange does
+/// not abandon the refresh: the provider's answer, with its rotated refresh token, is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_engine_stores_a_refresh_whose_caller_went_away() {
+    let server = MockServer::start().await;
+    let provider = RotatingProvider { delay: Duration::from_millis(500), ..Default::default() };
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(provider.clone())
+        .mount(&server)
+        .await;
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let catalog = Catalog::default();
+    catalog.add_source(&connector(&server), "test.yaml", Origin::Custom).unwrap();
+    let net = latchkey_net::Client::new(Default::default()).unwrap();
+    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap().into_shared();
+    engine
+        .put_integration(NewIntegration {
+            id: "app".into(),
+            connector: "prov".into(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new("csecret")),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    connection(&engine, "c1", later).await;
+    let version = engine.connection("c1").await.unwrap().version;
+    let caller = engine.clone();
+    let refresh = tokio::spawn(async move {
+        caller
+            .refresh_connection(
+                "c1",
+                latchkey_engine::RefreshReason::Forced { seen_version: version },
+            )
+            .await
+    });
+    while provider.calls() == 0 {
+        tokio::task::yield_now().await;
+    }
+    refresh.abort();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let record = engine.connection("c1").await.unwrap();
+        if record.version != version {
+            assert_eq!(record.status, ConnectionStatus::Ok);
+            assert_eq!(record.credentials["refresh_token"].expose(), "rt-2");
+            assert_eq!(record.credentials["access_token"].expose(), "at-2");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the abandoned refresh was never stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(provider.spent_twice().is_empty());
+}
+
+/// On an engine that is not shared, a refresh cancelled mid-exchange (the caller went away after
+/// the provider rotated) leaves its lease unreleased; without a restart, the scheduler finds it
+/// once the lease runs out and checks the connection: it is visibly `needs_reauth`, not `ok` until its next refresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refresh_cancelled_mid_exchange_is_checked_by_the_scheduler() {
     let server = MockServer::start().await;

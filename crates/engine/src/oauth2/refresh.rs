@@ -126,8 +126,28 @@ impl RefreshCoordinator {
 
 impl Engine {
     /// Refreshes the connection's token if `reason` still holds once this caller is first in
-    /// line; returns the connection as it is afterwards.
+    /// line; returns the connection as it is afterwards. On a shared engine
+    /// ([`Engine::into_shared`]) the refresh runs in a task of its own, so it completes (and
+    /// stores what the provider answered) even if this future is dropped.
     pub async fn refresh_connection(
+        &self,
+        id: &str,
+        reason: RefreshReason,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let Some(engine) = self.shared.get().and_then(std::sync::Weak::upgrade) else {
+            return self.refresh_single_flight(id, reason).await;
+        };
+        let id = id.to_owned();
+        match tokio::spawn(async move { engine.refresh_single_flight(&id, reason).await }).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(EngineError::Store(StoreError::Database(
+                "the refresh was cancelled: the runtime is shutting down".into(),
+            ))),
+        }
+    }
+
+    async fn refresh_single_flight(
         &self,
         id: &str,
         reason: RefreshReason,
