@@ -30,6 +30,16 @@ async fn engine_on(
     lease: Duration,
     net: latchkey_net::ClientConfig,
 ) -> Arc<Engine> {
+    Arc::new(engine_with_integration(store, yaml, lease, net).await)
+}
+
+/// An engine over `store` with the connector `yaml` and the integration `app`.
+async fn engine_with_integration(
+    store: Arc<dyn Store>,
+    yaml: &str,
+    lease: Duration,
+    net: latchkey_net::ClientConfig,
+) -> Engine {
     let catalog = Catalog::default();
     catalog.add_source(yaml, "test.yaml", Origin::Custom).unwrap();
     let net = latchkey_net::Client::new(net).unwrap();
@@ -44,7 +54,7 @@ async fn engine_on(
         })
         .await
         .unwrap();
-    Arc::new(engine)
+    engine
 }
 
 async fn memory_engine(server: &MockServer) -> Arc<Engine> {
@@ -451,20 +461,14 @@ async fn a_shared_engine_stores_a_refresh_whose_caller_went_away() {
         .mount(&server)
         .await;
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
-    let catalog = Catalog::default();
-    catalog.add_source(&connector(&server), "test.yaml", Origin::Custom).unwrap();
-    let net = latchkey_net::Client::new(Default::default()).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap().into_shared();
-    engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
-            client_id: Some("cid".into()),
-            client_secret: Some(Secret::new("csecret")),
-            scopes: vec![],
-        })
-        .await
-        .unwrap();
+    let engine = engine_with_integration(
+        Arc::new(store),
+        &connector(&server),
+        Duration::from_secs(30),
+        Default::default(),
+    )
+    .await
+    .into_shared();
     let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
     connection(&engine, "c1", later).await;
     let version = engine.connection("c1").await.unwrap().version;
