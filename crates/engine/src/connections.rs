@@ -53,8 +53,9 @@ pub fn check_connection_id(id: &str) -> Result<(), EngineError> {
     if ok {
         Ok(())
     } else {
-        Err(EngineError::InvalidInput(
-            "a connection id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`".into(),
+        Err(EngineError::invalid(
+            "id",
+            "a connection id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
         ))
     }
 }
@@ -67,10 +68,10 @@ pub fn resolve_config(
 ) -> Result<BTreeMap<String, String>, EngineError> {
     for key in config.keys() {
         if !connector.config.iter().any(|f| &f.key == key) {
-            return Err(EngineError::InvalidInput(format!(
-                "`{key}` is not a config field of connector `{}`",
-                connector.id
-            )));
+            return Err(EngineError::invalid(
+                format!("config.{key}"),
+                format!("`{key}` is not a config field of connector `{}`", connector.id),
+            ));
         }
     }
     for field in &connector.config {
@@ -79,20 +80,26 @@ pub fn resolve_config(
             (_, Some(default)) => default.clone(),
             _ if field.optional => continue,
             _ => {
-                return Err(EngineError::InvalidInput(format!(
-                    "config `{}` ({}) is required",
-                    field.key,
-                    field.label.as_deref().unwrap_or(&field.key)
-                )));
+                return Err(EngineError::invalid(
+                    format!("config.{}", field.key),
+                    format!(
+                        "config `{}` ({}) is required",
+                        field.key,
+                        field.label.as_deref().unwrap_or(&field.key)
+                    ),
+                ));
             }
         };
         if let Some(pattern) = &field.pattern {
-            let re = compile_pattern(pattern).map_err(EngineError::InvalidInput)?;
+            let re = compile_pattern(pattern).map_err(|message| EngineError::Connector {
+                connector: connector.id.clone(),
+                message: format!("config `{}`: {message}", field.key),
+            })?;
             if !re.is_match(&value) {
-                return Err(EngineError::InvalidInput(format!(
-                    "config `{}` must match {pattern}",
-                    field.key
-                )));
+                return Err(EngineError::invalid(
+                    format!("config.{}", field.key),
+                    format!("config `{}` must match {pattern}", field.key),
+                ));
             }
         }
         config.insert(field.key.clone(), value);
@@ -136,12 +143,14 @@ impl Engine {
             if let Some(key) =
                 credentials.keys().find(|k| !matches!(k.as_str(), "access_token" | "refresh_token"))
             {
-                return Err(EngineError::InvalidInput(format!(
-                    "`{key}` is not a token field (access_token, refresh_token)"
-                )));
+                return Err(EngineError::invalid(
+                    format!("credentials.{key}"),
+                    format!("`{key}` is not a token field (access_token, refresh_token)"),
+                ));
             }
         } else {
-            check_credentials(method, &credentials).map_err(EngineError::InvalidInput)?;
+            check_credentials(method, &credentials)
+                .map_err(|message| EngineError::invalid("credentials", message))?;
         }
         crate::stored_values::check_credential_bytes(method, &credentials)?;
         let config = resolve_config(connector, new.config)?;
@@ -174,8 +183,9 @@ impl Engine {
         if let Some(m) = oauth {
             if record.integration.is_none() && m.grant != latchkey_core::connector::Grant::JwtBearer
             {
-                return Err(EngineError::InvalidInput(
-                    "an OAuth2 connection needs an integration (client id and secret)".into(),
+                return Err(EngineError::invalid(
+                    "integration",
+                    "an OAuth2 connection needs an integration (client id and secret)",
                 ));
             }
             if !imports_tokens {
@@ -221,11 +231,13 @@ impl Engine {
             return Ok(TestOutcome { ran: false, status: None, label: None });
         };
         let mut headers = http::HeaderMap::new();
+        let misconfigured =
+            |message: String| EngineError::Connector { connector: connector.id.clone(), message };
         for (name, value) in &test.headers {
             let name = http::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| EngineError::InvalidInput(format!("test header `{name}`")))?;
+                .map_err(|_| misconfigured(format!("test header `{name}` is not a header name")))?;
             let value = http::HeaderValue::from_str(value)
-                .map_err(|_| EngineError::InvalidInput(format!("test header `{name}` value")))?;
+                .map_err(|_| misconfigured(format!("test header `{name}` has an invalid value")))?;
             headers.insert(name, value);
         }
         let body = match &test.body {
@@ -242,7 +254,7 @@ impl Engine {
         };
         let request = ApiRequest {
             method: http::Method::from_bytes(test.method.as_bytes())
-                .map_err(|_| EngineError::InvalidInput("test method".into()))?,
+                .map_err(|_| misconfigured(format!("test method `{}` is invalid", test.method)))?,
             path: test.path.clone(),
             headers,
             body,

@@ -29,8 +29,9 @@ impl Engine {
         new: NewIntegration,
     ) -> Result<IntegrationRecord, EngineError> {
         check_connection_id(&new.id).map_err(|_| {
-            EngineError::InvalidInput(
-                "an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`".into(),
+            EngineError::invalid(
+                "id",
+                "an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
             )
         })?;
         self.connector(&new.connector)?;

@@ -32,7 +32,10 @@ pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use connections::{NewConnection, TestOutcome, check_connection_id, resolve_config};
 pub use data_dir::{DataDir, KeySource, SetupError};
-pub use error::{EngineError, FlowError};
+pub use error::{
+    CallerCode, ConfigurationCode, DiscoveryError, EngineError, ErrorClass, Fault, FlowError,
+    INTERNAL_MESSAGE, InternalCode, UpstreamCode,
+};
 pub use events::{Event, Events, WebhookConfig};
 pub use integrations::NewIntegration;
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
@@ -166,12 +169,12 @@ impl Engine {
             connector: id.to_owned(),
             message: "checking it failed".into(),
         })?
-        .map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        .map_err(|e| EngineError::invalid("body", e.to_string()))?;
         if connector.id != id {
-            return Err(EngineError::InvalidInput(format!(
-                "the connector's id `{}` differs from `{id}`",
-                connector.id
-            )));
+            return Err(EngineError::invalid(
+                "id",
+                format!("the connector's id `{}` differs from `{id}`", connector.id),
+            ));
         }
         self.store.put_custom_connector(id, source).await?;
         let entry = CatalogEntry { connector: Arc::new(connector), origin: Origin::Custom };
@@ -187,9 +190,10 @@ impl Engine {
                 self.catalog.remove(id);
                 Ok(())
             }
-            Some(_) => Err(EngineError::InvalidInput(format!(
-                "connector `{id}` is not a custom connector and cannot be deleted"
-            ))),
+            Some(_) => Err(EngineError::invalid(
+                "id",
+                format!("connector `{id}` is not a custom connector and cannot be deleted"),
+            )),
             None => Err(EngineError::ConnectorNotFound(id.to_string())),
         }
     }
@@ -327,9 +331,10 @@ impl Engine {
         let record = self.connection(connection_id).await?;
         let entry = self.connector(&record.connector)?;
         if oauth2::oauth_method(&entry.connector, Some(&record.auth_method)).is_none() {
-            return Err(EngineError::InvalidInput(format!(
-                "connection `{connection_id}` does not use OAuth2"
-            )));
+            return Err(EngineError::invalid(
+                "id",
+                format!("connection `{connection_id}` does not use OAuth2"),
+            ));
         }
         if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
             return Err(EngineError::NeedsReauth(record.id));

@@ -67,9 +67,9 @@ impl Middleware for Latchkey {
             .map(|c| c.0.clone())
             .or_else(|| self.connection.clone())
             .ok_or_else(|| {
-                reqwest_middleware::Error::middleware(EngineError::InvalidInput(
-                    "no Latchkey connection: set one with with_connection or a Connection extension"
-                        .into(),
+                reqwest_middleware::Error::middleware(EngineError::invalid(
+                    "connection",
+                    "no Latchkey connection: set one with with_connection or a Connection extension",
                 ))
             })?;
         self.engine
@@ -97,19 +97,22 @@ impl Engine {
         };
         let base = target.base_url()?;
         let path = relative_to(&base, request.url()).ok_or_else(|| {
-            EngineError::InvalidInput(format!(
-                "{} is not under connection `{connection}`'s base URL {base}",
-                request.url().origin().ascii_serialization()
-            ))
+            EngineError::invalid(
+                "url",
+                format!(
+                    "{} is not under connection `{connection}`'s base URL {base}",
+                    request.url().origin().ascii_serialization()
+                ),
+            )
         })?;
         let body = match request.body() {
             None => bytes::Bytes::new(),
             Some(body) => match body.as_bytes() {
                 Some(bytes) => bytes::Bytes::copy_from_slice(bytes),
                 None => {
-                    return Err(EngineError::InvalidInput(
-                        "a streaming request body cannot be sent through Latchkey; buffer it"
-                            .into(),
+                    return Err(EngineError::invalid(
+                        "body",
+                        "a streaming request body cannot be sent through Latchkey; buffer it",
                     ));
                 }
             },
@@ -128,7 +131,7 @@ impl Engine {
         }
         let response = response
             .body(reqwest::Body::wrap_stream(upstream.into_stream()))
-            .map_err(|e| EngineError::InvalidInput(format!("cannot build the response: {e}")))?;
+            .map_err(|e| EngineError::Internal(format!("cannot build the response: {e}")))?;
         Ok(reqwest::Response::from(response))
     }
 }

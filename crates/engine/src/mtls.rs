@@ -37,13 +37,16 @@ impl Engine {
             return Ok(client.clone());
         }
         let pem = integration.client_secret.as_ref().ok_or_else(|| {
-            EngineError::InvalidInput(format!(
-                "integration `{}` needs its client certificate and key (PEM, as the client secret) for tls_client_auth",
-                integration.id
-            ))
+            EngineError::IncompleteIntegration {
+                integration: integration.id.clone(),
+                message: "needs its client certificate and key (PEM, as the client secret) for tls_client_auth".into(),
+            }
         })?;
         let client = self.net.with_identity(pem.expose().as_bytes()).map_err(|e| {
-            EngineError::InvalidInput(format!("integration `{}`: {e}", integration.id))
+            EngineError::IncompleteIntegration {
+                integration: integration.id.clone(),
+                message: format!("holds no usable client certificate and key: {e}"),
+            }
         })?;
         clients.insert(integration.id.clone(), client.clone());
         Ok(client)

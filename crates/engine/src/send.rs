@@ -265,7 +265,7 @@ async fn send_with(
 ) -> Result<UpstreamResponse, EngineError> {
     let http_request = out
         .into_http()
-        .map_err(|e| EngineError::InvalidInput(format!("cannot build the request: {e}")))?;
+        .map_err(|e| EngineError::Internal(format!("cannot build the request: {e}")))?;
     Ok(net.send(http_request, policy).await?)
 }
 

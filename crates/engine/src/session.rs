@@ -46,7 +46,7 @@ impl Engine {
         )?;
         let http_request = request
             .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("login request: {e}")))?;
+            .map_err(|e| EngineError::Internal(format!("login request: {e}")))?;
         let response = self.net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
         let headers = response.headers.clone();

@@ -48,11 +48,14 @@ pub fn check_credential_bytes(
 ) -> Result<(), EngineError> {
     for (field, value) in credentials {
         if let Some(c) = forbidden_control(value.expose(), is_multiline_key(method, field)) {
-            return Err(EngineError::InvalidInput(format!(
-                "credential `{field}` holds {}; only a PEM private key the auth method signs \
-                 with may hold line breaks",
-                describe(c)
-            )));
+            return Err(EngineError::invalid(
+                format!("credentials.{field}"),
+                format!(
+                    "credential `{field}` holds {}; only a PEM private key the auth method signs \
+                     with may hold line breaks",
+                    describe(c)
+                ),
+            ));
         }
     }
     Ok(())
@@ -66,13 +69,20 @@ pub fn check_config_values(
 ) -> Result<(), EngineError> {
     for (key, value) in config {
         if let Some(c) = forbidden_control(value, false) {
-            return Err(EngineError::InvalidInput(format!("config `{key}` holds {}", describe(c))));
+            return Err(EngineError::invalid(
+                format!("config.{key}"),
+                format!("config `{key}` holds {}", describe(c)),
+            ));
         }
     }
     let scope = Scope { credentials: None, config: Some(config), response: None };
     let unsafe_value = |field: &str, result: Result<String, UrlTemplateError>| match result {
         Err(err @ UrlTemplateError::UnsafeValue { .. }) => {
-            Err(EngineError::InvalidInput(format!("{err} (in {field})")))
+            let key = match &err {
+                UrlTemplateError::UnsafeValue { key, .. } if key != "?" => format!("config.{key}"),
+                _ => "config".to_string(),
+            };
+            Err(EngineError::invalid(key, format!("{err} (in {field})")))
         }
         // A template that fails for other reasons is the connector's problem, reported at use.
         _ => Ok(()),

@@ -208,7 +208,7 @@ async fn a_script_over_the_size_cap_is_refused_naming_the_connector() {
     let engine = engine_with(&[]).await;
     let yaml = connector("big", &server, "", &big_script(300 * 1024));
     let err = engine.put_custom_connector("big", &yaml).await.unwrap_err();
-    assert!(matches!(err, EngineError::InvalidInput(_)), "{err}");
+    assert!(matches!(err, EngineError::InvalidRequest { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("custom:big"), "{text}");
     assert!(text.contains("`scripts`"), "{text}");

@@ -4,13 +4,13 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
-use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use bytes::BytesMut;
 use http_body_util::BodyExt;
 
 use crate::ApiError;
+use crate::error::Refusal;
 
 /// The caps, in bytes. `BodyLimits::default()` gives the documented defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +63,7 @@ pub(crate) async fn enforce(limit: usize, request: Request, next: Next) -> Respo
         Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
         Err(Refused::TooLarge) => too_large(limit, parts.uri.path()),
         Err(Refused::Unreadable) => {
-            ApiError::bad_request("the request body could not be read").into_response()
+            ApiError::invalid_request("the request body could not be read").into_response()
         }
     }
 }
@@ -95,9 +95,8 @@ async fn read(mut body: Body, limit: usize) -> Result<Bytes, Refused> {
 
 fn too_large(limit: usize, path: &str) -> Response {
     tracing::info!(path, limit, "refused: request body over the route's limit");
-    ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+    ApiError::refused(
+        Refusal::PayloadTooLarge,
         format!("the request body exceeds this route's limit of {limit} bytes"),
     )
     .into_response()

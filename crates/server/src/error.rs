@@ -1,12 +1,17 @@
 //! Errors as the REST API shows them: a status, a stable `code`, and a message that never holds a
-//! secret. Internal detail goes to the log, not to the client.
+//! secret. The engine decides whose fault an error is and its code where it raises it; this
+//! module only maps that class to a status, in one exhaustive table ([`status_of`]), and keeps
+//! internal detail in the log.
+
+use std::time::Duration;
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use latchkey_engine::{EngineError, FlowError};
-use latchkey_net::NetError;
-use latchkey_store::StoreError;
+use latchkey_engine::{
+    CallerCode, ConfigurationCode, EngineError, ErrorClass, INTERNAL_MESSAGE, InternalCode,
+    UpstreamCode,
+};
 use serde::Serialize;
 
 /// The JSON body of every error response.
@@ -16,48 +21,201 @@ pub struct ErrorBody {
     pub code: &'static str,
     /// Human-readable message; never holds a secret.
     pub message: String,
+    /// The request field at fault, for `invalid_request` (`id`, `config.sub`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
     /// The third-party API's status, when the failure came from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub upstream_status: Option<u16>,
 }
 
+/// Refusals the server makes before the engine is asked anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No API key, or the wrong one.
+    Unauthorized,
+    /// The request body exceeds the route's cap.
+    PayloadTooLarge,
+    /// The body's `Content-Type` is not the one the route reads.
+    UnsupportedMediaType,
+    /// The route exists, but not for this method.
+    MethodNotAllowed,
+}
+
+impl Refusal {
+    /// Every refusal, for tables and tests.
+    pub const ALL: &'static [Refusal] = &[
+        Refusal::Unauthorized,
+        Refusal::PayloadTooLarge,
+        Refusal::UnsupportedMediaType,
+        Refusal::MethodNotAllowed,
+    ];
+
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Refusal::Unauthorized => "unauthorized",
+            Refusal::PayloadTooLarge => "payload_too_large",
+            Refusal::UnsupportedMediaType => "unsupported_media_type",
+            Refusal::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// What an error response is about: an engine error's class, or a refusal of the server's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Class {
+    /// Classified by the engine where it was raised.
+    Engine(ErrorClass),
+    /// Refused by the server itself.
+    Server(Refusal),
+}
+
+impl Class {
+    /// The stable code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Class::Engine(class) => class.code(),
+            Class::Server(refusal) => refusal.code(),
+        }
+    }
+}
+
+/// The one table from an error's class (its fault and code) to an HTTP status. No arm is a
+/// catch-all: a new code does not compile until it is given a status here.
+///
+/// The fault sets the family — the caller's is a 4xx, the configuration's a 422 (409 for
+/// stored credentials that no longer open), the third-party API's a 502 (504 for a timeout), and
+/// Latchkey's own a 500 (503 while another instance holds a refresh lease) — and the code
+/// refines it.
+pub fn status_of(class: Class) -> StatusCode {
+    use CallerCode as C;
+    use ConfigurationCode as K;
+    use ErrorClass::{Caller, Configuration, Internal, Upstream};
+    use StatusCode as S;
+    use UpstreamCode as U;
+    match class {
+        Class::Server(Refusal::Unauthorized) => S::UNAUTHORIZED,
+        Class::Server(Refusal::PayloadTooLarge) => S::PAYLOAD_TOO_LARGE,
+        Class::Server(Refusal::UnsupportedMediaType) => S::UNSUPPORTED_MEDIA_TYPE,
+        Class::Server(Refusal::MethodNotAllowed) => S::METHOD_NOT_ALLOWED,
+        Class::Engine(class) => match class {
+            Caller(
+                C::InvalidRequest
+                | C::AuthMethodNotFound
+                | C::UnsafePath
+                | C::InvalidUrl
+                | C::InvalidState
+                | C::FlowExpired
+                | C::IssuerMismatch
+                | C::ProviderError
+                | C::MissingCode,
+            ) => S::BAD_REQUEST,
+            Caller(C::HostNotAllowed | C::BlockedAddress) => S::FORBIDDEN,
+            Caller(
+                C::ConnectorNotFound
+                | C::ConnectionNotFound
+                | C::IntegrationNotFound
+                | C::ConnectSessionNotFound
+                | C::NotFound,
+            ) => S::NOT_FOUND,
+            Caller(C::Conflict | C::NeedsReauth) => S::CONFLICT,
+            Caller(C::ConnectSessionUnusable) => S::GONE,
+            Caller(C::CredentialsNotApplicable) => S::UNPROCESSABLE_ENTITY,
+            Caller(C::RateLimited) => S::TOO_MANY_REQUESTS,
+            Configuration(
+                K::ConnectorMisconfigured
+                | K::IntegrationIncomplete
+                | K::CredentialsNotApplicable
+                | K::ScriptFailed
+                | K::ScriptLimitExceeded
+                | K::ScriptAborted,
+            ) => S::UNPROCESSABLE_ENTITY,
+            Configuration(K::CredentialsUnreadable) => S::CONFLICT,
+            Upstream(
+                U::UpstreamUnreachable
+                | U::UpstreamResponseTooLarge
+                | U::TokenRefused
+                | U::TokenEndpointUnavailable
+                | U::TokenResponseMalformed
+                | U::CredentialTestFailed
+                | U::SessionLoginRefused
+                | U::SessionLoginFailed
+                | U::DiscoveryFailed,
+            ) => S::BAD_GATEWAY,
+            Upstream(U::UpstreamTimeout) => S::GATEWAY_TIMEOUT,
+            Internal(InternalCode::Internal) => S::INTERNAL_SERVER_ERROR,
+            Internal(InternalCode::RefreshInProgress) => S::SERVICE_UNAVAILABLE,
+        },
+    }
+}
+
 /// An error returned by a handler.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    class: Class,
     body: ErrorBody,
     /// Sent as `Retry-After` (whole seconds, rounded up).
-    retry_after: Option<std::time::Duration>,
+    retry_after: Option<Duration>,
 }
 
 impl ApiError {
-    /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    fn of(class: Class, message: impl Into<String>) -> Self {
         Self {
-            status,
-            body: ErrorBody { code, message: message.into(), upstream_status: None },
+            class,
+            body: ErrorBody {
+                code: class.code(),
+                message: message.into(),
+                field: None,
+                upstream_status: None,
+            },
             retry_after: None,
         }
     }
 
-    /// 400 with code `invalid_request`.
-    pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    /// 400 `invalid_request`: the request (its body, path or query) is malformed.
+    pub fn invalid_request(message: impl Into<String>) -> Self {
+        Self::of(Class::Engine(ErrorClass::Caller(CallerCode::InvalidRequest)), message)
+    }
+
+    /// 404 `not_found`: no route here.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::of(Class::Engine(ErrorClass::Caller(CallerCode::NotFound)), message)
+    }
+
+    /// 500 `internal`: `detail` goes to the log, the client reads a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::of(Class::Engine(ErrorClass::Internal(InternalCode::Internal)), INTERNAL_MESSAGE)
+    }
+
+    /// A refusal of the server's own.
+    pub fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
+        Self::of(Class::Server(refusal), message)
     }
 
     /// 401 with code `unauthorized`.
     pub fn unauthorized() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
+        Self::refused(
+            Refusal::Unauthorized,
             "a valid API key is required: Authorization: Bearer <key>",
         )
+    }
+
+    /// The status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        status_of(self.class)
+    }
+
+    /// The body this error is answered with.
+    pub fn body(&self) -> &ErrorBody {
+        &self.body
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.status, Json(self.body)).into_response();
+        let mut response = (status_of(self.class), Json(self.body)).into_response();
         if let Some(wait) = self.retry_after {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             response.headers_mut().insert(http::header::RETRY_AFTER, seconds.max(1).into());
@@ -68,106 +226,138 @@ impl IntoResponse for ApiError {
 
 impl From<EngineError> for ApiError {
     fn from(err: EngineError) -> Self {
-        use StatusCode as S;
-        let message = err.to_string();
-        let (status, code) = match &err {
-            EngineError::ConnectorNotFound(_) => (S::NOT_FOUND, "connector_not_found"),
-            EngineError::ConnectionNotFound(_) => (S::NOT_FOUND, "connection_not_found"),
-            EngineError::IntegrationNotFound(_) => (S::NOT_FOUND, "integration_not_found"),
-            EngineError::AuthMethodNotFound { .. } => (S::BAD_REQUEST, "auth_method_not_found"),
-            EngineError::InvalidInput(_) => (S::BAD_REQUEST, "invalid_request"),
-            EngineError::Conflict(_) => (S::CONFLICT, "conflict"),
-            EngineError::Auth(_) => (S::UNPROCESSABLE_ENTITY, "credentials_not_applicable"),
-            EngineError::Connector { .. } => (S::UNPROCESSABLE_ENTITY, "connector_misconfigured"),
-            EngineError::TestFailed { .. } => (S::BAD_GATEWAY, "credential_test_failed"),
-            EngineError::Net(net) => match net {
-                NetError::HostNotAllowed { .. } => (S::FORBIDDEN, "host_not_allowed"),
-                NetError::UnsafePath { .. } => (S::BAD_REQUEST, "unsafe_path"),
-                NetError::InvalidUrl(_) => (S::BAD_REQUEST, "invalid_url"),
-                NetError::Timeout => (S::GATEWAY_TIMEOUT, "upstream_timeout"),
-                NetError::ResponseTooLarge { .. } => {
-                    (S::BAD_GATEWAY, "upstream_response_too_large")
-                }
-                NetError::BlockedAddress => (S::FORBIDDEN, "blocked_address"),
-                NetError::Connect(_) | NetError::Transport(_) => {
-                    (S::BAD_GATEWAY, "upstream_unreachable")
-                }
-                NetError::Build(_) => (S::INTERNAL_SERVER_ERROR, "internal"),
-            },
-            EngineError::Flow(flow) => match flow {
-                FlowError::InvalidState => (S::BAD_REQUEST, "invalid_state"),
-                FlowError::Expired => (S::BAD_REQUEST, "flow_expired"),
-                FlowError::IssuerMismatch => (S::BAD_REQUEST, "issuer_mismatch"),
-                FlowError::SessionUnusable => (S::GONE, "connect_session_unusable"),
-                FlowError::Provider { .. } => (S::BAD_REQUEST, "provider_error"),
-                FlowError::MissingCode => (S::BAD_REQUEST, "missing_code"),
-            },
-            EngineError::Token(token) => match token {
-                latchkey_core::oauth2::TokenError::Malformed(_) => {
-                    (S::BAD_GATEWAY, "token_response_malformed")
-                }
-                _ if token.is_transient() => (S::BAD_GATEWAY, "token_endpoint_unavailable"),
-                _ => (S::BAD_GATEWAY, "token_refused"),
-            },
-            EngineError::NeedsReauth(_) => (S::CONFLICT, "needs_reauth"),
-            EngineError::Script { error, .. } => match error {
-                latchkey_engine::ScriptError::CpuLimit
-                | latchkey_engine::ScriptError::MemoryLimit
-                | latchkey_engine::ScriptError::StackOverflow
-                | latchkey_engine::ScriptError::WallTimeLimit(_)
-                | latchkey_engine::ScriptError::HttpRequestLimit(_)
-                | latchkey_engine::ScriptError::TooLarge { .. } => {
-                    (S::UNPROCESSABLE_ENTITY, "script_limit_exceeded")
-                }
-                _ => (S::UNPROCESSABLE_ENTITY, "script_failed"),
-            },
-            EngineError::ScriptAborted { .. } => (S::UNPROCESSABLE_ENTITY, "script_aborted"),
-            EngineError::RateLimited { .. } => (S::TOO_MANY_REQUESTS, "rate_limited"),
-            EngineError::Session(session) if session.is_refused_credentials() => {
-                (S::BAD_GATEWAY, "session_login_refused")
+        let class = err.class();
+        match class {
+            ErrorClass::Internal(_) => tracing::error!(error = %err, "internal error"),
+            ErrorClass::Configuration(ConfigurationCode::CredentialsUnreadable) => {
+                tracing::error!(
+                    error = %err,
+                    "stored credentials do not open: the database was edited, or a key is missing"
+                );
             }
-            EngineError::Session(_) => (S::BAD_GATEWAY, "session_login_failed"),
-            EngineError::Store(store) => match store {
-                StoreError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
-                StoreError::Conflict { .. } | StoreError::VersionConflict { .. } => {
-                    (S::CONFLICT, "conflict")
-                }
-                // Not the caller's fault, but theirs to act on (re-authorise): the message
-                // names the connection; the 409 is logged for operators below.
-                StoreError::CredentialsUnreadable { .. } => (S::CONFLICT, "credentials_unreadable"),
-                StoreError::Crypto(_)
-                | StoreError::Database(_)
-                | StoreError::Migration(_)
-                | StoreError::WrongKey
-                | StoreError::MissingKey
-                | StoreError::KeyRetired { .. }
-                | StoreError::KeyInUse { .. } => (S::INTERNAL_SERVER_ERROR, "internal"),
-            },
-        };
-        let upstream_status = match &err {
-            EngineError::Token(latchkey_core::oauth2::TokenError::Provider { status, .. })
-            | EngineError::Token(latchkey_core::oauth2::TokenError::Status { status }) => {
-                Some(*status)
-            }
-            EngineError::TestFailed { status } => Some(*status),
-            _ => None,
-        };
-        if code == "credentials_unreadable" {
-            tracing::error!(
-                error = %message,
-                "stored credentials do not open: the database was edited, or a key is missing"
-            );
+            ErrorClass::Configuration(_) => tracing::warn!(error = %err, "configuration error"),
+            ErrorClass::Caller(_) | ErrorClass::Upstream(_) => {}
         }
-        let message = if status == S::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %message, "internal error");
-            "internal error; see the server log".to_string()
-        } else {
-            message
-        };
-        let retry_after = match &err {
-            EngineError::RateLimited { retry_after, .. } => Some(*retry_after),
-            _ => None,
-        };
-        Self { status, body: ErrorBody { code, message, upstream_status }, retry_after }
+        let mut error = Self::of(Class::Engine(class), err.public_message());
+        error.body.field = err.field().map(str::to_owned);
+        error.body.upstream_status = err.upstream_status();
+        error.retry_after = err.retry_after();
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latchkey_engine::Fault;
+
+    /// The table, written out once more by hand: a change to a status shows up as a diff here.
+    const EXPECTED: &[(&str, &str, u16)] = &[
+        ("caller", "invalid_request", 400),
+        ("caller", "auth_method_not_found", 400),
+        ("caller", "unsafe_path", 400),
+        ("caller", "invalid_url", 400),
+        ("caller", "host_not_allowed", 403),
+        ("caller", "blocked_address", 403),
+        ("caller", "connector_not_found", 404),
+        ("caller", "connection_not_found", 404),
+        ("caller", "integration_not_found", 404),
+        ("caller", "connect_session_not_found", 404),
+        ("caller", "not_found", 404),
+        ("caller", "conflict", 409),
+        ("caller", "needs_reauth", 409),
+        ("caller", "credentials_not_applicable", 422),
+        ("caller", "invalid_state", 400),
+        ("caller", "flow_expired", 400),
+        ("caller", "issuer_mismatch", 400),
+        ("caller", "provider_error", 400),
+        ("caller", "missing_code", 400),
+        ("caller", "connect_session_unusable", 410),
+        ("caller", "rate_limited", 429),
+        ("configuration", "connector_misconfigured", 422),
+        ("configuration", "integration_incomplete", 422),
+        ("configuration", "credentials_not_applicable", 422),
+        ("configuration", "credentials_unreadable", 409),
+        ("configuration", "script_failed", 422),
+        ("configuration", "script_limit_exceeded", 422),
+        ("configuration", "script_aborted", 422),
+        ("upstream", "upstream_unreachable", 502),
+        ("upstream", "upstream_timeout", 504),
+        ("upstream", "upstream_response_too_large", 502),
+        ("upstream", "token_refused", 502),
+        ("upstream", "token_endpoint_unavailable", 502),
+        ("upstream", "token_response_malformed", 502),
+        ("upstream", "credential_test_failed", 502),
+        ("upstream", "session_login_refused", 502),
+        ("upstream", "session_login_failed", 502),
+        ("upstream", "discovery_failed", 502),
+        ("internal", "internal", 500),
+        ("internal", "refresh_in_progress", 503),
+        ("server", "unauthorized", 401),
+        ("server", "payload_too_large", 413),
+        ("server", "unsupported_media_type", 415),
+        ("server", "method_not_allowed", 405),
+    ];
+
+    fn fault_name(class: Class) -> &'static str {
+        match class {
+            Class::Engine(c) => match c.fault() {
+                Fault::Caller => "caller",
+                Fault::Configuration => "configuration",
+                Fault::Upstream => "upstream",
+                Fault::Internal => "internal",
+            },
+            Class::Server(_) => "server",
+        }
+    }
+
+    #[test]
+    fn every_class_has_the_documented_status() {
+        let classes: Vec<Class> = ErrorClass::all()
+            .map(Class::Engine)
+            .chain(Refusal::ALL.iter().copied().map(Class::Server))
+            .collect();
+        assert_eq!(classes.len(), EXPECTED.len(), "every class is in EXPECTED, once");
+        for class in classes {
+            let key = (fault_name(class), class.code());
+            let expected = EXPECTED
+                .iter()
+                .find(|(f, c, _)| (*f, *c) == key)
+                .unwrap_or_else(|| panic!("{key:?} missing from EXPECTED"));
+            assert_eq!(status_of(class).as_u16(), expected.2, "{key:?}");
+        }
+    }
+
+    #[test]
+    fn the_fault_sets_the_status_family() {
+        for class in ErrorClass::all() {
+            let status = status_of(Class::Engine(class));
+            let ok = match class.fault() {
+                Fault::Caller => status.is_client_error(),
+                Fault::Configuration => matches!(status.as_u16(), 409 | 422),
+                Fault::Upstream => matches!(status.as_u16(), 502 | 504),
+                Fault::Internal => {
+                    status.is_server_error() && !matches!(status.as_u16(), 502 | 504)
+                }
+            };
+            assert!(ok, "{class:?} → {status}");
+        }
+    }
+
+    /// The docs' error table lists every code with the status the table gives it.
+    #[test]
+    fn docs_api_md_lists_every_code_with_its_status() {
+        let docs = include_str!("../../../docs/api.md");
+        for (_, code, status) in EXPECTED {
+            let row = docs
+                .lines()
+                .filter(|l| l.starts_with("| "))
+                .find(|l| {
+                    l.split('|').nth(1).is_some_and(|cell| cell.contains(&format!("`{code}`")))
+                })
+                .unwrap_or_else(|| panic!("docs/api.md has no row for `{code}`"));
+            let cell = row.split('|').nth(2).unwrap_or_default();
+            assert!(cell.contains(&status.to_string()), "`{code}` is {status}; docs say {row}");
+        }
     }
 }

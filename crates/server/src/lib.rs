@@ -4,6 +4,7 @@
 
 mod body_limit;
 mod error;
+mod extract;
 mod openapi;
 mod pages;
 mod proxy;
@@ -13,7 +14,7 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post, put};
@@ -21,7 +22,7 @@ use latchkey_core::Secret;
 use latchkey_engine::Engine;
 
 pub use body_limit::BodyLimits;
-pub use error::{ApiError, ErrorBody};
+pub use error::{ApiError, Class, ErrorBody, Refusal, status_of};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -81,10 +82,13 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/proxy/{connection}", any(proxy::forward_root))
         .route("/proxy/{connection}/{*path}", any(proxy::forward))
         .route_layer(capped(limits.proxy));
-    // The key is checked before any body is read.
+    // The key is checked before any body is read, and before an unknown route is told apart:
+    // without it, every path under `/v1` is a 401.
     let v1 = api
         .merge(upload)
         .merge(proxy)
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let metrics = Router::new()
         .route("/metrics", get(telemetry::render))
@@ -104,6 +108,16 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route_layer(middleware::from_fn(telemetry::track))
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
+}
+
+/// `/v1/…` that names no route: 404 `not_found`, as JSON.
+async fn unknown_route(OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::not_found(format!("no route for {}", uri.path()))
+}
+
+/// A route that exists, asked with another method: 405 `method_not_allowed`, as JSON.
+async fn method_not_allowed(method: http::Method, OriginalUri(uri): OriginalUri) -> ApiError {
+    ApiError::refused(Refusal::MethodNotAllowed, format!("{} does not answer {method}", uri.path()))
 }
 
 /// Refuses a request without the right `Authorization: Bearer <key>`, compared in constant time.

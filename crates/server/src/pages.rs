@@ -11,13 +11,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use latchkey_core::Secret;
 use latchkey_core::connector::FieldSpec;
-use latchkey_engine::{CallbackParams, EngineError, FlowError};
+use latchkey_engine::{CallbackParams, EngineError, Fault, FlowError};
 use latchkey_store::{ConnectSession, ConnectionRecord};
 use minijinja::{Environment, context};
 use serde_json::json;
 use std::collections::BTreeMap;
 
 use crate::AppState;
+use crate::error::{Class, status_of};
 
 const PAGE: &str = include_str!("../../../web/page.html");
 const SDK: &str = include_str!("../../../web/latchkey.js");
@@ -73,7 +74,7 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 /// The page that finishes a flow: posts the result to the opener's exact origin and closes.
 fn result_page(
     session: Option<&ConnectSession>,
-    outcome: Result<&ConnectionRecord, String>,
+    outcome: Result<&ConnectionRecord, &EngineError>,
 ) -> Response {
     let n = nonce();
     let origin = session.and_then(|s| s.allowed_origin.clone());
@@ -85,12 +86,15 @@ fn result_page(
             json!({"type": "latchkey:connect", "ok": true,
                    "connection": {"id": record.id, "connector": record.connector, "label": record.label}}),
         ),
-        Err(error) => (
-            StatusCode::BAD_REQUEST,
-            "Cannot connect",
-            error.clone(),
-            json!({"type": "latchkey:connect", "ok": false, "error": error}),
-        ),
+        Err(error) => {
+            let (status, message) = failure(error);
+            (
+                status,
+                "Cannot connect",
+                message.clone(),
+                json!({"type": "latchkey:connect", "ok": false, "error": message}),
+            )
+        }
     };
     let ok = status == StatusCode::OK;
     page(status, context! { title, message, ok, result, origin, nonce => n }, &n)
@@ -112,7 +116,7 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
     let token = Secret::new(token);
     let session = match state.engine.open_connect_session(&token).await {
         Ok(s) => s,
-        Err(e) => return error_page(StatusCode::GONE, &public_message(&e)),
+        Err(e) => return failure_page(&e),
     };
     match state.engine.session_uses_redirect(&session).await {
         Ok(true) => {
@@ -137,14 +141,14 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
                         .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
                     response
                 }
-                Err(e) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+                Err(e) => failure_page(&e),
             }
         }
         Ok(false) => match state.engine.session_form(&session).await {
             Ok((name, fields)) => form_page(&name, &fields, None),
-            Err(e) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+            Err(e) => failure_page(&e),
         },
-        Err(e) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+        Err(e) => failure_page(&e),
     }
 }
 
@@ -166,7 +170,7 @@ pub async fn submit(
     let token = Secret::new(token);
     let session = match state.engine.open_connect_session(&token).await {
         Ok(s) => s,
-        Err(e) => return error_page(StatusCode::GONE, &public_message(&e)),
+        Err(e) => return failure_page(&e),
     };
     let values: BTreeMap<String, Secret> =
         form.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
@@ -174,8 +178,11 @@ pub async fn submit(
         Ok(record) => result_page(Some(&session), Ok(&record)),
         Err(e) => match state.engine.session_form(&session).await {
             // A wrong key can be corrected: show the form again with the reason.
-            Ok((name, fields)) => form_page(&name, &fields, Some(&public_message(&e))),
-            Err(_) => error_page(StatusCode::BAD_REQUEST, &public_message(&e)),
+            Ok((name, fields)) => form_page(&name, &fields, Some(&failure(&e).1)),
+            Err(again) => {
+                tracing::warn!(error = %again, "connect form cannot be shown again");
+                failure_page(&e)
+            }
         },
     }
 }
@@ -194,7 +201,11 @@ pub async fn status(State(state): State<AppState>, Path(token): Path<String>) ->
                 .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             response
         }
-        _ => (StatusCode::NOT_FOUND, Json(json!({"status": "unknown"}))).into_response(),
+        Ok(None) => (StatusCode::NOT_FOUND, Json(json!({"status": "unknown"}))).into_response(),
+        Err(e) => {
+            let (status, message) = failure(&e);
+            (status, Json(json!({"status": "unknown", "error": message}))).into_response()
+        }
     }
 }
 
@@ -211,7 +222,7 @@ pub async fn callback(
         Ok((session, record)) => result_page(Some(&session), Ok(&record)),
         Err((session, error)) => {
             tracing::info!(error = %error, "connect flow failed");
-            result_page(session.as_ref(), Err(public_message(&error)))
+            result_page(session.as_ref(), Err(&error))
         }
     }
 }
@@ -227,13 +238,27 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
         .map(|(_, v)| v)
 }
 
-/// What an end user may see of an error.
-fn public_message(error: &EngineError) -> String {
-    match error {
+/// The status and what an end user may see of an error: the API's status and public message
+/// (see [`EngineError::public_message`]); internal and configuration errors are logged here, as
+/// the API logs them.
+fn failure(error: &EngineError) -> (StatusCode, String) {
+    let class = error.class();
+    match class.fault() {
+        Fault::Internal => tracing::error!(error = %error, "connect page: internal error"),
+        Fault::Configuration => tracing::warn!(error = %error, "connect page: configuration error"),
+        Fault::Caller | Fault::Upstream => {}
+    }
+    let message = match error {
         EngineError::Flow(FlowError::Provider { code }) if code == "access_denied" => {
             "Access was not granted.".into()
         }
-        EngineError::Store(_) => "Something went wrong on our side.".into(),
-        other => other.to_string(),
-    }
+        other => other.public_message(),
+    };
+    (status_of(Class::Engine(class)), message)
+}
+
+/// The error page for `error`, with its status and public message.
+fn failure_page(error: &EngineError) -> Response {
+    let (status, message) = failure(error);
+    error_page(status, &message)
 }

@@ -9,11 +9,12 @@
 //! aborts the response, so the client sees an incomplete body, never a clean short one.
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::response::Response;
 use http::HeaderMap;
 use latchkey_engine::{ApiRequest, strip_hop_by_hop};
 
+use crate::extract::Path;
 use crate::{ApiError, AppState};
 
 /// `ANY /v1/proxy/{connection}`.
@@ -79,7 +80,7 @@ async fn proxy(
     // Already read whole, under the proxy's cap, by the body-limit layer.
     let body = to_bytes(body, usize::MAX)
         .await
-        .map_err(|_| ApiError::bad_request("the request body could not be read"))?;
+        .map_err(|_| ApiError::invalid_request("the request body could not be read"))?;
     let upstream = state
         .engine
         .request(
@@ -96,9 +97,7 @@ async fn proxy(
     }
     // An error item (the streaming cap crossed, the API's connection lost) makes hyper abort
     // the response: no final chunk, so the client knows the body is incomplete.
-    response.body(Body::from_stream(stream)).map_err(|e| {
-        ApiError::new(http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-    })
+    response.body(Body::from_stream(stream)).map_err(ApiError::internal)
 }
 
 /// The part of `/v1/proxy/{connection}/…` after the connection, without its leading slash.

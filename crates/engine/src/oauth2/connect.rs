@@ -131,14 +131,16 @@ pub struct LocalFlow {
 
 fn origin_of(text: &str) -> Result<String, EngineError> {
     let url = Url::parse(text).map_err(|_| {
-        EngineError::InvalidInput(
-            "allowed_origin must be an origin such as https://app.example".into(),
+        EngineError::invalid(
+            "allowed_origin",
+            "allowed_origin must be an origin such as https://app.example",
         )
     })?;
     let origin = url.origin().ascii_serialization();
     if origin == "null" || origin != text.trim_end_matches('/') {
-        return Err(EngineError::InvalidInput(
-            "allowed_origin must be an origin (scheme, host, port) without a path".into(),
+        return Err(EngineError::invalid(
+            "allowed_origin",
+            "allowed_origin must be an origin (scheme, host, port) without a path",
         ));
     }
     Ok(origin)
@@ -268,12 +270,17 @@ impl Engine {
         state: &Secret,
         verifier: Option<&PkceVerifier>,
     ) -> Result<Url, EngineError> {
-        let endpoint = oauth.authorize_url.as_ref().ok_or_else(|| {
-            EngineError::InvalidInput("this auth method has no authorization endpoint".into())
+        let endpoint = oauth.authorize_url.as_ref().ok_or_else(|| EngineError::Connector {
+            connector: integration.connector.clone(),
+            message: "its OAuth2 method has no authorization endpoint (authorize_url, or an \
+                          issuer whose discovery document names one)"
+                .into(),
         })?;
-        let client_id = integration.client_id.as_deref().ok_or_else(|| {
-            EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
-        })?;
+        let client_id =
+            integration.client_id.as_deref().ok_or_else(|| EngineError::IncompleteIntegration {
+                integration: integration.id.clone(),
+                message: "has no client id".into(),
+            })?;
         let scopes = Self::scopes(oauth, integration);
         let challenge = verifier.map(PkceVerifier::challenge);
         let url = authorize_url(
@@ -322,7 +329,9 @@ impl Engine {
         let result = self.finish_session_flow(&session, pending, params).await;
         match result {
             Ok(record) => {
-                let _ = self
+                // The connection is stored: the popup still reports success, and a poller that
+                // misses the outcome finds the connection by its id.
+                if let Err(e) = self
                     .store
                     .finish_connect_session(
                         &session.id,
@@ -330,12 +339,16 @@ impl Engine {
                         Some(&record.id),
                         None,
                     )
-                    .await;
+                    .await
+                {
+                    tracing::error!(session = %session.id, error = %e, "cannot record a finished connect session");
+                }
                 Ok((session, record))
             }
             Err(err) => {
-                let message = err.to_string();
-                let _ = self
+                // Pollers (`/connect/{token}/status` needs no API key) see what the page shows.
+                let message = err.public_message();
+                if let Err(e) = self
                     .store
                     .finish_connect_session(
                         &session.id,
@@ -343,7 +356,10 @@ impl Engine {
                         None,
                         Some(&message),
                     )
-                    .await;
+                    .await
+                {
+                    tracing::error!(session = %session.id, error = %e, "cannot record a failed connect session");
+                }
                 Err((Some(session), err))
             }
         }
@@ -420,10 +436,13 @@ impl Engine {
         }
         match oauth1_flow_method(connector, auth) {
             Some(method) => Ok(FlowMethod::OAuth1(Box::new(method.clone()))),
-            None => Err(EngineError::InvalidInput(format!(
-                "connector `{}` does not connect through a browser flow (OAuth2, or OAuth1 with access_token_url)",
-                connector.id
-            ))),
+            None => Err(EngineError::invalid(
+                "auth",
+                format!(
+                    "connector `{}` does not connect through a browser flow (OAuth2, or OAuth1 with access_token_url)",
+                    connector.id
+                ),
+            )),
         }
     }
 
@@ -607,7 +626,7 @@ impl Engine {
         self.store
             .get_connect_session(id)
             .await?
-            .ok_or_else(|| EngineError::InvalidInput(format!("connect session `{id}` not found")))
+            .ok_or_else(|| EngineError::ConnectSessionNotFound(id.to_string()))
     }
 
     /// The connector's name and the fields its connect form asks for (config, then credentials).

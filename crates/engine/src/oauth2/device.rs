@@ -34,16 +34,20 @@ impl Engine {
         let integration = self.integration(integration).await?;
         let entry = self.connector(&integration.connector)?;
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
-            EngineError::InvalidInput("this connector does not use OAuth2".into())
+            EngineError::invalid("integration", "this connector does not use OAuth2")
         })?;
         let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
-        let endpoint = oauth
-            .device_authorization_url
-            .clone()
-            .ok_or_else(|| EngineError::InvalidInput("no device authorization endpoint".into()))?;
-        let client_id = integration.client_id.as_deref().ok_or_else(|| {
-            EngineError::InvalidInput(format!("integration `{}` has no client id", integration.id))
+        let endpoint = oauth.device_authorization_url.clone().ok_or_else(|| {
+            EngineError::invalid(
+                "integration",
+                "this connector's OAuth2 method has no device authorization endpoint",
+            )
         })?;
+        let client_id =
+            integration.client_id.as_deref().ok_or_else(|| EngineError::IncompleteIntegration {
+                integration: integration.id.clone(),
+                message: "has no client id".into(),
+            })?;
         let scopes = Self::scopes(&oauth, &integration);
         // The device endpoint authenticates the client as the token endpoint does (§3.1).
         let assertion = Self::client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
@@ -56,8 +60,7 @@ impl Engine {
             device_authorization_request(&oauth.method, &endpoint, client, &scopes).map_err(
                 |m| EngineError::Connector { connector: integration.connector.clone(), message: m },
             )?;
-        let http_request =
-            request.into_http().map_err(|e| EngineError::InvalidInput(e.to_string()))?;
+        let http_request = request.into_http().map_err(|e| EngineError::Internal(e.to_string()))?;
         let response = self.net.send(http_request, &endpoint_policy(&endpoint)?).await?;
         let status = response.status.as_u16();
         let body = crate::auth_response::read(response, "device authorization endpoint").await?;

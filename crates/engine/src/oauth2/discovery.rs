@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use latchkey_net::HostPolicy;
 use url::Url;
 
-use crate::EngineError;
+use crate::{DiscoveryError, EngineError};
 
 /// The endpoints Latchkey reads from a discovery document.
 #[derive(Debug, Clone)]
@@ -50,8 +50,10 @@ impl DiscoveryCache {
 }
 
 async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, EngineError> {
-    let base = Url::parse(issuer)
-        .map_err(|e| EngineError::InvalidInput(format!("issuer `{issuer}` is not a URL: {e}")))?;
+    let failed =
+        |error: DiscoveryError| EngineError::Discovery { issuer: issuer.to_string(), error };
+    let base =
+        Url::parse(issuer).map_err(|e| failed(DiscoveryError::InvalidIssuer(e.to_string())))?;
     let policy = HostPolicy::for_url(&base)?;
     let trimmed = issuer.trim_end_matches('/');
     let mut last = None;
@@ -60,7 +62,7 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
         let request = http::Request::get(&url)
             .header(http::header::ACCEPT, "application/json")
             .body(bytes::Bytes::new())
-            .map_err(|e| EngineError::InvalidInput(format!("discovery request: {e}")))?;
+            .map_err(|e| EngineError::Internal(format!("discovery request: {e}")))?;
         let response = net.send(request, &policy).await?;
         if !response.status.is_success() {
             last = Some(response.status.as_u16());
@@ -71,9 +73,7 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
         if doc.get("issuer").and_then(|v| v.as_str()).map(|s| s.trim_end_matches('/'))
             != Some(trimmed)
         {
-            return Err(EngineError::InvalidInput(format!(
-                "the discovery document of `{issuer}` names another issuer"
-            )));
+            return Err(failed(DiscoveryError::IssuerMismatch));
         }
         let url_of =
             |key: &str| doc.get(key).and_then(|v| v.as_str()).and_then(|s| Url::parse(s).ok());
@@ -87,8 +87,5 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
                 .unwrap_or(false),
         });
     }
-    Err(EngineError::InvalidInput(format!(
-        "no discovery document at `{issuer}` (HTTP {})",
-        last.unwrap_or(0)
-    )))
+    Err(failed(DiscoveryError::NoDocument { status: last }))
 }

@@ -132,10 +132,10 @@ impl Engine {
             return Ok(None);
         }
         let key = integration.client_secret.as_ref().ok_or_else(|| {
-            EngineError::InvalidInput(format!(
-                "integration `{}` needs its private key (as the client secret) for private_key_jwt",
-                integration.id
-            ))
+            EngineError::IncompleteIntegration {
+                integration: integration.id.clone(),
+                message: "needs its private key (as the client secret) for private_key_jwt".into(),
+            }
         })?;
         let alg = oauth.method.client_assertion_alg.as_deref().unwrap_or("RS256");
         let jti = crate::data_dir::random_token(16);
@@ -173,10 +173,10 @@ impl Engine {
             // The assertion identifies the caller; no client is needed.
             (None, TokenGrant::JwtBearer { .. }) => "",
             (None, _) => {
-                return Err(EngineError::InvalidInput(format!(
-                    "integration `{}` has no client id",
-                    integration.id
-                )));
+                return Err(EngineError::IncompleteIntegration {
+                    integration: integration.id.clone(),
+                    message: "has no client id".into(),
+                });
             }
         };
         let assertion = Self::client_assertion(oauth, integration, client_id, endpoint)?;
@@ -206,7 +206,7 @@ impl Engine {
             .await?;
         let http_request = request
             .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("token request: {e}")))?;
+            .map_err(|e| EngineError::Internal(format!("token request: {e}")))?;
         let net = self.client_for(&oauth.method, integration)?;
         let response = net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
@@ -266,8 +266,9 @@ impl Engine {
         id: Option<&str>,
     ) -> Result<IntegrationRecord, EngineError> {
         let id = id.ok_or_else(|| {
-            EngineError::InvalidInput(
-                "an OAuth2 connection needs an integration (client id and secret)".into(),
+            EngineError::invalid(
+                "integration",
+                "an OAuth2 connection needs an integration (client id and secret)",
             )
         })?;
         self.integration(id).await
@@ -344,8 +345,9 @@ impl Engine {
         let tokens = self
             .client_grant(&oauth, &integration, None, &record.credentials, &record.config)
             .await.ok_or_else(|| {
-            EngineError::InvalidInput(
-                "this auth method connects through a user flow: a connect session, or `latchkey connect`".into(),
+            EngineError::invalid(
+                "auth",
+                "this auth method connects through a user flow: a connect session, or `latchkey connect`",
             )
         })??;
         apply_tokens(record, tokens);

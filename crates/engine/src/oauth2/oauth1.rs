@@ -42,10 +42,12 @@ fn secret_field(method: &OAuth1Auth) -> &'static str {
 fn consumer(integration: &IntegrationRecord) -> Result<(&str, &Secret), EngineError> {
     match (&integration.client_id, &integration.client_secret) {
         (Some(key), Some(secret)) => Ok((key, secret)),
-        _ => Err(EngineError::InvalidInput(format!(
-            "integration `{}` needs the consumer key (client id) and consumer secret or RSA key (client secret)",
-            integration.id
-        ))),
+        _ => Err(EngineError::IncompleteIntegration {
+            integration: integration.id.clone(),
+            message:
+                "needs the consumer key (client id) and consumer secret or RSA key (client secret)"
+                    .into(),
+        }),
     }
 }
 
@@ -76,7 +78,7 @@ impl Engine {
         let request = flow_request(method, endpoint, input)?;
         let http_request = request
             .into_http()
-            .map_err(|e| EngineError::InvalidInput(format!("OAuth1 request: {e}")))?;
+            .map_err(|e| EngineError::Internal(format!("OAuth1 request: {e}")))?;
         let response = self.net.send(http_request, &policy).await?;
         let status = response.status.as_u16();
         let body = crate::auth_response::read(response, "OAuth1 token endpoint").await?;

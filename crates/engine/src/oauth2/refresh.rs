@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use latchkey_core::oauth2::TokenGrant;
-use latchkey_store::{ConnectionRecord, ConnectionStatus, CredentialUpdate, StoreError};
+use latchkey_store::{ConnectionRecord, ConnectionStatus, CredentialUpdate};
 use time::OffsetDateTime;
 
 use std::collections::BTreeMap;
@@ -141,9 +141,9 @@ impl Engine {
         match tokio::spawn(async move { engine.refresh_single_flight(&id, reason).await }).await {
             Ok(outcome) => outcome,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(EngineError::Store(StoreError::Database(
+            Err(_) => Err(EngineError::Internal(
                 "the refresh was cancelled: the runtime is shutting down".into(),
-            ))),
+            )),
         }
     }
 
@@ -165,9 +165,11 @@ impl Engine {
             // Another instance holds the lease and renews it while its exchange is in flight:
             // waiting longer than it may take is an error, never a take-over.
             if started.elapsed() > coordinator.wait() {
-                return Err(EngineError::Store(StoreError::Database(format!(
-                    "connection `{id}`: timed out waiting for another process's refresh"
-                ))));
+                return Err(EngineError::LeaseBusy {
+                    connection: id.to_string(),
+                    lost: false,
+                    retry_after: coordinator.lease,
+                });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
             let record = self.connection(id).await?;
@@ -259,9 +261,11 @@ impl Engine {
                 // Another instance may take over now: stop waiting for this exchange. Tokens
                 // that would still arrive could only be written through the version fence.
                 tracing::warn!(connection = %id, "refresh lease lost during the exchange; abandoned");
-                Err(EngineError::Store(StoreError::Database(format!(
-                    "connection `{id}`: the refresh lease was lost during the exchange"
-                ))))
+                Err(EngineError::LeaseBusy {
+                    connection: id.to_string(),
+                    lost: true,
+                    retry_after: coordinator.lease,
+                })
             }
         };
         self.finish_refresh(id, &record, result, started).await
@@ -316,9 +320,12 @@ impl Engine {
                     expires_at: expiry(session.lifetime),
                     config: BTreeMap::new(),
                 }),
-            (None, None) => Err(EngineError::InvalidInput(format!(
-                "connection `{id}` uses neither OAuth2 nor a session login; it has nothing to refresh"
-            ))),
+            (None, None) => Err(EngineError::invalid(
+                "id",
+                format!(
+                    "connection `{id}` uses neither OAuth2 nor a session login; it has nothing to refresh"
+                ),
+            )),
         }
     }
 

@@ -146,7 +146,14 @@ impl ScriptHost for EngineHost {
         let Some(connection) = &self.scope.connection else {
             return self.flow().keys().cloned().collect();
         };
-        self.runtime.block_on(self.store.script_keys(connection)).unwrap_or_default()
+        match self.runtime.block_on(self.store.script_keys(connection)) {
+            Ok(keys) => keys,
+            Err(e) => {
+                // The hook's signature offers no error: it sees no keys, the operator the cause.
+                tracing::error!(connector = %self.connector, connection, error = %e, "script storage keys cannot be read");
+                Vec::new()
+            }
+        }
     }
 
     fn log(&self, message: &str) {

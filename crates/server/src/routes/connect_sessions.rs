@@ -1,13 +1,13 @@
 //! `/v1/connect-sessions`: a single-use, 10-minute token that lets an end user's browser finish
 //! a connection on the hosted connect page; its outcome can be polled.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_engine::NewConnectSession;
 use latchkey_store::{ConnectSession, SessionStatus};
 use serde::{Deserialize, Serialize};
 
+use crate::extract::{Json, Path};
 use crate::{ApiError, AppState};
 
 /// `POST /v1/connect-sessions`.

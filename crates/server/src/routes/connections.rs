@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
 use latchkey_engine::{EngineError, NewConnection, TestOutcome};
 use latchkey_store::ConnectionSummary;
 use serde::Deserialize;
 
+use crate::extract::{Json, Path, Query};
 use crate::{ApiError, AppState};
 
 /// `POST /v1/connections`.

@@ -1,12 +1,12 @@
 //! `/v1/connectors`: the catalog, and custom connectors added through the API.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Connector;
 use latchkey_engine::{CatalogEntry, Origin};
 use serde::Serialize;
 
+use crate::extract::{Json, Path};
 use crate::{ApiError, AppState};
 
 /// A connector in a listing.

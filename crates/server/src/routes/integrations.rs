@@ -1,14 +1,14 @@
 //! `/v1/integrations`: connectors enabled with the app's OAuth client and scopes. The client
 //! secret goes in and never comes out.
 
-use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
 use latchkey_engine::NewIntegration;
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
 
+use crate::extract::{Json, Path};
 use crate::{ApiError, AppState};
 
 /// `POST /v1/integrations`.
