@@ -92,6 +92,8 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let metrics = Router::new()
         .route("/metrics", get(telemetry::render))
+        // `nest` does not reach `/v1/` itself: it too is an unknown route under `/v1`.
+        .route("/v1/", any(unknown_route))
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let pages = Router::new()
         .route("/healthz", get(|| async { "ok" }))
