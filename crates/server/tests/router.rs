@@ -494,7 +494,9 @@ async fn unknown_routes_and_methods_are_json() {
         ("PUT", "/v1/connections/c1"),
         ("GET", "/v1/connect-sessions"),
     ] {
-        call(&state, method, uri).await.error(405, "method_not_allowed");
+        let answer = call(&state, method, uri).await;
+        answer.error(405, "method_not_allowed");
+        assert!(answer.headers.contains_key("allow"), "{method} {uri}: the methods it takes");
     }
     // Outside `/v1` nothing changes: the hosted pages are HTML, unknown paths axum's plain 404.
     let outside = send(&state, http::Request::get("/nope").body(Body::empty()).unwrap()).await;
