@@ -1,15 +1,26 @@
-//! Latchkey's persistence: the [`Store`] trait that the engine and server use, its two
-//! backends, and envelope encryption of every secret with a versioned keyring.
+//! Latchkey's persistence: the store traits that the engine and server use, the one SQL store
+//! behind them, and envelope encryption of every secret with a versioned keyring.
 //!
-//! - [`SqliteStore`]: the embedded default, one file in the data directory.
-//! - [`PgStore`]: PostgreSQL, for several instances sharing one database.
+//! A caller names the role it needs: [`IntegrationStore`] (integrations and custom
+//! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
+//! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values) and
+//! [`KeyAdmin`] (key versions, re-sealing, retirement). [`Store`] is all of them, shared as
+//! `Arc<dyn Store>`, which upcasts to any one role.
+//!
+//! One implementation serves both databases: [`SqlStore`], whose queries (in `src/sql/`) are
+//! written once, generic over a [`Dialect`] that holds what really differs — how a write or a
+//! snapshot read begins, the `FOR UPDATE` row lock, the table locks around key changes, and the
+//! clock leases are timed by.
+//!
+//! - [`SqliteStore`] (`SqlStore<Sqlite>`): the embedded default, one file in the data directory.
+//! - [`PgStore`] (`SqlStore<Postgres>`): PostgreSQL, for several instances sharing one database.
 //!
 //! Both keep the same schema (migrations per backend in `migrations/sqlite` and
 //! `migrations/postgres`), decode rows with the same code and pass the same tests
 //! (`src/tests.rs`). Across processes, a connection's `version` fences credential writes (a
 //! transaction holding the write lock on SQLite, a `SELECT … FOR UPDATE` row lock on
-//! PostgreSQL), leases ([`Store::try_lock`]) make a refresh happen once, and OAuth states and
-//! connect sessions are single-use through one conditional statement each.
+//! PostgreSQL), leases ([`FlowStore::try_lock`]) make a refresh happen once, and OAuth states
+//! and connect sessions are single-use through one conditional statement each.
 //!
 //! Secrets never reach the database in plain text: each credential field, client secret, PKCE
 //! verifier and script-stored value is sealed on its own with AES-256-GCM, bound to its owner
@@ -17,7 +28,7 @@
 //! A key-check row per key version makes a wrong or missing key stop start-up
 //! ([`StoreError::WrongKey`], [`StoreError::MissingKey`]); keys given without versions
 //! ([`MasterKeys`]) find theirs through those checks, and [`rotation`] re-seals every row under
-//! a new key ([`Store::rotate_keys`]) so old versions can be retired.
+//! a new key ([`KeyAdmin::rotate_keys`]) so old versions can be retired.
 
 // First, so the column-list macros it defines are in scope in the queries.
 #[macro_use]

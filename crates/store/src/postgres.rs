@@ -52,7 +52,7 @@ pub type PgStore = SqlStore<Postgres>;
 impl SqlStore<Postgres> {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database?…`; a
     /// schema can be chosen with `options=-c search_path=NAME`), brings its schema up to date
-    /// and checks that the keys open it (a [`Keyring`] with versions, or
+    /// and checks that the keys open it (a [`Keyring`](crate::Keyring) with versions, or
     /// [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks decide):
     /// [`StoreError::WrongKey`] if the database was
     /// encrypted with another key. Several instances may start at once: migrations and the key

@@ -15,7 +15,9 @@ use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, IntegrationRecord,
     OAuthState, SessionStatus,
 };
-use crate::{Keys, Store, StoreError};
+use crate::{
+    ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, Keys, ScriptStorage, Store, StoreError,
+};
 
 mod binding;
 mod rotation;
@@ -103,11 +105,13 @@ on_every_backend!(
     custom_connectors_roundtrip,
     script_values_are_sealed_and_go_with_their_connection,
     works_as_a_shared_trait_object,
+    a_shared_store_upcasts_to_each_role,
     oauth_states_are_single_use_and_keep_the_verifier_sealed,
     connect_sessions_start_once,
     single_use_steps_have_one_winner_across_processes,
     leases_exclude_other_holders_until_they_expire,
     leases_have_one_holder_across_processes,
+    leases_are_timed_in_nanoseconds_by_the_database_clock,
     leases_are_renewed_only_by_their_holder,
     connections_expiring_lists_ok_connections_soonest_first,
     keys_given_without_versions_find_theirs,
@@ -523,6 +527,27 @@ pub(crate) async fn works_as_a_shared_trait_object<B: Backend>(b: &B) {
     assert!(!format!("{:?}", store.get_connection("c1").await.unwrap()).contains("\"k\""));
 }
 
+/// A caller that needs one role takes it from the shared store (trait upcasting), and sees
+/// the same database through it.
+pub(crate) async fn a_shared_store_upcasts_to_each_role(b: &impl Backend) {
+    let store = b.store();
+    let integrations: Arc<dyn IntegrationStore> = store.clone();
+    let connections: Arc<dyn ConnectionStore> = store.clone();
+    let flows: Arc<dyn FlowStore> = store.clone();
+    let scripts: Arc<dyn ScriptStorage> = store.clone();
+    let keys: Arc<dyn KeyAdmin> = store.clone();
+    integrations.put_integration(&integration("i1", Some("s"))).await.unwrap();
+    connections.insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
+    assert!(flows.try_lock("refresh:c1", "a", std::time::Duration::from_secs(30)).await.unwrap());
+    scripts.put_script_value("c1", "cursor", &Secret::new("42")).await.unwrap();
+    assert!(store.get_integration("i1").await.unwrap().is_some());
+    assert_eq!(store.get_connection("c1").await.unwrap().unwrap().version, 1);
+    assert_eq!(store.locks_named("refresh:", false).await.unwrap(), ["refresh:c1"]);
+    assert_eq!(store.script_keys("c1").await.unwrap(), ["cursor"]);
+    let versions = keys.key_versions().await.unwrap();
+    assert_eq!(versions.iter().map(|v| v.rows).sum::<u64>(), 3, "{versions:?}");
+}
+
 pub(crate) async fn oauth_states_are_single_use_and_keep_the_verifier_sealed(b: &impl Backend) {
     let store = b.store();
     store.put_oauth_state(&oauth_state("h1")).await.unwrap();
@@ -635,6 +660,28 @@ pub(crate) async fn leases_have_one_holder_across_processes(b: &impl Backend) {
         first.unlock(&name, holder).await.unwrap();
         assert!(second.try_lock(&name, other, long).await.unwrap(), "free once released");
     }
+}
+
+/// A lease's expiry is the database's clock plus its length, both in nanoseconds like every
+/// stored timestamp: the dialect's clock expression must agree with the process clock (here,
+/// one host) to well within a second.
+pub(crate) async fn leases_are_timed_in_nanoseconds_by_the_database_clock(b: &impl Backend) {
+    let store = b.store();
+    let ttl = std::time::Duration::from_secs(30);
+    let before = OffsetDateTime::now_utc() + ttl;
+    assert!(store.try_lock("refresh:c1", "a", ttl).await.unwrap());
+    let after = OffsetDateTime::now_utc() + ttl;
+    let stored = b.count("SELECT expires_at FROM locks WHERE name = 'refresh:c1'").await;
+    let stored = OffsetDateTime::from_unix_timestamp_nanos(i128::from(stored)).unwrap();
+    let slack = time::Duration::milliseconds(500);
+    assert!(
+        before - slack <= stored && stored <= after + slack,
+        "lease expiry {stored} not between {before} and {after}"
+    );
+    assert!(store.renew_lock("refresh:c1", "a", ttl * 2).await.unwrap());
+    let renewed = b.count("SELECT expires_at FROM locks WHERE name = 'refresh:c1'").await;
+    let renewed = OffsetDateTime::from_unix_timestamp_nanos(i128::from(renewed)).unwrap();
+    assert!(renewed - stored > time::Duration::seconds(29), "renewed to {renewed}");
 }
 
 pub(crate) async fn connections_expiring_lists_ok_connections_soonest_first(b: &impl Backend) {

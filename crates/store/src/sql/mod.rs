@@ -74,7 +74,7 @@ pub trait Dialect: sealed::Sealed + fmt::Debug + Send + Sync + Sized + 'static {
         >;
     /// The driver's connection.
     type Connection: sqlx::Connection<Database = Self::Db>;
-    /// The driver's row, readable through [`Columns`].
+    /// The driver's row, read through the decoders both backends share.
     type Row: Columns;
     /// The driver's bound arguments.
     type Arguments: IntoArguments<Self::Db>;
@@ -86,7 +86,7 @@ pub trait Dialect: sealed::Sealed + fmt::Debug + Send + Sync + Sized + 'static {
     /// `conn` as an executor (the identity: the bound is what it adds).
     fn executor(conn: &mut Self::Connection) -> Self::Executor<'_>;
 
-    /// Binds the next parameter ([`bind_value`]).
+    /// Binds the next parameter (the same function on every driver).
     fn bind(query: DialectQuery<Self>, value: Value<'_>) -> DialectQuery<Self>;
 
     /// How many rows a statement changed.
