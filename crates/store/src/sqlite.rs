@@ -48,9 +48,9 @@ pub type SqliteStore = SqlStore<Sqlite>;
 impl SqlStore<Sqlite> {
     /// Opens (creating it if missing, with mode 0600 on Unix) the database at `path`, brings
     /// its schema up to date and checks that the keys open it: [`StoreError::WrongKey`] if the
-    /// database was encrypted with another key. `keys` is a [`Keyring`](crate::Keyring) with versions, or
-    /// [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks decide. The
-    /// parent directory must exist.
+    /// database was encrypted with another key. `keys` is a [`Keyring`](crate::Keyring) with
+    /// versions, or [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks
+    /// decide. The parent directory must exist.
     pub async fn open(path: &Path, keys: impl Into<Keys>) -> Result<Self, StoreError> {
         create_private_file(path).await?;
         let options = SqliteConnectOptions::new()
