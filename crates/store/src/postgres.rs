@@ -1,11 +1,9 @@
-//! The PostgreSQL backend, for several Latchkey instances sharing one database. The schema, the
-//! row encodings and the sealing are the SQLite backend's; what differs is concurrency: instead
-//! of SQLite's database-wide write lock, writers take row locks (`SELECT … FOR UPDATE`), and
-//! single-use rows and leases change with one conditional statement each.
+//! The PostgreSQL backend, for several Latchkey instances sharing one database, connected
+//! here; the queries are the shared ones in `sql/`, and [`Postgres`] is what differs: instead of
+//! SQLite's database-wide write lock, a fenced write locks its row (`SELECT … FOR UPDATE`), key
+//! changes lock their tables, reads of several statements share one snapshot, and leases are
+//! timed by the server's clock.
 
-mod flows;
-mod queries;
-mod secrets;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -13,25 +11,48 @@ use std::time::Duration;
 
 use sqlx::Connection as _;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPoolOptions};
 
-use crate::crypto::Keyring;
+use crate::sql::{Dialect, SqlStore, sealed};
 use crate::{Keys, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// A [`Store`](crate::Store) on one PostgreSQL database (in the schema the connection's
-/// `search_path` names first, `public` by default).
-#[derive(Debug)]
-pub struct PgStore {
-    pool: PgPool,
-    keyring: Keyring,
+/// The PostgreSQL [`Dialect`].
+#[derive(Debug, Clone, Copy)]
+pub struct Postgres;
+
+impl sealed::Sealed for Postgres {}
+
+impl Dialect for Postgres {
+    const STORE_NAME: &'static str = "PgStore";
+    /// READ COMMITTED: a statement that waited for a row lock re-checks the newest row version.
+    const BEGIN_WRITE: &'static str = "BEGIN";
+    /// One snapshot for all the statements, so a reader never pairs a row with secrets from
+    /// before or after a concurrent write.
+    const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const LOCK_KEY_CHECKS: &'static [&'static str] =
+        &["LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE"];
+    const LOCK_FOR_RETIREMENT: &'static [&'static str] = &[
+        "LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE",
+        "LOCK TABLE secrets IN SHARE MODE",
+    ];
+    /// Microsecond precision, from the server's clock as it runs (not the transaction's start).
+    const NOW_NANOS: &'static str =
+        "(floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)";
+
+    sqlx_driver!(sqlx::Postgres);
 }
 
-impl PgStore {
+/// A [`Store`](crate::Store) on one PostgreSQL database (in the schema the connection's
+/// `search_path` names first, `public` by default).
+pub type PgStore = SqlStore<Postgres>;
+
+impl SqlStore<Postgres> {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database?…`; a
     /// schema can be chosen with `options=-c search_path=NAME`), brings its schema up to date
-    /// and checks that the keys open it (a [`Keyring`] with versions, or
+    /// and checks that the keys open it (a [`Keyring`](crate::Keyring) with versions, or
     /// [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks decide):
     /// [`StoreError::WrongKey`] if the database was
     /// encrypted with another key. Several instances may start at once: migrations and the key
@@ -49,8 +70,7 @@ impl PgStore {
         // than as a pool timeout.
         let mut conn = connect_once(&options).await?;
         MIGRATOR.run(&mut conn).await?;
-        let keyring = secrets::check_keyring(&mut conn, keys.into()).await?;
-        secrets::bind_credentials(&mut conn, &keyring).await?;
+        let keyring = Self::open_keyring(&mut conn, keys.into()).await?;
         conn.close().await?;
         let pool = PgPoolOptions::new()
             .max_connections(8)
@@ -77,22 +97,9 @@ impl PgStore {
         )
         .fetch_one(&mut conn)
         .await?;
-        let found = if initialised {
-            sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM keyring_check) OR EXISTS (SELECT 1 FROM secrets)",
-            )
-            .fetch_one(&mut conn)
-            .await?
-        } else {
-            false
-        };
+        let found = initialised && Self::holds_secrets(&mut conn).await?;
         conn.close().await?;
         Ok(found)
-    }
-
-    /// Closes the pool, waiting for connections to finish.
-    pub async fn close(&self) {
-        self.pool.close().await;
     }
 }
 

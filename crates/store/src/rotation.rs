@@ -39,7 +39,7 @@ pub struct KeyVersion {
     pub rows: u64,
 }
 
-/// What one [`Store::reseal_batch`](crate::Store::reseal_batch) did.
+/// What one [`KeyAdmin::reseal_batch`](crate::KeyAdmin::reseal_batch) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ResealBatch {
     /// Rows written back under the current key version.
@@ -55,7 +55,7 @@ pub struct ResealBatch {
     pub last: Option<SecretRowKey>,
 }
 
-/// The outcome of [`Store::rotate_keys`](crate::Store::rotate_keys).
+/// The outcome of [`KeyAdmin::rotate_keys`](crate::KeyAdmin::rotate_keys).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RotationReport {
     /// The version every row was re-sealed under.
@@ -75,13 +75,13 @@ pub struct RotationReport {
 
 impl RotationReport {
     /// Rows still sealed with a version other than the current one. When zero, the old
-    /// versions can be retired ([`Store::retire_old_keys`](crate::Store::retire_old_keys)).
+    /// versions can be retired ([`KeyAdmin::retire_old_keys`](crate::KeyAdmin::retire_old_keys)).
     pub fn rows_on_old_versions(&self) -> u64 {
         self.versions.iter().filter(|v| !v.current).map(|v| v.rows).sum()
     }
 }
 
-/// How many times [`Store::rotate_keys`](crate::Store::rotate_keys) goes through the table
+/// How many times [`KeyAdmin::rotate_keys`](crate::KeyAdmin::rotate_keys) goes through the table
 /// when running instances keep changing rows under it.
 pub(crate) const MAX_PASSES: usize = 3;
 

@@ -52,7 +52,7 @@ macro_rules! secret_select {
 
 /// The typed columns a row of either backend gives up. Both schemas use the same column
 /// types (text, 64-bit integers, bytes), so one decoder serves both.
-pub(crate) trait Columns {
+pub trait Columns: sqlx::Row {
     /// A non-null text column.
     fn text(&self, column: &str) -> Result<String, StoreError>;
     /// A nullable text column.
@@ -63,6 +63,8 @@ pub(crate) trait Columns {
     fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
     /// A non-null byte column (`BLOB` / `BYTEA`).
     fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError>;
+    /// A non-null boolean (an integer on SQLite), such as an `EXISTS (…)`.
+    fn flag(&self, column: &str) -> Result<bool, StoreError>;
 }
 
 macro_rules! impl_columns {
@@ -81,6 +83,9 @@ macro_rules! impl_columns {
                 Ok(sqlx::Row::try_get(self, column)?)
             }
             fn bytes(&self, column: &str) -> Result<Vec<u8>, StoreError> {
+                Ok(sqlx::Row::try_get(self, column)?)
+            }
+            fn flag(&self, column: &str) -> Result<bool, StoreError> {
                 Ok(sqlx::Row::try_get(self, column)?)
             }
         }
@@ -191,15 +196,6 @@ pub(crate) fn with_credentials(
         created_at: s.created_at,
         updated_at: s.updated_at,
     }
-}
-
-/// Which column a connect session is found by.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum SessionKey {
-    /// Its id.
-    Id,
-    /// The hash of its token.
-    TokenHash,
 }
 
 /// A connect session from its row (see `session_columns!`).

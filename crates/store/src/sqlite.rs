@@ -1,9 +1,9 @@
-//! The SQLite backend: the embedded default. One file in WAL mode; every secret sealed into the
-//! `secrets` table, one row per field, bound to its owner and field by associated data.
+//! The SQLite backend: the embedded default. One file in WAL mode, opened here; the queries are
+//! the shared ones in `sql/`, and [`Sqlite`] is what differs: a write transaction takes the
+//! database-wide write lock at once (`BEGIN IMMEDIATE`), so the writer holds it before it reads
+//! what it will change (no lock upgrade, hence no `SQLITE_BUSY` deadlock between two writers and
+//! no lost version bump), and needs no row or table locks besides.
 
-mod flows;
-mod queries;
-mod secrets;
 #[cfg(test)]
 pub(crate) mod tests;
 
@@ -16,24 +16,41 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
 };
 
-use crate::crypto::Keyring;
+use crate::sql::{Dialect, SqlStore, sealed};
 use crate::{Keys, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// A [`Store`](crate::Store) on one SQLite database.
-#[derive(Debug)]
-pub struct SqliteStore {
-    pool: SqlitePool,
-    keyring: Keyring,
+/// The SQLite [`Dialect`].
+#[derive(Debug, Clone, Copy)]
+pub struct Sqlite;
+
+impl sealed::Sealed for Sqlite {}
+
+impl Dialect for Sqlite {
+    const STORE_NAME: &'static str = "SqliteStore";
+    const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
+    const BEGIN_READ: &'static str = "BEGIN";
+    const FOR_UPDATE: &'static str = "";
+    const LOCK_KEY_CHECKS: &'static [&'static str] = &[];
+    const LOCK_FOR_RETIREMENT: &'static [&'static str] = &[];
+    /// Millisecond precision: SQLite's clock has no finer one. The database's clock is the
+    /// host's, which every process sharing the file reads.
+    const NOW_NANOS: &'static str =
+        "(CAST(round(unixepoch('subsec') * 1000) AS INTEGER) * 1000000)";
+
+    sqlx_driver!(sqlx::Sqlite);
 }
 
-impl SqliteStore {
+/// A [`Store`](crate::Store) on one SQLite database.
+pub type SqliteStore = SqlStore<Sqlite>;
+
+impl SqlStore<Sqlite> {
     /// Opens (creating it if missing, with mode 0600 on Unix) the database at `path`, brings
     /// its schema up to date and checks that the keys open it: [`StoreError::WrongKey`] if the
-    /// database was encrypted with another key. `keys` is a [`Keyring`] with versions, or
-    /// [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks decide. The
-    /// parent directory must exist.
+    /// database was encrypted with another key. `keys` is a [`Keyring`](crate::Keyring) with
+    /// versions, or [`MasterKeys`](crate::MasterKeys) whose versions the database's key checks
+    /// decide. The parent directory must exist.
     pub async fn open(path: &Path, keys: impl Into<Keys>) -> Result<Self, StoreError> {
         create_private_file(path).await?;
         let options = SqliteConnectOptions::new()
@@ -79,28 +96,14 @@ impl SqliteStore {
         )
         .fetch_one(&mut conn)
         .await?;
-        let found = if initialised {
-            sqlx::query_scalar(
-                "SELECT EXISTS (SELECT 1 FROM keyring_check) OR EXISTS (SELECT 1 FROM secrets)",
-            )
-            .fetch_one(&mut conn)
-            .await?
-        } else {
-            false
-        };
+        let found = initialised && Self::holds_secrets(&mut conn).await?;
         conn.close().await?;
         Ok(found)
     }
 
-    /// Closes the pool, waiting for connections to finish (which checkpoints the WAL).
-    pub async fn close(&self) {
-        self.pool.close().await;
-    }
-
     async fn init(pool: SqlitePool, keys: Keys) -> Result<Self, StoreError> {
         MIGRATOR.run(&pool).await?;
-        let keyring = secrets::check_keyring(&pool, keys).await?;
-        secrets::bind_credentials(&pool, &keyring).await?;
+        let keyring = Self::open_keyring(&mut *pool.acquire().await?, keys).await?;
         tracing::debug!(key_version = keyring.current_version(), "sqlite store opened");
         Ok(Self { pool, keyring })
     }

@@ -15,7 +15,9 @@ use super::{PgStore, is_postgres_url};
 use crate::crypto::{Keyring, MasterKey, MasterKeys};
 use crate::secret_rows::{record_binding, seal_credential};
 use crate::tests::{Backend, connection};
-use crate::{Keys, Store, StoreError};
+use crate::{
+    ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, Keys, ScriptStorage, Store, StoreError,
+};
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 

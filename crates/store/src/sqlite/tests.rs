@@ -9,7 +9,7 @@ use latchkey_core::Secret;
 use super::SqliteStore;
 use crate::crypto::{Keyring, MasterKey};
 use crate::tests::{Backend, assert_absent, connection, creds, integration, update};
-use crate::{Keys, Store, StoreError};
+use crate::{ConnectionStore, IntegrationStore, Keys, Store, StoreError};
 
 /// A database file in a temporary directory.
 pub(crate) struct SqliteBackend {

@@ -1,0 +1,112 @@
+//! [`IntegrationStore`]: integrations with their sealed client secrets, and custom connectors.
+
+use time::OffsetDateTime;
+
+use super::secrets::delete_secrets;
+use super::{Dialect, SqlStore, sql};
+use crate::model::{CustomConnector, IntegrationRecord};
+use crate::rows::{self, Columns as _, nanos, to_json};
+use crate::secret_rows::{CLIENT_SECRET, INTEGRATION};
+use crate::{IntegrationStore, StoreError};
+
+#[async_trait::async_trait]
+impl<D: Dialect> IntegrationStore for SqlStore<D> {
+    async fn put_integration(&self, i: &IntegrationRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sql::<D>(
+            "INSERT INTO integrations (id, connector, client_id, scopes, settings, created_at,
+                updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO UPDATE SET
+                connector = excluded.connector, client_id = excluded.client_id,
+                scopes = excluded.scopes, settings = excluded.settings,
+                created_at = excluded.created_at, updated_at = excluded.updated_at",
+        )
+        .bind(&i.id)
+        .bind(&i.connector)
+        .bind(&i.client_id)
+        .bind(to_json(&i.scopes, "integration scopes")?)
+        .bind(i.settings.to_string())
+        .bind(nanos(i.created_at)?)
+        .bind(nanos(i.updated_at)?)
+        .execute(&mut tx)
+        .await?;
+        delete_secrets::<D>(&mut tx, INTEGRATION, &i.id).await?;
+        if let Some(secret) = &i.client_secret {
+            self.write_secret(&mut tx, INTEGRATION, &i.id, CLIENT_SECRET, secret).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
+        let row = sql::<D>(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut secrets = self.read_secrets(&mut tx, INTEGRATION, Some(id)).await?;
+        tx.commit().await?;
+        let own = secrets.remove(id).unwrap_or_default();
+        rows::integration(&row, own).map(Some)
+    }
+
+    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
+        let found =
+            sql::<D>(concat!("SELECT ", integration_columns!(), " FROM integrations ORDER BY id"))
+                .fetch_all(&mut tx)
+                .await?;
+        let mut secrets = self.read_secrets(&mut tx, INTEGRATION, None).await?;
+        tx.commit().await?;
+        found
+            .iter()
+            .map(|row| rows::integration(row, secrets.remove(&row.text("id")?).unwrap_or_default()))
+            .collect()
+    }
+
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let deleted =
+            sql::<D>("DELETE FROM integrations WHERE id = $1").bind(id).execute(&mut tx).await?;
+        delete_secrets::<D>(&mut tx, INTEGRATION, id).await?;
+        tx.commit().await?;
+        Ok(deleted > 0)
+    }
+
+    async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError> {
+        sql::<D>(
+            "INSERT INTO custom_connectors (id, source, updated_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET source = excluded.source,
+                updated_at = excluded.updated_at",
+        )
+        .bind(id)
+        .bind(source)
+        .bind(nanos(OffsetDateTime::now_utc())?)
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_custom_connectors(&self) -> Result<Vec<CustomConnector>, StoreError> {
+        sql::<D>("SELECT id, source, updated_at FROM custom_connectors ORDER BY id")
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .iter()
+            .map(rows::custom_connector)
+            .collect()
+    }
+
+    async fn delete_custom_connector(&self, id: &str) -> Result<bool, StoreError> {
+        let deleted = sql::<D>("DELETE FROM custom_connectors WHERE id = $1")
+            .bind(id)
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(deleted > 0)
+    }
+}
