@@ -21,12 +21,24 @@ pub struct Cli {
 /// Options shared by every command.
 #[derive(Debug, Args)]
 pub struct Global {
+    /// A configuration file (TOML) whose keys are these options' long names with `_` for `-`;
+    /// environment variables and flags override it. Default: `latchkey.toml` in the data
+    /// directory, when there is one.
+    #[arg(long, global = true, env = "LATCHKEY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Data directory: the SQLite database and, on the embedded default, the generated keys.
     #[arg(long, global = true, env = "LATCHKEY_DATA_DIR", default_value = "./latchkey-data")]
     pub data_dir: PathBuf,
     /// The database: a `postgres://` or `postgresql://` URL to share one PostgreSQL database
-    /// between instances; unset, the SQLite file in the data directory.
-    #[arg(long, global = true, env = "LATCHKEY_DATABASE_URL", hide_env_values = true)]
+    /// between instances; unset, the SQLite file in the data directory. Also read from the file
+    /// named by LATCHKEY_DATABASE_URL_FILE.
+    #[arg(
+        long,
+        global = true,
+        env = "LATCHKEY_DATABASE_URL",
+        hide_env_values = true,
+        hide_default_value = true
+    )]
     pub database_url: Option<Secret>,
     /// A directory of connector files added to the built-in catalog (may repeat).
     #[arg(long = "connectors", global = true, env = "LATCHKEY_CONNECTORS", value_delimiter = ':')]

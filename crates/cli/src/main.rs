@@ -2,12 +2,18 @@
 
 mod args;
 mod commands;
+mod config;
 mod setup;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
-    let cli = args::Cli::parse();
+    let cli = match config::load(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(config::ConfigError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     setup::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

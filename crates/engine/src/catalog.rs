@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
 
 use include_dir::{Dir, include_dir};
 use latchkey_core::connector::{Connector, ConnectorError, parse_connector};
@@ -120,33 +122,33 @@ impl Catalog {
 
     /// Adds or replaces a connector.
     pub fn insert(&self, entry: CatalogEntry) {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.write();
         entries.insert(entry.connector.id.clone(), entry);
     }
 
     /// Removes a connector; true when it existed.
     pub fn remove(&self, id: &str) -> bool {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut entries = self.entries.write();
         entries.remove(id).is_some()
     }
 
     /// The connector with this id.
     pub fn get(&self, id: &str) -> Option<CatalogEntry> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).get(id).cloned()
+        self.entries.read().get(id).cloned()
     }
 
     /// Every connector, by id.
     pub fn list(&self) -> Vec<CatalogEntry> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.entries.read().values().cloned().collect()
     }
 
     /// Files that failed to load.
     pub fn errors(&self) -> Vec<ConnectorError> {
-        self.errors.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.errors.read().clone()
     }
 
     fn push_error(&self, err: ConnectorError) {
-        self.errors.write().unwrap_or_else(|e| e.into_inner()).push(err);
+        self.errors.write().push(err);
     }
 }
 

@@ -200,6 +200,7 @@ impl Engine {
             record.label = outcome.label;
         }
         record.version = self.store.insert_connection(&record).await?;
+        self.forget(&record.id);
         tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
         self.events.emit(crate::Event::created(&record));
         Ok(record)
@@ -217,7 +218,7 @@ impl Engine {
         };
         if status != record.status {
             self.store.set_connection_status(id, status).await?;
-            self.recent.forget(id);
+            self.forget(id);
         }
         outcome
     }

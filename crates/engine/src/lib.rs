@@ -3,6 +3,7 @@
 //! in-process Rust callers alike.
 
 mod auth_response;
+mod caches;
 pub mod catalog;
 mod connections;
 pub mod data_dir;
@@ -219,9 +220,9 @@ impl Engine {
     /// Deletes a connection and its credentials.
     pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
         let record = self.connection(id).await?;
-        self.recent.forget(id);
-        self.signed_tokens.forget(id);
-        if self.store.delete_connection(id).await? {
+        let deleted = self.store.delete_connection(id).await?;
+        self.forget(id);
+        if deleted {
             tracing::info!(connection = %id, "connection deleted");
             self.events.emit(Event::deleted(&record));
             Ok(())

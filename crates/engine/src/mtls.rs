@@ -1,23 +1,38 @@
 //! Mutual TLS for OAuth2 `tls_client_auth` (RFC 8705): the integration's client certificate is
 //! presented to the token endpoint and, since the tokens are bound to it, to the API. One
-//! outbound client per integration, built once and kept until the integration changes.
+//! outbound client per version of an integration's credentials, built on first use and kept
+//! until the integration changes (in any process: the key holds its `updated_at`) or an hour
+//! passes unused.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::time::Duration;
 
 use latchkey_core::connector::{ClientAuth, OAuth2Auth};
 use latchkey_net::Client;
 use latchkey_store::IntegrationRecord;
+use moka::sync::Cache;
 
 use crate::{Engine, EngineError};
 
-/// Outbound clients holding an integration's certificate, by integration id.
-#[derive(Debug, Default)]
-pub(crate) struct Identities(Mutex<HashMap<String, Client>>);
+/// The most integrations with a client kept.
+const CAPACITY: u64 = 1_000;
+/// How long an unused client is kept.
+const IDLE: Duration = Duration::from_secs(3600);
+
+/// Outbound clients holding an integration's certificate, by integration id, each with the
+/// `updated_at` of the credentials it was built from.
+#[derive(Debug)]
+pub(crate) struct Identities(Cache<String, (time::OffsetDateTime, Client)>);
+
+impl Default for Identities {
+    fn default() -> Self {
+        Self(Cache::builder().max_capacity(CAPACITY).time_to_idle(IDLE).build())
+    }
+}
 
 impl Identities {
+    /// Drops the client of `integration`.
     pub fn forget(&self, integration: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(integration);
+        self.0.invalidate(integration);
     }
 }
 
@@ -32,9 +47,13 @@ impl Engine {
         if method.client_auth != ClientAuth::TlsClientAuth {
             return Ok(self.net.clone());
         }
-        let mut clients = self.identities.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = clients.get(&integration.id) {
-            return Ok(client.clone());
+        if let Some((_, client)) = self
+            .identities
+            .0
+            .get(&integration.id)
+            .filter(|(version, _)| *version == integration.updated_at)
+        {
+            return Ok(client);
         }
         let pem = integration.client_secret.as_ref().ok_or_else(|| {
             EngineError::IncompleteIntegration {
@@ -48,7 +67,7 @@ impl Engine {
                 message: format!("holds no usable client certificate and key: {e}"),
             }
         })?;
-        clients.insert(integration.id.clone(), client.clone());
+        self.identities.0.insert(integration.id.clone(), (integration.updated_at, client.clone()));
         Ok(client)
     }
 }

@@ -9,8 +9,10 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use governor::clock::Clock;
@@ -149,18 +151,18 @@ impl RateLimits {
     pub(crate) fn back_off(&self, key: &RateKey, wait: Duration) {
         let until = self.clock.now() + wait.min(MAX_BACKOFF);
         let state = self.state(key);
-        let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = state.inner.lock();
         inner.blocked_until = Some(inner.blocked_until.map_or(until, |b| b.max(until)));
     }
 
     /// How many keys are held (for tests of the sweep).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.keys.lock().unwrap_or_else(|e| e.into_inner()).map.len()
+        self.keys.lock().map.len()
     }
 
     fn blocked_for(&self, state: &KeyState) -> Duration {
-        let inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = state.inner.lock();
         inner.blocked_until.map_or(Duration::ZERO, |b| b.saturating_sub(self.clock.now()))
     }
 
@@ -171,7 +173,7 @@ impl RateLimits {
         quota: Option<Quota>,
         now: Duration,
     ) -> Option<Duration> {
-        let mut inner = state.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut inner = state.inner.lock();
         if let Some(until) = inner.blocked_until {
             if until > now {
                 return Some(until - now);
@@ -198,7 +200,7 @@ impl RateLimits {
     /// The state of `key`, made on first use. Sweeps idle keys now and then.
     fn state(&self, key: &RateKey) -> Arc<KeyState> {
         let now = self.clock.now();
-        let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+        let mut keys = self.keys.lock();
         if now.saturating_sub(keys.swept_at) >= SWEEP_EVERY {
             keys.swept_at = now;
             keys.map.retain(|_, state| Arc::strong_count(state) > 1 || !state.idle(now));
@@ -213,7 +215,7 @@ impl KeyState {
         if self.queued.load(Ordering::SeqCst) > 0 {
             return false;
         }
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let inner = self.inner.lock();
         let refill =
             inner.limiter.as_ref().map_or(Duration::ZERO, |(q, _)| q.burst_size_replenished_in());
         inner.blocked_until.is_none_or(|until| until <= now)
@@ -274,7 +276,7 @@ mod tests {
             let (limits, order) = (limits.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
                 limits.acquire(&key("c1"), &limit(5, 1, 10_000)).await.unwrap();
-                order.lock().unwrap().push((i, start.elapsed()));
+                order.lock().push((i, start.elapsed()));
             }));
             // Let each task queue before the next starts, so arrival order is known.
             tokio::task::yield_now().await;
@@ -282,7 +284,7 @@ mod tests {
         for task in tasks {
             task.await.unwrap();
         }
-        let order = order.lock().unwrap().clone();
+        let order = order.lock().clone();
         let ids: Vec<u32> = order.iter().map(|(i, _)| *i).collect();
         assert_eq!(ids, (0..10).collect::<Vec<_>>());
         for (n, (_, at)) in order.iter().enumerate() {

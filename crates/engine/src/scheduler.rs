@@ -134,7 +134,7 @@ where
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Mutex;
+    use parking_lot::Mutex;
 
     use super::*;
 
@@ -150,7 +150,7 @@ mod tests {
             let log = log.clone();
             let tx = tx.clone();
             async move {
-                *log.lock().unwrap().entry(id.clone()).or_default() += 1;
+                *log.lock().entry(id.clone()).or_default() += 1;
                 match id.as_str() {
                     "panics" => panic!("hostile provider"),
                     "hangs" => std::future::pending::<bool>().await,
@@ -175,7 +175,7 @@ mod tests {
         }
         assert!(!scheduler.is_finished(), "the scheduler survives a panicking refresh");
         scheduler.abort();
-        let calls = calls.lock().unwrap();
+        let calls = calls.lock();
         assert_eq!(calls["panics"], 1, "a panic backs off like any failure");
         assert_eq!(calls["hangs"], 1, "a hanging refresh is not started twice");
     }

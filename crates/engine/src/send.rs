@@ -7,9 +7,6 @@
 //! Every transmission to the API, a retry included, first takes a permit from the connector's
 //! rate limit (see [`crate::rate_limit`]), and a 429 or 503 with `Retry-After` holds the key back.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use latchkey_core::auth::AuthContext;
 use latchkey_core::auth::digest::{Challenge, respond};
 use latchkey_core::auth::jwt;
@@ -23,17 +20,37 @@ use crate::outbound::{ApiRequest, Target};
 use crate::rate_limit::{RateKey, retry_after};
 use crate::{Engine, EngineError, telemetry};
 
-/// The last Digest challenge per connection.
-#[derive(Debug, Default)]
-pub(crate) struct DigestChallenges(Mutex<HashMap<String, Challenge>>);
+/// The last Digest challenge per connection: at most [`DigestChallenges::CAPACITY`], each
+/// dropped after [`DigestChallenges::IDLE`] unused (a server would call its nonce stale by then,
+/// costing a round trip that answering afresh costs too).
+#[derive(Debug)]
+pub(crate) struct DigestChallenges(moka::sync::Cache<String, Challenge>);
+
+impl Default for DigestChallenges {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(Self::CAPACITY)
+                .time_to_idle(Self::IDLE)
+                .build(),
+        )
+    }
+}
 
 impl DigestChallenges {
+    const CAPACITY: u64 = 10_000;
+    const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
     fn take(&self, id: &str) -> Option<Challenge> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+        self.0.remove(id)
     }
 
     fn put(&self, id: &str, challenge: Challenge) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(id.to_string(), challenge);
+        self.0.insert(id.to_string(), challenge);
+    }
+
+    pub(crate) fn forget(&self, id: &str) {
+        self.0.invalidate(id);
     }
 }
 

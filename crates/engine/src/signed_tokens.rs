@@ -3,36 +3,54 @@
 //! to the connection's version and auth method: changed credentials are never answered with a
 //! token signed from the old ones.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use latchkey_core::Secret;
+use moka::Expiry;
+use moka::sync::Cache;
 
-/// Past this many kept tokens, expired ones are dropped on the next insert.
-const PRUNE_ABOVE: usize = 4096;
+/// The most tokens kept (one per connection).
+const CAPACITY: u64 = 10_000;
 /// The most a token is renewed before it expires.
 const MAX_MARGIN: Duration = Duration::from_secs(60);
+/// The longest a token is kept, whatever its lifetime.
+const MAX_KEEP: Duration = Duration::from_secs(365 * 24 * 3600);
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Kept {
     version: i64,
     method: String,
     token: Secret,
-    renew_at: Instant,
+    /// From signing until it is due for renewal.
+    keep_for: Duration,
+}
+
+/// Each token expires from the cache when it is due for renewal.
+struct UntilRenewal;
+
+impl Expiry<String, Kept> for UntilRenewal {
+    fn expire_after_create(&self, _: &String, kept: &Kept, _: Instant) -> Option<Duration> {
+        Some(kept.keep_for)
+    }
 }
 
 /// The reusable JWT of each connection.
-#[derive(Debug, Default)]
-pub(crate) struct SignedTokens(Mutex<HashMap<String, Kept>>);
+#[derive(Debug)]
+pub(crate) struct SignedTokens(Cache<String, Kept>);
+
+impl Default for SignedTokens {
+    fn default() -> Self {
+        Self(Cache::builder().max_capacity(CAPACITY).expire_after(UntilRenewal).build())
+    }
+}
 
 impl SignedTokens {
     /// The kept token of `connection` at `version` for `method`, unless it is due for renewal.
     pub fn get(&self, connection: &str, version: i64, method: &str) -> Option<Secret> {
-        let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(connection)
-            .filter(|k| k.version == version && k.method == method && Instant::now() < k.renew_at)
-            .map(|k| k.token.clone())
+        self.0
+            .get(connection)
+            .filter(|k| k.version == version && k.method == method)
+            .map(|k| k.token)
     }
 
     /// Keeps `token`, signed now with a lifetime of `lifetime`.
@@ -44,17 +62,14 @@ impl SignedTokens {
         token: Secret,
         lifetime: Duration,
     ) {
-        let now = Instant::now();
-        let keep_for = lifetime - renewal_margin(lifetime);
-        // A lifetime too long for the clock to add is kept for a year.
-        let renew_at = now.checked_add(keep_for).unwrap_or(now + Duration::from_secs(31_536_000));
-        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= PRUNE_ABOVE {
-            map.retain(|_, k| k.renew_at > now);
+        let keep_for = (lifetime - renewal_margin(lifetime)).min(MAX_KEEP);
+        if keep_for.is_zero() {
+            self.forget(connection);
+            return;
         }
-        map.insert(
+        self.0.insert(
             connection.to_string(),
-            Kept { version, method: method.to_string(), token, renew_at },
+            Kept { version, method: method.to_string(), token, keep_for },
         );
     }
 
@@ -67,7 +82,7 @@ impl SignedTokens {
 
     /// Drops the kept token of `connection`.
     pub fn forget(&self, connection: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(connection);
+        self.0.invalidate(connection);
     }
 }
 
@@ -95,6 +110,16 @@ mod tests {
         assert!(kept.get("c1", 3, "other").is_none());
         kept.forget("c1");
         assert!(kept.get("c1", 3, "jwt").is_none());
+    }
+
+    #[test]
+    fn a_token_expires_when_due_for_renewal() {
+        let kept = SignedTokens::default();
+        // Lifetime 400 ms: renewed 100 ms before, so kept for 300 ms.
+        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::from_millis(400));
+        assert!(kept.get("c1", 1, "jwt").is_some());
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(kept.get("c1", 1, "jwt").is_none());
     }
 
     #[test]

@@ -53,7 +53,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -75,8 +74,7 @@ const WRAPPERS_MAX: usize = 32;
 /// Four times [`crate::MAX_SCRIPT_BYTES`]: a script of the largest size is compiled once per
 /// sandbox too, not on every call.
 const WRAPPER_BYTES_MAX: usize = 4 * crate::MAX_SCRIPT_BYTES;
-/// Parse verdicts the engine keeps, and the most source text they may add up to.
-const VERDICTS_MAX: usize = 256;
+/// The most source text the parse verdicts an engine keeps may add up to.
 const VERDICT_BYTES_MAX: usize = 2 * 1024 * 1024;
 /// Calls between two collections of the garbage calls leave (cycles only: everything else is
 /// freed as soon as the call lets go of it). The collector also runs during a call whose heap
@@ -342,21 +340,25 @@ impl State {
 
 /// Which sources parse as a script on their own (the guarantee that a source can not escape the
 /// function it is compiled in), shared by the workers of an engine. Keyed by the whole source
-/// text; only `Ok` and syntax errors are kept.
-#[derive(Debug, Default)]
-pub(crate) struct Verdicts {
-    inner: Mutex<VerdictMap>,
-}
+/// text, weighed by its length (at most [`VERDICT_BYTES_MAX`] in all, least recently used
+/// evicted first); only `Ok` and syntax errors are kept.
+#[derive(Debug)]
+pub(crate) struct Verdicts(moka::sync::Cache<String, Result<(), ScriptError>>);
 
-#[derive(Debug, Default)]
-struct VerdictMap {
-    map: HashMap<String, Result<(), ScriptError>>,
-    bytes: usize,
+impl Default for Verdicts {
+    fn default() -> Self {
+        Self(
+            moka::sync::Cache::builder()
+                .max_capacity(VERDICT_BYTES_MAX as u64)
+                .weigher(|source: &String, _| u32::try_from(source.len()).unwrap_or(u32::MAX))
+                .build(),
+        )
+    }
 }
 
 impl Verdicts {
     fn get(&self, source: &str) -> Option<Result<(), ScriptError>> {
-        self.inner.lock().ok()?.map.get(source).cloned()
+        self.0.get(source)
     }
 
     fn put(&self, source: &str, verdict: &Result<(), ScriptError>) {
@@ -366,14 +368,7 @@ impl Verdicts {
         if source.len() > VERDICT_BYTES_MAX / 4 {
             return;
         }
-        let Ok(mut inner) = self.inner.lock() else { return };
-        if inner.map.len() >= VERDICTS_MAX || inner.bytes + source.len() > VERDICT_BYTES_MAX {
-            inner.map.clear();
-            inner.bytes = 0;
-        }
-        if inner.map.insert(source.to_owned(), verdict.clone()).is_none() {
-            inner.bytes += source.len();
-        }
+        self.0.insert(source.to_owned(), verdict.clone());
     }
 }
 
@@ -384,7 +379,9 @@ struct Wrapper {
     used: u64,
 }
 
-/// The scripts a sandbox has compiled, least recently used evicted first.
+/// The scripts a sandbox has compiled, least recently used evicted first. Hand-written rather
+/// than a `moka` cache: its values are QuickJS handles bound to the sandbox's thread (not
+/// `Send`), and it is bounded by count and by source bytes together.
 #[derive(Default)]
 struct Wrappers {
     by_source: HashMap<String, Vec<Wrapper>>,
@@ -1005,6 +1002,22 @@ fn internal(error: impl std::fmt::Display) -> ScriptError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts_stay_within_their_byte_bound() {
+        let verdicts = Verdicts::default();
+        let chunk = VERDICT_BYTES_MAX / 8;
+        for i in 0..32 {
+            let source = format!("{i:04}{}", " ".repeat(chunk));
+            verdicts.put(&source, &Ok(()));
+        }
+        verdicts.0.run_pending_tasks();
+        assert!(verdicts.0.weighted_size() <= VERDICT_BYTES_MAX as u64);
+        assert!(verdicts.0.entry_count() <= 8);
+        let too_large = " ".repeat(VERDICT_BYTES_MAX / 4 + 1);
+        verdicts.put(&too_large, &Ok(()));
+        assert!(verdicts.get(&too_large).is_none(), "a source past a quarter is not kept");
+    }
 
     /// The CPU limit's clock does not run while the thread waits (for the host, or for a core).
     #[test]

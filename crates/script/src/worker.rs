@@ -23,9 +23,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use latchkey_core::Secret;
@@ -146,8 +148,7 @@ struct Shared {
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Dispatch> {
-        // The lock is never held across anything that can panic but an allocation.
-        self.dispatch.lock().unwrap_or_else(|e| e.into_inner())
+        self.dispatch.lock()
     }
 }
 
@@ -307,12 +308,12 @@ fn spawn(
         .name(format!("latchkey-script-{id}"))
         .stack_size(THREAD_STACK)
         .spawn(move || {
-            let first = taken.lock().ok().and_then(|mut job| job.take());
+            let first = taken.lock().take();
             work(&shared, id, permanent, first);
         });
     match started {
         Ok(_) => Ok(()),
-        Err(_) => Err(slot.lock().ok().and_then(|mut job| job.take()).map(Box::new)),
+        Err(_) => Err(slot.lock().take().map(Box::new)),
     }
 }
 

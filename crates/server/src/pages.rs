@@ -9,6 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use latchkey_core::Secret;
 use latchkey_core::connector::FieldSpec;
 use latchkey_engine::{CallbackParams, EngineError, Fault, FlowError};
@@ -124,15 +125,9 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
             let redirect_uri = state.callback_url();
             match state.engine.begin_authorization(&session, &redirect_uri, &binding).await {
                 Ok(url) => {
-                    let mut response = Redirect::to(url.as_str()).into_response();
-                    let secure = if state.public_url.scheme() == "https" { "; Secure" } else { "" };
-                    let cookie = format!(
-                        "{BINDING_COOKIE}={}; Path=/oauth/callback; Max-Age=600; HttpOnly; SameSite=Lax{secure}",
-                        binding.expose()
-                    );
-                    if let Ok(value) = HeaderValue::from_str(&cookie) {
-                        response.headers_mut().insert(header::SET_COOKIE, value);
-                    }
+                    let secure = state.public_url.scheme() == "https";
+                    let jar = CookieJar::new().add(binding_cookie(&binding, secure));
+                    let mut response = (jar, Redirect::to(url.as_str())).into_response();
                     response
                         .headers_mut()
                         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -213,10 +208,10 @@ pub async fn status(State(state): State<AppState>, Path(token): Path<String>) ->
 /// and reports to the opener.
 pub async fn callback(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    jar: CookieJar,
     Query(query): Query<Vec<(String, String)>>,
 ) -> Response {
-    let binding = cookie(&headers, BINDING_COOKIE).map(Secret::new);
+    let binding = jar.get(BINDING_COOKIE).map(|c| Secret::new(c.value()));
     let params = CallbackParams::from_pairs(query);
     match state.engine.complete_authorization(params, binding.as_ref()).await {
         Ok((session, record)) => result_page(Some(&session), Ok(&record)),
@@ -227,15 +222,17 @@ pub async fn callback(
     }
 }
 
-fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// The cookie binding an authorization request to this browser: sent back only to the
+/// callback, for the ten minutes a flow lasts, never to scripts, kept on the provider's
+/// top-level redirect back (`SameSite=Lax`), and only over TLS when the public URL is https.
+fn binding_cookie(binding: &Secret, secure: bool) -> Cookie<'static> {
+    Cookie::build((BINDING_COOKIE, binding.expose().to_owned()))
+        .path("/oauth/callback")
+        .max_age(time::Duration::minutes(10))
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(secure)
+        .build()
 }
 
 /// The status and what an end user may see of an error: the API's status and public message
@@ -261,4 +258,37 @@ fn failure(error: &EngineError) -> (StatusCode, String) {
 fn failure_page(error: &EngineError) -> Response {
     let (status, message) = failure(error);
     error_page(status, &message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set_cookie(secure: bool) -> String {
+        let jar = CookieJar::new().add(binding_cookie(&Secret::new("b1nd"), secure));
+        let response = (jar, Redirect::to("https://id.example/authorize")).into_response();
+        let values: Vec<_> = response.headers().get_all(header::SET_COOKIE).iter().collect();
+        assert_eq!(values.len(), 1);
+        values[0].to_str().unwrap().to_owned()
+    }
+
+    #[test]
+    fn the_binding_cookie_keeps_its_attributes() {
+        let cookie = set_cookie(false);
+        let mut parts: Vec<&str> = cookie.split("; ").collect();
+        assert_eq!(parts.remove(0), "latchkey_flow=b1nd");
+        parts.sort_unstable();
+        assert_eq!(parts, ["HttpOnly", "Max-Age=600", "Path=/oauth/callback", "SameSite=Lax"]);
+        assert!(set_cookie(true).split("; ").any(|p| p == "Secure"), "https adds Secure");
+    }
+
+    #[test]
+    fn the_binding_is_read_among_other_cookies() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1; latchkey_flow=b1nd; b=2"));
+        headers.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        let jar = CookieJar::from_headers(&headers);
+        assert_eq!(jar.get(BINDING_COOKIE).map(|c| c.value()), Some("b1nd"));
+        assert!(CookieJar::from_headers(&HeaderMap::new()).get(BINDING_COOKIE).is_none());
+    }
 }

@@ -86,22 +86,20 @@ async fn wait_for_callback(listener: &tokio::net::TcpListener) -> anyhow::Result
     }
 }
 
+/// Opens `url` in the user's browser (the `webbrowser` crate: `$BROWSER`, `xdg-open`, …), on
+/// Linux only where a display exists, so a headless machine never starts a text browser in
+/// the terminal that prints the URL. On a thread of its own: a text browser named by `$BROWSER`
+/// would block until it quits.
 fn try_open(url: &str) {
     let has_display =
         std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
-    let opener = if cfg!(target_os = "macos") {
-        Some("open")
-    } else if has_display {
-        Some("xdg-open")
-    } else {
-        None
-    };
-    if let Some(opener) = opener {
-        let _ = std::process::Command::new(opener)
-            .arg(url)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+    if cfg!(target_os = "linux") && !has_display {
+        return;
     }
+    let url = url.to_owned();
+    std::thread::spawn(move || {
+        if let Err(e) = webbrowser::open(&url) {
+            tracing::debug!(error = %e, "cannot open a browser");
+        }
+    });
 }

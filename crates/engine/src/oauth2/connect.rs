@@ -595,10 +595,11 @@ impl Engine {
         record.label = outcome.label.or_else(|| existing.as_ref().and_then(|e| e.label.clone()));
         if existing.is_some() {
             record.version = self.store.put_connection(&record).await?;
-            self.recent.forget(&record.id);
+            self.forget(&record.id);
             tracing::info!(connection = %record.id, "connection re-authorised");
         } else {
             record.version = self.store.insert_connection(&record).await?;
+            self.forget(&record.id);
             tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
         }
         self.events.emit(Event::created(&record));

@@ -128,6 +128,7 @@ impl Engine {
         apply_tokens(&mut record, tokens);
         record.label = self.run_test(&record, &entry.connector).await?.label;
         record.version = self.store.insert_connection(&record).await?;
+        self.forget(&record.id);
         self.events.emit(Event::created(&record));
         Ok(record)
     }

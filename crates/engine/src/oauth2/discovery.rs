@@ -1,11 +1,13 @@
 //! Authorization-server metadata: OpenID Connect Discovery
 //! (`/.well-known/openid-configuration`) and RFC 8414 (`/.well-known/oauth-authorization-server`),
-//! fetched once per issuer and kept in memory.
+//! fetched once per issuer however many callers ask at once, kept for an hour and then fetched
+//! again, so a provider that moves an endpoint is followed without a restart.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::Arc;
+use std::time::Duration;
 
-use latchkey_net::HostPolicy;
+use latchkey_net::{HostPolicy, NetError};
+use moka::future::Cache;
 use url::Url;
 
 use crate::{DiscoveryError, EngineError};
@@ -24,28 +26,74 @@ pub struct Metadata {
     pub iss_parameter_supported: bool,
 }
 
+/// How long a discovery document is used before it is fetched again.
+pub const DISCOVERY_TTL: Duration = Duration::from_secs(3600);
+/// The most issuers whose documents are kept.
+const CAPACITY: u64 = 1_000;
+
 /// Discovery documents by issuer.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DiscoveryCache {
-    documents: Mutex<HashMap<String, Metadata>>,
+    documents: Cache<String, Metadata>,
+}
+
+impl Default for DiscoveryCache {
+    fn default() -> Self {
+        Self::with_ttl(DISCOVERY_TTL)
+    }
 }
 
 impl DiscoveryCache {
-    /// The metadata of `issuer`, fetched on first use.
+    /// A cache that keeps each document for `ttl` ([`DISCOVERY_TTL`] by default).
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self { documents: Cache::builder().max_capacity(CAPACITY).time_to_live(ttl).build() }
+    }
+
+    /// The metadata of `issuer`: kept, or fetched now. Concurrent callers for one issuer share
+    /// one fetch; a failed fetch is not kept, so the next caller tries again.
     pub async fn get(
         &self,
         net: &latchkey_net::Client,
         issuer: &str,
     ) -> Result<Metadata, EngineError> {
-        if let Some(found) = self.documents.lock().unwrap_or_else(|e| e.into_inner()).get(issuer) {
-            return Ok(found.clone());
-        }
-        let metadata = fetch(net, issuer).await?;
-        self.documents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(issuer.to_string(), metadata.clone());
-        Ok(metadata)
+        // The caller whose fetch ran gets its own error; callers that waited on it get one
+        // of the same side (the provider's or the configuration's) with the same message.
+        let mut own = None;
+        let fetched = self
+            .documents
+            .try_get_with_by_ref(issuer, async {
+                fetch(net, issuer).await.map_err(|error| {
+                    let shared = shared(&error);
+                    own = Some(error);
+                    shared
+                })
+            })
+            .await;
+        fetched.map_err(|shared| own.take().unwrap_or_else(|| unshare(&shared)))
+    }
+}
+
+/// What callers waiting on a failed fetch learn of its error.
+#[derive(Debug)]
+enum Shared {
+    Timeout,
+    Net(String),
+    Other(String),
+}
+
+fn shared(error: &EngineError) -> Shared {
+    match error {
+        EngineError::Net(NetError::Timeout) => Shared::Timeout,
+        EngineError::Net(net) => Shared::Net(net.to_string()),
+        other => Shared::Other(other.to_string()),
+    }
+}
+
+fn unshare(shared: &Arc<Shared>) -> EngineError {
+    match &**shared {
+        Shared::Timeout => EngineError::Net(NetError::Timeout),
+        Shared::Net(message) => EngineError::Net(NetError::Transport(message.clone())),
+        Shared::Other(message) => EngineError::InvalidInput(message.clone()),
     }
 }
 

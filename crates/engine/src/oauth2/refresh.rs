@@ -7,7 +7,9 @@
 //! bounded number of times with jitter.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use latchkey_core::oauth2::TokenGrant;
@@ -113,7 +115,7 @@ impl RefreshCoordinator {
     }
 
     fn local_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self.in_flight.lock();
         map.retain(|_, weak| weak.strong_count() > 0);
         if let Some(lock) = map.get(id).and_then(Weak::upgrade) {
             return lock;
@@ -346,7 +348,7 @@ impl Engine {
                     status: (record.status != ConnectionStatus::Ok).then_some(ConnectionStatus::Ok),
                 };
                 self.store.update_credentials(id, record.version, &update).await?;
-                self.recent.forget(id);
+                self.forget(id);
                 telemetry::renewal(&record.connector, RenewalOutcome::Ok, started);
                 tracing::info!(connection = %id, "credentials renewed");
                 self.connection(id).await
@@ -362,7 +364,7 @@ impl Engine {
                         return Ok(now);
                     }
                     self.store.set_connection_status(id, ConnectionStatus::NeedsReauth).await?;
-                    self.recent.forget(id);
+                    self.forget(id);
                     telemetry::renewal(&record.connector, RenewalOutcome::NeedsReauth, started);
                     tracing::warn!(connection = %id, error = %err, "refresh refused; connection needs re-authorisation");
                     self.events.emit(Event::needs_reauth(record, &err.to_string()));

@@ -3,7 +3,9 @@
 //! `console.log` into Latchkey's log.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -43,8 +45,8 @@ impl EngineHost {
         self.scope.redact(text)
     }
 
-    fn flow(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, String>> {
-        self.flow_storage.lock().unwrap_or_else(|e| e.into_inner())
+    fn flow(&self) -> parking_lot::MutexGuard<'_, BTreeMap<String, String>> {
+        self.flow_storage.lock()
     }
 
     async fn send(&self, req: HttpRequest) -> Result<HttpResponse, String> {
