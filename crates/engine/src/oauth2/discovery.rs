@@ -73,19 +73,24 @@ impl DiscoveryCache {
     }
 }
 
-/// What callers waiting on a failed fetch learn of its error.
+/// What callers waiting on a failed fetch learn of its error: the same variant, with the
+/// network error's message (`NetError` is not `Clone`).
 #[derive(Debug)]
 enum Shared {
     Timeout,
     Net(String),
-    Other(String),
+    Discovery { issuer: String, error: DiscoveryError },
+    Internal(String),
 }
 
 fn shared(error: &EngineError) -> Shared {
     match error {
         EngineError::Net(NetError::Timeout) => Shared::Timeout,
         EngineError::Net(net) => Shared::Net(net.to_string()),
-        other => Shared::Other(other.to_string()),
+        EngineError::Discovery { issuer, error } => {
+            Shared::Discovery { issuer: issuer.clone(), error: error.clone() }
+        }
+        other => Shared::Internal(other.to_string()),
     }
 }
 
@@ -93,7 +98,10 @@ fn unshare(shared: &Arc<Shared>) -> EngineError {
     match &**shared {
         Shared::Timeout => EngineError::Net(NetError::Timeout),
         Shared::Net(message) => EngineError::Net(NetError::Transport(message.clone())),
-        Shared::Other(message) => EngineError::InvalidInput(message.clone()),
+        Shared::Discovery { issuer, error } => {
+            EngineError::Discovery { issuer: issuer.clone(), error: error.clone() }
+        }
+        Shared::Internal(message) => EngineError::Internal(message.clone()),
     }
 }
 
