@@ -5,7 +5,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use time::OffsetDateTime;
 
 use latchkey_core::Secret;
 
@@ -19,7 +21,7 @@ struct Kept {
     version: i64,
     method: String,
     token: Secret,
-    renew_at: Instant,
+    renew_at: OffsetDateTime,
 }
 
 /// The reusable JWT of each connection.
@@ -27,15 +29,22 @@ struct Kept {
 pub(crate) struct SignedTokens(Mutex<HashMap<String, Kept>>);
 
 impl SignedTokens {
-    /// The kept token of `connection` at `version` for `method`, unless it is due for renewal.
-    pub fn get(&self, connection: &str, version: i64, method: &str) -> Option<Secret> {
+    /// The kept token of `connection` at `version` for `method`, unless it is due for renewal
+    /// at `now` (the engine clock's time).
+    pub fn get(
+        &self,
+        connection: &str,
+        version: i64,
+        method: &str,
+        now: OffsetDateTime,
+    ) -> Option<Secret> {
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         map.get(connection)
-            .filter(|k| k.version == version && k.method == method && Instant::now() < k.renew_at)
+            .filter(|k| k.version == version && k.method == method && now < k.renew_at)
             .map(|k| k.token.clone())
     }
 
-    /// Keeps `token`, signed now with a lifetime of `lifetime`.
+    /// Keeps `token`, signed at `now` with a lifetime of `lifetime`.
     pub fn put(
         &self,
         connection: &str,
@@ -43,11 +52,12 @@ impl SignedTokens {
         method: &str,
         token: Secret,
         lifetime: Duration,
+        now: OffsetDateTime,
     ) {
-        let now = Instant::now();
-        let keep_for = lifetime - renewal_margin(lifetime);
+        let keep_for = time::Duration::try_from(lifetime - renewal_margin(lifetime))
+            .unwrap_or(time::Duration::MAX);
         // A lifetime too long for the clock to add is kept for a year.
-        let renew_at = now.checked_add(keep_for).unwrap_or(now + Duration::from_secs(31_536_000));
+        let renew_at = now.checked_add(keep_for).unwrap_or(now + time::Duration::days(365));
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() >= PRUNE_ABOVE {
             map.retain(|_, k| k.renew_at > now);
@@ -89,19 +99,25 @@ mod tests {
     #[test]
     fn a_token_is_tied_to_version_and_method() {
         let kept = SignedTokens::default();
-        kept.put("c1", 3, "jwt", Secret::new("t"), Duration::from_secs(300));
-        assert!(kept.get("c1", 3, "jwt").is_some());
-        assert!(kept.get("c1", 4, "jwt").is_none(), "new credentials need a new token");
-        assert!(kept.get("c1", 3, "other").is_none());
+        let now = OffsetDateTime::now_utc();
+        kept.put("c1", 3, "jwt", Secret::new("t"), Duration::from_secs(300), now);
+        assert!(kept.get("c1", 3, "jwt", now).is_some());
+        assert!(kept.get("c1", 4, "jwt", now).is_none(), "new credentials need a new token");
+        assert!(kept.get("c1", 3, "other", now).is_none());
         kept.forget("c1");
-        assert!(kept.get("c1", 3, "jwt").is_none());
+        assert!(kept.get("c1", 3, "jwt", now).is_none());
     }
 
     #[test]
     fn a_token_due_for_renewal_is_not_returned() {
         let kept = SignedTokens::default();
+        let now = OffsetDateTime::now_utc();
         // Lifetime 0: the margin is 0 and the token is due at once.
-        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::ZERO);
-        assert!(kept.get("c1", 1, "jwt").is_none());
+        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::ZERO, now);
+        assert!(kept.get("c1", 1, "jwt", now).is_none());
+        // Lifetime 400 s: kept until a minute before it expires, by the given time alone.
+        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::from_secs(400), now);
+        assert!(kept.get("c1", 1, "jwt", now + time::Duration::seconds(339)).is_some());
+        assert!(kept.get("c1", 1, "jwt", now + time::Duration::seconds(340)).is_none());
     }
 }

@@ -27,12 +27,12 @@ fn pointed_at(id: &str, mock: &MockServer) -> String {
     hosts.replace_all(&urls.replace_all(&source, mock.uri().as_str()), "").into_owned()
 }
 
-async fn engine(yaml: &str) -> Engine {
+async fn engine(yaml: &str) -> Arc<Engine> {
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
     let catalog = Catalog::default();
     catalog.add_source(yaml, "sample.yaml", Origin::Custom).unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    Engine::new(Arc::new(store), catalog, net).await.unwrap()
+    Engine::builder(Arc::new(store), catalog, net).build().await.unwrap()
 }
 
 fn method_of_kind(engine: &Engine, connector: &str, kind: &str) -> String {
