@@ -32,6 +32,10 @@ pub use latchkey_core as core;
 pub use latchkey_net as net;
 pub use latchkey_script as script;
 pub use latchkey_store as store;
+/// Crates whose types appear in the engine's signatures: `http` and `bytes` in [`ApiRequest`]
+/// and [`UpstreamResponse`], `time` in expiry times and [`Clock`], `reqwest` and
+/// `reqwest_middleware` in [`middleware`].
+pub use {bytes, http, reqwest, reqwest_middleware, time};
 
 pub use latchkey_core::{Connector, Secret};
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
@@ -51,6 +55,12 @@ pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, NewConnectSession, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use random::random_token;
+
+/// docs/embedding.md, whose examples are compiled (and those that need no network run) as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/embedding.md")]
+pub struct EmbeddingGuide;
 
 /// Refresh tokens that expire within this margin, before a request and in the scheduler.
 pub const DEFAULT_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
