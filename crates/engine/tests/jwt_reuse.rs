@@ -64,10 +64,10 @@ async fn per_lifetime_reuses_one_token() {
     accept_all(&server).await;
     let setup = setup(&connector(&server, "per_lifetime")).await;
     let engine = &setup.engine;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 200);
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
     next_second(&setup);
-    assert_eq!(get(&engine).await, 200);
+    assert_eq!(get(engine).await, 200);
     let seen = tokens(&server).await;
     assert_eq!(seen.len(), 2);
     assert!(seen[0].starts_with("Bearer ey"), "{}", seen[0]);
@@ -80,10 +80,10 @@ async fn per_request_signs_each_time() {
     accept_all(&server).await;
     let setup = setup(&connector(&server, "per_request")).await;
     let engine = &setup.engine;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 200);
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
     next_second(&setup);
-    assert_eq!(get(&engine).await, 200);
+    assert_eq!(get(engine).await, 200);
     let seen = tokens(&server).await;
     assert_ne!(seen[0], seen[1], "each request has its own token");
 }
@@ -94,8 +94,8 @@ async fn a_refused_reused_token_is_signed_again_once() {
     accept_all(&server).await;
     let setup = setup(&connector(&server, "per_lifetime")).await;
     let engine = &setup.engine;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 200);
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
     let first = tokens(&server).await.remove(0);
     // The API now refuses the first token (revoked, say); a new one is accepted.
     Mock::given(method("GET"))
@@ -106,8 +106,8 @@ async fn a_refused_reused_token_is_signed_again_once() {
         .mount(&server)
         .await;
     next_second(&setup);
-    assert_eq!(get(&engine).await, 200, "the 401 was answered with a new token");
-    assert_eq!(get(&engine).await, 200);
+    assert_eq!(get(engine).await, 200, "the 401 was answered with a new token");
+    assert_eq!(get(engine).await, 200);
     let seen = tokens(&server).await;
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[1], first, "the kept token was tried first");
@@ -125,10 +125,10 @@ async fn a_refused_new_token_is_not_retried() {
         .await;
     let setup = setup(&connector(&server, "per_lifetime")).await;
     let engine = &setup.engine;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 401);
+    connect(engine).await;
+    assert_eq!(get(engine).await, 401);
     assert_eq!(tokens(&server).await.len(), 1, "a freshly signed token is sent once");
-    assert_eq!(get(&engine).await, 401);
+    assert_eq!(get(engine).await, 401);
     assert_eq!(tokens(&server).await.len(), 2, "and a refused one is not kept");
 }
 
