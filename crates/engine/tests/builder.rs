@@ -1,6 +1,5 @@
 //! What `Engine::builder(…).build()` starts: no script worker until a connector's hook first runs,
-//! then one pool (its permanent workers, and at most one more for a
-//! call that found none idle yet). Alone in its test binary, so no other test's engine starts threads meanwhile.
+//! then one pool. Alone in its test binary, so no other test's engine starts threads meanwhile.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
