@@ -131,7 +131,7 @@ async fn integration(
             println!("integration {} ({})", record.id, record.connector);
         }
         IntegrationCommand::List => {
-            for i in engine.store().list_integrations().await? {
+            for i in engine.list_integrations().await? {
                 println!("{}\t{}\t{}", i.id, i.connector, i.client_id.as_deref().unwrap_or("-"));
             }
         }

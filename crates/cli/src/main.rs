@@ -3,6 +3,7 @@
 mod args;
 mod commands;
 mod config;
+mod data_dir;
 mod setup;
 
 fn main() -> std::process::ExitCode {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use latchkey_core::Secret;
-use latchkey_engine::data_dir::Database;
-use latchkey_engine::{Catalog, DataDir, Engine, KeySource};
+use latchkey_engine::{Catalog, Engine};
 use tracing_subscriber::EnvFilter;
 
 use crate::args::Global;
+use crate::data_dir::{DataDir, Database, KeySource};
 
 /// Logs go to stderr, as text or JSON lines.
 pub fn init_logging(global: &Global) {
@@ -115,11 +115,11 @@ pub async fn engine_with(
         wall_time: std::time::Duration::from_millis(global.script_wall_ms.max(1)),
         http_requests: global.script_http_requests,
     };
-    let mut engine = Engine::new(store, catalog, net).await?.with_script_limits(limits);
+    let mut builder = Engine::builder(store, catalog, net).script_limits(limits);
     if let Some(webhook) = webhook {
-        engine = engine.with_webhook(webhook);
+        builder = builder.webhook(webhook);
     }
-    Ok((engine.into_shared(), data_dir))
+    Ok((builder.build().await?, data_dir))
 }
 
 /// The catalog alone, for commands that need no store.

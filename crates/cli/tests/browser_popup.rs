@@ -7,8 +7,6 @@ mod support;
 
 use std::process::Command;
 
-use support::free_port;
-
 fn peers() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers").to_string()
 }
@@ -25,10 +23,8 @@ fn popup_resolves_after_consent_and_rejects_when_closed() {
         std::path::Path::new(&browser_dir).join("node_modules/playwright-core").exists(),
         "playwright-core is not installed: run `npm ci` in {browser_dir} (scripts/test does)"
     );
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let (home, _op) = support::oidc_setup(&base);
-    let _server = home.serve_at(port, "browser-key", &["--public-url", &base]);
+    let (_home, server, _op) = support::oidc_served("browser-key");
+    let base = server.base.clone();
     let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/browser-artifacts");
     for mode in ["approve", "close-early"] {
         let out = Command::new("node")

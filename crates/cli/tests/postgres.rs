@@ -43,7 +43,9 @@ struct Schema(String);
 
 impl Schema {
     fn create() -> Self {
-        let name = format!("lk_cli_{}_{}", std::process::id(), support::free_port());
+        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("lk_cli_{}_{n}", std::process::id());
         sql(format!("CREATE SCHEMA {name}"));
         Self(name)
     }

@@ -36,14 +36,15 @@ fn first_start_generates_a_private_master_key() {
 #[test]
 fn serve_generates_and_prints_an_api_key_once() {
     let home = Home::new();
-    let port = support::free_port();
+    let log = home.dir.path().join("serve.log");
     let mut child = home
         .command()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stderr(std::process::Stdio::piped())
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let address = support::listening_address(&mut child, &log, std::time::Duration::from_secs(30));
+    let base = format!("http://{address}");
     assert!(support::wait_healthy(&base, std::time::Duration::from_secs(30)));
     let key = std::fs::read_to_string(home.data_dir().join("api.key")).unwrap();
     let key = key.trim();
@@ -57,9 +58,9 @@ fn serve_generates_and_prints_an_api_key_once() {
     .unwrap();
     assert_eq!(status, 200);
     child.kill().unwrap();
-    let out = child.wait_with_output().unwrap();
+    child.wait().unwrap();
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains(key),
+        std::fs::read_to_string(&log).unwrap().contains(key),
         "the key is printed on first start"
     );
 }
@@ -126,4 +127,13 @@ fn key_from_env_and_file_work() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_harness_reads_the_listening_address_from_the_log_line() {
+    let log = "2026-01-01T00:00:00Z  INFO latchkey: latchkey listening address=127.0.0.1:40123 public_url=http://127.0.0.1:40123/ connectors=170\n";
+    assert_eq!(support::address_in_log(log).as_deref(), Some("127.0.0.1:40123"));
+    assert_eq!(support::address_in_log("INFO latchkey: starting\n"), None);
+    let coloured = "\x1b[32m INFO\x1b[0m latchkey listening \x1b[3maddress\x1b[0m\x1b[2m=\x1b[0m127.0.0.1:39989 \x1b[3mpublic_url\x1b[0m";
+    assert_eq!(support::address_in_log(coloured).as_deref(), Some("127.0.0.1:39989"));
 }

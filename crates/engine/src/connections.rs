@@ -8,7 +8,6 @@ use latchkey_core::connector::compile_pattern;
 use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus};
-use time::OffsetDateTime;
 
 use crate::outbound::ApiRequest;
 use crate::{Engine, EngineError};
@@ -162,9 +161,9 @@ impl Engine {
                 }
                 id
             }
-            None => format!("conn_{}", crate::data_dir::random_token(12)),
+            None => format!("conn_{}", crate::random_token(12)),
         };
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut record = ConnectionRecord {
             id,
             connector: connector.id.clone(),

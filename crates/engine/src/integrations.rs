@@ -3,7 +3,6 @@
 
 use latchkey_core::Secret;
 use latchkey_store::IntegrationRecord;
-use time::OffsetDateTime;
 
 use crate::{Engine, EngineError, check_connection_id};
 
@@ -35,7 +34,7 @@ impl Engine {
             )
         })?;
         self.connector(&new.connector)?;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let created_at = match self.store.get_integration(&new.id).await? {
             Some(existing) => existing.created_at,
             None => now,

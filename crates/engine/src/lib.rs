@@ -5,8 +5,8 @@
 mod auth_response;
 mod caches;
 pub mod catalog;
+pub mod clock;
 mod connections;
-pub mod data_dir;
 mod error;
 pub mod events;
 mod integrations;
@@ -14,6 +14,7 @@ pub mod middleware;
 mod mtls;
 pub mod oauth2;
 pub mod outbound;
+mod random;
 mod rate_limit;
 mod recent;
 mod scheduler;
@@ -26,13 +27,28 @@ pub mod telemetry;
 
 use std::sync::Arc;
 
-use latchkey_net::UpstreamResponse;
-use latchkey_store::{ConnectionRecord, Store};
+/// The crates whose types appear in the engine's signatures, so an embedder depends on this
+/// crate alone: `latchkey_engine::store::SqliteStore`, `latchkey_engine::net::ClientConfig`, ….
+pub use latchkey_core as core;
+pub use latchkey_net as net;
+pub use latchkey_script as script;
+pub use latchkey_store as store;
+/// Crates whose types appear in the engine's signatures: `http` and `bytes` in [`ApiRequest`]
+/// and [`UpstreamResponse`], `time` in expiry times and [`Clock`], `reqwest` and
+/// `reqwest_middleware` in [`middleware`].
+pub use {bytes, http, reqwest, reqwest_middleware, time};
+
+pub use latchkey_core::{Connector, Secret};
+pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
+pub use latchkey_store::{
+    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, IntegrationRecord,
+    Keyring, MasterKey, MasterKeys, PgStore, SqliteStore, Store, StoreError,
+};
 
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use connections::{NewConnection, TestOutcome, check_connection_id, resolve_config};
-pub use data_dir::{DataDir, KeySource, SetupError};
 pub use error::{
     CallerCode, ConfigurationCode, DiscoveryError, EngineError, ErrorClass, Fault, FlowError,
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
@@ -42,11 +58,18 @@ pub use integrations::NewIntegration;
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, NewConnectSession, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
+pub use random::random_token;
+
+/// docs/embedding.md, whose examples are compiled (and those that need no network run) as
+/// doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/embedding.md")]
+pub struct EmbeddingGuide;
 
 /// Refresh tokens that expire within this margin, before a request and in the scheduler.
 pub const DEFAULT_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// Latchkey's engine. Cheap to share behind an `Arc`.
+/// Latchkey's engine, built with [`Engine::builder`] and shared behind an `Arc`.
 #[derive(Debug)]
 pub struct Engine {
     store: Arc<dyn Store>,
@@ -61,83 +84,138 @@ pub struct Engine {
     scripts: latchkey_script::ScriptEngine,
     identities: mtls::Identities,
     rate_limits: rate_limit::RateLimits,
-    /// This engine, once shared ([`Engine::into_shared`]): refreshes then run in tasks of their
-    /// own, which a caller that goes away cannot abandon.
-    shared: std::sync::OnceLock<std::sync::Weak<Engine>>,
+    clock: Arc<dyn Clock>,
+    /// The `Arc` this engine lives in: refreshes run in tasks of their own, which a caller
+    /// that goes away cannot abandon.
+    me: std::sync::Weak<Engine>,
 }
 
-impl Engine {
-    /// Sets how long this engine's refresh leases last (30 s by default; renewed every third
-    /// of it while an exchange is in flight). Tests use short ones.
-    pub fn with_refresh_lease(mut self, lease: std::time::Duration) -> Self {
-        self.oauth.refresher = Arc::new(oauth2::RefreshCoordinator::with_lease(lease));
+/// Builds an [`Engine`]: [`Engine::builder`], the options it needs, then [`EngineBuilder::build`].
+#[derive(Debug)]
+#[must_use = "an engine builder does nothing until `build` is called"]
+pub struct EngineBuilder {
+    store: Arc<dyn Store>,
+    catalog: Catalog,
+    net: latchkey_net::Client,
+    refresh_lease: std::time::Duration,
+    refresh_margin: std::time::Duration,
+    script_limits: ScriptLimits,
+    webhook: Option<WebhookConfig>,
+    clock: Arc<dyn Clock>,
+}
+
+impl EngineBuilder {
+    /// How long this engine's refresh leases last (30 s by default; renewed every third of it
+    /// while an exchange is in flight). Tests use short ones.
+    pub fn refresh_lease(mut self, lease: std::time::Duration) -> Self {
+        self.refresh_lease = lease;
         self
     }
 
-    /// An engine over `store`, with `catalog` and the outbound `net` client. Loads the custom
-    /// connectors kept in the store into the catalog.
-    pub async fn new(
-        store: Arc<dyn Store>,
-        catalog: Catalog,
-        net: latchkey_net::Client,
-    ) -> Result<Self, EngineError> {
-        for custom in store.list_custom_connectors().await? {
-            let _ = catalog.add_source(
+    /// Refreshes tokens that expire within `margin` (default [`DEFAULT_REFRESH_MARGIN`], five
+    /// minutes), before a request and in the scheduler.
+    pub fn refresh_margin(mut self, margin: std::time::Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    /// The most CPU time, memory, wall-clock time and `http_request` calls any connector script
+    /// may use per hook (default 100 ms, 16 MiB, 10 s and 20); connectors may ask for less.
+    pub fn script_limits(mut self, limits: ScriptLimits) -> Self {
+        self.script_limits = limits;
+        self
+    }
+
+    /// Sends connection events to a webhook.
+    pub fn webhook(mut self, config: WebhookConfig) -> Self {
+        self.webhook = Some(config);
+        self
+    }
+
+    /// Reads the time (token expiry, JWT reuse, device-flow polling) from `clock` instead of
+    /// the system clock. Tests pass a [`ManualClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The engine, behind the `Arc` that servers and long-lived programs hold. Loads the custom
+    /// connectors kept in the store into the catalog. The script worker threads start with the
+    /// first script a connector runs, not here.
+    ///
+    /// The engine runs each token refresh in a task of its own: if the caller goes away (a
+    /// proxy client hangs up) the exchange still finishes and its tokens are stored, so a
+    /// refresh token the provider has just rotated is never lost with the caller.
+    pub async fn build(self) -> Result<Arc<Engine>, EngineError> {
+        for custom in self.store.list_custom_connectors().await? {
+            let _ = self.catalog.add_source(
                 &custom.source,
                 &format!("custom:{}", custom.id),
                 Origin::Custom,
             );
         }
-        Ok(Self {
-            store,
-            catalog,
-            net,
-            oauth: oauth2::OAuthRuntime::default(),
-            events: Events::default(),
-            refresh_margin: DEFAULT_REFRESH_MARGIN,
+        let events = match self.webhook {
+            Some(config) => Events::webhook(config, self.net.clone()),
+            None => Events::default(),
+        };
+        let oauth = oauth2::OAuthRuntime {
+            refresher: Arc::new(oauth2::RefreshCoordinator::with_lease(self.refresh_lease)),
+            ..oauth2::OAuthRuntime::default()
+        };
+        Ok(Arc::new_cyclic(|me| Engine {
+            store: self.store,
+            catalog: self.catalog,
+            net: self.net,
+            oauth,
+            events,
+            refresh_margin: self.refresh_margin,
             digest: send::DigestChallenges::default(),
             signed_tokens: signed_tokens::SignedTokens::default(),
             recent: recent::RecentConnections::default(),
-            scripts: latchkey_script::ScriptEngine::new(latchkey_script::Limits::default()),
+            scripts: latchkey_script::ScriptEngine::new(self.script_limits),
             identities: mtls::Identities::default(),
             rate_limits: rate_limit::RateLimits::default(),
-            shared: std::sync::OnceLock::new(),
-        })
+            clock: self.clock,
+            me: me.clone(),
+        }))
+    }
+}
+
+impl Engine {
+    /// Starts building an engine over `store`, with `catalog` and the outbound `net` client.
+    ///
+    /// Keep your own clone of the `Arc<dyn Store>` only for what the engine does not do (a
+    /// migration, a test's set-up): writes made around the engine bypass its caches.
+    pub fn builder(
+        store: Arc<dyn Store>,
+        catalog: Catalog,
+        net: latchkey_net::Client,
+    ) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            catalog,
+            net,
+            refresh_lease: oauth2::LEASE,
+            refresh_margin: DEFAULT_REFRESH_MARGIN,
+            script_limits: ScriptLimits::default(),
+            webhook: None,
+            clock: Arc::new(SystemClock),
+        }
     }
 
-    /// This engine behind an `Arc`, as a server or a long-lived program holds it. A shared
-    /// engine runs each token refresh in a task of its own: if the caller goes away (a proxy
-    /// client hangs up) the exchange still finishes and its tokens are stored, so a refresh
-    /// token the provider has just rotated is never lost with the caller.
-    pub fn into_shared(self) -> Arc<Self> {
-        let engine = Arc::new(self);
-        let _ = engine.shared.set(Arc::downgrade(&engine));
-        engine
+    /// The clock this engine reads the time from.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
-    /// Sets the most CPU time, memory, wall-clock time and `http_request` calls any connector
-    /// script may use per hook (default 100 ms, 16 MiB, 10 s and 20); connectors may ask for
-    /// less.
-    pub fn with_script_limits(mut self, limits: latchkey_script::Limits) -> Self {
-        self.scripts = latchkey_script::ScriptEngine::new(limits);
-        self
+    /// Every stored connection, without secrets.
+    pub async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, EngineError> {
+        Ok(self.store.list_connections().await?)
     }
 
-    /// Sends connection events to a webhook.
-    pub fn with_webhook(mut self, config: WebhookConfig) -> Self {
-        self.events = Events::webhook(config, self.net.clone());
-        self
-    }
-
-    /// Refreshes tokens that expire within `margin` (default five minutes).
-    pub fn with_refresh_margin(mut self, margin: std::time::Duration) -> Self {
-        self.refresh_margin = margin;
-        self
-    }
-
-    /// The store.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Every integration (client secrets stay sealed in the records' [`Secret`]s).
+    pub async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, EngineError> {
+        Ok(self.store.list_integrations().await?)
     }
 
     /// The catalog.
@@ -261,7 +339,7 @@ impl Engine {
             let reason = if unset {
                 Some(RefreshReason::Forced { seen_version: record.version })
             } else {
-                expiring.still_needed(&record).then_some(expiring)
+                expiring.still_needed(&record, self.clock.now()).then_some(expiring)
             };
             if let Some(reason) = reason {
                 record = Arc::new(self.refresh_connection(connection_id, reason).await?);

@@ -94,6 +94,7 @@ impl Engine {
             auth_method: &record.auth_method,
             credentials: &record.credentials,
             config: &record.config,
+            now: self.clock.now().into(),
         };
         let base = target.base_url()?;
         let path = relative_to(&base, request.url()).ok_or_else(|| {

@@ -36,6 +36,8 @@ pub(crate) struct Target<'a> {
     pub auth_method: &'a str,
     pub credentials: &'a BTreeMap<String, Secret>,
     pub config: &'a BTreeMap<String, String>,
+    /// The engine clock's time, for what strategies sign or stamp (`iat`, `exp`, timestamps).
+    pub now: std::time::SystemTime,
 }
 
 impl Target<'_> {
@@ -112,18 +114,13 @@ impl Target<'_> {
     }
 
     pub(crate) fn context<'n>(&'n self, nonce: &'n str) -> AuthContext<'n> {
-        AuthContext {
-            credentials: self.credentials,
-            config: self.config,
-            now: std::time::SystemTime::now(),
-            nonce,
-        }
+        AuthContext { credentials: self.credentials, config: self.config, now: self.now, nonce }
     }
 
     /// Applies the connection's credentials to a prepared request.
     pub fn authenticate(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
         let method = self.method()?;
-        let nonce = crate::data_dir::random_token(16);
+        let nonce = crate::random_token(16);
         auth::apply(method, out, self.context(&nonce))?;
         Ok(())
     }

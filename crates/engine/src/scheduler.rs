@@ -12,7 +12,6 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use time::OffsetDateTime;
 use tokio::task::JoinSet;
 
 use crate::{Engine, RefreshReason};
@@ -43,7 +42,7 @@ impl Engine {
         let due = move || {
             let engine = engine.clone();
             async move {
-                let before = OffsetDateTime::now_utc() + engine.refresh_margin;
+                let before = engine.clock.now() + engine.refresh_margin;
                 let mut due = engine.abandoned_refreshes().await.unwrap_or_else(|e| {
                     tracing::warn!(error = %e, "scheduler cannot list abandoned refreshes");
                     Vec::new()

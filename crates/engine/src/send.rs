@@ -80,6 +80,7 @@ impl Engine {
             auth_method: &record.auth_method,
             credentials: &record.credentials,
             config: &record.config,
+            now: self.clock.now().into(),
         };
         let (mut out, policy) = target.prepare(request)?;
         let scope = match &connector.scripts {
@@ -181,7 +182,7 @@ impl Engine {
         let ctx = || AuthContext {
             credentials: target.credentials,
             config: target.config,
-            now: std::time::SystemTime::now(),
+            now: target.now,
             nonce: "",
         };
         let known = self.digest.take(&record.id);
@@ -221,7 +222,12 @@ impl Engine {
         prepared: OutgoingRequest,
         policy: &HostPolicy,
     ) -> Result<UpstreamResponse, EngineError> {
-        let kept = self.signed_tokens.get(&record.id, record.version, &record.auth_method);
+        let kept = self.signed_tokens.get(
+            &record.id,
+            record.version,
+            &record.auth_method,
+            self.clock.now(),
+        );
         let reused = kept.is_some();
         let token = match kept {
             Some(token) => token,
@@ -257,6 +263,7 @@ impl Engine {
             &record.auth_method,
             token.clone(),
             std::time::Duration::from_secs(method.lifetime),
+            target.now.into(),
         );
         Ok(token)
     }

@@ -36,14 +36,12 @@ impl Engine {
         credentials: &BTreeMap<String, Secret>,
         config: &BTreeMap<String, String>,
     ) -> Result<Session, EngineError> {
-        let target = Target { connector, auth_method, credentials, config };
+        let now = self.clock.now().into();
+        let target = Target { connector, auth_method, credentials, config, now };
         let base = target.base_url()?;
         let policy = target.host_policy(&base)?;
-        let request = login_request(
-            method,
-            &base,
-            AuthContext { credentials, config, now: std::time::SystemTime::now(), nonce: "" },
-        )?;
+        let request =
+            login_request(method, &base, AuthContext { credentials, config, now, nonce: "" })?;
         let http_request = request
             .into_http()
             .map_err(|e| EngineError::Internal(format!("login request: {e}")))?;
@@ -71,7 +69,7 @@ impl Engine {
             )
             .await?;
         record.credentials.insert(SESSION_TOKEN.into(), session.token);
-        record.expires_at = crate::oauth2::expiry(session.lifetime);
+        record.expires_at = crate::oauth2::expiry(self.clock.now(), session.lifetime);
         Ok(())
     }
 }

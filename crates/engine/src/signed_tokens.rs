@@ -5,6 +5,8 @@
 
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
+
 use latchkey_core::Secret;
 use moka::Expiry;
 use moka::sync::Cache;
@@ -21,8 +23,10 @@ struct Kept {
     version: i64,
     method: String,
     token: Secret,
-    /// From signing until it is due for renewal.
+    /// From signing until it is due for renewal (the cache's own eviction, in real time).
     keep_for: Duration,
+    /// When it is due for renewal by the engine's clock, which tests may move.
+    renew_at: OffsetDateTime,
 }
 
 /// Each token expires from the cache when it is due for renewal.
@@ -45,15 +49,22 @@ impl Default for SignedTokens {
 }
 
 impl SignedTokens {
-    /// The kept token of `connection` at `version` for `method`, unless it is due for renewal.
-    pub fn get(&self, connection: &str, version: i64, method: &str) -> Option<Secret> {
+    /// The kept token of `connection` at `version` for `method`, unless it is due for renewal
+    /// at `now` (the engine clock's time).
+    pub fn get(
+        &self,
+        connection: &str,
+        version: i64,
+        method: &str,
+        now: OffsetDateTime,
+    ) -> Option<Secret> {
         self.0
             .get(connection)
-            .filter(|k| k.version == version && k.method == method)
+            .filter(|k| k.version == version && k.method == method && now < k.renew_at)
             .map(|k| k.token)
     }
 
-    /// Keeps `token`, signed now with a lifetime of `lifetime`.
+    /// Keeps `token`, signed at `now` with a lifetime of `lifetime`.
     pub fn put(
         &self,
         connection: &str,
@@ -61,15 +72,19 @@ impl SignedTokens {
         method: &str,
         token: Secret,
         lifetime: Duration,
+        now: OffsetDateTime,
     ) {
         let keep_for = (lifetime - renewal_margin(lifetime)).min(MAX_KEEP);
         if keep_for.is_zero() {
             self.forget(connection);
             return;
         }
+        // `keep_for` is at most a year, which the clock can always add.
+        let renew_at = now.checked_add(keep_for.try_into().unwrap_or(time::Duration::days(365)));
+        let renew_at = renew_at.unwrap_or(now);
         self.0.insert(
             connection.to_string(),
-            Kept { version, method: method.to_string(), token, keep_for },
+            Kept { version, method: method.to_string(), token, keep_for, renew_at },
         );
     }
 
@@ -104,29 +119,36 @@ mod tests {
     #[test]
     fn a_token_is_tied_to_version_and_method() {
         let kept = SignedTokens::default();
-        kept.put("c1", 3, "jwt", Secret::new("t"), Duration::from_secs(300));
-        assert!(kept.get("c1", 3, "jwt").is_some());
-        assert!(kept.get("c1", 4, "jwt").is_none(), "new credentials need a new token");
-        assert!(kept.get("c1", 3, "other").is_none());
+        let now = OffsetDateTime::now_utc();
+        kept.put("c1", 3, "jwt", Secret::new("t"), Duration::from_secs(300), now);
+        assert!(kept.get("c1", 3, "jwt", now).is_some());
+        assert!(kept.get("c1", 4, "jwt", now).is_none(), "new credentials need a new token");
+        assert!(kept.get("c1", 3, "other", now).is_none());
         kept.forget("c1");
-        assert!(kept.get("c1", 3, "jwt").is_none());
+        assert!(kept.get("c1", 3, "jwt", now).is_none());
     }
 
     #[test]
-    fn a_token_expires_when_due_for_renewal() {
+    fn a_token_leaves_the_cache_when_due_for_renewal() {
         let kept = SignedTokens::default();
-        // Lifetime 400 ms: renewed 100 ms before, so kept for 300 ms.
-        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::from_millis(400));
-        assert!(kept.get("c1", 1, "jwt").is_some());
+        let now = OffsetDateTime::now_utc();
+        // Lifetime 400 ms: renewed 100 ms before, so the cache keeps it for 300 ms of real time.
+        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::from_millis(400), now);
+        assert!(kept.get("c1", 1, "jwt", now).is_some());
         std::thread::sleep(Duration::from_millis(350));
-        assert!(kept.get("c1", 1, "jwt").is_none());
+        assert!(kept.get("c1", 1, "jwt", now).is_none());
     }
 
     #[test]
     fn a_token_due_for_renewal_is_not_returned() {
         let kept = SignedTokens::default();
+        let now = OffsetDateTime::now_utc();
         // Lifetime 0: the margin is 0 and the token is due at once.
-        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::ZERO);
-        assert!(kept.get("c1", 1, "jwt").is_none());
+        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::ZERO, now);
+        assert!(kept.get("c1", 1, "jwt", now).is_none());
+        // Lifetime 400 s: kept until a minute before it expires, by the given time alone.
+        kept.put("c1", 1, "jwt", Secret::new("t"), Duration::from_secs(400), now);
+        assert!(kept.get("c1", 1, "jwt", now + time::Duration::seconds(339)).is_some());
+        assert!(kept.get("c1", 1, "jwt", now + time::Duration::seconds(340)).is_none());
     }
 }

@@ -61,11 +61,11 @@ async fn a_created_connection_is_used_at_once_where_one_of_its_id_was_read() {
     api_ok(&server).await;
     let yaml =
         format!("id: prov\nname: Prov\nbase_url: {}/api\nauth:\n  - type: basic\n", server.uri());
-    let engine = engine(&yaml).await;
+    let common::Setup { engine, store, .. } = common::setup(&yaml).await;
     create(&engine, basic("ann", "first")).await;
     engine.request("c1", get()).await.unwrap();
     // Gone behind the engine's back (another process), then created again through the engine.
-    assert!(engine.store().delete_connection("c1").await.unwrap());
+    assert!(store.delete_connection("c1").await.unwrap());
     create(&engine, basic("ann", "second")).await;
     engine.request("c1", get()).await.unwrap();
     assert_eq!(last_authorization(&server).await, "Basic YW5uOnNlY29uZA==", "ann:second");

@@ -23,16 +23,31 @@ fn pointed_at(id: &str, mock: &MockServer) -> String {
     ))
     .unwrap();
     let urls = regex::Regex::new(r#"https://(\{\{[^}]*\}\}|[^/\s"',{])+"#).unwrap();
+    assert!(urls.is_match(&source), "connectors/{id}.yaml holds no https URL to point at the mock");
     let hosts = regex::Regex::new(r"(?m)^allowed_hosts:.*$").unwrap();
     hosts.replace_all(&urls.replace_all(&source, mock.uri().as_str()), "").into_owned()
 }
 
-async fn engine(yaml: &str) -> Engine {
+/// `yaml` with every `from` replaced by `to`. Panics naming `from` when the connector does not
+/// hold it: a shipped file that changed must fail the test, not leave it testing an unedited
+/// connector.
+fn edit(yaml: &str, from: &str, to: &str) -> String {
+    assert!(yaml.contains(from), "the connector no longer holds {from:?}: update this test");
+    yaml.replace(from, to)
+}
+
+/// Where `pattern` starts in `yaml`; panics naming it when it is missing.
+fn find(yaml: &str, pattern: &str) -> usize {
+    yaml.find(pattern)
+        .unwrap_or_else(|| panic!("the connector no longer holds {pattern:?}: update this test"))
+}
+
+async fn engine(yaml: &str) -> Arc<Engine> {
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
     let catalog = Catalog::default();
     catalog.add_source(yaml, "sample.yaml", Origin::Custom).unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    Engine::new(Arc::new(store), catalog, net).await.unwrap()
+    Engine::builder(Arc::new(store), catalog, net).build().await.unwrap()
 }
 
 fn method_of_kind(engine: &Engine, connector: &str, kind: &str) -> String {
@@ -164,7 +179,8 @@ async fn oauth2_user_token_slack() {
         )
         .mount(&mock)
         .await;
-    let yaml = pointed_at("slack", &mock).replace(
+    let yaml = edit(
+        &pointed_at("slack", &mock),
         "  - type: oauth2\n    label: Bot token (OAuth)",
         "  - type: oauth2\n    id: bot\n    label: Bot token (OAuth)",
     );
@@ -213,11 +229,11 @@ async fn oauth2_user_token_slack() {
 }
 
 fn move_user_method_first(yaml: &str) -> String {
-    let start = yaml.find("  - type: oauth2\n    id: user").unwrap();
-    let end = yaml[start..].find("  - type: bearer").map(|e| start + e).unwrap();
+    let start = find(yaml, "  - type: oauth2\n    id: user");
+    let end = start + find(&yaml[start..], "  - type: bearer");
     let user = &yaml[start..end];
     let rest = format!("{}{}", &yaml[..start], &yaml[end..]);
-    let auth = rest.find("auth:\n").unwrap() + "auth:\n".len();
+    let auth = find(&rest, "auth:\n") + "auth:\n".len();
     format!("{}{}{}", &rest[..auth], user, &rest[auth..])
 }
 
@@ -243,11 +259,18 @@ async fn oauth2_instance_url_salesforce() {
         .await;
     // The login host is a config value; point its default at the mock.
     let host = login.uri().trim_start_matches("http://").to_string();
-    let yaml = pointed_at("salesforce", &login)
-        .replace("default: login.salesforce.com", &format!("default: '{host}'"))
-        .replace(&format!("{}/services", login.uri()), "http://{{ config.login_host }}/services")
-        .replace("pattern: '(login|test)", "pattern: '127\\.0\\.0\\.1:[0-9]+|(login|test)")
-        .replace("pattern: 'https://[a-z0-9.-]+\\.(salesforce|force)\\.com'", "pattern: 'http.*'");
+    let yaml = pointed_at("salesforce", &login);
+    let yaml = edit(&yaml, "default: login.salesforce.com", &format!("default: '{host}'"));
+    let yaml = edit(
+        &yaml,
+        &format!("{}/services", login.uri()),
+        "http://{{ config.login_host }}/services",
+    );
+    let yaml =
+        edit(&yaml, "pattern: '(login|test)", "pattern: '127\\.0\\.0\\.1:[0-9]+|(login|test)");
+    // `pointed_at` has already turned the instance URL's pattern (`https://[a-z0-9.-]+…`) into
+    // the login mock's URL; the instance mock listens elsewhere.
+    let yaml = edit(&yaml, &format!("pattern: '{}'", login.uri()), "pattern: 'http.*'");
     let engine = engine(&yaml).await;
     engine
         .put_integration(NewIntegration {
@@ -319,4 +342,10 @@ async fn aws_sigv4_sts() {
         .await
         .unwrap();
     assert_eq!(record.label.as_deref(), Some("arn:aws:iam::123456789012:user/ada"));
+}
+
+#[test]
+#[should_panic(expected = "the connector no longer holds \"label: Gone\": update this test")]
+fn an_edit_whose_pattern_is_missing_fails_naming_it() {
+    let _ = edit("id: x\nname: X\n", "label: Gone", "label: Here");
 }

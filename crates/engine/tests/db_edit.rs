@@ -97,7 +97,7 @@ fn rand_id() -> u64 {
     RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
-async fn engine(store: Arc<dyn Store>, home: &MockServer, evil: &MockServer) -> Engine {
+async fn engine(store: Arc<dyn Store>, home: &MockServer, evil: &MockServer) -> Arc<Engine> {
     let catalog = Catalog::default();
     for yaml in [
         format!("id: home\nname: Home\nbase_url: {}/api\nauth:\n  - type: bearer\n", home.uri()),
@@ -110,7 +110,7 @@ async fn engine(store: Arc<dyn Store>, home: &MockServer, evil: &MockServer) -> 
         catalog.add_source(&yaml, "test.yaml", Origin::Custom).unwrap();
     }
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    Engine::new(store, catalog, net).await.unwrap()
+    Engine::builder(store, catalog, net).build().await.unwrap()
 }
 
 async fn mock(server: &MockServer) {

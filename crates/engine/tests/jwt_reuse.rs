@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::engine;
+use common::{Setup, setup};
 use latchkey_core::Secret;
-use latchkey_engine::{ApiRequest, Engine, NewConnection};
+use latchkey_engine::{ApiRequest, Clock, Engine, NewConnection};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -52,20 +52,22 @@ async fn accept_all(server: &MockServer) {
         .await;
 }
 
-/// Waits into the next second, so a token signed now has another `iat` than one signed before.
-async fn next_second() {
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+/// Moves the engine's clock into the next second, so a token signed now has another `iat` than
+/// one signed before.
+fn next_second(setup: &Setup) {
+    setup.clock.advance(Duration::from_secs(1));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_lifetime_reuses_one_token() {
     let server = MockServer::start().await;
     accept_all(&server).await;
-    let engine = engine(&connector(&server, "per_lifetime")).await;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 200);
-    next_second().await;
-    assert_eq!(get(&engine).await, 200);
+    let setup = setup(&connector(&server, "per_lifetime")).await;
+    let engine = &setup.engine;
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
+    next_second(&setup);
+    assert_eq!(get(engine).await, 200);
     let seen = tokens(&server).await;
     assert_eq!(seen.len(), 2);
     assert!(seen[0].starts_with("Bearer ey"), "{}", seen[0]);
@@ -76,11 +78,12 @@ async fn per_lifetime_reuses_one_token() {
 async fn per_request_signs_each_time() {
     let server = MockServer::start().await;
     accept_all(&server).await;
-    let engine = engine(&connector(&server, "per_request")).await;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 200);
-    next_second().await;
-    assert_eq!(get(&engine).await, 200);
+    let setup = setup(&connector(&server, "per_request")).await;
+    let engine = &setup.engine;
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
+    next_second(&setup);
+    assert_eq!(get(engine).await, 200);
     let seen = tokens(&server).await;
     assert_ne!(seen[0], seen[1], "each request has its own token");
 }
@@ -89,9 +92,10 @@ async fn per_request_signs_each_time() {
 async fn a_refused_reused_token_is_signed_again_once() {
     let server = MockServer::start().await;
     accept_all(&server).await;
-    let engine = engine(&connector(&server, "per_lifetime")).await;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 200);
+    let setup = setup(&connector(&server, "per_lifetime")).await;
+    let engine = &setup.engine;
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
     let first = tokens(&server).await.remove(0);
     // The API now refuses the first token (revoked, say); a new one is accepted.
     Mock::given(method("GET"))
@@ -101,9 +105,9 @@ async fn a_refused_reused_token_is_signed_again_once() {
         .with_priority(1)
         .mount(&server)
         .await;
-    next_second().await;
-    assert_eq!(get(&engine).await, 200, "the 401 was answered with a new token");
-    assert_eq!(get(&engine).await, 200);
+    next_second(&setup);
+    assert_eq!(get(engine).await, 200, "the 401 was answered with a new token");
+    assert_eq!(get(engine).await, 200);
     let seen = tokens(&server).await;
     assert_eq!(seen.len(), 4, "{seen:?}");
     assert_eq!(seen[1], first, "the kept token was tried first");
@@ -119,10 +123,42 @@ async fn a_refused_new_token_is_not_retried() {
         .respond_with(ResponseTemplate::new(401))
         .mount(&server)
         .await;
-    let engine = engine(&connector(&server, "per_lifetime")).await;
-    connect(&engine).await;
-    assert_eq!(get(&engine).await, 401);
+    let setup = setup(&connector(&server, "per_lifetime")).await;
+    let engine = &setup.engine;
+    connect(engine).await;
+    assert_eq!(get(engine).await, 401);
     assert_eq!(tokens(&server).await.len(), 1, "a freshly signed token is sent once");
-    assert_eq!(get(&engine).await, 401);
+    assert_eq!(get(engine).await, 401);
     assert_eq!(tokens(&server).await.len(), 2, "and a refused one is not kept");
+}
+
+/// A kept token is signed again once the engine's clock reaches its renewal time (a quarter of
+/// its lifetime before it expires, at most a minute): 600 s lifetime, renewed after 540 s.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kept_token_is_renewed_before_it_expires() {
+    let server = MockServer::start().await;
+    accept_all(&server).await;
+    let setup = setup(&connector(&server, "per_lifetime")).await;
+    let engine = &setup.engine;
+    let start = setup.clock.now();
+    connect(engine).await;
+    assert_eq!(get(engine).await, 200);
+    setup.clock.advance(Duration::from_secs(539));
+    assert_eq!(get(engine).await, 200);
+    setup.clock.advance(Duration::from_secs(1));
+    assert_eq!(get(engine).await, 200);
+    let seen = tokens(&server).await;
+    assert_eq!(seen[0], seen[1], "kept until its renewal time");
+    assert_ne!(seen[1], seen[2], "signed again at it");
+    let claims = |token: &str| -> serde_json::Value {
+        use base64::Engine as _;
+        let payload = token.trim_start_matches("Bearer ").split('.').nth(1).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap(),
+        )
+        .unwrap()
+    };
+    let (first, renewed) = (claims(&seen[0]), claims(&seen[2]));
+    assert_eq!(renewed["iat"].as_i64().unwrap() - first["iat"].as_i64().unwrap(), 540);
+    assert_eq!(first["iat"].as_i64().unwrap(), start.unix_timestamp());
 }

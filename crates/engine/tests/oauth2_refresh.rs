@@ -6,10 +6,10 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::engine;
+use common::{Setup, engine, setup};
 use latchkey_core::Secret;
 use latchkey_engine::{
-    ApiRequest, CallbackParams, Engine, EngineError, NewConnection, NewIntegration, RefreshReason,
+    ApiRequest, CallbackParams, Clock, EngineError, NewConnection, NewIntegration, RefreshReason,
 };
 use latchkey_store::{ConnectionStatus, CredentialUpdate};
 use time::OffsetDateTime;
@@ -24,8 +24,9 @@ fn connector(server: &MockServer, extra: &str) -> String {
 }
 
 /// Imports tokens and makes the access token already expired.
-async fn expired_connection(engine: &Engine, id: &str) {
-    let record = engine
+async fn expired_connection(setup: &Setup, id: &str) {
+    let record = setup
+        .engine
         .create_connection(NewConnection {
             id: Some(id.into()),
             connector: "prov".into(),
@@ -39,8 +40,8 @@ async fn expired_connection(engine: &Engine, id: &str) {
         .await
         .unwrap();
     let past = OffsetDateTime::now_utc() - time::Duration::minutes(1);
-    engine
-        .store()
+    setup
+        .store
         .update_credentials(
             id,
             record.version,
@@ -94,8 +95,9 @@ async fn two_hundred_requests_on_an_expired_token_cause_one_refresh() {
         .mount(&server)
         .await;
     api_accepting(&server, "new-at").await;
-    let engine = engine(&connector(&server, "")).await;
-    expired_connection(&engine, "c1").await;
+    let setup = setup(&connector(&server, "")).await;
+    let engine = &setup.engine;
+    expired_connection(&setup, "c1").await;
 
     let mut tasks = Vec::new();
     for _ in 0..200 {
@@ -136,8 +138,9 @@ async fn rotation_is_followed_and_a_missing_refresh_token_keeps_the_old_one() {
         )
         .mount(&server)
         .await;
-    let engine = engine(&connector(&server, "")).await;
-    expired_connection(&engine, "c1").await;
+    let setup = setup(&connector(&server, "")).await;
+    let engine = &setup.engine;
+    expired_connection(&setup, "c1").await;
     for expected_refresh in ["rt-2", "rt-2"] {
         let v = engine.connection("c1").await.unwrap().version;
         let r = engine
@@ -169,8 +172,9 @@ async fn invalid_grant_marks_needs_reauth_and_keeps_tokens() {
         )
         .mount(&server)
         .await;
-    let engine = engine(&connector(&server, "")).await;
-    expired_connection(&engine, "c1").await;
+    let setup = setup(&connector(&server, "")).await;
+    let engine = &setup.engine;
+    expired_connection(&setup, "c1").await;
     let err = engine.request("c1", get("/me")).await.unwrap_err();
     assert!(matches!(err, EngineError::NeedsReauth(_)), "{err}");
     let record = engine.connection("c1").await.unwrap();
@@ -189,8 +193,9 @@ async fn transient_failures_keep_the_tokens_and_the_status() {
         .respond_with(ResponseTemplate::new(503).set_body_string("<html>maintenance</html>"))
         .mount(&server)
         .await;
-    let engine = engine(&connector(&server, "")).await;
-    expired_connection(&engine, "c1").await;
+    let setup = setup(&connector(&server, "")).await;
+    let engine = &setup.engine;
+    expired_connection(&setup, "c1").await;
     let before = engine.connection("c1").await.unwrap();
     let err = engine.request("c1", get("/me")).await.unwrap_err();
     assert!(matches!(&err, EngineError::Token(t) if t.is_transient()), "{err}");
@@ -468,18 +473,52 @@ async fn device_flow_polls_and_slows_down() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    device_authorization_url: {uri}/device\n    token_url: {uri}/token\n",
         uri = server.uri()
     );
-    let engine = engine(&yaml).await;
+    let Setup { engine, clock, .. } = setup(&yaml).await;
     let flow = engine.begin_device_authorization("app").await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
-    let started = std::time::Instant::now();
+    let started = clock.now();
     let record = engine.complete_device_authorization(flow, Some("dev".into())).await.unwrap();
     assert_eq!(record.credentials["access_token"].expose(), "dev-at");
     let polls = token_calls(&server).await;
     assert_eq!(polls.len(), 3, "pending, slow_down, success");
-    assert!(
-        started.elapsed() >= std::time::Duration::from_secs(5),
-        "slow_down adds five seconds to the interval"
+    // Waited on the engine's clock: the least interval (1 s) twice, then 1 + 5 s after slow_down.
+    assert_eq!(clock.now() - started, time::Duration::seconds(8), "slow_down adds five seconds");
+}
+
+/// The device code's `expires_in` is counted on the engine's clock: a user who never decides
+/// ends the polling with `expired` once that time has passed, after one poll per interval.
+#[tokio::test]
+async fn device_flow_gives_up_when_the_code_expires() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/device"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "device_code": "dev-1", "user_code": "WDJB-MJHT", "verification_uri": "https://p.example/device",
+            "expires_in": 60, "interval": 10
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(
+            ResponseTemplate::new(400)
+                .set_body_json(serde_json::json!({"error": "authorization_pending"})),
+        )
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    device_authorization_url: {uri}/device\n    token_url: {uri}/token\n",
+        uri = server.uri()
     );
+    let Setup { engine, clock, .. } = setup(&yaml).await;
+    let flow = engine.begin_device_authorization("app").await.unwrap();
+    let started = clock.now();
+    let real = std::time::Instant::now();
+    let outcome = engine.complete_device_authorization(flow, None).await;
+    assert!(matches!(outcome, Err(EngineError::Flow(_))), "{outcome:?}");
+    assert_eq!(token_calls(&server).await.len(), 6, "one poll every 10 s within the 60 s");
+    assert_eq!(clock.now() - started, time::Duration::seconds(70));
+    assert!(real.elapsed() < std::time::Duration::from_secs(10), "nothing really waited");
 }
 
 #[tokio::test]

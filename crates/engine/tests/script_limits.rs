@@ -32,7 +32,7 @@ async fn engine_with(connectors: &[(&str, String)]) -> Arc<Engine> {
     }
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     for (id, _) in connectors {
         engine
             .create_connection(NewConnection {
@@ -44,7 +44,7 @@ async fn engine_with(connectors: &[(&str, String)]) -> Arc<Engine> {
             .await
             .unwrap();
     }
-    Arc::new(engine)
+    engine
 }
 
 fn get(path: &str) -> ApiRequest {
@@ -125,7 +125,8 @@ async fn a_connector_cannot_raise_the_servers_wall_clock_limit() {
         wall_time: Duration::from_millis(500),
         ..latchkey_engine::ScriptLimits::default()
     };
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap().with_script_limits(max);
+    let engine =
+        Engine::builder(Arc::new(store), catalog, net).script_limits(max).build().await.unwrap();
     engine
         .create_connection(NewConnection {
             id: Some("c-greedy".into()),

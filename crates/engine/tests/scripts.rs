@@ -313,7 +313,8 @@ async fn storage_is_kept_per_connection_and_encrypted() {
     Mock::given(path("/api/me")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
     let script = "function before_action() {\n  method_request_headers['X-Count'] = String(cyclr_storage_increment('count'));\n  cyclr_storage_set('note', 'storage-canary-5150');\n  method_request_headers['X-Keys'] = cyclr_storage_list_keys().join(',');\n}";
     let store = SqliteStore::open(&db, Keyring::single(MasterKey::generate())).await.unwrap();
-    let engine = engine_over(store, &connector(&server, CUSTOM_KEY, script)).await;
+    let common::Setup { engine, store, .. } =
+        common::setup_over(store, &connector(&server, CUSTOM_KEY, script)).await;
     let id = connect(&engine, &[("api_key", "k")]).await;
     engine.request(&id, get("/me")).await.unwrap();
     engine.request(&id, get("/me")).await.unwrap();
@@ -322,7 +323,7 @@ async fn storage_is_kept_per_connection_and_encrypted() {
     assert_eq!(counts, ["1", "2"]);
     assert_eq!(sent[1].headers["x-keys"], "count,note");
     assert_eq!(
-        engine.store().script_value(&id, "note").await.unwrap().unwrap().expose(),
+        store.script_value(&id, "note").await.unwrap().unwrap().expose(),
         "storage-canary-5150"
     );
     let raw = std::fs::read(&db).unwrap();
@@ -331,7 +332,7 @@ async fn storage_is_kept_per_connection_and_encrypted() {
         assert!(!bytes.windows(19).any(|w| w == b"storage-canary-5150"));
     }
     engine.delete_connection(&id).await.unwrap();
-    assert!(engine.store().script_keys(&id).await.unwrap().is_empty());
+    assert!(store.script_keys(&id).await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -566,7 +567,7 @@ async fn a_refused_login_stores_nothing_and_says_so() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("refused with HTTP 401"), "{err}");
-    assert!(engine.store().list_connections().await.unwrap().is_empty());
+    assert!(engine.list_connections().await.unwrap().is_empty());
 }
 
 #[tokio::test]

@@ -37,11 +37,14 @@ async fn events_are_signed_and_retried() {
         .unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
     let secret = Secret::new("whsec-test");
-    let engine =
-        Engine::new(Arc::new(store), catalog, net).await.unwrap().with_webhook(WebhookConfig {
+    let engine = Engine::builder(Arc::new(store), catalog, net)
+        .webhook(WebhookConfig {
             url: format!("{}/hook", hook.uri()).parse().unwrap(),
             secret: secret.clone(),
-        });
+        })
+        .build()
+        .await
+        .unwrap();
     engine
         .create_connection(NewConnection {
             id: Some("c1".into()),

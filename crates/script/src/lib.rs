@@ -91,7 +91,7 @@ impl Limits {
 /// may hold at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSize {
-    /// Threads started with the engine and kept, each with a sandbox ready.
+    /// Threads started with the engine's first call and kept, each with a sandbox ready.
     pub workers: usize,
     /// The most threads there may be: more start when every worker is busy, and end after a
     /// minute idle.
@@ -174,8 +174,9 @@ pub struct ScriptEngine {
 }
 
 impl ScriptEngine {
-    /// Starts the worker threads ([`PoolSize::default`]), each building its sandbox, with
-    /// `limits` as the maximum any call may use.
+    /// An engine whose worker threads ([`PoolSize::default`]) start with its first call, each
+    /// building its sandbox, with `limits` as the maximum any call may use. Checking a script
+    /// ([`ScriptEngine::check`]) starts none.
     pub fn new(limits: Limits) -> Self {
         Self::with_pool(limits, PoolSize::default())
     }
@@ -189,11 +190,11 @@ impl ScriptEngine {
 
     /// As [`ScriptEngine::new`], with the pool sized by `size`.
     pub fn with_pool(limits: Limits, size: PoolSize) -> Self {
-        ScriptEngine { inner: Arc::new(worker::Pool::start(limits, size)) }
+        ScriptEngine { inner: Arc::new(worker::Pool::new(limits, size)) }
     }
 
-    /// How many sandboxes the workers have built so far (one each at start, then one for each
-    /// they replaced): for tests that need to know whether two calls shared a sandbox.
+    /// How many sandboxes the workers have built so far (none before the first call, one per
+    /// worker started, then one for each they replaced): for tests that need to know whether two calls shared a sandbox.
     #[doc(hidden)]
     pub fn sandboxes_built(&self) -> u64 {
         self.inner.sandboxes_built()

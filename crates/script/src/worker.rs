@@ -70,6 +70,8 @@ struct Dispatch {
     next_id: u64,
     /// The engine was dropped: workers end once idle.
     closed: bool,
+    /// The permanent workers were started (by the first call).
+    started: bool,
 }
 
 impl Dispatch {
@@ -131,6 +133,7 @@ impl std::fmt::Debug for Dispatch {
             .field("waiting", &self.waiting.len())
             .field("threads", &self.threads)
             .field("closed", &self.closed)
+            .field("started", &self.started)
             .finish()
     }
 }
@@ -167,8 +170,9 @@ impl Drop for Pool {
 }
 
 impl Pool {
-    /// Starts `size.workers` threads (at least one); more start on demand.
-    pub fn start(limits: Limits, size: PoolSize) -> Pool {
+    /// A pool of `size.workers` threads (at least one), started by the first call; more start
+    /// on demand. A program whose connectors have no scripts never starts a thread.
+    pub fn new(limits: Limits, size: PoolSize) -> Pool {
         let workers = size.workers.max(1);
         let size = PoolSize {
             workers,
@@ -182,19 +186,37 @@ impl Pool {
             verdicts: Verdicts::default(),
             built: AtomicU64::new(0),
         });
-        for _ in 0..workers {
-            let id = {
-                let mut dispatch = shared.lock();
-                dispatch.threads += 1;
-                dispatch.next_id += 1;
-                dispatch.next_id
-            };
-            if spawn(&shared, id, true, None).is_err() {
+        Pool { shared }
+    }
+
+    /// On the pool's first call, starts the permanent workers, the first of them with `job`;
+    /// gives `job` back when the workers had started already (or none could start).
+    fn start_with(&self, job: Job) -> Option<Job> {
+        let ids = {
+            let mut dispatch = self.shared.lock();
+            if dispatch.started {
+                return Some(job);
+            }
+            dispatch.started = true;
+            dispatch.start(&job.group);
+            let workers = self.shared.size.workers;
+            let first = dispatch.next_id + 1;
+            dispatch.threads += workers;
+            dispatch.next_id += workers as u64;
+            first..=dispatch.next_id
+        };
+        let group = job.group.clone();
+        let mut job = Some(job);
+        for id in ids {
+            if let Err(returned) = spawn(&self.shared, id, true, job.take()) {
                 // Calls start threads on demand; this one is not counted.
-                shared.lock().threads -= 1;
+                self.shared.lock().threads -= 1;
+                job = returned.map(|job| *job);
             }
         }
-        Pool { shared }
+        let job = job?;
+        self.shared.lock().finish(&group);
+        Some(job)
     }
 
     pub fn sandboxes_built(&self) -> u64 {
@@ -207,6 +229,7 @@ impl Pool {
 
     /// Hands `job` to the most recently idle worker, or to a new one, or queues it.
     fn submit(&self, job: Job) {
+        let Some(job) = self.start_with(job) else { return };
         let size = self.shared.size;
         let (id, job) = {
             let mut dispatch = self.shared.lock();

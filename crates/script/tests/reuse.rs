@@ -628,3 +628,19 @@ fn syntax_errors_keep_their_line_in_the_wrapper() {
     );
     assert_eq!(err, Err(ScriptError::Thrown("x".into())));
 }
+
+#[test]
+fn workers_start_with_the_first_call() {
+    let engine = ScriptEngine::with_workers(Limits::default(), 2);
+    engine.check("function before_action() { return true; }").unwrap();
+    assert_eq!(engine.sandboxes_built(), 0, "no worker before the first call");
+    assert_eq!(result_of(&engine, "function before_action() { result = 7; }"), json!(7));
+    // Both permanent workers started with that call; each builds its sandbox.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while engine.sandboxes_built() < 2 && std::time::Instant::now() < deadline {
+        std::thread::yield_now();
+    }
+    assert_eq!(engine.sandboxes_built(), 2);
+    assert_eq!(result_of(&engine, "function before_action() { result = 8; }"), json!(8));
+    assert_eq!(engine.sandboxes_built(), 2, "later calls start no thread");
+}

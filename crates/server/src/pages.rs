@@ -64,7 +64,7 @@ fn secure_headers(headers: &mut HeaderMap, nonce: &str) {
 }
 
 fn nonce() -> String {
-    latchkey_engine::data_dir::random_token(16)
+    latchkey_engine::random_token(16)
 }
 
 fn error_page(status: StatusCode, message: &str) -> Response {
@@ -121,7 +121,7 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
     };
     match state.engine.session_uses_redirect(&session).await {
         Ok(true) => {
-            let binding = Secret::new(latchkey_engine::data_dir::random_token(32));
+            let binding = Secret::new(latchkey_engine::random_token(32));
             let redirect_uri = state.callback_url();
             match state.engine.begin_authorization(&session, &redirect_uri, &binding).await {
                 Ok(url) => {

@@ -85,9 +85,10 @@ mod tests {
         let store =
             SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
         let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-        let engine = Engine::new(Arc::new(store), Catalog::default(), net).await.unwrap();
+        let engine =
+            Engine::builder(Arc::new(store), Catalog::default(), net).build().await.unwrap();
         AppState {
-            engine: Arc::new(engine),
+            engine,
             api_key: Arc::new(Secret::new("metrics-key")),
             public_url: "http://127.0.0.1:1".parse().unwrap(),
         }

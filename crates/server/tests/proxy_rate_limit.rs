@@ -25,7 +25,7 @@ async fn state_over(server: &MockServer) -> AppState {
     catalog.add_source(&connector, "prov.yaml", Origin::Custom).unwrap();
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
         .create_connection(NewConnection {
             id: Some("c1".into()),
@@ -36,7 +36,7 @@ async fn state_over(server: &MockServer) -> AppState {
         .await
         .unwrap();
     AppState {
-        engine: Arc::new(engine),
+        engine,
         api_key: Arc::new(Secret::new(API_KEY)),
         public_url: "http://127.0.0.1:7400".parse().unwrap(),
     }

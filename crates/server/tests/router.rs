@@ -16,7 +16,7 @@ use latchkey_engine::{
 };
 use latchkey_net::NetError;
 use latchkey_server::{ApiError, AppState, Class, app, status_of};
-use latchkey_store::{Keyring, MasterKey, SqliteStore, StoreError};
+use latchkey_store::{Keyring, MasterKey, SqliteStore, Store, StoreError};
 use serde_json::{Value, json};
 use support::API_KEY;
 use tower::ServiceExt;
@@ -31,6 +31,12 @@ const LEASE: Duration = Duration::from_millis(200);
 /// OpenID provider whose discovery documents are missing (`oidc`, integration `oidc-app`), and
 /// a catalog connector (`builtin`).
 async fn world() -> (MockServer, AppState) {
+    let (server, state, _) = world_and_store().await;
+    (server, state)
+}
+
+/// [`world`], and the store under its engine.
+async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
     let server = MockServer::start().await;
     let uri = server.uri();
     Mock::given(path("/api/ok"))
@@ -74,8 +80,9 @@ async fn world() -> (MockServer, AppState) {
     }
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let store: Arc<dyn Store> = Arc::new(store);
     let engine =
-        Engine::new(Arc::new(store), catalog, net).await.unwrap().with_refresh_lease(LEASE);
+        Engine::builder(store.clone(), catalog, net).refresh_lease(LEASE).build().await.unwrap();
     for (id, connector) in [("app", "prov"), ("oauth-app", "oauth"), ("oidc-app", "oidc")] {
         engine
             .put_integration(NewIntegration {
@@ -112,11 +119,11 @@ async fn world() -> (MockServer, AppState) {
         .await
         .unwrap();
     let state = AppState {
-        engine: Arc::new(engine),
+        engine,
         api_key: Arc::new(Secret::new(API_KEY)),
         public_url: "http://127.0.0.1:7400".parse().unwrap(),
     };
-    (server, state)
+    (server, state, store)
 }
 
 struct Answer {
@@ -524,8 +531,7 @@ async fn a_missing_discovery_document_is_a_502_not_a_400() {
 
 #[tokio::test]
 async fn a_refresh_lease_held_elsewhere_is_a_503_with_retry_after() {
-    let (server, state) = world().await;
-    let store = state.engine.store();
+    let (server, state, store) = world_and_store().await;
     assert!(
         store.try_lock("refresh:o1", "another-instance", Duration::from_secs(60)).await.unwrap()
     );

@@ -9,7 +9,7 @@ use crate::args::ConnectionCommand;
 pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConnectionCommand::List => {
-            for c in engine.store().list_connections().await? {
+            for c in engine.list_connections().await? {
                 println!(
                     "{:<32} {:<20} {:<10} {:<13} {}",
                     c.id,

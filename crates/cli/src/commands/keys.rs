@@ -4,7 +4,7 @@
 
 use std::process::ExitCode;
 
-use latchkey_engine::data_dir::write_key_file;
+use crate::data_dir::write_key_file;
 use latchkey_store::{MasterKey, RotationReport};
 
 use crate::args::{Global, KeysCommand};

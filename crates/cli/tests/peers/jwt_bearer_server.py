@@ -1,10 +1,10 @@
 """A token endpoint for the JWT bearer grant (RFC 7523 §2.1), verifying assertions with PyJWT, and
 an API that accepts the tokens it issued.
 
-Usage: jwt_bearer_server.py PORT KEY_DIR [SKEW_SECONDS]
+Usage: jwt_bearer_server.py KEY_DIR [SKEW_SECONDS]
 With SKEW_SECONDS the server's clock runs that far ahead (its checks and its Date header).
 Writes KEY_DIR/service.pem (the service account's private key) and KEY_DIR/other.pem (a key the
-server does not trust), prints "ready", then serves:
+server does not trust), listens on a free port, prints "ready PORT", then serves:
   POST /token       grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer&assertion=JWT
                     -> {"access_token": "at-N", "expires_in": 3600} or 400 invalid_grant
   GET  /api/whoami  Authorization: Bearer at-N -> {"iss": ..., "sub": ..., "scope": ..., "kid": ...}
@@ -22,8 +22,11 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-port, key_dir = int(sys.argv[1]), Path(sys.argv[2])
-skew = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+key_dir = Path(sys.argv[1])
+skew = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+# Bound first (port 0: the system picks a free one), so the audience can name the port.
+server = ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+port = server.server_address[1]
 
 
 def new_key(path):
@@ -90,6 +93,6 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-print("ready", flush=True)
+server.RequestHandlerClass = Handler
+print(f"ready {port}", flush=True)
 server.serve_forever()

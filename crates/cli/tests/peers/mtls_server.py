@@ -1,10 +1,10 @@
 """An OAuth2 token endpoint and API that require a client certificate (mutual TLS, RFC 8705):
 `tls_client_auth` client authentication and certificate-bound access tokens.
 
-Usage: mtls_server.py PORT DIR
+Usage: mtls_server.py DIR
 Writes DIR/ca.pem (the CA that signed the server and the trusted client), DIR/client.pem (the
 client's certificate and key), DIR/rogue.pem (a client certificate from another CA), prints
-"ready", then serves HTTPS on 127.0.0.1:PORT:
+"ready PORT", then serves HTTPS on 127.0.0.1:PORT (a free port the system picked):
   POST /token   client_credentials with client_id=cid -> a token bound to the certificate
   GET  /api/me  the token, over a connection with the same certificate -> {"cn": ...}
 """
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-port, out = int(sys.argv[1]), Path(sys.argv[2])
+out = Path(sys.argv[1])
 now = datetime.datetime.now(datetime.timezone.utc)
 
 
@@ -112,7 +112,7 @@ context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 context.load_cert_chain(out / "server.pem")
 context.load_verify_locations(out / "ca.pem")
 context.verify_mode = ssl.CERT_REQUIRED
-server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 server.socket = context.wrap_socket(server.socket, server_side=True)
-print("ready", flush=True)
+print(f"ready {server.server_address[1]}", flush=True)
 server.serve_forever()

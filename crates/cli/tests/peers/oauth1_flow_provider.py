@@ -1,7 +1,7 @@
 """An OAuth 1.0a provider for the three-legged flow (RFC 5849 §2) built on oauthlib's
 RequestTokenEndpoint, AccessTokenEndpoint and ResourceEndpoint, with HMAC-SHA1 signatures.
 
-Usage: oauth1_flow_provider.py PORT   (prints "ready" when listening)
+Usage: oauth1_flow_provider.py   (listens on a free port; prints "ready PORT")
   POST /request_token  -> temporary credentials (oauth_callback required)
   GET  /authorize      ?oauth_token=T -> 302 to the callback with oauth_token and oauth_verifier
                           (the user "approves" at once; ?deny=1 redirects with no verifier)
@@ -150,6 +150,6 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
-print("ready", flush=True)
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(f"ready {server.server_address[1]}", flush=True)
 server.serve_forever()

@@ -2,7 +2,7 @@
 
 Verifies the signature of every request (HMAC-SHA1, HMAC-SHA256, RSA-SHA1, PLAINTEXT; header or
 query; query and form parameters) and answers 200 {"valid": true, ...} or 401.
-Usage: oauth1_provider.py PORT RSA_PRIVATE_KEY_OUT   (prints "ready" when listening)
+Usage: oauth1_provider.py RSA_PRIVATE_KEY_OUT   (listens on a free port; prints "ready PORT")
 """
 import json
 import sys
@@ -21,7 +21,7 @@ TOKEN_SECRET = "token-secret-0001"
 key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 PUBLIC_PEM = key.public_key().public_bytes(
     serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-with open(sys.argv[2], "wb") as f:
+with open(sys.argv[1], "wb") as f:
     f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()))
 
@@ -79,6 +79,6 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler)
-print("ready", flush=True)
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+print(f"ready {server.server_address[1]}", flush=True)
 server.serve_forever()

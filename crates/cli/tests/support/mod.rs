@@ -1,16 +1,31 @@
 //! Test harness for whole flows: a temporary data directory, the real `latchkey` binary, and
-//! real peers (httpbin) on free loopback ports. Readiness is polled, never slept on.
+//! real peers (httpbin) on free loopback ports. Every child binds port 0 itself and reports the
+//! port it got (peers on their first stdout line, `latchkey serve` in its log), so no port is
+//! picked here and released for another process to take first. Readiness is polled, never
+//! slept on.
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A free loopback port (bound, then released for the child to take).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Reads a peer's first stdout line, `ready PORT`: the port it bound (port 0 asked the system for
+/// a free one). The rest of its stdout is drained on a thread, so a chatty peer never blocks on
+/// a full pipe.
+pub fn ready_port(child: &mut Child, what: &str) -> u16 {
+    let mut stdout = BufReader::new(child.stdout.take().expect("the peer's stdout is piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("ready ")
+        .and_then(|port| port.parse().ok())
+        .unwrap_or_else(|| panic!("{what} did not start: its first line was {line:?}"));
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    port
 }
 
 /// Polls `url` until it answers (any status) or `timeout` passes.
@@ -40,23 +55,18 @@ impl Drop for Running {
     }
 }
 
-/// Starts `tests/peers/SCRIPT PORT ARGS…` with the test Python and waits for its `ready` line;
+/// Starts `tests/peers/SCRIPT ARGS…` with the test Python and waits for its `ready PORT` line;
 /// `install` says what to install when it does not start. `scheme` is `http` or `https`.
 pub fn python_peer(script: &str, scheme: &str, args: &[&str], install: &str) -> Running {
-    use std::io::{BufRead, BufReader};
     let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
     let mut child = Command::new(python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script))
-        .arg(port.to_string())
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready", "{script} did not start ({install})");
+    let port = ready_port(&mut child, &format!("{script} ({install})"));
     Running { child, base: format!("{scheme}://127.0.0.1:{port}"), log: PathBuf::new() }
 }
 
@@ -69,27 +79,31 @@ pub fn header<'a>(head: &'a str, name: &str) -> Vec<&'a str> {
         .collect()
 }
 
-/// httpbin (PyPI) on a free port. Fails loudly when it is not installed: the test script
-/// installs it (`scripts/test`).
+/// httpbin (PyPI) on a free port (`tests/peers/httpbin_peer.py`). Fails loudly when it is not
+/// installed: the test script installs it (`scripts/test`).
 pub fn httpbin() -> Running {
     let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
-    let port = free_port();
     let dir = tempfile::tempdir().unwrap().keep();
     let log = dir.join("httpbin.log");
-    let child = Command::new(&python)
-        .args(["-m", "httpbin.core", "--host", "127.0.0.1", "--port", &port.to_string()])
-        .stdout(Stdio::null())
+    let mut child = Command::new(&python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/httpbin_peer.py"))
+        .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("cannot start python3");
-    let base = format!("http://127.0.0.1:{port}");
-    let running = Running { child, base: base.clone(), log: log.clone() };
-    assert!(
-        wait_http(&base, Duration::from_secs(30)),
-        "httpbin did not start; is it installed? (pip install httpbin; scripts/test does it)\n{}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
-    running
+    let mut line = String::new();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    stdout.read_line(&mut line).unwrap();
+    let Some(port) = line.trim().strip_prefix("ready ").and_then(|p| p.parse::<u16>().ok()) else {
+        let _ = child.kill();
+        panic!(
+            "httpbin did not start; is it installed? (pip install httpbin; scripts/test does \
+             it)\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    };
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    Running { child, base: format!("http://127.0.0.1:{port}"), log }
 }
 
 /// A Latchkey data directory with its own connectors directory.
@@ -157,32 +171,57 @@ impl Home {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Starts `latchkey serve` on a free port with a known API key; logs go to a file.
+    /// Starts `latchkey serve` on a free port with a known API key; logs go to a file. Its
+    /// public URL is the address it listens on unless `extra` says `--public-url`.
     pub fn serve(&self, api_key: &str, extra: &[&str]) -> Running {
-        self.serve_at(free_port(), api_key, extra)
-    }
-
-    /// Starts `latchkey serve` on `port` (when a peer must know the address beforehand).
-    pub fn serve_at(&self, port: u16, api_key: &str, extra: &[&str]) -> Running {
-        let log = self.dir.path().join(format!("serve-{port}.log"));
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.dir.path().join(format!("serve-{n}.log"));
         let child = self
             .command()
             .env("LATCHKEY_API_KEY", api_key)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["serve", "--listen", "127.0.0.1:0"])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let running = Running { child, base: base.clone(), log: log.clone() };
+        let mut running = Running { child, base: String::new(), log: log.clone() };
+        let address = listening_address(&mut running.child, &log, Duration::from_secs(30));
+        running.base = format!("http://{address}");
         assert!(
-            wait_healthy(&base, Duration::from_secs(30)),
+            wait_healthy(&running.base, Duration::from_secs(30)),
             "latchkey serve did not become healthy:\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );
         running
     }
+}
+
+/// The address `latchkey serve` bound, from the `latchkey listening address=…` line of its log
+/// (`log`, which its stderr goes to).
+pub fn listening_address(child: &mut Child, log: &Path, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(address) = address_in_log(&text) {
+            return address;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("latchkey serve exited ({status}) before listening:\n{text}");
+        }
+        assert!(Instant::now() < deadline, "latchkey serve never said where it listens:\n{text}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The `address=` of the `latchkey listening` line in `text`, a text-format log (coloured or
+/// not).
+pub fn address_in_log(text: &str) -> Option<String> {
+    let text = without_colours(text);
+    let line = text.lines().find(|line| line.contains("latchkey listening"))?;
+    let address = line.split_whitespace().find_map(|word| word.strip_prefix("address="))?;
+    Some(address.to_owned())
 }
 
 /// Polls `/healthz` until it answers 200.
@@ -361,26 +400,58 @@ impl MockOAuth {
 /// oidc-provider (npm, OpenID Certified) from `tests/peers/oidc`, on a free port, redirecting to
 /// `redirect_uri`. Fails loudly when it is not installed (`scripts/test` runs `npm ci`).
 pub fn oidc_provider(redirect_uri: &str) -> Running {
-    use std::io::BufRead;
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oidc");
     assert!(
         Path::new(dir).join("node_modules/oidc-provider").exists(),
         "oidc-provider is not installed: run `npm ci` in {dir} (scripts/test does)"
     );
-    let port = free_port();
     let mut child = Command::new("node")
         .arg("provider.js")
         .current_dir(dir)
-        .env("PORT", port.to_string())
         .env("REDIRECT_URI", redirect_uri)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node");
-    let mut line = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert_eq!(line.trim(), "ready");
+    let port = ready_port(&mut child, "oidc-provider");
     Running { child, base: format!("http://127.0.0.1:{port}"), log: dir.into() }
+}
+
+/// The `oidc` connector, discovered from the oidc-provider at `base`.
+fn oidc_connector(base: &str) -> String {
+    format!(
+        "id: oidc\nname: OIDC\nbase_url: {base}\nauth:\n  - type: oauth2\n    issuer: {base}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.sub }}}}\" }}\n"
+    )
+}
+
+/// A `latchkey serve` (API key `api_key`, public URL its own address) and an oidc-provider that
+/// redirects to it, with the `oidc` connector and the `op` integration added over the REST API
+/// (the server had to start first for the provider to know its port).
+pub fn oidc_served(api_key: &str) -> (Home, Running, Running) {
+    let home = Home::new();
+    let server = home.serve(api_key, &[]);
+    let op = oidc_provider(&format!("{}/oauth/callback", server.base));
+    let auth = format!("Bearer {api_key}");
+    let (status, body) = http(
+        "PUT",
+        &format!("{}/v1/connectors/oidc", server.base),
+        &[("Authorization", &auth), ("Content-Type", "application/yaml")],
+        oidc_connector(&op.base).as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let integration = serde_json::json!({
+        "id": "op", "connector": "oidc", "client_id": "latchkey-web", "client_secret": "web-secret",
+    });
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/integrations", server.base),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        integration.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    (home, server, op)
 }
 
 /// A Latchkey home with an `oidc` connector discovered from a fresh oidc-provider and an `op`
@@ -388,13 +459,7 @@ pub fn oidc_provider(redirect_uri: &str) -> Running {
 pub fn oidc_setup(public: &str) -> (Home, Running) {
     let home = Home::new();
     let op = oidc_provider(&format!("{public}/oauth/callback"));
-    home.connector(
-        "oidc",
-        &format!(
-            "id: oidc\nname: OIDC\nbase_url: {0}\nauth:\n  - type: oauth2\n    issuer: {0}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.sub }}}}\" }}\n",
-            op.base
-        ),
-    );
+    home.connector("oidc", &oidc_connector(&op.base));
     let secret = home.dir.path().join("secret");
     std::fs::write(&secret, "web-secret").unwrap();
     home.ok(&[
@@ -409,4 +474,22 @@ pub fn oidc_setup(public: &str) -> (Home, Running) {
         secret.to_str().unwrap(),
     ]);
     (home, op)
+}
+
+/// `text` without ANSI colour sequences (`ESC [ … m`).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

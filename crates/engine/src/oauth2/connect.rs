@@ -11,7 +11,7 @@ use latchkey_core::oauth2::{AuthorizeRequest, PkceVerifier, TokenGrant, authoriz
 use latchkey_store::{
     ConnectSession, ConnectionRecord, ConnectionStatus, OAuthState, SessionStatus,
 };
-use time::{Duration, OffsetDateTime};
+use time::Duration;
 use url::Url;
 
 use super::oauth1::oauth1_flow_method;
@@ -180,10 +180,10 @@ impl Engine {
             (None, None) => None,
         };
         let config = crate::resolve_config(&entry.connector, new.config)?;
-        let token = Secret::new(crate::data_dir::random_token(32));
-        let now = OffsetDateTime::now_utc();
+        let token = Secret::new(crate::random_token(32));
+        let now = self.clock.now();
         let session = ConnectSession {
-            id: format!("cs_{}", crate::data_dir::random_token(12)),
+            id: format!("cs_{}", crate::random_token(12)),
             token_hash: hash(&token),
             integration: integration.id,
             connection_id: new.connection_id,
@@ -207,10 +207,7 @@ impl Engine {
         token: &Secret,
     ) -> Result<ConnectSession, EngineError> {
         match self.store.find_connect_session(&hash(token)).await? {
-            Some(s)
-                if s.status == SessionStatus::Pending
-                    && s.expires_at > OffsetDateTime::now_utc() =>
-            {
+            Some(s) if s.status == SessionStatus::Pending && s.expires_at > self.clock.now() => {
                 Ok(s)
             }
             _ => Err(FlowError::SessionUnusable.into()),
@@ -256,7 +253,7 @@ impl Engine {
                 browser_hash: Some(hash(browser_binding)),
                 redirect_uri: redirect_uri.to_string(),
                 pkce_verifier: verifier,
-                expires_at: OffsetDateTime::now_utc() + FLOW_LIFETIME,
+                expires_at: self.clock.now() + FLOW_LIFETIME,
             })
             .await?;
         Ok(url)
@@ -371,7 +368,7 @@ impl Engine {
         pending: OAuthState,
         params: CallbackParams,
     ) -> Result<ConnectionRecord, EngineError> {
-        if pending.expires_at <= OffsetDateTime::now_utc() {
+        if pending.expires_at <= self.clock.now() {
             return Err(FlowError::Expired.into());
         }
         let integration = self.integration(&session.integration).await?;
@@ -458,7 +455,7 @@ impl Engine {
     ) -> Result<(Url, Secret, Option<Secret>), EngineError> {
         match method {
             FlowMethod::OAuth2(oauth) => {
-                let state = Secret::new(crate::data_dir::random_token(32));
+                let state = Secret::new(crate::random_token(32));
                 let verifier =
                     oauth.method.pkce.then(|| PkceVerifier::from_random(random_octets()));
                 let url = self
@@ -550,7 +547,7 @@ impl Engine {
                 if let Some(refresh) = tokens.refresh_token {
                     credentials.insert("refresh_token".into(), refresh);
                 }
-                expires_at = super::expiry(tokens.expires_in);
+                expires_at = super::expiry(self.clock.now(), tokens.expires_in);
                 config.extend(tokens.kept);
             }
             FlowMethod::OAuth1(method) => {
@@ -570,14 +567,13 @@ impl Engine {
                 config.extend(kept);
             }
         }
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let existing = match &connection_id {
             Some(id) => self.store.get_connection(id).await?,
             None => None,
         };
         let mut record = ConnectionRecord {
-            id: connection_id
-                .unwrap_or_else(|| format!("conn_{}", crate::data_dir::random_token(12))),
+            id: connection_id.unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),
             auth_method: method.id(),

@@ -3,14 +3,13 @@
 //! five seconds, §3.5) until the user approves, refuses, or the code expires.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use latchkey_core::oauth2::{
     Client, DeviceAuthorization, TokenError, TokenGrant, device_authorization_request,
     parse_device_authorization,
 };
 use latchkey_store::{ConnectionRecord, ConnectionStatus};
-use time::OffsetDateTime;
 
 use super::{ResolvedOAuth, apply_tokens, endpoint_policy, oauth_method};
 use crate::events::Event;
@@ -50,7 +49,7 @@ impl Engine {
             })?;
         let scopes = Self::scopes(&oauth, &integration);
         // The device endpoint authenticates the client as the token endpoint does (§3.1).
-        let assertion = Self::client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
+        let assertion = self.client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
         let client = Client {
             id: client_id,
             secret: integration.client_secret.as_ref(),
@@ -75,11 +74,13 @@ impl Engine {
         connection_id: Option<String>,
     ) -> Result<ConnectionRecord, EngineError> {
         let integration = self.integration(&flow.integration).await?;
-        let deadline = Instant::now() + flow.authorization.expires_in;
+        let expires_in =
+            time::Duration::try_from(flow.authorization.expires_in).unwrap_or(time::Duration::MAX);
+        let deadline = self.clock.now().saturating_add(expires_in);
         let mut interval = flow.authorization.interval;
         let tokens = loop {
-            tokio::time::sleep(interval).await;
-            if Instant::now() > deadline {
+            self.clock.sleep(interval).await;
+            if self.clock.now() > deadline {
                 return Err(FlowError::Expired.into());
             }
             let grant = TokenGrant::DeviceCode { device_code: &flow.authorization.device_code };
@@ -104,10 +105,9 @@ impl Engine {
             }
         };
         let entry = self.connector(&integration.connector)?;
-        let now = OffsetDateTime::now_utc();
+        let now = self.clock.now();
         let mut record = ConnectionRecord {
-            id: connection_id
-                .unwrap_or_else(|| format!("conn_{}", crate::data_dir::random_token(12))),
+            id: connection_id.unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),
             auth_method: entry
@@ -125,7 +125,7 @@ impl Engine {
             created_at: now,
             updated_at: now,
         };
-        apply_tokens(&mut record, tokens);
+        apply_tokens(&mut record, tokens, now);
         record.label = self.run_test(&record, &entry.connector).await?.label;
         record.version = self.store.insert_connection(&record).await?;
         self.forget(&record.id);

@@ -26,7 +26,7 @@ use url::Url;
 pub use connect::{CallbackParams, NewConnectSession};
 pub use device::DeviceFlow;
 pub use discovery::DiscoveryCache;
-pub use refresh::{RefreshCoordinator, RefreshReason};
+pub use refresh::{LEASE, RefreshCoordinator, RefreshReason};
 
 use crate::scripts::{HookScope, TokenEvent};
 use crate::{Engine, EngineError};
@@ -123,6 +123,7 @@ impl Engine {
     /// The signed client assertion (RFC 7523 §2.2) when the method authenticates with
     /// `private_key_jwt`, for a request to `audience` (the token endpoint); `None` otherwise.
     pub(crate) fn client_assertion(
+        &self,
         oauth: &ResolvedOAuth,
         integration: &IntegrationRecord,
         client_id: &str,
@@ -138,13 +139,13 @@ impl Engine {
             }
         })?;
         let alg = oauth.method.client_assertion_alg.as_deref().unwrap_or("RS256");
-        let jti = crate::data_dir::random_token(16);
+        let jti = crate::random_token(16);
         latchkey_core::oauth2::client_assertion(
             client_id,
             audience.as_str(),
             key,
             alg,
-            std::time::SystemTime::now(),
+            self.clock.now().into(),
             &jti,
         )
         .map(Some)
@@ -179,7 +180,7 @@ impl Engine {
                 });
             }
         };
-        let assertion = Self::client_assertion(oauth, integration, client_id, endpoint)?;
+        let assertion = self.client_assertion(oauth, integration, client_id, endpoint)?;
         let client = Client {
             id: client_id,
             secret: integration.client_secret.as_ref(),
@@ -244,7 +245,7 @@ impl Engine {
     ) -> Result<IntegrationRecord, EngineError> {
         match id {
             None if method.grant == Grant::JwtBearer => {
-                let now = OffsetDateTime::now_utc();
+                let now = self.clock.now();
                 Ok(IntegrationRecord {
                     id: String::new(),
                     connector: connector.id.clone(),
@@ -306,8 +307,8 @@ impl Engine {
                     oauth.token_url.as_str(),
                     &scopes,
                     scope,
-                    std::time::SystemTime::now(),
-                    &crate::data_dir::random_token(16),
+                    self.clock.now().into(),
+                    &crate::random_token(16),
                 ) {
                     Ok(assertion) => assertion,
                     Err(message) => {
@@ -350,7 +351,7 @@ impl Engine {
                 "this auth method connects through a user flow: a connect session, or `latchkey connect`",
             )
         })??;
-        apply_tokens(record, tokens);
+        apply_tokens(record, tokens, self.clock.now());
         Ok(())
     }
 }
@@ -417,21 +418,23 @@ fn response_secrets(body: &[u8]) -> Vec<Secret> {
 }
 
 /// Puts a token set into a connection record (used when a connection is created).
-pub(crate) fn apply_tokens(record: &mut ConnectionRecord, tokens: TokenSet) {
+pub(crate) fn apply_tokens(record: &mut ConnectionRecord, tokens: TokenSet, now: OffsetDateTime) {
     record.credentials.insert("access_token".into(), tokens.access_token);
     if let Some(refresh) = tokens.refresh_token {
         record.credentials.insert("refresh_token".into(), refresh);
     }
-    record.expires_at = expiry(tokens.expires_in);
+    record.expires_at = expiry(now, tokens.expires_in);
     record.config.extend(tokens.kept);
 }
 
 /// When a token with this lifetime expires. The lifetime comes from a provider (a token
 /// response, a session login), so it is clamped to
 /// [`MAX_TOKEN_LIFETIME`](latchkey_core::oauth2::MAX_TOKEN_LIFETIME) and the sum never overflows.
-pub(crate) fn expiry(lifetime: Option<std::time::Duration>) -> Option<OffsetDateTime> {
+pub(crate) fn expiry(
+    now: OffsetDateTime,
+    lifetime: Option<std::time::Duration>,
+) -> Option<OffsetDateTime> {
     let lifetime = lifetime?.min(latchkey_core::oauth2::MAX_TOKEN_LIFETIME);
-    let now = OffsetDateTime::now_utc();
     Some(now.checked_add(time::Duration::try_from(lifetime).ok()?).unwrap_or(now))
 }
 

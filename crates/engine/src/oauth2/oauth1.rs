@@ -103,13 +103,13 @@ impl Engine {
             &method.request_token_url,
             config,
         )?;
-        let nonce = crate::data_dir::random_token(16);
+        let nonce = crate::random_token(16);
         let input = SigningInput {
             consumer_key: key,
             consumer_secret: secret,
             token: None,
             token_secret: None,
-            timestamp: now(),
+            timestamp: self.unix_seconds(),
             nonce: &nonce,
             extra: &[("oauth_callback", redirect_uri)],
         };
@@ -134,13 +134,13 @@ impl Engine {
         let (key, secret) = consumer(integration)?;
         let endpoint =
             Self::oauth1_endpoint(connector, "access_token_url", &method.access_token_url, config)?;
-        let nonce = crate::data_dir::random_token(16);
+        let nonce = crate::random_token(16);
         let input = SigningInput {
             consumer_key: key,
             consumer_secret: secret,
             token: Some(temporary.0.expose()),
             token_secret: Some(temporary.1),
-            timestamp: now(),
+            timestamp: self.unix_seconds(),
             nonce: &nonce,
             extra: &[("oauth_verifier", verifier.expose())],
         };
@@ -159,9 +159,9 @@ impl Engine {
     }
 }
 
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+impl Engine {
+    /// The engine clock's time in whole seconds since the Unix epoch (`oauth_timestamp`).
+    fn unix_seconds(&self) -> u64 {
+        u64::try_from(self.clock.now().unix_timestamp()).unwrap_or(0)
+    }
 }

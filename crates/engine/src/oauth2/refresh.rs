@@ -46,8 +46,8 @@ pub enum RefreshReason {
 }
 
 impl RefreshReason {
-    /// Whether `record` still needs the refresh this reason asks for.
-    pub fn still_needed(self, record: &ConnectionRecord) -> bool {
+    /// Whether `record` still needs the refresh this reason asks for, at `now`.
+    pub fn still_needed(self, record: &ConnectionRecord, now: OffsetDateTime) -> bool {
         match self {
             Self::Expiring(margin) => record.expires_at.is_some_and(|at| {
                 // A credential that lives shorter than twice the margin is renewed at half its
@@ -56,7 +56,7 @@ impl RefreshReason {
                 let margin = time::Duration::try_from(margin)
                     .unwrap_or(time::Duration::MAX)
                     .min(lifetime / 2);
-                at <= OffsetDateTime::now_utc() + margin
+                at <= now + margin
             }),
             Self::Rejected { seen_version } | Self::Forced { seen_version } => {
                 record.version == seen_version
@@ -100,7 +100,7 @@ impl Default for RefreshCoordinator {
 impl RefreshCoordinator {
     /// A coordinator (one per process: its holder id is random) whose leases last `lease`.
     pub fn with_lease(lease: Duration) -> Self {
-        Self { holder: crate::data_dir::random_token(12), in_flight: Mutex::default(), lease }
+        Self { holder: crate::random_token(12), in_flight: Mutex::default(), lease }
     }
 
     /// The longest the holder may spend on one exchange.
@@ -128,15 +128,15 @@ impl RefreshCoordinator {
 
 impl Engine {
     /// Refreshes the connection's token if `reason` still holds once this caller is first in
-    /// line; returns the connection as it is afterwards. On a shared engine
-    /// ([`Engine::into_shared`]) the refresh runs in a task of its own, so it completes (and
-    /// stores what the provider answered) even if this future is dropped.
+    /// line; returns the connection as it is afterwards. The refresh runs in a task of its own,
+    /// so it completes (and stores what the provider answered) even if this future is dropped.
     pub async fn refresh_connection(
         &self,
         id: &str,
         reason: RefreshReason,
     ) -> Result<ConnectionRecord, EngineError> {
-        let Some(engine) = self.shared.get().and_then(std::sync::Weak::upgrade) else {
+        // Only while the engine is being dropped is there no `Arc` to move into the task.
+        let Some(engine) = self.me.upgrade() else {
             return self.refresh_single_flight(id, reason).await;
         };
         let id = id.to_owned();
@@ -158,7 +158,7 @@ impl Engine {
         let local = coordinator.local_lock(id);
         let _in_process = local.lock().await;
         let record = self.connection(id).await?;
-        if !reason.still_needed(&record) {
+        if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
         }
         let lease = format!("{LEASE_PREFIX}{id}");
@@ -175,7 +175,7 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
             let record = self.connection(id).await?;
-            if !reason.still_needed(&record) {
+            if !reason.still_needed(&record, self.clock.now()) {
                 return Ok(record);
             }
         }
@@ -249,7 +249,7 @@ impl Engine {
         coordinator: &RefreshCoordinator,
     ) -> Result<ConnectionRecord, EngineError> {
         let record = self.connection(id).await?;
-        if !reason.still_needed(&record) {
+        if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
         }
         let entry = self.connector(&record.connector)?;
@@ -319,7 +319,7 @@ impl Engine {
                 .await
                 .map(|session| Renewed {
                     credentials: [(SESSION_TOKEN.to_string(), session.token)].into(),
-                    expires_at: expiry(session.lifetime),
+                    expires_at: expiry(self.clock.now(), session.lifetime),
                     config: BTreeMap::new(),
                 }),
             (None, None) => Err(EngineError::invalid(
@@ -411,7 +411,8 @@ impl Engine {
         if let Some(rotated) = tokens.refresh_token {
             credentials.insert("refresh_token".to_string(), rotated);
         }
-        Ok(Renewed { credentials, expires_at: expiry(tokens.expires_in), config: tokens.kept })
+        let expires_at = expiry(self.clock.now(), tokens.expires_in);
+        Ok(Renewed { credentials, expires_at, config: tokens.kept })
     }
 }
 

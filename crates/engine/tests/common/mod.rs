@@ -1,17 +1,54 @@
 //! The engine the integration tests run: one connector (`prov`) from YAML, over a store, with an
 //! integration `app` (client `cid`, secret `csecret`).
 
+#![allow(dead_code)]
+
 use std::sync::Arc;
 
 use latchkey_core::Secret;
-use latchkey_engine::{Catalog, Engine, NewIntegration, Origin};
-use latchkey_store::{Keyring, MasterKey, SqliteStore};
+use latchkey_engine::{Catalog, Clock, Engine, ManualClock, NewIntegration, Origin};
+use latchkey_store::{Keyring, MasterKey, SqliteStore, Store};
 
+/// An engine, the store under it (for what a test must set up around the engine) and the
+/// manual clock it reads the time from.
+pub struct Setup {
+    pub engine: Arc<Engine>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<ManualClock>,
+}
+
+/// An engine over `store` on a manual clock.
+pub async fn setup_over(store: SqliteStore, connector_yaml: &str) -> Setup {
+    let store: Arc<dyn Store> = Arc::new(store);
+    let clock = Arc::new(ManualClock::starting_now());
+    let engine = build(store.clone(), connector_yaml, clock.clone()).await;
+    Setup { engine, store, clock }
+}
+
+/// The same over an in-memory store.
+pub async fn setup(connector_yaml: &str) -> Setup {
+    setup_over(memory_store().await, connector_yaml).await
+}
+
+/// An engine over `store` on the system clock.
 pub async fn engine_over(store: SqliteStore, connector_yaml: &str) -> Arc<Engine> {
+    build(Arc::new(store), connector_yaml, Arc::new(latchkey_engine::SystemClock)).await
+}
+
+/// The same over an in-memory store.
+pub async fn engine(connector_yaml: &str) -> Arc<Engine> {
+    engine_over(memory_store().await, connector_yaml).await
+}
+
+async fn memory_store() -> SqliteStore {
+    SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap()
+}
+
+async fn build(store: Arc<dyn Store>, connector_yaml: &str, clock: Arc<dyn Clock>) -> Arc<Engine> {
     let catalog = Catalog::default();
     catalog.add_source(connector_yaml, "test.yaml", Origin::Custom).unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    let engine = Engine::builder(store, catalog, net).clock(clock).build().await.unwrap();
     engine
         .put_integration(NewIntegration {
             id: "app".into(),
@@ -22,11 +59,5 @@ pub async fn engine_over(store: SqliteStore, connector_yaml: &str) -> Arc<Engine
         })
         .await
         .unwrap();
-    Arc::new(engine)
-}
-
-/// The same over an in-memory store.
-pub async fn engine(connector_yaml: &str) -> Arc<Engine> {
-    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
-    engine_over(store, connector_yaml).await
+    engine
 }

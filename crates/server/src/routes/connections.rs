@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
-use latchkey_engine::{EngineError, NewConnection, TestOutcome};
+use latchkey_engine::{NewConnection, TestOutcome};
 use latchkey_store::ConnectionSummary;
 use serde::Deserialize;
 
@@ -80,7 +80,7 @@ pub async fn create(
 /// Lists connections, without secrets.
 #[utoipa::path(get, path = "/v1/connections", responses((status = 200, description = "connections without secrets")))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
-    Ok(Json(state.engine.store().list_connections().await.map_err(EngineError::from)?))
+    Ok(Json(state.engine.list_connections().await?))
 }
 
 /// One connection, without secrets.
@@ -177,9 +177,9 @@ mod tests {
         let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
         let catalog = Catalog::default();
         catalog.add_source(CONNECTOR, "t.yaml", Origin::Custom).unwrap();
-        let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+        let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
         AppState {
-            engine: Arc::new(engine),
+            engine,
             api_key: Arc::new(Secret::new("k")),
             public_url: "http://127.0.0.1:1".parse().unwrap(),
         }
@@ -221,7 +221,7 @@ mod tests {
             let message = body["message"].as_str().unwrap();
             assert!(message.contains(field) && !message.contains("canary"), "{message}");
         }
-        assert!(state.engine.store().list_connections().await.unwrap().is_empty(), "none stored");
+        assert!(state.engine.list_connections().await.unwrap().is_empty(), "none stored");
         let (status, body) = create(
             &state,
             serde_json::json!({

@@ -79,12 +79,7 @@ pub async fn create(
 /// Lists integrations.
 #[utoipa::path(get, path = "/v1/integrations", responses((status = 200, body = [IntegrationView])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<IntegrationView>>, ApiError> {
-    let records = state
-        .engine
-        .store()
-        .list_integrations()
-        .await
-        .map_err(latchkey_engine::EngineError::from)?;
+    let records = state.engine.list_integrations().await?;
     Ok(Json(records.iter().map(view).collect()))
 }
 

@@ -23,7 +23,7 @@ pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig)
     catalog.add_source(&connector, "prov.yaml", Origin::Custom).unwrap();
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
     let net = latchkey_net::Client::new(net).unwrap();
-    let engine = Engine::new(Arc::new(store), catalog, net).await.unwrap();
+    let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
         .create_connection(NewConnection {
             id: Some("c1".into()),
@@ -34,7 +34,7 @@ pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig)
         .await
         .unwrap();
     AppState {
-        engine: Arc::new(engine),
+        engine,
         api_key: Arc::new(Secret::new(API_KEY)),
         public_url: "http://127.0.0.1:7400".parse().unwrap(),
     }

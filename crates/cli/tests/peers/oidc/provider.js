@@ -1,5 +1,5 @@
 // oidc-provider (OpenID Certified) as the peer for Latchkey's OAuth2 tests.
-// Env: PORT, REDIRECT_URI. Prints "ready" when listening. Login and consent are oidc-provider's
+// Env: REDIRECT_URI. Listens on a free port (the system picks it) and prints "ready PORT". Login and consent are oidc-provider's
 // own development pages. Clients:
 // - `latchkey-web`: confidential (client_secret_basic), authorization code + PKCE (required),
 //   refresh tokens with rotation, and client credentials;
@@ -11,9 +11,13 @@
 // /api/whoami (200 with the token's client and account for a valid Bearer access token or
 // client-credentials token, else 401).
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
 import Provider from 'oidc-provider';
 
-const port = Number(process.env.PORT);
+// Bound first, on port 0, because the issuer names the port.
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const { port } = server.address();
 const issuer = `http://127.0.0.1:${port}`;
 let tokenRequests = 0;
 
@@ -109,4 +113,5 @@ provider.use(async (ctx, next) => {
 // The harness reads the "ready" line and then closes the pipe; oidc-provider's notices (its
 // default device pages print some on stdout) must not kill the process with EPIPE.
 process.stdout.on('error', () => {});
-provider.listen(port, '127.0.0.1', () => console.log('ready'));
+server.on('request', provider.callback());
+console.log(`ready ${port}`);

@@ -1,6 +1,7 @@
 //! The data directory: the SQLite database (unless a PostgreSQL URL is given), and on the
 //! embedded default the generated master key and API key. Decides which store and master key to
-//! use and refuses to start without the right key.
+//! use and refuses to start without the right key. This bootstrap belongs to the CLI: an
+//! embedder opens its store itself (docs/embedding.md).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -200,7 +201,7 @@ impl DataDir {
             let text = std::fs::read_to_string(&file).map_err(|s| io_err(&file, s))?;
             return Ok((Secret::new(text.trim()), false));
         }
-        let key = Secret::new(format!("lk_{}", random_token(32)));
+        let key = Secret::new(format!("lk_{}", latchkey_engine::random_token(32)));
         write_private(&file, key.expose()).map_err(|s| io_err(&file, s))?;
         Ok((key, true))
     }
@@ -210,14 +211,6 @@ impl DataDir {
 /// an existing file.
 pub fn write_key_file(path: &Path, key: &MasterKey) -> Result<(), SetupError> {
     write_private(path, key.to_base64().expose()).map_err(|source| io_err(path, source))
-}
-
-/// `bytes` random bytes as URL-safe base64 without padding.
-pub fn random_token(bytes: usize) -> String {
-    use base64::Engine;
-    let mut buf = vec![0u8; bytes];
-    rand::fill(&mut buf[..]);
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
 /// A PostgreSQL URL without its user, password and parameters, for messages.
