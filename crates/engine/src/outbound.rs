@@ -1,5 +1,6 @@
 //! Building the upstream request for a connection: base URL and allowed hosts rendered from the
-//! connection's config, the caller's path joined safely, connector headers, then the strategy.
+//! connection's config, the caller's path joined safely, connector headers, then the strategy
+//! (credentials placed before the `before_action` hook, signatures made after it).
 
 use std::collections::BTreeMap;
 
@@ -96,7 +97,7 @@ impl Target<'_> {
                 .map_err(|_| self.misconfigured(format!("header value for `{name}`")))?;
             out.headers.insert(name, value);
         }
-        // Caller headers override connector defaults, but never the credentials set later.
+        // Caller headers override connector defaults, but never the credentials placed next.
         for (name, value) in &req.headers {
             out.headers.insert(name.clone(), value.clone());
         }
@@ -120,11 +121,18 @@ impl Target<'_> {
         }
     }
 
-    /// Applies the connection's credentials to a prepared request.
-    pub fn authenticate(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
+    /// Puts the connection's credentials (an API key, a token, Basic credentials, a session
+    /// token) on a prepared request, before the `before_action` hook sees it.
+    pub fn place_credentials(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
+        auth::place(self.method()?, out, self.context(""))?;
+        Ok(())
+    }
+
+    /// Signs the final request (OAuth 1.0a, SigV4, a per-request JWT), after the hook.
+    pub fn sign(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
         let method = self.method()?;
         let nonce = crate::data_dir::random_token(16);
-        auth::apply(method, out, self.context(&nonce))?;
+        auth::sign(method, out, self.context(&nonce))?;
         Ok(())
     }
 

@@ -233,8 +233,8 @@ pub struct TokenPlacement {
     /// query parameter: `session_token`; a cookie without a name: the value as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Value template over `access_token`; default `Bearer {{ access_token }}` in a header,
-    /// the bare token in a query.
+    /// Value template over `access_token`; default `Bearer {{ access_token }}` in the
+    /// `Authorization` header, the bare token in any other header, a query or a cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }
