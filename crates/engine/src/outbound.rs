@@ -48,9 +48,19 @@ impl Target<'_> {
         Scope { credentials: None, config: Some(self.config), response: None }
     }
 
-    /// The base URL with the connection's config filled in.
+    /// The base URL of the connection's auth method, when it has its own.
+    fn method_base_url(&self) -> Option<&str> {
+        match self.connector.auth_method(Some(self.auth_method)) {
+            Some(AuthMethod::OAuth2(m)) => m.base_url.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The base URL with the connection's config filled in: the auth method's own, else the
+    /// connector's.
     pub fn base_url(&self) -> Result<Url, EngineError> {
-        let rendered = template::render_url(&self.connector.base_url, self.scope())
+        let source = self.method_base_url().unwrap_or(&self.connector.base_url);
+        let rendered = template::render_url(source, self.scope())
             .map_err(|m| self.misconfigured(format!("base_url: {m}")))?;
         let url = Url::parse(&rendered)
             .map_err(|e| self.misconfigured(format!("base_url is not a URL: {e}")))?;
@@ -60,9 +70,10 @@ impl Target<'_> {
         Ok(url)
     }
 
-    /// The hosts credentials may go to: the connector's list, or the base URL's host.
+    /// The hosts credentials may go to: the connector's list, or the base URL's host (always,
+    /// when the auth method has a base URL of its own).
     pub fn host_policy(&self, base: &Url) -> Result<HostPolicy, EngineError> {
-        if self.connector.allowed_hosts.is_empty() {
+        if self.connector.allowed_hosts.is_empty() || self.method_base_url().is_some() {
             return HostPolicy::for_url(base)
                 .map_err(|e| self.misconfigured(format!("base_url: {e}")));
         }
