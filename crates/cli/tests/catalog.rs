@@ -145,7 +145,10 @@ fn a_method_the_reference_offers_must_be_offered_or_explained() {
         "{basic_only}  - type: oauth2\n    authorize_url: https://x.example/a\n    token_url: https://x.example/t\n"
     );
     assert_eq!(missing_method(&parse(&both), "OAUTH2"), None);
-    assert!(says_why_not("# differs from reference: no oauth2 method: only keys\nid: x\n", "oauth2"));
+    assert!(says_why_not(
+        "# differs from reference: no oauth2 method: only keys\nid: x\n",
+        "oauth2"
+    ));
     assert!(!says_why_not("# differs from reference: base URL\nid: x\n", "oauth2"));
     assert!(!says_why_not("description: no oauth2 method differs from reference\n", "oauth2"));
 }
@@ -279,7 +282,9 @@ fn every_catalog_file_loads_the_same_in_other_yaml_parsers() {
             serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
         let name = file.file_name().unwrap().to_string_lossy();
         for (parser, theirs) in &loaded[&file.display().to_string()] {
-            if let Some(error) = theirs.get("error").filter(|_| theirs.as_object().unwrap().len() == 1) {
+            if let Some(error) =
+                theirs.get("error").filter(|_| theirs.as_object().unwrap().len() == 1)
+            {
                 problems.push(format!("{name}: {parser} cannot load it: {error}"));
             } else if *theirs != ours {
                 problems.push(format!("{name}: {parser} reads other data than Latchkey"));

@@ -49,7 +49,12 @@ async fn an_oauth2_method_with_its_own_base_url_sends_its_token_there_only() {
         }
     };
     let oauth = engine
-        .create_connection(new("o", "oauth2", &[("access_token", "at-1")], &[("cloud_id", "cloud-1")]))
+        .create_connection(new(
+            "o",
+            "oauth2",
+            &[("access_token", "at-1")],
+            &[("cloud_id", "cloud-1")],
+        ))
         .await
         .unwrap();
     let basic = engine

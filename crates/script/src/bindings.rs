@@ -50,8 +50,10 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<Function
     let s = Rc::clone(state);
     let http = move |ctx: Ctx<'js>, options: Object<'js>| http_request(&ctx, &s, &options);
     let wrap: Function = ctx.eval(HTTP_REQUEST)?;
-    let http: Function =
-        wrap.call((Function::new(ctx.clone(), http)?.with_name("http_request")?, header_view.clone()))?;
+    let http: Function = wrap.call((
+        Function::new(ctx.clone(), http)?.with_name("http_request")?,
+        header_view.clone(),
+    ))?;
     global.set("http_request", http)?;
 
     install_storage(ctx, &global, state)?;

@@ -41,7 +41,8 @@ fn header_names_read_and_write_case_insensitively() {
         "method_request_headers".into(),
         json!({"content-type": "application/json", "x-trace": "t1"}),
     );
-    let out = engine().run(script, "before_action", globals, &RecordingHost::default(), None).unwrap();
+    let out =
+        engine().run(script, "before_action", globals, &RecordingHost::default(), None).unwrap();
     assert_eq!(
         out.globals["method_request_headers"],
         json!({"content-type": "application/xml", "authorization": "Bearer s3cr3t-token-2", "X-New": "n"})
@@ -65,7 +66,8 @@ fn response_header_names_read_case_insensitively() {
         "method_response": null,
         "method_response_headers": {"content-type": "text/csv", "x-ratelimit-remaining": "9"},
     }));
-    let out = engine().run(script, "after_action", globals, &RecordingHost::default(), None).unwrap();
+    let out =
+        engine().run(script, "after_action", globals, &RecordingHost::default(), None).unwrap();
     assert_eq!(out.globals["method_response"], json!({"type": "text/csv"}));
     assert_eq!(
         out.globals["method_response_headers"],

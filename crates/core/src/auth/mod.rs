@@ -98,9 +98,10 @@ pub fn place(
         // The connector's `before_action` script applies it.
         AuthMethod::Custom(_) => Ok(()),
         AuthMethod::Session(m) => session::apply(m, request, ctx),
-        AuthMethod::AwsSigV4(_) | AuthMethod::Digest(_) | AuthMethod::OAuth1(_) | AuthMethod::Jwt(_) => {
-            Ok(())
-        }
+        AuthMethod::AwsSigV4(_)
+        | AuthMethod::Digest(_)
+        | AuthMethod::OAuth1(_)
+        | AuthMethod::Jwt(_) => Ok(()),
     }
 }
 

@@ -96,8 +96,7 @@ mod tests {
         let custom = placed("{in: header, name: X-Session}");
         assert_eq!(custom.headers["x-session"], "tok-1");
         assert!(custom.headers.get("authorization").is_none());
-        let explicit =
-            placed("{in: header, name: X-Session, value: 'Bearer {{ access_token }}'}");
+        let explicit = placed("{in: header, name: X-Session, value: 'Bearer {{ access_token }}'}");
         assert_eq!(explicit.headers["x-session"], "Bearer tok-1");
         assert_eq!(placed("{in: query, name: t}").url.query(), Some("t=tok-1"));
     }
