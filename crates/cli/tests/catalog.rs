@@ -1,5 +1,6 @@
-//! The built-in catalog: every file parses and passes the lint, `docs/catalog.md` is current,
-//! and every entry that the reference table (`tests/data/api-providers.tsv`) also describes has
+//! The built-in catalog: every file parses and passes the lint, loads the same in two other YAML
+//! parsers, `docs/catalog.md` is current, and every entry that the reference table
+//! (`tests/data/api-providers.tsv`) also describes offers the auth method the table lists and has
 //! the same URLs, or says in the file why not (`# differs from reference: …`).
 
 mod support;
@@ -89,6 +90,69 @@ fn to_template(url: &str) -> String {
     out
 }
 
+/// The Latchkey auth method kind that offers what the reference's `auth` column names, for the
+/// kinds Latchkey supports; `None` for the reference's own schemes (MCP, app installs, …).
+fn latchkey_kind(reference: &str) -> Option<&'static str> {
+    Some(match reference {
+        "OAUTH2" | "OAUTH2_CC" => "oauth2",
+        "OAUTH1" | "TBA" => "oauth1",
+        "API_KEY" => "api_key",
+        "BASIC" => "basic",
+        "JWT" => "jwt",
+        "AWS_SIGV4" => "aws_sigv4",
+        "NONE" => "none",
+        _ => return None,
+    })
+}
+
+/// The method kind the reference offers and `connector` lacks, if any. An API key may be
+/// offered as `api_key`, `bearer` (a key sent as `Authorization: Bearer`), `basic` (a key as
+/// the username) or `custom`; Basic credentials as `basic` or an `api_key` whose value renders
+/// them.
+fn missing_method(
+    connector: &latchkey_core::connector::Connector,
+    reference: &str,
+) -> Option<&'static str> {
+    let wanted = latchkey_kind(reference)?;
+    let offered = |kinds: &[&str]| connector.auth.iter().any(|m| kinds.contains(&m.kind()));
+    let present = match wanted {
+        "api_key" => offered(&["api_key", "bearer", "basic", "custom"]),
+        "basic" => offered(&["basic", "api_key"]),
+        other => offered(&[other]),
+    };
+    (!present).then_some(wanted)
+}
+
+/// Whether the file says why it lacks `kind`: a comment `# differs from reference: no KIND …`.
+fn says_why_not(source: &str, kind: &str) -> bool {
+    source.lines().any(|line| {
+        line.trim_start().starts_with('#')
+            && line.contains("differs from reference")
+            && line.contains(&format!("no {kind} method"))
+    })
+}
+
+#[test]
+fn a_method_the_reference_offers_must_be_offered_or_explained() {
+    let parse = |yaml: &str| parse_connector(yaml, "x.yaml").unwrap();
+    let basic_only = "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: basic\n";
+    assert_eq!(missing_method(&parse(basic_only), "OAUTH2"), Some("oauth2"));
+    assert_eq!(missing_method(&parse(basic_only), "OAUTH1"), Some("oauth1"));
+    assert_eq!(missing_method(&parse(basic_only), "BASIC"), None);
+    assert_eq!(missing_method(&parse(basic_only), "API_KEY"), None);
+    assert_eq!(missing_method(&parse(basic_only), "MCP_OAUTH2"), None);
+    let both = format!(
+        "{basic_only}  - type: oauth2\n    authorize_url: https://x.example/a\n    token_url: https://x.example/t\n"
+    );
+    assert_eq!(missing_method(&parse(&both), "OAUTH2"), None);
+    assert!(says_why_not(
+        "# differs from reference: no oauth2 method: only keys\nid: x\n",
+        "oauth2"
+    ));
+    assert!(!says_why_not("# differs from reference: base URL\nid: x\n", "oauth2"));
+    assert!(!says_why_not("description: no oauth2 method differs from reference\n", "oauth2"));
+}
+
 #[test]
 fn urls_match_the_reference_or_explain_why() {
     let tsv = std::fs::read_to_string(
@@ -144,6 +208,15 @@ fn urls_match_the_reference_or_explain_why() {
         if !differences.is_empty() && !explained {
             unexplained.push(format!("{}: {}", connector.id, differences.join("; ")));
         }
+        if let Some(missing) = missing_method(&connector, cols.get(2).map_or("", |s| s.as_str()))
+            && !says_why_not(&source, missing)
+        {
+            unexplained.push(format!(
+                "{}: the reference offers {} ({missing} here) but the connector has no `{missing}` method; add it, or say why in `# differs from reference: no {missing} method: …`",
+                connector.id,
+                cols[2],
+            ));
+        }
     }
     assert!(
         unexplained.is_empty(),
@@ -182,4 +255,53 @@ fn the_catalog_is_broad_and_covers_every_auth_family() {
         assert!(kinds.contains(kind), "no catalog connector uses `{kind}`");
     }
     assert_eq!(categories.len(), latchkey_core::connector::CATEGORIES.len(), "{categories:?}");
+}
+
+/// Every catalog file loads, and loads to the same data as Latchkey reads, with ruamel.yaml (a
+/// second YAML 1.2 parser) and with PyYAML's `safe_load` (YAML 1.1, what users' own tools
+/// mostly use): a file only Latchkey's parser reads is not portable.
+#[test]
+fn every_catalog_file_loads_the_same_in_other_yaml_parsers() {
+    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let files = catalog_files();
+    let out = std::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/yaml_load.py"))
+        .args(&files)
+        .output()
+        .expect("cannot start python3");
+    assert!(
+        out.status.success(),
+        "yaml_load.py failed (pip install ruamel.yaml pyyaml; scripts/test does it): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let loaded: BTreeMap<String, BTreeMap<String, serde_json::Value>> =
+        serde_json::from_slice(&out.stdout).unwrap();
+    let mut problems = Vec::new();
+    for file in &files {
+        let ours: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        let name = file.file_name().unwrap().to_string_lossy();
+        for (parser, theirs) in &loaded[&file.display().to_string()] {
+            if let Some(error) =
+                theirs.get("error").filter(|_| theirs.as_object().unwrap().len() == 1)
+            {
+                problems.push(format!("{name}: {parser} cannot load it: {error}"));
+            } else if *theirs != ours {
+                problems.push(format!("{name}: {parser} reads other data than Latchkey"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    // The check catches what it claims to: PyYAML refuses a `?` in a flow mapping's plain value.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "test: { path: /a?b=1, label: x }\n").unwrap();
+    let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/yaml_load.py"))
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let loaded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(loaded[bad.display().to_string()]["pyyaml"].get("error").is_some(), "{loaded}");
 }

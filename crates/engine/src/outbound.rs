@@ -1,5 +1,6 @@
 //! Building the upstream request for a connection: base URL and allowed hosts rendered from the
-//! connection's config, the caller's path joined safely, connector headers, then the strategy.
+//! connection's config, the caller's path joined safely, connector headers, then the strategy
+//! (credentials placed before the `before_action` hook, signatures made after it).
 
 use std::collections::BTreeMap;
 
@@ -49,9 +50,19 @@ impl Target<'_> {
         Scope { credentials: None, config: Some(self.config), response: None }
     }
 
-    /// The base URL with the connection's config filled in.
+    /// The base URL of the connection's auth method, when it has its own.
+    fn method_base_url(&self) -> Option<&str> {
+        match self.connector.auth_method(Some(self.auth_method)) {
+            Some(AuthMethod::OAuth2(m)) => m.base_url.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The base URL with the connection's config filled in: the auth method's own, else the
+    /// connector's.
     pub fn base_url(&self) -> Result<Url, EngineError> {
-        let rendered = template::render_url(&self.connector.base_url, self.scope())
+        let source = self.method_base_url().unwrap_or(&self.connector.base_url);
+        let rendered = template::render_url(source, self.scope())
             .map_err(|m| self.misconfigured(format!("base_url: {m}")))?;
         let url = Url::parse(&rendered)
             .map_err(|e| self.misconfigured(format!("base_url is not a URL: {e}")))?;
@@ -61,9 +72,10 @@ impl Target<'_> {
         Ok(url)
     }
 
-    /// The hosts credentials may go to: the connector's list, or the base URL's host.
+    /// The hosts credentials may go to: the connector's list, or the base URL's host (always,
+    /// when the auth method has a base URL of its own).
     pub fn host_policy(&self, base: &Url) -> Result<HostPolicy, EngineError> {
-        if self.connector.allowed_hosts.is_empty() {
+        if self.connector.allowed_hosts.is_empty() || self.method_base_url().is_some() {
             return HostPolicy::for_url(base)
                 .map_err(|e| self.misconfigured(format!("base_url: {e}")));
         }
@@ -98,7 +110,7 @@ impl Target<'_> {
                 .map_err(|_| self.misconfigured(format!("header value for `{name}`")))?;
             out.headers.insert(name, value);
         }
-        // Caller headers override connector defaults, but never the credentials set later.
+        // Caller headers override connector defaults, but never the credentials placed next.
         for (name, value) in &req.headers {
             out.headers.insert(name.clone(), value.clone());
         }
@@ -117,11 +129,18 @@ impl Target<'_> {
         AuthContext { credentials: self.credentials, config: self.config, now: self.now, nonce }
     }
 
-    /// Applies the connection's credentials to a prepared request.
-    pub fn authenticate(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
+    /// Puts the connection's credentials (an API key, a token, Basic credentials, a session
+    /// token) on a prepared request, before the `before_action` hook sees it.
+    pub fn place_credentials(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
+        auth::place(self.method()?, out, self.context(""))?;
+        Ok(())
+    }
+
+    /// Signs the final request (OAuth 1.0a, SigV4, a per-request JWT), after the hook.
+    pub fn sign(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
         let method = self.method()?;
         let nonce = crate::random_token(16);
-        auth::apply(method, out, self.context(&nonce))?;
+        auth::sign(method, out, self.context(&nonce))?;
         Ok(())
     }
 

@@ -1,6 +1,7 @@
-//! Sending one authenticated request: build it for the connection, run the connector's
-//! `before_action` hook, apply the strategy, send it through `net`, run `after_action` or
-//! `after_error`. Challenge-response schemes (HTTP Digest) are answered here: the server's
+//! Sending one authenticated request: build it for the connection, place its credentials (API
+//! key, token, Basic, session token), run the connector's `before_action` hook (which sees them
+//! and has the last word on them, as in Cyclr), sign the final request (OAuth 1.0a, SigV4,
+//! per-request JWT, Digest), send it through `net`, run `after_action` or `after_error`. Challenge-response schemes (HTTP Digest) are answered here: the server's
 //! challenge is kept per connection so later requests answer it directly with a counted nonce,
 //! and a 401 with a fresh (or `stale`) challenge is answered once.
 //!
@@ -83,6 +84,7 @@ impl Engine {
             now: self.clock.now().into(),
         };
         let (mut out, policy) = target.prepare(request)?;
+        target.place_credentials(&mut out)?;
         let scope = match &connector.scripts {
             Some(_) => Some(target.hook_scope(stored.then_some(record.id.as_str()), &policy)?),
             None => None,
@@ -99,7 +101,7 @@ impl Engine {
         }
     }
 
-    /// Applies the connection's auth method to `out` and sends it, answering the challenges
+    /// Signs `out` (its credentials are placed already) and sends it, answering the challenges
     /// and refusals the method itself handles (Digest, kept JWTs).
     async fn send_authenticated(
         &self,
@@ -117,7 +119,6 @@ impl Engine {
                 self.send_kept_jwt(record, target, method, out, policy).await
             }
             AuthMethod::OAuth2(method) if method.client_auth == ClientAuth::TlsClientAuth => {
-                target.authenticate(&mut out)?;
                 let integration = self
                     .oauth_integration(connector, method, record.integration.as_deref())
                     .await?;
@@ -125,7 +126,7 @@ impl Engine {
                 self.transmit(&net, record, connector, out, policy).await
             }
             _ => {
-                target.authenticate(&mut out)?;
+                target.sign(&mut out)?;
                 self.send_prepared(record, connector, out, policy).await
             }
         }

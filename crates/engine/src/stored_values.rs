@@ -94,6 +94,7 @@ pub fn check_config_values(
     for method in &connector.auth {
         let urls: Vec<(&str, &Option<String>)> = match method {
             AuthMethod::OAuth2(m) => vec![
+                ("base_url", &m.base_url),
                 ("issuer", &m.issuer),
                 ("authorize_url", &m.authorize_url),
                 ("token_url", &m.token_url),

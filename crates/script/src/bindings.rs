@@ -26,9 +26,20 @@ globalThis.AuthSessionException = class AuthSessionException extends Error {
 };
 "#;
 
-pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<()> {
+/// Makes a header object read and write its names case-insensitively (`headers.js`).
+const HEADER_VIEW: &str = include_str!("headers.js");
+
+/// `http_request` as scripts see it: the host function, with the response's `headers` made
+/// case-insensitive.
+const HTTP_REQUEST: &str = "((host, view) => function http_request(options) {\n  const response = host(options);\n  response.headers = view(response.headers);\n  return response;\n})";
+
+/// Installs the script functions. Returns the function that makes a header object
+/// case-insensitive, which the sandbox applies to `method_request_headers` and
+/// `method_response_headers` on each call.
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<Function<'js>> {
     let global = ctx.globals();
     ctx.eval::<(), _>(PRELUDE)?;
+    let header_view: Function = ctx.eval(HEADER_VIEW)?;
 
     global.set("btoa", Function::new(ctx.clone(), btoa)?)?;
     global.set("atob", Function::new(ctx.clone(), atob)?)?;
@@ -38,7 +49,12 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<()> {
 
     let s = Rc::clone(state);
     let http = move |ctx: Ctx<'js>, options: Object<'js>| http_request(&ctx, &s, &options);
-    global.set("http_request", Function::new(ctx.clone(), http)?)?;
+    let wrap: Function = ctx.eval(HTTP_REQUEST)?;
+    let http: Function = wrap.call((
+        Function::new(ctx.clone(), http)?.with_name("http_request")?,
+        header_view.clone(),
+    ))?;
+    global.set("http_request", http)?;
 
     install_storage(ctx, &global, state)?;
 
@@ -60,7 +76,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<()> {
     global.set("console", console)?;
 
     install_clock_and_random(ctx, &global, state)?;
-    Ok(())
+    Ok(header_view)
 }
 
 /// `Math.random`, `performance.now` and `performance.timeOrigin` replaced by functions of the

@@ -454,6 +454,8 @@ pub(crate) struct Sandbox {
     // Fields drop in order: the values held for the context, the context, then its runtime.
     wrappers: Wrappers,
     cleanup: Persistent<Function<'static>>,
+    /// Makes a header object case-insensitive (`headers.js`).
+    header_view: Persistent<Function<'static>>,
     context: Context,
     runtime: Runtime,
     state: Rc<State>,
@@ -473,21 +475,23 @@ impl Sandbox {
         let handler_state = Rc::clone(&state);
         runtime.set_interrupt_handler(Some(Box::new(move || handler_state.should_interrupt())));
         let context = Context::full(&runtime).map_err(internal)?;
-        let cleanup = context.with(|ctx| -> rquickjs::Result<_> {
-            bindings::install(&ctx, &state)?;
+        let built = context.with(|ctx| -> rquickjs::Result<_> {
+            let header_view = bindings::install(&ctx, &state)?;
             let mut options = EvalOptions::default();
             options.global = true;
             options.strict = false;
             let cleanup: Function = ctx.eval_with_options(HARDEN, options)?;
-            Ok(Persistent::save(&ctx, cleanup))
+            Ok((Persistent::save(&ctx, cleanup), Persistent::save(&ctx, header_view)))
         });
-        let cleanup = cleanup.map_err(|e| internal(format!("hardening the sandbox: {e}")))?;
+        let (cleanup, header_view) =
+            built.map_err(|e| internal(format!("hardening the sandbox: {e}")))?;
         runtime.run_gc();
         context.with(|ctx| state.arm_gc_probe(&ctx)).map_err(internal)?;
         let built_bytes = heap_bytes(&runtime);
         Ok(Sandbox {
             wrappers: Wrappers::default(),
             cleanup,
+            header_view,
             context,
             runtime,
             state,
@@ -525,8 +529,9 @@ impl Sandbox {
             Ok(wrapper) => {
                 let state = &self.state;
                 let cleanup = &self.cleanup;
+                let header_view = &self.header_view;
                 let (result, clean) = self.context.with(|ctx| {
-                    let result = execute(&ctx, state, &wrapper, globals);
+                    let result = execute(&ctx, state, &wrapper, header_view, globals);
                     // Only a call that went through leaves a sandbox worth keeping.
                     let clean = result.is_ok() && run_cleanup(&ctx, cleanup);
                     (result, clean)
@@ -804,16 +809,24 @@ enum Failure {
     NullThrown,
 }
 
+/// The globals that hold headers: their names read and write case-insensitively.
+const HEADER_GLOBALS: [&str; 2] = ["method_request_headers", "method_response_headers"];
+
 fn execute<'js>(
     ctx: &Ctx<'js>,
     state: &State,
     wrapper: &Persistent<Function<'static>>,
+    header_view: &Persistent<Function<'static>>,
     globals: serde_json::Map<String, serde_json::Value>,
 ) -> Result<HookOutcome, Failure> {
     let global = ctx.globals();
+    let header_view = header_view.clone().restore(ctx).map_err(|e| Failure::Error(internal(e)))?;
     for (name, value) in &globals {
         let json = serde_json::to_string(value).map_err(|e| Failure::Error(internal(e)))?;
-        let value = ctx.json_parse(json).map_err(|e| fail(ctx, state, e))?;
+        let mut value = ctx.json_parse(json).map_err(|e| fail(ctx, state, e))?;
+        if HEADER_GLOBALS.contains(&name.as_str()) {
+            value = header_view.call((value,)).map_err(|e| fail(ctx, state, e))?;
+        }
         // Defined, not assigned: the global object's prototype holds the built-ins, frozen.
         let property = Property::from(value).writable().enumerable().configurable();
         global.prop(name.as_str(), property).map_err(|e| fail(ctx, state, e))?;

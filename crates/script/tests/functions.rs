@@ -35,10 +35,10 @@ fn http_request_marshals_both_ways() {
         ..Default::default()
     };
     let result = eval(&host, "var r = http_request({method: 'post', url: 'https://api.example.com/login', headers: {'X-N': 5}, parameters: {q: 'a b'}, data: {user: 'u'}});
-        return {status: r.status_code, type: r.headers['content-type'], token: JSON.parse(r.content).token, echoed: r.request.url};");
+        return {status: r.status_code, type: r.headers['content-type'], Type: r.headers['Content-Type'], token: JSON.parse(r.content).token, echoed: r.request.url};");
     assert_eq!(
         result,
-        json!({"status": 201, "type": "application/json", "token": "t", "echoed": "https://api.example.com/login"})
+        json!({"status": 201, "type": "application/json", "Type": "application/json", "token": "t", "echoed": "https://api.example.com/login"})
     );
     assert_eq!(
         host.requests.lock().unwrap().as_slice(),

@@ -20,6 +20,61 @@ fn bearer_pattern_sets_the_authorization_header() {
     assert_eq!(out.globals["method_request"], json!({"name": "x"}));
 }
 
+/// Cyclr's examples read `method_request_headers['Content-Type']`; the engine hands headers
+/// over with lower-case names. Reads, writes and deletes go to the one entry per header.
+#[test]
+fn header_names_read_and_write_case_insensitively() {
+    let script = r#"function before_action() {
+  var seen = [method_request_headers['Content-Type'], method_request_headers['CONTENT-TYPE'],
+              'Content-Type' in method_request_headers,
+              Object.prototype.hasOwnProperty.call(method_request_headers, 'X-Trace'),
+              method_request_headers['X-Missing']];
+  method_request_headers['Content-Type'] = 'application/xml';
+  method_request_headers['authorization'] = 'Bearer ' + method_auth_value;
+  method_request_headers['Authorization'] = 'Bearer ' + method_auth_value + '-2';
+  delete method_request_headers['X-TRACE'];
+  method_request_headers['X-New'] = 'n';
+  method_request = {seen: seen, keys: Object.keys(method_request_headers)};
+}"#;
+    let mut globals = action_globals();
+    globals.insert(
+        "method_request_headers".into(),
+        json!({"content-type": "application/json", "x-trace": "t1"}),
+    );
+    let out =
+        engine().run(script, "before_action", globals, &RecordingHost::default(), None).unwrap();
+    assert_eq!(
+        out.globals["method_request_headers"],
+        json!({"content-type": "application/xml", "authorization": "Bearer s3cr3t-token-2", "X-New": "n"})
+    );
+    assert_eq!(
+        out.globals["method_request"],
+        json!({
+            "seen": ["application/json", "application/json", true, true, null],
+            "keys": ["content-type", "authorization", "X-New"],
+        })
+    );
+}
+
+#[test]
+fn response_header_names_read_case_insensitively() {
+    let script = r#"function after_action() {
+  method_response = {type: method_response_headers['Content-Type']};
+  method_response_headers['X-RateLimit-Remaining'] = '0';
+}"#;
+    let globals = globals(json!({
+        "method_response": null,
+        "method_response_headers": {"content-type": "text/csv", "x-ratelimit-remaining": "9"},
+    }));
+    let out =
+        engine().run(script, "after_action", globals, &RecordingHost::default(), None).unwrap();
+    assert_eq!(out.globals["method_response"], json!({"type": "text/csv"}));
+    assert_eq!(
+        out.globals["method_response_headers"],
+        json!({"content-type": "text/csv", "x-ratelimit-remaining": "0"})
+    );
+}
+
 #[test]
 fn a_missing_event_is_not_defined_and_leaves_globals() {
     let out = engine()

@@ -1,5 +1,9 @@
 //! The pure auth strategies: each takes a request and a connection's credentials and changes the
-//! request. No I/O, no clock, no randomness in this slice's strategies.
+//! request. No I/O; time and randomness come in through [`AuthContext`].
+//!
+//! Credentials are applied in two steps around the connector's `before_action` hook:
+//! [`place`] puts keys, tokens and Basic credentials on the request before the hook, and
+//! [`sign`] signs the final request after it (OAuth 1.0a, SigV4, per-request JWTs).
 
 mod api_key;
 pub mod aws_sigv4;
@@ -64,8 +68,23 @@ impl<'a> AuthContext<'a> {
     }
 }
 
-/// Applies `method` to `request`.
+/// Applies `method` to `request`: [`place`], then [`sign`]. The engine runs the connector's
+/// `before_action` hook between the two.
 pub fn apply(
+    method: &AuthMethod,
+    request: &mut OutgoingRequest,
+    ctx: AuthContext<'_>,
+) -> Result<(), AuthError> {
+    place(method, request, ctx)?;
+    sign(method, request, ctx)
+}
+
+/// Puts the credentials of a method that does not sign on `request`: an API key, a bearer or
+/// access token, Basic credentials, a session token. Signing methods change nothing here.
+///
+/// This runs before the connector's `before_action` hook, so a script sees the credentials in
+/// place and has the last word on them, as in Cyclr.
+pub fn place(
     method: &AuthMethod,
     request: &mut OutgoingRequest,
     ctx: AuthContext<'_>,
@@ -76,14 +95,37 @@ pub fn apply(
         AuthMethod::ApiKey(m) => api_key::apply(m, request, ctx),
         AuthMethod::Bearer(_) => bearer::apply(request, ctx),
         AuthMethod::OAuth2(m) => oauth2::apply(m, request, ctx),
+        // The connector's `before_action` script applies it.
+        AuthMethod::Custom(_) => Ok(()),
+        AuthMethod::Session(m) => session::apply(m, request, ctx),
+        AuthMethod::AwsSigV4(_)
+        | AuthMethod::Digest(_)
+        | AuthMethod::OAuth1(_)
+        | AuthMethod::Jwt(_) => Ok(()),
+    }
+}
+
+/// Signs the final request for a method whose credential is a signature over it (OAuth 1.0a,
+/// AWS SigV4, a JWT signed per request). Runs after the `before_action` hook, so the signature
+/// covers what the script changed. Other methods change nothing here.
+pub fn sign(
+    method: &AuthMethod,
+    request: &mut OutgoingRequest,
+    ctx: AuthContext<'_>,
+) -> Result<(), AuthError> {
+    match method {
         AuthMethod::AwsSigV4(m) => aws_sigv4::apply(m, request, ctx),
         // Digest answers a challenge: the engine calls `digest::respond` after the first 401.
         AuthMethod::Digest(_) => Ok(()),
         AuthMethod::OAuth1(m) => oauth1::apply(m, request, ctx),
         AuthMethod::Jwt(m) => jwt::apply(m, request, ctx),
-        // The connector's `before_action` script applies it.
-        AuthMethod::Custom(_) => Ok(()),
-        AuthMethod::Session(m) => session::apply(m, request, ctx),
+        AuthMethod::None(_)
+        | AuthMethod::Basic(_)
+        | AuthMethod::ApiKey(_)
+        | AuthMethod::Bearer(_)
+        | AuthMethod::OAuth2(_)
+        | AuthMethod::Custom(_)
+        | AuthMethod::Session(_) => Ok(()),
     }
 }
 

@@ -131,6 +131,7 @@ fn check_templates(connector: &Connector, out: &mut Vec<LintIssue>) {
                 names.insert("access_token".into());
                 names.insert("credentials.access_token".into());
                 for (f, v) in [
+                    ("base_url", &m.base_url),
                     ("authorize_url", &m.authorize_url),
                     ("token_url", &m.token_url),
                     ("refresh_url", &m.refresh_url),

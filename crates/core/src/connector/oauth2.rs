@@ -27,6 +27,12 @@ pub struct OAuth2Auth {
     /// against which the callback's `iss` is checked (RFC 9207).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
+    /// The API's base URL for connections made with this method, when its tokens go elsewhere
+    /// than the connector's `base_url` (Atlassian's OAuth 2.0 tokens work only at
+    /// `api.atlassian.com/ex/jira/{cloud id}`, not at the site). Template over `config`.
+    /// Credentials then go only to this URL's host, whatever `allowed_hosts` says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
     /// Authorization endpoint (template over `config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub authorize_url: Option<String>,
@@ -233,8 +239,8 @@ pub struct TokenPlacement {
     /// query parameter: `session_token`; a cookie without a name: the value as it is).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
-    /// Value template over `access_token`; default `Bearer {{ access_token }}` in a header,
-    /// the bare token in a query.
+    /// Value template over `access_token`; default `Bearer {{ access_token }}` in the
+    /// `Authorization` header, the bare token in any other header, a query or a cookie.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
 }

@@ -343,6 +343,7 @@ fn check_session(m: &super::scripted::SessionAuth) -> Result<(), CheckError> {
 fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
     use super::oauth2::Grant;
     for (field, value) in [
+        ("base_url", &m.base_url),
         ("authorize_url", &m.authorize_url),
         ("token_url", &m.token_url),
         ("refresh_url", &m.refresh_url),

@@ -1,4 +1,5 @@
-//! The request hooks: `before_action` may change the request before credentials are applied;
+//! The request hooks: `before_action` sees the request with its credentials placed and may
+//! change it before it is signed and sent;
 //! `after_action` (a success) and `after_error` (a status of 400 or more) may change the
 //! response, or ask for fresh credentials and one retry.
 
@@ -26,7 +27,9 @@ pub(crate) fn action_data(out: &OutgoingRequest) -> Value {
 }
 
 impl Engine {
-    /// Runs `before_action` on the request (not yet authenticated) and applies what it changed.
+    /// Runs `before_action` on the request (credentials placed, not yet signed) and applies what
+    /// it changed. A header that held a credential stays marked sensitive when the script keeps
+    /// or rewrites it.
     pub(crate) async fn before_action(
         &self,
         connector: &Connector,
@@ -67,7 +70,21 @@ impl Engine {
             set_query(&mut out.url, changed);
         }
         if let Some(changed) = run.changed("method_request_headers", headers) {
-            out.headers = headers_from(connector, EVENT, changed)?;
+            let mut headers = headers_from(connector, EVENT, changed)?;
+            for (name, value) in headers.iter_mut() {
+                let was_sensitive = out.headers.get_all(name).iter().any(|v| v.is_sensitive());
+                if was_sensitive
+                    || matches!(
+                        *name,
+                        http::header::AUTHORIZATION
+                            | http::header::PROXY_AUTHORIZATION
+                            | http::header::COOKIE
+                    )
+                {
+                    value.set_sensitive(true);
+                }
+            }
+            out.headers = headers;
         }
         if let Some(changed) = run.changed("method_request", body) {
             out.body = body_bytes(changed);

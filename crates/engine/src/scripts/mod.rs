@@ -265,7 +265,8 @@ pub(crate) fn headers_value(headers: &http::HeaderMap) -> Value {
     Value::Object(map)
 }
 
-/// Headers from the object a script set. A name or value that cannot be a header fails.
+/// Headers from the object a script set. A name or value that cannot be a header fails. Names
+/// differing only in case are one header: the last one set wins.
 pub(crate) fn headers_from(
     connector: &Connector,
     event: &str,
@@ -290,7 +291,7 @@ pub(crate) fn headers_from(
             .map_err(|_| bad(format!("`{}` is not a header name", name.escape_debug())))?;
         let value = http::HeaderValue::from_str(&text)
             .map_err(|_| bad(format!("the value of header `{name}` is not a header value")))?;
-        headers.append(header, value);
+        headers.insert(header, value);
     }
     Ok(headers)
 }
