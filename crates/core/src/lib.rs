@@ -1,6 +1,9 @@
 //! Latchkey's core: the connector model and its parsing, templates, the `Secret` type and the
 //! pure auth strategies. No I/O happens here.
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 pub mod auth;
 pub mod connector;
 pub mod oauth2;

@@ -2,6 +2,9 @@
 //! redirects by default, optional blocking of non-public addresses, and response size caps.
 //! Every outbound call Latchkey makes goes through [`Client::send`].
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod address;
 mod client;
 mod error;

@@ -33,6 +33,9 @@
 //! `cyclr_storage_*`, `console.log`, and the two exception classes. There is no `require`,
 //! module loader, `fetch`, timer, file system or environment.
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod bindings;
 mod charset;
 mod host;

@@ -51,6 +51,7 @@ pub fn sign(algorithm: &str, key: &str, value: &str, output: Output) -> Result<S
     })
 }
 
+#[allow(clippy::expect_used, reason = "HMAC takes keys of any length")]
 fn hmac<M: Mac + hmac::digest::KeyInit>(key: &str, data: &[u8]) -> Vec<u8> {
     let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key.as_bytes())
         .expect("HMAC accepts keys of any length");

@@ -177,6 +177,7 @@ impl Keyring {
 
     /// Encrypts `plaintext` with the current key and a fresh random nonce, authenticating `aad`
     /// (build it with [`aad`]) alongside.
+    #[allow(clippy::expect_used, reason = "AES-GCM only refuses plaintexts over 64 GiB")]
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Sealed {
         let key = &self.keys[&self.current];
         let mut nonce = [0u8; NONCE_LEN];

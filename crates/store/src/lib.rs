@@ -30,6 +30,9 @@
 //! ([`MasterKeys`]) find theirs through those checks, and [`rotation`] re-seals every row under
 //! a new key ([`KeyAdmin::rotate_keys`]) so old versions can be retired.
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 // First, so the column-list macros it defines are in scope in the queries.
 #[macro_use]
 mod rows;
