@@ -7,10 +7,10 @@ use latchkey_core::auth::check_credentials;
 use latchkey_core::connector::compile_pattern;
 use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
-use latchkey_store::{ConnectionRecord, ConnectionStatus};
+use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
 
 use crate::outbound::ApiRequest;
-use crate::{Engine, EngineError};
+use crate::{Engine, EngineError, Event};
 
 /// What a caller supplies to create a connection.
 #[derive(Debug, Clone, Default)]
@@ -107,14 +107,17 @@ pub fn resolve_config(
     Ok(config)
 }
 
-impl Engine {
+/// The engine's connections, from [`Engine::connections`].
+#[derive(Debug, Clone, Copy)]
+pub struct Connections<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+impl Connections<'_> {
     /// Creates a connection: checks its fields, runs the credential test unless told not to,
     /// and stores it (credentials encrypted). Nothing is stored when any step fails.
-    pub async fn create_connection(
-        &self,
-        new: NewConnection,
-    ) -> Result<ConnectionRecord, EngineError> {
-        let entry = self.connector(&new.connector)?;
+    pub async fn create(&self, new: NewConnection) -> Result<ConnectionRecord, EngineError> {
+        let entry = self.engine.connectors().get(&new.connector)?;
         let connector = &entry.connector;
         let method = match connector.auth_method(new.auth.as_deref()) {
             Some(m) => m,
@@ -127,7 +130,7 @@ impl Engine {
             }
         };
         if let Some(integration) = &new.integration
-            && self.store.get_integration(integration).await?.is_none()
+            && self.engine.store.get_integration(integration).await?.is_none()
         {
             return Err(EngineError::IntegrationNotFound(integration.clone()));
         }
@@ -156,14 +159,14 @@ impl Engine {
         let id = match new.id {
             Some(id) => {
                 check_connection_id(&id)?;
-                if self.store.get_connection(&id).await?.is_some() {
+                if self.engine.store.get_connection(&id).await?.is_some() {
                     return Err(EngineError::Conflict(format!("connection `{id}`")));
                 }
                 id
             }
             None => format!("conn_{}", crate::random_token(12)),
         };
-        let now = self.clock.now();
+        let now = self.engine.clock.now();
         let mut record = ConnectionRecord {
             id,
             connector: connector.id.clone(),
@@ -188,40 +191,70 @@ impl Engine {
                 ));
             }
             if !imports_tokens {
-                self.initial_grant(connector, m, &mut record).await?;
+                self.engine.initial_grant(connector, m, &mut record).await?;
             }
         }
         if let AuthMethod::Session(m) = method {
-            self.initial_login(connector, m, &mut record).await?;
+            self.engine.initial_login(connector, m, &mut record).await?;
         }
         if new.run_test {
-            let outcome = self.run_test(&record, connector).await?;
+            let outcome = self.engine.run_test(&record, connector).await?;
             record.label = outcome.label;
         }
-        record.version = self.store.insert_connection(&record).await?;
-        self.forget(&record.id);
+        record.version = self.engine.store.insert_connection(&record).await?;
+        self.engine.forget(&record.id);
         tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
-        self.events.emit(crate::Event::created(&record));
+        self.engine.events.emit(crate::Event::created(&record));
         Ok(record)
     }
 
     /// Runs the connector's credential test for a stored connection and records the label.
-    pub async fn test_connection(&self, id: &str) -> Result<TestOutcome, EngineError> {
-        let record = self.connection(id).await?;
-        let entry = self.connector(&record.connector)?;
-        let outcome = self.run_test(&record, &entry.connector).await;
+    pub async fn test(&self, id: &str) -> Result<TestOutcome, EngineError> {
+        let record = self.get(id).await?;
+        let entry = self.engine.connectors().get(&record.connector)?;
+        let outcome = self.engine.run_test(&record, &entry.connector).await;
         let status = match &outcome {
             Ok(_) => ConnectionStatus::Ok,
             Err(EngineError::TestFailed { status: 401 | 403 }) => ConnectionStatus::NeedsReauth,
             Err(_) => ConnectionStatus::Error,
         };
         if status != record.status {
-            self.store.set_connection_status(id, status).await?;
-            self.forget(id);
+            self.engine.store.set_connection_status(id, status).await?;
+            self.engine.forget(id);
         }
         outcome
     }
 
+    /// Every stored connection, without secrets.
+    pub async fn list(&self) -> Result<Vec<ConnectionSummary>, EngineError> {
+        Ok(self.engine.store.list_connections().await?)
+    }
+
+    /// The stored connection with this id.
+    pub async fn get(&self, id: &str) -> Result<ConnectionRecord, EngineError> {
+        self.engine
+            .store
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
+    }
+
+    /// Deletes a connection and its credentials.
+    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        let record = self.get(id).await?;
+        let deleted = self.engine.store.delete_connection(id).await?;
+        self.engine.forget(id);
+        if deleted {
+            tracing::info!(connection = %id, "connection deleted");
+            self.engine.events.emit(Event::deleted(&record));
+            Ok(())
+        } else {
+            Err(EngineError::ConnectionNotFound(id.to_string()))
+        }
+    }
+}
+
+impl Engine {
     pub(crate) async fn run_test(
         &self,
         record: &ConnectionRecord,

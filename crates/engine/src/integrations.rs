@@ -21,21 +21,24 @@ pub struct NewIntegration {
     pub scopes: Vec<String>,
 }
 
-impl Engine {
+/// The engine's integrations, from [`Engine::integrations`].
+#[derive(Debug, Clone, Copy)]
+pub struct Integrations<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+impl Integrations<'_> {
     /// Creates or replaces an integration.
-    pub async fn put_integration(
-        &self,
-        new: NewIntegration,
-    ) -> Result<IntegrationRecord, EngineError> {
+    pub async fn put(&self, new: NewIntegration) -> Result<IntegrationRecord, EngineError> {
         check_connection_id(&new.id).map_err(|_| {
             EngineError::invalid(
                 "id",
                 "an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
             )
         })?;
-        self.connector(&new.connector)?;
-        let now = self.clock.now();
-        let created_at = match self.store.get_integration(&new.id).await? {
+        self.engine.connectors().get(&new.connector)?;
+        let now = self.engine.clock.now();
+        let created_at = match self.engine.store.get_integration(&new.id).await? {
             Some(existing) => existing.created_at,
             None => now,
         };
@@ -49,26 +52,32 @@ impl Engine {
             created_at,
             updated_at: now,
         };
-        self.store.put_integration(&record).await?;
-        self.identities.forget(&record.id);
+        self.engine.store.put_integration(&record).await?;
+        self.engine.identities.forget(&record.id);
         Ok(record)
     }
 
     /// The integration with this id.
-    pub async fn integration(&self, id: &str) -> Result<IntegrationRecord, EngineError> {
-        self.store
+    pub async fn get(&self, id: &str) -> Result<IntegrationRecord, EngineError> {
+        self.engine
+            .store
             .get_integration(id)
             .await?
             .ok_or_else(|| EngineError::IntegrationNotFound(id.to_string()))
     }
 
     /// Deletes an integration.
-    pub async fn delete_integration(&self, id: &str) -> Result<(), EngineError> {
-        self.identities.forget(id);
-        if self.store.delete_integration(id).await? {
+    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
+        self.engine.identities.forget(id);
+        if self.engine.store.delete_integration(id).await? {
             Ok(())
         } else {
             Err(EngineError::IntegrationNotFound(id.to_string()))
         }
+    }
+
+    /// Every integration (client secrets stay sealed in the records' [`Secret`]s).
+    pub async fn list(&self) -> Result<Vec<IntegrationRecord>, EngineError> {
+        Ok(self.engine.store.list_integrations().await?)
     }
 }

@@ -1,6 +1,6 @@
 //! The engine as a [`reqwest_middleware`] layer, for Rust programs that call APIs with their own
 //! `reqwest` code: a request to a URL under the connection's base URL is sent through
-//! [`Engine::request`], so it gets the connection's credentials, refreshes, hooks, the host
+//! [`Dispatch::request`](crate::Dispatch::request), so it gets the connection's credentials, refreshes, hooks, the host
 //! allow-list and the hardened client. It answers the request itself and does not call the
 //! next middleware: put it last in the chain.
 //!
@@ -88,7 +88,7 @@ impl Engine {
         request: reqwest::Request,
     ) -> Result<reqwest::Response, EngineError> {
         let record = self.recent_connection(connection).await?;
-        let entry = self.connector(&record.connector)?;
+        let entry = self.connectors().get(&record.connector)?;
         let target = Target {
             connector: &entry.connector,
             auth_method: &record.auth_method,
@@ -125,7 +125,7 @@ impl Engine {
             headers: crate::outbound::strip_hop_by_hop(request.headers()),
             body,
         };
-        let upstream = self.request(connection, api).await?;
+        let upstream = self.dispatch().request(connection, api).await?;
         let mut response = http::Response::builder().status(upstream.status);
         if let Some(headers) = response.headers_mut() {
             *headers = upstream.headers.clone();

@@ -41,7 +41,8 @@ async fn an_oversized_token_response_is_refused_and_the_old_tokens_are_kept() {
     ))
     .await;
     let record = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "prov".into(),
             integration: Some("app".into()),
@@ -55,13 +56,14 @@ async fn an_oversized_token_response_is_refused_and_the_old_tokens_are_kept() {
         .unwrap();
 
     let refreshed = engine
-        .refresh_connection("c1", RefreshReason::Forced { seen_version: record.version })
+        .renewal()
+        .refresh("c1", RefreshReason::Forced { seen_version: record.version })
         .await;
     let Err(err) = refreshed else { panic!("the oversized token response was accepted") };
     assert!(too_large(&err), "{err:?}");
     assert!(!err.to_string().contains("aaaa"), "{err}");
 
-    let after = engine.connection("c1").await.unwrap();
+    let after = engine.connections().get("c1").await.unwrap();
     assert_eq!(after.credentials["access_token"].expose(), "old-at");
     assert_eq!(after.credentials["refresh_token"].expose(), "rt-1");
     assert_eq!(after.status, ConnectionStatus::Ok);
@@ -88,7 +90,7 @@ async fn an_oversized_discovery_document_is_refused() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    issuer: {uri}\n"
     ))
     .await;
-    let Err(err) = engine.begin_device_authorization("app").await else {
+    let Err(err) = engine.connect().begin_device_authorization("app").await else {
         panic!("the oversized response was accepted")
     };
     assert!(too_large(&err), "{err:?}");
@@ -113,7 +115,7 @@ async fn an_oversized_device_authorization_response_is_refused() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    device_authorization_url: {uri}/device\n    token_url: {uri}/token\n"
     ))
     .await;
-    let Err(err) = engine.begin_device_authorization("app").await else {
+    let Err(err) = engine.connect().begin_device_authorization("app").await else {
         panic!("the oversized response was accepted")
     };
     assert!(too_large(&err), "{err:?}");
@@ -135,7 +137,8 @@ async fn an_oversized_session_login_response_stores_nothing() {
     ))
     .await;
     let created = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "prov".into(),
             credentials: BTreeMap::from([
@@ -147,5 +150,5 @@ async fn an_oversized_session_login_response_stores_nothing() {
         .await;
     let Err(err) = created else { panic!("the oversized login response was accepted") };
     assert!(too_large(&err), "{err:?}");
-    assert!(engine.connection("c1").await.is_err(), "no connection was stored");
+    assert!(engine.connections().get("c1").await.is_err(), "no connection was stored");
 }

@@ -52,7 +52,8 @@ async fn engine(yaml: &str) -> Arc<Engine> {
 
 fn method_of_kind(engine: &Engine, connector: &str, kind: &str) -> String {
     engine
-        .connector(connector)
+        .connectors()
+        .get(connector)
         .unwrap()
         .connector
         .auth
@@ -79,7 +80,8 @@ async fn api_key_in_a_renamed_header_anthropic() {
         .await;
     let engine = engine(&pointed_at("anthropic", &mock)).await;
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             connector: "anthropic".into(),
             credentials: creds(&[("api_key", "sk-ant-test")]),
             run_test: true,
@@ -89,7 +91,8 @@ async fn api_key_in_a_renamed_header_anthropic() {
         .unwrap();
     // A wrong key fails the test and stores nothing.
     let err = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("bad".into()),
             connector: "anthropic".into(),
             credentials: creds(&[("api_key", "wrong")]),
@@ -99,7 +102,7 @@ async fn api_key_in_a_renamed_header_anthropic() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("credential test failed"), "{err}");
-    assert!(engine.connection("bad").await.is_err());
+    assert!(engine.connections().get("bad").await.is_err());
 }
 
 #[tokio::test]
@@ -118,7 +121,8 @@ async fn basic_with_a_fixed_password_freshdesk() {
     let yaml = pointed_at("freshdesk", &mock);
     let engine = engine(&yaml).await;
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             connector: "freshdesk".into(),
             credentials: creds(&[("username", "key-123")]),
             config: BTreeMap::from([("subdomain".to_string(), "acme".to_string())]),
@@ -145,7 +149,8 @@ async fn bearer_with_default_headers_github() {
     let engine = engine(&pointed_at("github", &mock)).await;
     let auth = method_of_kind(&engine, "github", "bearer");
     let record = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             connector: "github".into(),
             auth: Some(auth),
             credentials: creds(&[("token", "ghp_test")]),
@@ -188,7 +193,8 @@ async fn oauth2_user_token_slack() {
     let yaml = move_user_method_first(&yaml);
     let engine = engine(&yaml).await;
     engine
-        .put_integration(NewIntegration {
+        .integrations()
+        .put(NewIntegration {
             id: "app".into(),
             connector: "slack".into(),
             client_id: Some("cid".into()),
@@ -198,14 +204,13 @@ async fn oauth2_user_token_slack() {
         .await
         .unwrap();
     let (session, _) = engine
-        .create_connect_session(NewConnectSession {
-            integration: "app".into(),
-            ..Default::default()
-        })
+        .connect()
+        .create_session(NewConnectSession { integration: "app".into(), ..Default::default() })
         .await
         .unwrap();
     let binding = Secret::new("b");
     let url = engine
+        .connect()
         .begin_authorization(&session, "https://lk.example/oauth/callback", &binding)
         .await
         .unwrap();
@@ -219,7 +224,8 @@ async fn oauth2_user_token_slack() {
         ("state".to_string(), query["state"].clone()),
         ("code".to_string(), "the-code".to_string()),
     ]);
-    let (_, record) = engine.complete_authorization(params, Some(&binding)).await.unwrap();
+    let (_, record) =
+        engine.connect().complete_authorization(params, Some(&binding)).await.unwrap();
     assert_eq!(
         record.credentials["access_token"].expose(),
         "xoxp-user",
@@ -273,7 +279,8 @@ async fn oauth2_instance_url_salesforce() {
     let yaml = edit(&yaml, &format!("pattern: '{}'", login.uri()), "pattern: 'http.*'");
     let engine = engine(&yaml).await;
     engine
-        .put_integration(NewIntegration {
+        .integrations()
+        .put(NewIntegration {
             id: "app".into(),
             connector: "salesforce".into(),
             client_id: Some("cid".into()),
@@ -283,14 +290,13 @@ async fn oauth2_instance_url_salesforce() {
         .await
         .unwrap();
     let (session, _) = engine
-        .create_connect_session(NewConnectSession {
-            integration: "app".into(),
-            ..Default::default()
-        })
+        .connect()
+        .create_session(NewConnectSession { integration: "app".into(), ..Default::default() })
         .await
         .unwrap();
     let binding = Secret::new("b");
     let url = engine
+        .connect()
         .begin_authorization(&session, "https://lk.example/oauth/callback", &binding)
         .await
         .unwrap();
@@ -301,10 +307,12 @@ async fn oauth2_instance_url_salesforce() {
         ("state".to_string(), query["state"].clone()),
         ("code".to_string(), "c".to_string()),
     ]);
-    let (_, record) = engine.complete_authorization(params, Some(&binding)).await.unwrap();
+    let (_, record) =
+        engine.connect().complete_authorization(params, Some(&binding)).await.unwrap();
     assert_eq!(record.config["instance_url"], instance.uri());
     assert_eq!(record.label.as_deref(), Some("ada@acme.example"));
     let response = engine
+        .dispatch()
         .request(
             &record.id,
             ApiRequest { path: "/services/oauth2/userinfo".into(), ..ApiRequest::default() },
@@ -328,7 +336,8 @@ async fn aws_sigv4_sts() {
         .await;
     let engine = engine(&pointed_at("aws-sts", &mock)).await;
     let record = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             connector: "aws-sts".into(),
             credentials: creds(&[
                 ("access_key_id", "AKIDEXAMPLE"),

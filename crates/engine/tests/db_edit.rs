@@ -139,7 +139,8 @@ async fn edits_fail_closed(db: Db) {
         ),
     ] {
         first
-            .create_connection(NewConnection {
+            .connections()
+            .create(NewConnection {
                 id: Some(id.into()),
                 connector: connector.into(),
                 credentials: BTreeMap::from([("token".to_owned(), Secret::new(CANARY))]),
@@ -148,7 +149,7 @@ async fn edits_fail_closed(db: Db) {
             })
             .await
             .unwrap();
-        first.request(id, get()).await.unwrap();
+        first.dispatch().request(id, get()).await.unwrap();
     }
     assert_eq!(home.received_requests().await.unwrap().len(), 2);
 
@@ -162,7 +163,7 @@ async fn edits_fail_closed(db: Db) {
     // Another instance (or this one after a restart) reads the edited rows.
     let second = engine(db.open(&key).await, &home, &evil).await;
     for id in ["c-connector", "c-config"] {
-        let result = second.request(id, get()).await;
+        let result = second.dispatch().request(id, get()).await;
         match &result {
             Err(EngineError::Store(StoreError::CredentialsUnreadable { connection, .. })) => {
                 assert_eq!(connection, id);

@@ -21,7 +21,8 @@ fn connector(server: &MockServer, sign: &str) -> String {
 
 async fn connect(engine: &Engine) {
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "prov".into(),
             credentials: BTreeMap::from([("secret".into(), Secret::new("s3cret-s3cret-s3cret"))]),
@@ -33,7 +34,7 @@ async fn connect(engine: &Engine) {
 
 async fn get(engine: &Engine) -> u16 {
     let request = ApiRequest { path: "/me".into(), ..ApiRequest::default() };
-    engine.request("c1", request).await.unwrap().status.as_u16()
+    engine.dispatch().request("c1", request).await.unwrap().status.as_u16()
 }
 
 async fn tokens(server: &MockServer) -> Vec<String> {

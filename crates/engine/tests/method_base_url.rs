@@ -49,26 +49,23 @@ async fn an_oauth2_method_with_its_own_base_url_sends_its_token_there_only() {
         }
     };
     let oauth = engine
-        .create_connection(new(
-            "o",
-            "oauth2",
-            &[("access_token", "at-1")],
-            &[("cloud_id", "cloud-1")],
-        ))
+        .connections()
+        .create(new("o", "oauth2", &[("access_token", "at-1")], &[("cloud_id", "cloud-1")]))
         .await
         .unwrap();
     let basic = engine
-        .create_connection(new("b", "basic", &[("username", "u"), ("password", "p")], &[]))
+        .connections()
+        .create(new("b", "basic", &[("username", "u"), ("password", "p")], &[]))
         .await
         .unwrap();
     let get = || ApiRequest { path: "/myself".into(), ..ApiRequest::default() };
-    assert_eq!(engine.request(&oauth.id, get()).await.unwrap().status, 200);
-    assert_eq!(engine.request(&basic.id, get()).await.unwrap().status, 200);
+    assert_eq!(engine.dispatch().request(&oauth.id, get()).await.unwrap().status, 200);
+    assert_eq!(engine.dispatch().request(&basic.id, get()).await.unwrap().status, 200);
     assert_eq!(gateway.received_requests().await.unwrap().len(), 1);
     assert_eq!(site.received_requests().await.unwrap().len(), 1);
 
     // The OAuth token never goes to the connector's base host, even when asked for a full URL.
     let escape = ApiRequest { path: format!("{}/site/x", site.uri()), ..ApiRequest::default() };
-    assert!(engine.request(&oauth.id, escape).await.is_err());
+    assert!(engine.dispatch().request(&oauth.id, escape).await.is_err());
     assert_eq!(site.received_requests().await.unwrap().len(), 1);
 }

@@ -19,7 +19,8 @@ async fn setup() -> (MockServer, reqwest_middleware::ClientWithMiddleware) {
     let engine = engine(&yaml).await;
     for (id, token) in [("c1", "tok-one"), ("c2", "tok-two")] {
         engine
-            .create_connection(NewConnection {
+            .connections()
+            .create(NewConnection {
                 id: Some(id.into()),
                 connector: "prov".into(),
                 credentials: BTreeMap::from([("token".into(), Secret::new(token))]),

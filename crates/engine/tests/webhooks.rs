@@ -46,7 +46,8 @@ async fn events_are_signed_and_retried() {
         .await
         .unwrap();
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "plain".into(),
             credentials: [("token".to_string(), Secret::new("tok-canary"))].into(),
@@ -54,7 +55,7 @@ async fn events_are_signed_and_retried() {
         })
         .await
         .unwrap();
-    engine.delete_connection("c1").await.unwrap();
+    engine.connections().delete("c1").await.unwrap();
 
     let mut requests = Vec::new();
     for _ in 0..100 {

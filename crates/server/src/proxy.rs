@@ -83,6 +83,7 @@ async fn proxy(
         .map_err(|_| ApiError::invalid_request("the request body could not be read"))?;
     let upstream = state
         .engine
+        .dispatch()
         .request(
             &connection,
             ApiRequest { method: parts.method, path, query: Vec::new(), headers, body },

@@ -27,7 +27,8 @@ async fn state_over(server: &MockServer) -> AppState {
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
     let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "prov".into(),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),

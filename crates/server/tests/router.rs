@@ -85,7 +85,8 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         Engine::builder(store.clone(), catalog, net).refresh_lease(LEASE).build().await.unwrap();
     for (id, connector) in [("app", "prov"), ("oauth-app", "oauth"), ("oidc-app", "oidc")] {
         engine
-            .put_integration(NewIntegration {
+            .integrations()
+            .put(NewIntegration {
                 id: id.into(),
                 connector: connector.into(),
                 client_id: Some("cid".into()),
@@ -99,7 +100,8 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
     };
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "prov".into(),
             credentials: creds(&[("token", "sekrit-c1")]),
@@ -108,7 +110,8 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         .await
         .unwrap();
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("o1".into()),
             connector: "oauth".into(),
             integration: Some("oauth-app".into()),

@@ -20,7 +20,7 @@ pub struct Options {
 }
 
 pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> {
-    let entry = engine.connector(&options.connector)?;
+    let entry = engine.connectors().get(&options.connector)?;
     let connector = &entry.connector;
     let method = connector.auth_method(options.auth.as_deref()).with_context(|| {
         let names: Vec<_> = connector.auth.iter().map(|m| m.id()).collect();
@@ -66,14 +66,14 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         let integration = options.integration.as_deref().with_context(|| {
             format!("`{}` connects with OAuth2: pass --integration", connector.id)
         })?;
-        let flow = engine.begin_device_authorization(integration).await?;
+        let flow = engine.connect().begin_device_authorization(integration).await?;
         let auth = &flow.authorization;
         println!("Open {} and enter the code {}", auth.verification_uri, auth.user_code);
         if let Some(complete) = &auth.verification_uri_complete {
             println!("(or open {complete})");
         }
         eprintln!("Waiting for approval (checking every {}s)…", auth.interval.as_secs());
-        let record = engine.complete_device_authorization(flow, options.id).await?;
+        let record = engine.connect().complete_device_authorization(flow, options.id).await?;
         match &record.label {
             Some(label) => println!("{}\t{}", record.id, label),
             None => println!("{}", record.id),
@@ -116,7 +116,8 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         }
     }
     let record = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: options.id,
             connector: connector.id.clone(),
             integration: options.integration,

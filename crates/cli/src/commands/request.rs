@@ -51,6 +51,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         Some(data) => Bytes::copy_from_slice(data.as_bytes()),
     };
     let response = engine
+        .dispatch()
         .request(
             &options.connection,
             ApiRequest { method, path: options.path, query, headers, body },

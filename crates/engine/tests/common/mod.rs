@@ -50,7 +50,8 @@ async fn build(store: Arc<dyn Store>, connector_yaml: &str, clock: Arc<dyn Clock
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
     let engine = Engine::builder(store, catalog, net).clock(clock).build().await.unwrap();
     engine
-        .put_integration(NewIntegration {
+        .integrations()
+        .put(NewIntegration {
             id: "app".into(),
             connector: "prov".into(),
             client_id: Some("cid".into()),

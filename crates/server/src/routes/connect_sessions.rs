@@ -83,7 +83,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedConnectSession>), ApiError> {
     let (session, token) = state
         .engine
-        .create_connect_session(NewConnectSession {
+        .connect()
+        .create_session(NewConnectSession {
             integration: body.integration,
             connection_id: body.connection_id,
             auth: body.auth,
@@ -115,5 +116,5 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectSessionView>, ApiError> {
-    Ok(Json(view(&state.engine.connect_session(&id).await?)))
+    Ok(Json(view(&state.engine.connect().session(&id).await?)))
 }

@@ -63,7 +63,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ConnectionSummary>), ApiError> {
     let record = state
         .engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: body.id,
             connector: body.connector,
             integration: body.integration,
@@ -80,7 +81,7 @@ pub async fn create(
 /// Lists connections, without secrets.
 #[utoipa::path(get, path = "/v1/connections", responses((status = 200, description = "connections without secrets")))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
-    Ok(Json(state.engine.list_connections().await?))
+    Ok(Json(state.engine.connections().list().await?))
 }
 
 /// One connection, without secrets.
@@ -89,7 +90,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    Ok(Json(state.engine.connection(&id).await?.summary()))
+    Ok(Json(state.engine.connections().get(&id).await?.summary()))
 }
 
 /// Deletes a connection and its credentials.
@@ -98,7 +99,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_connection(&id).await?;
+    state.engine.connections().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -108,7 +109,7 @@ pub async fn test(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<TestOutcome>, ApiError> {
-    Ok(Json(state.engine.test_connection(&id).await?))
+    Ok(Json(state.engine.connections().test(&id).await?))
 }
 
 /// A fresh access token.
@@ -127,7 +128,7 @@ pub async fn token(
     Path(id): Path<String>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let (token, expires_at) = state.engine.fresh_token(&id).await?;
+    let (token, expires_at) = state.engine.renewal().fresh_token(&id).await?;
     let view = TokenView {
         access_token: token.expose().to_string(),
         expires_at: expires_at
@@ -146,13 +147,11 @@ pub async fn refresh(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    let current = state.engine.connection(&id).await?;
+    let current = state.engine.connections().get(&id).await?;
     let record = state
         .engine
-        .refresh_connection(
-            &id,
-            latchkey_engine::RefreshReason::Forced { seen_version: current.version },
-        )
+        .renewal()
+        .refresh(&id, latchkey_engine::RefreshReason::Forced { seen_version: current.version })
         .await?;
     Ok(Json(record.summary()))
 }
@@ -221,7 +220,7 @@ mod tests {
             let message = body["message"].as_str().unwrap();
             assert!(message.contains(field) && !message.contains("canary"), "{message}");
         }
-        assert!(state.engine.list_connections().await.unwrap().is_empty(), "none stored");
+        assert!(state.engine.connections().list().await.unwrap().is_empty(), "none stored");
         let (status, body) = create(
             &state,
             serde_json::json!({

@@ -42,7 +42,7 @@ fn summary(entry: &CatalogEntry) -> ConnectorSummary {
 /// Lists every connector.
 #[utoipa::path(get, path = "/v1/connectors", responses((status = 200, body = [ConnectorSummary])))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ConnectorSummary>> {
-    Json(state.engine.catalog().list().iter().map(summary).collect())
+    Json(state.engine.connectors().catalog().list().iter().map(summary).collect())
 }
 
 /// One connector, in full.
@@ -51,7 +51,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Connector>, ApiError> {
-    let entry = state.engine.connector(&id)?;
+    let entry = state.engine.connectors().get(&id)?;
     Ok(Json(entry.connector.as_ref().clone()))
 }
 
@@ -63,12 +63,12 @@ pub async fn put(
     Path(id): Path<String>,
     body: String,
 ) -> Result<Json<ConnectorSummary>, ApiError> {
-    if let Some(existing) = state.engine.catalog().get(&id)
+    if let Some(existing) = state.engine.connectors().catalog().get(&id)
         && existing.origin != Origin::Custom
     {
         tracing::info!(connector = %id, "custom connector overrides a catalog connector");
     }
-    let entry = state.engine.put_custom_connector(&id, &body).await?;
+    let entry = state.engine.connectors().put_custom(&id, &body).await?;
     Ok(Json(summary(&entry)))
 }
 
@@ -78,6 +78,6 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_custom_connector(&id).await?;
+    state.engine.connectors().delete_custom(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

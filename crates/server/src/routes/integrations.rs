@@ -65,7 +65,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let record = state
         .engine
-        .put_integration(NewIntegration {
+        .integrations()
+        .put(NewIntegration {
             id: body.id,
             connector: body.connector,
             client_id: body.client_id,
@@ -79,7 +80,7 @@ pub async fn create(
 /// Lists integrations.
 #[utoipa::path(get, path = "/v1/integrations", responses((status = 200, body = [IntegrationView])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<IntegrationView>>, ApiError> {
-    let records = state.engine.list_integrations().await?;
+    let records = state.engine.integrations().list().await?;
     Ok(Json(records.iter().map(view).collect()))
 }
 
@@ -89,7 +90,7 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<IntegrationView>, ApiError> {
-    Ok(Json(view(&state.engine.integration(&id).await?)))
+    Ok(Json(view(&state.engine.integrations().get(&id).await?)))
 }
 
 /// Deletes an integration.
@@ -98,6 +99,6 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_integration(&id).await?;
+    state.engine.integrations().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

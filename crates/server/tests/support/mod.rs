@@ -25,7 +25,8 @@ pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig)
     let net = latchkey_net::Client::new(net).unwrap();
     let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: Some("c1".into()),
             connector: "prov".into(),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
