@@ -12,7 +12,7 @@ use time::Duration;
 use url::Url;
 
 use crate::oauth2::{hash, oauth_method, oauth1_flow_method};
-use crate::{Engine, EngineError, FlowError, check_connection_id};
+use crate::{ConnectionId, ConnectorId, Engine, EngineError, FlowError, IntegrationId};
 
 /// How long a connect session and an authorization request stay usable.
 pub(crate) const FLOW_LIFETIME: Duration = Duration::minutes(10);
@@ -24,12 +24,12 @@ pub struct Connect<'e> {
 }
 
 /// What an app asks for when it starts a connect session.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewConnectSession {
     /// The integration to connect through.
-    pub integration: String,
+    pub integration: IntegrationId,
     /// The id the connection gets, or an existing connection to re-authorise.
-    pub connection_id: Option<String>,
+    pub connection_id: Option<ConnectionId>,
     /// The connector's auth method the end user connects with (its `id`); default: the
     /// method of the connection being re-authorised, else the connector's first.
     pub auth: Option<String>,
@@ -39,6 +39,21 @@ pub struct NewConnectSession {
     pub allowed_origin: Option<String>,
     /// Per-connection config (e.g. a shop subdomain the authorization URL needs).
     pub config: BTreeMap<String, String>,
+}
+
+impl NewConnectSession {
+    /// A session for `integration` with nothing else set: a new connection, the connector's
+    /// first method, no end user, no origin, no config.
+    pub fn new(integration: IntegrationId) -> Self {
+        Self {
+            integration,
+            connection_id: None,
+            auth: None,
+            end_user_id: None,
+            allowed_origin: None,
+            config: BTreeMap::new(),
+        }
+    }
 }
 
 fn origin_of(text: &str) -> Result<String, EngineError> {
@@ -64,13 +79,9 @@ impl Connect<'_> {
         &self,
         new: NewConnectSession,
     ) -> Result<(ConnectSession, Secret), EngineError> {
-        let integration = self.engine.integrations().get(&new.integration).await?;
-        self.engine.connectors().get(&integration.connector)?;
-        if let Some(id) = &new.connection_id {
-            check_connection_id(id)?;
-        }
+        let integration = self.engine.integration_record(new.integration.as_str()).await?;
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let auth_method = match (new.auth, &new.connection_id) {
             (Some(auth), _) => {
                 if entry.connector.auth_method(Some(&auth)).is_none() {
@@ -88,7 +99,9 @@ impl Connect<'_> {
                 }
                 Some(auth)
             }
-            (None, Some(id)) => self.engine.store.get_connection(id).await?.map(|c| c.auth_method),
+            (None, Some(id)) => {
+                self.engine.store.get_connection(id.as_str()).await?.map(|c| c.auth_method)
+            }
             (None, None) => None,
         };
         let config = crate::resolve_config(&entry.connector, new.config)?;
@@ -98,7 +111,7 @@ impl Connect<'_> {
             id: format!("cs_{}", crate::random_token(12)),
             token_hash: hash(&token),
             integration: integration.id,
-            connection_id: new.connection_id,
+            connection_id: new.connection_id.map(String::from),
             auth_method,
             end_user_id: new.end_user_id,
             allowed_origin,
@@ -130,8 +143,8 @@ impl Connect<'_> {
         &self,
         session: &ConnectSession,
     ) -> Result<bool, EngineError> {
-        let integration = self.engine.integrations().get(&session.integration).await?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let auth = session.auth_method.as_deref();
         Ok(oauth_method(&entry.connector, auth)
             .is_some_and(|m| m.grant == Grant::AuthorizationCode)
@@ -160,8 +173,8 @@ impl Connect<'_> {
         &self,
         session: &ConnectSession,
     ) -> Result<(String, Vec<latchkey_core::connector::FieldSpec>), EngineError> {
-        let integration = self.engine.integrations().get(&session.integration).await?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let connector = &entry.connector;
         let mut fields: Vec<_> = connector
             .config
@@ -187,8 +200,8 @@ impl Connect<'_> {
         session: &ConnectSession,
         mut values: BTreeMap<String, Secret>,
     ) -> Result<ConnectionRecord, EngineError> {
-        let integration = self.engine.integrations().get(&session.integration).await?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let mut config = BTreeMap::new();
         for field in &entry.connector.config {
             if let Some(value) = values.remove(&field.key) {
@@ -199,9 +212,10 @@ impl Connect<'_> {
             .engine
             .connections()
             .create(crate::NewConnection {
-                id: session.connection_id.clone(),
-                connector: entry.connector.id.clone(),
-                integration: Some(integration.id.clone()),
+                // Stored from checked ids: parsing them again cannot fail.
+                id: session.connection_id.as_deref().map(ConnectionId::new).transpose()?,
+                connector: ConnectorId::new(entry.connector.id.as_str())?,
+                integration: Some(IntegrationId::new(integration.id.as_str())?),
                 auth: session.auth_method.clone(),
                 credentials: values,
                 config,

@@ -10,17 +10,17 @@ use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
 
 use crate::outbound::ApiRequest;
-use crate::{Engine, EngineError, Event};
+use crate::{ConnectionId, ConnectorId, Engine, EngineError, Event, IntegrationId};
 
-/// What a caller supplies to create a connection.
-#[derive(Debug, Clone, Default)]
+/// What a caller supplies to create a connection: [`NewConnection::new`] and the fields to set.
+#[derive(Debug, Clone)]
 pub struct NewConnection {
     /// Connection id; generated when absent.
-    pub id: Option<String>,
+    pub id: Option<ConnectionId>,
     /// The connector's id.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The integration it belongs to, if any.
-    pub integration: Option<String>,
+    pub integration: Option<IntegrationId>,
     /// Auth method name; the connector's first when absent.
     pub auth: Option<String>,
     /// Credential fields.
@@ -33,6 +33,23 @@ pub struct NewConnection {
     pub run_test: bool,
 }
 
+impl NewConnection {
+    /// A connection to `connector` with nothing else set: a generated id, no integration, the
+    /// connector's first auth method, no credentials or config, no credential test.
+    pub fn new(connector: ConnectorId) -> Self {
+        Self {
+            id: None,
+            connector,
+            integration: None,
+            auth: None,
+            credentials: BTreeMap::new(),
+            config: BTreeMap::new(),
+            end_user_id: None,
+            run_test: false,
+        }
+    }
+}
+
 /// The result of a credential test.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TestOutcome {
@@ -42,21 +59,6 @@ pub struct TestOutcome {
     pub status: Option<u16>,
     /// The label rendered from the response.
     pub label: Option<String>,
-}
-
-/// Checks a connection id: 1–64 of `A-Z a-z 0-9 - _ .`.
-pub fn check_connection_id(id: &str) -> Result<(), EngineError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::invalid(
-            "id",
-            "a connection id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
-        ))
-    }
 }
 
 /// Fills defaults into `config` and checks it against the connector's config fields, and that
@@ -117,7 +119,7 @@ impl Connections<'_> {
     /// Creates a connection: checks its fields, runs the credential test unless told not to,
     /// and stores it (credentials encrypted). Nothing is stored when any step fails.
     pub async fn create(&self, new: NewConnection) -> Result<ConnectionRecord, EngineError> {
-        let entry = self.engine.connectors().get(&new.connector)?;
+        let entry = self.engine.connector_entry(new.connector.as_str())?;
         let connector = &entry.connector;
         let method = match connector.auth_method(new.auth.as_deref()) {
             Some(m) => m,
@@ -130,9 +132,9 @@ impl Connections<'_> {
             }
         };
         if let Some(integration) = &new.integration
-            && self.engine.store.get_integration(integration).await?.is_none()
+            && self.engine.store.get_integration(integration.as_str()).await?.is_none()
         {
-            return Err(EngineError::IntegrationNotFound(integration.clone()));
+            return Err(EngineError::IntegrationNotFound(integration.to_string()));
         }
         let credentials: BTreeMap<_, _> =
             new.credentials.into_iter().filter(|(_, v)| !v.is_empty()).collect();
@@ -158,11 +160,10 @@ impl Connections<'_> {
         let config = resolve_config(connector, new.config)?;
         let id = match new.id {
             Some(id) => {
-                check_connection_id(&id)?;
-                if self.engine.store.get_connection(&id).await?.is_some() {
+                if self.engine.store.get_connection(id.as_str()).await?.is_some() {
                     return Err(EngineError::Conflict(format!("connection `{id}`")));
                 }
-                id
+                id.into_string()
             }
             None => format!("conn_{}", crate::random_token(12)),
         };
@@ -170,7 +171,7 @@ impl Connections<'_> {
         let mut record = ConnectionRecord {
             id,
             connector: connector.id.clone(),
-            integration: new.integration,
+            integration: new.integration.map(String::from),
             auth_method: method.id().to_string(),
             credentials,
             config,
@@ -209,9 +210,9 @@ impl Connections<'_> {
     }
 
     /// Runs the connector's credential test for a stored connection and records the label.
-    pub async fn test(&self, id: &str) -> Result<TestOutcome, EngineError> {
-        let record = self.get(id).await?;
-        let entry = self.engine.connectors().get(&record.connector)?;
+    pub async fn test(&self, id: &ConnectionId) -> Result<TestOutcome, EngineError> {
+        let record = self.engine.connection_record(id.as_str()).await?;
+        let entry = self.engine.connector_entry(&record.connector)?;
         let outcome = self.engine.run_test(&record, &entry.connector).await;
         let status = match &outcome {
             Ok(_) => ConnectionStatus::Ok,
@@ -219,8 +220,8 @@ impl Connections<'_> {
             Err(_) => ConnectionStatus::Error,
         };
         if status != record.status {
-            self.engine.store.set_connection_status(id, status).await?;
-            self.engine.forget(id);
+            self.engine.store.set_connection_status(id.as_str(), status).await?;
+            self.engine.forget(id.as_str());
         }
         outcome
     }
@@ -231,19 +232,15 @@ impl Connections<'_> {
     }
 
     /// The stored connection with this id.
-    pub async fn get(&self, id: &str) -> Result<ConnectionRecord, EngineError> {
-        self.engine
-            .store
-            .get_connection(id)
-            .await?
-            .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
+    pub async fn get(&self, id: &ConnectionId) -> Result<ConnectionRecord, EngineError> {
+        self.engine.connection_record(id.as_str()).await
     }
 
     /// Deletes a connection and its credentials.
-    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
-        let record = self.get(id).await?;
-        let deleted = self.engine.store.delete_connection(id).await?;
-        self.engine.forget(id);
+    pub async fn delete(&self, id: &ConnectionId) -> Result<(), EngineError> {
+        let record = self.engine.connection_record(id.as_str()).await?;
+        let deleted = self.engine.store.delete_connection(id.as_str()).await?;
+        self.engine.forget(id.as_str());
         if deleted {
             tracing::info!(connection = %id, "connection deleted");
             self.engine.events.emit(Event::deleted(&record));
@@ -255,6 +252,17 @@ impl Connections<'_> {
 }
 
 impl Engine {
+    /// The stored connection with this id (ids read from the store or a lease name).
+    pub(crate) async fn connection_record(
+        &self,
+        id: &str,
+    ) -> Result<ConnectionRecord, EngineError> {
+        self.store
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
+    }
+
     pub(crate) async fn run_test(
         &self,
         record: &ConnectionRecord,

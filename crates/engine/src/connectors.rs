@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use crate::{Catalog, CatalogEntry, Engine, EngineError, Origin, scripts};
+use crate::{Catalog, CatalogEntry, ConnectorId, Engine, EngineError, Origin, scripts};
 
 /// The engine's connectors, from [`Engine::connectors`].
 #[derive(Debug, Clone, Copy)]
@@ -18,14 +18,18 @@ impl<'e> Connectors<'e> {
     }
 
     /// The connector with this id.
-    pub fn get(&self, id: &str) -> Result<CatalogEntry, EngineError> {
-        self.engine.catalog.get(id).ok_or_else(|| EngineError::ConnectorNotFound(id.to_string()))
+    pub fn get(&self, id: &ConnectorId) -> Result<CatalogEntry, EngineError> {
+        self.engine.connector_entry(id.as_str())
     }
 
     /// Stores a custom connector (YAML) and adds it to the catalog; a malformed one is refused
     /// with the parse error and changes nothing. The YAML is parsed and its script compiled on
     /// a blocking thread, so that an upload never holds the threads serving other requests.
-    pub async fn put_custom(&self, id: &str, source: &str) -> Result<CatalogEntry, EngineError> {
+    pub async fn put_custom(
+        &self,
+        id: &ConnectorId,
+        source: &str,
+    ) -> Result<CatalogEntry, EngineError> {
         let origin = format!("custom:{id}");
         let text = source.to_owned();
         let connector = tokio::task::spawn_blocking(move || {
@@ -35,28 +39,28 @@ impl<'e> Connectors<'e> {
         })
         .await
         .map_err(|_| EngineError::Connector {
-            connector: id.to_owned(),
+            connector: id.to_string(),
             message: "checking it failed".into(),
         })?
         .map_err(|e| EngineError::invalid("body", e.to_string()))?;
-        if connector.id != id {
+        if *id != connector.id {
             return Err(EngineError::invalid(
                 "id",
                 format!("the connector's id `{}` differs from `{id}`", connector.id),
             ));
         }
-        self.engine.store.put_custom_connector(id, source).await?;
+        self.engine.store.put_custom_connector(id.as_str(), source).await?;
         let entry = CatalogEntry { connector: Arc::new(connector), origin: Origin::Custom };
         self.engine.catalog.insert(entry.clone());
         Ok(entry)
     }
 
     /// Removes a custom connector. Built-in and file connectors cannot be removed this way.
-    pub async fn delete_custom(&self, id: &str) -> Result<(), EngineError> {
-        match self.engine.catalog.get(id) {
+    pub async fn delete_custom(&self, id: &ConnectorId) -> Result<(), EngineError> {
+        match self.engine.catalog.get(id.as_str()) {
             Some(entry) if entry.origin == Origin::Custom => {
-                self.engine.store.delete_custom_connector(id).await?;
-                self.engine.catalog.remove(id);
+                self.engine.store.delete_custom_connector(id.as_str()).await?;
+                self.engine.catalog.remove(id.as_str());
                 Ok(())
             }
             Some(_) => Err(EngineError::invalid(
@@ -65,5 +69,12 @@ impl<'e> Connectors<'e> {
             )),
             None => Err(EngineError::ConnectorNotFound(id.to_string())),
         }
+    }
+}
+
+impl Engine {
+    /// The connector with this id (ids read from stored connections and integrations).
+    pub(crate) fn connector_entry(&self, id: &str) -> Result<CatalogEntry, EngineError> {
+        self.catalog.get(id).ok_or_else(|| EngineError::ConnectorNotFound(id.to_string()))
     }
 }

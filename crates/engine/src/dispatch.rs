@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::{
-    ApiRequest, ConnectionRecord, Engine, EngineError, RefreshReason, UpstreamResponse, rate_limit,
-    send, session,
+    ApiRequest, ConnectionId, ConnectionRecord, Engine, EngineError, RefreshReason,
+    UpstreamResponse, rate_limit, send, session,
 };
 
 /// Authenticated requests, from [`Engine::dispatch`]: what the proxy and embedders call.
@@ -27,11 +27,12 @@ impl Dispatch<'_> {
     /// hook needs it; stream it or call `bytes()`.
     pub async fn request(
         &self,
-        connection_id: &str,
+        connection: &ConnectionId,
         request: ApiRequest,
     ) -> Result<UpstreamResponse, EngineError> {
+        let connection_id = connection.as_str();
         let mut record = self.engine.recent_connection(connection_id).await?;
-        let entry = self.engine.connectors().get(&record.connector)?;
+        let entry = self.engine.connector_entry(&record.connector)?;
         let renew_on = renewal_statuses(&entry.connector, &record.auth_method);
         if renew_on.is_some() {
             if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
@@ -48,7 +49,7 @@ impl Dispatch<'_> {
                 expiring.still_needed(&record, self.engine.clock.now()).then_some(expiring)
             };
             if let Some(reason) = reason {
-                record = Arc::new(self.engine.renewal().refresh(connection_id, reason).await?);
+                record = Arc::new(self.engine.refresh_record(connection_id, reason).await?);
             }
         }
         let mut renewed = false;
@@ -101,8 +102,7 @@ impl Dispatch<'_> {
             renewed = true;
             record = Arc::new(
                 self.engine
-                    .renewal()
-                    .refresh(
+                    .refresh_record(
                         connection_id,
                         RefreshReason::Rejected { seen_version: record.version },
                     )
@@ -121,7 +121,7 @@ impl Engine {
         if let Some(record) = self.recent.get(id) {
             return Ok(record);
         }
-        let record = Arc::new(self.connections().get(id).await?);
+        let record = Arc::new(self.connection_record(id).await?);
         self.recent.put(record.clone());
         Ok(record)
     }

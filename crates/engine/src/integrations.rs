@@ -4,15 +4,15 @@
 use latchkey_core::Secret;
 use latchkey_store::IntegrationRecord;
 
-use crate::{Engine, EngineError, check_connection_id};
+use crate::{ConnectorId, Engine, EngineError, IntegrationId};
 
 /// What a caller supplies to create or replace an integration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewIntegration {
     /// Integration id.
-    pub id: String,
+    pub id: IntegrationId,
     /// The connector it enables.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// OAuth client id.
     pub client_id: Option<String>,
     /// OAuth client secret.
@@ -30,21 +30,15 @@ pub struct Integrations<'e> {
 impl Integrations<'_> {
     /// Creates or replaces an integration.
     pub async fn put(&self, new: NewIntegration) -> Result<IntegrationRecord, EngineError> {
-        check_connection_id(&new.id).map_err(|_| {
-            EngineError::invalid(
-                "id",
-                "an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
-            )
-        })?;
-        self.engine.connectors().get(&new.connector)?;
+        self.engine.connector_entry(new.connector.as_str())?;
         let now = self.engine.clock.now();
-        let created_at = match self.engine.store.get_integration(&new.id).await? {
+        let created_at = match self.engine.store.get_integration(new.id.as_str()).await? {
             Some(existing) => existing.created_at,
             None => now,
         };
         let record = IntegrationRecord {
-            id: new.id,
-            connector: new.connector,
+            id: new.id.into_string(),
+            connector: new.connector.into_string(),
             client_id: new.client_id,
             client_secret: new.client_secret,
             scopes: new.scopes,
@@ -58,18 +52,14 @@ impl Integrations<'_> {
     }
 
     /// The integration with this id.
-    pub async fn get(&self, id: &str) -> Result<IntegrationRecord, EngineError> {
-        self.engine
-            .store
-            .get_integration(id)
-            .await?
-            .ok_or_else(|| EngineError::IntegrationNotFound(id.to_string()))
+    pub async fn get(&self, id: &IntegrationId) -> Result<IntegrationRecord, EngineError> {
+        self.engine.integration_record(id.as_str()).await
     }
 
     /// Deletes an integration.
-    pub async fn delete(&self, id: &str) -> Result<(), EngineError> {
-        self.engine.identities.forget(id);
-        if self.engine.store.delete_integration(id).await? {
+    pub async fn delete(&self, id: &IntegrationId) -> Result<(), EngineError> {
+        self.engine.identities.forget(id.as_str());
+        if self.engine.store.delete_integration(id.as_str()).await? {
             Ok(())
         } else {
             Err(EngineError::IntegrationNotFound(id.to_string()))
@@ -79,5 +69,18 @@ impl Integrations<'_> {
     /// Every integration (client secrets stay sealed in the records' [`Secret`]s).
     pub async fn list(&self) -> Result<Vec<IntegrationRecord>, EngineError> {
         Ok(self.engine.store.list_integrations().await?)
+    }
+}
+
+impl Engine {
+    /// The integration with this id (ids read from the store).
+    pub(crate) async fn integration_record(
+        &self,
+        id: &str,
+    ) -> Result<IntegrationRecord, EngineError> {
+        self.store
+            .get_integration(id)
+            .await?
+            .ok_or_else(|| EngineError::IntegrationNotFound(id.to_string()))
     }
 }

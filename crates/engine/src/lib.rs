@@ -42,7 +42,7 @@ pub use latchkey_store as store;
 /// `reqwest_middleware` in [`middleware`].
 pub use {bytes, http, reqwest, reqwest_middleware, time};
 
-pub use latchkey_core::{Connector, Secret};
+pub use latchkey_core::{ConnectionId, Connector, ConnectorId, IdError, IntegrationId, Secret};
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, IntegrationRecord,
@@ -53,9 +53,7 @@ pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{Connect, NewConnectSession};
-pub use connections::{
-    Connections, NewConnection, TestOutcome, check_connection_id, resolve_config,
-};
+pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
 pub use dispatch::Dispatch;
 pub use error::{

@@ -3,7 +3,7 @@
 //! crash interrupted, the background scheduler). The refresh itself is in `oauth2::refresh`,
 //! the scheduler in `scheduler.rs`.
 
-use crate::{Engine, EngineError, RefreshReason, oauth2};
+use crate::{ConnectionId, Engine, EngineError, RefreshReason, oauth2};
 
 /// Credential renewal, from [`Engine::renewal`].
 #[derive(Debug, Clone, Copy)]
@@ -15,10 +15,11 @@ impl Renewal<'_> {
     /// A fresh access token for an OAuth2 connection, for apps that call the API themselves.
     pub async fn fresh_token(
         &self,
-        connection_id: &str,
+        connection: &ConnectionId,
     ) -> Result<(latchkey_core::Secret, Option<time::OffsetDateTime>), EngineError> {
-        let record = self.engine.connections().get(connection_id).await?;
-        let entry = self.engine.connectors().get(&record.connector)?;
+        let connection_id = connection.as_str();
+        let record = self.engine.connection_record(connection_id).await?;
+        let entry = self.engine.connector_entry(&record.connector)?;
         if oauth2::oauth_method(&entry.connector, Some(&record.auth_method)).is_none() {
             return Err(EngineError::invalid(
                 "id",
@@ -29,7 +30,8 @@ impl Renewal<'_> {
             return Err(EngineError::NeedsReauth(record.id));
         }
         let record = self
-            .refresh(connection_id, RefreshReason::Expiring(self.engine.refresh_margin))
+            .engine
+            .refresh_record(connection_id, RefreshReason::Expiring(self.engine.refresh_margin))
             .await?;
         let token = record
             .credentials

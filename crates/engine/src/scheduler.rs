@@ -75,8 +75,7 @@ impl Engine {
                     return engine.check_interrupted_refresh(&id).await.unwrap_or(false);
                 }
                 engine
-                    .renewal()
-                    .refresh(&id, RefreshReason::Expiring(engine.refresh_margin))
+                    .refresh_record(&id, RefreshReason::Expiring(engine.refresh_margin))
                     .await
                     .is_ok()
             }

@@ -40,17 +40,19 @@ async fn script_workers_start_with_the_first_hook() {
     engine
         .connections()
         .create(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
     assert_eq!(script_threads(), 0, "building an engine and storing a connection start none");
 
     let request = ApiRequest { path: "/me".into(), ..ApiRequest::default() };
-    assert_eq!(engine.dispatch().request("c1", request).await.unwrap().status.as_u16(), 200);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), request).await.unwrap().status.as_u16(),
+        200
+    );
     let permanent = latchkey_engine::script::PoolSize::default().workers;
     assert!(script_threads() >= 1, "the first hook started the pool");
     assert!(script_threads() <= permanent + 1, "one pool: {} threads", script_threads());

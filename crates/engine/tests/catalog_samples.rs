@@ -53,7 +53,7 @@ async fn engine(yaml: &str) -> Arc<Engine> {
 fn method_of_kind(engine: &Engine, connector: &str, kind: &str) -> String {
     engine
         .connectors()
-        .get(connector)
+        .get(&connector.parse().unwrap())
         .unwrap()
         .connector
         .auth
@@ -82,10 +82,9 @@ async fn api_key_in_a_renamed_header_anthropic() {
     engine
         .connections()
         .create(NewConnection {
-            connector: "anthropic".into(),
             credentials: creds(&[("api_key", "sk-ant-test")]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("anthropic".parse().unwrap())
         })
         .await
         .unwrap();
@@ -93,16 +92,15 @@ async fn api_key_in_a_renamed_header_anthropic() {
     let err = engine
         .connections()
         .create(NewConnection {
-            id: Some("bad".into()),
-            connector: "anthropic".into(),
+            id: Some("bad".parse().unwrap()),
             credentials: creds(&[("api_key", "wrong")]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("anthropic".parse().unwrap())
         })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("credential test failed"), "{err}");
-    assert!(engine.connections().get("bad").await.is_err());
+    assert!(engine.connections().get(&"bad".parse().unwrap()).await.is_err());
 }
 
 #[tokio::test]
@@ -123,11 +121,10 @@ async fn basic_with_a_fixed_password_freshdesk() {
     engine
         .connections()
         .create(NewConnection {
-            connector: "freshdesk".into(),
             credentials: creds(&[("username", "key-123")]),
             config: BTreeMap::from([("subdomain".to_string(), "acme".to_string())]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("freshdesk".parse().unwrap())
         })
         .await
         .unwrap();
@@ -151,11 +148,10 @@ async fn bearer_with_default_headers_github() {
     let record = engine
         .connections()
         .create(NewConnection {
-            connector: "github".into(),
             auth: Some(auth),
             credentials: creds(&[("token", "ghp_test")]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("github".parse().unwrap())
         })
         .await
         .unwrap();
@@ -195,8 +191,8 @@ async fn oauth2_user_token_slack() {
     engine
         .integrations()
         .put(NewIntegration {
-            id: "app".into(),
-            connector: "slack".into(),
+            id: "app".parse().unwrap(),
+            connector: "slack".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("cs")),
             scopes: vec![],
@@ -205,7 +201,7 @@ async fn oauth2_user_token_slack() {
         .unwrap();
     let (session, _) = engine
         .connect()
-        .create_session(NewConnectSession { integration: "app".into(), ..Default::default() })
+        .create_session(NewConnectSession { ..NewConnectSession::new("app".parse().unwrap()) })
         .await
         .unwrap();
     let binding = Secret::new("b");
@@ -281,8 +277,8 @@ async fn oauth2_instance_url_salesforce() {
     engine
         .integrations()
         .put(NewIntegration {
-            id: "app".into(),
-            connector: "salesforce".into(),
+            id: "app".parse().unwrap(),
+            connector: "salesforce".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("cs")),
             scopes: vec![],
@@ -291,7 +287,7 @@ async fn oauth2_instance_url_salesforce() {
         .unwrap();
     let (session, _) = engine
         .connect()
-        .create_session(NewConnectSession { integration: "app".into(), ..Default::default() })
+        .create_session(NewConnectSession { ..NewConnectSession::new("app".parse().unwrap()) })
         .await
         .unwrap();
     let binding = Secret::new("b");
@@ -314,7 +310,7 @@ async fn oauth2_instance_url_salesforce() {
     let response = engine
         .dispatch()
         .request(
-            &record.id,
+            &record.id.parse().unwrap(),
             ApiRequest { path: "/services/oauth2/userinfo".into(), ..ApiRequest::default() },
         )
         .await
@@ -338,7 +334,6 @@ async fn aws_sigv4_sts() {
     let record = engine
         .connections()
         .create(NewConnection {
-            connector: "aws-sts".into(),
             credentials: creds(&[
                 ("access_key_id", "AKIDEXAMPLE"),
                 ("secret_access_key", "secret"),
@@ -346,7 +341,7 @@ async fn aws_sigv4_sts() {
             ]),
             config: BTreeMap::from([("region".to_string(), "eu-west-1".to_string())]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("aws-sts".parse().unwrap())
         })
         .await
         .unwrap();

@@ -46,7 +46,12 @@ async fn callback(
 ) -> Result<latchkey_store::ConnectionRecord, EngineError> {
     let (url, flow) = engine
         .connect()
-        .begin_local_authorization("app", None, "http://127.0.0.1:9/cb", BTreeMap::new())
+        .begin_local_authorization(
+            &"app".parse().unwrap(),
+            None,
+            "http://127.0.0.1:9/cb",
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();

@@ -29,14 +29,13 @@ async fn expired_connection(setup: &Setup, id: &str) {
         .engine
         .connections()
         .create(NewConnection {
-            id: Some(id.into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+            id: Some(id.parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([
                 ("access_token".to_string(), Secret::new("old-at")),
                 ("refresh_token".to_string(), Secret::new("rt-1")),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -104,14 +103,18 @@ async fn two_hundred_requests_on_an_expired_token_cause_one_refresh() {
     for _ in 0..200 {
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
-            engine.dispatch().request("c1", get("/me")).await.map(|r| r.status.as_u16())
+            engine
+                .dispatch()
+                .request(&"c1".parse().unwrap(), get("/me"))
+                .await
+                .map(|r| r.status.as_u16())
         }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), 200);
     }
     assert_eq!(token_calls(&server).await.len(), 1, "exactly one token-endpoint call");
-    let record = engine.connections().get("c1").await.unwrap();
+    let record = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(
         record.credentials["refresh_token"].expose(),
         "rt-2",
@@ -143,10 +146,10 @@ async fn rotation_is_followed_and_a_missing_refresh_token_keeps_the_old_one() {
     let engine = &setup.engine;
     expired_connection(&setup, "c1").await;
     for expected_refresh in ["rt-2", "rt-2"] {
-        let v = engine.connections().get("c1").await.unwrap().version;
+        let v = engine.connections().get(&"c1".parse().unwrap()).await.unwrap().version;
         let r = engine
             .renewal()
-            .refresh("c1", RefreshReason::Forced { seen_version: v })
+            .refresh(&"c1".parse().unwrap(), RefreshReason::Forced { seen_version: v })
             .await
             .unwrap();
         assert_eq!(r.credentials["refresh_token"].expose(), expected_refresh);
@@ -161,7 +164,8 @@ async fn rotation_is_followed_and_a_missing_refresh_token_keeps_the_old_one() {
     // Client authentication in the body by default.
     assert!(second.contains("client_id=cid") && second.contains("client_secret=csecret"));
     assert_eq!(
-        engine.connections().get("c1").await.unwrap().credentials["access_token"].expose(),
+        engine.connections().get(&"c1".parse().unwrap()).await.unwrap().credentials["access_token"]
+            .expose(),
         "at-3"
     );
 }
@@ -180,13 +184,13 @@ async fn invalid_grant_marks_needs_reauth_and_keeps_tokens() {
     let setup = setup(&connector(&server, "")).await;
     let engine = &setup.engine;
     expired_connection(&setup, "c1").await;
-    let err = engine.dispatch().request("c1", get("/me")).await.unwrap_err();
+    let err = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert!(matches!(err, EngineError::NeedsReauth(_)), "{err}");
-    let record = engine.connections().get("c1").await.unwrap();
+    let record = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(record.status, ConnectionStatus::NeedsReauth);
     assert_eq!(record.credentials["refresh_token"].expose(), "rt-1");
     // No further token calls once marked.
-    let _ = engine.dispatch().request("c1", get("/me")).await.unwrap_err();
+    let _ = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert_eq!(token_calls(&server).await.len(), 1);
 }
 
@@ -201,10 +205,10 @@ async fn transient_failures_keep_the_tokens_and_the_status() {
     let setup = setup(&connector(&server, "")).await;
     let engine = &setup.engine;
     expired_connection(&setup, "c1").await;
-    let before = engine.connections().get("c1").await.unwrap();
-    let err = engine.dispatch().request("c1", get("/me")).await.unwrap_err();
+    let before = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
+    let err = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert!(matches!(&err, EngineError::Token(t) if t.is_transient()), "{err}");
-    let after = engine.connections().get("c1").await.unwrap();
+    let after = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(after.status, ConnectionStatus::Ok);
     assert_eq!(after.version, before.version);
     assert_eq!(after.credentials["access_token"].expose(), "old-at");
@@ -226,18 +230,17 @@ async fn a_refused_token_is_refreshed_once_and_the_request_retried_once() {
     engine
         .connections()
         .create(NewConnection {
-            id: Some("c2".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+            id: Some("c2".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([
                 ("access_token".to_string(), Secret::new("stale")),
                 ("refresh_token".to_string(), Secret::new("rt-1")),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
-    let response = engine.dispatch().request("c2", get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&"c2".parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status.as_u16(), 200);
     let calls = token_calls(&server).await;
     assert_eq!(calls.len(), 1);
@@ -282,17 +285,25 @@ async fn client_credentials_keep_instance_url_for_the_base_url() {
     let record = engine
         .connections()
         .create(NewConnection {
-            id: Some("cc".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
-            ..NewConnection::default()
+            id: Some("cc".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
     assert_eq!(record.config["instance_url"], instance.uri());
     let lifetime = record.expires_at.unwrap() - OffsetDateTime::now_utc();
     assert!(lifetime > time::Duration::minutes(59) && lifetime <= time::Duration::minutes(60));
-    assert_eq!(engine.dispatch().request("cc", get("/ping")).await.unwrap().status.as_u16(), 200);
+    assert_eq!(
+        engine
+            .dispatch()
+            .request(&"cc".parse().unwrap(), get("/ping"))
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -309,9 +320,8 @@ async fn forged_replayed_and_missing_states_never_reach_the_token_endpoint() {
     let (session, _token) = engine
         .connect()
         .create_session(latchkey_engine::NewConnectSession {
-            integration: "app".into(),
             allowed_origin: Some("http://app.example".into()),
-            ..Default::default()
+            ..latchkey_engine::NewConnectSession::new("app".parse().unwrap())
         })
         .await
         .unwrap();
@@ -371,8 +381,7 @@ async fn a_mismatched_issuer_is_refused_before_the_token_request() {
     let (session, _) = engine
         .connect()
         .create_session(latchkey_engine::NewConnectSession {
-            integration: "app".into(),
-            ..Default::default()
+            ..latchkey_engine::NewConnectSession::new("app".parse().unwrap())
         })
         .await
         .unwrap();
@@ -416,8 +425,8 @@ async fn private_key_jwt_client_authentication() {
     engine
         .integrations()
         .put(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new(pem)),
             scopes: vec![],
@@ -427,10 +436,9 @@ async fn private_key_jwt_client_authentication() {
     engine
         .connections()
         .create(NewConnection {
-            id: Some("k".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
-            ..NewConnection::default()
+            id: Some("k".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -492,11 +500,14 @@ async fn device_flow_polls_and_slows_down() {
         uri = server.uri()
     );
     let Setup { engine, clock, .. } = setup(&yaml).await;
-    let flow = engine.connect().begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     let started = clock.now();
-    let record =
-        engine.connect().complete_device_authorization(flow, Some("dev".into())).await.unwrap();
+    let record = engine
+        .connect()
+        .complete_device_authorization(flow, Some("dev".parse().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(record.credentials["access_token"].expose(), "dev-at");
     let polls = token_calls(&server).await;
     assert_eq!(polls.len(), 3, "pending, slow_down, success");
@@ -530,7 +541,7 @@ async fn device_flow_gives_up_when_the_code_expires() {
         uri = server.uri()
     );
     let Setup { engine, clock, .. } = setup(&yaml).await;
-    let flow = engine.connect().begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     let started = clock.now();
     let real = std::time::Instant::now();
     let outcome = engine.connect().complete_device_authorization(flow, None).await;
@@ -565,7 +576,7 @@ async fn device_flow_reads_its_endpoint_from_the_issuers_discovery_document() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    issuer: {uri}\n"
     );
     let engine = engine(&yaml).await;
-    let flow = engine.connect().begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     assert_eq!(flow.authorization.interval, std::time::Duration::from_secs(3));
 }
@@ -594,15 +605,15 @@ async fn device_authorization_authenticates_a_private_key_jwt_client() {
     engine
         .integrations()
         .put(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new(pem)),
             scopes: vec![],
         })
         .await
         .unwrap();
-    let flow = engine.connect().begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     let calls = server.received_requests().await.unwrap();
     let body = String::from_utf8_lossy(&calls[0].body).to_string();

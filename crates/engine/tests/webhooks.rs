@@ -48,14 +48,13 @@ async fn events_are_signed_and_retried() {
     engine
         .connections()
         .create(NewConnection {
-            id: Some("c1".into()),
-            connector: "plain".into(),
+            id: Some("c1".parse().unwrap()),
             credentials: [("token".to_string(), Secret::new("tok-canary"))].into(),
-            ..NewConnection::default()
+            ..NewConnection::new("plain".parse().unwrap())
         })
         .await
         .unwrap();
-    engine.connections().delete("c1").await.unwrap();
+    engine.connections().delete(&"c1".parse().unwrap()).await.unwrap();
 
     let mut requests = Vec::new();
     for _ in 0..100 {

@@ -29,10 +29,9 @@ async fn state_over(server: &MockServer) -> AppState {
     engine
         .connections()
         .create(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();

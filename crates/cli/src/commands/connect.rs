@@ -6,15 +6,15 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use latchkey_core::Secret;
+use latchkey_core::{ConnectionId, ConnectorId, IntegrationId, Secret};
 use latchkey_engine::{Engine, NewConnection};
 
 pub struct Options {
-    pub connector: String,
-    pub id: Option<String>,
+    pub connector: ConnectorId,
+    pub id: Option<ConnectionId>,
     pub auth: Option<String>,
     pub set: Vec<String>,
-    pub integration: Option<String>,
+    pub integration: Option<IntegrationId>,
     pub test: bool,
     pub open_browser: bool,
 }
@@ -38,7 +38,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         _ => None,
     };
     if let Some(protocol) = browser_flow {
-        let integration = options.integration.as_deref().with_context(|| {
+        let integration = options.integration.as_ref().with_context(|| {
             format!(
                 "`{}` connects with {protocol}: pass --integration (see `latchkey integration add`)",
                 connector.id
@@ -63,7 +63,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
     if let latchkey_core::AuthMethod::OAuth2(m) = method
         && m.grant == latchkey_core::connector::Grant::DeviceCode
     {
-        let integration = options.integration.as_deref().with_context(|| {
+        let integration = options.integration.as_ref().with_context(|| {
             format!("`{}` connects with OAuth2: pass --integration", connector.id)
         })?;
         let flow = engine.connect().begin_device_authorization(integration).await?;
@@ -119,7 +119,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         .connections()
         .create(NewConnection {
             id: options.id,
-            connector: connector.id.clone(),
+            connector: options.connector,
             integration: options.integration,
             auth: Some(method.id().to_string()),
             credentials,

@@ -13,9 +13,9 @@ const WAIT: Duration = Duration::from_secs(600);
 
 pub async fn run(
     engine: &Engine,
-    integration: &str,
+    integration: &latchkey_core::IntegrationId,
     auth: Option<&str>,
-    connection_id: Option<String>,
+    connection_id: Option<latchkey_core::ConnectionId>,
     config: std::collections::BTreeMap<String, String>,
     open_browser: bool,
 ) -> anyhow::Result<ExitCode> {

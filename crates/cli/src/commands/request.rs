@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use latchkey_engine::{ApiRequest, Engine};
 
 pub struct Options {
-    pub connection: String,
+    pub connection: latchkey_core::ConnectionId,
     pub method: String,
     pub path: String,
     pub headers: Vec<String>,

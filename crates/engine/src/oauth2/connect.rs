@@ -17,7 +17,7 @@ use super::oauth1::oauth1_flow_method;
 use super::{ResolvedOAuth, hash, oauth_method};
 use crate::connect::FLOW_LIFETIME;
 use crate::events::Event;
-use crate::{Connect, Engine, EngineError, FlowError};
+use crate::{Connect, ConnectionId, Engine, EngineError, FlowError, IntegrationId};
 
 /// The query of a callback.
 #[derive(Debug, Clone, Default)]
@@ -117,8 +117,8 @@ impl Connect<'_> {
         redirect_uri: &str,
         browser_binding: &Secret,
     ) -> Result<Url, EngineError> {
-        let integration = self.engine.integrations().get(&session.integration).await?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let method = self
             .engine
             .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
@@ -209,13 +209,13 @@ impl Connect<'_> {
     /// `auth` picks the connector's method (default: its first).
     pub async fn begin_local_authorization(
         &self,
-        integration: &str,
+        integration: &IntegrationId,
         auth: Option<&str>,
         redirect_uri: &str,
         config: BTreeMap<String, String>,
     ) -> Result<(Url, LocalFlow), EngineError> {
-        let integration = self.engine.integrations().get(integration).await?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let integration = self.engine.integration_record(integration.as_str()).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let config = crate::resolve_config(&entry.connector, config)?;
         let method = self.engine.flow_method(&entry.connector, auth, &config).await?;
         let (url, state, verifier) = self
@@ -240,12 +240,12 @@ impl Connect<'_> {
         &self,
         flow: LocalFlow,
         params: CallbackParams,
-        connection_id: Option<String>,
+        connection_id: Option<ConnectionId>,
     ) -> Result<ConnectionRecord, EngineError> {
         if params.state.as_ref() != Some(&flow.state) {
             return Err(FlowError::InvalidState.into());
         }
-        let integration = self.engine.integrations().get(&flow.integration).await?;
+        let integration = self.engine.integration_record(&flow.integration).await?;
         self.engine
             .exchange_and_store(
                 &flow.method,
@@ -253,7 +253,11 @@ impl Connect<'_> {
                 params,
                 &flow.redirect_uri,
                 flow.verifier.as_ref(),
-                NewRecord { id: connection_id, end_user_id: None, config: flow.config },
+                NewRecord {
+                    id: connection_id.map(String::from),
+                    end_user_id: None,
+                    config: flow.config,
+                },
             )
             .await
     }
@@ -292,7 +296,7 @@ impl Engine {
                 code_challenge: challenge.as_deref(),
             },
         );
-        let entry = self.connectors().get(&integration.connector)?;
+        let entry = self.connector_entry(&integration.connector)?;
         let scope = crate::scripts::HookScope {
             connection: None,
             policy: super::endpoint_policy(endpoint)?,
@@ -313,8 +317,8 @@ impl Engine {
         if pending.expires_at <= self.clock.now() {
             return Err(FlowError::Expired.into());
         }
-        let integration = self.integrations().get(&session.integration).await?;
-        let entry = self.connectors().get(&integration.connector)?;
+        let integration = self.integration_record(&session.integration).await?;
+        let entry = self.connector_entry(&integration.connector)?;
         let method = self
             .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
             .await?;
@@ -398,7 +402,7 @@ impl Engine {
         if let Some(code) = params.error {
             return Err(FlowError::Provider { code }.into());
         }
-        let entry = self.connectors().get(&integration.connector)?;
+        let entry = self.connector_entry(&integration.connector)?;
         let code = params.code.as_ref().ok_or(FlowError::MissingCode)?;
         let mut credentials = BTreeMap::new();
         let mut expires_at = None;

@@ -13,7 +13,7 @@ use latchkey_store::{ConnectionRecord, ConnectionStatus};
 
 use super::{ResolvedOAuth, apply_tokens, endpoint_policy, oauth_method};
 use crate::events::Event;
-use crate::{Connect, Engine, EngineError, FlowError};
+use crate::{Connect, ConnectionId, Engine, EngineError, FlowError, IntegrationId};
 
 /// A device flow in progress: show `authorization.user_code` and `verification_uri`.
 #[derive(Debug)]
@@ -28,10 +28,10 @@ impl Connect<'_> {
     /// Starts a device flow for an integration whose connector uses `grant: device_code`.
     pub async fn begin_device_authorization(
         &self,
-        integration: &str,
+        integration: &IntegrationId,
     ) -> Result<DeviceFlow, EngineError> {
-        let integration = self.engine.integrations().get(integration).await?;
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let integration = self.engine.integration_record(integration.as_str()).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
             EngineError::invalid("integration", "this connector does not use OAuth2")
         })?;
@@ -72,9 +72,9 @@ impl Connect<'_> {
     pub async fn complete_device_authorization(
         &self,
         flow: DeviceFlow,
-        connection_id: Option<String>,
+        connection_id: Option<ConnectionId>,
     ) -> Result<ConnectionRecord, EngineError> {
-        let integration = self.engine.integrations().get(&flow.integration).await?;
+        let integration = self.engine.integration_record(&flow.integration).await?;
         let expires_in =
             time::Duration::try_from(flow.authorization.expires_in).unwrap_or(time::Duration::MAX);
         let deadline = self.engine.clock.now().saturating_add(expires_in);
@@ -106,10 +106,12 @@ impl Connect<'_> {
                 Err(other) => return Err(other),
             }
         };
-        let entry = self.engine.connectors().get(&integration.connector)?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let now = self.engine.clock.now();
         let mut record = ConnectionRecord {
-            id: connection_id.unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
+            id: connection_id
+                .map(String::from)
+                .unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),
             auth_method: entry

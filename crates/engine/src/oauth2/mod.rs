@@ -193,7 +193,7 @@ impl Engine {
         })?;
         // Only the endpoint's own host receives the client credentials, whatever a hook does.
         let policy = endpoint_policy(endpoint)?;
-        let entry = self.connectors().get(&integration.connector)?;
+        let entry = self.connector_entry(&integration.connector)?;
         // Hooks' logs and errors never show the client secret or the grant's secrets.
         let mut secrets: Vec<Secret> = integration.client_secret.iter().cloned().collect();
         secrets.extend(grant_secrets(grant));
@@ -274,7 +274,7 @@ impl Engine {
                 "an OAuth2 connection needs an integration (client id and secret)",
             )
         })?;
-        self.integrations().get(id).await
+        self.integration_record(id).await
     }
 
     /// The scopes to request: the integration's, else the connector's defaults.

@@ -26,7 +26,7 @@ use super::{expiry, oauth_method};
 use crate::events::Event;
 use crate::session::session_method;
 use crate::telemetry::{self, RenewalOutcome};
-use crate::{Engine, EngineError, Renewal};
+use crate::{ConnectionId, Engine, EngineError, Renewal};
 
 /// Why a refresh is wanted; decides whether it is still needed after re-reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,21 +132,10 @@ impl Renewal<'_> {
     /// so it completes (and stores what the provider answered) even if this future is dropped.
     pub async fn refresh(
         &self,
-        id: &str,
+        id: &ConnectionId,
         reason: RefreshReason,
     ) -> Result<ConnectionRecord, EngineError> {
-        // Only while the engine is being dropped is there no `Arc` to move into the task.
-        let Some(engine) = self.engine.me.upgrade() else {
-            return self.engine.refresh_single_flight(id, reason).await;
-        };
-        let id = id.to_owned();
-        match tokio::spawn(async move { engine.refresh_single_flight(&id, reason).await }).await {
-            Ok(outcome) => outcome,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(_) => Err(EngineError::Internal(
-                "the refresh was cancelled: the runtime is shutting down".into(),
-            )),
-        }
+        self.engine.refresh_record(id.as_str(), reason).await
     }
 
     /// Checks at once every connection whose refresh was interrupted (a lease row left behind,
@@ -168,6 +157,26 @@ impl Renewal<'_> {
 }
 
 impl Engine {
+    /// [`Renewal::refresh`] for an id read from the store or a lease name.
+    pub(crate) async fn refresh_record(
+        &self,
+        id: &str,
+        reason: RefreshReason,
+    ) -> Result<ConnectionRecord, EngineError> {
+        // Only while the engine is being dropped is there no `Arc` to move into the task.
+        let Some(engine) = self.me.upgrade() else {
+            return self.refresh_single_flight(id, reason).await;
+        };
+        let id = id.to_owned();
+        match tokio::spawn(async move { engine.refresh_single_flight(&id, reason).await }).await {
+            Ok(outcome) => outcome,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(EngineError::Internal(
+                "the refresh was cancelled: the runtime is shutting down".into(),
+            )),
+        }
+    }
+
     async fn refresh_single_flight(
         &self,
         id: &str,
@@ -176,7 +185,7 @@ impl Engine {
         let coordinator = self.oauth.refresher.clone();
         let local = coordinator.local_lock(id);
         let _in_process = local.lock().await;
-        let record = self.connections().get(id).await?;
+        let record = self.connection_record(id).await?;
         if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
         }
@@ -193,7 +202,7 @@ impl Engine {
                 });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
-            let record = self.connections().get(id).await?;
+            let record = self.connection_record(id).await?;
             if !reason.still_needed(&record, self.clock.now()) {
                 return Ok(record);
             }
@@ -217,7 +226,7 @@ impl Engine {
     /// Checks one connection whose refresh was interrupted; see
     /// [`Renewal::check_interrupted`]. `false` if the check failed (logged).
     pub(crate) async fn check_interrupted_refresh(&self, id: &str) -> Result<bool, EngineError> {
-        let record = match self.connections().get(id).await {
+        let record = match self.connection_record(id).await {
             Ok(record) => record,
             Err(EngineError::ConnectionNotFound(_)) => {
                 // Deleted since: nothing to check, only the row to clear.
@@ -231,7 +240,7 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let reason = RefreshReason::Forced { seen_version: record.version };
-        match self.renewal().refresh(id, reason).await {
+        match self.refresh_record(id, reason).await {
             Ok(_) => {
                 tracing::info!(connection = %id, "interrupted refresh checked");
                 Ok(true)
@@ -250,11 +259,11 @@ impl Engine {
         held: &Heartbeat,
         coordinator: &RefreshCoordinator,
     ) -> Result<ConnectionRecord, EngineError> {
-        let record = self.connections().get(id).await?;
+        let record = self.connection_record(id).await?;
         if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
         }
-        let entry = self.connectors().get(&record.connector)?;
+        let entry = self.connector_entry(&record.connector)?;
         let started = Instant::now();
         let exchange = self.renew_with_retries(id, &entry.connector, &record);
         let result = tokio::select! {
@@ -353,7 +362,7 @@ impl Engine {
                 self.forget(id);
                 telemetry::renewal(&record.connector, RenewalOutcome::Ok, started);
                 tracing::info!(connection = %id, "credentials renewed");
-                self.connections().get(id).await
+                self.connection_record(id).await
             }
             Err(err) => {
                 let dead = matches!(&err, EngineError::Token(t) if t.is_invalid_grant())
@@ -361,7 +370,7 @@ impl Engine {
                     || matches!(err, EngineError::NeedsReauth(_));
                 if dead {
                     // Someone may have refreshed with a newer token in the meantime.
-                    let now = self.connections().get(id).await?;
+                    let now = self.connection_record(id).await?;
                     if now.version != record.version {
                         return Ok(now);
                     }

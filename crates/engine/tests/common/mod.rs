@@ -52,8 +52,8 @@ async fn build(store: Arc<dyn Store>, connector_yaml: &str, clock: Arc<dyn Clock
     engine
         .integrations()
         .put(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("csecret")),
             scopes: vec![],

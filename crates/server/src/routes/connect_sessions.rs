@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use latchkey_engine::NewConnectSession;
+use latchkey_engine::{ConnectionId, IntegrationId, NewConnectSession};
 use latchkey_store::{ConnectSession, SessionStatus};
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +15,12 @@ use crate::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub struct CreateConnectSession {
     /// The integration to connect through.
-    pub integration: String,
+    #[schema(value_type = String)]
+    pub integration: IntegrationId,
     /// The id the connection gets, or an existing one to re-authorise.
     #[serde(default)]
-    pub connection_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub connection_id: Option<ConnectionId>,
     /// The connector's auth method to connect with (its `id`, e.g. `oauth2` or `api_key`);
     /// default: the re-authorised connection's method, else the connector's first.
     #[serde(default)]

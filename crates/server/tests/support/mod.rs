@@ -27,10 +27,9 @@ pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig)
     engine
         .connections()
         .create(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
