@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use latchkey_core::Secret;
+use latchkey_core::{ConnectionId, ConnectorId, IntegrationId, Secret};
 
 /// Latchkey: connect to any HTTP API on behalf of your users.
 #[derive(Debug, Parser)]
@@ -107,10 +107,10 @@ pub enum Command {
     /// Create a connection: ask for (or take) its credentials, test them, store them encrypted.
     Connect {
         /// The connector's id.
-        connector: String,
+        connector: ConnectorId,
         /// Connection id (generated when absent).
         #[arg(long)]
-        id: Option<String>,
+        id: Option<ConnectionId>,
         /// Auth method (the connector's first when absent).
         #[arg(long)]
         auth: Option<String>,
@@ -119,7 +119,7 @@ pub enum Command {
         set: Vec<String>,
         /// The integration the connection belongs to.
         #[arg(long)]
-        integration: Option<String>,
+        integration: Option<IntegrationId>,
         /// Store without running the connector's credential test.
         #[arg(long)]
         no_test: bool,
@@ -130,7 +130,7 @@ pub enum Command {
     /// Make an authenticated request through a connection.
     Request {
         /// Connection id.
-        connection: String,
+        connection: ConnectionId,
         /// HTTP method.
         method: String,
         /// Path under the connector's base URL (may hold a query string).
@@ -248,22 +248,22 @@ pub enum ConnectionCommand {
     /// Show a connection (never its secrets).
     Show {
         /// Connection id.
-        id: String,
+        id: ConnectionId,
     },
     /// Run the connector's credential test.
     Test {
         /// Connection id.
-        id: String,
+        id: ConnectionId,
     },
     /// Delete a connection and its credentials.
     Delete {
         /// Connection id.
-        id: String,
+        id: ConnectionId,
     },
     /// Refresh an OAuth2 connection's token now.
     Refresh {
         /// Connection id.
-        id: String,
+        id: ConnectionId,
     },
 }
 
@@ -273,10 +273,10 @@ pub enum IntegrationCommand {
     /// Add or replace an integration.
     Add {
         /// Integration id.
-        id: String,
+        id: IntegrationId,
         /// The connector it enables.
         #[arg(long)]
-        connector: String,
+        connector: ConnectorId,
         /// OAuth client id.
         #[arg(long)]
         client_id: Option<String>,
@@ -293,6 +293,6 @@ pub enum IntegrationCommand {
     /// Delete an integration.
     Delete {
         /// Integration id.
-        id: String,
+        id: IntegrationId,
     },
 }

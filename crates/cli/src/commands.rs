@@ -93,11 +93,9 @@ async fn serve(
         Some(url) => url,
         None => url::Url::parse(&format!("http://{local}"))?,
     };
-    tracing::info!(address = %local, %public_url, connectors = engine.catalog().list().len(), "latchkey listening");
+    tracing::info!(address = %local, %public_url, connectors = engine.connectors().catalog().list().len(), "latchkey listening");
     tokio::spawn(
-        engine
-            .clone()
-            .run_refresh_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
+        engine.renewal().run_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
     );
     let state =
         latchkey_server::AppState { engine, api_key: std::sync::Arc::new(api_key), public_url };
@@ -126,17 +124,18 @@ async fn integration(
                 None => None,
             };
             let record = engine
-                .put_integration(NewIntegration { id, connector, client_id, client_secret, scopes })
+                .integrations()
+                .put(NewIntegration { id, connector, client_id, client_secret, scopes })
                 .await?;
             println!("integration {} ({})", record.id, record.connector);
         }
         IntegrationCommand::List => {
-            for i in engine.list_integrations().await? {
+            for i in engine.integrations().list().await? {
                 println!("{}\t{}\t{}", i.id, i.connector, i.client_id.as_deref().unwrap_or("-"));
             }
         }
         IntegrationCommand::Delete { id } => {
-            engine.delete_integration(&id).await?;
+            engine.integrations().delete(&id).await?;
             println!("deleted integration {id}");
         }
     }

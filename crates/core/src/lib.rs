@@ -6,11 +6,13 @@
 
 pub mod auth;
 pub mod connector;
+pub mod id;
 pub mod oauth2;
 pub mod request;
 pub mod secret;
 pub mod template;
 
 pub use connector::{AuthMethod, Connector, ConnectorError};
+pub use id::{ConnectionId, ConnectorId, IdError, IntegrationId};
 pub use request::OutgoingRequest;
 pub use secret::Secret;

@@ -7,20 +7,20 @@ use latchkey_core::auth::check_credentials;
 use latchkey_core::connector::compile_pattern;
 use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
-use latchkey_store::{ConnectionRecord, ConnectionStatus};
+use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
 
 use crate::outbound::ApiRequest;
-use crate::{Engine, EngineError};
+use crate::{ConnectionId, ConnectorId, Engine, EngineError, Event, IntegrationId};
 
-/// What a caller supplies to create a connection.
-#[derive(Debug, Clone, Default)]
+/// What a caller supplies to create a connection: [`NewConnection::new`] and the fields to set.
+#[derive(Debug, Clone)]
 pub struct NewConnection {
     /// Connection id; generated when absent.
-    pub id: Option<String>,
+    pub id: Option<ConnectionId>,
     /// The connector's id.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// The integration it belongs to, if any.
-    pub integration: Option<String>,
+    pub integration: Option<IntegrationId>,
     /// Auth method name; the connector's first when absent.
     pub auth: Option<String>,
     /// Credential fields.
@@ -33,6 +33,23 @@ pub struct NewConnection {
     pub run_test: bool,
 }
 
+impl NewConnection {
+    /// A connection to `connector` with nothing else set: a generated id, no integration, the
+    /// connector's first auth method, no credentials or config, no credential test.
+    pub fn new(connector: ConnectorId) -> Self {
+        Self {
+            id: None,
+            connector,
+            integration: None,
+            auth: None,
+            credentials: BTreeMap::new(),
+            config: BTreeMap::new(),
+            end_user_id: None,
+            run_test: false,
+        }
+    }
+}
+
 /// The result of a credential test.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TestOutcome {
@@ -42,21 +59,6 @@ pub struct TestOutcome {
     pub status: Option<u16>,
     /// The label rendered from the response.
     pub label: Option<String>,
-}
-
-/// Checks a connection id: 1–64 of `A-Z a-z 0-9 - _ .`.
-pub fn check_connection_id(id: &str) -> Result<(), EngineError> {
-    let ok = !id.is_empty()
-        && id.len() <= 64
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::invalid(
-            "id",
-            "a connection id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
-        ))
-    }
 }
 
 /// Fills defaults into `config` and checks it against the connector's config fields, and that
@@ -107,14 +109,17 @@ pub fn resolve_config(
     Ok(config)
 }
 
-impl Engine {
+/// The engine's connections, from [`Engine::connections`].
+#[derive(Debug, Clone, Copy)]
+pub struct Connections<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+impl Connections<'_> {
     /// Creates a connection: checks its fields, runs the credential test unless told not to,
     /// and stores it (credentials encrypted). Nothing is stored when any step fails.
-    pub async fn create_connection(
-        &self,
-        new: NewConnection,
-    ) -> Result<ConnectionRecord, EngineError> {
-        let entry = self.connector(&new.connector)?;
+    pub async fn create(&self, new: NewConnection) -> Result<ConnectionRecord, EngineError> {
+        let entry = self.engine.connector_entry(new.connector.as_str())?;
         let connector = &entry.connector;
         let method = match connector.auth_method(new.auth.as_deref()) {
             Some(m) => m,
@@ -127,9 +132,9 @@ impl Engine {
             }
         };
         if let Some(integration) = &new.integration
-            && self.store.get_integration(integration).await?.is_none()
+            && self.engine.store.get_integration(integration.as_str()).await?.is_none()
         {
-            return Err(EngineError::IntegrationNotFound(integration.clone()));
+            return Err(EngineError::IntegrationNotFound(integration.to_string()));
         }
         let credentials: BTreeMap<_, _> =
             new.credentials.into_iter().filter(|(_, v)| !v.is_empty()).collect();
@@ -155,19 +160,18 @@ impl Engine {
         let config = resolve_config(connector, new.config)?;
         let id = match new.id {
             Some(id) => {
-                check_connection_id(&id)?;
-                if self.store.get_connection(&id).await?.is_some() {
+                if self.engine.store.get_connection(id.as_str()).await?.is_some() {
                     return Err(EngineError::Conflict(format!("connection `{id}`")));
                 }
-                id
+                id.into_string()
             }
             None => format!("conn_{}", crate::random_token(12)),
         };
-        let now = self.clock.now();
+        let now = self.engine.clock.now();
         let mut record = ConnectionRecord {
             id,
             connector: connector.id.clone(),
-            integration: new.integration,
+            integration: new.integration.map(String::from),
             auth_method: method.id().to_string(),
             credentials,
             config,
@@ -188,38 +192,75 @@ impl Engine {
                 ));
             }
             if !imports_tokens {
-                self.initial_grant(connector, m, &mut record).await?;
+                self.engine.initial_grant(connector, m, &mut record).await?;
             }
         }
         if let AuthMethod::Session(m) = method {
-            self.initial_login(connector, m, &mut record).await?;
+            self.engine.initial_login(connector, m, &mut record).await?;
         }
         if new.run_test {
-            let outcome = self.run_test(&record, connector).await?;
+            let outcome = self.engine.run_test(&record, connector).await?;
             record.label = outcome.label;
         }
-        record.version = self.store.insert_connection(&record).await?;
-        self.forget(&record.id);
+        record.version = self.engine.store.insert_connection(&record).await?;
+        self.engine.forget(&record.id);
         tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
-        self.events.emit(crate::Event::created(&record));
+        self.engine.events.emit(crate::Event::created(&record));
         Ok(record)
     }
 
     /// Runs the connector's credential test for a stored connection and records the label.
-    pub async fn test_connection(&self, id: &str) -> Result<TestOutcome, EngineError> {
-        let record = self.connection(id).await?;
-        let entry = self.connector(&record.connector)?;
-        let outcome = self.run_test(&record, &entry.connector).await;
+    pub async fn test(&self, id: &ConnectionId) -> Result<TestOutcome, EngineError> {
+        let record = self.engine.connection_record(id.as_str()).await?;
+        let entry = self.engine.connector_entry(&record.connector)?;
+        let outcome = self.engine.run_test(&record, &entry.connector).await;
         let status = match &outcome {
             Ok(_) => ConnectionStatus::Ok,
             Err(EngineError::TestFailed { status: 401 | 403 }) => ConnectionStatus::NeedsReauth,
             Err(_) => ConnectionStatus::Error,
         };
         if status != record.status {
-            self.store.set_connection_status(id, status).await?;
-            self.forget(id);
+            self.engine.store.set_connection_status(id.as_str(), status).await?;
+            self.engine.forget(id.as_str());
         }
         outcome
+    }
+
+    /// Every stored connection, without secrets.
+    pub async fn list(&self) -> Result<Vec<ConnectionSummary>, EngineError> {
+        Ok(self.engine.store.list_connections().await?)
+    }
+
+    /// The stored connection with this id.
+    pub async fn get(&self, id: &ConnectionId) -> Result<ConnectionRecord, EngineError> {
+        self.engine.connection_record(id.as_str()).await
+    }
+
+    /// Deletes a connection and its credentials.
+    pub async fn delete(&self, id: &ConnectionId) -> Result<(), EngineError> {
+        let record = self.engine.connection_record(id.as_str()).await?;
+        let deleted = self.engine.store.delete_connection(id.as_str()).await?;
+        self.engine.forget(id.as_str());
+        if deleted {
+            tracing::info!(connection = %id, "connection deleted");
+            self.engine.events.emit(Event::deleted(&record));
+            Ok(())
+        } else {
+            Err(EngineError::ConnectionNotFound(id.to_string()))
+        }
+    }
+}
+
+impl Engine {
+    /// The stored connection with this id (ids read from the store or a lease name).
+    pub(crate) async fn connection_record(
+        &self,
+        id: &str,
+    ) -> Result<ConnectionRecord, EngineError> {
+        self.store
+            .get_connection(id)
+            .await?
+            .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
     }
 
     pub(crate) async fn run_test(

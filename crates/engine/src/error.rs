@@ -391,6 +391,13 @@ impl ErrorClass {
 /// What an end user or API caller sees of an internal error.
 pub const INTERNAL_MESSAGE: &str = "internal error; see the server log";
 
+impl From<latchkey_core::IdError> for EngineError {
+    /// An id that breaks its rules, as the request's `id` field.
+    fn from(e: latchkey_core::IdError) -> Self {
+        Self::invalid("id", e.to_string())
+    }
+}
+
 impl EngineError {
     /// A caller's request field that is missing, malformed or not allowed here.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {

@@ -4,15 +4,15 @@
 use latchkey_core::Secret;
 use latchkey_store::IntegrationRecord;
 
-use crate::{Engine, EngineError, check_connection_id};
+use crate::{ConnectorId, Engine, EngineError, IntegrationId};
 
 /// What a caller supplies to create or replace an integration.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewIntegration {
     /// Integration id.
-    pub id: String,
+    pub id: IntegrationId,
     /// The connector it enables.
-    pub connector: String,
+    pub connector: ConnectorId,
     /// OAuth client id.
     pub client_id: Option<String>,
     /// OAuth client secret.
@@ -21,27 +21,24 @@ pub struct NewIntegration {
     pub scopes: Vec<String>,
 }
 
-impl Engine {
+/// The engine's integrations, from [`Engine::integrations`].
+#[derive(Debug, Clone, Copy)]
+pub struct Integrations<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+impl Integrations<'_> {
     /// Creates or replaces an integration.
-    pub async fn put_integration(
-        &self,
-        new: NewIntegration,
-    ) -> Result<IntegrationRecord, EngineError> {
-        check_connection_id(&new.id).map_err(|_| {
-            EngineError::invalid(
-                "id",
-                "an integration id is 1-64 characters of A-Z, a-z, 0-9, `-`, `_` or `.`",
-            )
-        })?;
-        self.connector(&new.connector)?;
-        let now = self.clock.now();
-        let created_at = match self.store.get_integration(&new.id).await? {
+    pub async fn put(&self, new: NewIntegration) -> Result<IntegrationRecord, EngineError> {
+        self.engine.connector_entry(new.connector.as_str())?;
+        let now = self.engine.clock.now();
+        let created_at = match self.engine.store.get_integration(new.id.as_str()).await? {
             Some(existing) => existing.created_at,
             None => now,
         };
         let record = IntegrationRecord {
-            id: new.id,
-            connector: new.connector,
+            id: new.id.into_string(),
+            connector: new.connector.into_string(),
             client_id: new.client_id,
             client_secret: new.client_secret,
             scopes: new.scopes,
@@ -49,26 +46,41 @@ impl Engine {
             created_at,
             updated_at: now,
         };
-        self.store.put_integration(&record).await?;
-        self.identities.forget(&record.id);
+        self.engine.store.put_integration(&record).await?;
+        self.engine.identities.forget(&record.id);
         Ok(record)
     }
 
     /// The integration with this id.
-    pub async fn integration(&self, id: &str) -> Result<IntegrationRecord, EngineError> {
-        self.store
-            .get_integration(id)
-            .await?
-            .ok_or_else(|| EngineError::IntegrationNotFound(id.to_string()))
+    pub async fn get(&self, id: &IntegrationId) -> Result<IntegrationRecord, EngineError> {
+        self.engine.integration_record(id.as_str()).await
     }
 
     /// Deletes an integration.
-    pub async fn delete_integration(&self, id: &str) -> Result<(), EngineError> {
-        self.identities.forget(id);
-        if self.store.delete_integration(id).await? {
+    pub async fn delete(&self, id: &IntegrationId) -> Result<(), EngineError> {
+        self.engine.identities.forget(id.as_str());
+        if self.engine.store.delete_integration(id.as_str()).await? {
             Ok(())
         } else {
             Err(EngineError::IntegrationNotFound(id.to_string()))
         }
+    }
+
+    /// Every integration (client secrets stay sealed in the records' [`Secret`]s).
+    pub async fn list(&self) -> Result<Vec<IntegrationRecord>, EngineError> {
+        Ok(self.engine.store.list_integrations().await?)
+    }
+}
+
+impl Engine {
+    /// The integration with this id (ids read from the store).
+    pub(crate) async fn integration_record(
+        &self,
+        id: &str,
+    ) -> Result<IntegrationRecord, EngineError> {
+        self.store
+            .get_integration(id)
+            .await?
+            .ok_or_else(|| EngineError::IntegrationNotFound(id.to_string()))
     }
 }

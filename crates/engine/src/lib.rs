@@ -6,7 +6,10 @@ mod auth_response;
 mod caches;
 pub mod catalog;
 pub mod clock;
+mod connect;
 mod connections;
+mod connectors;
+mod dispatch;
 mod error;
 pub mod events;
 mod integrations;
@@ -17,6 +20,7 @@ pub mod outbound;
 mod random;
 mod rate_limit;
 mod recent;
+mod renewal;
 mod scheduler;
 pub mod scripts;
 mod send;
@@ -38,7 +42,7 @@ pub use latchkey_store as store;
 /// `reqwest_middleware` in [`middleware`].
 pub use {bytes, http, reqwest, reqwest_middleware, time};
 
-pub use latchkey_core::{Connector, Secret};
+pub use latchkey_core::{ConnectionId, Connector, ConnectorId, IdError, IntegrationId, Secret};
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, IntegrationRecord,
@@ -48,17 +52,21 @@ pub use latchkey_store::{
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use connections::{NewConnection, TestOutcome, check_connection_id, resolve_config};
+pub use connect::{Connect, NewConnectSession};
+pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
+pub use connectors::Connectors;
+pub use dispatch::Dispatch;
 pub use error::{
     CallerCode, ConfigurationCode, DiscoveryError, EngineError, ErrorClass, Fault, FlowError,
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
 };
 pub use events::{Event, Events, WebhookConfig};
-pub use integrations::NewIntegration;
+pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
-pub use oauth2::{CallbackParams, NewConnectSession, RefreshReason};
+pub use oauth2::{CallbackParams, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use random::random_token;
+pub use renewal::Renewal;
 
 /// docs/embedding.md, whose examples are compiled (and those that need no network run) as
 /// doctests.
@@ -208,247 +216,34 @@ impl Engine {
         &self.clock
     }
 
-    /// Every stored connection, without secrets.
-    pub async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, EngineError> {
-        Ok(self.store.list_connections().await?)
+    /// Connections: create, read, list, test and delete them (embedders and the REST API).
+    pub fn connections(&self) -> Connections<'_> {
+        Connections { engine: self }
     }
 
-    /// Every integration (client secrets stay sealed in the records' [`Secret`]s).
-    pub async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, EngineError> {
-        Ok(self.store.list_integrations().await?)
+    /// Authenticated requests through a connection (the proxy, the CLI and embedders).
+    pub fn dispatch(&self) -> Dispatch<'_> {
+        Dispatch { engine: self }
     }
 
-    /// The catalog.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
+    /// Keeping credentials fresh: fresh tokens, refreshes, the scheduler (operators).
+    pub fn renewal(&self) -> Renewal<'_> {
+        Renewal { engine: self }
     }
 
-    /// The connector with this id.
-    pub fn connector(&self, id: &str) -> Result<CatalogEntry, EngineError> {
-        self.catalog.get(id).ok_or_else(|| EngineError::ConnectorNotFound(id.to_string()))
+    /// Connecting end users: connect sessions, browser, loopback and device flows, connect
+    /// forms (the server's connect page and the CLI).
+    pub fn connect(&self) -> Connect<'_> {
+        Connect { engine: self }
     }
 
-    /// Stores a custom connector (YAML) and adds it to the catalog; a malformed one is refused
-    /// with the parse error and changes nothing. The YAML is parsed and its script compiled on
-    /// a blocking thread, so that an upload never holds the threads serving other requests.
-    pub async fn put_custom_connector(
-        &self,
-        id: &str,
-        source: &str,
-    ) -> Result<CatalogEntry, EngineError> {
-        let origin = format!("custom:{id}");
-        let text = source.to_owned();
-        let connector = tokio::task::spawn_blocking(move || {
-            let connector = latchkey_core::connector::parse_connector(&text, &origin)?;
-            scripts::check_connector_scripts(&connector, &text, &origin)?;
-            Ok::<_, latchkey_core::connector::ConnectorError>(connector)
-        })
-        .await
-        .map_err(|_| EngineError::Connector {
-            connector: id.to_owned(),
-            message: "checking it failed".into(),
-        })?
-        .map_err(|e| EngineError::invalid("body", e.to_string()))?;
-        if connector.id != id {
-            return Err(EngineError::invalid(
-                "id",
-                format!("the connector's id `{}` differs from `{id}`", connector.id),
-            ));
-        }
-        self.store.put_custom_connector(id, source).await?;
-        let entry = CatalogEntry { connector: Arc::new(connector), origin: Origin::Custom };
-        self.catalog.insert(entry.clone());
-        Ok(entry)
+    /// Integrations: connectors enabled with the app's own OAuth client settings.
+    pub fn integrations(&self) -> Integrations<'_> {
+        Integrations { engine: self }
     }
 
-    /// Removes a custom connector. Built-in and file connectors cannot be removed this way.
-    pub async fn delete_custom_connector(&self, id: &str) -> Result<(), EngineError> {
-        match self.catalog.get(id) {
-            Some(entry) if entry.origin == Origin::Custom => {
-                self.store.delete_custom_connector(id).await?;
-                self.catalog.remove(id);
-                Ok(())
-            }
-            Some(_) => Err(EngineError::invalid(
-                "id",
-                format!("connector `{id}` is not a custom connector and cannot be deleted"),
-            )),
-            None => Err(EngineError::ConnectorNotFound(id.to_string())),
-        }
-    }
-
-    /// The stored connection with this id.
-    pub async fn connection(&self, id: &str) -> Result<ConnectionRecord, EngineError> {
-        self.store
-            .get_connection(id)
-            .await?
-            .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
-    }
-
-    /// The connection as read in the last second (see `recent.rs`), or from the store.
-    async fn recent_connection(&self, id: &str) -> Result<Arc<ConnectionRecord>, EngineError> {
-        if let Some(record) = self.recent.get(id) {
-            return Ok(record);
-        }
-        let record = Arc::new(self.connection(id).await?);
-        self.recent.put(record.clone());
-        Ok(record)
-    }
-
-    /// Deletes a connection and its credentials.
-    pub async fn delete_connection(&self, id: &str) -> Result<(), EngineError> {
-        let record = self.connection(id).await?;
-        let deleted = self.store.delete_connection(id).await?;
-        self.forget(id);
-        if deleted {
-            tracing::info!(connection = %id, "connection deleted");
-            self.events.emit(Event::deleted(&record));
-            Ok(())
-        } else {
-            Err(EngineError::ConnectionNotFound(id.to_string()))
-        }
-    }
-
-    /// Makes an authenticated request through a connection: refreshes an OAuth2 token (or logs
-    /// a session in again) when it is about to expire, runs the connector's request hooks, and
-    /// when the credentials are refused (401, the connector's statuses, or a script's
-    /// `AuthRefreshException` / `AuthSessionException`) renews them once and retries once.
-    ///
-    /// Under a connector's `rate_limit`, every send (retries too) waits for a permit, and fails
-    /// with [`EngineError::RateLimited`] when that would take longer than `max_wait_ms`; a 429
-    /// or 503 whose `Retry-After` is within `retry_after_max_ms` is waited out and retried once
-    /// for the connector's `retry_methods`. The response's body is not read unless a response
-    /// hook needs it; stream it or call `bytes()`.
-    pub async fn request(
-        &self,
-        connection_id: &str,
-        request: ApiRequest,
-    ) -> Result<UpstreamResponse, EngineError> {
-        let mut record = self.recent_connection(connection_id).await?;
-        let entry = self.connector(&record.connector)?;
-        let renew_on = renewal_statuses(&entry.connector, &record.auth_method);
-        if renew_on.is_some() {
-            if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
-                return Err(EngineError::NeedsReauth(record.id.clone()));
-            }
-            // Checked on the record already read, so fresh credentials cost no lock.
-            let expiring = RefreshReason::Expiring(self.refresh_margin);
-            let unset = session::session_method(&entry.connector, Some(&record.auth_method))
-                .is_some()
-                && !record.credentials.contains_key(latchkey_core::auth::session::SESSION_TOKEN);
-            let reason = if unset {
-                Some(RefreshReason::Forced { seen_version: record.version })
-            } else {
-                expiring.still_needed(&record, self.clock.now()).then_some(expiring)
-            };
-            if let Some(reason) = reason {
-                record = Arc::new(self.refresh_connection(connection_id, reason).await?);
-            }
-        }
-        let mut renewed = false;
-        let mut waited_out = false;
-        loop {
-            let sent = self.send_once(&record, &entry.connector, request.clone(), true).await?;
-            match sent {
-                send::Sent::Response(response) => {
-                    if !waited_out
-                        && let Some(wait) = wait_out(&entry.connector, &request.method, &response)
-                    {
-                        // The body is `Bytes`, so the same request goes again, signed afresh.
-                        tracing::info!(connection = %record.id, status = response.status.as_u16(), ?wait, "waiting out Retry-After, then retrying once");
-                        drop(response);
-                        waited_out = true;
-                        tokio::time::sleep(wait).await;
-                        continue;
-                    }
-                    let refused = renew_on.is_some_and(|s| s.contains(&response.status.as_u16()));
-                    if renewed || !refused {
-                        return Ok(response);
-                    }
-                }
-                send::Sent::Renew(signal, event) => {
-                    let asked = match signal {
-                        latchkey_script::Signal::AuthRefresh => "AuthRefreshException",
-                        latchkey_script::Signal::AuthSession => "AuthSessionException",
-                    };
-                    let message = if renewed {
-                        format!("{asked} again after the credentials were renewed")
-                    } else if renew_on.is_none() {
-                        format!(
-                            "{asked}, but auth method `{}` has nothing to renew",
-                            record.auth_method
-                        )
-                    } else {
-                        String::new()
-                    };
-                    if !message.is_empty() {
-                        return Err(EngineError::Script {
-                            connector: entry.connector.id.clone(),
-                            event: event.into(),
-                            error: latchkey_script::ScriptError::Thrown(message),
-                        });
-                    }
-                    tracing::info!(connection = %record.id, signal = asked, "script asked for new credentials");
-                }
-            }
-            renewed = true;
-            record = Arc::new(
-                self.refresh_connection(
-                    connection_id,
-                    RefreshReason::Rejected { seen_version: record.version },
-                )
-                .await?,
-            );
-        }
-    }
-
-    /// A fresh access token for an OAuth2 connection, for apps that call the API themselves.
-    pub async fn fresh_token(
-        &self,
-        connection_id: &str,
-    ) -> Result<(latchkey_core::Secret, Option<time::OffsetDateTime>), EngineError> {
-        let record = self.connection(connection_id).await?;
-        let entry = self.connector(&record.connector)?;
-        if oauth2::oauth_method(&entry.connector, Some(&record.auth_method)).is_none() {
-            return Err(EngineError::invalid(
-                "id",
-                format!("connection `{connection_id}` does not use OAuth2"),
-            ));
-        }
-        if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
-            return Err(EngineError::NeedsReauth(record.id));
-        }
-        let record = self
-            .refresh_connection(connection_id, RefreshReason::Expiring(self.refresh_margin))
-            .await?;
-        let token = record
-            .credentials
-            .get("access_token")
-            .cloned()
-            .ok_or_else(|| EngineError::NeedsReauth(connection_id.to_string()))?;
-        Ok((token, record.expires_at))
-    }
-}
-
-/// How long to wait before retrying a 429 or 503 once: its `Retry-After`, when the connector's
-/// `rate_limit` allows a retry of this method and the wait is within `retry_after_max_ms`.
-fn wait_out(
-    connector: &latchkey_core::Connector,
-    method: &http::Method,
-    response: &UpstreamResponse,
-) -> Option<std::time::Duration> {
-    let limit = connector.rate_limit.as_ref()?;
-    let wait = rate_limit::retry_after(response.status, &response.headers)?;
-    let allowed = std::time::Duration::from_millis(limit.retry_after_max_ms);
-    (limit.retry_after_max_ms > 0 && wait <= allowed && limit.retries(method)).then_some(wait)
-}
-
-/// The statuses on which a connection's credentials are renewed once, when its method can renew
-/// them (OAuth2's `refresh_on`, a session's `expire_on`).
-fn renewal_statuses<'a>(connector: &'a latchkey_core::Connector, auth: &str) -> Option<&'a [u16]> {
-    match connector.auth_method(Some(auth)) {
-        Some(latchkey_core::AuthMethod::OAuth2(m)) => Some(&m.refresh_on),
-        Some(latchkey_core::AuthMethod::Session(m)) => Some(&m.expire_on),
-        _ => None,
+    /// Connectors: the catalog and the custom connectors kept in the store.
+    pub fn connectors(&self) -> Connectors<'_> {
+        Connectors { engine: self }
     }
 }

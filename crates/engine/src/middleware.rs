@@ -1,7 +1,7 @@
 //! The engine as a [`reqwest_middleware`] layer, for Rust programs that call APIs with their own
 //! `reqwest` code: a request to a URL under the connection's base URL is sent through
-//! [`Engine::request`], so it gets the connection's credentials, refreshes, hooks, the host
-//! allow-list and the hardened client. It answers the request itself and does not call the
+//! [`Dispatch::request`](crate::Dispatch::request), so it gets the connection's credentials,
+//! refreshes, hooks, the host allow-list and the hardened client. It answers the request itself and does not call the
 //! next middleware: put it last in the chain.
 //!
 //! ```no_run
@@ -9,13 +9,13 @@
 //! use latchkey_engine::middleware::{Connection, Latchkey};
 //!
 //! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-//!     .with(Latchkey::new(engine).with_connection("user-42-github"))
+//!     .with(Latchkey::new(engine).with_connection("user-42-github".parse()?))
 //!     .build();
 //! let repos = client.get("https://api.github.com/user/repos").send().await?;
 //! // Another connection for one request:
 //! let other = client
 //!     .get("https://api.github.com/user")
-//!     .with_extension(Connection("user-7-github".into()))
+//!     .with_extension(Connection("user-7-github".parse()?))
 //!     .send()
 //!     .await?;
 //! # let _ = (repos, other); Ok(()) }
@@ -27,18 +27,18 @@ use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use crate::outbound::{ApiRequest, Target};
-use crate::{Engine, EngineError};
+use crate::{ConnectionId, Engine, EngineError};
 
 /// The connection a request goes through, as a request extension; overrides
 /// [`Latchkey::with_connection`].
 #[derive(Debug, Clone)]
-pub struct Connection(pub String);
+pub struct Connection(pub ConnectionId);
 
 /// The middleware: see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Latchkey {
     engine: Arc<Engine>,
-    connection: Option<String>,
+    connection: Option<ConnectionId>,
 }
 
 impl Latchkey {
@@ -48,8 +48,8 @@ impl Latchkey {
     }
 
     /// The connection requests use when they name none.
-    pub fn with_connection(mut self, connection: impl Into<String>) -> Self {
-        self.connection = Some(connection.into());
+    pub fn with_connection(mut self, connection: ConnectionId) -> Self {
+        self.connection = Some(connection);
         self
     }
 }
@@ -84,11 +84,11 @@ impl Engine {
     /// base URL (same scheme, host and port, below its path).
     async fn send_reqwest(
         &self,
-        connection: &str,
+        connection: &ConnectionId,
         request: reqwest::Request,
     ) -> Result<reqwest::Response, EngineError> {
-        let record = self.recent_connection(connection).await?;
-        let entry = self.connector(&record.connector)?;
+        let record = self.recent_connection(connection.as_str()).await?;
+        let entry = self.connector_entry(&record.connector)?;
         let target = Target {
             connector: &entry.connector,
             auth_method: &record.auth_method,
@@ -125,7 +125,7 @@ impl Engine {
             headers: crate::outbound::strip_hop_by_hop(request.headers()),
             body,
         };
-        let upstream = self.request(connection, api).await?;
+        let upstream = self.dispatch().request(connection, api).await?;
         let mut response = http::Response::builder().status(upstream.status);
         if let Some(headers) = response.headers_mut() {
             *headers = upstream.headers.clone();

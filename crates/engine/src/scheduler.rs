@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::task::JoinSet;
 
-use crate::{Engine, RefreshReason};
+use crate::{Engine, RefreshReason, Renewal};
 
 /// Connections refreshed at once.
 const CONCURRENCY: usize = 4;
@@ -25,14 +25,27 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest delay after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 
+impl Renewal<'_> {
+    /// The background refresher, to spawn: every `tick` it refreshes the tokens that expire
+    /// within the margin, a few at a time, and runs until the task is dropped. It starts by
+    /// checking, in a task of its own, the connections whose refresh a crash interrupted
+    /// ([`Renewal::check_interrupted`]). The future holds the engine's `Arc`, so it is
+    /// `'static`; while the engine is being dropped it finishes at once.
+    pub fn run_scheduler(&self, tick: Duration) -> impl Future<Output = ()> + Send + 'static {
+        let engine = self.engine.me.upgrade();
+        async move {
+            if let Some(engine) = engine {
+                engine.run_scheduler(tick).await;
+            }
+        }
+    }
+}
+
 impl Engine {
-    /// Runs the scheduler until the task is dropped. It starts by checking, in a task of its
-    /// own, the connections whose refresh a crash interrupted
-    /// ([`Engine::check_interrupted_refreshes`]).
-    pub async fn run_refresh_scheduler(self: Arc<Self>, tick: Duration) {
+    async fn run_scheduler(self: Arc<Self>, tick: Duration) {
         let engine = self.clone();
         tokio::spawn(async move {
-            match engine.check_interrupted_refreshes().await {
+            match engine.renewal().check_interrupted().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(connections = n, "checked interrupted refreshes"),
                 Err(e) => tracing::warn!(error = %e, "cannot check interrupted refreshes"),
@@ -62,7 +75,7 @@ impl Engine {
                     return engine.check_interrupted_refresh(&id).await.unwrap_or(false);
                 }
                 engine
-                    .refresh_connection(&id, RefreshReason::Expiring(engine.refresh_margin))
+                    .refresh_record(&id, RefreshReason::Expiring(engine.refresh_margin))
                     .await
                     .is_ok()
             }

@@ -38,18 +38,21 @@ async fn script_workers_start_with_the_first_hook() {
     let net = Client::new(ClientConfig::default()).unwrap();
     let engine: Arc<Engine> = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
     assert_eq!(script_threads(), 0, "building an engine and storing a connection start none");
 
     let request = ApiRequest { path: "/me".into(), ..ApiRequest::default() };
-    assert_eq!(engine.request("c1", request).await.unwrap().status.as_u16(), 200);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), request).await.unwrap().status.as_u16(),
+        200
+    );
     let permanent = latchkey_engine::script::PoolSize::default().workers;
     assert!(script_threads() >= 1, "the first hook started the pool");
     assert!(script_threads() <= permanent + 1, "one pool: {} threads", script_threads());

@@ -45,11 +45,11 @@ fn basic(user: &str, password: &str) -> BTreeMap<String, Secret> {
 
 async fn create(engine: &Engine, credentials: BTreeMap<String, Secret>) {
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials,
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -63,11 +63,11 @@ async fn a_created_connection_is_used_at_once_where_one_of_its_id_was_read() {
         format!("id: prov\nname: Prov\nbase_url: {}/api\nauth:\n  - type: basic\n", server.uri());
     let common::Setup { engine, store, .. } = common::setup(&yaml).await;
     create(&engine, basic("ann", "first")).await;
-    engine.request("c1", get()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     // Gone behind the engine's back (another process), then created again through the engine.
     assert!(store.delete_connection("c1").await.unwrap());
     create(&engine, basic("ann", "second")).await;
-    engine.request("c1", get()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     assert_eq!(last_authorization(&server).await, "Basic YW5uOnNlY29uZA==", "ann:second");
 }
 
@@ -79,9 +79,9 @@ async fn a_deleted_connection_is_not_served_from_memory() {
         format!("id: prov\nname: Prov\nbase_url: {}/api\nauth:\n  - type: basic\n", server.uri());
     let engine = engine(&yaml).await;
     create(&engine, basic("ann", "first")).await;
-    engine.request("c1", get()).await.unwrap();
-    engine.delete_connection("c1").await.unwrap();
-    let after = engine.request("c1", get()).await;
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
+    engine.connections().delete(&"c1".parse().unwrap()).await.unwrap();
+    let after = engine.dispatch().request(&"c1".parse().unwrap(), get()).await;
     assert!(matches!(after, Err(EngineError::ConnectionNotFound(_))), "{after:?}");
 }
 
@@ -96,12 +96,12 @@ async fn a_kept_jwt_is_not_reused_for_a_connection_created_again() {
     let engine = engine(&yaml).await;
     let secret = |s: &str| BTreeMap::from([("secret".to_string(), Secret::new(s))]);
     create(&engine, secret("first-secret-first-secret")).await;
-    engine.request("c1", get()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     let first = last_authorization(&server).await;
-    engine.delete_connection("c1").await.unwrap();
+    engine.connections().delete(&"c1".parse().unwrap()).await.unwrap();
     // The new row starts at the same version as the old one did.
     create(&engine, secret("second-secret-second-secret")).await;
-    engine.request("c1", get()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     let second = last_authorization(&server).await;
     let token = second.strip_prefix("Bearer ").unwrap();
     let key = jsonwebtoken::DecodingKey::from_secret(b"second-secret-second-secret").unwrap();
@@ -122,15 +122,15 @@ fn oauth_connector(server: &MockServer) -> String {
 
 async fn oauth_connection(engine: &Engine) -> i64 {
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([
                 ("access_token".to_string(), Secret::new("at-1")),
                 ("refresh_token".to_string(), Secret::new("rt-1")),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap()
@@ -157,10 +157,14 @@ async fn renewed_credentials_are_used_by_the_next_request() {
     .await;
     let engine = engine(&oauth_connector(&server)).await;
     let version = oauth_connection(&engine).await;
-    engine.request("c1", get()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     assert_eq!(last_authorization(&server).await, "Bearer at-1");
-    engine.refresh_connection("c1", RefreshReason::Forced { seen_version: version }).await.unwrap();
-    engine.request("c1", get()).await.unwrap();
+    engine
+        .renewal()
+        .refresh(&"c1".parse().unwrap(), RefreshReason::Forced { seen_version: version })
+        .await
+        .unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     assert_eq!(last_authorization(&server).await, "Bearer at-2");
 }
 
@@ -171,11 +175,13 @@ async fn a_refused_refresh_is_seen_by_the_next_request() {
     token_answers(&server, serde_json::json!({"error": "invalid_grant"}), 400).await;
     let engine = engine(&oauth_connector(&server)).await;
     let version = oauth_connection(&engine).await;
-    engine.request("c1", get()).await.unwrap();
-    let refresh =
-        engine.refresh_connection("c1", RefreshReason::Forced { seen_version: version }).await;
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
+    let refresh = engine
+        .renewal()
+        .refresh(&"c1".parse().unwrap(), RefreshReason::Forced { seen_version: version })
+        .await;
     assert!(matches!(refresh, Err(EngineError::NeedsReauth(_))), "{refresh:?}");
-    let after = engine.request("c1", get()).await;
+    let after = engine.dispatch().request(&"c1".parse().unwrap(), get()).await;
     assert!(matches!(after, Err(EngineError::NeedsReauth(_))), "{after:?}");
 }
 
@@ -196,19 +202,22 @@ async fn a_status_set_by_the_credential_test_is_seen_by_the_next_request() {
     let yaml = format!("{}test: {{ path: /me }}\n", oauth_connector(&server));
     let engine = engine(&yaml).await;
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([("access_token".to_string(), Secret::new("at-1"))]),
             run_test: false,
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
-    engine.request("c1", get()).await.unwrap();
-    assert!(engine.test_connection("c1").await.is_err(), "the API now answers 403");
-    let after = engine.request("c1", get()).await;
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
+    assert!(
+        engine.connections().test(&"c1".parse().unwrap()).await.is_err(),
+        "the API now answers 403"
+    );
+    let after = engine.dispatch().request(&"c1".parse().unwrap(), get()).await;
     assert!(matches!(after, Err(EngineError::NeedsReauth(_))), "{after:?}");
 }
 
@@ -224,9 +233,15 @@ async fn a_reauthorised_connection_is_used_by_the_next_request() {
     .await;
     let engine = engine(&oauth_connector(&server)).await;
     oauth_connection(&engine).await;
-    engine.request("c1", get()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     let (url, flow) = engine
-        .begin_local_authorization("app", None, "http://127.0.0.1:9/cb", BTreeMap::new())
+        .connect()
+        .begin_local_authorization(
+            &"app".parse().unwrap(),
+            None,
+            "http://127.0.0.1:9/cb",
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
@@ -234,8 +249,12 @@ async fn a_reauthorised_connection_is_used_by_the_next_request() {
         ("state".to_owned(), state),
         ("code".to_owned(), "c0de".to_owned()),
     ]);
-    engine.complete_local_authorization(flow, params, Some("c1".into())).await.unwrap();
-    engine.request("c1", get()).await.unwrap();
+    engine
+        .connect()
+        .complete_local_authorization(flow, params, Some("c1".parse().unwrap()))
+        .await
+        .unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     assert_eq!(last_authorization(&server).await, "Bearer at-new");
 }
 

@@ -52,7 +52,8 @@ async fn engine(yaml: &str) -> Arc<Engine> {
 
 fn method_of_kind(engine: &Engine, connector: &str, kind: &str) -> String {
     engine
-        .connector(connector)
+        .connectors()
+        .get(&connector.parse().unwrap())
         .unwrap()
         .connector
         .auth
@@ -79,27 +80,27 @@ async fn api_key_in_a_renamed_header_anthropic() {
         .await;
     let engine = engine(&pointed_at("anthropic", &mock)).await;
     engine
-        .create_connection(NewConnection {
-            connector: "anthropic".into(),
+        .connections()
+        .create(NewConnection {
             credentials: creds(&[("api_key", "sk-ant-test")]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("anthropic".parse().unwrap())
         })
         .await
         .unwrap();
     // A wrong key fails the test and stores nothing.
     let err = engine
-        .create_connection(NewConnection {
-            id: Some("bad".into()),
-            connector: "anthropic".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("bad".parse().unwrap()),
             credentials: creds(&[("api_key", "wrong")]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("anthropic".parse().unwrap())
         })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("credential test failed"), "{err}");
-    assert!(engine.connection("bad").await.is_err());
+    assert!(engine.connections().get(&"bad".parse().unwrap()).await.is_err());
 }
 
 #[tokio::test]
@@ -118,12 +119,12 @@ async fn basic_with_a_fixed_password_freshdesk() {
     let yaml = pointed_at("freshdesk", &mock);
     let engine = engine(&yaml).await;
     engine
-        .create_connection(NewConnection {
-            connector: "freshdesk".into(),
+        .connections()
+        .create(NewConnection {
             credentials: creds(&[("username", "key-123")]),
             config: BTreeMap::from([("subdomain".to_string(), "acme".to_string())]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("freshdesk".parse().unwrap())
         })
         .await
         .unwrap();
@@ -145,12 +146,12 @@ async fn bearer_with_default_headers_github() {
     let engine = engine(&pointed_at("github", &mock)).await;
     let auth = method_of_kind(&engine, "github", "bearer");
     let record = engine
-        .create_connection(NewConnection {
-            connector: "github".into(),
+        .connections()
+        .create(NewConnection {
             auth: Some(auth),
             credentials: creds(&[("token", "ghp_test")]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("github".parse().unwrap())
         })
         .await
         .unwrap();
@@ -188,9 +189,10 @@ async fn oauth2_user_token_slack() {
     let yaml = move_user_method_first(&yaml);
     let engine = engine(&yaml).await;
     engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "slack".into(),
+        .integrations()
+        .put(NewIntegration {
+            id: "app".parse().unwrap(),
+            connector: "slack".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("cs")),
             scopes: vec![],
@@ -198,14 +200,13 @@ async fn oauth2_user_token_slack() {
         .await
         .unwrap();
     let (session, _) = engine
-        .create_connect_session(NewConnectSession {
-            integration: "app".into(),
-            ..Default::default()
-        })
+        .connect()
+        .create_session(NewConnectSession { ..NewConnectSession::new("app".parse().unwrap()) })
         .await
         .unwrap();
     let binding = Secret::new("b");
     let url = engine
+        .connect()
         .begin_authorization(&session, "https://lk.example/oauth/callback", &binding)
         .await
         .unwrap();
@@ -219,7 +220,8 @@ async fn oauth2_user_token_slack() {
         ("state".to_string(), query["state"].clone()),
         ("code".to_string(), "the-code".to_string()),
     ]);
-    let (_, record) = engine.complete_authorization(params, Some(&binding)).await.unwrap();
+    let (_, record) =
+        engine.connect().complete_authorization(params, Some(&binding)).await.unwrap();
     assert_eq!(
         record.credentials["access_token"].expose(),
         "xoxp-user",
@@ -273,9 +275,10 @@ async fn oauth2_instance_url_salesforce() {
     let yaml = edit(&yaml, &format!("pattern: '{}'", login.uri()), "pattern: 'http.*'");
     let engine = engine(&yaml).await;
     engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "salesforce".into(),
+        .integrations()
+        .put(NewIntegration {
+            id: "app".parse().unwrap(),
+            connector: "salesforce".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("cs")),
             scopes: vec![],
@@ -283,14 +286,13 @@ async fn oauth2_instance_url_salesforce() {
         .await
         .unwrap();
     let (session, _) = engine
-        .create_connect_session(NewConnectSession {
-            integration: "app".into(),
-            ..Default::default()
-        })
+        .connect()
+        .create_session(NewConnectSession { ..NewConnectSession::new("app".parse().unwrap()) })
         .await
         .unwrap();
     let binding = Secret::new("b");
     let url = engine
+        .connect()
         .begin_authorization(&session, "https://lk.example/oauth/callback", &binding)
         .await
         .unwrap();
@@ -301,12 +303,14 @@ async fn oauth2_instance_url_salesforce() {
         ("state".to_string(), query["state"].clone()),
         ("code".to_string(), "c".to_string()),
     ]);
-    let (_, record) = engine.complete_authorization(params, Some(&binding)).await.unwrap();
+    let (_, record) =
+        engine.connect().complete_authorization(params, Some(&binding)).await.unwrap();
     assert_eq!(record.config["instance_url"], instance.uri());
     assert_eq!(record.label.as_deref(), Some("ada@acme.example"));
     let response = engine
+        .dispatch()
         .request(
-            &record.id,
+            &record.id.parse().unwrap(),
             ApiRequest { path: "/services/oauth2/userinfo".into(), ..ApiRequest::default() },
         )
         .await
@@ -328,8 +332,8 @@ async fn aws_sigv4_sts() {
         .await;
     let engine = engine(&pointed_at("aws-sts", &mock)).await;
     let record = engine
-        .create_connection(NewConnection {
-            connector: "aws-sts".into(),
+        .connections()
+        .create(NewConnection {
             credentials: creds(&[
                 ("access_key_id", "AKIDEXAMPLE"),
                 ("secret_access_key", "secret"),
@@ -337,7 +341,7 @@ async fn aws_sigv4_sts() {
             ]),
             config: BTreeMap::from([("region".to_string(), "eu-west-1".to_string())]),
             run_test: true,
-            ..NewConnection::default()
+            ..NewConnection::new("aws-sts".parse().unwrap())
         })
         .await
         .unwrap();

@@ -139,16 +139,16 @@ async fn edits_fail_closed(db: Db) {
         ),
     ] {
         first
-            .create_connection(NewConnection {
-                id: Some(id.into()),
-                connector: connector.into(),
+            .connections()
+            .create(NewConnection {
+                id: Some(id.parse().unwrap()),
                 credentials: BTreeMap::from([("token".to_owned(), Secret::new(CANARY))]),
                 config,
-                ..NewConnection::default()
+                ..NewConnection::new(connector.parse().unwrap())
             })
             .await
             .unwrap();
-        first.request(id, get()).await.unwrap();
+        first.dispatch().request(&id.parse().unwrap(), get()).await.unwrap();
     }
     assert_eq!(home.received_requests().await.unwrap().len(), 2);
 
@@ -162,7 +162,7 @@ async fn edits_fail_closed(db: Db) {
     // Another instance (or this one after a restart) reads the edited rows.
     let second = engine(db.open(&key).await, &home, &evil).await;
     for id in ["c-connector", "c-config"] {
-        let result = second.request(id, get()).await;
+        let result = second.dispatch().request(&id.parse().unwrap(), get()).await;
         match &result {
             Err(EngineError::Store(StoreError::CredentialsUnreadable { connection, .. })) => {
                 assert_eq!(connection, id);

@@ -25,15 +25,15 @@ fn connector(server: &MockServer, auth: &str, script: &str) -> String {
 
 async fn connect(engine: &Engine, credentials: &[(&str, &str)]) -> String {
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: credentials
                 .iter()
                 .map(|(k, v)| (k.to_string(), Secret::new(*v)))
                 .collect::<BTreeMap<_, _>>(),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap()
@@ -73,7 +73,7 @@ async fn cyclrs_api_key_bearer_pattern_sends_bearer_and_the_key() {
     let script = "function before_action() {\n  method_request_headers['Authorization'] = 'Bearer ' + method_auth_value;\n  return true;\n}";
     let engine = engine(&connector(&server, auth, script)).await;
     let id = connect(&engine, &[("api_key", "key-123")]).await;
-    let response = engine.request(&id, get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status, 200, "the API did not get `Authorization: Bearer key-123`");
     let sent = only_request(&server).await;
     let values: Vec<_> = sent.headers.get_all("authorization").iter().collect();
@@ -103,7 +103,7 @@ async fn before_action_sees_placed_credentials_and_keeps_one_entry_per_header() 
         body: bytes::Bytes::from_static(b"{\"a\":1}"),
         ..ApiRequest::default()
     };
-    assert_eq!(engine.request(&id, request).await.unwrap().status, 201);
+    assert_eq!(engine.dispatch().request(&id.parse().unwrap(), request).await.unwrap().status, 201);
     let sent = only_request(&server).await;
     assert_eq!(sent.headers.get("x-account-key").unwrap(), "key-9");
     assert!(sent.headers.get("x-api-key").is_none());
@@ -125,7 +125,10 @@ async fn a_hook_that_does_not_touch_the_credentials_leaves_them() {
     let script = "function before_action() {\n  method_request_headers['X-Hooked'] = method_request_headers['Authorization'] === 'Bearer tok' ? 'yes' : 'no';\n}";
     let engine = engine(&connector(&server, "  - type: bearer", script)).await;
     let id = connect(&engine, &[("token", "tok")]).await;
-    assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+        200
+    );
 }
 
 /// OAuth 1.0a signs the request the hook left: a query parameter and a header the hook added
@@ -152,7 +155,10 @@ async fn oauth1_signs_after_the_hook_changed_the_request() {
         ],
     )
     .await;
-    assert_eq!(engine.request(&id, get("/me?a=1")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&id.parse().unwrap(), get("/me?a=1")).await.unwrap().status,
+        200
+    );
     let sent = only_request(&server).await;
     assert_eq!(sent.url.query(), Some("a=1&hooked=yes+please"));
     assert_eq!(sent.headers.get("x-hook").unwrap(), "1");
@@ -202,7 +208,10 @@ async fn sigv4_signs_after_the_hook_changed_a_header() {
     let engine = engine(&yaml).await;
     let credentials = [("access_key_id", "AKIDEXAMPLE"), ("secret_access_key", "sk-example")];
     let id = connect(&engine, &credentials).await;
-    assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+        200
+    );
     let sent = only_request(&server).await;
     let authorization = sent.headers.get("authorization").unwrap().to_str().unwrap();
     let signed = authorization.split("SignedHeaders=").nth(1).unwrap().split(',').next().unwrap();

@@ -21,11 +21,11 @@ fn connector(server: &MockServer, sign: &str) -> String {
 
 async fn connect(engine: &Engine) {
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("secret".into(), Secret::new("s3cret-s3cret-s3cret"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -33,7 +33,7 @@ async fn connect(engine: &Engine) {
 
 async fn get(engine: &Engine) -> u16 {
     let request = ApiRequest { path: "/me".into(), ..ApiRequest::default() };
-    engine.request("c1", request).await.unwrap().status.as_u16()
+    engine.dispatch().request(&"c1".parse().unwrap(), request).await.unwrap().status.as_u16()
 }
 
 async fn tokens(server: &MockServer) -> Vec<String> {

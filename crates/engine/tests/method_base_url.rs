@@ -36,39 +36,41 @@ async fn an_oauth2_method_with_its_own_base_url_sends_its_token_there_only() {
     let engine = engine(&yaml).await;
     let new = |id: &str, method: &str, credentials: &[(&str, &str)], config: &[(&str, &str)]| {
         NewConnection {
-            id: Some(id.into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+            id: Some(id.parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             auth: Some(method.into()),
             credentials: credentials
                 .iter()
                 .map(|(k, v)| (k.to_string(), Secret::new(*v)))
                 .collect::<BTreeMap<_, _>>(),
             config: config.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         }
     };
     let oauth = engine
-        .create_connection(new(
-            "o",
-            "oauth2",
-            &[("access_token", "at-1")],
-            &[("cloud_id", "cloud-1")],
-        ))
+        .connections()
+        .create(new("o", "oauth2", &[("access_token", "at-1")], &[("cloud_id", "cloud-1")]))
         .await
         .unwrap();
     let basic = engine
-        .create_connection(new("b", "basic", &[("username", "u"), ("password", "p")], &[]))
+        .connections()
+        .create(new("b", "basic", &[("username", "u"), ("password", "p")], &[]))
         .await
         .unwrap();
     let get = || ApiRequest { path: "/myself".into(), ..ApiRequest::default() };
-    assert_eq!(engine.request(&oauth.id, get()).await.unwrap().status, 200);
-    assert_eq!(engine.request(&basic.id, get()).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&oauth.id.parse().unwrap(), get()).await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        engine.dispatch().request(&basic.id.parse().unwrap(), get()).await.unwrap().status,
+        200
+    );
     assert_eq!(gateway.received_requests().await.unwrap().len(), 1);
     assert_eq!(site.received_requests().await.unwrap().len(), 1);
 
     // The OAuth token never goes to the connector's base host, even when asked for a full URL.
     let escape = ApiRequest { path: format!("{}/site/x", site.uri()), ..ApiRequest::default() };
-    assert!(engine.request(&oauth.id, escape).await.is_err());
+    assert!(engine.dispatch().request(&oauth.id.parse().unwrap(), escape).await.is_err());
     assert_eq!(site.received_requests().await.unwrap().len(), 1);
 }

@@ -19,17 +19,17 @@ async fn setup() -> (MockServer, reqwest_middleware::ClientWithMiddleware) {
     let engine = engine(&yaml).await;
     for (id, token) in [("c1", "tok-one"), ("c2", "tok-two")] {
         engine
-            .create_connection(NewConnection {
-                id: Some(id.into()),
-                connector: "prov".into(),
+            .connections()
+            .create(NewConnection {
+                id: Some(id.parse().unwrap()),
                 credentials: BTreeMap::from([("token".into(), Secret::new(token))]),
-                ..NewConnection::default()
+                ..NewConnection::new("prov".parse().unwrap())
             })
             .await
             .unwrap();
     }
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
-        .with(Latchkey::new(engine).with_connection("c1"))
+        .with(Latchkey::new(engine).with_connection("c1".parse().unwrap()))
         .build();
     (server, client)
 }
@@ -65,7 +65,7 @@ async fn requests_carry_the_connections_credentials() {
 
     let response = client
         .get(format!("{}/api/me", server.uri()))
-        .with_extension(Connection("c2".into()))
+        .with_extension(Connection("c2".parse().unwrap()))
         .send()
         .await
         .unwrap();
@@ -82,7 +82,7 @@ async fn urls_outside_the_base_url_are_refused_unsent() {
     }
     let err = client
         .get(format!("{}/api/me", server.uri()))
-        .with_extension(Connection("nope".into()))
+        .with_extension(Connection("nope".parse().unwrap()))
         .send()
         .await
         .unwrap_err();

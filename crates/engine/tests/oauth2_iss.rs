@@ -45,7 +45,13 @@ async fn callback(
     iss: Option<String>,
 ) -> Result<latchkey_store::ConnectionRecord, EngineError> {
     let (url, flow) = engine
-        .begin_local_authorization("app", None, "http://127.0.0.1:9/cb", BTreeMap::new())
+        .connect()
+        .begin_local_authorization(
+            &"app".parse().unwrap(),
+            None,
+            "http://127.0.0.1:9/cb",
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
@@ -53,7 +59,10 @@ async fn callback(
     if let Some(iss) = iss {
         pairs.push(("iss".to_owned(), iss));
     }
-    engine.complete_local_authorization(flow, CallbackParams::from_pairs(pairs), None).await
+    engine
+        .connect()
+        .complete_local_authorization(flow, CallbackParams::from_pairs(pairs), None)
+        .await
 }
 
 #[tokio::test]

@@ -27,15 +27,15 @@ fn connector(server: &MockServer, extra: &str) -> String {
 async fn expired_connection(setup: &Setup, id: &str) {
     let record = setup
         .engine
-        .create_connection(NewConnection {
-            id: Some(id.into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some(id.parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([
                 ("access_token".to_string(), Secret::new("old-at")),
                 ("refresh_token".to_string(), Secret::new("rt-1")),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -103,14 +103,18 @@ async fn two_hundred_requests_on_an_expired_token_cause_one_refresh() {
     for _ in 0..200 {
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
-            engine.request("c1", get("/me")).await.map(|r| r.status.as_u16())
+            engine
+                .dispatch()
+                .request(&"c1".parse().unwrap(), get("/me"))
+                .await
+                .map(|r| r.status.as_u16())
         }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap(), 200);
     }
     assert_eq!(token_calls(&server).await.len(), 1, "exactly one token-endpoint call");
-    let record = engine.connection("c1").await.unwrap();
+    let record = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(
         record.credentials["refresh_token"].expose(),
         "rt-2",
@@ -142,9 +146,10 @@ async fn rotation_is_followed_and_a_missing_refresh_token_keeps_the_old_one() {
     let engine = &setup.engine;
     expired_connection(&setup, "c1").await;
     for expected_refresh in ["rt-2", "rt-2"] {
-        let v = engine.connection("c1").await.unwrap().version;
+        let v = engine.connections().get(&"c1".parse().unwrap()).await.unwrap().version;
         let r = engine
-            .refresh_connection("c1", RefreshReason::Forced { seen_version: v })
+            .renewal()
+            .refresh(&"c1".parse().unwrap(), RefreshReason::Forced { seen_version: v })
             .await
             .unwrap();
         assert_eq!(r.credentials["refresh_token"].expose(), expected_refresh);
@@ -158,7 +163,11 @@ async fn rotation_is_followed_and_a_missing_refresh_token_keeps_the_old_one() {
     );
     // Client authentication in the body by default.
     assert!(second.contains("client_id=cid") && second.contains("client_secret=csecret"));
-    assert_eq!(engine.connection("c1").await.unwrap().credentials["access_token"].expose(), "at-3");
+    assert_eq!(
+        engine.connections().get(&"c1".parse().unwrap()).await.unwrap().credentials["access_token"]
+            .expose(),
+        "at-3"
+    );
 }
 
 #[tokio::test]
@@ -175,13 +184,13 @@ async fn invalid_grant_marks_needs_reauth_and_keeps_tokens() {
     let setup = setup(&connector(&server, "")).await;
     let engine = &setup.engine;
     expired_connection(&setup, "c1").await;
-    let err = engine.request("c1", get("/me")).await.unwrap_err();
+    let err = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert!(matches!(err, EngineError::NeedsReauth(_)), "{err}");
-    let record = engine.connection("c1").await.unwrap();
+    let record = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(record.status, ConnectionStatus::NeedsReauth);
     assert_eq!(record.credentials["refresh_token"].expose(), "rt-1");
     // No further token calls once marked.
-    let _ = engine.request("c1", get("/me")).await.unwrap_err();
+    let _ = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert_eq!(token_calls(&server).await.len(), 1);
 }
 
@@ -196,10 +205,10 @@ async fn transient_failures_keep_the_tokens_and_the_status() {
     let setup = setup(&connector(&server, "")).await;
     let engine = &setup.engine;
     expired_connection(&setup, "c1").await;
-    let before = engine.connection("c1").await.unwrap();
-    let err = engine.request("c1", get("/me")).await.unwrap_err();
+    let before = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
+    let err = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert!(matches!(&err, EngineError::Token(t) if t.is_transient()), "{err}");
-    let after = engine.connection("c1").await.unwrap();
+    let after = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(after.status, ConnectionStatus::Ok);
     assert_eq!(after.version, before.version);
     assert_eq!(after.credentials["access_token"].expose(), "old-at");
@@ -219,19 +228,19 @@ async fn a_refused_token_is_refreshed_once_and_the_request_retried_once() {
     let engine = engine(&connector(&server, "    client_auth: basic\n")).await;
     // Imported token with no known expiry: only the 401 says it is stale.
     engine
-        .create_connection(NewConnection {
-            id: Some("c2".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("c2".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([
                 ("access_token".to_string(), Secret::new("stale")),
                 ("refresh_token".to_string(), Secret::new("rt-1")),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
-    let response = engine.request("c2", get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&"c2".parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status.as_u16(), 200);
     let calls = token_calls(&server).await;
     assert_eq!(calls.len(), 1);
@@ -274,18 +283,27 @@ async fn client_credentials_keep_instance_url_for_the_base_url() {
     );
     let engine = engine(&yaml).await;
     let record = engine
-        .create_connection(NewConnection {
-            id: Some("cc".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
-            ..NewConnection::default()
+        .connections()
+        .create(NewConnection {
+            id: Some("cc".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
     assert_eq!(record.config["instance_url"], instance.uri());
     let lifetime = record.expires_at.unwrap() - OffsetDateTime::now_utc();
     assert!(lifetime > time::Duration::minutes(59) && lifetime <= time::Duration::minutes(60));
-    assert_eq!(engine.request("cc", get("/ping")).await.unwrap().status.as_u16(), 200);
+    assert_eq!(
+        engine
+            .dispatch()
+            .request(&"cc".parse().unwrap(), get("/ping"))
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -300,15 +318,16 @@ async fn forged_replayed_and_missing_states_never_reach_the_token_endpoint() {
         .await;
     let engine = engine(&connector(&server, "")).await;
     let (session, _token) = engine
-        .create_connect_session(latchkey_engine::NewConnectSession {
-            integration: "app".into(),
+        .connect()
+        .create_session(latchkey_engine::NewConnectSession {
             allowed_origin: Some("http://app.example".into()),
-            ..Default::default()
+            ..latchkey_engine::NewConnectSession::new("app".parse().unwrap())
         })
         .await
         .unwrap();
     let binding = Secret::new("browser-1");
     let url = engine
+        .connect()
         .begin_authorization(&session, "http://lk.example/oauth/callback", &binding)
         .await
         .unwrap();
@@ -323,27 +342,32 @@ async fn forged_replayed_and_missing_states_never_reach_the_token_endpoint() {
             ("state".to_string(), format!("forged-{i}")),
             ("code".to_string(), "c".to_string()),
         ]);
-        assert!(engine.complete_authorization(forged, Some(&binding)).await.is_err());
+        assert!(engine.connect().complete_authorization(forged, Some(&binding)).await.is_err());
     }
     let missing = CallbackParams::from_pairs([("code".to_string(), "c".to_string())]);
-    assert!(engine.complete_authorization(missing, Some(&binding)).await.is_err());
+    assert!(engine.connect().complete_authorization(missing, Some(&binding)).await.is_err());
     // The right state from another browser is refused, and that consumes it.
     let stolen = CallbackParams::from_pairs([
         ("state".to_string(), state.clone()),
         ("code".to_string(), "c".to_string()),
     ]);
     assert!(
-        engine.complete_authorization(stolen, Some(&Secret::new("other-browser"))).await.is_err()
+        engine
+            .connect()
+            .complete_authorization(stolen, Some(&Secret::new("other-browser")))
+            .await
+            .is_err()
     );
     let replay = CallbackParams::from_pairs([
         ("state".to_string(), state),
         ("code".to_string(), "c".to_string()),
     ]);
-    assert!(engine.complete_authorization(replay, Some(&binding)).await.is_err());
+    assert!(engine.connect().complete_authorization(replay, Some(&binding)).await.is_err());
     assert_eq!(token_calls(&server).await.len(), 0);
     // The session link cannot be used twice either.
     assert!(
         engine
+            .connect()
             .begin_authorization(&session, "http://lk.example/oauth/callback", &binding)
             .await
             .is_err()
@@ -355,24 +379,25 @@ async fn a_mismatched_issuer_is_refused_before_the_token_request() {
     let server = MockServer::start().await;
     let engine = engine(&connector(&server, &format!("    issuer: {}\n", server.uri()))).await;
     let (session, _) = engine
-        .create_connect_session(latchkey_engine::NewConnectSession {
-            integration: "app".into(),
-            ..Default::default()
+        .connect()
+        .create_session(latchkey_engine::NewConnectSession {
+            ..latchkey_engine::NewConnectSession::new("app".parse().unwrap())
         })
         .await
         .unwrap();
     let binding = Secret::new("b");
-    let url = engine.begin_authorization(&session, "http://cb", &binding).await.unwrap();
+    let url = engine.connect().begin_authorization(&session, "http://cb", &binding).await.unwrap();
     let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.to_string();
     let params = CallbackParams::from_pairs([
         ("state".to_string(), state),
         ("code".to_string(), "c".to_string()),
         ("iss".to_string(), "https://evil.example".to_string()),
     ]);
-    let (_, err) = engine.complete_authorization(params, Some(&binding)).await.unwrap_err();
+    let (_, err) =
+        engine.connect().complete_authorization(params, Some(&binding)).await.unwrap_err();
     assert!(err.to_string().contains("unexpected issuer"), "{err}");
     assert_eq!(token_calls(&server).await.len(), 0);
-    let s = engine.connect_session(&session.id).await.unwrap();
+    let s = engine.connect().session(&session.id).await.unwrap();
     assert_eq!(s.status, latchkey_store::SessionStatus::Failed);
 }
 
@@ -398,9 +423,10 @@ async fn private_key_jwt_client_authentication() {
     );
     let engine = engine(&yaml).await;
     engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+        .integrations()
+        .put(NewIntegration {
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new(pem)),
             scopes: vec![],
@@ -408,11 +434,11 @@ async fn private_key_jwt_client_authentication() {
         .await
         .unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("k".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
-            ..NewConnection::default()
+        .connections()
+        .create(NewConnection {
+            id: Some("k".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -474,10 +500,14 @@ async fn device_flow_polls_and_slows_down() {
         uri = server.uri()
     );
     let Setup { engine, clock, .. } = setup(&yaml).await;
-    let flow = engine.begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     let started = clock.now();
-    let record = engine.complete_device_authorization(flow, Some("dev".into())).await.unwrap();
+    let record = engine
+        .connect()
+        .complete_device_authorization(flow, Some("dev".parse().unwrap()))
+        .await
+        .unwrap();
     assert_eq!(record.credentials["access_token"].expose(), "dev-at");
     let polls = token_calls(&server).await;
     assert_eq!(polls.len(), 3, "pending, slow_down, success");
@@ -511,10 +541,10 @@ async fn device_flow_gives_up_when_the_code_expires() {
         uri = server.uri()
     );
     let Setup { engine, clock, .. } = setup(&yaml).await;
-    let flow = engine.begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     let started = clock.now();
     let real = std::time::Instant::now();
-    let outcome = engine.complete_device_authorization(flow, None).await;
+    let outcome = engine.connect().complete_device_authorization(flow, None).await;
     assert!(matches!(outcome, Err(EngineError::Flow(_))), "{outcome:?}");
     assert_eq!(token_calls(&server).await.len(), 6, "one poll every 10 s within the 60 s");
     assert_eq!(clock.now() - started, time::Duration::seconds(70));
@@ -546,7 +576,7 @@ async fn device_flow_reads_its_endpoint_from_the_issuers_discovery_document() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    issuer: {uri}\n"
     );
     let engine = engine(&yaml).await;
-    let flow = engine.begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     assert_eq!(flow.authorization.interval, std::time::Duration::from_secs(3));
 }
@@ -573,16 +603,17 @@ async fn device_authorization_authenticates_a_private_key_jwt_client() {
     );
     let engine = engine(&yaml).await;
     engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+        .integrations()
+        .put(NewIntegration {
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new(pem)),
             scopes: vec![],
         })
         .await
         .unwrap();
-    let flow = engine.begin_device_authorization("app").await.unwrap();
+    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     let calls = server.received_requests().await.unwrap();
     let body = String::from_utf8_lossy(&calls[0].body).to_string();

@@ -26,12 +26,12 @@ fn connector(server: &MockServer, limit: &str) -> String {
 
 async fn connect(engine: &Engine, id: &str, integration: Option<&str>) {
     engine
-        .create_connection(NewConnection {
-            id: Some(id.into()),
-            connector: "prov".into(),
-            integration: integration.map(str::to_string),
+        .connections()
+        .create(NewConnection {
+            id: Some(id.parse().unwrap()),
+            integration: integration.map(|i| i.parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -77,7 +77,9 @@ async fn the_limit_holds_and_the_rest_is_refused() {
 
     let calls = (0..6).map(|i| {
         let engine = engine.clone();
-        async move { engine.request("c1", get(&format!("/items/{i}"))).await }
+        async move {
+            engine.dispatch().request(&"c1".parse().unwrap(), get(&format!("/items/{i}"))).await
+        }
     });
     let results = futures_util::future::join_all(calls).await;
     let (sent, refused): (Vec<_>, Vec<_>) = results.into_iter().partition(|r| r.is_ok());
@@ -97,8 +99,11 @@ async fn a_request_that_would_wait_past_max_wait_fails_without_waiting_in_vain()
     let engine =
         engine(&connector(&server, "{ requests: 1, per: minute, max_wait_ms: 200 }")).await;
     connect(&engine, "c1", None).await;
-    assert_eq!(engine.request("c1", get("/a")).await.unwrap().status, 200);
-    let wait = refused_for(engine.request("c1", get("/b")).await);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), get("/a")).await.unwrap().status,
+        200
+    );
+    let wait = refused_for(engine.dispatch().request(&"c1".parse().unwrap(), get("/b")).await);
     assert!(wait > Duration::from_secs(50), "{wait:?}");
     assert_eq!(received(&server).await, 1);
 }
@@ -125,13 +130,13 @@ async fn queued_requests_all_succeed_in_order_at_the_limits_pace() {
     let start = Instant::now();
     // The first takes the only permit (and puts the connection in the engine's cache, so the
     // others reach the queue without awaiting the store: spawn order is queue order).
-    engine.request("c1", get("/seq/0")).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get("/seq/0")).await.unwrap();
     let mut tasks = Vec::new();
     for i in 1..6 {
         let engine = engine.clone();
-        tasks.push(tokio::spawn(
-            async move { engine.request("c1", get(&format!("/seq/{i}"))).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            engine.dispatch().request(&"c1".parse().unwrap(), get(&format!("/seq/{i}"))).await
+        }));
         tokio::task::yield_now().await;
     }
     for task in tasks {
@@ -159,10 +164,10 @@ async fn each_connection_has_its_own_limit_by_default() {
     let engine = engine(&connector(&server, "{ requests: 1, per: hour, max_wait_ms: 0 }")).await;
     connect(&engine, "c1", None).await;
     connect(&engine, "c2", None).await;
-    assert!(engine.request("c1", get("/a")).await.is_ok());
-    assert!(engine.request("c2", get("/a")).await.is_ok());
-    refused_for(engine.request("c1", get("/b")).await);
-    refused_for(engine.request("c2", get("/b")).await);
+    assert!(engine.dispatch().request(&"c1".parse().unwrap(), get("/a")).await.is_ok());
+    assert!(engine.dispatch().request(&"c2".parse().unwrap(), get("/a")).await.is_ok());
+    refused_for(engine.dispatch().request(&"c1".parse().unwrap(), get("/b")).await);
+    refused_for(engine.dispatch().request(&"c2".parse().unwrap(), get("/b")).await);
     assert_eq!(received(&server).await, 2);
 }
 
@@ -175,8 +180,8 @@ async fn an_integration_or_connector_scope_is_shared() {
         let engine = engine(&connector(&server, &limit)).await;
         connect(&engine, "c1", Some("app")).await;
         connect(&engine, "c2", Some("app")).await;
-        assert!(engine.request("c1", get("/a")).await.is_ok());
-        refused_for(engine.request("c2", get("/a")).await);
+        assert!(engine.dispatch().request(&"c1".parse().unwrap(), get("/a")).await.is_ok());
+        refused_for(engine.dispatch().request(&"c2".parse().unwrap(), get("/a")).await);
         assert_eq!(received(&server).await, 1, "scope {scope}");
     }
 }
@@ -198,7 +203,7 @@ async fn a_short_retry_after_is_waited_out_and_retried_once() {
     let engine = engine(&connector(&server, "{}")).await;
     connect(&engine, "c1", None).await;
     let start = Instant::now();
-    let response = engine.request("c1", get("/x")).await.unwrap();
+    let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(received(&server).await, 2);
     assert!(start.elapsed() >= Duration::from_secs(1), "the retry waited for Retry-After");
@@ -210,7 +215,7 @@ async fn a_second_429_goes_to_the_caller() {
     Mock::given(path("/api/x")).respond_with(too_many("0")).mount(&server).await;
     let engine = engine(&connector(&server, "{}")).await;
     connect(&engine, "c1", None).await;
-    let response = engine.request("c1", get("/x")).await.unwrap();
+    let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap();
     assert_eq!(response.status, 429);
     assert_eq!(received(&server).await, 2, "retried once, not more");
 }
@@ -222,16 +227,19 @@ async fn a_long_retry_after_is_passed_through_and_holds_the_connection_back() {
     let engine = engine(&connector(&server, "{ requests: 10 }")).await;
     connect(&engine, "c1", None).await;
     connect(&engine, "c2", None).await;
-    let response = engine.request("c1", get("/x")).await.unwrap();
+    let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap();
     assert_eq!(response.status, 429);
     assert_eq!(response.headers[http::header::RETRY_AFTER], "120");
     assert_eq!(response.bytes().await.unwrap(), "slow");
     // The API said two minutes: this connection's next requests are refused here, not sent.
-    let wait = refused_for(engine.request("c1", get("/y")).await);
+    let wait = refused_for(engine.dispatch().request(&"c1".parse().unwrap(), get("/y")).await);
     assert!(wait > Duration::from_secs(100) && wait <= Duration::from_secs(120), "{wait:?}");
     assert_eq!(received(&server).await, 1);
     // Another connection is not held back.
-    assert_eq!(engine.request("c2", get("/y")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&"c2".parse().unwrap(), get("/y")).await.unwrap().status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -240,14 +248,20 @@ async fn post_is_not_retried_unless_the_connector_says_so() {
     first_then_ok(&server, too_many("0")).await;
     let engine = engine(&connector(&server, "{}")).await;
     connect(&engine, "c1", None).await;
-    assert_eq!(engine.request("c1", post("/x")).await.unwrap().status, 429);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), post("/x")).await.unwrap().status,
+        429
+    );
     assert_eq!(received(&server).await, 1);
 
     let server = MockServer::start().await;
     first_then_ok(&server, too_many("0")).await;
     let engine = common::engine(&connector(&server, "{ retry_methods: [GET, POST] }")).await;
     connect(&engine, "c1", None).await;
-    assert_eq!(engine.request("c1", post("/x")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), post("/x")).await.unwrap().status,
+        200
+    );
     let bodies: Vec<Vec<u8>> =
         server.received_requests().await.unwrap().into_iter().map(|r| r.body).collect();
     assert_eq!(bodies, [b"{}".to_vec(), b"{}".to_vec()], "the same body, sent again");
@@ -259,10 +273,13 @@ async fn a_malformed_retry_after_is_passed_through_and_holds_nothing_back() {
     first_then_ok(&server, too_many("in a bit")).await;
     let engine = engine(&connector(&server, "{}")).await;
     connect(&engine, "c1", None).await;
-    let response = engine.request("c1", get("/x")).await.unwrap();
+    let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap();
     assert_eq!(response.status, 429);
     assert_eq!(received(&server).await, 1);
-    assert_eq!(engine.request("c1", get("/x")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap().status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -271,7 +288,10 @@ async fn a_503_with_retry_after_is_retried_too() {
     first_then_ok(&server, ResponseTemplate::new(503).insert_header("retry-after", "0")).await;
     let engine = engine(&connector(&server, "{}")).await;
     connect(&engine, "c1", None).await;
-    assert_eq!(engine.request("c1", get("/x")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap().status,
+        200
+    );
     assert_eq!(received(&server).await, 2);
 }
 
@@ -281,7 +301,10 @@ async fn retry_after_max_ms_zero_never_retries() {
     first_then_ok(&server, too_many("0")).await;
     let engine = engine(&connector(&server, "{ retry_after_max_ms: 0 }")).await;
     connect(&engine, "c1", None).await;
-    assert_eq!(engine.request("c1", get("/x")).await.unwrap().status, 429);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap().status,
+        429
+    );
     assert_eq!(received(&server).await, 1);
 }
 
@@ -295,7 +318,10 @@ async fn without_rate_limit_a_429_is_passed_through() {
     ))
     .await;
     connect(&engine, "c1", None).await;
-    assert_eq!(engine.request("c1", get("/x")).await.unwrap().status, 429);
+    assert_eq!(
+        engine.dispatch().request(&"c1".parse().unwrap(), get("/x")).await.unwrap().status,
+        429
+    );
     assert_eq!(received(&server).await, 1);
 }
 
@@ -327,16 +353,16 @@ async fn the_retry_after_a_refresh_takes_a_permit_of_its_own() {
     };
     let strict = engine(&yaml("{ requests: 1, per: hour, max_wait_ms: 0 }")).await;
     strict
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: tokens(),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
-    refused_for(strict.request("c1", get("/me")).await);
+    refused_for(strict.dispatch().request(&"c1".parse().unwrap(), get("/me")).await);
     let api_calls = |all: Vec<Request>| all.iter().filter(|r| r.url.path() == "/api/me").count();
     assert_eq!(api_calls(server.received_requests().await.unwrap()), 1, "the retry was not sent");
 }

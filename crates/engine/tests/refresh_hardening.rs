@@ -61,9 +61,10 @@ async fn engine_with_integration(
     let engine =
         Engine::builder(store.clone(), catalog, net).refresh_lease(lease).build().await.unwrap();
     engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+        .integrations()
+        .put(NewIntegration {
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("csecret")),
             scopes: vec![],
@@ -86,15 +87,15 @@ async fn connection(engine: &Instance, id: &str, expires_at: OffsetDateTime) {
 
 async fn connection_with(engine: &Instance, id: &str, expires_at: OffsetDateTime, refresh: &str) {
     let record = engine
-        .create_connection(NewConnection {
-            id: Some(id.into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some(id.parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: BTreeMap::from([
                 ("access_token".to_string(), Secret::new("old-at")),
                 ("refresh_token".to_string(), Secret::new(refresh)),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -199,9 +200,9 @@ async fn absurd_lifetimes_keep_the_token_working() {
         api_accepting(&server, "new-at").await;
         let engine = memory_engine(&server).await;
         connection(&engine, "c1", expired()).await;
-        let response = engine.request("c1", get("/me")).await.unwrap();
+        let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap();
         assert_eq!(response.status.as_u16(), 200, "expires_in {expires_in}");
-        let record = engine.connection("c1").await.unwrap();
+        let record = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
         assert_eq!(record.credentials["refresh_token"].expose(), "rt-2");
         let ten_years = OffsetDateTime::now_utc() + time::Duration::days(3651);
         match record.expires_at {
@@ -239,7 +240,9 @@ async fn slow_endpoint_spends_each_refresh_token_once(stores: Vec<Arc<dyn Store>
     let mut tasks = Vec::new();
     for n in 0..48 {
         let engine = engines[n % engines.len()].clone();
-        tasks.push(tokio::spawn(async move { engine.request("c1", get("/me")).await }));
+        tasks.push(tokio::spawn(async move {
+            engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await
+        }));
     }
     for task in tasks {
         let response = task.await.unwrap().unwrap();
@@ -247,7 +250,7 @@ async fn slow_endpoint_spends_each_refresh_token_once(stores: Vec<Arc<dyn Store>
     }
     assert_eq!(provider.spent_twice(), Vec::<String>::new(), "a refresh token was sent twice");
     assert_eq!(provider.calls(), 1, "one exchange for the fleet");
-    let record = engines[2].connection("c1").await.unwrap();
+    let record = engines[2].connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!(record.credentials["refresh_token"].expose(), "rt-2");
     assert_eq!(record.status, ConnectionStatus::Ok);
 }
@@ -339,14 +342,14 @@ async fn interrupted_refreshes_are_checked_on_start(stores: Vec<Arc<dyn Store>>)
     }
     // The exchange for `spent` reached the provider, which rotated; the answer was lost.
     provider.seen.lock().unwrap().insert("rt-1".into(), 1);
-    let checked = after_restart.check_interrupted_refreshes().await.unwrap();
+    let checked = after_restart.renewal().check_interrupted().await.unwrap();
     assert_eq!(checked, 2);
-    let spent = after_restart.connection("spent").await.unwrap();
+    let spent = after_restart.connections().get(&"spent".parse().unwrap()).await.unwrap();
     assert_eq!(spent.status, ConnectionStatus::NeedsReauth, "not silently `ok`");
-    let unsent = after_restart.connection("unsent").await.unwrap();
+    let unsent = after_restart.connections().get(&"unsent".parse().unwrap()).await.unwrap();
     assert_eq!(unsent.status, ConnectionStatus::Ok);
     assert_eq!(unsent.credentials["access_token"].expose(), "at-101");
-    let untouched = after_restart.connection("untouched").await.unwrap();
+    let untouched = after_restart.connections().get(&"untouched".parse().unwrap()).await.unwrap();
     assert_eq!(untouched.credentials["access_token"].expose(), "old-at");
     assert_eq!(store.locks_named("refresh:", false).await.unwrap(), Vec::<String>::new());
 }
@@ -399,7 +402,16 @@ async fn transient_failures_are_retried_a_bounded_number_of_times() {
     let engine =
         engine_on(Arc::new(store), &connector(&server), Duration::from_secs(30), net).await;
     connection(&engine, "c1", expired()).await;
-    assert_eq!(engine.request("c1", get("/me")).await.unwrap().status.as_u16(), 200);
+    assert_eq!(
+        engine
+            .dispatch()
+            .request(&"c1".parse().unwrap(), get("/me"))
+            .await
+            .unwrap()
+            .status
+            .as_u16(),
+        200
+    );
     assert_eq!(*calls.lock().unwrap(), 3);
 
     let down = MockServer::start().await;
@@ -410,11 +422,11 @@ async fn transient_failures_are_retried_a_bounded_number_of_times() {
         .await;
     let engine = memory_engine(&down).await;
     connection(&engine, "c1", expired()).await;
-    let before = engine.connection("c1").await.unwrap();
-    engine.request("c1", get("/me")).await.unwrap_err();
+    let before = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
+    engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     let token_calls = down.received_requests().await.unwrap().len();
     assert_eq!(token_calls, 3, "one try and two retries");
-    let after = engine.connection("c1").await.unwrap();
+    let after = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
     assert_eq!((after.version, after.status), (before.version, ConnectionStatus::Ok));
     assert_eq!(after.credentials["access_token"].expose(), "old-at");
 }
@@ -447,7 +459,16 @@ async fn clock_skew_never_lets_an_expiring_token_be_sent() {
         // for four more): ours decides.
         connection(&engine, "c1", expired()).await;
         let sent_at = OffsetDateTime::now_utc();
-        assert_eq!(engine.request("c1", get("/me")).await.unwrap().status.as_u16(), 200);
+        assert_eq!(
+            engine
+                .dispatch()
+                .request(&"c1".parse().unwrap(), get("/me"))
+                .await
+                .unwrap()
+                .status
+                .as_u16(),
+            200
+        );
         let api_calls: Vec<_> = server
             .received_requests()
             .await
@@ -456,7 +477,8 @@ async fn clock_skew_never_lets_an_expiring_token_be_sent() {
             .filter(|r| r.url.path() == "/api/me")
             .collect();
         assert_eq!(api_calls.len(), 1, "skew {skew}: the expiring token was never sent");
-        let at = engine.connection("c1").await.unwrap().expires_at.unwrap();
+        let at =
+            engine.connections().get(&"c1".parse().unwrap()).await.unwrap().expires_at.unwrap();
         let lifetime = at - sent_at;
         assert!(
             lifetime > time::Duration::seconds(590) && lifetime < time::Duration::seconds(610),
@@ -486,12 +508,13 @@ async fn a_shared_engine_stores_a_refresh_whose_caller_went_away() {
     .await;
     let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
     connection(&engine, "c1", later).await;
-    let version = engine.connection("c1").await.unwrap().version;
+    let version = engine.connections().get(&"c1".parse().unwrap()).await.unwrap().version;
     let caller = engine.clone();
     let refresh = tokio::spawn(async move {
         caller
-            .refresh_connection(
-                "c1",
+            .renewal()
+            .refresh(
+                &"c1".parse().unwrap(),
                 latchkey_engine::RefreshReason::Forced { seen_version: version },
             )
             .await
@@ -502,7 +525,7 @@ async fn a_shared_engine_stores_a_refresh_whose_caller_went_away() {
     refresh.abort();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
-        let record = engine.connection("c1").await.unwrap();
+        let record = engine.connections().get(&"c1".parse().unwrap()).await.unwrap();
         if record.version != version {
             assert_eq!(record.status, ConnectionStatus::Ok);
             assert_eq!(record.credentials["refresh_token"].expose(), "rt-2");
@@ -534,14 +557,18 @@ async fn a_refresh_abandoned_mid_exchange_is_checked_by_the_scheduler() {
             .await;
     let later = OffsetDateTime::now_utc() + time::Duration::hours(1);
     connection(&engine, "c1", later).await;
-    let scheduler =
-        tokio::spawn(engine.engine.clone().run_refresh_scheduler(Duration::from_millis(50)));
+    let scheduler = tokio::spawn(engine.engine.renewal().run_scheduler(Duration::from_millis(50)));
     // Another instance took the lease and sent `rt-1` (the provider rotated), then died.
     assert!(engine.store.try_lock("refresh:c1", "crashed", Duration::from_secs(1)).await.unwrap());
     provider.seen.lock().unwrap().insert("rt-1".into(), 1);
-    assert_eq!(engine.connection("c1").await.unwrap().status, ConnectionStatus::Ok);
+    assert_eq!(
+        engine.connections().get(&"c1".parse().unwrap()).await.unwrap().status,
+        ConnectionStatus::Ok
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while engine.connection("c1").await.unwrap().status != ConnectionStatus::NeedsReauth {
+    while engine.connections().get(&"c1".parse().unwrap()).await.unwrap().status
+        != ConnectionStatus::NeedsReauth
+    {
         assert!(std::time::Instant::now() < deadline, "the interrupted refresh was never checked");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -35,11 +35,11 @@ async fn engine_with(connectors: &[(&str, String)]) -> Arc<Engine> {
     let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     for (id, _) in connectors {
         engine
-            .create_connection(NewConnection {
-                id: Some(format!("c-{id}")),
-                connector: (*id).into(),
+            .connections()
+            .create(NewConnection {
+                id: Some(format!("c-{id}").parse().unwrap()),
                 credentials: BTreeMap::from([("api_key".to_string(), Secret::new("key-1"))]),
-                ..NewConnection::default()
+                ..NewConnection::new((*id).parse().unwrap())
             })
             .await
             .unwrap();
@@ -80,7 +80,9 @@ async fn a_hook_looping_http_request_against_a_slow_host_stops_at_its_wall_clock
         .await;
     let limits = "script_limits: { wall_ms: 1500 }\n";
     let engine = engine_with(&[("loop", connector("loop", &server, limits, LOOP))]).await;
-    let error = script_error(bounded(engine.request("c-loop", get("/me"))).await);
+    let error = script_error(
+        bounded(engine.dispatch().request(&"c-loop".parse().unwrap(), get("/me"))).await,
+    );
     assert_eq!(error, ScriptError::WallTimeLimit(Duration::from_millis(1500)));
     // About five calls of 300 ms fit; the probe saw 2,001 in 22.5 s.
     let calls = calls_to(&server, "/api/slow").await;
@@ -93,7 +95,9 @@ async fn a_hook_looping_http_request_stops_at_the_default_call_cap() {
     let server = MockServer::start().await;
     Mock::given(path("/api/slow")).respond_with(ResponseTemplate::new(200)).mount(&server).await;
     let engine = engine_with(&[("loop", connector("loop", &server, "", LOOP))]).await;
-    let error = script_error(bounded(engine.request("c-loop", get("/me"))).await);
+    let error = script_error(
+        bounded(engine.dispatch().request(&"c-loop".parse().unwrap(), get("/me"))).await,
+    );
     assert_eq!(error, ScriptError::HttpRequestLimit(20));
     assert_eq!(calls_to(&server, "/api/slow").await, 20);
     assert_eq!(calls_to(&server, "/api/me").await, 0);
@@ -128,15 +132,17 @@ async fn a_connector_cannot_raise_the_servers_wall_clock_limit() {
     let engine =
         Engine::builder(Arc::new(store), catalog, net).script_limits(max).build().await.unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("c-greedy".into()),
-            connector: "greedy".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c-greedy".parse().unwrap()),
             credentials: BTreeMap::from([("api_key".to_string(), Secret::new("key-1"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("greedy".parse().unwrap())
         })
         .await
         .unwrap();
-    let error = script_error(bounded(engine.request("c-greedy", get("/me"))).await);
+    let error = script_error(
+        bounded(engine.dispatch().request(&"c-greedy".parse().unwrap(), get("/me"))).await,
+    );
     assert_eq!(error, ScriptError::WallTimeLimit(Duration::from_millis(500)));
 }
 
@@ -175,7 +181,9 @@ async fn slow_hooks_of_one_connector_do_not_delay_another_connectors_scripted_re
     let slow: Vec<_> = (0..16)
         .map(|_| {
             let engine = Arc::clone(&engine);
-            tokio::spawn(async move { engine.request("c-slow", get("/me")).await })
+            tokio::spawn(async move {
+                engine.dispatch().request(&"c-slow".parse().unwrap(), get("/me")).await
+            })
         })
         .collect();
     // The slow connector's share of the script workers (8) is waiting on its API.
@@ -184,7 +192,8 @@ async fn slow_hooks_of_one_connector_do_not_delay_another_connectors_scripted_re
         bounded(arrivals.recv()).await.unwrap();
     }
 
-    let response = bounded(engine.request("c-fast", get("/me"))).await.unwrap();
+    let response =
+        bounded(engine.dispatch().request(&"c-fast".parse().unwrap(), get("/me"))).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(&response.bytes().await.unwrap()[..], b"fine");
     // It was answered while every slow hook was still in flight, no more of them running than
@@ -208,13 +217,13 @@ async fn a_script_over_the_size_cap_is_refused_naming_the_connector() {
     let server = MockServer::start().await;
     let engine = engine_with(&[]).await;
     let yaml = connector("big", &server, "", &big_script(300 * 1024));
-    let err = engine.put_custom_connector("big", &yaml).await.unwrap_err();
+    let err = engine.connectors().put_custom(&"big".parse().unwrap(), &yaml).await.unwrap_err();
     assert!(matches!(err, EngineError::InvalidRequest { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("custom:big"), "{text}");
     assert!(text.contains("`scripts`"), "{text}");
     assert!(text.contains("scripts may be at most 256 KiB"), "{text}");
-    assert!(engine.catalog().get("big").is_none());
+    assert!(engine.connectors().catalog().get("big").is_none());
 
     // The same from a file.
     let catalog = Catalog::default();
@@ -231,11 +240,12 @@ async fn an_upload_compiles_its_script_off_the_async_thread() {
     let on_this_thread = latchkey_script::checks_on_this_thread();
 
     let yaml = connector("large", &server, "", &big_script(200 * 1024));
-    engine.put_custom_connector("large", &yaml).await.unwrap();
-    assert!(engine.catalog().get("large").is_some());
+    engine.connectors().put_custom(&"large".parse().unwrap(), &yaml).await.unwrap();
+    assert!(engine.connectors().catalog().get("large").is_some());
     // A syntax error still comes back, so the check ran: elsewhere.
     let broken = connector("broken", &server, "", "function before_action() {\n  var x = ;\n}");
-    let err = engine.put_custom_connector("broken", &broken).await.unwrap_err();
+    let err =
+        engine.connectors().put_custom(&"broken".parse().unwrap(), &broken).await.unwrap_err();
     assert!(err.to_string().contains("script line 2"), "{err}");
 
     // This is the runtime's only thread: a compile here would have held every other request.

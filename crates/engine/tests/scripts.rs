@@ -39,15 +39,15 @@ fn get(path: &str) -> ApiRequest {
 
 async fn connect(engine: &Engine, credentials: &[(&str, &str)]) -> String {
     let record = engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
-            integration: Some("app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
             credentials: credentials
                 .iter()
                 .map(|(k, v)| (k.to_string(), Secret::new(*v)))
                 .collect::<BTreeMap<_, _>>(),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
@@ -106,7 +106,7 @@ async fn before_action_builds_a_bearer_header_from_method_auth_value() {
     let script = "function before_action() {\n  method_request_headers['Authorization'] = 'Bearer ' + method_auth_value;\n}";
     let engine = engine(&connector(&server, CUSTOM_KEY, script)).await;
     let id = connect(&engine, &[("api_key", "key-123")]).await;
-    let response = engine.request(&id, get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(&response.bytes().await.unwrap()[..], b"hi");
 }
@@ -142,7 +142,7 @@ async fn custom_auth_signs_method_path_and_timestamp_with_hmac() {
         body: bytes::Bytes::from_static(br#"{"name":"x"}"#),
         ..ApiRequest::default()
     };
-    assert_eq!(engine.request(&id, request).await.unwrap().status, 201);
+    assert_eq!(engine.dispatch().request(&id.parse().unwrap(), request).await.unwrap().status, 201);
     let sent = &calls_to(&server, "/api/items").await[0];
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
     mac.update(br#"POST/api/items1700000000{"name":"x"}"#);
@@ -160,7 +160,7 @@ async fn invalid_grant_in_a_200_body_and_auth_refresh_exception_refresh_once_and
     let script = "function after_action() {\n  if (method_response && method_response.error === 'invalid_grant') throw new AuthRefreshException();\n}";
     let engine = engine(&connector(&server, &oauth2(&server), script)).await;
     oauth_connection(&engine).await;
-    let response = engine.request("c1", get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(body_of(response).await, serde_json::json!({"ok": true}));
     assert_eq!(calls_to(&server, "/token").await.len(), 1);
@@ -174,7 +174,7 @@ async fn after_error_on_403_refreshes_once_and_retries() {
     let script = "function after_error() {\n  if (method_error.statusCode == 403) throw new AuthRefreshException();\n}";
     let engine = engine(&connector(&server, &oauth2(&server), script)).await;
     oauth_connection(&engine).await;
-    let response = engine.request("c1", get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(calls_to(&server, "/token").await.len(), 1);
 }
@@ -186,7 +186,7 @@ async fn a_script_that_asks_again_after_the_refresh_fails_without_a_second_refre
     let script = "function after_action() { throw new AuthRefreshException(); }";
     let engine = engine(&connector(&server, &oauth2(&server), script)).await;
     oauth_connection(&engine).await;
-    let err = engine.request("c1", get("/me")).await.unwrap_err();
+    let err = engine.dispatch().request(&"c1".parse().unwrap(), get("/me")).await.unwrap_err();
     assert!(err.to_string().contains("AuthRefreshException again"), "{err}");
     assert_eq!(calls_to(&server, "/token").await.len(), 1);
 }
@@ -206,7 +206,7 @@ async fn after_error_can_turn_an_error_into_a_success() {
     ))
     .await;
     let id = connect(&engine, &[("api_key", "k")]).await;
-    let response = engine.request(&id, get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(body_of(response).await, serde_json::json!({"items": []}));
 }
@@ -225,7 +225,7 @@ async fn after_action_reshapes_the_response_the_caller_gets() {
     let script = "function before_action() {}\nfunction after_action() {\n  method_response = method_response.data;\n  method_response_headers['x-shaped'] = 'yes';\n}";
     let engine = engine(&connector(&server, CUSTOM_KEY, script)).await;
     let id = connect(&engine, &[("api_key", "k")]).await;
-    let response = engine.request(&id, get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(response.headers["x-shaped"], "yes");
     assert_eq!(response.headers["x-upstream"], "1");
     assert_eq!(body_of(response).await, serde_json::json!({"name": "Ada"}));
@@ -237,13 +237,13 @@ async fn return_false_aborts_and_throw_fails_with_the_message_before_anything_is
     let aborting = "function before_action() { return false; }";
     let engine1 = engine(&connector(&server, CUSTOM_KEY, aborting)).await;
     let id = connect(&engine1, &[("api_key", "k")]).await;
-    let err = engine1.request(&id, get("/me")).await.unwrap_err();
+    let err = engine1.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap_err();
     assert!(matches!(err, EngineError::ScriptAborted { .. }), "{err}");
 
     let throwing = "function before_action() { throw new Error('missing account id for ' + method_auth_value); }";
     let engine2 = engine(&connector(&server, CUSTOM_KEY, throwing)).await;
     let id = connect(&engine2, &[("api_key", "canary-key-77")]).await;
-    let err = engine2.request(&id, get("/me")).await.unwrap_err();
+    let err = engine2.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap_err();
     let text = err.to_string();
     assert!(text.contains("missing account id for [redacted]"), "{text}");
     assert!(!text.contains("canary-key-77"), "{text}");
@@ -261,9 +261,12 @@ async fn an_endless_loop_fails_that_request_and_the_engine_goes_on() {
     let engine = engine(&yaml).await;
     let id = connect(&engine, &[("api_key", "k")]).await;
     let spin = ApiRequest { query: vec![("spin".into(), "1".into())], ..get("/me") };
-    let err = engine.request(&id, spin).await.unwrap_err();
+    let err = engine.dispatch().request(&id.parse().unwrap(), spin).await.unwrap_err();
     assert!(matches!(err, EngineError::Script { error: ScriptError::CpuLimit, .. }), "{err}");
-    assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -283,12 +286,13 @@ async fn http_request_reaches_allowed_hosts_only() {
 }"#;
     let engine = engine(&connector(&server, CUSTOM_KEY, script)).await;
     let id = connect(&engine, &[("api_key", "k-secret-1")]).await;
-    engine.request(&id, get("/me")).await.unwrap();
+    engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     let sent = &calls_to(&server, "/api/me").await[0];
     assert_eq!(sent.headers["x-nonce"], "n-42");
 
     let escape = ApiRequest { query: vec![("escape".into(), "1".into())], ..get("/me") };
-    let err = engine.request(&id, escape).await.unwrap_err().to_string();
+    let err =
+        engine.dispatch().request(&id.parse().unwrap(), escape).await.unwrap_err().to_string();
     assert!(err.contains("not allowed"), "{err}");
     assert!(!err.contains("k-secret-1"), "{err}");
 }
@@ -300,7 +304,8 @@ async fn a_header_with_a_line_break_is_refused() {
         "function before_action() { method_request_headers['X-A'] = 'a\\r\\nX-Injected: 1'; }";
     let engine = engine(&connector(&server, CUSTOM_KEY, script)).await;
     let id = connect(&engine, &[("api_key", "k")]).await;
-    let err = engine.request(&id, get("/me")).await.unwrap_err().to_string();
+    let err =
+        engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap_err().to_string();
     assert!(err.contains("line break"), "{err}");
     assert!(server.received_requests().await.unwrap().is_empty());
 }
@@ -316,8 +321,8 @@ async fn storage_is_kept_per_connection_and_encrypted() {
     let common::Setup { engine, store, .. } =
         common::setup_over(store, &connector(&server, CUSTOM_KEY, script)).await;
     let id = connect(&engine, &[("api_key", "k")]).await;
-    engine.request(&id, get("/me")).await.unwrap();
-    engine.request(&id, get("/me")).await.unwrap();
+    engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
+    engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     let sent = calls_to(&server, "/api/me").await;
     let counts: Vec<_> = sent.iter().map(|r| r.headers["x-count"].to_str().unwrap()).collect();
     assert_eq!(counts, ["1", "2"]);
@@ -331,7 +336,7 @@ async fn storage_is_kept_per_connection_and_encrypted() {
     for bytes in [raw, wal] {
         assert!(!bytes.windows(19).any(|w| w == b"storage-canary-5150"));
     }
-    engine.delete_connection(&id).await.unwrap();
+    engine.connections().delete(&id.parse().unwrap()).await.unwrap();
     assert!(store.script_keys(&id).await.unwrap().is_empty());
 }
 
@@ -359,10 +364,13 @@ async fn token_hooks_change_the_request_and_reshape_the_response() {
     let script = "function before_oauth2_token() {\n  method_request.audience = 'api.example';\n  method_request_headers['X-Tenant'] = 't1';\n}\nfunction after_oauth2_token() {\n  method_response = {access_token: method_response.result.token, expires_in: method_response.result.ttl};\n}";
     let engine = engine(&connector(&server, &auth, script)).await;
     let id = connect(&engine, &[]).await;
-    assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+        200
+    );
     let token_call = &calls_to(&server, "/token").await[0];
     assert_eq!(token_call.headers["x-tenant"], "t1");
-    let record = engine.connection(&id).await.unwrap();
+    let record = engine.connections().get(&id.parse().unwrap()).await.unwrap();
     assert!(record.expires_at.is_some());
 }
 
@@ -372,7 +380,13 @@ async fn before_oauth2_authorise_may_add_parameters() {
     let script = "function before_oauth2_authorise() {\n  method_request_parameters.prompt = 'consent';\n  method_request_parameters.access_type = 'offline';\n}";
     let engine = engine(&connector(&server, &oauth2(&server), script)).await;
     let (url, _flow) = engine
-        .begin_local_authorization("app", None, "http://127.0.0.1:9/callback", BTreeMap::new())
+        .connect()
+        .begin_local_authorization(
+            &"app".parse().unwrap(),
+            None,
+            "http://127.0.0.1:9/callback",
+            BTreeMap::new(),
+        )
         .await
         .unwrap();
     let pairs: BTreeMap<_, _> = url.query_pairs().into_owned().collect();
@@ -388,7 +402,12 @@ async fn a_syntax_error_is_refused_with_its_line() {
     let engine = engine(&connector(&server, CUSTOM_KEY, "function before_action() {}")).await;
     let bad = connector(&server, CUSTOM_KEY, "function before_action() {\n  var x = ;\n}")
         .replace("id: prov", "id: broken");
-    let err = engine.put_custom_connector("broken", &bad).await.unwrap_err().to_string();
+    let err = engine
+        .connectors()
+        .put_custom(&"broken".parse().unwrap(), &bad)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("script line 2"), "{err}");
 }
 
@@ -444,7 +463,10 @@ async fn an_expired_session_is_renewed_by_one_login_for_all_waiting_requests() {
     let engine = engine(&yaml).await;
     let id = connect(&engine, &[("username", "ada"), ("password", "pw")]).await;
     assert_eq!(logins.load(Ordering::SeqCst), 1, "connecting logs in");
-    assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+    assert_eq!(
+        engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+        200
+    );
 
     // The API ends the session: a login elsewhere makes s-1 stale.
     logins.fetch_add(1, Ordering::SeqCst);
@@ -452,7 +474,9 @@ async fn an_expired_session_is_renewed_by_one_login_for_all_waiting_requests() {
     for _ in 0..20 {
         let engine = engine.clone();
         let id = id.clone();
-        tasks.push(tokio::spawn(async move { engine.request(&id, get("/me")).await }));
+        tasks.push(tokio::spawn(async move {
+            engine.dispatch().request(&id.parse().unwrap(), get("/me")).await
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap().unwrap().status, 200);
@@ -486,14 +510,17 @@ async fn a_session_survives_a_restart_without_a_new_login_and_is_encrypted() {
     let store = SqliteStore::open(&db, keyring()).await.unwrap();
     let first = engine_over(store, &yaml).await;
     let id = connect(&first, &[("username", "ada"), ("password", "pw")]).await;
-    let record = first.connection(&id).await.unwrap();
+    let record = first.connections().get(&id.parse().unwrap()).await.unwrap();
     let left = record.expires_at.unwrap() - time::OffsetDateTime::now_utc();
     assert!(left > time::Duration::minutes(50), "the response's ttl (as a string) is used");
     drop(first);
 
     let store = SqliteStore::open(&db, keyring()).await.unwrap();
     let second = engine_over(store, &yaml).await;
-    assert_eq!(second.request(&id, get("/me")).await.unwrap().status, 200);
+    assert_eq!(
+        second.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+        200
+    );
     assert_eq!(calls_to(&server, "/login").await.len(), 1);
     for file in ["latchkey.db", "latchkey.db-wal"] {
         let bytes = std::fs::read(dir.path().join(file)).unwrap_or_default();
@@ -537,7 +564,7 @@ async fn a_cookie_session_and_auth_session_exception_from_a_script() {
     let engine = engine(&yaml).await;
     let id = connect(&engine, &[("username", "ada"), ("password", "pw")]).await;
     logins.fetch_add(1, Ordering::SeqCst);
-    let response = engine.request(&id, get("/me")).await.unwrap();
+    let response = engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap();
     assert_eq!(body_of(response).await, serde_json::json!({"ok": true}));
     assert_eq!(calls_to(&server, "/login").await.len(), 2);
 }
@@ -556,18 +583,18 @@ async fn a_refused_login_stores_nothing_and_says_so() {
     );
     let engine = engine(&yaml).await;
     let err = engine
-        .create_connection(NewConnection {
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
             credentials: BTreeMap::from([
                 ("username".to_string(), Secret::new("ada")),
                 ("password".to_string(), Secret::new("wrong")),
             ]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap_err();
     assert!(err.to_string().contains("refused with HTTP 401"), "{err}");
-    assert!(engine.list_connections().await.unwrap().is_empty());
+    assert!(engine.connections().list().await.unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -583,7 +610,10 @@ async fn a_session_shorter_than_the_refresh_margin_is_not_renewed_on_every_reque
     let engine = engine(&yaml).await;
     let id = connect(&engine, &[("username", "ada"), ("password", "pw")]).await;
     for _ in 0..3 {
-        assert_eq!(engine.request(&id, get("/me")).await.unwrap().status, 200);
+        assert_eq!(
+            engine.dispatch().request(&id.parse().unwrap(), get("/me")).await.unwrap().status,
+            200
+        );
     }
     assert_eq!(
         logins.load(Ordering::SeqCst),
@@ -616,7 +646,7 @@ async fn a_script_signs_the_query_in_the_order_it_built_it_with_two_credentials(
         query: vec![("symbol".into(), "BTCUSDT".into()), ("side".into(), "BUY".into())],
         ..get("/v3/order")
     };
-    engine.request(&id, request).await.unwrap();
+    engine.dispatch().request(&id.parse().unwrap(), request).await.unwrap();
     let sent = &calls_to(&server, "/api/v3/order").await[0];
     let query = sent.url.query().unwrap();
     let (signed, signature) = query.rsplit_once("&signature=").unwrap();

@@ -46,15 +46,15 @@ async fn events_are_signed_and_retried() {
         .await
         .unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "plain".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials: [("token".to_string(), Secret::new("tok-canary"))].into(),
-            ..NewConnection::default()
+            ..NewConnection::new("plain".parse().unwrap())
         })
         .await
         .unwrap();
-    engine.delete_connection("c1").await.unwrap();
+    engine.connections().delete(&"c1".parse().unwrap()).await.unwrap();
 
     let mut requests = Vec::new();
     for _ in 0..100 {

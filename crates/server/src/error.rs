@@ -178,6 +178,12 @@ impl ApiError {
         Self::of(Class::Engine(ErrorClass::Caller(CallerCode::InvalidRequest)), message)
     }
 
+    /// The same error, naming the request field at fault.
+    pub(crate) fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.body.field = Some(field.into());
+        self
+    }
+
     /// 404 `not_found`: no route here.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::of(Class::Engine(ErrorClass::Caller(CallerCode::NotFound)), message)

@@ -44,10 +44,16 @@ impl From<JsonRejection> for ApiError {
                 "the request body is not valid JSON: {}",
                 without_values(&innermost(&e))
             )),
-            JsonRejection::JsonDataError(e) => ApiError::invalid_request(format!(
-                "the request body does not fit: {}",
-                without_values(&innermost(&e))
-            )),
+            JsonRejection::JsonDataError(e) => {
+                let error = ApiError::invalid_request(format!(
+                    "the request body does not fit: {}",
+                    without_values(&innermost(&e))
+                ));
+                match field_of(&e) {
+                    Some(field) => error.with_field(field),
+                    None => error,
+                }
+            }
             JsonRejection::BytesRejection(_) => {
                 ApiError::invalid_request("the request body could not be read")
             }
@@ -69,6 +75,15 @@ impl From<PathRejection> for ApiError {
                     }
                     ErrorKind::ParseErrorAtIndex { index, expected_type, .. } => {
                         format!("path parameter {index} must be {expected_type}")
+                    }
+                    // A parameter its type refuses (an id that breaks its rules): the type's
+                    // message, which names the rule and never the value.
+                    ErrorKind::DeserializeError { key, message, .. } => {
+                        return ApiError::invalid_request(format!(
+                            "path parameter `{key}`: {}",
+                            without_values(message)
+                        ))
+                        .with_field(key.as_str());
                     }
                     _ => "the path parameters are malformed".to_string(),
                 })
@@ -97,6 +112,19 @@ fn innermost(error: &(dyn std::error::Error + 'static)) -> String {
         current = next;
     }
     current.to_string()
+}
+
+/// The body field a data error is at (`id`, `credentials.token`), when serde names one.
+fn field_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(e) = e.downcast_ref::<serde_path_to_error::Error<serde_json::Error>>() {
+            let path = e.path().to_string();
+            return (path != ".").then_some(path);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// Serde's message with the offending value cut out: `invalid type: string "s3cr3t", expected a

@@ -115,15 +115,20 @@ pub async fn sdk() -> Response {
 /// `GET /connect/{token}`: a redirect to the provider (OAuth2) or the credential form.
 pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let token = Secret::new(token);
-    let session = match state.engine.open_connect_session(&token).await {
+    let session = match state.engine.connect().open_session(&token).await {
         Ok(s) => s,
         Err(e) => return failure_page(&e),
     };
-    match state.engine.session_uses_redirect(&session).await {
+    match state.engine.connect().session_uses_redirect(&session).await {
         Ok(true) => {
             let binding = Secret::new(latchkey_engine::random_token(32));
             let redirect_uri = state.callback_url();
-            match state.engine.begin_authorization(&session, &redirect_uri, &binding).await {
+            match state
+                .engine
+                .connect()
+                .begin_authorization(&session, &redirect_uri, &binding)
+                .await
+            {
                 Ok(url) => {
                     let secure = state.public_url.scheme() == "https";
                     let jar = CookieJar::new().add(binding_cookie(&binding, secure));
@@ -139,7 +144,7 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
                 Err(e) => failure_page(&e),
             }
         }
-        Ok(false) => match state.engine.session_form(&session).await {
+        Ok(false) => match state.engine.connect().session_form(&session).await {
             Ok((name, fields)) => form_page(&name, &fields, None),
             Err(e) => failure_page(&e),
         },
@@ -163,15 +168,15 @@ pub async fn submit(
     Form(form): Form<BTreeMap<String, String>>,
 ) -> Response {
     let token = Secret::new(token);
-    let session = match state.engine.open_connect_session(&token).await {
+    let session = match state.engine.connect().open_session(&token).await {
         Ok(s) => s,
         Err(e) => return failure_page(&e),
     };
     let values: BTreeMap<String, Secret> =
         form.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
-    match state.engine.complete_session_form(&session, values).await {
+    match state.engine.connect().complete_session_form(&session, values).await {
         Ok(record) => result_page(Some(&session), Ok(&record)),
-        Err(e) => match state.engine.session_form(&session).await {
+        Err(e) => match state.engine.connect().session_form(&session).await {
             // A wrong key can be corrected: show the form again with the reason.
             Ok((name, fields)) => form_page(&name, &fields, Some(&failure(&e).1)),
             Err(again) => {
@@ -185,7 +190,7 @@ pub async fn submit(
 /// `GET /connect/{token}/status`: how the session ended, for a popup that lost its opener.
 pub async fn status(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let hash_of = Secret::new(token);
-    match state.engine.connect_session_by_token(&hash_of).await {
+    match state.engine.connect().session_by_token(&hash_of).await {
         Ok(Some(s)) => {
             let mut response = Json(crate::routes::connect_sessions::view(&s)).into_response();
             response
@@ -213,7 +218,7 @@ pub async fn callback(
 ) -> Response {
     let binding = jar.get(BINDING_COOKIE).map(|c| Secret::new(c.value()));
     let params = CallbackParams::from_pairs(query);
-    match state.engine.complete_authorization(params, binding.as_ref()).await {
+    match state.engine.connect().complete_authorization(params, binding.as_ref()).await {
         Ok((session, record)) => result_page(Some(&session), Ok(&record)),
         Err((session, error)) => {
             tracing::info!(error = %error, "connect flow failed");

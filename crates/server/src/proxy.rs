@@ -12,7 +12,7 @@ use axum::body::{Body, to_bytes};
 use axum::extract::{Request, State};
 use axum::response::Response;
 use http::HeaderMap;
-use latchkey_engine::{ApiRequest, strip_hop_by_hop};
+use latchkey_engine::{ApiRequest, ConnectionId, strip_hop_by_hop};
 
 use crate::extract::Path;
 use crate::{ApiError, AppState};
@@ -20,7 +20,7 @@ use crate::{ApiError, AppState};
 /// `ANY /v1/proxy/{connection}`.
 pub async fn forward_root(
     state: State<AppState>,
-    Path(connection): Path<String>,
+    Path(connection): Path<ConnectionId>,
     request: Request,
 ) -> Result<Response, ApiError> {
     proxy(state, connection, String::new(), request).await
@@ -54,7 +54,7 @@ pub async fn forward_root(
 )]
 pub async fn forward(
     state: State<AppState>,
-    Path((connection, path)): Path<(String, String)>,
+    Path((connection, path)): Path<(ConnectionId, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
     proxy(state, connection, path, request).await
@@ -62,7 +62,7 @@ pub async fn forward(
 
 async fn proxy(
     State(state): State<AppState>,
-    connection: String,
+    connection: ConnectionId,
     path: String,
     request: Request,
 ) -> Result<Response, ApiError> {
@@ -83,6 +83,7 @@ async fn proxy(
         .map_err(|_| ApiError::invalid_request("the request body could not be read"))?;
     let upstream = state
         .engine
+        .dispatch()
         .request(
             &connection,
             ApiRequest { method: parts.method, path, query: Vec::new(), headers, body },

@@ -27,11 +27,11 @@ async fn state_over(server: &MockServer) -> AppState {
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
     let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();

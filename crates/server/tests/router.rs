@@ -85,9 +85,10 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         Engine::builder(store.clone(), catalog, net).refresh_lease(LEASE).build().await.unwrap();
     for (id, connector) in [("app", "prov"), ("oauth-app", "oauth"), ("oidc-app", "oidc")] {
         engine
-            .put_integration(NewIntegration {
-                id: id.into(),
-                connector: connector.into(),
+            .integrations()
+            .put(NewIntegration {
+                id: id.parse().unwrap(),
+                connector: connector.parse().unwrap(),
                 client_id: Some("cid".into()),
                 client_secret: Some(Secret::new("client-secret")),
                 scopes: Vec::new(),
@@ -99,22 +100,22 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
     };
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials: creds(&[("token", "sekrit-c1")]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("o1".into()),
-            connector: "oauth".into(),
-            integration: Some("oauth-app".into()),
+        .connections()
+        .create(NewConnection {
+            id: Some("o1".parse().unwrap()),
+            integration: Some("oauth-app".parse().unwrap()),
             credentials: creds(&[("access_token", "at"), ("refresh_token", "rt")]),
             run_test: false,
-            ..NewConnection::default()
+            ..NewConnection::new("oauth".parse().unwrap())
         })
         .await
         .unwrap();
@@ -404,6 +405,54 @@ async fn proxy_route_group() {
     assert_eq!(call(&state, "GET", "/v1/proxy/c1/missing").await.status, 404);
     call(&state, "GET", "/v1/proxy/nope/ok").await.error(404, "connection_not_found");
     call(&state, "GET", "/v1/proxy/c1/..%2F..%2Fetc").await.error(400, "unsafe_path");
+}
+
+/// Ids are parsed where they enter: a path or body id that breaks its rules is a 400 naming the
+/// field and the rule, never the value, and the engine is not asked.
+#[tokio::test]
+async fn ids_that_break_their_rules_are_refused_where_they_enter() {
+    let (_server, state) = world().await;
+    for (uri, field, kind) in [
+        ("/v1/connections/bad%20id%21", "id", "a connection id"),
+        ("/v1/connections/bad%20id%21/token", "id", "a connection id"),
+        ("/v1/integrations/bad%20id%21", "id", "an integration id"),
+        ("/v1/connectors/Bad.Id", "id", "a connector id"),
+        ("/v1/proxy/bad%20id%21/x", "connection", "a connection id"),
+        ("/v1/proxy/bad%20id%21", "connection", "a connection id"),
+    ] {
+        let answer = call(&state, "GET", uri).await;
+        let body = answer.error(400, "invalid_request");
+        assert_eq!(body["field"], field, "{uri}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(kind) && message.contains("1-64 characters"), "{uri}: {message}");
+        assert!(
+            !answer.text.contains("bad id") && !answer.text.contains("Bad.Id"),
+            "{uri}: {message}"
+        );
+    }
+    let long = "c".repeat(65);
+    let answer = call(&state, "DELETE", &format!("/v1/connections/{long}")).await;
+    answer.error(400, "invalid_request");
+    assert!(!answer.text.contains(&long), "{}", answer.text);
+
+    for (uri, body, place) in [
+        ("/v1/connections", json!({"id": "a/b", "connector": "prov"}), "id"),
+        ("/v1/connections", json!({"connector": "Prov"}), "connector"),
+        ("/v1/connections", json!({"connector": "prov", "integration": ""}), "integration"),
+        ("/v1/integrations", json!({"id": "a b", "connector": "prov"}), "id"),
+        (
+            "/v1/connect-sessions",
+            json!({"integration": "app", "connection_id": "x/y"}),
+            "connection_id",
+        ),
+    ] {
+        let answer = call_json(&state, "POST", uri, &body).await;
+        let error = answer.error(400, "invalid_request");
+        assert_eq!(error["field"], place, "{uri}: {error}");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(place) && message.contains("1-64 characters"), "{uri}: {message}");
+        assert!(!answer.text.contains("a/b") && !answer.text.contains("x/y"), "{message}");
+    }
 }
 
 #[tokio::test]

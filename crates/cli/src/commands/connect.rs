@@ -6,21 +6,21 @@ use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use latchkey_core::Secret;
+use latchkey_core::{ConnectionId, ConnectorId, IntegrationId, Secret};
 use latchkey_engine::{Engine, NewConnection};
 
 pub struct Options {
-    pub connector: String,
-    pub id: Option<String>,
+    pub connector: ConnectorId,
+    pub id: Option<ConnectionId>,
     pub auth: Option<String>,
     pub set: Vec<String>,
-    pub integration: Option<String>,
+    pub integration: Option<IntegrationId>,
     pub test: bool,
     pub open_browser: bool,
 }
 
 pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> {
-    let entry = engine.connector(&options.connector)?;
+    let entry = engine.connectors().get(&options.connector)?;
     let connector = &entry.connector;
     let method = connector.auth_method(options.auth.as_deref()).with_context(|| {
         let names: Vec<_> = connector.auth.iter().map(|m| m.id()).collect();
@@ -38,7 +38,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         _ => None,
     };
     if let Some(protocol) = browser_flow {
-        let integration = options.integration.as_deref().with_context(|| {
+        let integration = options.integration.as_ref().with_context(|| {
             format!(
                 "`{}` connects with {protocol}: pass --integration (see `latchkey integration add`)",
                 connector.id
@@ -63,17 +63,17 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
     if let latchkey_core::AuthMethod::OAuth2(m) = method
         && m.grant == latchkey_core::connector::Grant::DeviceCode
     {
-        let integration = options.integration.as_deref().with_context(|| {
+        let integration = options.integration.as_ref().with_context(|| {
             format!("`{}` connects with OAuth2: pass --integration", connector.id)
         })?;
-        let flow = engine.begin_device_authorization(integration).await?;
+        let flow = engine.connect().begin_device_authorization(integration).await?;
         let auth = &flow.authorization;
         println!("Open {} and enter the code {}", auth.verification_uri, auth.user_code);
         if let Some(complete) = &auth.verification_uri_complete {
             println!("(or open {complete})");
         }
         eprintln!("Waiting for approval (checking every {}s)…", auth.interval.as_secs());
-        let record = engine.complete_device_authorization(flow, options.id).await?;
+        let record = engine.connect().complete_device_authorization(flow, options.id).await?;
         match &record.label {
             Some(label) => println!("{}\t{}", record.id, label),
             None => println!("{}", record.id),
@@ -116,9 +116,10 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         }
     }
     let record = engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: options.id,
-            connector: connector.id.clone(),
+            connector: options.connector,
             integration: options.integration,
             auth: Some(method.id().to_string()),
             credentials,

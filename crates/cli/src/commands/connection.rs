@@ -9,7 +9,7 @@ use crate::args::ConnectionCommand;
 pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConnectionCommand::List => {
-            for c in engine.list_connections().await? {
+            for c in engine.connections().list().await? {
                 println!(
                     "{:<32} {:<20} {:<10} {:<13} {}",
                     c.id,
@@ -21,11 +21,11 @@ pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<
             }
         }
         ConnectionCommand::Show { id } => {
-            let summary = engine.connection(&id).await?.summary();
+            let summary = engine.connections().get(&id).await?.summary();
             println!("{}", serde_json::to_string_pretty(&summary)?);
         }
         ConnectionCommand::Test { id } => {
-            let outcome = engine.test_connection(&id).await?;
+            let outcome = engine.connections().test(&id).await?;
             match (outcome.ran, outcome.label) {
                 (false, _) => println!("{id}: the connector defines no credential test"),
                 (true, Some(label)) => println!("{id}: ok ({label})"),
@@ -33,9 +33,10 @@ pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<
             }
         }
         ConnectionCommand::Refresh { id } => {
-            let current = engine.connection(&id).await?;
+            let current = engine.connections().get(&id).await?;
             let record = engine
-                .refresh_connection(
+                .renewal()
+                .refresh(
                     &id,
                     latchkey_engine::RefreshReason::Forced { seen_version: current.version },
                 )
@@ -46,7 +47,7 @@ pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<
             }
         }
         ConnectionCommand::Delete { id } => {
-            engine.delete_connection(&id).await?;
+            engine.connections().delete(&id).await?;
             println!("deleted {id}");
         }
     }

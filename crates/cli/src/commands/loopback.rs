@@ -13,9 +13,9 @@ const WAIT: Duration = Duration::from_secs(600);
 
 pub async fn run(
     engine: &Engine,
-    integration: &str,
+    integration: &latchkey_core::IntegrationId,
     auth: Option<&str>,
-    connection_id: Option<String>,
+    connection_id: Option<latchkey_core::ConnectionId>,
     config: std::collections::BTreeMap<String, String>,
     open_browser: bool,
 ) -> anyhow::Result<ExitCode> {
@@ -23,8 +23,10 @@ pub async fn run(
         .await
         .context("cannot open a loopback port")?;
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
-    let (url, flow) =
-        engine.begin_local_authorization(integration, auth, &redirect_uri, config).await?;
+    let (url, flow) = engine
+        .connect()
+        .begin_local_authorization(integration, auth, &redirect_uri, config)
+        .await?;
     println!("{url}");
     eprintln!(
         "Open the URL above in a browser to connect; waiting for the redirect to {redirect_uri}"
@@ -35,7 +37,7 @@ pub async fn run(
     let params = tokio::time::timeout(WAIT, wait_for_callback(&listener))
         .await
         .context("timed out waiting for the browser")??;
-    let record = engine.complete_local_authorization(flow, params, connection_id).await?;
+    let record = engine.connect().complete_local_authorization(flow, params, connection_id).await?;
     match &record.label {
         Some(label) => println!("{}\t{}", record.id, label),
         None => println!("{}", record.id),

@@ -11,7 +11,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use latchkey_engine::{ApiRequest, Engine};
 
 pub struct Options {
-    pub connection: String,
+    pub connection: latchkey_core::ConnectionId,
     pub method: String,
     pub path: String,
     pub headers: Vec<String>,
@@ -51,6 +51,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         Some(data) => Bytes::copy_from_slice(data.as_bytes()),
     };
     let response = engine
+        .dispatch()
         .request(
             &options.connection,
             ApiRequest { method, path: options.path, query, headers, body },

@@ -119,12 +119,7 @@ type CheckError = (String, String);
 
 /// The rules a connector must follow beyond its shape.
 fn check(c: &Connector) -> Result<(), CheckError> {
-    let id_ok = !c.id.is_empty()
-        && c.id.len() <= 64
-        && c.id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !id_ok {
+    if crate::ConnectorId::new(c.id.as_str()).is_err() {
         return Err(("id".into(), "must be 1-64 characters of a-z, 0-9, `-` or `_`".into()));
     }
     template::check_syntax(&c.base_url).map_err(|m| ("base_url".to_string(), m))?;

@@ -1,44 +1,23 @@
-//! The authorization-code connect flow: connect sessions (single-use, 10 minutes), the
-//! authorization request with a 256-bit single-use `state` and PKCE S256, and the callback,
-//! which checks state, browser binding and `iss` (RFC 9207) before any token request.
-//! The CLI runs the same flow with a loopback redirect (RFC 8252).
+//! The browser connect flows of [`Connect`](crate::Connect): the authorization request with a
+//! 256-bit single-use `state` and PKCE S256 (or OAuth 1.0a's temporary token), and the callback,
+//! which checks state, browser binding and `iss` (RFC 9207) before any token request. The CLI
+//! runs the same flow with a loopback redirect (RFC 8252).
 
 use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
-use latchkey_core::connector::{Grant, OAuth1Auth};
+use latchkey_core::connector::OAuth1Auth;
 use latchkey_core::oauth2::{AuthorizeRequest, PkceVerifier, TokenGrant, authorize_url};
 use latchkey_store::{
     ConnectSession, ConnectionRecord, ConnectionStatus, OAuthState, SessionStatus,
 };
-use time::Duration;
 use url::Url;
 
 use super::oauth1::oauth1_flow_method;
 use super::{ResolvedOAuth, hash, oauth_method};
+use crate::connect::FLOW_LIFETIME;
 use crate::events::Event;
-use crate::{Engine, EngineError, FlowError, check_connection_id};
-
-/// How long a connect session and an authorization request stay usable.
-const FLOW_LIFETIME: Duration = Duration::minutes(10);
-
-/// What an app asks for when it starts a connect session.
-#[derive(Debug, Clone, Default)]
-pub struct NewConnectSession {
-    /// The integration to connect through.
-    pub integration: String,
-    /// The id the connection gets, or an existing connection to re-authorise.
-    pub connection_id: Option<String>,
-    /// The connector's auth method the end user connects with (its `id`); default: the
-    /// method of the connection being re-authorised, else the connector's first.
-    pub auth: Option<String>,
-    /// The app's id for its end user.
-    pub end_user_id: Option<String>,
-    /// The exact origin (`https://app.example`) the popup posts its result to.
-    pub allowed_origin: Option<String>,
-    /// Per-connection config (e.g. a shop subdomain the authorization URL needs).
-    pub config: BTreeMap<String, String>,
-}
+use crate::{Connect, ConnectionId, Engine, EngineError, FlowError, IntegrationId};
 
 /// The query of a callback.
 #[derive(Debug, Clone, Default)]
@@ -129,104 +108,7 @@ pub struct LocalFlow {
     redirect_uri: String,
 }
 
-fn origin_of(text: &str) -> Result<String, EngineError> {
-    let url = Url::parse(text).map_err(|_| {
-        EngineError::invalid(
-            "allowed_origin",
-            "allowed_origin must be an origin such as https://app.example",
-        )
-    })?;
-    let origin = url.origin().ascii_serialization();
-    if origin == "null" || origin != text.trim_end_matches('/') {
-        return Err(EngineError::invalid(
-            "allowed_origin",
-            "allowed_origin must be an origin (scheme, host, port) without a path",
-        ));
-    }
-    Ok(origin)
-}
-
-impl Engine {
-    /// Starts a connect session; returns it and its token (shown once, stored only hashed).
-    pub async fn create_connect_session(
-        &self,
-        new: NewConnectSession,
-    ) -> Result<(ConnectSession, Secret), EngineError> {
-        let integration = self.integration(&new.integration).await?;
-        self.connector(&integration.connector)?;
-        if let Some(id) = &new.connection_id {
-            check_connection_id(id)?;
-        }
-        let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
-        let entry = self.connector(&integration.connector)?;
-        let auth_method = match (new.auth, &new.connection_id) {
-            (Some(auth), _) => {
-                if entry.connector.auth_method(Some(&auth)).is_none() {
-                    return Err(EngineError::AuthMethodNotFound {
-                        connector: entry.connector.id.clone(),
-                        method: auth,
-                        available: entry
-                            .connector
-                            .auth
-                            .iter()
-                            .map(|m| m.id())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-                Some(auth)
-            }
-            (None, Some(id)) => self.store.get_connection(id).await?.map(|c| c.auth_method),
-            (None, None) => None,
-        };
-        let config = crate::resolve_config(&entry.connector, new.config)?;
-        let token = Secret::new(crate::random_token(32));
-        let now = self.clock.now();
-        let session = ConnectSession {
-            id: format!("cs_{}", crate::random_token(12)),
-            token_hash: hash(&token),
-            integration: integration.id,
-            connection_id: new.connection_id,
-            auth_method,
-            end_user_id: new.end_user_id,
-            allowed_origin,
-            config,
-            status: SessionStatus::Pending,
-            result_connection: None,
-            error: None,
-            expires_at: now + FLOW_LIFETIME,
-            created_at: now,
-        };
-        self.store.create_connect_session(&session).await?;
-        Ok((session, token))
-    }
-
-    /// The pending, unexpired session a connect link's token opens.
-    pub async fn open_connect_session(
-        &self,
-        token: &Secret,
-    ) -> Result<ConnectSession, EngineError> {
-        match self.store.find_connect_session(&hash(token)).await? {
-            Some(s) if s.status == SessionStatus::Pending && s.expires_at > self.clock.now() => {
-                Ok(s)
-            }
-            _ => Err(FlowError::SessionUnusable.into()),
-        }
-    }
-
-    /// Whether the session's connector connects through a consent redirect.
-    pub async fn session_uses_redirect(
-        &self,
-        session: &ConnectSession,
-    ) -> Result<bool, EngineError> {
-        let integration = self.integration(&session.integration).await?;
-        let entry = self.connector(&integration.connector)?;
-        let auth = session.auth_method.as_deref();
-        Ok(oauth_method(&entry.connector, auth)
-            .is_some_and(|m| m.grant == Grant::AuthorizationCode)
-            || oauth1_flow_method(&entry.connector, auth).is_some())
-    }
-
+impl Connect<'_> {
     /// Marks the session used and returns the provider URL to send the browser to. The state
     /// is bound to this session and to `browser_binding` (a cookie the callback must carry).
     pub async fn begin_authorization(
@@ -235,30 +117,153 @@ impl Engine {
         redirect_uri: &str,
         browser_binding: &Secret,
     ) -> Result<Url, EngineError> {
-        let integration = self.integration(&session.integration).await?;
-        let entry = self.connector(&integration.connector)?;
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let method = self
+            .engine
             .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
             .await?;
-        if !self.store.start_connect_session(&session.id).await? {
+        if !self.engine.store.start_connect_session(&session.id).await? {
             return Err(FlowError::SessionUnusable.into());
         }
         let (url, state, verifier) = self
+            .engine
             .start_flow(&entry.connector, &method, &integration, &session.config, redirect_uri)
             .await?;
-        self.store
+        self.engine
+            .store
             .put_oauth_state(&OAuthState {
                 state_hash: hash(&state),
                 connect_session: session.id.clone(),
                 browser_hash: Some(hash(browser_binding)),
                 redirect_uri: redirect_uri.to_string(),
                 pkce_verifier: verifier,
-                expires_at: self.clock.now() + FLOW_LIFETIME,
+                expires_at: self.engine.clock.now() + FLOW_LIFETIME,
             })
             .await?;
         Ok(url)
     }
 
+    /// Finishes a flow from its callback. Nothing is sent to the token endpoint unless the state
+    /// is known, unused, unexpired and bound to this browser, and `iss` (if sent) matches.
+    /// On failure the session (when known) is marked failed and returned with the error.
+    pub async fn complete_authorization(
+        &self,
+        params: CallbackParams,
+        browser_binding: Option<&Secret>,
+    ) -> Result<(ConnectSession, ConnectionRecord), (Option<ConnectSession>, EngineError)> {
+        let state = params.state.as_ref().ok_or((None, FlowError::InvalidState.into()))?;
+        let taken =
+            self.engine.store.take_oauth_state(&hash(state)).await.map_err(|e| (None, e.into()))?;
+        let pending = taken.ok_or((None, FlowError::InvalidState.into()))?;
+        if pending.browser_hash.is_some() && pending.browser_hash != browser_binding.map(hash) {
+            return Err((None, FlowError::InvalidState.into()));
+        }
+        let session = match self.engine.store.get_connect_session(&pending.connect_session).await {
+            Ok(Some(s)) if s.status == SessionStatus::Started => s,
+            Ok(_) => return Err((None, FlowError::InvalidState.into())),
+            Err(e) => return Err((None, e.into())),
+        };
+        let result = self.engine.finish_session_flow(&session, pending, params).await;
+        match result {
+            Ok(record) => {
+                // The connection is stored: the popup still reports success, and a poller that
+                // misses the outcome finds the connection by its id.
+                if let Err(e) = self
+                    .engine
+                    .store
+                    .finish_connect_session(
+                        &session.id,
+                        SessionStatus::Done,
+                        Some(&record.id),
+                        None,
+                    )
+                    .await
+                {
+                    tracing::error!(session = %session.id, error = %e, "cannot record a finished connect session");
+                }
+                Ok((session, record))
+            }
+            Err(err) => {
+                // Pollers (`/connect/{token}/status` needs no API key) see what the page shows.
+                let message = err.public_message();
+                if let Err(e) = self
+                    .engine
+                    .store
+                    .finish_connect_session(
+                        &session.id,
+                        SessionStatus::Failed,
+                        None,
+                        Some(&message),
+                    )
+                    .await
+                {
+                    tracing::error!(session = %session.id, error = %e, "cannot record a failed connect session");
+                }
+                Err((Some(session), err))
+            }
+        }
+    }
+
+    /// Starts a flow for the CLI: a loopback `redirect_uri`, state and PKCE kept in memory.
+    /// `auth` picks the connector's method (default: its first).
+    pub async fn begin_local_authorization(
+        &self,
+        integration: &IntegrationId,
+        auth: Option<&str>,
+        redirect_uri: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<(Url, LocalFlow), EngineError> {
+        let integration = self.engine.integration_record(integration.as_str()).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let config = crate::resolve_config(&entry.connector, config)?;
+        let method = self.engine.flow_method(&entry.connector, auth, &config).await?;
+        let (url, state, verifier) = self
+            .engine
+            .start_flow(&entry.connector, &method, &integration, &config, redirect_uri)
+            .await?;
+        Ok((
+            url,
+            LocalFlow {
+                method,
+                config,
+                integration: integration.id,
+                state,
+                verifier,
+                redirect_uri: redirect_uri.into(),
+            },
+        ))
+    }
+
+    /// Finishes a CLI flow from the loopback callback's query.
+    pub async fn complete_local_authorization(
+        &self,
+        flow: LocalFlow,
+        params: CallbackParams,
+        connection_id: Option<ConnectionId>,
+    ) -> Result<ConnectionRecord, EngineError> {
+        if params.state.as_ref() != Some(&flow.state) {
+            return Err(FlowError::InvalidState.into());
+        }
+        let integration = self.engine.integration_record(&flow.integration).await?;
+        self.engine
+            .exchange_and_store(
+                &flow.method,
+                &integration,
+                params,
+                &flow.redirect_uri,
+                flow.verifier.as_ref(),
+                NewRecord {
+                    id: connection_id.map(String::from),
+                    end_user_id: None,
+                    config: flow.config,
+                },
+            )
+            .await
+    }
+}
+
+impl Engine {
     async fn authorize_url_for(
         &self,
         oauth: &ResolvedOAuth,
@@ -291,7 +296,7 @@ impl Engine {
                 code_challenge: challenge.as_deref(),
             },
         );
-        let entry = self.connector(&integration.connector)?;
+        let entry = self.connector_entry(&integration.connector)?;
         let scope = crate::scripts::HookScope {
             connection: None,
             policy: super::endpoint_policy(endpoint)?,
@@ -303,65 +308,6 @@ impl Engine {
         self.before_authorise(&entry.connector, scope, url).await
     }
 
-    /// Finishes a flow from its callback. Nothing is sent to the token endpoint unless the state
-    /// is known, unused, unexpired and bound to this browser, and `iss` (if sent) matches.
-    /// On failure the session (when known) is marked failed and returned with the error.
-    pub async fn complete_authorization(
-        &self,
-        params: CallbackParams,
-        browser_binding: Option<&Secret>,
-    ) -> Result<(ConnectSession, ConnectionRecord), (Option<ConnectSession>, EngineError)> {
-        let state = params.state.as_ref().ok_or((None, FlowError::InvalidState.into()))?;
-        let taken =
-            self.store.take_oauth_state(&hash(state)).await.map_err(|e| (None, e.into()))?;
-        let pending = taken.ok_or((None, FlowError::InvalidState.into()))?;
-        if pending.browser_hash.is_some() && pending.browser_hash != browser_binding.map(hash) {
-            return Err((None, FlowError::InvalidState.into()));
-        }
-        let session = match self.store.get_connect_session(&pending.connect_session).await {
-            Ok(Some(s)) if s.status == SessionStatus::Started => s,
-            Ok(_) => return Err((None, FlowError::InvalidState.into())),
-            Err(e) => return Err((None, e.into())),
-        };
-        let result = self.finish_session_flow(&session, pending, params).await;
-        match result {
-            Ok(record) => {
-                // The connection is stored: the popup still reports success, and a poller that
-                // misses the outcome finds the connection by its id.
-                if let Err(e) = self
-                    .store
-                    .finish_connect_session(
-                        &session.id,
-                        SessionStatus::Done,
-                        Some(&record.id),
-                        None,
-                    )
-                    .await
-                {
-                    tracing::error!(session = %session.id, error = %e, "cannot record a finished connect session");
-                }
-                Ok((session, record))
-            }
-            Err(err) => {
-                // Pollers (`/connect/{token}/status` needs no API key) see what the page shows.
-                let message = err.public_message();
-                if let Err(e) = self
-                    .store
-                    .finish_connect_session(
-                        &session.id,
-                        SessionStatus::Failed,
-                        None,
-                        Some(&message),
-                    )
-                    .await
-                {
-                    tracing::error!(session = %session.id, error = %e, "cannot record a failed connect session");
-                }
-                Err((Some(session), err))
-            }
-        }
-    }
-
     async fn finish_session_flow(
         &self,
         session: &ConnectSession,
@@ -371,8 +317,8 @@ impl Engine {
         if pending.expires_at <= self.clock.now() {
             return Err(FlowError::Expired.into());
         }
-        let integration = self.integration(&session.integration).await?;
-        let entry = self.connector(&integration.connector)?;
+        let integration = self.integration_record(&session.integration).await?;
+        let entry = self.connector_entry(&integration.connector)?;
         let method = self
             .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
             .await?;
@@ -390,34 +336,6 @@ impl Engine {
             },
         )
         .await
-    }
-
-    /// Starts a flow for the CLI: a loopback `redirect_uri`, state and PKCE kept in memory.
-    /// `auth` picks the connector's method (default: its first).
-    pub async fn begin_local_authorization(
-        &self,
-        integration: &str,
-        auth: Option<&str>,
-        redirect_uri: &str,
-        config: BTreeMap<String, String>,
-    ) -> Result<(Url, LocalFlow), EngineError> {
-        let integration = self.integration(integration).await?;
-        let entry = self.connector(&integration.connector)?;
-        let config = crate::resolve_config(&entry.connector, config)?;
-        let method = self.flow_method(&entry.connector, auth, &config).await?;
-        let (url, state, verifier) =
-            self.start_flow(&entry.connector, &method, &integration, &config, redirect_uri).await?;
-        Ok((
-            url,
-            LocalFlow {
-                method,
-                config,
-                integration: integration.id,
-                state,
-                verifier,
-                redirect_uri: redirect_uri.into(),
-            },
-        ))
     }
 
     /// How the connector connects through the browser, its endpoints resolved for `config`.
@@ -471,28 +389,6 @@ impl Engine {
         }
     }
 
-    /// Finishes a CLI flow from the loopback callback's query.
-    pub async fn complete_local_authorization(
-        &self,
-        flow: LocalFlow,
-        params: CallbackParams,
-        connection_id: Option<String>,
-    ) -> Result<ConnectionRecord, EngineError> {
-        if params.state.as_ref() != Some(&flow.state) {
-            return Err(FlowError::InvalidState.into());
-        }
-        let integration = self.integration(&flow.integration).await?;
-        self.exchange_and_store(
-            &flow.method,
-            &integration,
-            params,
-            &flow.redirect_uri,
-            flow.verifier.as_ref(),
-            NewRecord { id: connection_id, end_user_id: None, config: flow.config },
-        )
-        .await
-    }
-
     async fn exchange_and_store(
         &self,
         method: &FlowMethod,
@@ -506,7 +402,7 @@ impl Engine {
         if let Some(code) = params.error {
             return Err(FlowError::Provider { code }.into());
         }
-        let entry = self.connector(&integration.connector)?;
+        let entry = self.connector_entry(&integration.connector)?;
         let code = params.code.as_ref().ok_or(FlowError::MissingCode)?;
         let mut credentials = BTreeMap::new();
         let mut expires_at = None;
@@ -607,80 +503,4 @@ fn random_octets() -> [u8; 32] {
     let mut octets = [0u8; 32];
     rand::fill(&mut octets);
     octets
-}
-
-impl Engine {
-    /// The session with this token, whatever its status (for status polling).
-    pub async fn connect_session_by_token(
-        &self,
-        token: &Secret,
-    ) -> Result<Option<ConnectSession>, EngineError> {
-        Ok(self.store.find_connect_session(&hash(token)).await?)
-    }
-
-    /// The connect session with this id.
-    pub async fn connect_session(&self, id: &str) -> Result<ConnectSession, EngineError> {
-        self.store
-            .get_connect_session(id)
-            .await?
-            .ok_or_else(|| EngineError::ConnectSessionNotFound(id.to_string()))
-    }
-
-    /// The connector's name and the fields its connect form asks for (config, then credentials).
-    pub async fn session_form(
-        &self,
-        session: &ConnectSession,
-    ) -> Result<(String, Vec<latchkey_core::connector::FieldSpec>), EngineError> {
-        let integration = self.integration(&session.integration).await?;
-        let entry = self.connector(&integration.connector)?;
-        let connector = &entry.connector;
-        let mut fields: Vec<_> = connector
-            .config
-            .iter()
-            .map(|f| latchkey_core::connector::FieldSpec {
-                key: f.key.clone(),
-                label: f.label.clone().unwrap_or_else(|| f.key.clone()),
-                secret: false,
-                pattern: f.pattern.clone(),
-                hint: f.hint.clone(),
-                optional: f.optional || f.default.is_some(),
-            })
-            .collect();
-        if let Some(method) = connector.auth_method(session.auth_method.as_deref()) {
-            fields.extend(method.fields());
-        }
-        Ok((connector.name.clone(), fields))
-    }
-
-    /// Creates the connection from a submitted connect form and finishes the session.
-    pub async fn complete_session_form(
-        &self,
-        session: &ConnectSession,
-        mut values: BTreeMap<String, Secret>,
-    ) -> Result<ConnectionRecord, EngineError> {
-        let integration = self.integration(&session.integration).await?;
-        let entry = self.connector(&integration.connector)?;
-        let mut config = BTreeMap::new();
-        for field in &entry.connector.config {
-            if let Some(value) = values.remove(&field.key) {
-                config.insert(field.key.clone(), value.expose().to_string());
-            }
-        }
-        let record = self
-            .create_connection(crate::NewConnection {
-                id: session.connection_id.clone(),
-                connector: entry.connector.id.clone(),
-                integration: Some(integration.id.clone()),
-                auth: session.auth_method.clone(),
-                credentials: values,
-                config,
-                end_user_id: session.end_user_id.clone(),
-                run_test: true,
-            })
-            .await?;
-        self.store
-            .finish_connect_session(&session.id, SessionStatus::Done, Some(&record.id), None)
-            .await?;
-        Ok(record)
-    }
 }

@@ -13,7 +13,7 @@ use latchkey_store::{ConnectionRecord, ConnectionStatus};
 
 use super::{ResolvedOAuth, apply_tokens, endpoint_policy, oauth_method};
 use crate::events::Event;
-use crate::{Engine, EngineError, FlowError};
+use crate::{Connect, ConnectionId, Engine, EngineError, FlowError, IntegrationId};
 
 /// A device flow in progress: show `authorization.user_code` and `verification_uri`.
 #[derive(Debug)]
@@ -24,18 +24,18 @@ pub struct DeviceFlow {
     integration: String,
 }
 
-impl Engine {
+impl Connect<'_> {
     /// Starts a device flow for an integration whose connector uses `grant: device_code`.
     pub async fn begin_device_authorization(
         &self,
-        integration: &str,
+        integration: &IntegrationId,
     ) -> Result<DeviceFlow, EngineError> {
-        let integration = self.integration(integration).await?;
-        let entry = self.connector(&integration.connector)?;
+        let integration = self.engine.integration_record(integration.as_str()).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
             EngineError::invalid("integration", "this connector does not use OAuth2")
         })?;
-        let oauth = self.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
+        let oauth = self.engine.resolve_oauth(&entry.connector, method, &BTreeMap::new()).await?;
         let endpoint = oauth.device_authorization_url.clone().ok_or_else(|| {
             EngineError::invalid(
                 "integration",
@@ -47,9 +47,10 @@ impl Engine {
                 integration: integration.id.clone(),
                 message: "has no client id".into(),
             })?;
-        let scopes = Self::scopes(&oauth, &integration);
+        let scopes = Engine::scopes(&oauth, &integration);
         // The device endpoint authenticates the client as the token endpoint does (§3.1).
-        let assertion = self.client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
+        let assertion =
+            self.engine.client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
         let client = Client {
             id: client_id,
             secret: integration.client_secret.as_ref(),
@@ -60,7 +61,7 @@ impl Engine {
                 |m| EngineError::Connector { connector: integration.connector.clone(), message: m },
             )?;
         let http_request = request.into_http().map_err(|e| EngineError::Internal(e.to_string()))?;
-        let response = self.net.send(http_request, &endpoint_policy(&endpoint)?).await?;
+        let response = self.engine.net.send(http_request, &endpoint_policy(&endpoint)?).await?;
         let status = response.status.as_u16();
         let body = crate::auth_response::read(response, "device authorization endpoint").await?;
         let authorization = parse_device_authorization(status, &body)?;
@@ -71,20 +72,21 @@ impl Engine {
     pub async fn complete_device_authorization(
         &self,
         flow: DeviceFlow,
-        connection_id: Option<String>,
+        connection_id: Option<ConnectionId>,
     ) -> Result<ConnectionRecord, EngineError> {
-        let integration = self.integration(&flow.integration).await?;
+        let integration = self.engine.integration_record(&flow.integration).await?;
         let expires_in =
             time::Duration::try_from(flow.authorization.expires_in).unwrap_or(time::Duration::MAX);
-        let deadline = self.clock.now().saturating_add(expires_in);
+        let deadline = self.engine.clock.now().saturating_add(expires_in);
         let mut interval = flow.authorization.interval;
         let tokens = loop {
-            self.clock.sleep(interval).await;
-            if self.clock.now() > deadline {
+            self.engine.clock.sleep(interval).await;
+            if self.engine.clock.now() > deadline {
                 return Err(FlowError::Expired.into());
             }
             let grant = TokenGrant::DeviceCode { device_code: &flow.authorization.device_code };
             match self
+                .engine
                 .call_token_endpoint(&flow.oauth, &flow.oauth.token_url, &integration, None, grant)
                 .await
             {
@@ -104,10 +106,12 @@ impl Engine {
                 Err(other) => return Err(other),
             }
         };
-        let entry = self.connector(&integration.connector)?;
-        let now = self.clock.now();
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let now = self.engine.clock.now();
         let mut record = ConnectionRecord {
-            id: connection_id.unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
+            id: connection_id
+                .map(String::from)
+                .unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),
             auth_method: entry
@@ -126,10 +130,10 @@ impl Engine {
             updated_at: now,
         };
         apply_tokens(&mut record, tokens, now);
-        record.label = self.run_test(&record, &entry.connector).await?.label;
-        record.version = self.store.insert_connection(&record).await?;
-        self.forget(&record.id);
-        self.events.emit(Event::created(&record));
+        record.label = self.engine.run_test(&record, &entry.connector).await?.label;
+        record.version = self.engine.store.insert_connection(&record).await?;
+        self.engine.forget(&record.id);
+        self.engine.events.emit(Event::created(&record));
         Ok(record)
     }
 }

@@ -23,10 +23,12 @@ use latchkey_store::{ConnectionRecord, IntegrationRecord};
 use time::OffsetDateTime;
 use url::Url;
 
-pub use connect::{CallbackParams, NewConnectSession};
+pub use connect::{CallbackParams, LocalFlow};
 pub use device::DeviceFlow;
 pub use discovery::DiscoveryCache;
 pub use refresh::{LEASE, RefreshCoordinator, RefreshReason};
+
+pub(crate) use oauth1::oauth1_flow_method;
 
 use crate::scripts::{HookScope, TokenEvent};
 use crate::{Engine, EngineError};
@@ -61,7 +63,7 @@ pub fn oauth_method<'a>(connector: &'a Connector, auth: Option<&str>) -> Option<
 
 impl Engine {
     /// Resolves the endpoints of `method` for a connection with `config`.
-    pub async fn resolve_oauth(
+    pub(crate) async fn resolve_oauth(
         &self,
         connector: &Connector,
         method: &OAuth2Auth,
@@ -191,7 +193,7 @@ impl Engine {
         })?;
         // Only the endpoint's own host receives the client credentials, whatever a hook does.
         let policy = endpoint_policy(endpoint)?;
-        let entry = self.connector(&integration.connector)?;
+        let entry = self.connector_entry(&integration.connector)?;
         // Hooks' logs and errors never show the client secret or the grant's secrets.
         let mut secrets: Vec<Secret> = integration.client_secret.iter().cloned().collect();
         secrets.extend(grant_secrets(grant));
@@ -272,7 +274,7 @@ impl Engine {
                 "an OAuth2 connection needs an integration (client id and secret)",
             )
         })?;
-        self.integration(id).await
+        self.integration_record(id).await
     }
 
     /// The scopes to request: the integration's, else the connector's defaults.

@@ -26,7 +26,7 @@ use super::{expiry, oauth_method};
 use crate::events::Event;
 use crate::session::session_method;
 use crate::telemetry::{self, RenewalOutcome};
-use crate::{Engine, EngineError};
+use crate::{ConnectionId, Engine, EngineError, Renewal};
 
 /// Why a refresh is wanted; decides whether it is still needed after re-reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,11 +126,39 @@ impl RefreshCoordinator {
     }
 }
 
-impl Engine {
+impl Renewal<'_> {
     /// Refreshes the connection's token if `reason` still holds once this caller is first in
     /// line; returns the connection as it is afterwards. The refresh runs in a task of its own,
     /// so it completes (and stores what the provider answered) even if this future is dropped.
-    pub async fn refresh_connection(
+    pub async fn refresh(
+        &self,
+        id: &ConnectionId,
+        reason: RefreshReason,
+    ) -> Result<ConnectionRecord, EngineError> {
+        self.engine.refresh_record(id.as_str(), reason).await
+    }
+
+    /// Checks at once every connection whose refresh was interrupted (a lease row left behind,
+    /// by a crash between taking the lease and releasing it): it is refreshed, or marked
+    /// `needs_reauth` if its refresh token was spent on an exchange whose answer was lost. A
+    /// lease still held by a live instance is waited for; when that instance finishes, its
+    /// result is kept. Returns how many connections were checked.
+    pub async fn check_interrupted(&self) -> Result<usize, EngineError> {
+        let names = self.engine.store.locks_named(LEASE_PREFIX, false).await?;
+        let mut checked = 0;
+        for name in names {
+            if let Some(id) = name.strip_prefix(LEASE_PREFIX) {
+                self.engine.check_interrupted_refresh(id).await?;
+                checked += 1;
+            }
+        }
+        Ok(checked)
+    }
+}
+
+impl Engine {
+    /// [`Renewal::refresh`] for an id read from the store or a lease name.
+    pub(crate) async fn refresh_record(
         &self,
         id: &str,
         reason: RefreshReason,
@@ -157,7 +185,7 @@ impl Engine {
         let coordinator = self.oauth.refresher.clone();
         let local = coordinator.local_lock(id);
         let _in_process = local.lock().await;
-        let record = self.connection(id).await?;
+        let record = self.connection_record(id).await?;
         if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
         }
@@ -174,7 +202,7 @@ impl Engine {
                 });
             }
             tokio::time::sleep(Duration::from_millis(25)).await;
-            let record = self.connection(id).await?;
+            let record = self.connection_record(id).await?;
             if !reason.still_needed(&record, self.clock.now()) {
                 return Ok(record);
             }
@@ -188,23 +216,6 @@ impl Engine {
         outcome
     }
 
-    /// Checks at once every connection whose refresh was interrupted (a lease row left behind,
-    /// by a crash between taking the lease and releasing it): it is refreshed, or marked
-    /// `needs_reauth` if its refresh token was spent on an exchange whose answer was lost. A
-    /// lease still held by a live instance is waited for; when that instance finishes, its
-    /// result is kept. Returns how many connections were checked.
-    pub async fn check_interrupted_refreshes(&self) -> Result<usize, EngineError> {
-        let names = self.store.locks_named(LEASE_PREFIX, false).await?;
-        let mut checked = 0;
-        for name in names {
-            if let Some(id) = name.strip_prefix(LEASE_PREFIX) {
-                self.check_interrupted_refresh(id).await?;
-                checked += 1;
-            }
-        }
-        Ok(checked)
-    }
-
     /// The connections whose refresh lease ran out without being released: a refresh that
     /// crashed, panicked or was cancelled mid-exchange (a caller that went away).
     pub(crate) async fn abandoned_refreshes(&self) -> Result<Vec<String>, EngineError> {
@@ -213,9 +224,9 @@ impl Engine {
     }
 
     /// Checks one connection whose refresh was interrupted; see
-    /// [`Engine::check_interrupted_refreshes`]. `false` if the check failed (logged).
+    /// [`Renewal::check_interrupted`]. `false` if the check failed (logged).
     pub(crate) async fn check_interrupted_refresh(&self, id: &str) -> Result<bool, EngineError> {
-        let record = match self.connection(id).await {
+        let record = match self.connection_record(id).await {
             Ok(record) => record,
             Err(EngineError::ConnectionNotFound(_)) => {
                 // Deleted since: nothing to check, only the row to clear.
@@ -229,7 +240,7 @@ impl Engine {
             Err(e) => return Err(e),
         };
         let reason = RefreshReason::Forced { seen_version: record.version };
-        match self.refresh_connection(id, reason).await {
+        match self.refresh_record(id, reason).await {
             Ok(_) => {
                 tracing::info!(connection = %id, "interrupted refresh checked");
                 Ok(true)
@@ -248,11 +259,11 @@ impl Engine {
         held: &Heartbeat,
         coordinator: &RefreshCoordinator,
     ) -> Result<ConnectionRecord, EngineError> {
-        let record = self.connection(id).await?;
+        let record = self.connection_record(id).await?;
         if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
         }
-        let entry = self.connector(&record.connector)?;
+        let entry = self.connector_entry(&record.connector)?;
         let started = Instant::now();
         let exchange = self.renew_with_retries(id, &entry.connector, &record);
         let result = tokio::select! {
@@ -351,7 +362,7 @@ impl Engine {
                 self.forget(id);
                 telemetry::renewal(&record.connector, RenewalOutcome::Ok, started);
                 tracing::info!(connection = %id, "credentials renewed");
-                self.connection(id).await
+                self.connection_record(id).await
             }
             Err(err) => {
                 let dead = matches!(&err, EngineError::Token(t) if t.is_invalid_grant())
@@ -359,7 +370,7 @@ impl Engine {
                     || matches!(err, EngineError::NeedsReauth(_));
                 if dead {
                     // Someone may have refreshed with a newer token in the meantime.
-                    let now = self.connection(id).await?;
+                    let now = self.connection_record(id).await?;
                     if now.version != record.version {
                         return Ok(now);
                     }

@@ -50,9 +50,10 @@ async fn build(store: Arc<dyn Store>, connector_yaml: &str, clock: Arc<dyn Clock
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
     let engine = Engine::builder(store, catalog, net).clock(clock).build().await.unwrap();
     engine
-        .put_integration(NewIntegration {
-            id: "app".into(),
-            connector: "prov".into(),
+        .integrations()
+        .put(NewIntegration {
+            id: "app".parse().unwrap(),
+            connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
             client_secret: Some(Secret::new("csecret")),
             scopes: vec![],

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use latchkey_engine::NewConnectSession;
+use latchkey_engine::{ConnectionId, IntegrationId, NewConnectSession};
 use latchkey_store::{ConnectSession, SessionStatus};
 use serde::{Deserialize, Serialize};
 
@@ -15,10 +15,12 @@ use crate::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub struct CreateConnectSession {
     /// The integration to connect through.
-    pub integration: String,
+    #[schema(value_type = String)]
+    pub integration: IntegrationId,
     /// The id the connection gets, or an existing one to re-authorise.
     #[serde(default)]
-    pub connection_id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub connection_id: Option<ConnectionId>,
     /// The connector's auth method to connect with (its `id`, e.g. `oauth2` or `api_key`);
     /// default: the re-authorised connection's method, else the connector's first.
     #[serde(default)]
@@ -83,7 +85,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<CreatedConnectSession>), ApiError> {
     let (session, token) = state
         .engine
-        .create_connect_session(NewConnectSession {
+        .connect()
+        .create_session(NewConnectSession {
             integration: body.integration,
             connection_id: body.connection_id,
             auth: body.auth,
@@ -115,5 +118,5 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectSessionView>, ApiError> {
-    Ok(Json(view(&state.engine.connect_session(&id).await?)))
+    Ok(Json(view(&state.engine.connect().session(&id).await?)))
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
-use latchkey_engine::{NewConnection, TestOutcome};
+use latchkey_engine::{ConnectionId, ConnectorId, IntegrationId, NewConnection, TestOutcome};
 use latchkey_store::ConnectionSummary;
 use serde::Deserialize;
 
@@ -19,15 +19,18 @@ use crate::{ApiError, AppState};
 pub struct CreateConnection {
     /// Connection id; generated when absent.
     #[serde(default)]
-    pub id: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub id: Option<ConnectionId>,
     /// The connector's id.
-    pub connector: String,
+    #[schema(value_type = String)]
+    pub connector: ConnectorId,
     /// The auth method; the connector's default when absent.
     #[serde(default)]
     pub auth: Option<String>,
     /// The integration it belongs to.
     #[serde(default)]
-    pub integration: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub integration: Option<IntegrationId>,
     /// Credential fields (write-only).
     #[serde(default)]
     #[schema(value_type = BTreeMap<String, String>)]
@@ -63,7 +66,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<ConnectionSummary>), ApiError> {
     let record = state
         .engine
-        .create_connection(NewConnection {
+        .connections()
+        .create(NewConnection {
             id: body.id,
             connector: body.connector,
             integration: body.integration,
@@ -80,35 +84,35 @@ pub async fn create(
 /// Lists connections, without secrets.
 #[utoipa::path(get, path = "/v1/connections", responses((status = 200, description = "connections without secrets")))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
-    Ok(Json(state.engine.list_connections().await?))
+    Ok(Json(state.engine.connections().list().await?))
 }
 
 /// One connection, without secrets.
-#[utoipa::path(get, path = "/v1/connections/{id}", responses((status = 200), (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/connections/{id}", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200), (status = 404, body = crate::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionId>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    Ok(Json(state.engine.connection(&id).await?.summary()))
+    Ok(Json(state.engine.connections().get(&id).await?.summary()))
 }
 
 /// Deletes a connection and its credentials.
-#[utoipa::path(delete, path = "/v1/connections/{id}", responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/connections/{id}", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 204), (status = 404, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionId>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_connection(&id).await?;
+    state.engine.connections().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Runs the connector's credential test on a stored connection.
-#[utoipa::path(post, path = "/v1/connections/{id}/test", responses((status = 200), (status = 502, body = crate::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/connections/{id}/test", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200), (status = 502, body = crate::ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionId>,
 ) -> Result<Json<TestOutcome>, ApiError> {
-    Ok(Json(state.engine.test_connection(&id).await?))
+    Ok(Json(state.engine.connections().test(&id).await?))
 }
 
 /// A fresh access token.
@@ -121,13 +125,13 @@ pub struct TokenView {
 }
 
 /// A fresh access token for an OAuth2 connection (refreshed first if it is about to expire).
-#[utoipa::path(get, path = "/v1/connections/{id}/token", responses((status = 200, body = TokenView), (status = 409, body = crate::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/connections/{id}/token", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, body = TokenView), (status = 409, body = crate::ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionId>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
-    let (token, expires_at) = state.engine.fresh_token(&id).await?;
+    let (token, expires_at) = state.engine.renewal().fresh_token(&id).await?;
     let view = TokenView {
         access_token: token.expose().to_string(),
         expires_at: expires_at
@@ -141,18 +145,16 @@ pub async fn token(
 }
 
 /// Refreshes the connection's token now.
-#[utoipa::path(post, path = "/v1/connections/{id}/refresh", responses((status = 200), (status = 409, body = crate::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/connections/{id}/refresh", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200), (status = 409, body = crate::ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectionId>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    let current = state.engine.connection(&id).await?;
+    let current = state.engine.connections().get(&id).await?;
     let record = state
         .engine
-        .refresh_connection(
-            &id,
-            latchkey_engine::RefreshReason::Forced { seen_version: current.version },
-        )
+        .renewal()
+        .refresh(&id, latchkey_engine::RefreshReason::Forced { seen_version: current.version })
         .await?;
     Ok(Json(record.summary()))
 }
@@ -221,7 +223,7 @@ mod tests {
             let message = body["message"].as_str().unwrap();
             assert!(message.contains(field) && !message.contains("canary"), "{message}");
         }
-        assert!(state.engine.list_connections().await.unwrap().is_empty(), "none stored");
+        assert!(state.engine.connections().list().await.unwrap().is_empty(), "none stored");
         let (status, body) = create(
             &state,
             serde_json::json!({

@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Connector;
-use latchkey_engine::{CatalogEntry, Origin};
+use latchkey_engine::{CatalogEntry, ConnectorId, Origin};
 use serde::Serialize;
 
 use crate::extract::{Json, Path};
@@ -42,42 +42,42 @@ fn summary(entry: &CatalogEntry) -> ConnectorSummary {
 /// Lists every connector.
 #[utoipa::path(get, path = "/v1/connectors", responses((status = 200, body = [ConnectorSummary])))]
 pub async fn list(State(state): State<AppState>) -> Json<Vec<ConnectorSummary>> {
-    Json(state.engine.catalog().list().iter().map(summary).collect())
+    Json(state.engine.connectors().catalog().list().iter().map(summary).collect())
 }
 
 /// One connector, in full.
-#[utoipa::path(get, path = "/v1/connectors/{id}", responses((status = 200), (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/connectors/{id}", params(("id" = String, Path, description = "The connector's id: 1-64 characters of `a-z 0-9 - _`.")), responses((status = 200), (status = 404, body = crate::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectorId>,
 ) -> Result<Json<Connector>, ApiError> {
-    let entry = state.engine.connector(&id)?;
+    let entry = state.engine.connectors().get(&id)?;
     Ok(Json(entry.connector.as_ref().clone()))
 }
 
 /// Adds or replaces a custom connector. The body is the connector in YAML (or JSON).
-#[utoipa::path(put, path = "/v1/connectors/{id}", request_body(content = String, content_type = "application/yaml"),
+#[utoipa::path(put, path = "/v1/connectors/{id}", params(("id" = String, Path, description = "The connector's id: 1-64 characters of `a-z 0-9 - _`.")), request_body(content = String, content_type = "application/yaml"),
     responses((status = 200, body = ConnectorSummary), (status = 400, body = crate::ErrorBody)))]
 pub async fn put(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectorId>,
     body: String,
 ) -> Result<Json<ConnectorSummary>, ApiError> {
-    if let Some(existing) = state.engine.catalog().get(&id)
+    if let Some(existing) = state.engine.connectors().catalog().get(id.as_str())
         && existing.origin != Origin::Custom
     {
         tracing::info!(connector = %id, "custom connector overrides a catalog connector");
     }
-    let entry = state.engine.put_custom_connector(&id, &body).await?;
+    let entry = state.engine.connectors().put_custom(&id, &body).await?;
     Ok(Json(summary(&entry)))
 }
 
 /// Deletes a custom connector.
-#[utoipa::path(delete, path = "/v1/connectors/{id}", responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/connectors/{id}", params(("id" = String, Path, description = "The connector's id: 1-64 characters of `a-z 0-9 - _`.")), responses((status = 204), (status = 404, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<ConnectorId>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_custom_connector(&id).await?;
+    state.engine.connectors().delete_custom(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
-use latchkey_engine::NewIntegration;
+use latchkey_engine::{ConnectorId, IntegrationId, NewIntegration};
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
 
@@ -16,9 +16,11 @@ use crate::{ApiError, AppState};
 #[serde(deny_unknown_fields)]
 pub struct CreateIntegration {
     /// Id.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: IntegrationId,
     /// The connector it enables.
-    pub connector: String,
+    #[schema(value_type = String)]
+    pub connector: ConnectorId,
     /// OAuth client id.
     #[serde(default)]
     pub client_id: Option<String>,
@@ -65,7 +67,8 @@ pub async fn create(
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let record = state
         .engine
-        .put_integration(NewIntegration {
+        .integrations()
+        .put(NewIntegration {
             id: body.id,
             connector: body.connector,
             client_id: body.client_id,
@@ -79,25 +82,25 @@ pub async fn create(
 /// Lists integrations.
 #[utoipa::path(get, path = "/v1/integrations", responses((status = 200, body = [IntegrationView])))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<IntegrationView>>, ApiError> {
-    let records = state.engine.list_integrations().await?;
+    let records = state.engine.integrations().list().await?;
     Ok(Json(records.iter().map(view).collect()))
 }
 
 /// One integration.
-#[utoipa::path(get, path = "/v1/integrations/{id}", responses((status = 200, body = IntegrationView), (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/integrations/{id}", params(("id" = String, Path, description = "The integration's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, body = IntegrationView), (status = 404, body = crate::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<IntegrationId>,
 ) -> Result<Json<IntegrationView>, ApiError> {
-    Ok(Json(view(&state.engine.integration(&id).await?)))
+    Ok(Json(view(&state.engine.integrations().get(&id).await?)))
 }
 
 /// Deletes an integration.
-#[utoipa::path(delete, path = "/v1/integrations/{id}", responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/integrations/{id}", params(("id" = String, Path, description = "The integration's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 204), (status = 404, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    Path(id): Path<IntegrationId>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.delete_integration(&id).await?;
+    state.engine.integrations().delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -25,11 +25,11 @@ pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig)
     let net = latchkey_net::Client::new(net).unwrap();
     let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
     engine
-        .create_connection(NewConnection {
-            id: Some("c1".into()),
-            connector: "prov".into(),
+        .connections()
+        .create(NewConnection {
+            id: Some("c1".parse().unwrap()),
             credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::default()
+            ..NewConnection::new("prov".parse().unwrap())
         })
         .await
         .unwrap();

@@ -1,0 +1,232 @@
+//! Connecting end users: connect sessions (single-use tokens, 10 minutes) that let a browser
+//! finish a connection on the hosted connect page, and the connect form for methods that ask
+//! for keys. The browser flows are in `oauth2::connect` (authorization code, OAuth 1.0a, the
+//! CLI's loopback flow) and `oauth2::device` (device authorization).
+
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+use latchkey_core::connector::Grant;
+use latchkey_store::{ConnectSession, ConnectionRecord, SessionStatus};
+use time::Duration;
+use url::Url;
+
+use crate::oauth2::{hash, oauth_method, oauth1_flow_method};
+use crate::{ConnectionId, ConnectorId, Engine, EngineError, FlowError, IntegrationId};
+
+/// How long a connect session and an authorization request stay usable.
+pub(crate) const FLOW_LIFETIME: Duration = Duration::minutes(10);
+
+/// Connecting end users, from [`Engine::connect`].
+#[derive(Debug, Clone, Copy)]
+pub struct Connect<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+/// What an app asks for when it starts a connect session.
+#[derive(Debug, Clone)]
+pub struct NewConnectSession {
+    /// The integration to connect through.
+    pub integration: IntegrationId,
+    /// The id the connection gets, or an existing connection to re-authorise.
+    pub connection_id: Option<ConnectionId>,
+    /// The connector's auth method the end user connects with (its `id`); default: the
+    /// method of the connection being re-authorised, else the connector's first.
+    pub auth: Option<String>,
+    /// The app's id for its end user.
+    pub end_user_id: Option<String>,
+    /// The exact origin (`https://app.example`) the popup posts its result to.
+    pub allowed_origin: Option<String>,
+    /// Per-connection config (e.g. a shop subdomain the authorization URL needs).
+    pub config: BTreeMap<String, String>,
+}
+
+impl NewConnectSession {
+    /// A session for `integration` with nothing else set: a new connection, the connector's
+    /// first method, no end user, no origin, no config.
+    pub fn new(integration: IntegrationId) -> Self {
+        Self {
+            integration,
+            connection_id: None,
+            auth: None,
+            end_user_id: None,
+            allowed_origin: None,
+            config: BTreeMap::new(),
+        }
+    }
+}
+
+fn origin_of(text: &str) -> Result<String, EngineError> {
+    let url = Url::parse(text).map_err(|_| {
+        EngineError::invalid(
+            "allowed_origin",
+            "allowed_origin must be an origin such as https://app.example",
+        )
+    })?;
+    let origin = url.origin().ascii_serialization();
+    if origin == "null" || origin != text.trim_end_matches('/') {
+        return Err(EngineError::invalid(
+            "allowed_origin",
+            "allowed_origin must be an origin (scheme, host, port) without a path",
+        ));
+    }
+    Ok(origin)
+}
+
+impl Connect<'_> {
+    /// Starts a connect session; returns it and its token (shown once, stored only hashed).
+    pub async fn create_session(
+        &self,
+        new: NewConnectSession,
+    ) -> Result<(ConnectSession, Secret), EngineError> {
+        let integration = self.engine.integration_record(new.integration.as_str()).await?;
+        let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let auth_method = match (new.auth, &new.connection_id) {
+            (Some(auth), _) => {
+                if entry.connector.auth_method(Some(&auth)).is_none() {
+                    return Err(EngineError::AuthMethodNotFound {
+                        connector: entry.connector.id.clone(),
+                        method: auth,
+                        available: entry
+                            .connector
+                            .auth
+                            .iter()
+                            .map(|m| m.id())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                Some(auth)
+            }
+            (None, Some(id)) => {
+                self.engine.store.get_connection(id.as_str()).await?.map(|c| c.auth_method)
+            }
+            (None, None) => None,
+        };
+        let config = crate::resolve_config(&entry.connector, new.config)?;
+        let token = Secret::new(crate::random_token(32));
+        let now = self.engine.clock.now();
+        let session = ConnectSession {
+            id: format!("cs_{}", crate::random_token(12)),
+            token_hash: hash(&token),
+            integration: integration.id,
+            connection_id: new.connection_id.map(String::from),
+            auth_method,
+            end_user_id: new.end_user_id,
+            allowed_origin,
+            config,
+            status: SessionStatus::Pending,
+            result_connection: None,
+            error: None,
+            expires_at: now + FLOW_LIFETIME,
+            created_at: now,
+        };
+        self.engine.store.create_connect_session(&session).await?;
+        Ok((session, token))
+    }
+
+    /// The pending, unexpired session a connect link's token opens.
+    pub async fn open_session(&self, token: &Secret) -> Result<ConnectSession, EngineError> {
+        match self.engine.store.find_connect_session(&hash(token)).await? {
+            Some(s)
+                if s.status == SessionStatus::Pending && s.expires_at > self.engine.clock.now() =>
+            {
+                Ok(s)
+            }
+            _ => Err(FlowError::SessionUnusable.into()),
+        }
+    }
+
+    /// Whether the session's connector connects through a consent redirect.
+    pub async fn session_uses_redirect(
+        &self,
+        session: &ConnectSession,
+    ) -> Result<bool, EngineError> {
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let auth = session.auth_method.as_deref();
+        Ok(oauth_method(&entry.connector, auth)
+            .is_some_and(|m| m.grant == Grant::AuthorizationCode)
+            || oauth1_flow_method(&entry.connector, auth).is_some())
+    }
+
+    /// The session with this token, whatever its status (for status polling).
+    pub async fn session_by_token(
+        &self,
+        token: &Secret,
+    ) -> Result<Option<ConnectSession>, EngineError> {
+        Ok(self.engine.store.find_connect_session(&hash(token)).await?)
+    }
+
+    /// The connect session with this id.
+    pub async fn session(&self, id: &str) -> Result<ConnectSession, EngineError> {
+        self.engine
+            .store
+            .get_connect_session(id)
+            .await?
+            .ok_or_else(|| EngineError::ConnectSessionNotFound(id.to_string()))
+    }
+
+    /// The connector's name and the fields its connect form asks for (config, then credentials).
+    pub async fn session_form(
+        &self,
+        session: &ConnectSession,
+    ) -> Result<(String, Vec<latchkey_core::connector::FieldSpec>), EngineError> {
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let connector = &entry.connector;
+        let mut fields: Vec<_> = connector
+            .config
+            .iter()
+            .map(|f| latchkey_core::connector::FieldSpec {
+                key: f.key.clone(),
+                label: f.label.clone().unwrap_or_else(|| f.key.clone()),
+                secret: false,
+                pattern: f.pattern.clone(),
+                hint: f.hint.clone(),
+                optional: f.optional || f.default.is_some(),
+            })
+            .collect();
+        if let Some(method) = connector.auth_method(session.auth_method.as_deref()) {
+            fields.extend(method.fields());
+        }
+        Ok((connector.name.clone(), fields))
+    }
+
+    /// Creates the connection from a submitted connect form and finishes the session.
+    pub async fn complete_session_form(
+        &self,
+        session: &ConnectSession,
+        mut values: BTreeMap<String, Secret>,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let integration = self.engine.integration_record(&session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let mut config = BTreeMap::new();
+        for field in &entry.connector.config {
+            if let Some(value) = values.remove(&field.key) {
+                config.insert(field.key.clone(), value.expose().to_string());
+            }
+        }
+        let record = self
+            .engine
+            .connections()
+            .create(crate::NewConnection {
+                // Stored from checked ids: parsing them again cannot fail.
+                id: session.connection_id.as_deref().map(ConnectionId::new).transpose()?,
+                connector: ConnectorId::new(entry.connector.id.as_str())?,
+                integration: Some(IntegrationId::new(integration.id.as_str())?),
+                auth: session.auth_method.clone(),
+                credentials: values,
+                config,
+                end_user_id: session.end_user_id.clone(),
+                run_test: true,
+            })
+            .await?;
+        self.engine
+            .store
+            .finish_connect_session(&session.id, SessionStatus::Done, Some(&record.id), None)
+            .await?;
+        Ok(record)
+    }
+}

@@ -1,0 +1,151 @@
+//! Dispatch: an authenticated request through a connection, with its credentials renewed
+//! before it when they are about to expire and once after it when the API refuses them.
+
+use std::sync::Arc;
+
+use crate::{
+    ApiRequest, ConnectionId, ConnectionRecord, Engine, EngineError, RefreshReason,
+    UpstreamResponse, rate_limit, send, session,
+};
+
+/// Authenticated requests, from [`Engine::dispatch`]: what the proxy and embedders call.
+#[derive(Debug, Clone, Copy)]
+pub struct Dispatch<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+impl Dispatch<'_> {
+    /// Makes an authenticated request through a connection: refreshes an OAuth2 token (or logs
+    /// a session in again) when it is about to expire, runs the connector's request hooks, and
+    /// when the credentials are refused (401, the connector's statuses, or a script's
+    /// `AuthRefreshException` / `AuthSessionException`) renews them once and retries once.
+    ///
+    /// Under a connector's `rate_limit`, every send (retries too) waits for a permit, and fails
+    /// with [`EngineError::RateLimited`] when that would take longer than `max_wait_ms`; a 429
+    /// or 503 whose `Retry-After` is within `retry_after_max_ms` is waited out and retried once
+    /// for the connector's `retry_methods`. The response's body is not read unless a response
+    /// hook needs it; stream it or call `bytes()`.
+    pub async fn request(
+        &self,
+        connection: &ConnectionId,
+        request: ApiRequest,
+    ) -> Result<UpstreamResponse, EngineError> {
+        let connection_id = connection.as_str();
+        let mut record = self.engine.recent_connection(connection_id).await?;
+        let entry = self.engine.connector_entry(&record.connector)?;
+        let renew_on = renewal_statuses(&entry.connector, &record.auth_method);
+        if renew_on.is_some() {
+            if record.status == latchkey_store::ConnectionStatus::NeedsReauth {
+                return Err(EngineError::NeedsReauth(record.id.clone()));
+            }
+            // Checked on the record already read, so fresh credentials cost no lock.
+            let expiring = RefreshReason::Expiring(self.engine.refresh_margin);
+            let unset = session::session_method(&entry.connector, Some(&record.auth_method))
+                .is_some()
+                && !record.credentials.contains_key(latchkey_core::auth::session::SESSION_TOKEN);
+            let reason = if unset {
+                Some(RefreshReason::Forced { seen_version: record.version })
+            } else {
+                expiring.still_needed(&record, self.engine.clock.now()).then_some(expiring)
+            };
+            if let Some(reason) = reason {
+                record = Arc::new(self.engine.refresh_record(connection_id, reason).await?);
+            }
+        }
+        let mut renewed = false;
+        let mut waited_out = false;
+        loop {
+            let sent =
+                self.engine.send_once(&record, &entry.connector, request.clone(), true).await?;
+            match sent {
+                send::Sent::Response(response) => {
+                    if !waited_out
+                        && let Some(wait) = wait_out(&entry.connector, &request.method, &response)
+                    {
+                        // The body is `Bytes`, so the same request goes again, signed afresh.
+                        tracing::info!(connection = %record.id, status = response.status.as_u16(), ?wait, "waiting out Retry-After, then retrying once");
+                        drop(response);
+                        waited_out = true;
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    let refused = renew_on.is_some_and(|s| s.contains(&response.status.as_u16()));
+                    if renewed || !refused {
+                        return Ok(response);
+                    }
+                }
+                send::Sent::Renew(signal, event) => {
+                    let asked = match signal {
+                        latchkey_script::Signal::AuthRefresh => "AuthRefreshException",
+                        latchkey_script::Signal::AuthSession => "AuthSessionException",
+                    };
+                    let message = if renewed {
+                        format!("{asked} again after the credentials were renewed")
+                    } else if renew_on.is_none() {
+                        format!(
+                            "{asked}, but auth method `{}` has nothing to renew",
+                            record.auth_method
+                        )
+                    } else {
+                        String::new()
+                    };
+                    if !message.is_empty() {
+                        return Err(EngineError::Script {
+                            connector: entry.connector.id.clone(),
+                            event: event.into(),
+                            error: latchkey_script::ScriptError::Thrown(message),
+                        });
+                    }
+                    tracing::info!(connection = %record.id, signal = asked, "script asked for new credentials");
+                }
+            }
+            renewed = true;
+            record = Arc::new(
+                self.engine
+                    .refresh_record(
+                        connection_id,
+                        RefreshReason::Rejected { seen_version: record.version },
+                    )
+                    .await?,
+            );
+        }
+    }
+}
+
+impl Engine {
+    /// The connection as read in the last second (see `recent.rs`), or from the store.
+    pub(crate) async fn recent_connection(
+        &self,
+        id: &str,
+    ) -> Result<Arc<ConnectionRecord>, EngineError> {
+        if let Some(record) = self.recent.get(id) {
+            return Ok(record);
+        }
+        let record = Arc::new(self.connection_record(id).await?);
+        self.recent.put(record.clone());
+        Ok(record)
+    }
+}
+
+/// How long to wait before retrying a 429 or 503 once: its `Retry-After`, when the connector's
+/// `rate_limit` allows a retry of this method and the wait is within `retry_after_max_ms`.
+fn wait_out(
+    connector: &latchkey_core::Connector,
+    method: &http::Method,
+    response: &UpstreamResponse,
+) -> Option<std::time::Duration> {
+    let limit = connector.rate_limit.as_ref()?;
+    let wait = rate_limit::retry_after(response.status, &response.headers)?;
+    let allowed = std::time::Duration::from_millis(limit.retry_after_max_ms);
+    (limit.retry_after_max_ms > 0 && wait <= allowed && limit.retries(method)).then_some(wait)
+}
+
+/// The statuses on which a connection's credentials are renewed once, when its method can renew
+/// them (OAuth2's `refresh_on`, a session's `expire_on`).
+fn renewal_statuses<'a>(connector: &'a latchkey_core::Connector, auth: &str) -> Option<&'a [u16]> {
+    match connector.auth_method(Some(auth)) {
+        Some(latchkey_core::AuthMethod::OAuth2(m)) => Some(&m.refresh_on),
+        Some(latchkey_core::AuthMethod::Session(m)) => Some(&m.expire_on),
+        _ => None,
+    }
+}
