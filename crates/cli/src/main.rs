@@ -1,5 +1,8 @@
 //! The `latchkey` binary: `serve` and every local command, on the same configuration and store.
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod args;
 mod commands;
 mod config;

@@ -6,7 +6,7 @@
 //! tokio's clock (tests pause and advance it with `tokio::time::pause`/`advance`); the store
 //! stamps its rows with the system time.
 
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 /// A boxed future that can be sent between threads (as `futures::future::BoxFuture`).
@@ -57,13 +57,13 @@ impl ManualClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        let mut now = self.now.lock();
         *now = now.saturating_add(time::Duration::try_from(by).unwrap_or(time::Duration::MAX));
     }
 
     /// Sets the clock to `at` (backwards too).
     pub fn set(&self, at: OffsetDateTime) {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner()) = at;
+        *self.now.lock() = at;
     }
 }
 
@@ -75,7 +75,7 @@ impl Default for ManualClock {
 
 impl Clock for ManualClock {
     fn now(&self) -> OffsetDateTime {
-        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+        *self.now.lock()
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'_, ()> {

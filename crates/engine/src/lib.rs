@@ -2,6 +2,9 @@
 //! connections and makes authenticated requests through them, for the CLI, the server and
 //! in-process Rust callers alike.
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod auth_response;
 mod caches;
 pub mod catalog;

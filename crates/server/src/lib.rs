@@ -2,6 +2,9 @@
 //! document.
 //! [`app`] builds the router without a socket, so tests call it directly.
 
+// Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
+#![warn(clippy::unwrap_used, clippy::expect_used)]
+
 mod body_limit;
 mod error;
 mod extract;

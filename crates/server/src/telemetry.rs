@@ -22,6 +22,7 @@ const UPKEEP: Duration = Duration::from_secs(5);
 
 /// The recorder's handle, installed on first use. When the embedding program installed its own
 /// recorder first, Latchkey's metrics go there and `/metrics` shows none.
+#[allow(clippy::expect_used, reason = "BUCKETS is a non-empty constant")]
 pub fn handle() -> &'static PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE.get_or_init(|| {
@@ -34,15 +35,16 @@ pub fn handle() -> &'static PrometheusHandle {
             tracing::warn!("a metrics recorder was already installed; /metrics stays empty");
         }
         let upkeep = handle.clone();
-        std::thread::Builder::new()
-            .name("latchkey-metrics".into())
-            .spawn(move || {
+        let spawned =
+            std::thread::Builder::new().name("latchkey-metrics".into()).spawn(move || {
                 loop {
                     std::thread::sleep(UPKEEP);
                     upkeep.run_upkeep();
                 }
-            })
-            .expect("a thread can be spawned at start-up");
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the metrics upkeep thread");
+        }
         handle
     })
 }
