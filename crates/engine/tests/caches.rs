@@ -11,9 +11,7 @@ use std::time::Duration;
 use common::engine;
 use latchkey_core::Secret;
 use latchkey_engine::oauth2::DiscoveryCache;
-use latchkey_engine::{
-    ApiRequest, CallbackParams, Engine, EngineError, NewConnection, RefreshReason,
-};
+use latchkey_engine::{ApiRequest, Engine, EngineError, NewConnection, RefreshReason};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -234,26 +232,7 @@ async fn a_reauthorised_connection_is_used_by_the_next_request() {
     let engine = engine(&oauth_connector(&server)).await;
     oauth_connection(&engine).await;
     engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
-    let (url, flow) = engine
-        .connect()
-        .begin_local_authorization(
-            &"app".parse().unwrap(),
-            None,
-            "http://127.0.0.1:9/cb",
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
-    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    let params = CallbackParams::from_pairs(vec![
-        ("state".to_owned(), state),
-        ("code".to_owned(), "c0de".to_owned()),
-    ]);
-    engine
-        .connect()
-        .complete_local_authorization(flow, params, Some("c1".parse().unwrap()))
-        .await
-        .unwrap();
+    common::answer_local_flow(&engine, &[], Some("c1".parse().unwrap())).await.unwrap();
     engine.dispatch().request(&"c1".parse().unwrap(), get()).await.unwrap();
     assert_eq!(last_authorization(&server).await, "Bearer at-new");
 }

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use common::engine;
-use latchkey_engine::{CallbackParams, EngineError, FlowError};
+use latchkey_engine::{EngineError, FlowError};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -44,25 +42,8 @@ async fn callback(
     engine: &latchkey_engine::Engine,
     iss: Option<String>,
 ) -> Result<latchkey_store::ConnectionRecord, EngineError> {
-    let (url, flow) = engine
-        .connect()
-        .begin_local_authorization(
-            &"app".parse().unwrap(),
-            None,
-            "http://127.0.0.1:9/cb",
-            BTreeMap::new(),
-        )
-        .await
-        .unwrap();
-    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
-    let mut pairs = vec![("state".to_owned(), state), ("code".to_owned(), "c0de".to_owned())];
-    if let Some(iss) = iss {
-        pairs.push(("iss".to_owned(), iss));
-    }
-    engine
-        .connect()
-        .complete_local_authorization(flow, CallbackParams::from_pairs(pairs), None)
-        .await
+    let extra: Vec<(&str, &str)> = iss.as_deref().map(|iss| ("iss", iss)).into_iter().collect();
+    common::answer_local_flow(engine, &extra, None).await
 }
 
 #[tokio::test]

@@ -3,12 +3,14 @@
 //! that expires within the margin, and refreshes a crash interrupted. Several-instance cases run
 //! on both backends (SQLite file, PostgreSQL schema).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use latchkey_core::Secret;
-use latchkey_engine::{ApiRequest, Catalog, Engine, NewConnection, NewIntegration, Origin};
+use latchkey_engine::{ApiRequest, Catalog, Engine, NewConnection, Origin};
 use latchkey_store::{
     ConnectionStatus, CredentialUpdate, Keyring, MasterKey, PgStore, SqliteStore, Store,
 };
@@ -60,17 +62,7 @@ async fn engine_with_integration(
     let net = latchkey_net::Client::new(net).unwrap();
     let engine =
         Engine::builder(store.clone(), catalog, net).refresh_lease(lease).build().await.unwrap();
-    engine
-        .integrations()
-        .put(NewIntegration {
-            id: "app".parse().unwrap(),
-            connector: "prov".parse().unwrap(),
-            client_id: Some("cid".into()),
-            client_secret: Some(Secret::new("csecret")),
-            scopes: vec![],
-        })
-        .await
-        .unwrap();
+    common::add_app(&engine).await;
     Instance { engine, store }
 }
 

@@ -49,6 +49,12 @@ async fn build(store: Arc<dyn Store>, connector_yaml: &str, clock: Arc<dyn Clock
     catalog.add_source(connector_yaml, "test.yaml", Origin::Custom).unwrap();
     let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
     let engine = Engine::builder(store, catalog, net).clock(clock).build().await.unwrap();
+    add_app(&engine).await;
+    engine
+}
+
+/// Adds the integration `app` of connector `prov` (client `cid`, secret `csecret`).
+pub async fn add_app(engine: &Engine) {
     engine
         .integrations()
         .put(NewIntegration {
@@ -60,5 +66,34 @@ async fn build(store: Arc<dyn Store>, connector_yaml: &str, clock: Arc<dyn Clock
         })
         .await
         .unwrap();
+}
+
+/// Starts a loopback authorization flow for the integration `app` and answers it with the code
+/// `c0de` and the `extra` parameters (e.g. `iss`), re-authorising `reconnect` when given.
+pub async fn answer_local_flow(
+    engine: &Engine,
+    extra: &[(&str, &str)],
+    reconnect: Option<latchkey_engine::ConnectionId>,
+) -> Result<latchkey_store::ConnectionRecord, latchkey_engine::EngineError> {
+    let (url, flow) = engine
+        .connect()
+        .begin_local_authorization(
+            &"app".parse().unwrap(),
+            None,
+            "http://127.0.0.1:9/cb",
+            std::collections::BTreeMap::new(),
+        )
+        .await
+        .unwrap();
+    let state = url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned();
+    let mut pairs = vec![("state".to_owned(), state), ("code".to_owned(), "c0de".to_owned())];
+    pairs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     engine
+        .connect()
+        .complete_local_authorization(
+            flow,
+            latchkey_engine::CallbackParams::from_pairs(pairs),
+            reconnect,
+        )
+        .await
 }
