@@ -1,45 +1,19 @@
 //! The proxy under a connector's rate limit: when the limiter gives up, the caller gets 429 with
 //! `Retry-After` and the stable code `rate_limited`, and the API sees nothing.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+mod support;
 
 use axum::body::{Body, to_bytes};
-use latchkey_core::Secret;
-use latchkey_engine::{Catalog, Engine, NewConnection, Origin};
 use latchkey_server::{AppState, app};
-use latchkey_store::{Keyring, MasterKey, SqliteStore};
+use support::API_KEY;
 use tower::ServiceExt;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const API_KEY: &str = "test-api-key";
-
 async fn state_over(server: &MockServer) -> AppState {
-    let connector = format!(
-        "id: prov\nname: Prov\nbase_url: {}/api\nauth:\n  - type: bearer\n\
-         rate_limit: {{ requests: 1, per: hour, max_wait_ms: 0 }}\n",
-        server.uri()
-    );
-    let catalog = Catalog::default();
-    catalog.add_source(&connector, "prov.yaml", Origin::Custom).unwrap();
-    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
-    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
-    let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
-    engine
-        .connections()
-        .create(NewConnection {
-            id: Some("c1".parse().unwrap()),
-            credentials: BTreeMap::from([("token".to_string(), Secret::new("tok"))]),
-            ..NewConnection::new("prov".parse().unwrap())
-        })
-        .await
-        .unwrap();
-    AppState {
-        engine,
-        api_key: Arc::new(Secret::new(API_KEY)),
-        public_url: "http://127.0.0.1:7400".parse().unwrap(),
-    }
+    let base_url = format!("{}/api", server.uri());
+    let limit = "rate_limit: { requests: 1, per: hour, max_wait_ms: 0 }\n";
+    support::state(&base_url, limit, latchkey_net::ClientConfig::default()).await
 }
 
 fn proxied(path: &str) -> http::Request<Body> {
