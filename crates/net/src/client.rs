@@ -139,11 +139,11 @@ impl Client {
             .read_timeout(config.total_timeout)
             .user_agent(config.user_agent.as_str())
             .no_proxy();
-        if config.block_private_addresses {
-            builder = builder.dns_resolver(PublicOnlyResolver::new(resolver.clone()));
-        } else if let Some(resolver) = &resolver {
-            builder = builder.dns_resolver(resolver.clone());
-        }
+        // Always ours, so that a failed lookup is told apart from a failed connection.
+        builder = builder.dns_resolver(PublicOnlyResolver::new(
+            resolver.clone(),
+            config.block_private_addresses,
+        ));
         for pem in &config.extra_root_certificates {
             let certificates = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|_| NetError::Build("an extra root certificate is not PEM".into()))?;

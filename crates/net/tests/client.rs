@@ -285,6 +285,23 @@ async fn connection_errors_do_not_leak_the_url() {
     for text in [err.to_string(), format!("{err:?}")] {
         assert!(!text.contains("SECRET") && !text.contains("/p"), "{text}");
     }
+    // A summary for people, not hyper's chain of causes.
+    assert_eq!(err.to_string(), "could not reach 127.0.0.1: the connection was refused");
+}
+
+#[tokio::test]
+async fn a_failed_lookup_reads_as_a_dns_failure_naming_the_host() {
+    // `.invalid` never resolves (RFC 6761).
+    let host = "no-such-host.invalid";
+    for block in [false, true] {
+        let config = ClientConfig { block_private_addresses: block, ..ClientConfig::default() };
+        let err = client(config)
+            .send(get(&format!("http://{host}/p?api_key=SECRET"), &[]), &policy(&[host.into()]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, NetError::Connect(_)), "{err:?}");
+        assert_eq!(err.to_string(), format!("could not reach {host}: DNS lookup failed"));
+    }
 }
 
 #[tokio::test]
