@@ -82,28 +82,39 @@ impl Connect<'_> {
         let integration = self.engine.integration_record(new.integration.as_str()).await?;
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
         let entry = self.engine.connector_entry(&integration.connector)?;
-        let auth_method = match (new.auth, &new.connection_id) {
-            (Some(auth), _) => {
-                if entry.connector.auth_method(Some(&auth)).is_none() {
-                    return Err(EngineError::AuthMethodNotFound {
-                        connector: entry.connector.id.clone(),
-                        method: auth,
-                        available: entry
-                            .connector
-                            .auth
-                            .iter()
-                            .map(|m| m.id())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
-                Some(auth)
-            }
-            (None, Some(id)) => {
-                self.engine.store.get_connection(id.as_str()).await?.map(|c| c.auth_method)
-            }
-            (None, None) => None,
+        // Everything the end user's flow depends on is checked here, before a link exists: a
+        // refusal after they typed a secret or consented wastes their effort.
+        let existing = match &new.connection_id {
+            Some(id) => self.engine.store.get_connection(id.as_str()).await?,
+            None => None,
         };
+        if let Some(existing) = &existing
+            && existing.connector != entry.connector.id
+        {
+            return Err(EngineError::invalid(
+                "connection_id",
+                format!(
+                    "connection `{}` uses connector `{}`, not `{}` of integration `{}`",
+                    existing.id, existing.connector, entry.connector.id, integration.id
+                ),
+            ));
+        }
+        let auth_method = new.auth.or_else(|| existing.map(|c| c.auth_method));
+        if let Some(auth) = &auth_method
+            && entry.connector.auth_method(Some(auth)).is_none()
+        {
+            return Err(EngineError::AuthMethodNotFound {
+                connector: entry.connector.id.clone(),
+                method: auth.clone(),
+                available: entry
+                    .connector
+                    .auth
+                    .iter()
+                    .map(|m| m.id())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         let config = crate::resolve_config(&entry.connector, new.config)?;
         let token = Secret::new(crate::random_token(32));
         let now = self.engine.clock.now();

@@ -2,8 +2,9 @@
 //! scopes). The client secret is stored encrypted and never returned.
 
 use latchkey_core::Secret;
-use latchkey_store::IntegrationRecord;
+use latchkey_store::{ConnectionStatus, IntegrationRecord};
 
+use crate::events::Event;
 use crate::{ConnectorId, Engine, EngineError, IntegrationId};
 
 /// What a caller supplies to create or replace an integration.
@@ -56,8 +57,61 @@ impl Integrations<'_> {
         self.engine.integration_record(id.as_str()).await
     }
 
-    /// Deletes an integration.
+    /// Deletes an integration that no connection uses; one still in use is refused with
+    /// [`EngineError::Conflict`] naming how many use it (see [`Integrations::delete_forced`]).
     pub async fn delete(&self, id: &IntegrationId) -> Result<(), EngineError> {
+        self.engine.integration_record(id.as_str()).await?;
+        let users = self.users(id).await?;
+        if !users.is_empty() {
+            let n = users.len();
+            let noun = if n == 1 { "connection" } else { "connections" };
+            return Err(EngineError::Conflict(format!(
+                "integration `{id}` is used by {n} {noun}; delete them first, or delete it with \
+                 `force` to mark them `needs_reauth`"
+            )));
+        }
+        self.remove(id).await
+    }
+
+    /// Deletes an integration even if connections use it: each of them becomes `needs_reauth`
+    /// (its tokens were issued to this integration's client) and a `connection.needs_reauth`
+    /// event gives the reason. Returns the ids of the connections marked.
+    pub async fn delete_forced(&self, id: &IntegrationId) -> Result<Vec<String>, EngineError> {
+        self.engine.integration_record(id.as_str()).await?;
+        let users = self.users(id).await?;
+        let reason = format!("integration `{id}` was deleted; connect again");
+        let mut marked = Vec::with_capacity(users.len());
+        for connection in users {
+            if !self
+                .engine
+                .store
+                .set_connection_status(&connection, ConnectionStatus::NeedsReauth)
+                .await?
+            {
+                continue; // deleted meanwhile
+            }
+            self.engine.forget(&connection);
+            if let Some(record) = self.engine.store.get_connection(&connection).await? {
+                tracing::info!(%connection, integration = %id, "connection needs reauth: integration deleted");
+                self.engine.events.emit(Event::needs_reauth(&record, &reason));
+            }
+            marked.push(connection);
+        }
+        self.remove(id).await?;
+        Ok(marked)
+    }
+
+    /// The ids of the connections made through this integration.
+    async fn users(&self, id: &IntegrationId) -> Result<Vec<String>, EngineError> {
+        let all = self.engine.store.list_connections().await?;
+        Ok(all
+            .into_iter()
+            .filter(|c| c.integration.as_deref() == Some(id.as_str()))
+            .map(|c| c.id)
+            .collect())
+    }
+
+    async fn remove(&self, id: &IntegrationId) -> Result<(), EngineError> {
         self.engine.identities.forget(id.as_str());
         if self.engine.store.delete_integration(id.as_str()).await? {
             Ok(())

@@ -80,3 +80,87 @@ async fn events_are_signed_and_retried() {
     assert!(kinds.contains(&"connection.created".to_string()));
     assert!(kinds.contains(&"connection.deleted".to_string()));
 }
+
+#[tokio::test]
+async fn a_forced_integration_delete_marks_its_connections_and_says_why() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&hook)
+        .await;
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let catalog = Catalog::default();
+    catalog
+        .add_source(
+            "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+            "p.yaml",
+            Origin::Custom,
+        )
+        .unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let engine = Engine::builder(Arc::new(store), catalog, net)
+        .webhook(WebhookConfig {
+            url: format!("{}/hook", hook.uri()).parse().unwrap(),
+            secret: Secret::new("whsec-test"),
+        })
+        .build()
+        .await
+        .unwrap();
+    let app: latchkey_engine::IntegrationId = "app".parse().unwrap();
+    engine
+        .integrations()
+        .put(latchkey_engine::NewIntegration {
+            id: app.clone(),
+            connector: "plain".parse().unwrap(),
+            client_id: None,
+            client_secret: None,
+            scopes: Vec::new(),
+        })
+        .await
+        .unwrap();
+    for (id, integration) in [("used", Some(app.clone())), ("other", None)] {
+        engine
+            .connections()
+            .create(NewConnection {
+                id: Some(id.parse().unwrap()),
+                integration,
+                credentials: [("token".to_string(), Secret::new("t"))].into(),
+                run_test: false,
+                ..NewConnection::new("plain".parse().unwrap())
+            })
+            .await
+            .unwrap();
+    }
+    let refused = engine.integrations().delete(&app).await.unwrap_err();
+    assert_eq!(refused.code(), "conflict", "{refused}");
+    assert!(refused.to_string().contains("used by 1 connection"), "{refused}");
+
+    let marked = engine.integrations().delete_forced(&app).await.unwrap();
+    assert_eq!(marked, ["used"]);
+    for (id, status) in [
+        ("used", latchkey_store::ConnectionStatus::NeedsReauth),
+        ("other", latchkey_store::ConnectionStatus::Ok),
+    ] {
+        assert_eq!(engine.connections().get(&id.parse().unwrap()).await.unwrap().status, status);
+    }
+
+    let mut event = None;
+    for _ in 0..100 {
+        let requests = hook.received_requests().await.unwrap();
+        event = requests.iter().find_map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            (body["type"] == "connection.needs_reauth").then_some(body)
+        });
+        if event.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let event = event.expect("a connection.needs_reauth event");
+    assert_eq!(event["connection_id"], "used");
+    assert!(
+        event["message"].as_str().unwrap().contains("integration `app` was deleted"),
+        "{event}"
+    );
+}

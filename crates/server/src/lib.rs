@@ -77,9 +77,11 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/connections/{id}/refresh", post(routes::connections::refresh))
         .route("/connect-sessions", post(routes::connect_sessions::create))
         .route("/connect-sessions/{id}", get(routes::connect_sessions::get))
+        .route_layer(middleware::from_fn(routes::refuse_unknown_query))
         .route_layer(capped(limits.api));
     let upload = Router::new()
         .route("/connectors/{id}", put(routes::connectors::put))
+        .route_layer(middleware::from_fn(routes::refuse_unknown_query))
         .route_layer(capped(limits.connector_upload));
     let proxy = Router::new()
         .route("/proxy/{connection}", any(proxy::forward_root))

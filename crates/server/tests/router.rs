@@ -750,3 +750,165 @@ async fn the_error_table_answers_every_engine_error_with_its_class() {
         assert!(!body.to_string().contains("hunter2"), "{body}");
     }
 }
+
+#[tokio::test]
+async fn query_parameters_a_route_does_not_know_are_refused() {
+    let (_server, state) = world().await;
+    // Was: every user's connections, the parameter silently ignored.
+    let body =
+        call(&state, "GET", "/v1/connections?end_user=u1").await.error(400, "invalid_request");
+    assert_eq!(body["field"], "end_user", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("`end_user`") && message.contains("`end_user_id`"), "{message}");
+    for (method, uri, field) in [
+        ("GET", "/v1/connectors?page=2", "page"),
+        ("GET", "/v1/connections/c1?verbose", "verbose"),
+        ("GET", "/v1/integrations?connector=prov", "connector"),
+        ("DELETE", "/v1/connections/c1?force=true", "force"),
+        ("POST", "/v1/connections/c1/test?dry_run=1", "dry_run"),
+        ("GET", "/v1/connect-sessions/x?token=t", "token"),
+    ] {
+        let body = call(&state, method, uri).await.error(400, "invalid_request");
+        assert_eq!(body["field"], field, "{method} {uri}: {body}");
+        assert!(body["message"].as_str().unwrap().contains("takes no query parameters"), "{body}");
+    }
+    let body = call_json(
+        &state,
+        "POST",
+        "/v1/connections?test=false&dry_run=1",
+        &json!({"connector": "prov", "credentials": {"token": "t"}}),
+    )
+    .await
+    .error(400, "invalid_request");
+    assert_eq!(body["field"], "dry_run", "{body}");
+    let put = with_key("PUT", "/v1/connectors/mine?overwrite=1")
+        .header("content-type", "application/yaml")
+        .body(Body::from(
+            "id: mine\nname: M\nbase_url: https://m.example\nauth:\n  - type: bearer\n",
+        ))
+        .unwrap();
+    assert_eq!(send(&state, put).await.error(400, "invalid_request")["field"], "overwrite");
+    call(&state, "GET", "/v1/connectors/mine").await.error(404, "connector_not_found");
+    // Nothing was created by the refused requests; the proxy still passes its query through.
+    assert_eq!(call(&state, "GET", "/v1/connections").await.json().as_array().unwrap().len(), 2);
+    assert_eq!(call(&state, "GET", "/v1/proxy/c1/ok?anything=1").await.status, 200);
+    assert_eq!(call(&state, "GET", "/v1/connections?").await.status, 200);
+}
+
+#[tokio::test]
+async fn connections_can_be_listed_for_one_end_user() {
+    let (_server, state) = world().await;
+    for (id, user) in [("u1a", "u1"), ("u1b", "u1"), ("u2a", "u2")] {
+        let created = call_json(
+            &state,
+            "POST",
+            "/v1/connections?test=false",
+            &json!({"id": id, "connector": "prov", "credentials": {"token": "t"}, "end_user_id": user}),
+        )
+        .await;
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    let ids = |answer: Answer| -> Vec<String> {
+        let mut ids: Vec<String> = answer
+            .json()
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(call(&state, "GET", "/v1/connections?end_user_id=u1").await), ["u1a", "u1b"]);
+    assert_eq!(ids(call(&state, "GET", "/v1/connections?end_user_id=u2").await), ["u2a"]);
+    assert!(ids(call(&state, "GET", "/v1/connections?end_user_id=nobody").await).is_empty());
+    assert_eq!(ids(call(&state, "GET", "/v1/connections").await).len(), 5);
+}
+
+#[tokio::test]
+async fn deleting_an_integration_in_use_is_refused_unless_forced() {
+    let (_server, state) = world().await;
+    // `oauth-app` is used by `o1`.
+    let body = call(&state, "DELETE", "/v1/integrations/oauth-app").await.error(409, "conflict");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("used by 1 connection;") && message.contains("force"), "{message}");
+    assert_eq!(call(&state, "GET", "/v1/integrations/oauth-app").await.status, 200, "kept");
+    assert_eq!(call(&state, "GET", "/v1/connections/o1").await.json()["status"], "ok");
+    call(&state, "DELETE", "/v1/integrations/oauth-app?force=maybe")
+        .await
+        .error(400, "invalid_request");
+    call(&state, "DELETE", "/v1/integrations/nope?force=true")
+        .await
+        .error(404, "integration_not_found");
+
+    assert_eq!(call(&state, "DELETE", "/v1/integrations/oauth-app?force=true").await.status, 204);
+    call(&state, "GET", "/v1/integrations/oauth-app").await.error(404, "integration_not_found");
+    let o1 = call(&state, "GET", "/v1/connections/o1").await.json();
+    assert_eq!(o1["status"], "needs_reauth", "{o1}");
+    call(&state, "GET", "/v1/connections/o1/token").await.error(409, "needs_reauth");
+    // An integration nothing uses goes without `force`; `c1` (no integration) is untouched.
+    assert_eq!(call(&state, "DELETE", "/v1/integrations/app").await.status, 204);
+    assert_eq!(call(&state, "GET", "/v1/connections/c1").await.json()["status"], "ok");
+}
+
+#[tokio::test]
+async fn a_connect_session_that_cannot_succeed_is_refused_when_created() {
+    let (_server, state) = world().await;
+    // `o1` is an `oauth` connection; `app` enables `prov`.
+    let body = call_json(
+        &state,
+        "POST",
+        "/v1/connect-sessions",
+        &json!({"integration": "app", "connection_id": "o1"}),
+    )
+    .await
+    .error(400, "invalid_request");
+    assert_eq!(body["field"], "connection_id", "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("`oauth`") && message.contains("`prov`"), "{message}");
+
+    // A connection whose method its connector no longer has (the connector was replaced).
+    let put = |yaml: &str| {
+        with_key("PUT", "/v1/connectors/moved")
+            .header("content-type", "application/yaml")
+            .body(Body::from(yaml.to_owned()))
+            .unwrap()
+    };
+    let bearer = "id: moved\nname: M\nbase_url: https://m.example\nauth:\n  - type: bearer\n";
+    assert_eq!(send(&state, put(bearer)).await.status, 200);
+    let created = call_json(
+        &state,
+        "POST",
+        "/v1/connections?test=false",
+        &json!({"id": "m1", "connector": "moved", "credentials": {"token": "t"}}),
+    )
+    .await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let basic = "id: moved\nname: M\nbase_url: https://m.example\nauth:\n  - type: basic\n";
+    assert_eq!(send(&state, put(basic)).await.status, 200);
+    call_json(
+        &state,
+        "POST",
+        "/v1/integrations",
+        &json!({"id": "moved-app", "connector": "moved"}),
+    )
+    .await;
+    let body = call_json(
+        &state,
+        "POST",
+        "/v1/connect-sessions",
+        &json!({"integration": "moved-app", "connection_id": "m1"}),
+    )
+    .await
+    .error(400, "auth_method_not_found");
+    assert!(body["message"].as_str().unwrap().contains("basic"), "{body}");
+    // Naming a method the connector has is fine, and so is a new connection.
+    for body in [
+        json!({"integration": "moved-app", "connection_id": "m1", "auth": "basic"}),
+        json!({"integration": "moved-app", "connection_id": "m2"}),
+        json!({"integration": "app", "connection_id": "c1"}),
+    ] {
+        let created = call_json(&state, "POST", "/v1/connect-sessions", &body).await;
+        assert_eq!(created.status, 201, "{body}: {}", created.text);
+    }
+}

@@ -45,6 +45,7 @@ pub struct CreateConnection {
 
 /// Query of `POST /v1/connections`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
 pub struct CreateParams {
     /// Run the connector's credential test first (default true).
     #[serde(default = "yes")]
@@ -81,10 +82,26 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(record.summary())))
 }
 
+/// Query of `GET /v1/connections`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Only the connections of this end user (the app's id for them).
+    #[serde(default)]
+    pub end_user_id: Option<String>,
+}
+
 /// Lists connections, without secrets.
-#[utoipa::path(get, path = "/v1/connections", responses((status = 200, description = "connections without secrets")))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
-    Ok(Json(state.engine.connections().list().await?))
+#[utoipa::path(get, path = "/v1/connections", params(ListParams), responses((status = 200, description = "connections without secrets")))]
+pub async fn list(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
+    let mut all = state.engine.connections().list().await?;
+    if let Some(user) = &params.end_user_id {
+        all.retain(|c| c.end_user_id.as_ref() == Some(user));
+    }
+    Ok(Json(all))
 }
 
 /// One connection, without secrets.

@@ -8,7 +8,7 @@ use latchkey_engine::{ConnectorId, IntegrationId, NewIntegration};
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
 
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, Query};
 use crate::{ApiError, AppState};
 
 /// `POST /v1/integrations`.
@@ -95,12 +95,26 @@ pub async fn get(
     Ok(Json(view(&state.engine.integrations().get(&id).await?)))
 }
 
-/// Deletes an integration.
-#[utoipa::path(delete, path = "/v1/integrations/{id}", params(("id" = String, Path, description = "The integration's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+/// Query of `DELETE /v1/integrations/{id}`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteParams {
+    /// Delete it even if connections use it; they become `needs_reauth` (default false).
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// Deletes an integration; one that connections use is refused (409) unless `?force=true`.
+#[utoipa::path(delete, path = "/v1/integrations/{id}", params(("id" = String, Path, description = "The integration's id: 1-64 characters of `A-Z a-z 0-9 - _ .`."), DeleteParams), responses((status = 204), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<IntegrationId>,
+    Query(params): Query<DeleteParams>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.integrations().delete(&id).await?;
+    if params.force {
+        state.engine.integrations().delete_forced(&id).await?;
+    } else {
+        state.engine.integrations().delete(&id).await?;
+    }
     Ok(StatusCode::NO_CONTENT)
 }
