@@ -20,6 +20,7 @@ pub struct Cli {
 
 /// Options shared by every command.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct Global {
     /// A configuration file (TOML) whose keys are these options' long names with `_` for `-`;
     /// environment variables and flags override it. Default: `latchkey.toml` in the data
@@ -43,9 +44,10 @@ pub struct Global {
     /// A directory of connector files added to the built-in catalog (may repeat).
     #[arg(long = "connectors", global = true, env = "LATCHKEY_CONNECTORS", value_delimiter = ':')]
     pub connectors: Vec<PathBuf>,
-    /// Log filter, e.g. `info` or `latchkey=debug` (env LATCHKEY_LOG).
-    #[arg(long, global = true, env = "LATCHKEY_LOG", default_value = "info")]
-    pub log: String,
+    /// Log filter, e.g. `info` or `latchkey=debug`. Default: `info` for `serve`, `warn` for the
+    /// other commands (which print their result instead).
+    #[arg(long, global = true, env = "LATCHKEY_LOG")]
+    pub log: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long, global = true, env = "LATCHKEY_LOG_JSON")]
     pub log_json: bool,
@@ -79,6 +81,24 @@ pub struct Global {
     pub script_http_requests: u32,
 }
 
+/// How a list or show command prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// Aligned columns under a header row (a list), or `field  value` lines (a show).
+    #[default]
+    Text,
+    /// JSON: an array for a list, an object for a show.
+    Json,
+}
+
+/// `--output`, on every list and show command.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArg {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+}
+
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -97,6 +117,16 @@ pub enum Command {
         /// Seconds between proactive refresh passes.
         #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
         refresh_interval: u64,
+        /// Log one line per HTTP request at info (method, route template, status, latency,
+        /// connection id); `false` turns it off.
+        #[arg(
+            long,
+            env = "LATCHKEY_ACCESS_LOG",
+            default_value_t = true,
+            action = clap::ArgAction::Set,
+            value_name = "BOOL"
+        )]
+        access_log: bool,
     },
     /// Inspect and check connectors.
     Connector {
@@ -170,6 +200,18 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print a shell completion script, e.g. `latchkey completions bash > /etc/bash_completion.d/latchkey`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write one page per command into a directory.
+    Man {
+        /// Write `latchkey.1`, `latchkey-serve.1`, … into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 /// `latchkey keys …`.
@@ -183,7 +225,11 @@ pub enum KeysCommand {
     },
     /// List key versions: which is current, which keys were given, which still have a key
     /// check in the database, and how many secret rows each seals.
-    Status,
+    Status {
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Re-seal every secret under the current key, in batches; safe to run while `serve`
     /// instances run, and to run again after an interruption. Exits non-zero while rows remain
     /// on older versions.
@@ -215,11 +261,17 @@ pub enum ConnectorCommand {
         /// Only names or ids containing this text.
         #[arg(long)]
         search: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
     },
-    /// Show a connector in full (YAML).
+    /// Show a connector in full (YAML; JSON with `--output json`).
     Show {
         /// Connector id.
         id: String,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Check connector files; prints each error with its file, line and field.
     Validate {
@@ -244,11 +296,18 @@ pub enum ConnectorCommand {
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
     /// List connections.
-    List,
+    List {
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Show a connection (never its secrets).
     Show {
         /// Connection id.
         id: ConnectionId,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
     },
     /// Run the connector's credential test.
     Test {
@@ -289,7 +348,11 @@ pub enum IntegrationCommand {
         scopes: Vec<String>,
     },
     /// List integrations.
-    List,
+    List {
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
     /// Delete an integration.
     Delete {
         /// Integration id.

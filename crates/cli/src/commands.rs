@@ -5,6 +5,7 @@ mod connection;
 mod connector;
 mod keys;
 mod loopback;
+mod output;
 mod request;
 
 use std::process::ExitCode;
@@ -20,7 +21,7 @@ use crate::setup;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
-        Command::Serve { listen, public_url, webhook_url, refresh_interval } => {
+        Command::Serve { listen, public_url, webhook_url, refresh_interval, access_log: _ } => {
             serve(global, listen, public_url, webhook_url, refresh_interval).await
         }
         Command::Connector { command } => connector::run(global, command).await,
@@ -57,6 +58,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             integration(&engine, command).await
         }
         Command::Keys { command } => keys::run(global, command).await,
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "latchkey", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man { dir } => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    clap_mangen::generate_to(command, &dir).with_context(|| {
+                        format!("cannot write the man pages to {}", dir.display())
+                    })?;
+                }
+                None => clap_mangen::Man::new(command).render(&mut std::io::stdout())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 
@@ -76,9 +96,36 @@ async fn serve(
         None => None,
     };
     let (engine, data_dir) = setup::engine_with(global, webhook).await?;
-    let given = setup::secret_from_env("LATCHKEY_API_KEY")?;
-    let (api_key, generated) = data_dir.api_key(given)?;
-    if generated {
+    let given = setup::api_key_from_env()?;
+    let key_file = data_dir.path().join("api.key");
+    let (api_key, source) = match given {
+        Some((key, source)) => {
+            if key_file.exists() {
+                tracing::warn!(
+                    ignored = %key_file.display(),
+                    "the API key comes from {source}: the key in {} is not accepted; delete \
+                     the file or give its key instead",
+                    key_file.display()
+                );
+            }
+            (key, source)
+        }
+        None => match data_dir.api_key(None)? {
+            (key, true) => (key, setup::ApiKeySource::Generated(key_file.clone())),
+            (key, false) => (key, setup::ApiKeySource::DataDir(key_file.clone())),
+        },
+    };
+    tracing::info!(source = %source, "API key from {source}");
+    let length = api_key.expose().chars().count();
+    if length < setup::SHORT_API_KEY {
+        tracing::warn!(
+            length,
+            "the API key is short ({length} characters): use at least {} random characters, e.g. \
+             `openssl rand -base64 32`",
+            setup::SHORT_API_KEY
+        );
+    }
+    if matches!(source, setup::ApiKeySource::Generated(_)) {
         eprintln!(
             "Generated an API key (kept in {}): {}\nCallers send it as `Authorization: Bearer <key>`. It is printed only this once.",
             data_dir.path().join("api.key").display(),
@@ -129,10 +176,31 @@ async fn integration(
                 .await?;
             println!("integration {} ({})", record.id, record.connector);
         }
-        IntegrationCommand::List => {
-            for i in engine.integrations().list().await? {
-                println!("{}\t{}\t{}", i.id, i.connector, i.client_id.as_deref().unwrap_or("-"));
-            }
+        IntegrationCommand::List { output } => {
+            let rows = engine
+                .integrations()
+                .list()
+                .await?
+                .into_iter()
+                .map(|i| {
+                    let cells = vec![
+                        i.id.clone(),
+                        i.connector.clone(),
+                        i.client_id.clone().unwrap_or_default(),
+                        i.scopes.join(" "),
+                    ];
+                    // Never the client secret: only whether there is one.
+                    let json = serde_json::json!({
+                        "id": i.id,
+                        "connector": i.connector,
+                        "client_id": i.client_id,
+                        "has_client_secret": i.client_secret.is_some(),
+                        "scopes": i.scopes,
+                    });
+                    (cells, json)
+                })
+                .collect();
+            output::list(output.output, &["ID", "CONNECTOR", "CLIENT ID", "SCOPES"], rows)?;
         }
         IntegrationCommand::Delete { id } => {
             engine.integrations().delete(&id).await?;

@@ -43,10 +43,12 @@ struct FileConfig {
     public_url: Option<String>,
     webhook_url: Option<String>,
     refresh_interval: Option<u64>,
+    access_log: Option<bool>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
-const SERVE_KEYS: &[&str] = &["listen", "public_url", "webhook_url", "refresh_interval"];
+const SERVE_KEYS: &[&str] =
+    &["listen", "public_url", "webhook_url", "refresh_interval", "access_log"];
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
 const SECRET_FILES: &[(&str, &str)] = &[("database_url", "LATCHKEY_DATABASE_URL")];
@@ -241,6 +243,7 @@ mod tests {
             public_url = "https://l.example"
             webhook_url = "https://w.example"
             refresh_interval = 7
+            access_log = false
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()

@@ -18,7 +18,11 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    setup::init_logging(&cli.global);
+    let (serve, access_log) = match &cli.command {
+        args::Command::Serve { access_log, .. } => (true, *access_log),
+        _ => (false, true),
+    };
+    setup::init_logging(&cli.global, serve, access_log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

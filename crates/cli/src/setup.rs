@@ -1,6 +1,7 @@
 //! Start-up shared by every command: logging, the data directory and its keys, the catalog, the
 //! outbound client, the engine.
 
+use std::io::IsTerminal;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -11,15 +12,69 @@ use tracing_subscriber::EnvFilter;
 use crate::args::Global;
 use crate::data_dir::{DataDir, Database, KeySource};
 
-/// Logs go to stderr, as text or JSON lines.
-pub fn init_logging(global: &Global) {
-    let filter = EnvFilter::try_new(&global.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+/// Logs go to stderr, as text or JSON lines, coloured only on a terminal and without `NO_COLOR`.
+/// `serve` logs at `info` by default; the other commands print their result, so they log only
+/// warnings unless `--log` says otherwise. `access_log: false` silences the per-request lines.
+pub fn init_logging(global: &Global, serve: bool, access_log: bool) {
+    let default = if serve { "info" } else { "warn" };
+    let mut directives = global.log.clone().unwrap_or_else(|| default.to_owned());
+    if !access_log {
+        directives.push_str(&format!(",{}=off", latchkey_server::telemetry::ACCESS_LOG));
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(colour(std::io::stderr().is_terminal(), std::env::var_os("NO_COLOR")));
     if global.log_json {
         builder.json().init();
     } else {
         builder.init();
     }
+}
+
+/// Colour when the output is a terminal and `NO_COLOR` is unset or empty (no-color.org).
+fn colour(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+/// Where the API key comes from, as said at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeySource {
+    /// `LATCHKEY_API_KEY`.
+    Environment,
+    /// The file named by `LATCHKEY_API_KEY_FILE`.
+    File(std::path::PathBuf),
+    /// `api.key` in the data directory, from an earlier start.
+    DataDir(std::path::PathBuf),
+    /// Generated now into `api.key` in the data directory.
+    Generated(std::path::PathBuf),
+}
+
+impl std::fmt::Display for ApiKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Environment => f.write_str("environment (LATCHKEY_API_KEY)"),
+            Self::File(path) => write!(f, "file {} (LATCHKEY_API_KEY_FILE)", path.display()),
+            Self::DataDir(path) => write!(f, "file {} (data directory)", path.display()),
+            Self::Generated(path) => write!(f, "generated into {}", path.display()),
+        }
+    }
+}
+
+/// Keys shorter than this draw a warning at start-up (a generated key has 35 characters).
+pub const SHORT_API_KEY: usize = 32;
+
+/// The API key given by `LATCHKEY_API_KEY` or `LATCHKEY_API_KEY_FILE`, and which one.
+pub fn api_key_from_env() -> anyhow::Result<Option<(Secret, ApiKeySource)>> {
+    let source = if std::env::var_os("LATCHKEY_API_KEY").is_some_and(|v| !v.is_empty()) {
+        ApiKeySource::Environment
+    } else if let Some(path) = std::env::var_os("LATCHKEY_API_KEY_FILE") {
+        ApiKeySource::File(path.into())
+    } else {
+        return Ok(None);
+    };
+    Ok(secret_from_env("LATCHKEY_API_KEY")?.map(|key| (key, source)))
 }
 
 /// Where the master key comes from: `LATCHKEY_MASTER_KEY`, `LATCHKEY_MASTER_KEY_FILE`, or the
@@ -125,4 +180,17 @@ pub async fn engine_with(
 /// The catalog alone, for commands that need no store.
 pub fn catalog(global: &Global) -> Catalog {
     Catalog::load(&global.connectors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::colour;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(colour(true, None));
+        assert!(colour(true, Some("".into())), "an empty NO_COLOR is unset");
+        assert!(!colour(true, Some("1".into())));
+        assert!(!colour(false, None));
+    }
 }

@@ -45,6 +45,17 @@ fn text(out: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
+/// `keys status` with its aligned columns joined by single tabs; the header row first.
+fn tabbed(status: &str) -> String {
+    let lines: Vec<String> =
+        status.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join("\t")).collect();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some("VERSION\tCURRENT\tKEY\tGIVEN\tKEY\tCHECK\tROWS")
+    );
+    lines.join("\n")
+}
+
 fn run_ok(home: &Home, env: &[(&str, &str)], args: &[&str], outputs: &mut Vec<String>) -> String {
     let out = home.command().envs(env.iter().copied()).args(args).output().unwrap();
     outputs.push(text(&out));
@@ -90,7 +101,7 @@ fn rotate_to_a_new_key_then_use_it_alone_after_retiring_the_old() {
     let printed = run_ok(&home, &[], &["keys", "generate"], &mut outputs);
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(printed.trim()).unwrap().len(), 32);
 
-    let status = run_ok(&home, &[], &["keys", "status"], &mut outputs);
+    let status = tabbed(&run_ok(&home, &[], &["keys", "status"], &mut outputs));
     assert!(status.contains("1\tyes\tyes\tyes\t1"), "{status}");
 
     // The new key is current, the old one previous: rotate, then retire.
@@ -99,7 +110,7 @@ fn rotate_to_a_new_key_then_use_it_alone_after_retiring_the_old() {
         ("LATCHKEY_MASTER_KEY_FILE", new_key_path),
         ("LATCHKEY_MASTER_KEY_PREVIOUS_FILE", old_key_path),
     ];
-    let status = run_ok(&home, &both, &["keys", "status"], &mut outputs);
+    let status = tabbed(&run_ok(&home, &both, &["keys", "status"], &mut outputs));
     assert!(status.contains("1\tno\tyes\tyes\t1"), "{status}");
     assert!(status.contains("2\tyes\tyes\tyes\t0"), "{status}");
     let rotated = run_ok(&home, &both, &["keys", "rotate", "--batch-size", "1"], &mut outputs);
@@ -120,7 +131,7 @@ fn rotate_to_a_new_key_then_use_it_alone_after_retiring_the_old() {
     let only_new = [("LATCHKEY_MASTER_KEY", new_key.trim())];
     let echoed = run_ok(&home, &only_new, &["request", "c1", "GET", "/whoami"], &mut outputs);
     assert!(echoed.to_ascii_lowercase().contains(&format!("x-key: {CANARY}")), "{echoed}");
-    let status = run_ok(&home, &only_new, &["keys", "status"], &mut outputs);
+    let status = tabbed(&run_ok(&home, &only_new, &["keys", "status"], &mut outputs));
     assert_eq!(status.lines().skip(1).collect::<Vec<_>>(), ["2\tyes\tyes\tyes\t1"], "{status}");
 
     // The credential is in no output but the echoed request, and in no file.

@@ -1,10 +1,11 @@
 //! Prometheus metrics: the process-wide recorder behind the `metrics` facade (the engine records
-//! through it too), a layer timing every HTTP request by its route template, and `GET /metrics`.
+//! through it too), a layer timing every HTTP request by its route template and writing its
+//! access-log line, and `GET /metrics`.
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -13,6 +14,10 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const HTTP_REQUESTS: &str = "latchkey_http_requests_total";
 /// Time to the response head, by route template.
 pub const HTTP_SECONDS: &str = "latchkey_http_request_seconds";
+
+/// The tracing target of the access log: one line per request at info. Turn it off with the
+/// filter directive `latchkey::access=off` (`latchkey serve --access-log false`).
+pub const ACCESS_LOG: &str = "latchkey::access";
 
 /// Histogram buckets in seconds: from a cache hit to a slow token endpoint.
 const BUCKETS: &[f64] =
@@ -49,20 +54,49 @@ pub fn handle() -> &'static PrometheusHandle {
     })
 }
 
-/// Counts and times a request under its route template (never the raw path, which holds ids).
+/// Counts and times a request under its route template (never the raw path, which holds ids and
+/// connect-session tokens), and logs it on [`ACCESS_LOG`]: method, route template, status,
+/// latency and the connection id when the route names one. No header, query or body is logged.
 pub async fn track(request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let (mut parts, body) = request.into_parts();
+    let connection = connection_of(&route, &mut parts).await;
+    let request = Request::from_parts(parts, body);
     let method = request.method().as_str().to_string();
     let started = Instant::now();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status)
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    tracing::info!(
+        target: ACCESS_LOG,
+        method = %method,
+        route = %route,
+        status,
+        latency_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        connection = connection.as_deref(),
+        "request"
+    );
+    metrics::counter!(HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string())
         .increment(1);
-    metrics::histogram!(HTTP_SECONDS, "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!(HTTP_SECONDS, "route" => route).record(elapsed.as_secs_f64());
     response
+}
+
+/// The connection id a route names: its `{connection}` parameter, or `{id}` under
+/// `/v1/connections`. Other parameters (connect-session tokens among them) are never read.
+async fn connection_of(route: &str, parts: &mut http::request::Parts) -> Option<String> {
+    let name = if route.contains("{connection}") {
+        "connection"
+    } else if route.starts_with("/v1/connections/{id}") {
+        "id"
+    } else {
+        return None;
+    };
+    let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
+    params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_owned())
 }
 
 /// `GET /metrics`: the Prometheus text format.

@@ -4,25 +4,28 @@ use std::process::ExitCode;
 
 use latchkey_engine::Engine;
 
+use super::output;
 use crate::args::ConnectionCommand;
 
 pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ConnectionCommand::List => {
+        ConnectionCommand::List { output } => {
+            let mut rows = Vec::new();
             for c in engine.connections().list().await? {
-                println!(
-                    "{:<32} {:<20} {:<10} {:<13} {}",
-                    c.id,
-                    c.connector,
-                    c.auth_method,
-                    c.status.as_str(),
-                    c.label.as_deref().unwrap_or("")
-                );
+                let cells = vec![
+                    c.id.clone(),
+                    c.connector.clone(),
+                    c.auth_method.clone(),
+                    c.status.as_str().to_owned(),
+                    c.label.clone().unwrap_or_default(),
+                ];
+                rows.push((cells, serde_json::to_value(&c)?));
             }
+            output::list(output.output, &["ID", "CONNECTOR", "AUTH", "STATUS", "LABEL"], rows)?;
         }
-        ConnectionCommand::Show { id } => {
+        ConnectionCommand::Show { id, output } => {
             let summary = engine.connections().get(&id).await?.summary();
-            println!("{}", serde_json::to_string_pretty(&summary)?);
+            output::show(output.output, &serde_json::to_value(&summary)?)?;
         }
         ConnectionCommand::Test { id } => {
             let outcome = engine.connections().test(&id).await?;

@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 
 use latchkey_core::connector::{json_schema, lint, parse_connector};
 
-use crate::args::{ConnectorCommand, Global};
+use super::output;
+use crate::args::{ConnectorCommand, Format, Global};
 use crate::setup;
 
 pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<ExitCode> {
@@ -15,8 +16,9 @@ pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<E
         ConnectorCommand::Schema => {
             println!("{}", serde_json::to_string_pretty(&json_schema())?);
         }
-        ConnectorCommand::List { category, auth_type, search } => {
+        ConnectorCommand::List { category, auth_type, search, output } => {
             let catalog = setup::catalog(global);
+            let mut rows = Vec::new();
             let search = search.map(|s| s.to_lowercase());
             for entry in catalog.list() {
                 let c = &entry.connector;
@@ -33,23 +35,36 @@ pub async fn run(global: &Global, command: ConnectorCommand) -> anyhow::Result<E
                     continue;
                 }
                 let kinds: Vec<_> = c.auth.iter().map(|m| m.kind()).collect();
-                println!(
-                    "{:<28} {:<36} {:<18} {}",
-                    c.id,
-                    c.name,
-                    c.category.as_deref().unwrap_or("-"),
-                    kinds.join(",")
-                );
+                let cells = vec![
+                    c.id.clone(),
+                    c.name.clone(),
+                    c.category.clone().unwrap_or_default(),
+                    kinds.join(","),
+                ];
+                let json = serde_json::json!({
+                    "id": c.id,
+                    "name": c.name,
+                    "category": c.category,
+                    "auth": kinds,
+                    "docs": c.docs,
+                });
+                rows.push((cells, json));
             }
+            output::list(output.output, &["ID", "NAME", "CATEGORY", "AUTH"], rows)?;
             for err in catalog.errors() {
                 eprintln!("skipped: {err}");
             }
         }
-        ConnectorCommand::Show { id } => {
+        ConnectorCommand::Show { id, output } => {
             let catalog = setup::catalog(global);
             let entry =
                 catalog.get(&id).ok_or_else(|| anyhow::anyhow!("connector `{id}` not found"))?;
-            print!("{}", serde_saphyr::to_string(entry.connector.as_ref())?);
+            match output.output {
+                Format::Text => print!("{}", serde_saphyr::to_string(entry.connector.as_ref())?),
+                Format::Json => {
+                    output::show(Format::Json, &serde_json::to_value(entry.connector.as_ref())?)?
+                }
+            }
         }
         ConnectorCommand::Lint { paths } => {
             let mut problems = 0usize;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use crate::data_dir::write_key_file;
 use latchkey_store::{MasterKey, RotationReport};
 
+use super::output;
 use crate::args::{Global, KeysCommand};
 use crate::setup;
 
@@ -24,19 +25,35 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
             }
             Ok(ExitCode::SUCCESS)
         }
-        KeysCommand::Status => {
+        KeysCommand::Status { output } => {
             let store = setup::store(global).await?;
-            println!("version\tcurrent\tkey given\tkey check\trows");
-            for v in store.key_versions().await? {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    v.version,
-                    yes_no(v.current),
-                    yes_no(v.key_given),
-                    if v.checked { "yes" } else { "retired" },
-                    v.rows
-                );
-            }
+            let rows = store
+                .key_versions()
+                .await?
+                .into_iter()
+                .map(|v| {
+                    let cells = vec![
+                        v.version.to_string(),
+                        yes_no(v.current).to_owned(),
+                        yes_no(v.key_given).to_owned(),
+                        if v.checked { "yes" } else { "retired" }.to_owned(),
+                        v.rows.to_string(),
+                    ];
+                    let json = serde_json::json!({
+                        "version": v.version,
+                        "current": v.current,
+                        "key_given": v.key_given,
+                        "checked": v.checked,
+                        "rows": v.rows,
+                    });
+                    (cells, json)
+                })
+                .collect();
+            output::list(
+                output.output,
+                &["VERSION", "CURRENT", "KEY GIVEN", "KEY CHECK", "ROWS"],
+                rows,
+            )?;
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Rotate { batch_size, retire } => {

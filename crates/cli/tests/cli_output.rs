@@ -1,0 +1,249 @@
+//! What the CLI prints: lists with a header row and aligned columns, `--output json`, no colour
+//! off a terminal, no INFO line repeating a result, completions and the man page, grouped help,
+//! the API-key source at start-up, and the access log.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Home;
+
+fn home_with_two() -> Home {
+    let home = Home::new();
+    home.connector(
+        "plain",
+        "id: plain\nname: Plain\nbase_url: https://plain.example\ncategory: dev\nauth: [{type: bearer}]\n",
+    );
+    home.ok(&["connect", "plain", "--id", "p1", "--set", "token=t-canary-1", "--no-test"]);
+    home.ok(&[
+        "connect",
+        "plain",
+        "--id",
+        "a-much-longer-connection-id",
+        "--set",
+        "token=t",
+        "--no-test",
+    ]);
+    home
+}
+
+/// The column each header name starts at, and each data line's cells' start columns.
+fn starts(line: &str) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        if c != ' ' && previous == ' ' {
+            out.push(i);
+        }
+        previous = c;
+    }
+    out
+}
+
+#[test]
+fn lists_print_a_header_and_align_their_columns() {
+    let home = home_with_two();
+    let listed = home.ok(&["connection", "list"]);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(lines[0].starts_with("ID") && lines[0].contains("CONNECTOR"), "{listed}");
+    assert!(!listed.contains('\t'), "{listed}");
+    let header = starts(lines[0]);
+    for line in &lines[1..] {
+        assert_eq!(starts(line)[..4], header[..4], "columns line up:\n{listed}");
+    }
+    assert!(!listed.contains("t-canary-1"), "{listed}");
+
+    let connectors = home.ok(&["connector", "list", "--search", "plain"]);
+    assert!(connectors.lines().next().unwrap().starts_with("ID"), "{connectors}");
+    assert!(connectors.contains("plain") && connectors.contains("bearer"), "{connectors}");
+
+    let integrations = home.ok(&["integration", "list"]);
+    assert_eq!(integrations.lines().count(), 1, "a header even when empty: {integrations}");
+    assert!(integrations.starts_with("ID"), "{integrations}");
+}
+
+#[test]
+fn every_list_and_show_speaks_json() {
+    let home = home_with_two();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = home.ok(args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}"))
+    };
+    let connections = json(&["connection", "list", "--output", "json"]);
+    let ids: Vec<&str> =
+        connections.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&"p1"));
+    let shown = json(&["connection", "show", "p1", "--output", "json"]);
+    assert_eq!(shown["connector"], "plain");
+    assert!(!shown.to_string().contains("t-canary-1"));
+    let connectors = json(&["connector", "list", "--search", "plain", "--output", "json"]);
+    assert_eq!(connectors[0]["id"], "plain");
+    assert_eq!(connectors[0]["auth"][0], "bearer");
+    let connector = json(&["connector", "show", "plain", "--output", "json"]);
+    assert_eq!(connector["base_url"], "https://plain.example");
+    std::fs::write(home.dir.path().join("secret.txt"), "client-secret-canary\n").unwrap();
+    let secret_file = home.dir.path().join("secret.txt");
+    home.ok(&[
+        "integration",
+        "add",
+        "i1",
+        "--connector",
+        "plain",
+        "--client-id",
+        "cid",
+        "--client-secret-file",
+        secret_file.to_str().unwrap(),
+    ]);
+    let integrations = json(&["integration", "list", "--output", "json"]);
+    assert_eq!(integrations[0]["id"], "i1");
+    assert_eq!(integrations[0]["has_client_secret"], true);
+    assert!(!integrations.to_string().contains("client-secret-canary"));
+    let keys = json(&["keys", "status", "--output", "json"]);
+    assert_eq!(keys[0]["version"], 1);
+    assert_eq!(keys[0]["current"], true);
+
+    // Text show: aligned `field  value` lines.
+    let text = home.ok(&["connection", "show", "p1"]);
+    let line = text.lines().find(|l| l.starts_with("connector")).unwrap();
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>(), ["connector", "plain"], "{text}");
+}
+
+#[test]
+fn no_colour_off_a_terminal_and_no_info_line_repeating_the_result() {
+    let home = Home::new();
+    home.connector(
+        "plain",
+        "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+    );
+    let out = home.run(&["connect", "plain", "--id", "p1", "--set", "token=t", "--no-test"]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("INFO"), "no INFO line by default: {stderr}");
+    assert!(!stderr.contains('\u{1b}'), "no colour into a pipe: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("p1"), "the result is printed once: {stdout}");
+    // `--log info` brings the engine's lines back, still without colour.
+    let out = home.run(&["--log", "info", "connection", "delete", "p1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("INFO") && stderr.contains("connection deleted"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr}");
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_argument_definitions() {
+    let home = Home::new();
+    let bash = home.ok(&["completions", "bash"]);
+    assert!(bash.contains("_latchkey()") && bash.contains("--access-log"), "bash");
+    let zsh = home.ok(&["completions", "zsh"]);
+    assert!(zsh.starts_with("#compdef latchkey"), "{}", &zsh[..40]);
+    let fish = home.ok(&["completions", "fish"]);
+    assert!(fish.contains("complete -c latchkey") && fish.contains("integration"), "fish");
+    assert!(!home.run(&["completions", "tcsh"]).status.success());
+    let man = home.ok(&["man"]);
+    assert!(man.contains(".TH latchkey 1"), "{}", &man[..200.min(man.len())]);
+    assert!(man.contains("LATCHKEY_DATA_DIR"), "the man page names the variables");
+    let dir = home.dir.path().join("man");
+    home.ok(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(dir.join("latchkey.1").exists());
+    assert!(dir.join("latchkey-serve.1").exists());
+    assert!(dir.join("latchkey-connection-list.1").exists());
+}
+
+#[test]
+fn subcommand_help_shows_its_own_options_before_the_global_ones() {
+    let home = Home::new();
+    let help = home.ok(&["serve", "--help"]);
+    let own = help.find("--listen").unwrap();
+    let global = help.find("Global options:").unwrap_or_else(|| panic!("{help}"));
+    assert!(own < global, "{help}");
+    assert!(help.find("--data-dir").unwrap() > global, "{help}");
+    for variable in ["LATCHKEY_LOG", "LATCHKEY_LISTEN", "LATCHKEY_ACCESS_LOG"] {
+        let count = help.matches(variable).count() - help.matches(&format!("{variable}_")).count();
+        assert_eq!(count, 1, "{variable} named once:\n{help}");
+    }
+    let list = home.ok(&["connection", "list", "--help"]);
+    assert!(list.find("--output").unwrap() < list.find("Global options:").unwrap(), "{list}");
+}
+
+fn log_of(running: &support::Running) -> String {
+    std::fs::read_to_string(&running.log).unwrap()
+}
+
+#[test]
+fn start_up_names_the_api_key_source_and_warns_of_a_short_or_shadowing_key() {
+    let home = Home::new();
+    // First start: generated into the data directory.
+    let mut first = home.command();
+    let log = home.dir.path().join("first.log");
+    let mut child = first
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    support::listening_address(&mut child, &log, Duration::from_secs(30));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("API key from generated into"), "{text}");
+    assert!(!text.contains("is short"), "{text}");
+
+    // The environment wins, and the ignored file is named; a short key is warned about.
+    let running = home.serve("short-key", &[]);
+    let text = log_of(&running);
+    assert!(text.contains("API key from environment (LATCHKEY_API_KEY)"), "{text}");
+    assert!(text.contains("the key in") && text.contains("api.key is not accepted"), "{text}");
+    assert!(
+        text.contains("WARN") && text.contains("the API key is short (9 characters)"),
+        "{text}"
+    );
+    assert!(!text.contains("short-key"), "the key itself is never logged: {text}");
+}
+
+#[test]
+fn one_access_log_line_per_request_without_secrets_and_switchable_off() {
+    let home = home_with_two();
+    let key = "an-api-key-long-enough-for-no-warning-0001";
+    let running = home.serve(key, &[]);
+    let auth = format!("Bearer {key}");
+    let (status, _) = support::http(
+        "GET",
+        &format!("{}/v1/connections/p1?token=query-canary", running.base),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200);
+    let (status, _) =
+        support::http("GET", &format!("{}/connect/session-token-canary", running.base), &[], b"")
+            .unwrap();
+    assert!(status >= 400, "{status}");
+    std::thread::sleep(Duration::from_millis(200));
+    let text = log_of(&running);
+    let line = text
+        .lines()
+        .find(|l| l.contains("latchkey::access") && l.contains("/v1/connections/{id}"))
+        .unwrap_or_else(|| panic!("no access line:\n{text}"));
+    for part in ["method=GET", "status=200", "latency_ms=", "connection=\"p1\"", "INFO"] {
+        assert!(line.contains(part), "{part} in {line}");
+    }
+    assert!(text.contains("route=/connect/{token}"), "{text}");
+    for secret in [key, "query-canary", "session-token-canary", "t-canary-1"] {
+        assert!(!text.contains(secret), "{secret} logged:\n{text}");
+    }
+    drop(running);
+
+    let running = home.serve(key, &["--access-log", "false"]);
+    support::http(
+        "GET",
+        &format!("{}/v1/connections", running.base),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let text = log_of(&running);
+    assert!(!text.contains("latchkey::access"), "{text}");
+    assert!(text.contains("latchkey listening"), "{text}");
+}
