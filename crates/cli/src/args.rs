@@ -353,9 +353,12 @@ pub enum IntegrationCommand {
         #[command(flatten)]
         output: OutputArg,
     },
-    /// Delete an integration.
+    /// Delete an integration. Refused while connections use it, unless `--force`.
     Delete {
         /// Integration id.
         id: IntegrationId,
+        /// Delete it even though connections use it; they become `needs_reauth`.
+        #[arg(long)]
+        force: bool,
     },
 }

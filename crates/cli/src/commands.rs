@@ -202,9 +202,16 @@ async fn integration(
                 .collect();
             output::list(output.output, &["ID", "CONNECTOR", "CLIENT ID", "SCOPES"], rows)?;
         }
-        IntegrationCommand::Delete { id } => {
+        IntegrationCommand::Delete { id, force: false } => {
             engine.integrations().delete(&id).await?;
             println!("deleted integration {id}");
+        }
+        IntegrationCommand::Delete { id, force: true } => {
+            let marked = engine.integrations().delete_forced(&id).await?;
+            println!(
+                "deleted integration {id}; {} connection(s) now need re-authorisation",
+                marked.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -247,3 +247,33 @@ fn one_access_log_line_per_request_without_secrets_and_switchable_off() {
     assert!(!text.contains("latchkey::access"), "{text}");
     assert!(text.contains("latchkey listening"), "{text}");
 }
+
+#[test]
+fn an_integration_in_use_is_deleted_only_with_force() {
+    let home = Home::new();
+    home.connector(
+        "plain",
+        "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+    );
+    home.ok(&["integration", "add", "i1", "--connector", "plain", "--client-id", "cid"]);
+    home.ok(&[
+        "connect",
+        "plain",
+        "--id",
+        "p1",
+        "--integration",
+        "i1",
+        "--set",
+        "token=t",
+        "--no-test",
+    ]);
+    let refused = home.run(&["integration", "delete", "i1"]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("used by 1 connection"), "{stderr}");
+    let out = home.ok(&["integration", "delete", "i1", "--force"]);
+    assert!(out.contains("1 connection(s) now need re-authorisation"), "{out}");
+    let shown: serde_json::Value =
+        serde_json::from_str(&home.ok(&["connection", "show", "p1", "--output", "json"])).unwrap();
+    assert_eq!(shown["status"], "needs_reauth", "{shown}");
+}
