@@ -209,12 +209,21 @@ fn one_access_log_line_per_request_without_secrets_and_switchable_off() {
     let auth = format!("Bearer {key}");
     let (status, _) = support::http(
         "GET",
-        &format!("{}/v1/connections/p1?token=query-canary", running.base),
+        &format!("{}/v1/connections/p1", running.base),
         &[("Authorization", &auth)],
         b"",
     )
     .unwrap();
     assert_eq!(status, 200);
+    // A query the route does not take is refused (400), and its value is not logged either.
+    let (status, _) = support::http(
+        "GET",
+        &format!("{}/v1/connections/p1?token=query-canary", running.base),
+        &[("Authorization", &auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 400);
     let (status, _) =
         support::http("GET", &format!("{}/connect/session-token-canary", running.base), &[], b"")
             .unwrap();
