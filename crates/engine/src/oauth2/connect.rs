@@ -278,11 +278,7 @@ impl Engine {
                           issuer whose discovery document names one)"
                 .into(),
         })?;
-        let client_id =
-            integration.client_id.as_deref().ok_or_else(|| EngineError::IncompleteIntegration {
-                integration: integration.id.clone(),
-                message: "has no client id".into(),
-            })?;
+        let client_id = Self::client_id(integration)?;
         let scopes = Self::scopes(oauth, integration);
         let challenge = verifier.map(PkceVerifier::challenge);
         let url = authorize_url(

@@ -42,11 +42,7 @@ impl Connect<'_> {
                 "this connector's OAuth2 method has no device authorization endpoint",
             )
         })?;
-        let client_id =
-            integration.client_id.as_deref().ok_or_else(|| EngineError::IncompleteIntegration {
-                integration: integration.id.clone(),
-                message: "has no client id".into(),
-            })?;
+        let client_id = Engine::client_id(&integration)?;
         let scopes = Engine::scopes(&oauth, &integration);
         // The device endpoint authenticates the client as the token endpoint does (§3.1).
         let assertion =

@@ -175,12 +175,7 @@ impl Engine {
             (Some(id), _) => id.as_str(),
             // The assertion identifies the caller; no client is needed.
             (None, TokenGrant::JwtBearer { .. }) => "",
-            (None, _) => {
-                return Err(EngineError::IncompleteIntegration {
-                    integration: integration.id.clone(),
-                    message: "has no client id".into(),
-                });
-            }
+            (None, _) => Self::client_id(integration)?,
         };
         let assertion = self.client_assertion(oauth, integration, client_id, endpoint)?;
         let client = Client {
@@ -275,6 +270,14 @@ impl Engine {
             )
         })?;
         self.integration_record(id).await
+    }
+
+    /// The integration's client id; [`EngineError::IncompleteIntegration`] when it has none.
+    pub(crate) fn client_id(integration: &IntegrationRecord) -> Result<&str, EngineError> {
+        integration.client_id.as_deref().ok_or_else(|| EngineError::IncompleteIntegration {
+            integration: integration.id.clone(),
+            message: "has no client id".into(),
+        })
     }
 
     /// The scopes to request: the integration's, else the connector's defaults.
