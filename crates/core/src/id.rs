@@ -164,6 +164,21 @@ id_type!(
     /// A connector's id: 1–64 of `a-z 0-9 - _` (it is also the connector's file name).
     ConnectorId, "a connector", "a-z, 0-9, `-` or `_`", connector_byte
 );
+id_type!(
+    /// An environment's id (`default`, `prod`, …): 1–64 of `a-z 0-9 - _`.
+    EnvironmentId, "an environment", "a-z, 0-9, `-` or `_`", connector_byte
+);
+
+impl EnvironmentId {
+    /// The environment every data directory starts with, and the one a request acts in when it
+    /// names none.
+    pub const DEFAULT: &'static str = "default";
+
+    /// `default`.
+    pub fn default_environment() -> Self {
+        Self(Self::DEFAULT.to_owned())
+    }
+}
 
 #[cfg(test)]
 mod tests {

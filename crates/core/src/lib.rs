@@ -13,6 +13,6 @@ pub mod secret;
 pub mod template;
 
 pub use connector::{AuthMethod, Connector, ConnectorError};
-pub use id::{ConnectionId, ConnectorId, IdError, IntegrationId};
+pub use id::{ConnectionId, ConnectorId, EnvironmentId, IdError, IntegrationId};
 pub use request::OutgoingRequest;
 pub use secret::Secret;

@@ -45,7 +45,9 @@ pub use latchkey_store as store;
 /// `reqwest_middleware` in [`middleware`].
 pub use {bytes, http, reqwest, reqwest_middleware, time};
 
-pub use latchkey_core::{ConnectionId, Connector, ConnectorId, IdError, IntegrationId, Secret};
+pub use latchkey_core::{
+    ConnectionId, Connector, ConnectorId, EnvironmentId, IdError, IntegrationId, Secret,
+};
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, IntegrationRecord,

@@ -5,6 +5,7 @@
 // Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod access;
 mod body_limit;
 mod error;
 mod extract;
@@ -24,6 +25,7 @@ use axum::routing::{any, get, post, put};
 use latchkey_core::Secret;
 use latchkey_engine::Engine;
 
+pub use access::Principal;
 pub use body_limit::BodyLimits;
 pub use error::{ApiError, Class, ErrorBody, Refusal, status_of};
 
@@ -128,7 +130,12 @@ async fn method_not_allowed(method: http::Method, OriginalUri(uri): OriginalUri)
 }
 
 /// Refuses a request without the right `Authorization: Bearer <key>`, compared in constant time.
-async fn require_api_key(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// On success the request carries the caller's [`Principal`].
+async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let given = request
         .headers()
         .get(http::header::AUTHORIZATION)
@@ -136,7 +143,18 @@ async fn require_api_key(State(state): State<AppState>, request: Request, next: 
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|v| Secret::new(v.trim()));
     match given {
-        Some(key) if key == *state.api_key => next.run(request).await,
+        Some(key) if key == *state.api_key => {
+            let address = request
+                .extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip());
+            let principal = Principal::bootstrap(
+                latchkey_engine::EnvironmentId::default_environment(),
+                address,
+            );
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
         _ => ApiError::unauthorized().into_response(),
     }
 }

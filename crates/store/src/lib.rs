@@ -40,6 +40,7 @@ mod rows;
 #[macro_use]
 mod sql;
 
+pub mod access;
 pub mod crypto;
 pub mod model;
 pub mod postgres;
@@ -50,6 +51,7 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use access::{Scope, UnknownScope};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
