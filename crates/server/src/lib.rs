@@ -170,7 +170,8 @@ pub async fn serve_with_limits(
     state: AppState,
     limits: BodyLimits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app_with_limits(state, limits))
+    let app = app_with_limits(state, limits);
+    axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
 }
