@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use latchkey_core::{ConnectionId, ConnectorId, IntegrationId, Secret};
+use latchkey_core::{ConnectionId, ConnectorId, EnvironmentId, IntegrationId, Secret};
 
 /// Latchkey: connect to any HTTP API on behalf of your users.
 #[derive(Debug, Parser)]
@@ -41,6 +41,10 @@ pub struct Global {
         hide_default_value = true
     )]
     pub database_url: Option<Secret>,
+    /// The environment integrations, connections and connect sessions are read from and made
+    /// in (`latchkey env list`).
+    #[arg(long, global = true, env = "LATCHKEY_ENVIRONMENT", default_value = "default")]
+    pub environment: EnvironmentId,
     /// A directory of connector files added to the built-in catalog (may repeat).
     #[arg(long = "connectors", global = true, env = "LATCHKEY_CONNECTORS", value_delimiter = ':')]
     pub connectors: Vec<PathBuf>,
@@ -190,6 +194,18 @@ pub enum Command {
         #[command(subcommand)]
         command: IntegrationCommand,
     },
+    /// Environments: separate spaces of integrations, connections and connect sessions.
+    Env {
+        /// What to do with environments.
+        #[command(subcommand)]
+        command: EnvCommand,
+    },
+    /// API keys with scopes, bound to an environment or spanning all of them.
+    ApiKey {
+        /// What to do with API keys.
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// Master keys: generate one, see which versions are in use, rotate, retire old ones.
     ///
     /// The current key is LATCHKEY_MASTER_KEY (or _FILE, or master.key in the data directory);
@@ -323,6 +339,57 @@ pub enum ConnectionCommand {
     Refresh {
         /// Connection id.
         id: ConnectionId,
+    },
+}
+
+/// `latchkey env …`.
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Add an environment.
+    Create {
+        /// Its id: 1-64 characters of `a-z 0-9 - _`.
+        id: EnvironmentId,
+    },
+    /// List environments.
+    List {
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+}
+
+/// `latchkey api-key …`.
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Make an API key; prints the key, once.
+    Create {
+        /// A name to recognise it by.
+        name: String,
+        /// The scopes it holds (may repeat): proxy, connections:read, connections:write,
+        /// credentials:read, connect_sessions:write, integrations:write, admin.
+        #[arg(long = "scope", required = true, value_name = "SCOPE")]
+        scopes: Vec<latchkey_store::Scope>,
+        /// Bind it to this environment (unset: it spans every environment, and picks one per
+        /// request with `X-Latchkey-Environment`).
+        #[arg(long = "for-environment", value_name = "ENVIRONMENT")]
+        for_environment: Option<EnvironmentId>,
+        /// Seconds until it stops working (unset: it does not expire).
+        #[arg(long, value_name = "SECONDS")]
+        expires_in: Option<u64>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// List API keys (never the keys themselves).
+    List {
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Revoke an API key: it stops working at once.
+    Revoke {
+        /// The key's id (`key_…`).
+        id: String,
     },
 }
 

@@ -1,5 +1,6 @@
 //! What each command does.
 
+mod access;
 mod connect;
 mod connection;
 mod connector;
@@ -30,6 +31,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             connect::run(
                 &engine,
                 connect::Options {
+                    environment: global.environment.clone(),
                     connector,
                     id,
                     auth,
@@ -51,11 +53,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Connection { command } => {
             let (engine, _) = setup::engine(global).await?;
-            connection::run(&engine, command).await
+            connection::run(&engine, &global.environment, command).await
         }
         Command::Integration { command } => {
             let (engine, _) = setup::engine(global).await?;
-            integration(&engine, command).await
+            integration(&engine, &global.environment, command).await
+        }
+        Command::Env { command } => {
+            let (engine, _) = setup::engine(global).await?;
+            access::environments(&engine, command).await
+        }
+        Command::ApiKey { command } => {
+            let (engine, _) = setup::engine(global).await?;
+            access::api_keys(&engine, command).await
         }
         Command::Keys { command } => keys::run(global, command).await,
         Command::Completions { shell } => {
@@ -144,8 +154,7 @@ async fn serve(
     tokio::spawn(
         engine.renewal().run_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
     );
-    let state =
-        latchkey_server::AppState { engine, api_key: std::sync::Arc::new(api_key), public_url };
+    let state = latchkey_server::AppState::new(engine, api_key, public_url);
     let limits = latchkey_server::BodyLimits {
         proxy: global.proxy_max_request_bytes,
         ..latchkey_server::BodyLimits::default()
@@ -156,6 +165,7 @@ async fn serve(
 
 async fn integration(
     engine: &latchkey_engine::Engine,
+    environment: &latchkey_engine::EnvironmentId,
     command: IntegrationCommand,
 ) -> anyhow::Result<ExitCode> {
     match command {
@@ -172,14 +182,21 @@ async fn integration(
             };
             let record = engine
                 .integrations()
-                .put(NewIntegration { id, connector, client_id, client_secret, scopes })
+                .put(NewIntegration {
+                    environment: environment.clone(),
+                    id,
+                    connector,
+                    client_id,
+                    client_secret,
+                    scopes,
+                })
                 .await?;
             println!("integration {} ({})", record.id, record.connector);
         }
         IntegrationCommand::List { output } => {
             let rows = engine
                 .integrations()
-                .list()
+                .list(environment)
                 .await?
                 .into_iter()
                 .map(|i| {
@@ -203,11 +220,11 @@ async fn integration(
             output::list(output.output, &["ID", "CONNECTOR", "CLIENT ID", "SCOPES"], rows)?;
         }
         IntegrationCommand::Delete { id, force: false } => {
-            engine.integrations().delete(&id).await?;
+            engine.integrations().delete(environment, &id).await?;
             println!("deleted integration {id}");
         }
         IntegrationCommand::Delete { id, force: true } => {
-            let marked = engine.integrations().delete_forced(&id).await?;
+            let marked = engine.integrations().delete_forced(environment, &id).await?;
             println!(
                 "deleted integration {id}; {} connection(s) now need re-authorisation",
                 marked.len()

@@ -27,6 +27,7 @@ pub const FILE_NAME: &str = "latchkey.toml";
 struct FileConfig {
     data_dir: Option<PathBuf>,
     database_url: Option<String>,
+    environment: Option<String>,
     connectors: Option<Vec<PathBuf>>,
     log: Option<String>,
     log_json: Option<bool>,
@@ -228,6 +229,7 @@ mod tests {
         let text = r#"
             data_dir = "d"
             database_url = "postgres://x"
+            environment = "prod"
             connectors = ["a", "b"]
             log = "debug"
             log_json = true

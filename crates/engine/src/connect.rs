@@ -12,7 +12,9 @@ use time::Duration;
 use url::Url;
 
 use crate::oauth2::{hash, oauth_method, oauth1_flow_method};
-use crate::{ConnectionId, ConnectorId, Engine, EngineError, FlowError, IntegrationId};
+use crate::{
+    ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, FlowError, IntegrationId,
+};
 
 /// How long a connect session and an authorization request stay usable.
 pub(crate) const FLOW_LIFETIME: Duration = Duration::minutes(10);
@@ -28,6 +30,8 @@ pub struct Connect<'e> {
 pub struct NewConnectSession {
     /// The integration to connect through.
     pub integration: IntegrationId,
+    /// The environment the integration is in, and the connection will be.
+    pub environment: EnvironmentId,
     /// The id the connection gets, or an existing connection to re-authorise.
     pub connection_id: Option<ConnectionId>,
     /// The connector's auth method the end user connects with (its `id`); default: the
@@ -47,6 +51,7 @@ impl NewConnectSession {
     pub fn new(integration: IntegrationId) -> Self {
         Self {
             integration,
+            environment: EnvironmentId::default_environment(),
             connection_id: None,
             auth: None,
             end_user_id: None,
@@ -79,7 +84,10 @@ impl Connect<'_> {
         &self,
         new: NewConnectSession,
     ) -> Result<(ConnectSession, Secret), EngineError> {
-        let integration = self.engine.integration_record(new.integration.as_str()).await?;
+        let integration = self
+            .engine
+            .integration_record(new.environment.as_str(), new.integration.as_str())
+            .await?;
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         // Everything the end user's flow depends on is checked here, before a link exists: a
@@ -88,6 +96,13 @@ impl Connect<'_> {
             Some(id) => self.engine.store.get_connection(id.as_str()).await?,
             None => None,
         };
+        // Connection ids are unique across environments: one taken in another environment
+        // cannot be re-authorised from here, nor be the id of a new connection.
+        if let Some(existing) = &existing
+            && existing.environment != integration.environment
+        {
+            return Err(EngineError::Conflict(format!("connection id `{}` is taken", existing.id)));
+        }
         if let Some(existing) = &existing
             && existing.connector != entry.connector.id
         {
@@ -121,6 +136,7 @@ impl Connect<'_> {
         let session = ConnectSession {
             id: format!("cs_{}", crate::random_token(12)),
             token_hash: hash(&token),
+            environment: integration.environment,
             integration: integration.id,
             connection_id: new.connection_id.map(String::from),
             auth_method,
@@ -154,7 +170,8 @@ impl Connect<'_> {
         &self,
         session: &ConnectSession,
     ) -> Result<bool, EngineError> {
-        let integration = self.engine.integration_record(&session.integration).await?;
+        let integration =
+            self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let auth = session.auth_method.as_deref();
         Ok(oauth_method(&entry.connector, auth)
@@ -184,7 +201,8 @@ impl Connect<'_> {
         &self,
         session: &ConnectSession,
     ) -> Result<(String, Vec<latchkey_core::connector::FieldSpec>), EngineError> {
-        let integration = self.engine.integration_record(&session.integration).await?;
+        let integration =
+            self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let connector = &entry.connector;
         let mut fields: Vec<_> = connector
@@ -211,7 +229,8 @@ impl Connect<'_> {
         session: &ConnectSession,
         mut values: BTreeMap<String, Secret>,
     ) -> Result<ConnectionRecord, EngineError> {
-        let integration = self.engine.integration_record(&session.integration).await?;
+        let integration =
+            self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let mut config = BTreeMap::new();
         for field in &entry.connector.config {
@@ -224,6 +243,7 @@ impl Connect<'_> {
             .connections()
             .create(crate::NewConnection {
                 // Stored from checked ids: parsing them again cannot fail.
+                environment: EnvironmentId::new(session.environment.as_str())?,
                 id: session.connection_id.as_deref().map(ConnectionId::new).transpose()?,
                 connector: ConnectorId::new(entry.connector.id.as_str())?,
                 integration: Some(IntegrationId::new(integration.id.as_str())?),

@@ -10,12 +10,14 @@ use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
 
 use crate::outbound::ApiRequest;
-use crate::{ConnectionId, ConnectorId, Engine, EngineError, Event, IntegrationId};
+use crate::{ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, Event, IntegrationId};
 
 /// What a caller supplies to create a connection: [`NewConnection::new`] and the fields to set.
 #[derive(Debug, Clone)]
 pub struct NewConnection {
-    /// Connection id; generated when absent.
+    /// The environment it belongs to (its integration is looked up there).
+    pub environment: EnvironmentId,
+    /// Connection id; generated when absent. Ids are unique across environments.
     pub id: Option<ConnectionId>,
     /// The connector's id.
     pub connector: ConnectorId,
@@ -34,10 +36,12 @@ pub struct NewConnection {
 }
 
 impl NewConnection {
-    /// A connection to `connector` with nothing else set: a generated id, no integration, the
-    /// connector's first auth method, no credentials or config, no credential test.
+    /// A connection to `connector` with nothing else set: the `default` environment, a
+    /// generated id, no integration, the connector's first auth method, no credentials or
+    /// config, no credential test.
     pub fn new(connector: ConnectorId) -> Self {
         Self {
+            environment: EnvironmentId::default_environment(),
             id: None,
             connector,
             integration: None,
@@ -131,8 +135,14 @@ impl Connections<'_> {
                 });
             }
         };
+        self.engine.environment(&new.environment).await?;
         if let Some(integration) = &new.integration
-            && self.engine.store.get_integration(integration.as_str()).await?.is_none()
+            && self
+                .engine
+                .store
+                .get_integration(new.environment.as_str(), integration.as_str())
+                .await?
+                .is_none()
         {
             return Err(EngineError::IntegrationNotFound(integration.to_string()));
         }
@@ -170,6 +180,7 @@ impl Connections<'_> {
         let now = self.engine.clock.now();
         let mut record = ConnectionRecord {
             id,
+            environment: new.environment.into_string(),
             connector: connector.id.clone(),
             integration: new.integration.map(String::from),
             auth_method: method.id().to_string(),
@@ -226,9 +237,29 @@ impl Connections<'_> {
         outcome
     }
 
-    /// Every stored connection, without secrets.
-    pub async fn list(&self) -> Result<Vec<ConnectionSummary>, EngineError> {
-        Ok(self.engine.store.list_connections().await?)
+    /// The connections of `environment`, without secrets.
+    pub async fn list(
+        &self,
+        environment: &EnvironmentId,
+    ) -> Result<Vec<ConnectionSummary>, EngineError> {
+        Ok(self.engine.store.list_connections(environment.as_str()).await?)
+    }
+
+    /// Ok if connection `id` is in `environment`; [`EngineError::ConnectionNotFound`] if it
+    /// is not — also when it exists in another environment, which must not show. A
+    /// connection's environment never changes, so the check holds for what follows it. Read
+    /// through the recent-connections cache: cheap on the proxy's path.
+    pub async fn check_environment(
+        &self,
+        environment: &EnvironmentId,
+        id: &ConnectionId,
+    ) -> Result<(), EngineError> {
+        let record = self.engine.recent_connection(id.as_str()).await?;
+        if record.environment == environment.as_str() {
+            Ok(())
+        } else {
+            Err(EngineError::ConnectionNotFound(id.to_string()))
+        }
     }
 
     /// The stored connection with this id.

@@ -42,6 +42,12 @@ pub enum EngineError {
     /// No connect session with this id.
     #[error("connect session `{0}` not found")]
     ConnectSessionNotFound(String),
+    /// No environment with this id.
+    #[error("environment `{0}` not found")]
+    EnvironmentNotFound(String),
+    /// No API key with this id.
+    #[error("API key `{0}` not found")]
+    ApiKeyNotFound(String),
     /// The connector has no auth method with this name.
     #[error("connector `{connector}` has no auth method `{method}` (it has: {available})")]
     AuthMethodNotFound {
@@ -262,6 +268,10 @@ codes! {
         IntegrationNotFound => "integration_not_found",
         /// No such connect session.
         ConnectSessionNotFound => "connect_session_not_found",
+        /// No such environment (or none this key may act in).
+        EnvironmentNotFound => "environment_not_found",
+        /// No such API key.
+        ApiKeyNotFound => "api_key_not_found",
         /// No such record (or route).
         NotFound => "not_found",
         /// The id exists, or the record changed meanwhile.
@@ -415,6 +425,8 @@ impl EngineError {
             Self::ConnectionNotFound(_) => Caller(C::ConnectionNotFound),
             Self::IntegrationNotFound(_) => Caller(C::IntegrationNotFound),
             Self::ConnectSessionNotFound(_) => Caller(C::ConnectSessionNotFound),
+            Self::EnvironmentNotFound(_) => Caller(C::EnvironmentNotFound),
+            Self::ApiKeyNotFound(_) => Caller(C::ApiKeyNotFound),
             Self::AuthMethodNotFound { .. } => Caller(C::AuthMethodNotFound),
             Self::InvalidRequest { .. } => Caller(C::InvalidRequest),
             Self::Conflict(_) => Caller(C::Conflict),

@@ -32,6 +32,8 @@ pub struct Event {
     pub kind: &'static str,
     /// The connection.
     pub connection_id: String,
+    /// The environment it belongs to.
+    pub environment: String,
     /// Its connector.
     pub connector: String,
     /// The app's id for the end user.
@@ -50,6 +52,7 @@ impl Event {
         Self {
             kind,
             connection_id: record.id.clone(),
+            environment: record.environment.clone(),
             connector: record.connector.clone(),
             end_user_id: record.end_user_id.clone(),
             message: message.map(str::to_string),

@@ -5,12 +5,14 @@ use latchkey_core::Secret;
 use latchkey_store::{ConnectionStatus, IntegrationRecord};
 
 use crate::events::Event;
-use crate::{ConnectorId, Engine, EngineError, IntegrationId};
+use crate::{ConnectorId, Engine, EngineError, EnvironmentId, IntegrationId};
 
 /// What a caller supplies to create or replace an integration.
 #[derive(Debug, Clone)]
 pub struct NewIntegration {
-    /// Integration id.
+    /// The environment it belongs to.
+    pub environment: EnvironmentId,
+    /// Integration id, unique in its environment.
     pub id: IntegrationId,
     /// The connector it enables.
     pub connector: ConnectorId,
@@ -32,12 +34,19 @@ impl Integrations<'_> {
     /// Creates or replaces an integration.
     pub async fn put(&self, new: NewIntegration) -> Result<IntegrationRecord, EngineError> {
         self.engine.connector_entry(new.connector.as_str())?;
+        self.engine.environment(&new.environment).await?;
         let now = self.engine.clock.now();
-        let created_at = match self.engine.store.get_integration(new.id.as_str()).await? {
+        let created_at = match self
+            .engine
+            .store
+            .get_integration(new.environment.as_str(), new.id.as_str())
+            .await?
+        {
             Some(existing) => existing.created_at,
             None => now,
         };
         let record = IntegrationRecord {
+            environment: new.environment.into_string(),
             id: new.id.into_string(),
             connector: new.connector.into_string(),
             client_id: new.client_id,
@@ -48,20 +57,28 @@ impl Integrations<'_> {
             updated_at: now,
         };
         self.engine.store.put_integration(&record).await?;
-        self.engine.identities.forget(&record.id);
+        self.engine.identities.forget(&record.environment, &record.id);
         Ok(record)
     }
 
-    /// The integration with this id.
-    pub async fn get(&self, id: &IntegrationId) -> Result<IntegrationRecord, EngineError> {
-        self.engine.integration_record(id.as_str()).await
+    /// The integration with this id in `environment`.
+    pub async fn get(
+        &self,
+        environment: &EnvironmentId,
+        id: &IntegrationId,
+    ) -> Result<IntegrationRecord, EngineError> {
+        self.engine.integration_record(environment.as_str(), id.as_str()).await
     }
 
     /// Deletes an integration that no connection uses; one still in use is refused with
     /// [`EngineError::Conflict`] naming how many use it (see [`Integrations::delete_forced`]).
-    pub async fn delete(&self, id: &IntegrationId) -> Result<(), EngineError> {
-        self.engine.integration_record(id.as_str()).await?;
-        let users = self.users(id).await?;
+    pub async fn delete(
+        &self,
+        environment: &EnvironmentId,
+        id: &IntegrationId,
+    ) -> Result<(), EngineError> {
+        self.engine.integration_record(environment.as_str(), id.as_str()).await?;
+        let users = self.users(environment, id).await?;
         if !users.is_empty() {
             let n = users.len();
             let noun = if n == 1 { "connection" } else { "connections" };
@@ -70,15 +87,19 @@ impl Integrations<'_> {
                  `force` to mark them `needs_reauth`"
             )));
         }
-        self.remove(id).await
+        self.remove(environment, id).await
     }
 
     /// Deletes an integration even if connections use it: each of them becomes `needs_reauth`
     /// (its tokens were issued to this integration's client) and a `connection.needs_reauth`
     /// event gives the reason. Returns the ids of the connections marked.
-    pub async fn delete_forced(&self, id: &IntegrationId) -> Result<Vec<String>, EngineError> {
-        self.engine.integration_record(id.as_str()).await?;
-        let users = self.users(id).await?;
+    pub async fn delete_forced(
+        &self,
+        environment: &EnvironmentId,
+        id: &IntegrationId,
+    ) -> Result<Vec<String>, EngineError> {
+        self.engine.integration_record(environment.as_str(), id.as_str()).await?;
+        let users = self.users(environment, id).await?;
         let reason = format!("integration `{id}` was deleted; connect again");
         let mut marked = Vec::with_capacity(users.len());
         for connection in users {
@@ -97,13 +118,17 @@ impl Integrations<'_> {
             }
             marked.push(connection);
         }
-        self.remove(id).await?;
+        self.remove(environment, id).await?;
         Ok(marked)
     }
 
     /// The ids of the connections made through this integration.
-    async fn users(&self, id: &IntegrationId) -> Result<Vec<String>, EngineError> {
-        let all = self.engine.store.list_connections().await?;
+    async fn users(
+        &self,
+        environment: &EnvironmentId,
+        id: &IntegrationId,
+    ) -> Result<Vec<String>, EngineError> {
+        let all = self.engine.store.list_connections(environment.as_str()).await?;
         Ok(all
             .into_iter()
             .filter(|c| c.integration.as_deref() == Some(id.as_str()))
@@ -111,29 +136,37 @@ impl Integrations<'_> {
             .collect())
     }
 
-    async fn remove(&self, id: &IntegrationId) -> Result<(), EngineError> {
-        self.engine.identities.forget(id.as_str());
-        if self.engine.store.delete_integration(id.as_str()).await? {
+    async fn remove(
+        &self,
+        environment: &EnvironmentId,
+        id: &IntegrationId,
+    ) -> Result<(), EngineError> {
+        self.engine.identities.forget(environment.as_str(), id.as_str());
+        if self.engine.store.delete_integration(environment.as_str(), id.as_str()).await? {
             Ok(())
         } else {
             Err(EngineError::IntegrationNotFound(id.to_string()))
         }
     }
 
-    /// Every integration (client secrets stay sealed in the records' [`Secret`]s).
-    pub async fn list(&self) -> Result<Vec<IntegrationRecord>, EngineError> {
-        Ok(self.engine.store.list_integrations().await?)
+    /// The integrations of `environment` (client secrets stay in the records' [`Secret`]s).
+    pub async fn list(
+        &self,
+        environment: &EnvironmentId,
+    ) -> Result<Vec<IntegrationRecord>, EngineError> {
+        Ok(self.engine.store.list_integrations(environment.as_str()).await?)
     }
 }
 
 impl Engine {
-    /// The integration with this id (ids read from the store).
+    /// The integration with this id in `environment` (ids read from the store).
     pub(crate) async fn integration_record(
         &self,
+        environment: &str,
         id: &str,
     ) -> Result<IntegrationRecord, EngineError> {
         self.store
-            .get_integration(id)
+            .get_integration(environment, id)
             .await?
             .ok_or_else(|| EngineError::IntegrationNotFound(id.to_string()))
     }

@@ -5,6 +5,7 @@
 // Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod access;
 mod auth_response;
 mod caches;
 pub mod catalog;
@@ -54,6 +55,7 @@ pub use latchkey_store::{
     Keyring, MasterKey, MasterKeys, PgStore, SqliteStore, Store, StoreError,
 };
 
+pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -96,6 +98,7 @@ pub struct Engine {
     recent: recent::RecentConnections,
     scripts: latchkey_script::ScriptEngine,
     identities: mtls::Identities,
+    access_caches: access::AccessCaches,
     rate_limits: rate_limit::RateLimits,
     clock: Arc<dyn Clock>,
     /// The `Arc` this engine lives in: refreshes run in tasks of their own, which a caller
@@ -187,6 +190,7 @@ impl EngineBuilder {
             recent: recent::RecentConnections::default(),
             scripts: latchkey_script::ScriptEngine::new(self.script_limits),
             identities: mtls::Identities::default(),
+            access_caches: access::AccessCaches::default(),
             rate_limits: rate_limit::RateLimits::default(),
             clock: self.clock,
             me: me.clone(),

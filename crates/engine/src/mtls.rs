@@ -18,10 +18,10 @@ const CAPACITY: u64 = 1_000;
 /// How long an unused client is kept.
 const IDLE: Duration = Duration::from_secs(3600);
 
-/// Outbound clients holding an integration's certificate, by integration id, each with the
-/// `updated_at` of the credentials it was built from.
+/// Outbound clients holding an integration's certificate, by environment and integration id,
+/// each with the `updated_at` of the credentials it was built from.
 #[derive(Debug)]
-pub(crate) struct Identities(Cache<String, (time::OffsetDateTime, Client)>);
+pub(crate) struct Identities(Cache<(String, String), (time::OffsetDateTime, Client)>);
 
 impl Default for Identities {
     fn default() -> Self {
@@ -30,9 +30,9 @@ impl Default for Identities {
 }
 
 impl Identities {
-    /// Drops the client of `integration`.
-    pub fn forget(&self, integration: &str) {
-        self.0.invalidate(integration);
+    /// Drops the client of `integration` in `environment`.
+    pub fn forget(&self, environment: &str, integration: &str) {
+        self.0.invalidate(&(environment.to_owned(), integration.to_owned()));
     }
 }
 
@@ -50,7 +50,7 @@ impl Engine {
         if let Some((_, client)) = self
             .identities
             .0
-            .get(&integration.id)
+            .get(&(integration.environment.clone(), integration.id.clone()))
             .filter(|(version, _)| *version == integration.updated_at)
         {
             return Ok(client);
@@ -67,7 +67,8 @@ impl Engine {
                 message: format!("holds no usable client certificate and key: {e}"),
             }
         })?;
-        self.identities.0.insert(integration.id.clone(), (integration.updated_at, client.clone()));
+        let key = (integration.environment.clone(), integration.id.clone());
+        self.identities.0.insert(key, (integration.updated_at, client.clone()));
         Ok(client)
     }
 }

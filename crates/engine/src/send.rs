@@ -119,9 +119,7 @@ impl Engine {
                 self.send_kept_jwt(record, target, method, out, policy).await
             }
             AuthMethod::OAuth2(method) if method.client_auth == ClientAuth::TlsClientAuth => {
-                let integration = self
-                    .oauth_integration(connector, method, record.integration.as_deref())
-                    .await?;
+                let integration = self.oauth_integration(connector, method, record).await?;
                 let net = self.client_for(method, &integration)?;
                 self.transmit(&net, record, connector, out, policy).await
             }

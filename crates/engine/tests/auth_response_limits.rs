@@ -89,7 +89,13 @@ async fn an_oversized_discovery_document_is_refused() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    issuer: {uri}\n"
     ))
     .await;
-    let Err(err) = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await
+    let Err(err) = engine
+        .connect()
+        .begin_device_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
+            &"app".parse().unwrap(),
+        )
+        .await
     else {
         panic!("the oversized response was accepted")
     };
@@ -115,7 +121,13 @@ async fn an_oversized_device_authorization_response_is_refused() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    device_authorization_url: {uri}/device\n    token_url: {uri}/token\n"
     ))
     .await;
-    let Err(err) = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await
+    let Err(err) = engine
+        .connect()
+        .begin_device_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
+            &"app".parse().unwrap(),
+        )
+        .await
     else {
         panic!("the oversized response was accepted")
     };

@@ -191,6 +191,7 @@ async fn oauth2_user_token_slack() {
     engine
         .integrations()
         .put(NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
             id: "app".parse().unwrap(),
             connector: "slack".parse().unwrap(),
             client_id: Some("cid".into()),
@@ -277,6 +278,7 @@ async fn oauth2_instance_url_salesforce() {
     engine
         .integrations()
         .put(NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
             id: "app".parse().unwrap(),
             connector: "salesforce".parse().unwrap(),
             client_id: Some("cid".into()),

@@ -425,6 +425,7 @@ async fn private_key_jwt_client_authentication() {
     engine
         .integrations()
         .put(NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
             id: "app".parse().unwrap(),
             connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
@@ -500,7 +501,14 @@ async fn device_flow_polls_and_slows_down() {
         uri = server.uri()
     );
     let Setup { engine, clock, .. } = setup(&yaml).await;
-    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
+    let flow = engine
+        .connect()
+        .begin_device_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
+            &"app".parse().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     let started = clock.now();
     let record = engine
@@ -541,7 +549,14 @@ async fn device_flow_gives_up_when_the_code_expires() {
         uri = server.uri()
     );
     let Setup { engine, clock, .. } = setup(&yaml).await;
-    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
+    let flow = engine
+        .connect()
+        .begin_device_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
+            &"app".parse().unwrap(),
+        )
+        .await
+        .unwrap();
     let started = clock.now();
     let real = std::time::Instant::now();
     let outcome = engine.connect().complete_device_authorization(flow, None).await;
@@ -576,7 +591,14 @@ async fn device_flow_reads_its_endpoint_from_the_issuers_discovery_document() {
         "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    grant: device_code\n    issuer: {uri}\n"
     );
     let engine = engine(&yaml).await;
-    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
+    let flow = engine
+        .connect()
+        .begin_device_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
+            &"app".parse().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     assert_eq!(flow.authorization.interval, std::time::Duration::from_secs(3));
 }
@@ -605,6 +627,7 @@ async fn device_authorization_authenticates_a_private_key_jwt_client() {
     engine
         .integrations()
         .put(NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
             id: "app".parse().unwrap(),
             connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
@@ -613,7 +636,14 @@ async fn device_authorization_authenticates_a_private_key_jwt_client() {
         })
         .await
         .unwrap();
-    let flow = engine.connect().begin_device_authorization(&"app".parse().unwrap()).await.unwrap();
+    let flow = engine
+        .connect()
+        .begin_device_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
+            &"app".parse().unwrap(),
+        )
+        .await
+        .unwrap();
     assert_eq!(flow.authorization.user_code, "WDJB-MJHT");
     let calls = server.received_requests().await.unwrap();
     let body = String::from_utf8_lossy(&calls[0].body).to_string();

@@ -382,6 +382,7 @@ async fn before_oauth2_authorise_may_add_parameters() {
     let (url, _flow) = engine
         .connect()
         .begin_local_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
             &"app".parse().unwrap(),
             None,
             "http://127.0.0.1:9/callback",
@@ -594,7 +595,14 @@ async fn a_refused_login_stores_nothing_and_says_so() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("refused with HTTP 401"), "{err}");
-    assert!(engine.connections().list().await.unwrap().is_empty());
+    assert!(
+        engine
+            .connections()
+            .list(&latchkey_engine::EnvironmentId::default_environment())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

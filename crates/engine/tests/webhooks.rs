@@ -111,6 +111,7 @@ async fn a_forced_integration_delete_marks_its_connections_and_says_why() {
     engine
         .integrations()
         .put(latchkey_engine::NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
             id: app.clone(),
             connector: "plain".parse().unwrap(),
             client_id: None,
@@ -132,11 +133,19 @@ async fn a_forced_integration_delete_marks_its_connections_and_says_why() {
             .await
             .unwrap();
     }
-    let refused = engine.integrations().delete(&app).await.unwrap_err();
+    let refused = engine
+        .integrations()
+        .delete(&latchkey_engine::EnvironmentId::default_environment(), &app)
+        .await
+        .unwrap_err();
     assert_eq!(refused.code(), "conflict", "{refused}");
     assert!(refused.to_string().contains("used by 1 connection"), "{refused}");
 
-    let marked = engine.integrations().delete_forced(&app).await.unwrap();
+    let marked = engine
+        .integrations()
+        .delete_forced(&latchkey_engine::EnvironmentId::default_environment(), &app)
+        .await
+        .unwrap();
     assert_eq!(marked, ["used"]);
     for (id, status) in [
         ("used", latchkey_store::ConnectionStatus::NeedsReauth),

@@ -34,6 +34,8 @@ pub struct ErrorBody {
 pub enum Refusal {
     /// No API key, or the wrong one.
     Unauthorized,
+    /// The API key lacks the scope the route needs (the message names it).
+    InsufficientScope,
     /// The request body exceeds the route's cap.
     PayloadTooLarge,
     /// The body's `Content-Type` is not the one the route reads.
@@ -46,6 +48,7 @@ impl Refusal {
     /// Every refusal, for tables and tests.
     pub const ALL: &'static [Refusal] = &[
         Refusal::Unauthorized,
+        Refusal::InsufficientScope,
         Refusal::PayloadTooLarge,
         Refusal::UnsupportedMediaType,
         Refusal::MethodNotAllowed,
@@ -55,6 +58,7 @@ impl Refusal {
     pub fn code(self) -> &'static str {
         match self {
             Refusal::Unauthorized => "unauthorized",
+            Refusal::InsufficientScope => "insufficient_scope",
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::MethodNotAllowed => "method_not_allowed",
@@ -96,6 +100,7 @@ pub fn status_of(class: Class) -> StatusCode {
     use UpstreamCode as U;
     match class {
         Class::Server(Refusal::Unauthorized) => S::UNAUTHORIZED,
+        Class::Server(Refusal::InsufficientScope) => S::FORBIDDEN,
         Class::Server(Refusal::PayloadTooLarge) => S::PAYLOAD_TOO_LARGE,
         Class::Server(Refusal::UnsupportedMediaType) => S::UNSUPPORTED_MEDIA_TYPE,
         Class::Server(Refusal::MethodNotAllowed) => S::METHOD_NOT_ALLOWED,
@@ -117,6 +122,8 @@ pub fn status_of(class: Class) -> StatusCode {
                 | C::ConnectionNotFound
                 | C::IntegrationNotFound
                 | C::ConnectSessionNotFound
+                | C::EnvironmentNotFound
+                | C::ApiKeyNotFound
                 | C::NotFound,
             ) => S::NOT_FOUND,
             Caller(C::Conflict | C::NeedsReauth) => S::CONFLICT,
@@ -269,6 +276,8 @@ mod tests {
         ("caller", "connection_not_found", 404),
         ("caller", "integration_not_found", 404),
         ("caller", "connect_session_not_found", 404),
+        ("caller", "environment_not_found", 404),
+        ("caller", "api_key_not_found", 404),
         ("caller", "not_found", 404),
         ("caller", "conflict", 409),
         ("caller", "needs_reauth", 409),
@@ -300,6 +309,7 @@ mod tests {
         ("internal", "internal", 500),
         ("internal", "refresh_in_progress", 503),
         ("server", "unauthorized", 401),
+        ("server", "insufficient_scope", 403),
         ("server", "payload_too_large", 413),
         ("server", "unsupported_media_type", 415),
         ("server", "method_not_allowed", 405),

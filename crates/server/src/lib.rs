@@ -18,10 +18,10 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, OriginalUri, Request, State};
+use axum::extract::{DefaultBodyLimit, OriginalUri, Request};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get, post, put};
+
+use axum::routing::{any, delete, get, post, put};
 use latchkey_core::Secret;
 use latchkey_engine::Engine;
 
@@ -38,9 +38,21 @@ pub struct AppState {
     pub api_key: Arc<Secret>,
     /// The base URL browsers and providers reach this server at (`--public-url`).
     pub public_url: url::Url,
+    /// Failed authentications per address, for the back-off.
+    pub auth_throttle: access::AuthThrottle,
 }
 
 impl AppState {
+    /// The state of a server over `engine`, whose bootstrap administrator key is `api_key`.
+    pub fn new(engine: Arc<Engine>, api_key: Secret, public_url: url::Url) -> Self {
+        Self {
+            engine,
+            api_key: Arc::new(api_key),
+            public_url,
+            auth_throttle: access::AuthThrottle::default(),
+        }
+    }
+
     /// The one OAuth redirect URI: `{public_url}/oauth/callback`.
     pub fn callback_url(&self) -> String {
         format!("{}/oauth/callback", self.public_url.as_str().trim_end_matches('/'))
@@ -79,15 +91,22 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/connections/{id}/refresh", post(routes::connections::refresh))
         .route("/connect-sessions", post(routes::connect_sessions::create))
         .route("/connect-sessions/{id}", get(routes::connect_sessions::get))
+        .route("/environments", get(routes::environments::list).post(routes::environments::create))
+        .route("/environments/{id}", get(routes::environments::get))
+        .route("/api-keys", get(routes::api_keys::list).post(routes::api_keys::create))
+        .route("/api-keys/{id}", delete(routes::api_keys::revoke))
         .route_layer(middleware::from_fn(routes::refuse_unknown_query))
+        .route_layer(middleware::from_fn(access::require_scope))
         .route_layer(capped(limits.api));
     let upload = Router::new()
         .route("/connectors/{id}", put(routes::connectors::put))
         .route_layer(middleware::from_fn(routes::refuse_unknown_query))
+        .route_layer(middleware::from_fn(access::require_scope))
         .route_layer(capped(limits.connector_upload));
     let proxy = Router::new()
         .route("/proxy/{connection}", any(proxy::forward_root))
         .route("/proxy/{connection}/{*path}", any(proxy::forward))
+        .route_layer(middleware::from_fn(access::require_scope))
         .route_layer(capped(limits.proxy));
     // The key is checked before any body is read, and before an unknown route is told apart:
     // without it, every path under `/v1` is a 401.
@@ -96,12 +115,13 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .merge(proxy)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .layer(middleware::from_fn_with_state(state.clone(), access::authenticate));
     let metrics = Router::new()
         .route("/metrics", get(telemetry::render))
+        .route_layer(middleware::from_fn(access::require_scope))
         // `nest` does not reach `/v1/` itself: it too is an unknown route under `/v1`.
         .route("/v1/", any(unknown_route))
-        .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
+        .layer(middleware::from_fn_with_state(state.clone(), access::authenticate));
     let pages = Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::document))
@@ -127,36 +147,6 @@ async fn unknown_route(OriginalUri(uri): OriginalUri) -> ApiError {
 /// A route that exists, asked with another method: 405 `method_not_allowed`, as JSON.
 async fn method_not_allowed(method: http::Method, OriginalUri(uri): OriginalUri) -> ApiError {
     ApiError::refused(Refusal::MethodNotAllowed, format!("{} does not answer {method}", uri.path()))
-}
-
-/// Refuses a request without the right `Authorization: Bearer <key>`, compared in constant time.
-/// On success the request carries the caller's [`Principal`].
-async fn require_api_key(
-    State(state): State<AppState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
-    let given = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| Secret::new(v.trim()));
-    match given {
-        Some(key) if key == *state.api_key => {
-            let address = request
-                .extensions()
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip());
-            let principal = Principal::bootstrap(
-                latchkey_engine::EnvironmentId::default_environment(),
-                address,
-            );
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        _ => ApiError::unauthorized().into_response(),
-    }
 }
 
 /// Serves `app(state)` on `listener` until Ctrl-C or SIGTERM.

@@ -15,15 +15,16 @@ use http::HeaderMap;
 use latchkey_engine::{ApiRequest, ConnectionId, strip_hop_by_hop};
 
 use crate::extract::Path;
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Principal};
 
 /// `ANY /v1/proxy/{connection}`.
 pub async fn forward_root(
     state: State<AppState>,
+    principal: Principal,
     Path(connection): Path<ConnectionId>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy(state, connection, String::new(), request).await
+    proxy(state, principal, connection, String::new(), request).await
 }
 
 /// `ANY /v1/proxy/{connection}/{*path}`.
@@ -54,18 +55,21 @@ pub async fn forward_root(
 )]
 pub async fn forward(
     state: State<AppState>,
+    principal: Principal,
     Path((connection, path)): Path<(ConnectionId, String)>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    proxy(state, connection, path, request).await
+    proxy(state, principal, connection, path, request).await
 }
 
 async fn proxy(
     State(state): State<AppState>,
+    principal: Principal,
     connection: ConnectionId,
     path: String,
     request: Request,
 ) -> Result<Response, ApiError> {
+    state.engine.connections().check_environment(&principal.environment, &connection).await?;
     let (parts, body) = request.into_parts();
     // The path as the caller sent it (still percent-encoded), not axum's decoded capture, so
     // that `%2F` cannot turn into a separator on the way through.

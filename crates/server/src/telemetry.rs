@@ -123,11 +123,7 @@ mod tests {
         let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
         let engine =
             Engine::builder(Arc::new(store), Catalog::default(), net).build().await.unwrap();
-        AppState {
-            engine,
-            api_key: Arc::new(Secret::new("metrics-key")),
-            public_url: "http://127.0.0.1:1".parse().unwrap(),
-        }
+        AppState::new(engine, Secret::new("metrics-key"), "http://127.0.0.1:1".parse().unwrap())
     }
 
     async fn get(state: &AppState, path: &str, key: Option<&str>) -> (u16, String) {

@@ -87,6 +87,7 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         engine
             .integrations()
             .put(NewIntegration {
+                environment: latchkey_engine::EnvironmentId::default_environment(),
                 id: id.parse().unwrap(),
                 connector: connector.parse().unwrap(),
                 client_id: Some("cid".into()),
@@ -119,11 +120,8 @@ async fn world_and_store() -> (MockServer, AppState, Arc<dyn Store>) {
         })
         .await
         .unwrap();
-    let state = AppState {
-        engine,
-        api_key: Arc::new(Secret::new(API_KEY)),
-        public_url: "http://127.0.0.1:7400".parse().unwrap(),
-    };
+    let state =
+        AppState::new(engine, Secret::new(API_KEY), "http://127.0.0.1:7400".parse().unwrap());
     (server, state, store)
 }
 
@@ -620,6 +618,8 @@ fn one_of_each() -> Vec<EngineError> {
         EngineError::ConnectionNotFound("x".into()),
         EngineError::IntegrationNotFound("x".into()),
         EngineError::ConnectSessionNotFound("x".into()),
+        EngineError::EnvironmentNotFound("x".into()),
+        EngineError::ApiKeyNotFound("x".into()),
         EngineError::AuthMethodNotFound {
             connector: "x".into(),
             method: "m".into(),

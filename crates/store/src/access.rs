@@ -1,10 +1,52 @@
 //! Who may do what: environments and the API keys that act in them, with their scopes.
 //! Keys are kept only as a SHA-256 digest; the key itself is shown once, when it is made.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::str::FromStr;
 
+use latchkey_core::Secret;
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+/// A separate space of integrations, connections, connect sessions and webhooks (`default`,
+/// `prod`, `dev`, …). Keys bound to one environment see nothing of the others.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentRecord {
+    /// Its id.
+    pub id: String,
+    /// Where this environment's webhook events go (the server's `--webhook-url` when `None`).
+    pub webhook_url: Option<String>,
+    /// The secret its webhooks are signed with; stored encrypted.
+    pub webhook_secret: Option<Secret>,
+    /// When it was created (UTC).
+    pub created_at: OffsetDateTime,
+}
+
+/// An API key as stored: its SHA-256 digest, never the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// The key's id (`key_…`), which lists, the audit log and revocation name it by.
+    pub id: String,
+    /// A name its creator chose (`billing-backend`).
+    pub name: String,
+    /// The environment it acts in; `None` for a key that spans every environment.
+    pub environment: Option<String>,
+    /// What it may do.
+    pub scopes: BTreeSet<Scope>,
+    /// Hex SHA-256 of the key.
+    pub key_hash: String,
+    /// The key's first characters (`lk_Ab3d…`), to recognise it in a list.
+    pub hint: String,
+    /// When it was created (UTC).
+    pub created_at: OffsetDateTime,
+    /// When it stops working, if it does.
+    pub expires_at: Option<OffsetDateTime>,
+    /// When it last authenticated a request (written at most once a minute).
+    pub last_used_at: Option<OffsetDateTime>,
+    /// When it was revoked; a revoked key never authenticates again.
+    pub revoked_at: Option<OffsetDateTime>,
+}
 
 /// What an API key may do. A route names the one scope it needs; `admin` holds every scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

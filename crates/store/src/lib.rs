@@ -4,7 +4,8 @@
 //! A caller names the role it needs: [`IntegrationStore`] (integrations and custom
 //! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
 //! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values) and
-//! [`KeyAdmin`] (key versions, re-sealing, retirement). [`Store`] is all of them, shared as
+//! [`KeyAdmin`] (key versions, re-sealing, retirement), [`AccessStore`] (environments, API
+//! keys). [`Store`] is all of them, shared as
 //! `Arc<dyn Store>`, which upcasts to any one role.
 //!
 //! One implementation serves both databases: [`SqlStore`], whose queries (in `src/sql/`) are
@@ -51,14 +52,16 @@ pub mod sqlite;
 #[cfg(test)]
 mod tests;
 
-pub use access::{Scope, UnknownScope};
+pub use access::{ApiKeyRecord, EnvironmentRecord, Scope, UnknownScope};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 pub use postgres::{PgStore, Postgres};
-pub use roles::{ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage, Store};
+pub use roles::{
+    AccessStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage, Store,
+};
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;
 pub use sql::{Dialect, SqlStore};

@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 /// A connector enabled in this Latchkey with the app's own settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationRecord {
-    /// Unique id, chosen by the operator (e.g. `github-main`).
+    /// The environment it belongs to.
+    pub environment: String,
+    /// Its id, chosen by the operator (e.g. `github-main`), unique in its environment.
     pub id: String,
     /// The connector it uses.
     pub connector: String,
@@ -83,8 +85,10 @@ impl FromStr for ConnectionStatus {
 /// One end user's authorised access through a connector, with its credentials decrypted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionRecord {
-    /// Unique id.
+    /// Unique id (across environments).
     pub id: String,
+    /// The environment it belongs to.
+    pub environment: String,
     /// The connector it uses.
     pub connector: String,
     /// The integration it was made through, if any.
@@ -117,6 +121,7 @@ impl ConnectionRecord {
     pub fn summary(&self) -> ConnectionSummary {
         ConnectionSummary {
             id: self.id.clone(),
+            environment: self.environment.clone(),
             connector: self.connector.clone(),
             integration: self.integration.clone(),
             auth_method: self.auth_method.clone(),
@@ -136,8 +141,10 @@ impl ConnectionRecord {
 /// A connection without its credentials: what listings return.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ConnectionSummary {
-    /// Unique id.
+    /// Unique id (across environments).
     pub id: String,
+    /// The environment it belongs to.
+    pub environment: String,
     /// The connector it uses.
     pub connector: String,
     /// The integration it was made through, if any.
@@ -201,6 +208,7 @@ mod tests {
         let now = OffsetDateTime::UNIX_EPOCH;
         let record = ConnectionRecord {
             id: "c1".into(),
+            environment: "default".into(),
             connector: "github".into(),
             integration: None,
             auth_method: "api_key".into(),
@@ -264,6 +272,8 @@ impl SessionStatus {
 pub struct ConnectSession {
     /// Id the app polls with.
     pub id: String,
+    /// The environment it belongs to (and the connection it makes).
+    pub environment: String,
     /// SHA-256 (hex) of the token in the connect URL; the token itself is never stored.
     pub token_hash: String,
     /// The integration to connect through.

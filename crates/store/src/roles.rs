@@ -1,5 +1,5 @@
 //! What a store does, split by role so a caller names what it needs: [`IntegrationStore`],
-//! [`ConnectionStore`], [`FlowStore`], [`ScriptStorage`] and [`KeyAdmin`]. [`Store`] is all of
+//! [`ConnectionStore`], [`FlowStore`], [`ScriptStorage`], [`KeyAdmin`] and [`AccessStore`]. [`Store`] is all of
 //! them at once, what the engine and server share as `Arc<dyn Store>`; an `Arc<dyn Store>`
 //! converts to an `Arc<dyn ConnectionStore>` (or any other role) where less is needed.
 //!
@@ -12,6 +12,7 @@ use latchkey_core::Secret;
 use time::OffsetDateTime;
 
 use crate::StoreError;
+use crate::access::{ApiKeyRecord, EnvironmentRecord};
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
@@ -20,11 +21,49 @@ use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKe
 
 /// Everything a store does: every role trait. Implemented for every type that implements them
 /// all, and shared as `Arc<dyn Store>`.
-pub trait Store: IntegrationStore + ConnectionStore + FlowStore + ScriptStorage + KeyAdmin {}
+pub trait Store:
+    IntegrationStore + ConnectionStore + FlowStore + ScriptStorage + KeyAdmin + AccessStore
+{
+}
 
 impl<T> Store for T where
-    T: IntegrationStore + ConnectionStore + FlowStore + ScriptStorage + KeyAdmin + ?Sized
+    T: IntegrationStore
+        + ConnectionStore
+        + FlowStore
+        + ScriptStorage
+        + KeyAdmin
+        + AccessStore
+        + ?Sized
 {
+}
+
+/// Who may do what: environments and API keys (stored as digests).
+#[async_trait::async_trait]
+pub trait AccessStore: Send + Sync + fmt::Debug {
+    /// Adds an environment (its webhook secret sealed); [`StoreError::Conflict`] if the id
+    /// exists.
+    async fn create_environment(&self, environment: &EnvironmentRecord) -> Result<(), StoreError>;
+
+    /// The environment with this id, if any.
+    async fn get_environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError>;
+
+    /// Every environment, by id.
+    async fn list_environments(&self) -> Result<Vec<EnvironmentRecord>, StoreError>;
+
+    /// Adds an API key; [`StoreError::Conflict`] if its id or digest exists.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    /// The key whose SHA-256 digest (hex) is `key_hash`, revoked or not.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Every API key (revoked ones too), oldest first.
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Revokes a key at `at`; `false` if there is no such key or it was already revoked.
+    async fn revoke_api_key(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Records that a key authenticated a request at `at`.
+    async fn touch_api_key(&self, id: &str, at: OffsetDateTime) -> Result<(), StoreError>;
 }
 
 /// What the app configures: integrations (a connector enabled with the app's OAuth client and
@@ -35,14 +74,21 @@ pub trait IntegrationStore: Send + Sync + fmt::Debug {
     /// Inserts or replaces an integration, including its client secret (removed if `None`).
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<(), StoreError>;
 
-    /// The integration with this id, if any.
-    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError>;
+    /// The integration with this id in `environment`, if any.
+    async fn get_integration(
+        &self,
+        environment: &str,
+        id: &str,
+    ) -> Result<Option<IntegrationRecord>, StoreError>;
 
-    /// All integrations, by id.
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError>;
+    /// The integrations of `environment`, by id.
+    async fn list_integrations(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<IntegrationRecord>, StoreError>;
 
-    /// Deletes an integration and its secrets; `false` if it did not exist.
-    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError>;
+    /// Deletes an integration of `environment` and its secrets; `false` if it did not exist.
+    async fn delete_integration(&self, environment: &str, id: &str) -> Result<bool, StoreError>;
 
     /// Inserts or replaces a custom connector's YAML source.
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;
@@ -70,8 +116,11 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// The connection with this id and its decrypted credentials, if any.
     async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// All connections without their credentials, oldest first.
-    async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, StoreError>;
+    /// The connections of `environment` without their credentials, oldest first.
+    async fn list_connections(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<ConnectionSummary>, StoreError>;
 
     /// Deletes a connection, its credentials and its script values; `false` if it did not
     /// exist.

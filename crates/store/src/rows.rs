@@ -16,22 +16,22 @@ use crate::secret_rows::CLIENT_SECRET;
 /// The `connections` columns that [`connection`] reads, as a literal for `concat!`.
 macro_rules! connection_columns {
     () => {
-        "id, connector, integration, auth_method, config, status, label, end_user_id, \
-         expires_at, version, created_at, updated_at"
+        "id, environment, connector, integration, auth_method, config, status, label, \
+         end_user_id, expires_at, version, created_at, updated_at"
     };
 }
 
 /// The `integrations` columns that [`integration`] reads, as a literal for `concat!`.
 macro_rules! integration_columns {
     () => {
-        "id, connector, client_id, scopes, settings, created_at, updated_at"
+        "environment, id, connector, client_id, scopes, settings, created_at, updated_at"
     };
 }
 
 /// The `connect_sessions` columns that [`connect_session`] reads, as a literal for `concat!`.
 macro_rules! session_columns {
     () => {
-        "id, token_hash, integration, connection_id, end_user_id, allowed_origin, config, \
+        "id, environment, token_hash, integration, connection_id, end_user_id, allowed_origin, config, \
          status, result_connection, error, expires_at, created_at, auth_method"
     };
 }
@@ -140,6 +140,7 @@ pub(crate) fn integration(
     mut secrets: BTreeMap<String, Secret>,
 ) -> Result<IntegrationRecord, StoreError> {
     Ok(IntegrationRecord {
+        environment: row.text("environment")?,
         id: row.text("id")?,
         connector: row.text("connector")?,
         client_id: row.opt_text("client_id")?,
@@ -158,6 +159,7 @@ pub(crate) fn connection(
 ) -> Result<ConnectionSummary, StoreError> {
     Ok(ConnectionSummary {
         id: row.text("id")?,
+        environment: row.text("environment")?,
         connector: row.text("connector")?,
         integration: row.opt_text("integration")?,
         auth_method: row.text("auth_method")?,
@@ -183,6 +185,7 @@ pub(crate) fn with_credentials(
 ) -> ConnectionRecord {
     ConnectionRecord {
         id: s.id,
+        environment: s.environment,
         connector: s.connector,
         integration: s.integration,
         auth_method: s.auth_method,
@@ -203,6 +206,7 @@ pub(crate) fn connect_session(row: &impl Columns) -> Result<ConnectSession, Stor
     let status = row.text("status")?;
     Ok(ConnectSession {
         id: row.text("id")?,
+        environment: row.text("environment")?,
         token_hash: row.text("token_hash")?,
         integration: row.text("integration")?,
         connection_id: row.opt_text("connection_id")?,

@@ -23,6 +23,17 @@ use crate::rows::Columns;
 pub(crate) const CONNECTION: &str = "connection";
 /// Owner kind of an integration's client secret.
 pub(crate) const INTEGRATION: &str = "integration";
+
+/// The owner id of an integration's secrets: its id in the `default` environment (as before
+/// environments existed, so older rows open unchanged), `{environment}/{id}` elsewhere — ids
+/// have no `/`, so the two forms never meet.
+pub(crate) fn integration_owner(environment: &str, id: &str) -> String {
+    if environment == "default" { id.to_owned() } else { format!("{environment}/{id}") }
+}
+/// Owner kind of an environment's webhook secret.
+pub(crate) const ENVIRONMENT: &str = "environment";
+/// The field of an environment's webhook secret.
+pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
 /// Owner kind of the values connector scripts store per connection.
 pub(crate) const SCRIPT_STORAGE: &str = "script_storage";
 /// Owner kind of an OAuth authorization request's PKCE verifier.

@@ -142,6 +142,7 @@ pub(crate) fn creds(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret> {
 pub(crate) fn connection(id: &str, credentials: &[(&str, &str)]) -> ConnectionRecord {
     ConnectionRecord {
         id: id.into(),
+        environment: "default".into(),
         connector: "github".into(),
         integration: Some("github-main".into()),
         auth_method: "oauth2".into(),
@@ -159,6 +160,7 @@ pub(crate) fn connection(id: &str, credentials: &[(&str, &str)]) -> ConnectionRe
 
 pub(crate) fn integration(id: &str, client_secret: Option<&str>) -> IntegrationRecord {
     IntegrationRecord {
+        environment: "default".into(),
         id: id.into(),
         connector: "github".into(),
         client_id: Some("client-123".into()),
@@ -181,6 +183,7 @@ fn session(id: &str, token_hash: &str) -> ConnectSession {
     let now = OffsetDateTime::now_utc();
     ConnectSession {
         id: id.into(),
+        environment: "default".into(),
         token_hash: token_hash.into(),
         integration: "i".into(),
         connection_id: None,
@@ -245,7 +248,7 @@ pub(crate) async fn connection_roundtrips_with_credentials(b: &impl Backend) {
     assert_eq!(store.get_connection("c1").await.unwrap(), Some(record.clone()));
     assert_eq!(store.get_connection("nope").await.unwrap(), None);
 
-    let listed = store.list_connections().await.unwrap();
+    let listed = store.list_connections("default").await.unwrap();
     assert_eq!(listed, vec![record.summary()]);
     assert_eq!(listed[0].secret_fields, ["access_token", "refresh_token"]);
 
@@ -270,10 +273,13 @@ pub(crate) async fn integration_roundtrips_with_client_secret(b: &impl Backend) 
     let record = integration("github-main", Some("cs-1"));
     store.put_integration(&record).await.unwrap();
     store.put_integration(&integration("a-first", None)).await.unwrap();
-    assert_eq!(store.get_integration("github-main").await.unwrap(), Some(record.clone()));
-    assert_eq!(store.get_integration("nope").await.unwrap(), None);
+    assert_eq!(
+        store.get_integration("default", "github-main").await.unwrap(),
+        Some(record.clone())
+    );
+    assert_eq!(store.get_integration("default", "nope").await.unwrap(), None);
     let ids: Vec<_> = store
-        .list_integrations()
+        .list_integrations("default")
         .await
         .unwrap()
         .into_iter()
@@ -285,7 +291,7 @@ pub(crate) async fn integration_roundtrips_with_client_secret(b: &impl Backend) 
     );
 
     store.put_integration(&integration("github-main", None)).await.unwrap();
-    let read = store.get_integration("github-main").await.unwrap().unwrap();
+    let read = store.get_integration("default", "github-main").await.unwrap().unwrap();
     assert_eq!(read.client_secret, None);
     assert_eq!(secret_rows(b, "integration", "github-main").await, 0);
 }
@@ -306,8 +312,8 @@ pub(crate) async fn delete_removes_the_record_and_its_secrets(b: &impl Backend) 
     assert_eq!(secret_rows(b, "connection", "c2").await, 1);
     assert_eq!(store.script_value("c2", "cursor").await.unwrap(), Some(Secret::new("s2")));
 
-    assert!(store.delete_integration("i1").await.unwrap());
-    assert!(!store.delete_integration("i1").await.unwrap());
+    assert!(store.delete_integration("default", "i1").await.unwrap());
+    assert!(!store.delete_integration("default", "i1").await.unwrap());
     assert_eq!(secret_rows(b, "integration", "i1").await, 0);
 }
 
@@ -542,7 +548,7 @@ pub(crate) async fn a_shared_store_upcasts_to_each_role(b: &impl Backend) {
     connections.insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
     assert!(flows.try_lock("refresh:c1", "a", std::time::Duration::from_secs(30)).await.unwrap());
     scripts.put_script_value("c1", "cursor", &Secret::new("42")).await.unwrap();
-    assert!(store.get_integration("i1").await.unwrap().is_some());
+    assert!(store.get_integration("default", "i1").await.unwrap().is_some());
     assert_eq!(store.get_connection("c1").await.unwrap().unwrap().version, 1);
     assert_eq!(store.locks_named("refresh:", false).await.unwrap(), ["refresh:c1"]);
     assert_eq!(store.script_keys("c1").await.unwrap(), ["cursor"]);

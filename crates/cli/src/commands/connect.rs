@@ -15,6 +15,7 @@ pub struct Options {
     pub auth: Option<String>,
     pub set: Vec<String>,
     pub integration: Option<IntegrationId>,
+    pub environment: latchkey_engine::EnvironmentId,
     pub test: bool,
     pub open_browser: bool,
 }
@@ -52,6 +53,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         }
         return crate::commands::loopback::run(
             engine,
+            &options.environment,
             integration,
             options.auth.as_deref(),
             options.id,
@@ -66,7 +68,8 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         let integration = options.integration.as_ref().with_context(|| {
             format!("`{}` connects with OAuth2: pass --integration", connector.id)
         })?;
-        let flow = engine.connect().begin_device_authorization(integration).await?;
+        let flow =
+            engine.connect().begin_device_authorization(&options.environment, integration).await?;
         let auth = &flow.authorization;
         println!("Open {} and enter the code {}", auth.verification_uri, auth.user_code);
         if let Some(complete) = &auth.verification_uri_complete {
@@ -118,6 +121,7 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
     let record = engine
         .connections()
         .create(NewConnection {
+            environment: options.environment,
             id: options.id,
             connector: options.connector,
             integration: options.integration,

@@ -2,16 +2,29 @@
 
 use std::process::ExitCode;
 
-use latchkey_engine::Engine;
+use latchkey_engine::{Engine, EnvironmentId};
 
 use super::output;
 use crate::args::ConnectionCommand;
 
-pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<ExitCode> {
+/// Runs a connection command in `environment`: a connection of another environment is not
+/// found, as through the REST API.
+pub async fn run(
+    engine: &Engine,
+    environment: &EnvironmentId,
+    command: ConnectionCommand,
+) -> anyhow::Result<ExitCode> {
+    if let ConnectionCommand::Show { id, .. }
+    | ConnectionCommand::Test { id }
+    | ConnectionCommand::Refresh { id }
+    | ConnectionCommand::Delete { id } = &command
+    {
+        engine.connections().check_environment(environment, id).await?;
+    }
     match command {
         ConnectionCommand::List { output } => {
             let mut rows = Vec::new();
-            for c in engine.connections().list().await? {
+            for c in engine.connections().list(environment).await? {
                 let cells = vec![
                     c.id.clone(),
                     c.connector.clone(),

@@ -13,6 +13,7 @@ const WAIT: Duration = Duration::from_secs(600);
 
 pub async fn run(
     engine: &Engine,
+    environment: &latchkey_engine::EnvironmentId,
     integration: &latchkey_core::IntegrationId,
     auth: Option<&str>,
     connection_id: Option<latchkey_core::ConnectionId>,
@@ -25,7 +26,7 @@ pub async fn run(
     let redirect_uri = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
     let (url, flow) = engine
         .connect()
-        .begin_local_authorization(integration, auth, &redirect_uri, config)
+        .begin_local_authorization(environment, integration, auth, &redirect_uri, config)
         .await?;
     println!("{url}");
     eprintln!(

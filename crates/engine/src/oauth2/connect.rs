@@ -17,7 +17,7 @@ use super::oauth1::oauth1_flow_method;
 use super::{ResolvedOAuth, hash, oauth_method};
 use crate::connect::FLOW_LIFETIME;
 use crate::events::Event;
-use crate::{Connect, ConnectionId, Engine, EngineError, FlowError, IntegrationId};
+use crate::{Connect, ConnectionId, Engine, EngineError, EnvironmentId, FlowError, IntegrationId};
 
 /// The query of a callback.
 #[derive(Debug, Clone, Default)]
@@ -101,6 +101,7 @@ struct NewRecord {
 pub struct LocalFlow {
     method: FlowMethod,
     config: BTreeMap<String, String>,
+    environment: String,
     integration: String,
     state: Secret,
     /// The PKCE verifier (OAuth2) or the temporary token secret (OAuth1).
@@ -117,7 +118,8 @@ impl Connect<'_> {
         redirect_uri: &str,
         browser_binding: &Secret,
     ) -> Result<Url, EngineError> {
-        let integration = self.engine.integration_record(&session.integration).await?;
+        let integration =
+            self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let method = self
             .engine
@@ -209,12 +211,14 @@ impl Connect<'_> {
     /// `auth` picks the connector's method (default: its first).
     pub async fn begin_local_authorization(
         &self,
+        environment: &EnvironmentId,
         integration: &IntegrationId,
         auth: Option<&str>,
         redirect_uri: &str,
         config: BTreeMap<String, String>,
     ) -> Result<(Url, LocalFlow), EngineError> {
-        let integration = self.engine.integration_record(integration.as_str()).await?;
+        let integration =
+            self.engine.integration_record(environment.as_str(), integration.as_str()).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let config = crate::resolve_config(&entry.connector, config)?;
         let method = self.engine.flow_method(&entry.connector, auth, &config).await?;
@@ -227,6 +231,7 @@ impl Connect<'_> {
             LocalFlow {
                 method,
                 config,
+                environment: integration.environment,
                 integration: integration.id,
                 state,
                 verifier,
@@ -245,7 +250,8 @@ impl Connect<'_> {
         if params.state.as_ref() != Some(&flow.state) {
             return Err(FlowError::InvalidState.into());
         }
-        let integration = self.engine.integration_record(&flow.integration).await?;
+        let integration =
+            self.engine.integration_record(&flow.environment, &flow.integration).await?;
         self.engine
             .exchange_and_store(
                 &flow.method,
@@ -313,7 +319,8 @@ impl Engine {
         if pending.expires_at <= self.clock.now() {
             return Err(FlowError::Expired.into());
         }
-        let integration = self.integration_record(&session.integration).await?;
+        let integration =
+            self.integration_record(&session.environment, &session.integration).await?;
         let entry = self.connector_entry(&integration.connector)?;
         let method = self
             .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
@@ -464,7 +471,13 @@ impl Engine {
             Some(id) => self.store.get_connection(id).await?,
             None => None,
         };
+        if let Some(existing) = &existing
+            && existing.environment != integration.environment
+        {
+            return Err(EngineError::Conflict(format!("connection id `{}` is taken", existing.id)));
+        }
         let mut record = ConnectionRecord {
+            environment: integration.environment.clone(),
             id: connection_id.unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),
             connector: entry.connector.id.clone(),
             integration: Some(integration.id.clone()),

@@ -13,7 +13,7 @@ use latchkey_store::{ConnectionRecord, ConnectionStatus};
 
 use super::{ResolvedOAuth, apply_tokens, endpoint_policy, oauth_method};
 use crate::events::Event;
-use crate::{Connect, ConnectionId, Engine, EngineError, FlowError, IntegrationId};
+use crate::{Connect, ConnectionId, Engine, EngineError, EnvironmentId, FlowError, IntegrationId};
 
 /// A device flow in progress: show `authorization.user_code` and `verification_uri`.
 #[derive(Debug)]
@@ -21,6 +21,7 @@ pub struct DeviceFlow {
     /// What the user needs.
     pub authorization: DeviceAuthorization,
     oauth: ResolvedOAuth,
+    environment: String,
     integration: String,
 }
 
@@ -28,9 +29,11 @@ impl Connect<'_> {
     /// Starts a device flow for an integration whose connector uses `grant: device_code`.
     pub async fn begin_device_authorization(
         &self,
+        environment: &EnvironmentId,
         integration: &IntegrationId,
     ) -> Result<DeviceFlow, EngineError> {
-        let integration = self.engine.integration_record(integration.as_str()).await?;
+        let integration =
+            self.engine.integration_record(environment.as_str(), integration.as_str()).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let method = oauth_method(&entry.connector, None).ok_or_else(|| {
             EngineError::invalid("integration", "this connector does not use OAuth2")
@@ -61,7 +64,12 @@ impl Connect<'_> {
         let status = response.status.as_u16();
         let body = crate::auth_response::read(response, "device authorization endpoint").await?;
         let authorization = parse_device_authorization(status, &body)?;
-        Ok(DeviceFlow { authorization, oauth, integration: integration.id })
+        Ok(DeviceFlow {
+            authorization,
+            oauth,
+            environment: integration.environment,
+            integration: integration.id,
+        })
     }
 
     /// Polls until the user decides, then stores the connection.
@@ -70,7 +78,8 @@ impl Connect<'_> {
         flow: DeviceFlow,
         connection_id: Option<ConnectionId>,
     ) -> Result<ConnectionRecord, EngineError> {
-        let integration = self.engine.integration_record(&flow.integration).await?;
+        let integration =
+            self.engine.integration_record(&flow.environment, &flow.integration).await?;
         let expires_in =
             time::Duration::try_from(flow.authorization.expires_in).unwrap_or(time::Duration::MAX);
         let deadline = self.engine.clock.now().saturating_add(expires_in);
@@ -105,6 +114,7 @@ impl Connect<'_> {
         let entry = self.engine.connector_entry(&integration.connector)?;
         let now = self.engine.clock.now();
         let mut record = ConnectionRecord {
+            environment: integration.environment.clone(),
             id: connection_id
                 .map(String::from)
                 .unwrap_or_else(|| format!("conn_{}", crate::random_token(12))),

@@ -232,18 +232,20 @@ impl Engine {
         }
     }
 
-    /// The integration an OAuth2 connection uses: the JWT bearer grant may have none (its
-    /// assertion identifies the caller), every other grant needs one.
+    /// The integration an OAuth2 connection uses, in the connection's environment: the JWT
+    /// bearer grant may have none (its assertion identifies the caller), every other grant
+    /// needs one.
     pub(crate) async fn oauth_integration(
         &self,
         connector: &Connector,
         method: &OAuth2Auth,
-        id: Option<&str>,
+        record: &ConnectionRecord,
     ) -> Result<IntegrationRecord, EngineError> {
-        match id {
+        match record.integration.as_deref() {
             None if method.grant == Grant::JwtBearer => {
                 let now = self.clock.now();
                 Ok(IntegrationRecord {
+                    environment: record.environment.clone(),
                     id: String::new(),
                     connector: connector.id.clone(),
                     client_id: None,
@@ -254,22 +256,12 @@ impl Engine {
                     updated_at: now,
                 })
             }
-            id => self.integration_for(id).await,
-        }
-    }
-
-    /// The integration a connection (or session) uses; OAuth needs one.
-    pub(crate) async fn integration_for(
-        &self,
-        id: Option<&str>,
-    ) -> Result<IntegrationRecord, EngineError> {
-        let id = id.ok_or_else(|| {
-            EngineError::invalid(
+            None => Err(EngineError::invalid(
                 "integration",
                 "an OAuth2 connection needs an integration (client id and secret)",
-            )
-        })?;
-        self.integration_record(id).await
+            )),
+            Some(id) => self.integration_record(&record.environment, id).await,
+        }
     }
 
     /// The integration's client id; [`EngineError::IncompleteIntegration`] when it has none.
@@ -345,8 +337,7 @@ impl Engine {
         method: &OAuth2Auth,
         record: &mut ConnectionRecord,
     ) -> Result<(), EngineError> {
-        let integration =
-            self.oauth_integration(connector, method, record.integration.as_deref()).await?;
+        let integration = self.oauth_integration(connector, method, record).await?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
         let tokens = self
             .client_grant(&oauth, &integration, None, &record.credentials, &record.config)

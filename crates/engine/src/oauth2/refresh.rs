@@ -397,8 +397,7 @@ impl Engine {
         record: &ConnectionRecord,
     ) -> Result<Renewed, EngineError> {
         let id = record.id.as_str();
-        let integration =
-            self.oauth_integration(connector, method, record.integration.as_deref()).await?;
+        let integration = self.oauth_integration(connector, method, record).await?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
         let tokens = match record.credentials.get("refresh_token") {
             Some(token) => {

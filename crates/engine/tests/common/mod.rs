@@ -58,6 +58,7 @@ pub async fn add_app(engine: &Engine) {
     engine
         .integrations()
         .put(NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
             id: "app".parse().unwrap(),
             connector: "prov".parse().unwrap(),
             client_id: Some("cid".into()),
@@ -78,6 +79,7 @@ pub async fn answer_local_flow(
     let (url, flow) = engine
         .connect()
         .begin_local_authorization(
+            &latchkey_engine::EnvironmentId::default_environment(),
             &"app".parse().unwrap(),
             None,
             "http://127.0.0.1:9/cb",

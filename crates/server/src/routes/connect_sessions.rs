@@ -8,7 +8,7 @@ use latchkey_store::{ConnectSession, SessionStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{Json, Path};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Principal};
 
 /// `POST /v1/connect-sessions`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -81,12 +81,14 @@ pub fn view(s: &ConnectSession) -> ConnectSessionView {
     responses((status = 201, body = CreatedConnectSession), (status = 400, body = crate::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     Json(body): Json<CreateConnectSession>,
 ) -> Result<(StatusCode, Json<CreatedConnectSession>), ApiError> {
     let (session, token) = state
         .engine
         .connect()
         .create_session(NewConnectSession {
+            environment: principal.environment,
             integration: body.integration,
             connection_id: body.connection_id,
             auth: body.auth,
@@ -116,7 +118,12 @@ pub async fn create(
 #[utoipa::path(get, path = "/v1/connect-sessions/{id}", responses((status = 200, body = ConnectSessionView)))]
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectSessionView>, ApiError> {
-    Ok(Json(view(&state.engine.connect().session(&id).await?)))
+    let session = state.engine.connect().session(&id).await?;
+    if session.environment != principal.environment.as_str() {
+        return Err(latchkey_engine::EngineError::ConnectSessionNotFound(id).into());
+    }
+    Ok(Json(view(&session)))
 }

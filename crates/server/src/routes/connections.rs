@@ -11,7 +11,7 @@ use latchkey_store::ConnectionSummary;
 use serde::Deserialize;
 
 use crate::extract::{Json, Path, Query};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Principal};
 
 /// `POST /v1/connections`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -62,6 +62,7 @@ fn yes() -> bool {
               (status = 400, body = crate::ErrorBody), (status = 502, body = crate::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     Query(params): Query<CreateParams>,
     Json(body): Json<CreateConnection>,
 ) -> Result<(StatusCode, Json<ConnectionSummary>), ApiError> {
@@ -69,6 +70,7 @@ pub async fn create(
         .engine
         .connections()
         .create(NewConnection {
+            environment: principal.environment,
             id: body.id,
             connector: body.connector,
             integration: body.integration,
@@ -95,9 +97,10 @@ pub struct ListParams {
 #[utoipa::path(get, path = "/v1/connections", params(ListParams), responses((status = 200, description = "connections without secrets")))]
 pub async fn list(
     State(state): State<AppState>,
+    principal: Principal,
     Query(params): Query<ListParams>,
 ) -> Result<Json<Vec<ConnectionSummary>>, ApiError> {
-    let mut all = state.engine.connections().list().await?;
+    let mut all = state.engine.connections().list(&principal.environment).await?;
     if let Some(user) = &params.end_user_id {
         all.retain(|c| c.end_user_id.as_ref() == Some(user));
     }
@@ -108,18 +111,24 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/connections/{id}", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200), (status = 404, body = crate::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<ConnectionId>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    Ok(Json(state.engine.connections().get(&id).await?.summary()))
+    let connections = state.engine.connections();
+    connections.check_environment(&principal.environment, &id).await?;
+    Ok(Json(connections.get(&id).await?.summary()))
 }
 
 /// Deletes a connection and its credentials.
 #[utoipa::path(delete, path = "/v1/connections/{id}", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 204), (status = 404, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<ConnectionId>,
 ) -> Result<StatusCode, ApiError> {
-    state.engine.connections().delete(&id).await?;
+    let connections = state.engine.connections();
+    connections.check_environment(&principal.environment, &id).await?;
+    connections.delete(&id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -127,9 +136,12 @@ pub async fn delete(
 #[utoipa::path(post, path = "/v1/connections/{id}/test", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200), (status = 502, body = crate::ErrorBody)))]
 pub async fn test(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<ConnectionId>,
 ) -> Result<Json<TestOutcome>, ApiError> {
-    Ok(Json(state.engine.connections().test(&id).await?))
+    let connections = state.engine.connections();
+    connections.check_environment(&principal.environment, &id).await?;
+    Ok(Json(connections.test(&id).await?))
 }
 
 /// A fresh access token.
@@ -145,9 +157,11 @@ pub struct TokenView {
 #[utoipa::path(get, path = "/v1/connections/{id}/token", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, body = TokenView), (status = 409, body = crate::ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<ConnectionId>,
 ) -> Result<axum::response::Response, ApiError> {
     use axum::response::IntoResponse;
+    state.engine.connections().check_environment(&principal.environment, &id).await?;
     let (token, expires_at) = state.engine.renewal().fresh_token(&id).await?;
     let view = TokenView {
         access_token: token.expose().to_string(),
@@ -165,9 +179,12 @@ pub async fn token(
 #[utoipa::path(post, path = "/v1/connections/{id}/refresh", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200), (status = 409, body = crate::ErrorBody)))]
 pub async fn refresh(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<ConnectionId>,
 ) -> Result<Json<ConnectionSummary>, ApiError> {
-    let current = state.engine.connections().get(&id).await?;
+    let connections = state.engine.connections();
+    connections.check_environment(&principal.environment, &id).await?;
+    let current = connections.get(&id).await?;
     let record = state
         .engine
         .renewal()
@@ -197,11 +214,7 @@ mod tests {
         let catalog = Catalog::default();
         catalog.add_source(CONNECTOR, "t.yaml", Origin::Custom).unwrap();
         let engine = Engine::builder(Arc::new(store), catalog, net).build().await.unwrap();
-        AppState {
-            engine,
-            api_key: Arc::new(Secret::new("k")),
-            public_url: "http://127.0.0.1:1".parse().unwrap(),
-        }
+        AppState::new(engine, Secret::new("k"), "http://127.0.0.1:1".parse().unwrap())
     }
 
     async fn create(state: &AppState, body: serde_json::Value) -> (u16, serde_json::Value) {
@@ -240,7 +253,8 @@ mod tests {
             let message = body["message"].as_str().unwrap();
             assert!(message.contains(field) && !message.contains("canary"), "{message}");
         }
-        assert!(state.engine.connections().list().await.unwrap().is_empty(), "none stored");
+        let default = latchkey_engine::EnvironmentId::default_environment();
+        assert!(state.engine.connections().list(&default).await.unwrap().is_empty(), "none stored");
         let (status, body) = create(
             &state,
             serde_json::json!({

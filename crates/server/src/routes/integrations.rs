@@ -9,7 +9,7 @@ use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{Json, Path, Query};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Principal};
 
 /// `POST /v1/integrations`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -36,8 +36,10 @@ pub struct CreateIntegration {
 /// An integration as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct IntegrationView {
-    /// Id.
+    /// Id, unique in its environment.
     pub id: String,
+    /// The environment it belongs to.
+    pub environment: String,
     /// The connector.
     pub connector: String,
     /// OAuth client id.
@@ -51,6 +53,7 @@ pub struct IntegrationView {
 fn view(record: &IntegrationRecord) -> IntegrationView {
     IntegrationView {
         id: record.id.clone(),
+        environment: record.environment.clone(),
         connector: record.connector.clone(),
         client_id: record.client_id.clone(),
         has_client_secret: record.client_secret.is_some(),
@@ -63,12 +66,14 @@ fn view(record: &IntegrationRecord) -> IntegrationView {
     responses((status = 201, body = IntegrationView), (status = 400, body = crate::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     Json(body): Json<CreateIntegration>,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
     let record = state
         .engine
         .integrations()
         .put(NewIntegration {
+            environment: principal.environment,
             id: body.id,
             connector: body.connector,
             client_id: body.client_id,
@@ -81,8 +86,11 @@ pub async fn create(
 
 /// Lists integrations.
 #[utoipa::path(get, path = "/v1/integrations", responses((status = 200, body = [IntegrationView])))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<IntegrationView>>, ApiError> {
-    let records = state.engine.integrations().list().await?;
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+) -> Result<Json<Vec<IntegrationView>>, ApiError> {
+    let records = state.engine.integrations().list(&principal.environment).await?;
     Ok(Json(records.iter().map(view).collect()))
 }
 
@@ -90,9 +98,10 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<IntegrationV
 #[utoipa::path(get, path = "/v1/integrations/{id}", params(("id" = String, Path, description = "The integration's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, body = IntegrationView), (status = 404, body = crate::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<IntegrationId>,
 ) -> Result<Json<IntegrationView>, ApiError> {
-    Ok(Json(view(&state.engine.integrations().get(&id).await?)))
+    Ok(Json(view(&state.engine.integrations().get(&principal.environment, &id).await?)))
 }
 
 /// Query of `DELETE /v1/integrations/{id}`.
@@ -108,13 +117,15 @@ pub struct DeleteParams {
 #[utoipa::path(delete, path = "/v1/integrations/{id}", params(("id" = String, Path, description = "The integration's id: 1-64 characters of `A-Z a-z 0-9 - _ .`."), DeleteParams), responses((status = 204), (status = 404, body = crate::ErrorBody), (status = 409, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
+    principal: Principal,
     Path(id): Path<IntegrationId>,
     Query(params): Query<DeleteParams>,
 ) -> Result<StatusCode, ApiError> {
+    let environment = &principal.environment;
     if params.force {
-        state.engine.integrations().delete_forced(&id).await?;
+        state.engine.integrations().delete_forced(environment, &id).await?;
     } else {
-        state.engine.integrations().delete(&id).await?;
+        state.engine.integrations().delete(environment, &id).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }

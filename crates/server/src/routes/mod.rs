@@ -1,8 +1,10 @@
 //! The REST API's route groups, one file each.
 
+pub mod api_keys;
 pub mod connect_sessions;
 pub mod connections;
 pub mod connectors;
+pub mod environments;
 pub mod integrations;
 
 use axum::extract::{MatchedPath, Request};
@@ -10,6 +12,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::ApiError;
+
+/// A timestamp as the API shows it: RFC 3339, UTC.
+pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
 
 /// The query parameters each `/v1` route takes, by method and route template (without `/v1`);
 /// a route not listed takes none. Keep in step with the handlers' `Query` types.

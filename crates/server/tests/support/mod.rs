@@ -33,11 +33,7 @@ pub async fn state(base_url: &str, extra: &str, net: latchkey_net::ClientConfig)
         })
         .await
         .unwrap();
-    AppState {
-        engine,
-        api_key: Arc::new(Secret::new(API_KEY)),
-        public_url: "http://127.0.0.1:7400".parse().unwrap(),
-    }
+    AppState::new(engine, Secret::new(API_KEY), "http://127.0.0.1:7400".parse().unwrap())
 }
 
 /// A request to the router with the API key.

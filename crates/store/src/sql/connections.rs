@@ -22,8 +22,8 @@ macro_rules! upsert_connection {
     ($on_conflict:literal) => {
         concat!(
             "INSERT INTO connections (id, connector, integration, auth_method, config, status,
-                label, end_user_id, expires_at, version, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                label, end_user_id, expires_at, version, created_at, updated_at, environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              ON CONFLICT (id) DO ",
             $on_conflict
         )
@@ -83,13 +83,17 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         Ok(Some(rows::with_credentials(summary, credentials)))
     }
 
-    async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, StoreError> {
+    async fn list_connections(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<ConnectionSummary>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
         let found = sql::<D>(concat!(
             "SELECT ",
             connection_columns!(),
-            " FROM connections ORDER BY created_at, id"
+            " FROM connections WHERE environment = $1 ORDER BY created_at, id"
         ))
+        .bind(environment)
         .fetch_all(&mut tx)
         .await?;
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -256,5 +260,6 @@ fn bind_connection<D: Dialect>(
         .bind(c.expires_at.map(nanos).transpose()?)
         .bind(version)
         .bind(nanos(c.created_at)?)
-        .bind(nanos(c.updated_at)?))
+        .bind(nanos(c.updated_at)?)
+        .bind(&c.environment))
 }

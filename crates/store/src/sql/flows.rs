@@ -20,8 +20,8 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         sql::<D>(
             "INSERT INTO connect_sessions (id, token_hash, integration, connection_id,
                 end_user_id, allowed_origin, config, status, result_connection, error, expires_at,
-                created_at, auth_method)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                created_at, auth_method, environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
         )
         .bind(&s.id)
         .bind(&s.token_hash)
@@ -36,6 +36,7 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         .bind(nanos(s.expires_at)?)
         .bind(nanos(s.created_at)?)
         .bind(&s.auth_method)
+        .bind(&s.environment)
         .execute(&mut *self.pool.acquire().await?)
         .await?;
         Ok(())

@@ -6,7 +6,7 @@ use super::secrets::delete_secrets;
 use super::{Dialect, SqlStore, sql};
 use crate::model::{CustomConnector, IntegrationRecord};
 use crate::rows::{self, Columns as _, nanos, to_json};
-use crate::secret_rows::{CLIENT_SECRET, INTEGRATION};
+use crate::secret_rows::{CLIENT_SECRET, INTEGRATION, integration_owner};
 use crate::{IntegrationStore, StoreError};
 
 #[async_trait::async_trait]
@@ -15,9 +15,9 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         sql::<D>(
             "INSERT INTO integrations (id, connector, client_id, scopes, settings, created_at,
-                updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET
+                updated_at, environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+             ON CONFLICT (environment, id) DO UPDATE SET
                 connector = excluded.connector, client_id = excluded.client_id,
                 scopes = excluded.scopes, settings = excluded.settings,
                 created_at = excluded.created_at, updated_at = excluded.updated_at",
@@ -29,52 +29,73 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
         .bind(i.settings.to_string())
         .bind(nanos(i.created_at)?)
         .bind(nanos(i.updated_at)?)
+        .bind(&i.environment)
         .execute(&mut tx)
         .await?;
-        delete_secrets::<D>(&mut tx, INTEGRATION, &i.id).await?;
+        let owner = integration_owner(&i.environment, &i.id);
+        delete_secrets::<D>(&mut tx, INTEGRATION, &owner).await?;
         if let Some(secret) = &i.client_secret {
-            self.write_secret(&mut tx, INTEGRATION, &i.id, CLIENT_SECRET, secret).await?;
+            self.write_secret(&mut tx, INTEGRATION, &owner, CLIENT_SECRET, secret).await?;
         }
         tx.commit().await?;
         Ok(())
     }
 
-    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError> {
+    async fn get_integration(
+        &self,
+        environment: &str,
+        id: &str,
+    ) -> Result<Option<IntegrationRecord>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
         let row = sql::<D>(concat!(
             "SELECT ",
             integration_columns!(),
-            " FROM integrations WHERE id = $1"
+            " FROM integrations WHERE environment = $1 AND id = $2"
         ))
+        .bind(environment)
         .bind(id)
         .fetch_optional(&mut tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        let mut secrets = self.read_secrets(&mut tx, INTEGRATION, Some(id)).await?;
+        let owner = integration_owner(environment, id);
+        let mut secrets = self.read_secrets(&mut tx, INTEGRATION, Some(&owner)).await?;
         tx.commit().await?;
-        let own = secrets.remove(id).unwrap_or_default();
+        let own = secrets.remove(&owner).unwrap_or_default();
         rows::integration(&row, own).map(Some)
     }
 
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError> {
+    async fn list_integrations(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<IntegrationRecord>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let found =
-            sql::<D>(concat!("SELECT ", integration_columns!(), " FROM integrations ORDER BY id"))
-                .fetch_all(&mut tx)
-                .await?;
+        let found = sql::<D>(concat!(
+            "SELECT ",
+            integration_columns!(),
+            " FROM integrations WHERE environment = $1 ORDER BY id"
+        ))
+        .bind(environment)
+        .fetch_all(&mut tx)
+        .await?;
         let mut secrets = self.read_secrets(&mut tx, INTEGRATION, None).await?;
         tx.commit().await?;
         found
             .iter()
-            .map(|row| rows::integration(row, secrets.remove(&row.text("id")?).unwrap_or_default()))
+            .map(|row| {
+                let owner = integration_owner(environment, &row.text("id")?);
+                rows::integration(row, secrets.remove(&owner).unwrap_or_default())
+            })
             .collect()
     }
 
-    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError> {
+    async fn delete_integration(&self, environment: &str, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let deleted =
-            sql::<D>("DELETE FROM integrations WHERE id = $1").bind(id).execute(&mut tx).await?;
-        delete_secrets::<D>(&mut tx, INTEGRATION, id).await?;
+        let deleted = sql::<D>("DELETE FROM integrations WHERE environment = $1 AND id = $2")
+            .bind(environment)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        delete_secrets::<D>(&mut tx, INTEGRATION, &integration_owner(environment, id)).await?;
         tx.commit().await?;
         Ok(deleted > 0)
     }

@@ -39,7 +39,7 @@ async fn store_one_of_each(store: &dyn Store, values: [&str; 5]) {
 async fn read_one_of_each(store: &dyn Store, values: [&str; 5]) {
     let c1 = store.get_connection("c1").await.unwrap().unwrap();
     assert_eq!(c1.credentials, creds(&[("api_key", values[0]), ("password", values[1])]));
-    let i1 = store.get_integration("i1").await.unwrap().unwrap();
+    let i1 = store.get_integration("default", "i1").await.unwrap().unwrap();
     assert_eq!(i1.client_secret, Some(Secret::new(values[2])));
     assert_eq!(store.script_value("c1", "session").await.unwrap(), Some(Secret::new(values[3])));
     let state = store.take_oauth_state("h1").await.unwrap().unwrap();

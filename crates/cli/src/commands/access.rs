@@ -1,0 +1,126 @@
+//! `latchkey env create|list` and `latchkey api-key create|list|revoke`, on the data
+//! directory's store (as `POST /v1/environments` and `/v1/api-keys` do through the server).
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use latchkey_engine::time;
+use latchkey_engine::{Engine, NewApiKey, NewEnvironment};
+use latchkey_store::ApiKeyRecord;
+
+use super::output;
+use crate::args::{ApiKeyCommand, EnvCommand, Format};
+
+/// Runs an environment command.
+pub async fn environments(engine: &Engine, command: EnvCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        EnvCommand::Create { id } => {
+            let record = engine.access().create_environment(NewEnvironment { id }).await?;
+            println!("environment {}", record.id);
+        }
+        EnvCommand::List { output } => {
+            let rows = engine
+                .access()
+                .environments()
+                .await?
+                .into_iter()
+                .map(|e| {
+                    let created = timestamp(e.created_at);
+                    let json = serde_json::json!({ "id": e.id, "created_at": created });
+                    (vec![e.id, created], json)
+                })
+                .collect();
+            output::list(output.output, &["ID", "CREATED"], rows)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs an API-key command.
+pub async fn api_keys(engine: &Engine, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ApiKeyCommand::Create { name, scopes, for_environment, expires_in, output } => {
+            let (record, key) = engine
+                .access()
+                .create_key(NewApiKey {
+                    name,
+                    environment: for_environment,
+                    scopes: scopes.into_iter().collect(),
+                    expires_in: expires_in.map(Duration::from_secs),
+                })
+                .await?;
+            match output.output {
+                Format::Json => {
+                    let mut json = view(&record);
+                    json["key"] = key.expose().into();
+                    println!("{}", serde_json::to_string_pretty(&json)?);
+                }
+                Format::Text => {
+                    println!("{}", key.expose());
+                    eprintln!(
+                        "API key {} ({}) made. The key above is shown only this once: callers \
+                         send it as `Authorization: Bearer <key>`.",
+                        record.id, record.name
+                    );
+                }
+            }
+        }
+        ApiKeyCommand::List { output } => {
+            let rows = engine
+                .access()
+                .keys()
+                .await?
+                .iter()
+                .map(|k| {
+                    let scopes: Vec<&str> = k.scopes.iter().map(|s| s.as_str()).collect();
+                    let state = match (k.revoked_at, k.expires_at) {
+                        (Some(_), _) => "revoked".to_owned(),
+                        (None, Some(at)) if at <= time::OffsetDateTime::now_utc() => {
+                            "expired".to_owned()
+                        }
+                        _ => "active".to_owned(),
+                    };
+                    let cells = vec![
+                        k.id.clone(),
+                        k.name.clone(),
+                        k.environment.clone().unwrap_or_else(|| "*".to_owned()),
+                        scopes.join(" "),
+                        k.hint.clone(),
+                        state,
+                        k.last_used_at.map(timestamp).unwrap_or_default(),
+                    ];
+                    (cells, view(k))
+                })
+                .collect();
+            output::list(
+                output.output,
+                &["ID", "NAME", "ENVIRONMENT", "SCOPES", "KEY", "STATE", "LAST USED"],
+                rows,
+            )?;
+        }
+        ApiKeyCommand::Revoke { id } => {
+            engine.access().revoke_key(&id).await?;
+            println!("revoked API key {id}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A key as JSON: never the key or its digest.
+fn view(k: &ApiKeyRecord) -> serde_json::Value {
+    serde_json::json!({
+        "id": k.id,
+        "name": k.name,
+        "environment": k.environment,
+        "scopes": k.scopes,
+        "hint": k.hint,
+        "created_at": timestamp(k.created_at),
+        "expires_at": k.expires_at.map(timestamp),
+        "last_used_at": k.last_used_at.map(timestamp),
+        "revoked_at": k.revoked_at.map(timestamp),
+    })
+}
+
+fn timestamp(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,102 @@
+//! Environments and API keys through the binary: `latchkey env`, `latchkey api-key`, the
+//! global `--environment`, and a key made by the CLI used against `latchkey serve`.
+
+mod support;
+
+use support::{Home, http};
+
+#[test]
+fn environments_and_keys_made_by_the_cli_work_against_the_server() {
+    let home = Home::new();
+    home.connector(
+        "plain",
+        "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+    );
+    home.ok(&["env", "create", "prod"]);
+    let envs = home.ok(&["env", "list", "--output", "json"]);
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(&envs)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["default", "prod"]);
+    let again = home.run(&["env", "create", "prod"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("environment `prod` already exists"));
+
+    home.ok(&["connect", "plain", "--id", "d1", "--set", "token=t", "--no-test"]);
+    home.ok(&[
+        "--environment",
+        "prod",
+        "connect",
+        "plain",
+        "--id",
+        "p1",
+        "--set",
+        "token=t",
+        "--no-test",
+    ]);
+    let listed = home.ok(&["--environment", "prod", "connection", "list", "--output", "json"]);
+    assert!(listed.contains("\"p1\"") && !listed.contains("\"d1\""), "{listed}");
+    let hidden = home.run(&["--environment", "prod", "connection", "show", "d1"]);
+    assert!(!hidden.status.success(), "a default connection shows in prod");
+
+    let made = home.ok(&[
+        "api-key",
+        "create",
+        "reader",
+        "--scope",
+        "connections:read",
+        "--for-environment",
+        "prod",
+        "--output",
+        "json",
+    ]);
+    let made: serde_json::Value = serde_json::from_str(&made).unwrap();
+    let key = made["key"].as_str().unwrap().to_owned();
+    let id = made["id"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("lk_"), "{made}");
+    let keys = home.ok(&["api-key", "list"]);
+    assert!(keys.lines().next().unwrap().starts_with("ID"), "{keys}");
+    assert!(keys.contains("reader") && keys.contains("prod") && !keys.contains(&key), "{keys}");
+    let bad = home.run(&["api-key", "create", "x", "--scope", "root"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown scope"), "{bad:?}");
+
+    let server = home.serve("bootstrap-key-for-access-test", &[]);
+    let bearer = format!("Bearer {key}");
+    let (status, body) =
+        http("GET", &format!("{}/v1/connections", server.base), &[("authorization", &bearer)], b"")
+            .unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"p1\"") && !body.contains("\"d1\""), "{body}");
+    let (status, body) = http(
+        "POST",
+        &format!("{}/v1/connections/p1/test", server.base),
+        &[("authorization", &bearer)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("insufficient_scope") && body.contains("connections:write"), "{body}");
+
+    // Revoked by the CLI while the server runs: refused within the server's key cache (2 s).
+    home.ok(&["api-key", "revoke", &id]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (status, _) = http(
+            "GET",
+            &format!("{}/v1/connections", server.base),
+            &[("authorization", &bearer)],
+            b"",
+        )
+        .unwrap();
+        if status == 401 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the revoked key still works");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

@@ -1,0 +1,237 @@
+//! Environments and API keys, from [`Engine::access`]: creating and listing environments,
+//! making keys (shown once, stored as a SHA-256 digest), revoking them, and finding the key a
+//! request presents. Found keys are cached for [`KEY_CACHE_TTL`] in this process; a revocation
+//! here drops the cache at once, and reaches other processes sharing the database within that
+//! time.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use latchkey_core::Secret;
+use latchkey_store::{ApiKeyRecord, EnvironmentRecord, Scope};
+use moka::sync::Cache;
+use time::OffsetDateTime;
+
+use crate::{Engine, EngineError, EnvironmentId};
+
+/// How long a key found (or not found) in the store is trusted without asking it again.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// A key's `last_used_at` is written at most this often.
+const TOUCH_EVERY: Duration = Duration::from_secs(60);
+
+/// Every key starts with this, so a leaked one is recognisable (secret scanners, logs).
+pub const KEY_PREFIX: &str = "lk_";
+
+/// What a caller supplies to make an API key.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    /// A name to recognise it by (`billing-backend`).
+    pub name: String,
+    /// The environment it acts in; `None` for a key that spans every environment.
+    pub environment: Option<EnvironmentId>,
+    /// What it may do; at least one.
+    pub scopes: BTreeSet<Scope>,
+    /// How long it works; forever when `None`.
+    pub expires_in: Option<Duration>,
+}
+
+/// What a caller supplies to add an environment.
+#[derive(Debug, Clone)]
+pub struct NewEnvironment {
+    /// Its id.
+    pub id: EnvironmentId,
+}
+
+/// Caches for [`Access`]: keys by digest (found or not), environments known to exist (they
+/// are never deleted), and when each key's use was last written.
+#[derive(Debug)]
+pub(crate) struct AccessCaches {
+    keys: Cache<String, Option<ApiKeyRecord>>,
+    environments: Cache<String, ()>,
+    touched: Cache<String, ()>,
+}
+
+impl Default for AccessCaches {
+    fn default() -> Self {
+        Self {
+            keys: Cache::builder().max_capacity(10_000).time_to_live(KEY_CACHE_TTL).build(),
+            environments: Cache::builder().max_capacity(10_000).build(),
+            touched: Cache::builder().max_capacity(10_000).time_to_live(TOUCH_EVERY).build(),
+        }
+    }
+}
+
+/// The engine's environments and API keys, from [`Engine::access`].
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'e> {
+    pub(crate) engine: &'e Engine,
+}
+
+impl Access<'_> {
+    /// Adds an environment; [`EngineError::Conflict`] if it exists.
+    pub async fn create_environment(
+        &self,
+        new: NewEnvironment,
+    ) -> Result<EnvironmentRecord, EngineError> {
+        let record = EnvironmentRecord {
+            id: new.id.into_string(),
+            webhook_url: None,
+            webhook_secret: None,
+            created_at: self.engine.clock.now(),
+        };
+        self.engine.store.create_environment(&record).await.map_err(|e| match e {
+            latchkey_store::StoreError::Conflict { id, .. } => {
+                EngineError::Conflict(format!("environment `{id}`"))
+            }
+            other => other.into(),
+        })?;
+        tracing::info!(environment = %record.id, "environment created");
+        Ok(record)
+    }
+
+    /// Every environment, by id.
+    pub async fn environments(&self) -> Result<Vec<EnvironmentRecord>, EngineError> {
+        Ok(self.engine.store.list_environments().await?)
+    }
+
+    /// The environment with this id.
+    pub async fn environment(&self, id: &EnvironmentId) -> Result<EnvironmentRecord, EngineError> {
+        self.engine
+            .store
+            .get_environment(id.as_str())
+            .await?
+            .ok_or_else(|| EngineError::EnvironmentNotFound(id.to_string()))
+    }
+
+    /// Makes a key; returns its record and the key itself, which is never shown again.
+    pub async fn create_key(&self, new: NewApiKey) -> Result<(ApiKeyRecord, Secret), EngineError> {
+        let name = new.name.trim();
+        if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+            return Err(EngineError::invalid("name", "name is 1-100 printable characters"));
+        }
+        if new.scopes.is_empty() {
+            return Err(EngineError::invalid("scopes", "scopes lists at least one scope"));
+        }
+        if let Some(environment) = &new.environment {
+            self.engine.environment(environment).await?;
+        }
+        let now = self.engine.clock.now();
+        let expires_at = match new.expires_in {
+            None => None,
+            Some(d) if d.is_zero() => {
+                return Err(EngineError::invalid("expires_in", "expires_in is at least 1 second"));
+            }
+            Some(d) => Some(
+                time::Duration::try_from(d)
+                    .ok()
+                    .and_then(|d| now.checked_add(d))
+                    .ok_or_else(|| EngineError::invalid("expires_in", "expires_in is too large"))?,
+            ),
+        };
+        let key = Secret::new(format!("{KEY_PREFIX}{}", crate::random_token(32)));
+        let record = ApiKeyRecord {
+            id: format!("key_{}", crate::random_token(9)),
+            name: name.to_owned(),
+            environment: new.environment.map(String::from),
+            scopes: new.scopes,
+            key_hash: crate::oauth2::hash(&key),
+            hint: format!("{}…", &key.expose()[..KEY_PREFIX.len() + 4]),
+            created_at: now,
+            expires_at,
+            last_used_at: None,
+            revoked_at: None,
+        };
+        self.engine.store.create_api_key(&record).await?;
+        tracing::info!(key = %record.id, name = %record.name, "API key created");
+        Ok((record, key))
+    }
+
+    /// Every key (revoked ones too), oldest first; never the keys themselves.
+    pub async fn keys(&self) -> Result<Vec<ApiKeyRecord>, EngineError> {
+        Ok(self.engine.store.list_api_keys().await?)
+    }
+
+    /// Revokes a key; it stops working at once in this process.
+    pub async fn revoke_key(&self, id: &str) -> Result<(), EngineError> {
+        let at = self.engine.clock.now();
+        if !self.engine.store.revoke_api_key(id, at).await? {
+            let known = self.engine.store.list_api_keys().await?.into_iter().any(|k| k.id == id);
+            if !known {
+                return Err(EngineError::ApiKeyNotFound(id.to_owned()));
+            }
+        }
+        self.engine.access_caches.keys.invalidate_all();
+        tracing::info!(key = %id, "API key revoked");
+        Ok(())
+    }
+
+    /// The live key `presented` is (not revoked, not expired), if any. The store is asked by
+    /// the key's SHA-256 digest; the digest found is compared again in constant time.
+    pub async fn authenticate(
+        &self,
+        presented: &Secret,
+    ) -> Result<Option<ApiKeyRecord>, EngineError> {
+        if !presented.expose().starts_with(KEY_PREFIX) {
+            return Ok(None);
+        }
+        let digest = crate::oauth2::hash(presented);
+        let caches = &self.engine.access_caches;
+        let found = match caches.keys.get(&digest) {
+            Some(found) => found,
+            None => {
+                let found = self.engine.store.api_key_by_hash(&digest).await?;
+                caches.keys.insert(digest.clone(), found.clone());
+                found
+            }
+        };
+        let now = self.engine.clock.now();
+        let live = found.filter(|key| {
+            Secret::new(key.key_hash.as_str()) == Secret::new(digest.as_str())
+                && key.revoked_at.is_none()
+                && key.expires_at.is_none_or(|at| now < at)
+        });
+        if let Some(key) = &live {
+            self.touch(&key.id, now);
+        }
+        Ok(live)
+    }
+
+    /// Writes the key's `last_used_at`, in the background and at most once a minute.
+    fn touch(&self, id: &str, now: OffsetDateTime) {
+        let caches = &self.engine.access_caches;
+        if caches.touched.contains_key(id) {
+            return;
+        }
+        caches.touched.insert(id.to_owned(), ());
+        let store = self.engine.store.clone();
+        let id = id.to_owned();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = store.touch_api_key(&id, now).await {
+                    tracing::warn!(key = %id, error = %e, "cannot record an API key's last use");
+                }
+            });
+        }
+    }
+}
+
+impl Engine {
+    /// Environments and API keys.
+    pub fn access(&self) -> Access<'_> {
+        Access { engine: self }
+    }
+
+    /// Ok if the environment exists ([`EngineError::EnvironmentNotFound`] if not); cached,
+    /// since environments are never deleted.
+    pub async fn environment(&self, id: &EnvironmentId) -> Result<(), EngineError> {
+        if self.access_caches.environments.contains_key(id.as_str()) {
+            return Ok(());
+        }
+        if self.store.get_environment(id.as_str()).await?.is_none() {
+            return Err(EngineError::EnvironmentNotFound(id.to_string()));
+        }
+        self.access_caches.environments.insert(id.as_str().to_owned(), ());
+        Ok(())
+    }
+}

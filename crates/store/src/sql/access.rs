@@ -1,0 +1,165 @@
+//! [`AccessStore`]: environments (a webhook secret sealed per environment) and API keys, kept
+//! as SHA-256 digests.
+
+use std::collections::BTreeSet;
+
+use time::OffsetDateTime;
+
+use super::{Dialect, SqlStore, sql};
+use crate::access::{ApiKeyRecord, EnvironmentRecord, Scope};
+use crate::rows::{Columns, json, nanos, timestamp, to_json};
+use crate::secret_rows::{ENVIRONMENT, WEBHOOK_SECRET};
+use crate::{AccessStore, StoreError};
+
+/// The `api_keys` columns [`api_key`] reads, as a literal for `concat!`.
+macro_rules! api_key_columns {
+    () => {
+        "id, name, environment, scopes, key_hash, hint, created_at, expires_at, last_used_at, \
+         revoked_at"
+    };
+}
+
+#[async_trait::async_trait]
+impl<D: Dialect> AccessStore for SqlStore<D> {
+    async fn create_environment(&self, e: &EnvironmentRecord) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let inserted = sql::<D>(
+            "INSERT INTO environments (id, webhook_url, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.webhook_url)
+        .bind(nanos(e.created_at)?)
+        .execute(&mut tx)
+        .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict { kind: ENVIRONMENT, id: e.id.clone() });
+        }
+        if let Some(secret) = &e.webhook_secret {
+            self.write_secret(&mut tx, ENVIRONMENT, &e.id, WEBHOOK_SECRET, secret).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
+        let row = sql::<D>("SELECT id, webhook_url, created_at FROM environments WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut tx)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let mut secrets = self.read_secrets(&mut tx, ENVIRONMENT, Some(id)).await?;
+        tx.commit().await?;
+        environment(&row, secrets.remove(id).and_then(|mut s| s.remove(WEBHOOK_SECRET))).map(Some)
+    }
+
+    async fn list_environments(&self) -> Result<Vec<EnvironmentRecord>, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
+        let found = sql::<D>("SELECT id, webhook_url, created_at FROM environments ORDER BY id")
+            .fetch_all(&mut tx)
+            .await?;
+        let mut secrets = self.read_secrets(&mut tx, ENVIRONMENT, None).await?;
+        tx.commit().await?;
+        found
+            .iter()
+            .map(|row| {
+                let own =
+                    secrets.remove(&row.text("id")?).and_then(|mut s| s.remove(WEBHOOK_SECRET));
+                environment(row, own)
+            })
+            .collect()
+    }
+
+    async fn create_api_key(&self, k: &ApiKeyRecord) -> Result<(), StoreError> {
+        let inserted = sql::<D>(
+            "INSERT INTO api_keys (id, name, environment, scopes, key_hash, hint, created_at,
+                expires_at, last_used_at, revoked_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&k.id)
+        .bind(&k.name)
+        .bind(&k.environment)
+        .bind(to_json(&k.scopes, "api key scopes")?)
+        .bind(&k.key_hash)
+        .bind(&k.hint)
+        .bind(nanos(k.created_at)?)
+        .bind(k.expires_at.map(nanos).transpose()?)
+        .bind(k.last_used_at.map(nanos).transpose()?)
+        .bind(k.revoked_at.map(nanos).transpose()?)
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict { kind: "api key", id: k.id.clone() });
+        }
+        Ok(())
+    }
+
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>, StoreError> {
+        sql::<D>(concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE key_hash = $1"))
+            .bind(key_hash)
+            .fetch_optional(&mut *self.pool.acquire().await?)
+            .await?
+            .as_ref()
+            .map(api_key)
+            .transpose()
+    }
+
+    async fn list_api_keys(&self) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        sql::<D>(concat!("SELECT ", api_key_columns!(), " FROM api_keys ORDER BY created_at, id"))
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .iter()
+            .map(api_key)
+            .collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError> {
+        let changed =
+            sql::<D>("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+                .bind(nanos(at)?)
+                .bind(id)
+                .execute(&mut *self.pool.acquire().await?)
+                .await?;
+        Ok(changed > 0)
+    }
+
+    async fn touch_api_key(&self, id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
+        sql::<D>("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
+            .bind(nanos(at)?)
+            .bind(id)
+            .execute(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(())
+    }
+}
+
+fn environment(
+    row: &impl Columns,
+    webhook_secret: Option<latchkey_core::Secret>,
+) -> Result<EnvironmentRecord, StoreError> {
+    Ok(EnvironmentRecord {
+        id: row.text("id")?,
+        webhook_url: row.opt_text("webhook_url")?,
+        webhook_secret,
+        created_at: timestamp(row.int("created_at")?)?,
+    })
+}
+
+fn api_key(row: &impl Columns) -> Result<ApiKeyRecord, StoreError> {
+    let at = |column: &str| row.opt_int(column)?.map(timestamp).transpose();
+    let scopes: BTreeSet<Scope> = json(row, "scopes")?;
+    Ok(ApiKeyRecord {
+        id: row.text("id")?,
+        name: row.text("name")?,
+        environment: row.opt_text("environment")?,
+        scopes,
+        key_hash: row.text("key_hash")?,
+        hint: row.text("hint")?,
+        created_at: timestamp(row.int("created_at")?)?,
+        expires_at: at("expires_at")?,
+        last_used_at: at("last_used_at")?,
+        revoked_at: at("revoked_at")?,
+    })
+}
