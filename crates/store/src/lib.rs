@@ -3,8 +3,9 @@
 //!
 //! A caller names the role it needs: [`IntegrationStore`] (integrations and custom
 //! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
-//! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values) and
-//! [`KeyAdmin`] (key versions, re-sealing, retirement). [`Store`] is all of them, shared as
+//! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values),
+//! [`KeyAdmin`] (key versions, re-sealing, retirement) and [`AuditStore`] (the hash-chained
+//! audit log, see [`audit`]). [`Store`] is all of them, shared as
 //! `Arc<dyn Store>`, which upcasts to any one role.
 //!
 //! One implementation serves both databases: [`SqlStore`], whose queries (in `src/sql/`) are
@@ -41,6 +42,7 @@ mod rows;
 mod sql;
 
 pub mod access;
+pub mod audit;
 pub mod crypto;
 pub mod model;
 pub mod postgres;
@@ -52,13 +54,19 @@ pub mod sqlite;
 mod tests;
 
 pub use access::{Scope, UnknownScope};
+pub use audit::{
+    AuditBreak, AuditEntry, AuditFilter, AuditObject, AuditOutcome, AuditPage, AuditProblem,
+    AuditRecord, AuditTrim, AuditVerdict,
+};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 pub use postgres::{PgStore, Postgres};
-pub use roles::{ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage, Store};
+pub use roles::{
+    AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage, Store,
+};
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;
 pub use sql::{Dialect, SqlStore};

@@ -6,9 +6,10 @@
 //! decoding, sealing) is shared.
 //!
 //! The role traits are implemented one file each: [`integrations`], [`connections`],
-//! [`flows`], [`scripts`] and [`keys`]; [`secrets`] holds the `secrets` and `keyring_check`
+//! [`flows`], [`scripts`], [`keys`] and [`audit`]; [`secrets`] holds the `secrets` and `keyring_check`
 //! tables they all write through.
 
+mod audit;
 mod connections;
 mod flows;
 mod integrations;
