@@ -5,6 +5,7 @@
 // Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
+mod audit;
 mod auth_response;
 mod caches;
 pub mod catalog;
@@ -54,6 +55,7 @@ pub use latchkey_store::{
     Keyring, MasterKey, MasterKeys, PgStore, SqliteStore, Store, StoreError,
 };
 
+pub use audit::Audit;
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -250,5 +252,10 @@ impl Engine {
     /// Connectors: the catalog and the custom connectors kept in the store.
     pub fn connectors(&self) -> Connectors<'_> {
         Connectors { engine: self }
+    }
+
+    /// The audit log: appending, listing, retention and verification.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { engine: self }
     }
 }

@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod access;
+pub mod audit;
 mod body_limit;
 mod error;
 mod extract;
@@ -79,6 +80,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/connections/{id}/refresh", post(routes::connections::refresh))
         .route("/connect-sessions", post(routes::connect_sessions::create))
         .route("/connect-sessions/{id}", get(routes::connect_sessions::get))
+        .route("/audit", get(routes::audit::list))
         .route_layer(middleware::from_fn(routes::refuse_unknown_query))
         .route_layer(capped(limits.api));
     let upload = Router::new()
@@ -90,12 +92,15 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/proxy/{connection}/{*path}", any(proxy::forward))
         .route_layer(capped(limits.proxy));
     // The key is checked before any body is read, and before an unknown route is told apart:
-    // without it, every path under `/v1` is a 401.
+    // without it, every path under `/v1` is a 401. The audit log records each write and
+    // credential read right inside it, with its principal and final status; a scope check
+    // belongs inside the audit layer (added before it), so its refusals are recorded.
     let v1 = api
         .merge(upload)
         .merge(proxy)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), require_api_key));
     let metrics = Router::new()
         .route("/metrics", get(telemetry::render))

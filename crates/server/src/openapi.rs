@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::routes::{connect_sessions, connections, connectors, integrations};
+use crate::routes::{audit, connect_sessions, connections, connectors, integrations};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -14,12 +14,14 @@ use crate::routes::{connect_sessions, connections, connectors, integrations};
         connections::list, connections::create, connections::get, connections::delete,
         connections::test, connections::token, connections::refresh,
         connect_sessions::create, connect_sessions::get,
+        audit::list,
         crate::proxy::forward,
     ),
     components(schemas(crate::ErrorBody, connectors::ConnectorSummary, integrations::CreateIntegration,
         integrations::IntegrationView, connections::CreateConnection, connections::TokenView,
         connect_sessions::CreateConnectSession, connect_sessions::CreatedConnectSession,
-        connect_sessions::ConnectSessionView)),
+        connect_sessions::ConnectSessionView, audit::AuditPageView, audit::AuditEntryView,
+        audit::AuditActorView, audit::AuditObjectView)),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]
@@ -40,7 +42,12 @@ impl utoipa::Modify for BearerAuth {
 
 /// `GET /openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document_value())
+}
+
+/// The OpenAPI document.
+pub(crate) fn document_value() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 #[cfg(test)]
