@@ -245,6 +245,7 @@ mod tests {
             webhook_url = "https://w.example"
             refresh_interval = 7
             access_log = false
+            audit_retention = 8
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()
