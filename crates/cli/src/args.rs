@@ -131,6 +131,10 @@ pub enum Command {
             value_name = "BOOL"
         )]
         access_log: bool,
+        /// Keep audit entries this many days; older ones are removed at start-up and daily,
+        /// leaving the chain verifiable from where they were cut. `0` keeps them forever.
+        #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value_t = 365, value_name = "DAYS")]
+        audit_retention: u32,
     },
     /// Inspect and check connectors.
     Connector {
@@ -216,6 +220,12 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// The audit log: who did what through the REST API, hash-chained so edits show.
+    Audit {
+        /// What to do with the audit log.
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print a shell completion script, e.g. `latchkey completions bash > /etc/bash_completion.d/latchkey`.
     Completions {
         /// The shell.
@@ -261,6 +271,50 @@ pub enum KeysCommand {
     /// Drop the key checks of every version but the current one, after which the old keys are
     /// no longer needed or accepted. Refused while any secret row still uses an old version.
     Retire,
+}
+
+/// `latchkey audit …`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Print the newest entries, oldest of them first; with `--follow`, then every new one.
+    Tail {
+        /// How many entries to print first (1 to 1000).
+        #[arg(long, short = 'n', default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        limit: u32,
+        /// Keep printing new entries as they are appended, until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only entries by this API key id.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action, or with a trailing `.*` every action it starts (`connection.*`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only entries about this object: `kind:id` or an id.
+        #[arg(long)]
+        object: Option<String>,
+        /// Entries of every environment (default: only those of `--environment`, and Latchkey's
+        /// own, which have none).
+        #[arg(long)]
+        all_environments: bool,
+        /// Only entries at or after this time (RFC 3339).
+        #[arg(long, value_parser = rfc3339)]
+        since: Option<time::OffsetDateTime>,
+        /// Only entries before this time (RFC 3339).
+        #[arg(long, value_parser = rfc3339)]
+        until: Option<time::OffsetDateTime>,
+        /// Output format (JSON: an array; with `--follow`, one object per line).
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Check the hash chain from its start (or where retention cut it) to its last entry.
+    /// Exits non-zero, naming the first broken entry, if a row was edited, deleted or moved.
+    Verify,
+}
+
+fn rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| "expected an RFC 3339 time, e.g. 2026-01-31T12:00:00Z".to_owned())
 }
 
 /// `latchkey connector …`.

@@ -1,6 +1,7 @@
 //! What each command does.
 
 mod access;
+mod audit;
 mod connect;
 mod connection;
 mod connector;
@@ -22,9 +23,19 @@ use crate::setup;
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     match cli.command {
-        Command::Serve { listen, public_url, webhook_url, refresh_interval, access_log: _ } => {
-            serve(global, listen, public_url, webhook_url, refresh_interval).await
+        Command::Serve {
+            listen,
+            public_url,
+            webhook_url,
+            refresh_interval,
+            access_log: _,
+            audit_retention,
+        } => {
+            let options =
+                ServeOptions { listen, public_url, webhook_url, refresh_interval, audit_retention };
+            serve(global, options).await
         }
+        Command::Audit { command } => audit::run(global, command).await,
         Command::Connector { command } => connector::run(global, command).await,
         Command::Connect { connector, id, auth, set, integration, no_test, no_browser } => {
             let (engine, _) = setup::engine(global).await?;
@@ -90,13 +101,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn serve(
-    global: &crate::args::Global,
+/// `latchkey serve`'s own options.
+struct ServeOptions {
     listen: std::net::SocketAddr,
     public_url: Option<url::Url>,
     webhook_url: Option<url::Url>,
     refresh_interval: u64,
-) -> anyhow::Result<ExitCode> {
+    audit_retention: u32,
+}
+
+/// How often the audit log is trimmed to its retention while serving.
+const AUDIT_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::Result<ExitCode> {
+    let ServeOptions { listen, public_url, webhook_url, refresh_interval, audit_retention } =
+        options;
     let webhook = match webhook_url {
         Some(url) => {
             let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
@@ -154,6 +173,9 @@ async fn serve(
     tokio::spawn(
         engine.renewal().run_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
     );
+    if audit_retention > 0 {
+        tokio::spawn(trim_audit_log(engine.clone(), audit_retention));
+    }
     let state = latchkey_server::AppState::new(engine, api_key, public_url);
     let limits = latchkey_server::BodyLimits {
         proxy: global.proxy_max_request_bytes,
@@ -161,6 +183,26 @@ async fn serve(
     };
     latchkey_server::serve_with_limits(listener, state, limits).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Trims the audit log to `days` now and then daily; a failure is logged and tried again the
+/// next day.
+async fn trim_audit_log(engine: std::sync::Arc<latchkey_engine::Engine>, days: u32) {
+    let retention = std::time::Duration::from_secs(u64::from(days) * 24 * 60 * 60);
+    let mut every = tokio::time::interval(AUDIT_TRIM_EVERY);
+    loop {
+        every.tick().await;
+        match engine.audit().trim(retention).await {
+            Ok(trim) if trim.removed > 0 => tracing::info!(
+                removed = trim.removed,
+                anchor = trim.anchor_seq,
+                days,
+                "trimmed the audit log to its retention"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::error!(%error, "cannot trim the audit log"),
+        }
+    }
 }
 
 async fn integration(

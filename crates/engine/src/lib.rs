@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod audit;
 mod auth_response;
 mod caches;
 pub mod catalog;
@@ -56,6 +57,7 @@ pub use latchkey_store::{
 };
 
 pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
+pub use audit::Audit;
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -254,5 +256,10 @@ impl Engine {
     /// Connectors: the catalog and the custom connectors kept in the store.
     pub fn connectors(&self) -> Connectors<'_> {
         Connectors { engine: self }
+    }
+
+    /// The audit log: appending, listing, retention and verification.
+    pub fn audit(&self) -> Audit<'_> {
+        Audit { engine: self }
     }
 }

@@ -115,6 +115,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/api-keys", Scope::Admin),
     ("POST", "/v1/api-keys", Scope::Admin),
     ("DELETE", "/v1/api-keys/{id}", Scope::Admin),
+    ("GET", "/v1/audit", Scope::Admin),
 ];
 
 /// The scope `method` on `route` (a matched template) needs: from [`ROUTE_SCOPES`], else

@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod access;
+pub mod audit;
 mod body_limit;
 mod error;
 mod extract;
@@ -95,6 +96,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/environments/{id}", get(routes::environments::get))
         .route("/api-keys", get(routes::api_keys::list).post(routes::api_keys::create))
         .route("/api-keys/{id}", delete(routes::api_keys::revoke))
+        .route("/audit", get(routes::audit::list))
         .route_layer(middleware::from_fn(routes::refuse_unknown_query))
         .route_layer(middleware::from_fn(access::require_scope))
         .route_layer(capped(limits.api));
@@ -109,12 +111,15 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route_layer(middleware::from_fn(access::require_scope))
         .route_layer(capped(limits.proxy));
     // The key is checked before any body is read, and before an unknown route is told apart:
-    // without it, every path under `/v1` is a 401.
+    // without it, every path under `/v1` is a 401. The audit log records each write and
+    // credential read right inside it, with its principal and final status; a scope check
+    // belongs inside the audit layer (added before it), so its refusals are recorded.
     let v1 = api
         .merge(upload)
         .merge(proxy)
         .fallback(unknown_route)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), audit::record))
         .layer(middleware::from_fn_with_state(state.clone(), access::authenticate));
     let metrics = Router::new()
         .route("/metrics", get(telemetry::render))

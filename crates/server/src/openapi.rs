@@ -4,7 +4,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    api_keys, connect_sessions, connections, connectors, environments, integrations,
+    api_keys, audit, connect_sessions, connections, connectors, environments, integrations,
 };
 
 #[derive(OpenApi)]
@@ -18,6 +18,7 @@ use crate::routes::{
         connect_sessions::create, connect_sessions::get,
         environments::list, environments::create, environments::get,
         api_keys::list, api_keys::create, api_keys::revoke,
+        audit::list,
         crate::proxy::forward,
     ),
     components(schemas(crate::ErrorBody, connectors::ConnectorSummary, integrations::CreateIntegration,
@@ -25,7 +26,8 @@ use crate::routes::{
         connect_sessions::CreateConnectSession, connect_sessions::CreatedConnectSession,
         connect_sessions::ConnectSessionView, environments::CreateEnvironment,
         environments::EnvironmentView, api_keys::CreateApiKey, api_keys::ApiKeyView,
-        api_keys::CreatedApiKey)),
+        api_keys::CreatedApiKey, audit::AuditPageView, audit::AuditEntryView,
+        audit::AuditActorView, audit::AuditObjectView)),
     modifiers(&BearerAuth),
     security(("api_key" = []))
 )]
@@ -46,7 +48,12 @@ impl utoipa::Modify for BearerAuth {
 
 /// `GET /openapi.json`.
 pub async fn document() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    Json(document_value())
+}
+
+/// The OpenAPI document.
+pub(crate) fn document_value() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
 }
 
 #[cfg(test)]

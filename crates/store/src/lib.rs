@@ -3,9 +3,10 @@
 //!
 //! A caller names the role it needs: [`IntegrationStore`] (integrations and custom
 //! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
-//! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values) and
+//! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values),
 //! [`KeyAdmin`] (key versions, re-sealing, retirement), [`AccessStore`] (environments, API
-//! keys). [`Store`] is all of them, shared as
+//! keys) and [`AuditStore`] (the hash-chained audit log, see [`audit`]). [`Store`] is all of
+//! them, shared as
 //! `Arc<dyn Store>`, which upcasts to any one role.
 //!
 //! One implementation serves both databases: [`SqlStore`], whose queries (in `src/sql/`) are
@@ -42,6 +43,7 @@ mod rows;
 mod sql;
 
 pub mod access;
+pub mod audit;
 pub mod crypto;
 pub mod model;
 pub mod postgres;
@@ -53,6 +55,10 @@ pub mod sqlite;
 mod tests;
 
 pub use access::{ApiKeyRecord, EnvironmentRecord, Scope, UnknownScope};
+pub use audit::{
+    AuditBreak, AuditEntry, AuditFilter, AuditObject, AuditOutcome, AuditPage, AuditProblem,
+    AuditRecord, AuditTrim, AuditVerdict,
+};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
@@ -60,7 +66,8 @@ pub use model::{
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
-    AccessStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage, Store,
+    AccessStore, AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage,
+    Store,
 };
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;

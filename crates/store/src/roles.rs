@@ -1,5 +1,6 @@
 //! What a store does, split by role so a caller names what it needs: [`IntegrationStore`],
-//! [`ConnectionStore`], [`FlowStore`], [`ScriptStorage`], [`KeyAdmin`] and [`AccessStore`]. [`Store`] is all of
+//! [`ConnectionStore`], [`FlowStore`], [`ScriptStorage`], [`KeyAdmin`], [`AccessStore`] and
+//! [`AuditStore`]. [`Store`] is all of
 //! them at once, what the engine and server share as `Arc<dyn Store>`; an `Arc<dyn Store>`
 //! converts to an `Arc<dyn ConnectionStore>` (or any other role) where less is needed.
 //!
@@ -13,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 use crate::access::{ApiKeyRecord, EnvironmentRecord};
+use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
     CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
@@ -22,7 +24,7 @@ use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKe
 /// Everything a store does: every role trait. Implemented for every type that implements them
 /// all, and shared as `Arc<dyn Store>`.
 pub trait Store:
-    IntegrationStore + ConnectionStore + FlowStore + ScriptStorage + KeyAdmin + AccessStore
+    IntegrationStore + ConnectionStore + FlowStore + ScriptStorage + KeyAdmin + AccessStore + AuditStore
 {
 }
 
@@ -33,6 +35,7 @@ impl<T> Store for T where
         + ScriptStorage
         + KeyAdmin
         + AccessStore
+        + AuditStore
         + ?Sized
 {
 }
@@ -293,4 +296,38 @@ pub trait KeyAdmin: Send + Sync + fmt::Debug {
             report.versions.iter().find(|v| v.current).map_or(0, |v| v.version);
         Ok(report)
     }
+}
+
+/// The audit log: an append-only, hash-chained record of who did what to which object (see
+/// [`audit`](crate::audit)). Appends from several processes on one database extend one chain;
+/// a retention trim removes the oldest entries and leaves an anchor, so what remains still
+/// verifies.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync + fmt::Debug {
+    /// Appends an entry after the last one, chained to it, and returns it with its sequence
+    /// number and hash. The first append makes the audit key (sealed like every secret);
+    /// refuses with [`StoreError::Database`] when entries exist but the key is gone, rather
+    /// than start a second chain.
+    async fn append_audit(&self, record: &AuditRecord) -> Result<AuditEntry, StoreError>;
+
+    /// The entries that match `filter`, one page of them in sequence order (stable: an
+    /// entry's sequence number never changes, so `page.after` is a cursor).
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+        page: &AuditPage,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Removes the oldest entries, up to the first one at or after `before`, and records the
+    /// last removed entry's sequence number and hash as the anchor verification starts from;
+    /// when it removed anything, appends an `audit.trim` entry (at `now`) saying so.
+    async fn trim_audit(
+        &self,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<AuditTrim, StoreError>;
+
+    /// Checks the chain from the anchor to the head, in one snapshot: every entry present,
+    /// unchanged and in order. Returns the first broken entry, or the count checked.
+    async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
 }

@@ -38,6 +38,12 @@ pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
 pub(crate) const SCRIPT_STORAGE: &str = "script_storage";
 /// Owner kind of an OAuth authorization request's PKCE verifier.
 pub(crate) const OAUTH_STATE: &str = "oauth_state";
+/// Owner kind of the audit log's chain key (owner id [`AUDIT_CHAIN`], field [`AUDIT_KEY`]).
+pub(crate) const AUDIT: &str = "audit";
+/// Owner id of the audit log's chain key.
+pub(crate) const AUDIT_CHAIN: &str = "chain";
+/// Field of the audit log's chain key: 32 random bytes as base64.
+pub(crate) const AUDIT_KEY: &str = "hmac_key";
 /// The field of an integration's client secret.
 pub(crate) const CLIENT_SECRET: &str = "client_secret";
 /// The field of an OAuth state's PKCE verifier.

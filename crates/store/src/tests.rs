@@ -19,9 +19,11 @@ use crate::{
     ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, Keys, ScriptStorage, Store, StoreError,
 };
 
+mod audit;
 mod binding;
 mod flows;
 mod rotation;
+pub(crate) use audit::*;
 pub(crate) use binding::*;
 pub(crate) use flows::*;
 pub(crate) use rotation::*;
@@ -127,6 +129,12 @@ on_every_backend!(
     an_unbound_credential_put_in_place_is_refused,
     a_config_change_through_the_store_reseals_the_credentials,
     credentials_sealed_before_binding_are_bound_when_the_store_opens,
+    audit_entries_roundtrip_filter_and_page,
+    audit_verify_finds_an_edited_row_at_that_entry,
+    audit_verify_finds_a_deleted_or_reordered_row,
+    audit_trim_keeps_the_chain_verifiable,
+    audit_appenders_in_two_processes_do_not_fork_the_chain,
+    audit_key_is_sealed_and_survives_rotation,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

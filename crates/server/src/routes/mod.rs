@@ -1,6 +1,7 @@
 //! The REST API's route groups, one file each.
 
 pub mod api_keys;
+pub mod audit;
 pub mod connect_sessions;
 pub mod connections;
 pub mod connectors;
@@ -24,6 +25,7 @@ const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("POST", "/connections", &["test"]),
     ("GET", "/connections", &["end_user_id"]),
     ("DELETE", "/integrations/{id}", &["force"]),
+    ("GET", "/audit", &["actor", "action", "object", "since", "until", "cursor", "limit"]),
 ];
 
 /// Refuses a query parameter the route does not know with 400 `invalid_request` (`field` names

@@ -6,10 +6,11 @@
 //! decoding, sealing) is shared.
 //!
 //! The role traits are implemented one file each: [`integrations`], [`connections`],
-//! [`flows`], [`scripts`], [`keys`] and [`access`]; [`secrets`] holds the `secrets` and `keyring_check`
-//! tables they all write through.
+//! [`flows`], [`scripts`], [`keys`], [`access`] and [`audit`]; [`secrets`] holds the `secrets`
+//! and `keyring_check` tables they all write through.
 
 mod access;
+mod audit;
 mod connections;
 mod flows;
 mod integrations;
