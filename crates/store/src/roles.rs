@@ -12,9 +12,10 @@ use latchkey_core::Secret;
 use time::OffsetDateTime;
 
 use crate::StoreError;
+use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
-    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
+    ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
+    CredentialUpdate, CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 
@@ -38,8 +39,12 @@ pub trait IntegrationStore: Send + Sync + fmt::Debug {
     /// The integration with this id, if any.
     async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError>;
 
-    /// All integrations, by id.
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError>;
+    /// One page of the integrations `filter` selects, oldest first (`(created_at, id)` order).
+    async fn list_integrations(
+        &self,
+        filter: &IntegrationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<IntegrationRecord>, StoreError>;
 
     /// Deletes an integration and its secrets; `false` if it did not exist.
     async fn delete_integration(&self, id: &str) -> Result<bool, StoreError>;
@@ -70,8 +75,21 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// The connection with this id and its decrypted credentials, if any.
     async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// All connections without their credentials, oldest first.
-    async fn list_connections(&self) -> Result<Vec<ConnectionSummary>, StoreError>;
+    /// One page of the connections `filter` selects, without their credentials, oldest first
+    /// (`(created_at, id)` order). The filter runs in SQL on indexed columns.
+    async fn list_connections(
+        &self,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ConnectionSummary>, StoreError>;
+
+    /// Changes a connection's tags, metadata, end user and label as `details` says (bumping its
+    /// version) and returns the new version; [`StoreError::NotFound`] if it does not exist.
+    async fn update_connection_details(
+        &self,
+        id: &str,
+        details: &ConnectionDetails,
+    ) -> Result<i64, StoreError>;
 
     /// Deletes a connection, its credentials and its script values; `false` if it did not
     /// exist.

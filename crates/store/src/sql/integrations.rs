@@ -2,8 +2,10 @@
 
 use time::OffsetDateTime;
 
+use super::pages::PageQuery;
 use super::secrets::delete_secrets;
 use super::{Dialect, SqlStore, sql};
+use crate::listing::{Cursor, IntegrationFilter, Page, PageRequest};
 use crate::model::{CustomConnector, IntegrationRecord};
 use crate::rows::{self, Columns as _, nanos, to_json};
 use crate::secret_rows::{CLIENT_SECRET, INTEGRATION};
@@ -56,18 +58,31 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
         rows::integration(&row, own).map(Some)
     }
 
-    async fn list_integrations(&self) -> Result<Vec<IntegrationRecord>, StoreError> {
+    async fn list_integrations(
+        &self,
+        _filter: &IntegrationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<IntegrationRecord>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let found =
-            sql::<D>(concat!("SELECT ", integration_columns!(), " FROM integrations ORDER BY id"))
-                .fetch_all(&mut tx)
-                .await?;
+        let mut found = PageQuery::new()
+            .page::<D>(integration_columns!(), "integrations", page)
+            .fetch_all(&mut tx)
+            .await?;
+        let more = found.len() > page.size() as usize;
+        found.truncate(page.size() as usize);
         let mut secrets = self.read_secrets(&mut tx, INTEGRATION, None).await?;
         tx.commit().await?;
-        found
+        let items = found
             .iter()
             .map(|row| rows::integration(row, secrets.remove(&row.text("id")?).unwrap_or_default()))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match items.last() {
+            Some(last) if more => Some(Cursor::after(last.created_at, &last.id).map_err(|_| {
+                StoreError::Database("stored timestamp out of range".into())
+            })?),
+            _ => None,
+        };
+        Ok(Page { items, next })
     }
 
     async fn delete_integration(&self, id: &str) -> Result<bool, StoreError> {

@@ -13,6 +13,7 @@ mod connections;
 mod flows;
 mod integrations;
 mod keys;
+mod pages;
 mod scripts;
 mod secrets;
 
