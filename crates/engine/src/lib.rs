@@ -20,6 +20,7 @@ pub mod middleware;
 mod mtls;
 pub mod oauth2;
 pub mod outbound;
+mod pages;
 mod random;
 mod rate_limit;
 mod recent;
@@ -30,6 +31,7 @@ mod send;
 mod session;
 mod signed_tokens;
 mod stored_values;
+pub mod tags;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -50,8 +52,10 @@ pub use latchkey_core::{
 };
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
-    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, IntegrationRecord,
-    Keyring, MasterKey, MasterKeys, PgStore, SqliteStore, Store, StoreError,
+    ConnectSession, ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus,
+    ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, EndUser, IntegrationFilter, IntegrationRecord,
+    Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys, Metadata, Page, PageRequest, PgStore,
+    SqliteStore, Store, StoreError, Tags,
 };
 
 pub use auth_response::AUTH_RESPONSE_LIMIT;
@@ -70,6 +74,7 @@ pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
+pub use pages::page_request;
 pub use random::random_token;
 pub use renewal::Renewal;
 
