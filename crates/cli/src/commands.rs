@@ -177,10 +177,17 @@ async fn integration(
             println!("integration {} ({})", record.id, record.connector);
         }
         IntegrationCommand::List { output } => {
-            let rows = engine
-                .integrations()
-                .list()
-                .await?
+            let mut all = Vec::new();
+            let mut page = latchkey_engine::PageRequest::first(latchkey_engine::MAX_PAGE_SIZE);
+            loop {
+                let found = engine.integrations().list(&Default::default(), &page).await?;
+                all.extend(found.items);
+                match found.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
+            let rows = all
                 .into_iter()
                 .map(|i| {
                     let cells = vec![
