@@ -87,7 +87,13 @@ fn connection_list_filters_and_pages() {
         assert!(rows(&out).is_empty(), "{filter:?}: {out}");
     }
     let ok = home.ok(&["connection", "list", "--status", "ok", "--output", "json"]);
-    assert_eq!(serde_json::from_str::<serde_json::Value>(&ok).unwrap()["connections"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ok).unwrap()["connections"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
     let shown = home.ok(&["connection", "show", "p1"]);
     for field in ["tags", "metadata", "end_user"] {
         assert!(shown.lines().any(|l| l.starts_with(field)), "{field}: {shown}");

@@ -14,7 +14,8 @@ use latchkey_store::{Keyring, MasterKey, SqliteStore};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const PLAIN: &str = "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n";
+const PLAIN: &str =
+    "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n";
 
 async fn engine(hook: Option<&MockServer>) -> Arc<Engine> {
     let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
@@ -174,7 +175,8 @@ async fn a_connect_session_passes_its_end_user_tags_and_metadata_to_the_connecti
 
     // A change of tags is an event of its own, carrying the new tags; so is the deletion.
     let id = record.id.parse().unwrap();
-    let details = ConnectionDetails { tags: Some(tags(&[("org", "globex")])), ..Default::default() };
+    let details =
+        ConnectionDetails { tags: Some(tags(&[("org", "globex")])), ..Default::default() };
     let changed = engine.connections().update(&id, details).await.unwrap();
     assert_eq!(changed.tags, tags(&[("org", "globex")]));
     assert_eq!(changed.end_user, Some(user), "kept");

@@ -40,13 +40,9 @@ fn ids(page: &Value) -> Vec<&str> {
 /// connections with end users and tags.
 async fn world() -> AppState {
     let state = support::state("https://prov.example", "", Default::default()).await;
-    let (status, body) = call(
-        &state,
-        "POST",
-        "/v1/integrations",
-        Some(json!({"id": "app", "connector": "prov"})),
-    )
-    .await;
+    let (status, body) =
+        call(&state, "POST", "/v1/integrations", Some(json!({"id": "app", "connector": "prov"})))
+            .await;
     assert_eq!(status, 201, "{body}");
     for (id, user, tags) in [
         ("a", "u1", json!({"org": "acme", "plan": "pro"})),
@@ -94,7 +90,11 @@ async fn connections_filter_on_the_query_and_answer_a_page() {
         ("integration=app&tags[plan]=pro&end_user=u1", vec!["a"]),
         ("tags[org]=initech", vec![]),
     ] {
-        assert_eq!(ids(&get(&state, &format!("/v1/connections?{query}")).await), expected, "{query}");
+        assert_eq!(
+            ids(&get(&state, &format!("/v1/connections?{query}")).await),
+            expected,
+            "{query}"
+        );
     }
 
     // A walk two at a time sees every connection once, in order.
@@ -113,7 +113,8 @@ async fn connections_filter_on_the_query_and_answer_a_page() {
     let filtered = get(&state, "/v1/connections?tags[org]=acme&limit=2").await;
     assert_eq!(ids(&filtered), ["a", "b"]);
     let cursor = filtered["next_cursor"].as_str().unwrap();
-    let rest = get(&state, &format!("/v1/connections?tags[org]=acme&limit=2&cursor={cursor}")).await;
+    let rest =
+        get(&state, &format!("/v1/connections?tags[org]=acme&limit=2&cursor={cursor}")).await;
     assert_eq!((ids(&rest), &rest["next_cursor"]), (vec!["c"], &Value::Null));
     assert_eq!(ids(&get(&state, "/v1/connections?limit=1000").await).len(), 6);
 }
@@ -149,13 +150,9 @@ async fn bad_list_queries_are_refused_naming_the_parameter() {
 async fn integrations_answer_pages() {
     let state = world().await;
     for id in ["i2", "i3"] {
-        let (status, _) = call(
-            &state,
-            "POST",
-            "/v1/integrations",
-            Some(json!({"id": id, "connector": "prov"})),
-        )
-        .await;
+        let (status, _) =
+            call(&state, "POST", "/v1/integrations", Some(json!({"id": id, "connector": "prov"})))
+                .await;
         assert_eq!(status, 201);
     }
     let first = get(&state, "/v1/integrations?limit=2").await;
@@ -222,7 +219,8 @@ async fn tags_metadata_and_end_users_are_checked_and_can_be_changed() {
     assert_eq!(cleared["label"], "Main");
     assert_eq!(get(&state, "/v1/connections/a").await["metadata"], json!({"m": [1, 2]}));
 
-    refused(&state, "PATCH", "/v1/connections/a", Some(json!({"tags": {"A": "x"}})), "tags.A").await;
+    refused(&state, "PATCH", "/v1/connections/a", Some(json!({"tags": {"A": "x"}})), "tags.A")
+        .await;
     refused(&state, "PATCH", "/v1/connections/a", Some(json!({"status": "ok"})), "status").await;
     let (status, missing) =
         call(&state, "PATCH", "/v1/connections/nope", Some(json!({"label": "x"}))).await;
@@ -261,8 +259,12 @@ async fn the_openapi_document_describes_pages_and_the_patch() {
     let doc: Value =
         serde_json::from_slice(&to_bytes(response.into_body(), 4 << 20).await.unwrap()).unwrap();
     let list = &doc["paths"]["/v1/connections"]["get"];
-    let params: Vec<&str> =
-        list["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    let params: Vec<&str> = list["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
     assert_eq!(params, ["integration", "status", "end_user", "tags", "limit", "cursor"]);
     let tags = list["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "tags").unwrap();
     assert_eq!(tags["style"], "deepObject");

@@ -10,15 +10,7 @@ use crate::args::{ConnectionCommand, Format};
 
 pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ConnectionCommand::List {
-            integration,
-            status,
-            end_user,
-            tags,
-            limit,
-            cursor,
-            output,
-        } => {
+        ConnectionCommand::List { integration, status, end_user, tags, limit, cursor, output } => {
             let filter = ConnectionFilter {
                 integration,
                 status: status.map(|s| s.parse()).transpose()?,

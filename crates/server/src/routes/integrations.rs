@@ -4,7 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
-use latchkey_engine::{ConnectorId, IntegrationFilter, IntegrationId, NewIntegration, page_request};
+use latchkey_engine::{
+    ConnectorId, IntegrationFilter, IntegrationId, NewIntegration, page_request,
+};
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
 

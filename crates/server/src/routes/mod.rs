@@ -51,8 +51,10 @@ pub async fn refuse_unknown_query(request: Request, next: Next) -> Response {
                 let takes = if known.is_empty() {
                     "takes no query parameters".to_string()
                 } else {
-                    let names: Vec<String> =
-                        known.iter().map(|k| format!("`{}`", k.replace("[*]", "[<key>]"))).collect();
+                    let names: Vec<String> = known
+                        .iter()
+                        .map(|k| format!("`{}`", k.replace("[*]", "[<key>]")))
+                        .collect();
                     format!("takes only {}", names.join(", "))
                 };
                 let shown: String = key.chars().take(64).collect();

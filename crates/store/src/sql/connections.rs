@@ -14,7 +14,8 @@ use super::{Dialect, Sql, SqlStore, assembled, sql};
 use crate::crypto::connection_binding;
 use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
 use crate::model::{
-    ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate, Tags,
+    ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
+    Tags,
 };
 use crate::rows::{self, Columns as _, nanos, parse_json, to_json};
 use crate::secret_rows::{CONNECTION, SCRIPT_STORAGE, record_binding};
@@ -128,9 +129,10 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
             .map(|(row, id)| rows::connection(row, fields.remove(id).unwrap_or_default()))
             .collect::<Result<Vec<_>, _>>()?;
         let next = match items.last() {
-            Some(last) if more => Some(Cursor::after(last.created_at, &last.id).map_err(|_| {
-                StoreError::Database("stored timestamp out of range".into())
-            })?),
+            Some(last) if more => Some(
+                Cursor::after(last.created_at, &last.id)
+                    .map_err(|_| StoreError::Database("stored timestamp out of range".into()))?,
+            ),
             _ => None,
         };
         Ok(Page { items, next })

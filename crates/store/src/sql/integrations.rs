@@ -77,9 +77,10 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
             .map(|row| rows::integration(row, secrets.remove(&row.text("id")?).unwrap_or_default()))
             .collect::<Result<Vec<_>, _>>()?;
         let next = match items.last() {
-            Some(last) if more => Some(Cursor::after(last.created_at, &last.id).map_err(|_| {
-                StoreError::Database("stored timestamp out of range".into())
-            })?),
+            Some(last) if more => Some(
+                Cursor::after(last.created_at, &last.id)
+                    .map_err(|_| StoreError::Database("stored timestamp out of range".into()))?,
+            ),
             _ => None,
         };
         Ok(Page { items, next })

@@ -78,10 +78,8 @@ pub(crate) async fn lists_filter_on_each_field(b: &impl Backend) {
 
     // What a page holds is the whole summary, tags, metadata and end user included.
     let store = b.store();
-    let page = store
-        .list_connections(&ConnectionFilter::default(), &PageRequest::first(1))
-        .await
-        .unwrap();
+    let page =
+        store.list_connections(&ConnectionFilter::default(), &PageRequest::first(1)).await.unwrap();
     let expected = store.get_connection("a").await.unwrap().unwrap().summary();
     assert_eq!(page.items, [expected]);
     assert_eq!(page.items[0].tags, tags(&[("org", "acme"), ("plan", "pro")]));
@@ -90,7 +88,8 @@ pub(crate) async fn lists_filter_on_each_field(b: &impl Backend) {
 
 pub(crate) async fn tag_filters_are_anded(b: &impl Backend) {
     seed(b).await;
-    let filter = |pairs: &[(&str, &str)]| ConnectionFilter { tags: tags(pairs), ..Default::default() };
+    let filter =
+        |pairs: &[(&str, &str)]| ConnectionFilter { tags: tags(pairs), ..Default::default() };
     assert_eq!(walk(b, &filter(&[("org", "acme")]), 100).await, ["a", "b", "c"]);
     assert_eq!(walk(b, &filter(&[("plan", "pro")]), 100).await, ["a", "c", "d"]);
     assert_eq!(walk(b, &filter(&[("org", "acme"), ("plan", "pro")]), 100).await, ["a", "c"]);
@@ -188,7 +187,8 @@ pub(crate) async fn details_change_and_the_filters_follow(b: &impl Backend) {
     assert_eq!(after.credentials, before.credentials, "credentials untouched");
     assert_eq!(after.config, before.config);
 
-    let filter = |pairs: &[(&str, &str)]| ConnectionFilter { tags: tags(pairs), ..Default::default() };
+    let filter =
+        |pairs: &[(&str, &str)]| ConnectionFilter { tags: tags(pairs), ..Default::default() };
     assert_eq!(walk(b, &filter(&[("org", "initech")]), 10).await, ["a"]);
     assert_eq!(walk(b, &filter(&[("org", "acme")]), 10).await, ["b", "c"]);
     assert!(walk(b, &filter(&[("plan", "pro"), ("org", "initech")]), 10).await.is_empty());
