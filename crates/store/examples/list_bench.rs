@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use latchkey_core::Secret;
 use latchkey_store::{
-    ConnectionFilter, ConnectionRecord, ConnectionStatus, Cursor, Keyring, MasterKey, PageRequest,
-    PgStore, SqliteStore, Store,
+    ConnectionFilter, ConnectionRecord, ConnectionStatus, ConnectionStore, Cursor, Keyring,
+    MasterKey, PageRequest, PgStore, SqliteStore, Store,
 };
 use sqlx::Connection as _;
 use time::OffsetDateTime;

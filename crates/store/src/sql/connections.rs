@@ -99,7 +99,7 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         page: &PageRequest,
     ) -> Result<Page<ConnectionSummary>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let mut found = PageQuery::connections(filter)
+        let mut found = PageQuery::connections::<D>(filter)
             .page::<D>(connection_columns!(), "connections", page)
             .fetch_all(&mut tx)
             .await?;
