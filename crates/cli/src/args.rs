@@ -362,11 +362,37 @@ pub enum ConnectorCommand {
     CatalogDoc,
 }
 
+/// A `--tag key=value`.
+fn parse_tag(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE".to_owned()),
+    }
+}
+
 /// `latchkey connection …`.
 #[derive(Debug, Subcommand)]
 pub enum ConnectionCommand {
-    /// List connections.
+    /// List connections, oldest first, a page at a time (filters are ANDed).
     List {
+        /// Only connections made through this integration.
+        #[arg(long)]
+        integration: Option<String>,
+        /// Only connections with this status.
+        #[arg(long, value_parser = ["ok", "needs_reauth", "error"])]
+        status: Option<String>,
+        /// Only the connections of this end user (the app's id for them).
+        #[arg(long)]
+        end_user: Option<String>,
+        /// Only connections with this tag (`key=value`); repeat for several.
+        #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+        /// Rows per page (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Where the page starts: the cursor the page before printed.
+        #[arg(long)]
+        cursor: Option<String>,
         /// Output format.
         #[command(flatten)]
         output: OutputArg,

@@ -236,10 +236,19 @@ async fn integration(
             println!("integration {} ({})", record.id, record.connector);
         }
         IntegrationCommand::List { output } => {
-            let rows = engine
-                .integrations()
-                .list(environment)
-                .await?
+            let mut all = Vec::new();
+            let mut page = latchkey_engine::PageRequest::first(latchkey_engine::MAX_PAGE_SIZE);
+            loop {
+                let filter =
+                    latchkey_engine::IntegrationFilter::in_environment(environment.as_str());
+                let found = engine.integrations().list(&filter, &page).await?;
+                all.extend(found.items);
+                match found.next {
+                    Some(next) => page.after = Some(next),
+                    None => break,
+                }
+            }
+            let rows = all
                 .into_iter()
                 .map(|i| {
                     let cells = vec![

@@ -64,6 +64,56 @@ fn lists_print_a_header_and_align_their_columns() {
 }
 
 #[test]
+fn connection_list_filters_and_pages() {
+    let home = home_with_two();
+    let rows = |out: &str| -> Vec<String> {
+        out.lines().skip(1).map(|l| l.split_whitespace().next().unwrap().to_owned()).collect()
+    };
+    let first = home.run(&["connection", "list", "--limit", "1"]);
+    assert!(first.status.success());
+    let stdout = String::from_utf8(first.stdout).unwrap();
+    assert_eq!(rows(&stdout), ["p1"], "{stdout}");
+    let stderr = String::from_utf8(first.stderr).unwrap();
+    let cursor = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("more: --cursor "))
+        .unwrap_or_else(|| panic!("no cursor: {stderr}"));
+    let second = home.ok(&["connection", "list", "--limit", "1", "--cursor", cursor]);
+    assert_eq!(rows(&second), ["a-much-longer-connection-id"], "{second}");
+
+    // Connections made by `connect` have no end user or tags: the filters select none.
+    for filter in [["--tag", "org=acme"], ["--end-user", "u1"], ["--integration", "nope"]] {
+        let out = home.ok(&[&["connection", "list"][..], &filter[..]].concat());
+        assert!(rows(&out).is_empty(), "{filter:?}: {out}");
+    }
+    let ok = home.ok(&["connection", "list", "--status", "ok", "--output", "json"]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&ok).unwrap()["connections"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let shown = home.ok(&["connection", "show", "p1"]);
+    for field in ["tags", "metadata", "end_user"] {
+        assert!(shown.lines().any(|l| l.starts_with(field)), "{field}: {shown}");
+    }
+
+    for (args, message) in [
+        (&["connection", "list", "--limit", "0"][..], "limit must be between 1 and 1000"),
+        (&["connection", "list", "--limit", "1001"][..], "limit must be between 1 and 1000"),
+        (&["connection", "list", "--cursor", "zzz"][..], "cursor"),
+        (&["connection", "list", "--tag", "Org=acme"][..], "tag key"),
+        (&["connection", "list", "--tag", "org"][..], "KEY=VALUE"),
+    ] {
+        let out = home.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
 fn every_list_and_show_speaks_json() {
     let home = home_with_two();
     let json = |args: &[&str]| -> serde_json::Value {
@@ -71,8 +121,13 @@ fn every_list_and_show_speaks_json() {
         serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}\n{out}"))
     };
     let connections = json(&["connection", "list", "--output", "json"]);
-    let ids: Vec<&str> =
-        connections.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(connections["next_cursor"], serde_json::Value::Null, "{connections}");
+    let ids: Vec<&str> = connections["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&"p1"));
     let shown = json(&["connection", "show", "p1", "--output", "json"]);

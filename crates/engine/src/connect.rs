@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
 use latchkey_core::connector::Grant;
-use latchkey_store::{ConnectSession, ConnectionRecord, SessionStatus};
+use latchkey_store::{ConnectSession, ConnectionRecord, EndUser, Metadata, SessionStatus, Tags};
 use time::Duration;
 use url::Url;
 
@@ -37,8 +37,12 @@ pub struct NewConnectSession {
     /// The connector's auth method the end user connects with (its `id`); default: the
     /// method of the connection being re-authorised, else the connector's first.
     pub auth: Option<String>,
-    /// The app's id for its end user.
-    pub end_user_id: Option<String>,
+    /// The end user who connects; the connection gets it.
+    pub end_user: Option<EndUser>,
+    /// Tags the connection gets.
+    pub tags: Tags,
+    /// Metadata the connection gets.
+    pub metadata: Metadata,
     /// The exact origin (`https://app.example`) the popup posts its result to.
     pub allowed_origin: Option<String>,
     /// Per-connection config (e.g. a shop subdomain the authorization URL needs).
@@ -54,7 +58,9 @@ impl NewConnectSession {
             environment: EnvironmentId::default_environment(),
             connection_id: None,
             auth: None,
-            end_user_id: None,
+            end_user: None,
+            tags: Tags::new(),
+            metadata: Metadata::new(),
             allowed_origin: None,
             config: BTreeMap::new(),
         }
@@ -84,6 +90,7 @@ impl Connect<'_> {
         &self,
         new: NewConnectSession,
     ) -> Result<(ConnectSession, Secret), EngineError> {
+        crate::tags::check_all(&new.tags, &new.metadata, new.end_user.as_ref())?;
         let integration = self
             .engine
             .integration_record(new.environment.as_str(), new.integration.as_str())
@@ -140,7 +147,9 @@ impl Connect<'_> {
             integration: integration.id,
             connection_id: new.connection_id.map(String::from),
             auth_method,
-            end_user_id: new.end_user_id,
+            end_user: new.end_user,
+            tags: new.tags,
+            metadata: new.metadata,
             allowed_origin,
             config,
             status: SessionStatus::Pending,
@@ -250,7 +259,9 @@ impl Connect<'_> {
                 auth: session.auth_method.clone(),
                 credentials: values,
                 config,
-                end_user_id: session.end_user_id.clone(),
+                end_user: session.end_user.clone(),
+                tags: session.tags.clone(),
+                metadata: session.metadata.clone(),
                 run_test: true,
             })
             .await?;

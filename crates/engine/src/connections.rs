@@ -7,7 +7,10 @@ use latchkey_core::auth::check_credentials;
 use latchkey_core::connector::compile_pattern;
 use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
-use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
+use latchkey_store::{
+    ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus, ConnectionSummary,
+    EndUser, Metadata, Page, PageRequest, Tags,
+};
 
 use crate::outbound::ApiRequest;
 use crate::{ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, Event, IntegrationId};
@@ -29,8 +32,12 @@ pub struct NewConnection {
     pub credentials: BTreeMap<String, Secret>,
     /// Per-connection config.
     pub config: BTreeMap<String, String>,
-    /// The product's id for its end user.
-    pub end_user_id: Option<String>,
+    /// The end user who owns it, in the app's own terms.
+    pub end_user: Option<EndUser>,
+    /// The app's labels for filtering (checked: see [`crate::tags::check_tags`]).
+    pub tags: Tags,
+    /// Free JSON for the app (at most 16 KiB serialised).
+    pub metadata: Metadata,
     /// Run the connector's test first and store only if it passes.
     pub run_test: bool,
 }
@@ -48,7 +55,9 @@ impl NewConnection {
             auth: None,
             credentials: BTreeMap::new(),
             config: BTreeMap::new(),
-            end_user_id: None,
+            end_user: None,
+            tags: Tags::new(),
+            metadata: Metadata::new(),
             run_test: false,
         }
     }
@@ -123,6 +132,7 @@ impl Connections<'_> {
     /// Creates a connection: checks its fields, runs the credential test unless told not to,
     /// and stores it (credentials encrypted). Nothing is stored when any step fails.
     pub async fn create(&self, new: NewConnection) -> Result<ConnectionRecord, EngineError> {
+        crate::tags::check_all(&new.tags, &new.metadata, new.end_user.as_ref())?;
         let entry = self.engine.connector_entry(new.connector.as_str())?;
         let connector = &entry.connector;
         let method = match connector.auth_method(new.auth.as_deref()) {
@@ -188,7 +198,9 @@ impl Connections<'_> {
             config,
             status: ConnectionStatus::Ok,
             label: None,
-            end_user_id: new.end_user_id,
+            end_user: new.end_user,
+            tags: new.tags,
+            metadata: new.metadata,
             expires_at: None,
             version: 0,
             created_at: now,
@@ -237,14 +249,6 @@ impl Connections<'_> {
         outcome
     }
 
-    /// The connections of `environment`, without secrets.
-    pub async fn list(
-        &self,
-        environment: &EnvironmentId,
-    ) -> Result<Vec<ConnectionSummary>, EngineError> {
-        Ok(self.engine.store.list_connections(environment.as_str()).await?)
-    }
-
     /// Ok if connection `id` is in `environment`; [`EngineError::ConnectionNotFound`] if it
     /// is not — also when it exists in another environment, which must not show. A
     /// connection's environment never changes, so the check holds for what follows it. Read
@@ -260,6 +264,53 @@ impl Connections<'_> {
         } else {
             Err(EngineError::ConnectionNotFound(id.to_string()))
         }
+    }
+
+    /// One page of the connections `filter` selects, without secrets, oldest first. Refuses a
+    /// limit outside 1..=[`MAX_PAGE_SIZE`](latchkey_store::MAX_PAGE_SIZE) and tags that no connection could carry.
+    pub async fn list(
+        &self,
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ConnectionSummary>, EngineError> {
+        crate::pages::check_limit(page)?;
+        if let Some(key) = filter.tags.keys().find(|k| !crate::tags::tag_key_is_valid(k)) {
+            return Err(EngineError::invalid(
+                format!("tags[{}]", key.chars().take(crate::tags::MAX_TAG_KEY).collect::<String>()),
+                "a tag key is lower-case `a-z`, `0-9`, `_`, `-` and `.`",
+            ));
+        }
+        Ok(self.engine.store.list_connections(filter, page).await?)
+    }
+
+    /// Changes a connection's tags, metadata, end user or label (each `Some` replaces, each
+    /// `None` keeps; see [`ConnectionDetails`]), after the same checks as on creation. Emits
+    /// `connection.updated` and returns the connection as stored.
+    pub async fn update(
+        &self,
+        id: &ConnectionId,
+        details: ConnectionDetails,
+    ) -> Result<ConnectionRecord, EngineError> {
+        details.tags.as_ref().map(crate::tags::check_tags).transpose()?;
+        details.metadata.as_ref().map(crate::tags::check_metadata).transpose()?;
+        if let Some(Some(user)) = &details.end_user {
+            crate::tags::check_end_user(user)?;
+        }
+        if let Some(Some(label)) = &details.label {
+            crate::tags::check_label(label)?;
+        }
+        match self.engine.store.update_connection_details(id.as_str(), &details).await {
+            Ok(_) => {}
+            Err(latchkey_store::StoreError::NotFound { .. }) => {
+                return Err(EngineError::ConnectionNotFound(id.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.engine.forget(id.as_str());
+        let record = self.engine.connection_record(id.as_str()).await?;
+        tracing::info!(connection = %id, "connection details updated");
+        self.engine.events.emit(Event::updated(&record));
+        Ok(record)
     }
 
     /// The stored connection with this id.

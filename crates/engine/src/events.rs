@@ -8,7 +8,7 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use latchkey_core::Secret;
 use latchkey_net::HostPolicy;
-use latchkey_store::ConnectionRecord;
+use latchkey_store::{ConnectionRecord, EndUser, Tags};
 use serde::Serialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -26,8 +26,8 @@ pub struct WebhookConfig {
 /// One event.
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
-    /// `connection.created`, `connection.refresh_failed`, `connection.needs_reauth`,
-    /// `connection.deleted`.
+    /// `connection.created`, `connection.updated`, `connection.refresh_failed`,
+    /// `connection.needs_reauth`, `connection.deleted`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The connection.
@@ -36,9 +36,11 @@ pub struct Event {
     pub environment: String,
     /// Its connector.
     pub connector: String,
-    /// The app's id for the end user.
+    /// The end user who owns the connection (`id`, `email`, `display_name`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub end_user_id: Option<String>,
+    pub end_user: Option<EndUser>,
+    /// The connection's tags (`{}` when it has none).
+    pub tags: Tags,
     /// What happened, for failures (never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
@@ -54,7 +56,8 @@ impl Event {
             connection_id: record.id.clone(),
             environment: record.environment.clone(),
             connector: record.connector.clone(),
-            end_user_id: record.end_user_id.clone(),
+            end_user: record.end_user.clone(),
+            tags: record.tags.clone(),
             message: message.map(str::to_string),
             at: OffsetDateTime::now_utc(),
         }
@@ -73,6 +76,11 @@ impl Event {
     /// The grant is dead; the user must connect again.
     pub fn needs_reauth(record: &ConnectionRecord, message: &str) -> Self {
         Self::new("connection.needs_reauth", record, Some(message))
+    }
+
+    /// A connection's tags, metadata, end user or label were changed.
+    pub fn updated(record: &ConnectionRecord) -> Self {
+        Self::new("connection.updated", record, None)
     }
 
     /// A connection was deleted.

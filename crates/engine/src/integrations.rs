@@ -2,7 +2,10 @@
 //! scopes). The client secret is stored encrypted and never returned.
 
 use latchkey_core::Secret;
-use latchkey_store::{ConnectionStatus, IntegrationRecord};
+use latchkey_store::{
+    ConnectionFilter, ConnectionStatus, IntegrationFilter, IntegrationRecord, MAX_PAGE_SIZE, Page,
+    PageRequest,
+};
 
 use crate::events::Event;
 use crate::{ConnectorId, Engine, EngineError, EnvironmentId, IntegrationId};
@@ -128,12 +131,20 @@ impl Integrations<'_> {
         environment: &EnvironmentId,
         id: &IntegrationId,
     ) -> Result<Vec<String>, EngineError> {
-        let all = self.engine.store.list_connections(environment.as_str()).await?;
-        Ok(all
-            .into_iter()
-            .filter(|c| c.integration.as_deref() == Some(id.as_str()))
-            .map(|c| c.id)
-            .collect())
+        let filter = ConnectionFilter {
+            integration: Some(id.to_string()),
+            ..ConnectionFilter::in_environment(environment.as_str())
+        };
+        let mut page = PageRequest::first(MAX_PAGE_SIZE);
+        let mut users = Vec::new();
+        loop {
+            let found = self.engine.store.list_connections(&filter, &page).await?;
+            users.extend(found.items.into_iter().map(|c| c.id));
+            match found.next {
+                Some(next) => page.after = Some(next),
+                None => return Ok(users),
+            }
+        }
     }
 
     async fn remove(
@@ -149,12 +160,15 @@ impl Integrations<'_> {
         }
     }
 
-    /// The integrations of `environment` (client secrets stay in the records' [`Secret`]s).
+    /// One page of the integrations `filter` selects, oldest first (client secrets stay in the
+    /// records' [`Secret`]s). Refuses a limit outside 1..=[`MAX_PAGE_SIZE`].
     pub async fn list(
         &self,
-        environment: &EnvironmentId,
-    ) -> Result<Vec<IntegrationRecord>, EngineError> {
-        Ok(self.engine.store.list_integrations(environment.as_str()).await?)
+        filter: &IntegrationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<IntegrationRecord>, EngineError> {
+        crate::pages::check_limit(page)?;
+        Ok(self.engine.store.list_integrations(filter, page).await?)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod middleware;
 mod mtls;
 pub mod oauth2;
 pub mod outbound;
+mod pages;
 mod random;
 mod rate_limit;
 mod recent;
@@ -32,6 +33,7 @@ mod send;
 mod session;
 mod signed_tokens;
 mod stored_values;
+pub mod tags;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -52,8 +54,10 @@ pub use latchkey_core::{
 };
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
-    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, IntegrationRecord,
-    Keyring, MasterKey, MasterKeys, PgStore, SqliteStore, Store, StoreError,
+    ConnectSession, ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus,
+    ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, EndUser, IntegrationFilter, IntegrationRecord,
+    Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys, Metadata, Page, PageRequest, PgStore,
+    SqliteStore, Store, StoreError, Tags,
 };
 
 pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
@@ -74,6 +78,7 @@ pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, RefreshReason};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
+pub use pages::page_request;
 pub use random::random_token;
 pub use renewal::Renewal;
 

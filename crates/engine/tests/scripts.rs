@@ -595,14 +595,8 @@ async fn a_refused_login_stores_nothing_and_says_so() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("refused with HTTP 401"), "{err}");
-    assert!(
-        engine
-            .connections()
-            .list(&latchkey_engine::EnvironmentId::default_environment())
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    let all = engine.connections().list(&Default::default(), &Default::default()).await.unwrap();
+    assert!(all.items.is_empty());
 }
 
 #[tokio::test]

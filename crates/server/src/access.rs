@@ -101,6 +101,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/connections", Scope::ConnectionsRead),
     ("POST", "/v1/connections", Scope::ConnectionsWrite),
     ("GET", "/v1/connections/{id}", Scope::ConnectionsRead),
+    ("PATCH", "/v1/connections/{id}", Scope::ConnectionsWrite),
     ("DELETE", "/v1/connections/{id}", Scope::ConnectionsWrite),
     ("POST", "/v1/connections/{id}/test", Scope::ConnectionsWrite),
     ("POST", "/v1/connections/{id}/refresh", Scope::ConnectionsWrite),

@@ -46,6 +46,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("POST", "/integrations", write("integration.create", "integration")),
     ("DELETE", "/integrations/{id}", write("integration.delete", "integration")),
     ("POST", "/connections", write("connection.create", "connection")),
+    ("PATCH", "/connections/{id}", write("connection.update", "connection")),
     ("DELETE", "/connections/{id}", write("connection.delete", "connection")),
     ("POST", "/connections/{id}/test", write("connection.test", "connection")),
     ("POST", "/connections/{id}/refresh", write("connection.refresh", "connection")),

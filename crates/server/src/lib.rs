@@ -85,7 +85,9 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/connections", get(routes::connections::list).post(routes::connections::create))
         .route(
             "/connections/{id}",
-            get(routes::connections::get).delete(routes::connections::delete),
+            get(routes::connections::get)
+                .patch(routes::connections::update)
+                .delete(routes::connections::delete),
         )
         .route("/connections/{id}/test", post(routes::connections::test))
         .route("/connections/{id}/token", get(routes::connections::token))

@@ -244,8 +244,12 @@ async fn a_key_bound_to_an_environment_finds_nothing_of_another() {
     let own = call(&f.state, "GET", "/v1/proxy/c-prod/items", &prod, &[], None).await;
     assert_eq!((own.status, own.body.as_str()), (200, Some("items")));
     let listed = call(&f.state, "GET", "/v1/connections", &prod, &[], None).await;
-    let ids: Vec<&str> =
-        listed.body.as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap()).collect();
+    let ids: Vec<&str> = listed.body["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["c-prod"]);
     let integration = call(&f.state, "GET", "/v1/integrations/gh", &prod, &[], None).await;
     assert_eq!(integration.body["client_id"], "client-prod");
@@ -298,8 +302,7 @@ async fn a_key_that_spans_environments_picks_one_per_request() {
                 env.map(|e| vec![("x-latchkey-environment", e)]).unwrap_or_default();
             let answer = call(&state, "GET", "/v1/connections", &key, &headers, None).await;
             assert_eq!(answer.status, 200, "{}", answer.body);
-            answer
-                .body
+            answer.body["connections"]
                 .as_array()
                 .unwrap()
                 .iter()

@@ -45,6 +45,7 @@ mod sql;
 pub mod access;
 pub mod audit;
 pub mod crypto;
+pub mod listing;
 pub mod model;
 pub mod postgres;
 mod roles;
@@ -60,9 +61,14 @@ pub use audit::{
     AuditRecord, AuditTrim, AuditVerdict,
 };
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
+pub use listing::{
+    ConnectionFilter, Cursor, DEFAULT_PAGE_SIZE, IntegrationFilter, InvalidCursor, MAX_PAGE_SIZE,
+    Page, PageRequest,
+};
 pub use model::{
-    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
+    ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
+    CredentialUpdate, CustomConnector, EndUser, IntegrationRecord, Metadata, OAuthState,
+    SessionStatus, Tags,
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{

@@ -12,6 +12,32 @@ use latchkey_core::Secret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// The app's labels on a connection, for filtering lists: key to value.
+pub type Tags = BTreeMap<String, String>;
+
+/// Free JSON the app keeps on a connection (an object).
+pub type Metadata = serde_json::Map<String, serde_json::Value>;
+
+/// Who a connection belongs to, in the app's own terms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndUser {
+    /// The app's id for the end user; several connections (even of one integration) may share it.
+    pub id: String,
+    /// Their email address, if the app gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// A name to show for them, if the app gives it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+}
+
+impl EndUser {
+    /// An end user with this id and nothing else.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self { id: id.into(), email: None, display_name: None }
+    }
+}
+
 /// A connector enabled in this Latchkey with the app's own settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IntegrationRecord {
@@ -104,8 +130,12 @@ pub struct ConnectionRecord {
     pub status: ConnectionStatus,
     /// A human label (e.g. the account name the credential test returned).
     pub label: Option<String>,
-    /// The app's id for the end user who owns it.
-    pub end_user_id: Option<String>,
+    /// The end user who owns it, in the app's own terms.
+    pub end_user: Option<EndUser>,
+    /// The app's labels for filtering (checked by the engine: at most 10, lower-case keys).
+    pub tags: Tags,
+    /// Free JSON for the app.
+    pub metadata: Metadata,
     /// When the access token expires, for refreshing ahead of time.
     pub expires_at: Option<OffsetDateTime>,
     /// Fencing counter: the store bumps it on every write; ignored on insert (starts at 1).
@@ -129,7 +159,9 @@ impl ConnectionRecord {
             config: self.config.clone(),
             status: self.status,
             label: self.label.clone(),
-            end_user_id: self.end_user_id.clone(),
+            end_user: self.end_user.clone(),
+            tags: self.tags.clone(),
+            metadata: self.metadata.clone(),
             expires_at: self.expires_at,
             version: self.version,
             created_at: self.created_at,
@@ -139,7 +171,7 @@ impl ConnectionRecord {
 }
 
 /// A connection without its credentials: what listings return.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionSummary {
     /// Unique id (across environments).
     pub id: String,
@@ -159,8 +191,12 @@ pub struct ConnectionSummary {
     pub status: ConnectionStatus,
     /// A human label.
     pub label: Option<String>,
-    /// The app's id for the end user who owns it.
-    pub end_user_id: Option<String>,
+    /// The end user who owns it, in the app's own terms.
+    pub end_user: Option<EndUser>,
+    /// The app's labels for filtering.
+    pub tags: Tags,
+    /// Free JSON for the app.
+    pub metadata: Metadata,
     /// When the access token expires.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -216,7 +252,9 @@ mod tests {
             config: BTreeMap::new(),
             status: ConnectionStatus::Ok,
             label: None,
-            end_user_id: None,
+            end_user: None,
+            tags: Tags::new(),
+            metadata: Metadata::new(),
             expires_at: None,
             version: 1,
             created_at: now,
@@ -282,8 +320,12 @@ pub struct ConnectSession {
     pub connection_id: Option<String>,
     /// The auth method the end user connects with; the connector's first when `None`.
     pub auth_method: Option<String>,
-    /// The app's id for its end user.
-    pub end_user_id: Option<String>,
+    /// The end user who connects; copied to the connection.
+    pub end_user: Option<EndUser>,
+    /// Tags the connection gets.
+    pub tags: Tags,
+    /// Metadata the connection gets.
+    pub metadata: Metadata,
     /// The exact origin the result is posted to.
     pub allowed_origin: Option<String>,
     /// Per-connection config the flow uses (defaults filled in).
@@ -329,4 +371,19 @@ pub struct CredentialUpdate {
     pub config: BTreeMap<String, String>,
     /// A new status, if it changes.
     pub status: Option<ConnectionStatus>,
+}
+
+/// What [`ConnectionStore::update_connection_details`](crate::ConnectionStore::update_connection_details)
+/// changes on a connection: each `Some` replaces the stored value (`Some(None)` clears it),
+/// each `None` keeps it. Credentials and config are not touched.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConnectionDetails {
+    /// New tags (replacing all of them).
+    pub tags: Option<Tags>,
+    /// New metadata (replacing it).
+    pub metadata: Option<Metadata>,
+    /// A new end user, or none.
+    pub end_user: Option<Option<EndUser>>,
+    /// A new label, or none.
+    pub label: Option<Option<String>>,
 }

@@ -38,6 +38,7 @@ impl Dialect for Postgres {
         "LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE",
         "LOCK TABLE secrets IN SHARE MODE",
     ];
+    const JOIN_TAG_FILTERS: bool = false;
     /// Microsecond precision, from the server's clock as it runs (not the transaction's start).
     const NOW_NANOS: &'static str =
         "(floor(extract(epoch FROM clock_timestamp()) * 1000000)::bigint * 1000)";

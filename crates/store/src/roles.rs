@@ -15,9 +15,10 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::access::{ApiKeyRecord, EnvironmentRecord};
 use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
+use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
-    ConnectSession, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
+    ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
+    CredentialUpdate, CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
 };
 use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 
@@ -84,11 +85,12 @@ pub trait IntegrationStore: Send + Sync + fmt::Debug {
         id: &str,
     ) -> Result<Option<IntegrationRecord>, StoreError>;
 
-    /// The integrations of `environment`, by id.
+    /// One page of the integrations `filter` selects, oldest first (`(created_at, id)` order).
     async fn list_integrations(
         &self,
-        environment: &str,
-    ) -> Result<Vec<IntegrationRecord>, StoreError>;
+        filter: &IntegrationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<IntegrationRecord>, StoreError>;
 
     /// Deletes an integration of `environment` and its secrets; `false` if it did not exist.
     async fn delete_integration(&self, environment: &str, id: &str) -> Result<bool, StoreError>;
@@ -119,11 +121,21 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// The connection with this id and its decrypted credentials, if any.
     async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRecord>, StoreError>;
 
-    /// The connections of `environment` without their credentials, oldest first.
+    /// One page of the connections `filter` selects, without their credentials, oldest first
+    /// (`(created_at, id)` order). The filter runs in SQL on indexed columns.
     async fn list_connections(
         &self,
-        environment: &str,
-    ) -> Result<Vec<ConnectionSummary>, StoreError>;
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ConnectionSummary>, StoreError>;
+
+    /// Changes a connection's tags, metadata, end user and label as `details` says (bumping its
+    /// version) and returns the new version; [`StoreError::NotFound`] if it does not exist.
+    async fn update_connection_details(
+        &self,
+        id: &str,
+        details: &ConnectionDetails,
+    ) -> Result<i64, StoreError>;
 
     /// Deletes a connection, its credentials and its script values; `false` if it did not
     /// exist.

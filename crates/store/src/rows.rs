@@ -8,16 +8,17 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 use crate::model::{
-    ConnectSession, ConnectionRecord, ConnectionSummary, CustomConnector, IntegrationRecord,
-    OAuthState, SessionStatus,
+    ConnectSession, ConnectionRecord, ConnectionSummary, CustomConnector, EndUser,
+    IntegrationRecord, OAuthState, SessionStatus,
 };
 use crate::secret_rows::CLIENT_SECRET;
 
 /// The `connections` columns that [`connection`] reads, as a literal for `concat!`.
 macro_rules! connection_columns {
     () => {
-        "id, environment, connector, integration, auth_method, config, status, label, \
-         end_user_id, expires_at, version, created_at, updated_at"
+        "id, environment, connector, integration, auth_method, config, status, label, end_user_id, \
+         end_user_email, end_user_display_name, tags, metadata, expires_at, version, created_at, \
+         updated_at"
     };
 }
 
@@ -31,8 +32,9 @@ macro_rules! integration_columns {
 /// The `connect_sessions` columns that [`connect_session`] reads, as a literal for `concat!`.
 macro_rules! session_columns {
     () => {
-        "id, environment, token_hash, integration, connection_id, end_user_id, allowed_origin, config, \
-         status, result_connection, error, expires_at, created_at, auth_method"
+        "id, environment, token_hash, integration, connection_id, end_user_id, end_user_email, \
+         end_user_display_name, tags, metadata, allowed_origin, config, status, \
+         result_connection, error, expires_at, created_at, auth_method"
     };
 }
 
@@ -170,12 +172,24 @@ pub(crate) fn connection(
             .parse()
             .map_err(|e| StoreError::Database(format!("column status: {e}")))?,
         label: row.opt_text("label")?,
-        end_user_id: row.opt_text("end_user_id")?,
+        end_user: end_user(row)?,
+        tags: json(row, "tags")?,
+        metadata: json(row, "metadata")?,
         expires_at: row.opt_int("expires_at")?.map(timestamp).transpose()?,
         version: row.int("version")?,
         created_at: at(row, "created_at")?,
         updated_at: at(row, "updated_at")?,
     })
+}
+
+/// The end user from the `end_user_*` columns: none without an id.
+fn end_user(row: &impl Columns) -> Result<Option<EndUser>, StoreError> {
+    let Some(id) = row.opt_text("end_user_id")? else { return Ok(None) };
+    Ok(Some(EndUser {
+        id,
+        email: row.opt_text("end_user_email")?,
+        display_name: row.opt_text("end_user_display_name")?,
+    }))
 }
 
 /// A full connection record from its summary and opened credentials.
@@ -193,7 +207,9 @@ pub(crate) fn with_credentials(
         config: s.config,
         status: s.status,
         label: s.label,
-        end_user_id: s.end_user_id,
+        end_user: s.end_user,
+        tags: s.tags,
+        metadata: s.metadata,
         expires_at: s.expires_at,
         version: s.version,
         created_at: s.created_at,
@@ -211,7 +227,9 @@ pub(crate) fn connect_session(row: &impl Columns) -> Result<ConnectSession, Stor
         integration: row.text("integration")?,
         connection_id: row.opt_text("connection_id")?,
         auth_method: row.opt_text("auth_method")?,
-        end_user_id: row.opt_text("end_user_id")?,
+        end_user: end_user(row)?,
+        tags: json(row, "tags")?,
+        metadata: json(row, "metadata")?,
         allowed_origin: row.opt_text("allowed_origin")?,
         config: json(row, "config")?,
         status: SessionStatus::parse(&status)

@@ -34,6 +34,7 @@ impl Dialect for Sqlite {
     const FOR_UPDATE: &'static str = "";
     const LOCK_KEY_CHECKS: &'static [&'static str] = &[];
     const LOCK_FOR_RETIREMENT: &'static [&'static str] = &[];
+    const JOIN_TAG_FILTERS: bool = true;
     /// Millisecond precision: SQLite's clock has no finer one. The database's clock is the
     /// host's, which every process sharing the file reads.
     const NOW_NANOS: &'static str =

@@ -11,9 +11,10 @@ use latchkey_core::Secret;
 use time::OffsetDateTime;
 
 use crate::crypto::{CryptoError, Keyring, MasterKey};
+use crate::listing::{ConnectionFilter, IntegrationFilter, PageRequest};
 use crate::model::{
-    ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, IntegrationRecord,
-    OAuthState, SessionStatus,
+    ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, EndUser,
+    IntegrationRecord, OAuthState, SessionStatus,
 };
 use crate::{
     ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, Keys, ScriptStorage, Store, StoreError,
@@ -22,10 +23,12 @@ use crate::{
 mod audit;
 mod binding;
 mod flows;
+mod listing;
 mod rotation;
 pub(crate) use audit::*;
 pub(crate) use binding::*;
 pub(crate) use flows::*;
+pub(crate) use listing::*;
 pub(crate) use rotation::*;
 
 /// One backend's database for one test: a fresh, empty store, and the means to look under it.
@@ -135,6 +138,14 @@ on_every_backend!(
     audit_trim_keeps_the_chain_verifiable,
     audit_appenders_in_two_processes_do_not_fork_the_chain,
     audit_key_is_sealed_and_survives_rotation,
+    lists_filter_on_each_field,
+    tag_filters_are_anded,
+    a_cursor_walk_returns_every_row_once_in_order,
+    page_limits_are_bounded,
+    details_change_and_the_filters_follow,
+    one_end_user_holds_several_connections_of_one_integration,
+    integrations_page_in_creation_order,
+    connect_sessions_keep_their_end_user_tags_and_metadata,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {
@@ -158,7 +169,13 @@ pub(crate) fn connection(id: &str, credentials: &[(&str, &str)]) -> ConnectionRe
         config: BTreeMap::from([("subdomain".into(), "acme".into())]),
         status: ConnectionStatus::Ok,
         label: Some("octocat".into()),
-        end_user_id: Some("user-1".into()),
+        end_user: Some(EndUser {
+            id: "user-1".into(),
+            email: Some("u1@example.com".into()),
+            display_name: Some("User One".into()),
+        }),
+        tags: BTreeMap::from([("org".into(), "acme".into())]),
+        metadata: serde_json::json!({ "plan": { "seats": 3 } }).as_object().unwrap().clone(),
         expires_at: Some(at(1_900_000_000)),
         version: 1,
         created_at: at(1_800_000_000),
@@ -196,7 +213,9 @@ fn session(id: &str, token_hash: &str) -> ConnectSession {
         integration: "i".into(),
         connection_id: None,
         auth_method: Some("api_key".into()),
-        end_user_id: None,
+        end_user: Some(EndUser::new("u-9")),
+        tags: BTreeMap::from([("team".to_string(), "blue".to_string())]),
+        metadata: serde_json::json!({ "source": "signup" }).as_object().unwrap().clone(),
         allowed_origin: Some("http://app".into()),
         config: BTreeMap::from([("shop".to_string(), "acme".to_string())]),
         status: SessionStatus::Pending,
@@ -256,7 +275,11 @@ pub(crate) async fn connection_roundtrips_with_credentials(b: &impl Backend) {
     assert_eq!(store.get_connection("c1").await.unwrap(), Some(record.clone()));
     assert_eq!(store.get_connection("nope").await.unwrap(), None);
 
-    let listed = store.list_connections("default").await.unwrap();
+    let listed = store
+        .list_connections(&ConnectionFilter::default(), &PageRequest::default())
+        .await
+        .unwrap()
+        .items;
     assert_eq!(listed, vec![record.summary()]);
     assert_eq!(listed[0].secret_fields, ["access_token", "refresh_token"]);
 
@@ -287,9 +310,10 @@ pub(crate) async fn integration_roundtrips_with_client_secret(b: &impl Backend) 
     );
     assert_eq!(store.get_integration("default", "nope").await.unwrap(), None);
     let ids: Vec<_> = store
-        .list_integrations("default")
+        .list_integrations(&IntegrationFilter::default(), &PageRequest::default())
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|i| (i.id, i.client_secret))
         .collect();

@@ -128,7 +128,9 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             auth: Some(method.id().to_string()),
             credentials,
             config,
-            end_user_id: None,
+            end_user: None,
+            tags: Default::default(),
+            metadata: Default::default(),
             run_test: options.test,
         })
         .await?;

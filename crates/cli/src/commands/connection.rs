@@ -1,11 +1,12 @@
-//! `latchkey connection list|show|test|delete`.
+//! `latchkey connection list|show|test|delete`: `list` filters and pages like
+//! `GET /v1/connections`; `show` prints the summary with its tags, metadata and end user.
 
 use std::process::ExitCode;
 
-use latchkey_engine::{Engine, EnvironmentId};
+use latchkey_engine::{ConnectionFilter, Engine, EnvironmentId, page_request};
 
 use super::output;
-use crate::args::ConnectionCommand;
+use crate::args::{ConnectionCommand, Format};
 
 /// Runs a connection command in `environment`: a connection of another environment is not
 /// found, as through the REST API.
@@ -22,19 +23,44 @@ pub async fn run(
         engine.connections().check_environment(environment, id).await?;
     }
     match command {
-        ConnectionCommand::List { output } => {
+        ConnectionCommand::List { integration, status, end_user, tags, limit, cursor, output } => {
+            let filter = ConnectionFilter {
+                environment: environment.to_string(),
+                integration,
+                status: status.map(|s| s.parse()).transpose()?,
+                end_user,
+                tags: tags.into_iter().collect(),
+            };
+            let page = page_request(Some(limit), cursor.as_deref())?;
+            let found = engine.connections().list(&filter, &page).await?;
+            let next = found.next.map(|c| c.token());
+            if output.output == Format::Json {
+                let page = serde_json::json!({ "connections": found.items, "next_cursor": next });
+                println!("{}", serde_json::to_string_pretty(&page)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let mut rows = Vec::new();
-            for c in engine.connections().list(environment).await? {
+            for c in found.items {
+                let tags: Vec<String> = c.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 let cells = vec![
                     c.id.clone(),
                     c.connector.clone(),
                     c.auth_method.clone(),
                     c.status.as_str().to_owned(),
+                    c.end_user.as_ref().map(|u| u.id.clone()).unwrap_or_default(),
+                    tags.join(","),
                     c.label.clone().unwrap_or_default(),
                 ];
                 rows.push((cells, serde_json::to_value(&c)?));
             }
-            output::list(output.output, &["ID", "CONNECTOR", "AUTH", "STATUS", "LABEL"], rows)?;
+            output::list(
+                output.output,
+                &["ID", "CONNECTOR", "AUTH", "STATUS", "END USER", "TAGS", "LABEL"],
+                rows,
+            )?;
+            if let Some(next) = next {
+                eprintln!("more: --cursor {next}");
+            }
         }
         ConnectionCommand::Show { id, output } => {
             let summary = engine.connections().get(&id).await?.summary();

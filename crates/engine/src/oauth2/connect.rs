@@ -92,7 +92,10 @@ impl FlowMethod {
 #[derive(Debug)]
 struct NewRecord {
     id: Option<String>,
-    end_user_id: Option<String>,
+    /// The end user, tags and metadata the connect session gave (none from the CLI).
+    end_user: Option<latchkey_store::EndUser>,
+    tags: latchkey_store::Tags,
+    metadata: latchkey_store::Metadata,
     config: BTreeMap<String, String>,
 }
 
@@ -261,7 +264,9 @@ impl Connect<'_> {
                 flow.verifier.as_ref(),
                 NewRecord {
                     id: connection_id.map(String::from),
-                    end_user_id: None,
+                    end_user: None,
+                    tags: Default::default(),
+                    metadata: Default::default(),
                     config: flow.config,
                 },
             )
@@ -334,7 +339,9 @@ impl Engine {
             verifier.as_ref(),
             NewRecord {
                 id: session.connection_id.clone(),
-                end_user_id: session.end_user_id.clone(),
+                end_user: session.end_user.clone(),
+                tags: session.tags.clone(),
+                metadata: session.metadata.clone(),
                 config: session.config.clone(),
             },
         )
@@ -401,7 +408,7 @@ impl Engine {
         verifier: Option<&Secret>,
         new: NewRecord,
     ) -> Result<ConnectionRecord, EngineError> {
-        let NewRecord { id: connection_id, end_user_id, mut config } = new;
+        let NewRecord { id: connection_id, end_user, tags, metadata, mut config } = new;
         if let Some(code) = params.error {
             return Err(FlowError::Provider { code }.into());
         }
@@ -486,7 +493,16 @@ impl Engine {
             config,
             status: ConnectionStatus::Ok,
             label: None,
-            end_user_id,
+            // Re-authorising keeps what the connection had unless the session says otherwise.
+            end_user: end_user.or_else(|| existing.as_ref().and_then(|e| e.end_user.clone())),
+            tags: match existing.as_ref() {
+                Some(e) if tags.is_empty() => e.tags.clone(),
+                _ => tags,
+            },
+            metadata: match existing.as_ref() {
+                Some(e) if metadata.is_empty() => e.metadata.clone(),
+                _ => metadata,
+            },
             expires_at,
             version: 0,
             created_at: existing.as_ref().map_or(now, |e| e.created_at),

@@ -25,9 +25,16 @@ pub struct CreateConnectSession {
     /// default: the re-authorised connection's method, else the connector's first.
     #[serde(default)]
     pub auth: Option<String>,
-    /// The app's id for its end user.
+    /// The end user who connects; the connection gets it.
     #[serde(default)]
-    pub end_user_id: Option<String>,
+    pub end_user: Option<super::connections::EndUserBody>,
+    /// Tags the connection gets (same rules as on a connection).
+    #[serde(default)]
+    pub tags: latchkey_engine::Tags,
+    /// Metadata the connection gets (a JSON object, at most 16 KiB).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: latchkey_engine::Metadata,
     /// The exact origin the popup posts its result to, e.g. `https://app.example`.
     #[serde(default)]
     pub allowed_origin: Option<String>,
@@ -92,7 +99,9 @@ pub async fn create(
             integration: body.integration,
             connection_id: body.connection_id,
             auth: body.auth,
-            end_user_id: body.end_user_id,
+            end_user: body.end_user.map(Into::into),
+            tags: body.tags,
+            metadata: body.metadata,
             allowed_origin: body.allowed_origin,
             config: body.config,
         })

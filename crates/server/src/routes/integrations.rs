@@ -4,7 +4,9 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
-use latchkey_engine::{ConnectorId, IntegrationId, NewIntegration};
+use latchkey_engine::{
+    ConnectorId, IntegrationFilter, IntegrationId, NewIntegration, page_request,
+};
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
 
@@ -84,14 +86,45 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(view(&record))))
 }
 
-/// Lists integrations.
-#[utoipa::path(get, path = "/v1/integrations", responses((status = 200, body = [IntegrationView])))]
+/// Query of `GET /v1/integrations`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// Rows per page: 1-1000, default 100.
+    #[serde(default)]
+    pub limit: Option<String>,
+    /// Where the page starts: the `next_cursor` of the page before (opaque).
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// One page of integrations.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct IntegrationPage {
+    /// The integrations, oldest first.
+    pub integrations: Vec<IntegrationView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// Lists integrations, oldest first, a page at a time.
+#[utoipa::path(get, path = "/v1/integrations", params(ListParams), responses((status = 200, body = IntegrationPage), (status = 400, body = crate::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
-) -> Result<Json<Vec<IntegrationView>>, ApiError> {
-    let records = state.engine.integrations().list(&principal.environment).await?;
-    Ok(Json(records.iter().map(view).collect()))
+    Query(params): Query<ListParams>,
+) -> Result<Json<IntegrationPage>, ApiError> {
+    let limit = params.limit.as_deref().map(super::connections::parse_limit).transpose()?;
+    let page = page_request(limit, params.cursor.as_deref())?;
+    let found = state
+        .engine
+        .integrations()
+        .list(&IntegrationFilter::in_environment(principal.environment.as_str()), &page)
+        .await?;
+    Ok(Json(IntegrationPage {
+        integrations: found.items.iter().map(view).collect(),
+        next_cursor: found.next.map(|c| c.token()),
+    }))
 }
 
 /// One integration.

@@ -20,17 +20,32 @@ pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
 }
 
 /// The query parameters each `/v1` route takes, by method and route template (without `/v1`);
-/// a route not listed takes none. Keep in step with the handlers' `Query` types.
+/// a route not listed takes none. A name ending in `[*]` stands for that prefix with any
+/// non-empty key in brackets (`tags[*]`: `tags[org]`, `tags[plan]`, …). Keep in step with the
+/// handlers' `Query` types.
 const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("POST", "/connections", &["test"]),
-    ("GET", "/connections", &["end_user_id"]),
+    ("GET", "/connections", &["integration", "status", "end_user", "tags[*]", "limit", "cursor"]),
+    ("GET", "/integrations", &["limit", "cursor"]),
     ("DELETE", "/integrations/{id}", &["force"]),
     ("GET", "/audit", &["actor", "action", "object", "since", "until", "cursor", "limit"]),
 ];
 
+/// Whether the query parameter `name` is the known parameter `known` (see `QUERY_PARAMETERS`).
+fn parameter_matches(known: &str, name: &str) -> bool {
+    match known.strip_suffix("[*]") {
+        Some(prefix) => name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_prefix('['))
+            .and_then(|rest| rest.strip_suffix(']'))
+            .is_some_and(|key| !key.is_empty() && !key.contains(['[', ']'])),
+        None => known == name,
+    }
+}
+
 /// Refuses a query parameter the route does not know with 400 `invalid_request` (`field` names
 /// it), instead of ignoring it: `GET /v1/connections?end_user_id=…` once listed every user's
-/// connections. Runs as a route layer, so it sees the matched route's template.
+/// connections (the filter is `end_user`). Runs as a route layer, so it sees the matched route's template.
 pub async fn refuse_unknown_query(request: Request, next: Next) -> Response {
     if let Some(query) = request.uri().query().filter(|q| !q.is_empty()) {
         let route = request.extensions().get::<MatchedPath>().map_or("", |p| p.as_str());
@@ -41,11 +56,14 @@ pub async fn refuse_unknown_query(request: Request, next: Next) -> Response {
             .find(|(m, r, _)| *m == method && *r == route)
             .map_or(&[][..], |(_, _, known)| *known);
         for (key, _) in url::form_urlencoded::parse(query.as_bytes()) {
-            if !known.contains(&key.as_ref()) {
+            if !known.iter().any(|k| parameter_matches(k, &key)) {
                 let takes = if known.is_empty() {
                     "takes no query parameters".to_string()
                 } else {
-                    let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+                    let names: Vec<String> = known
+                        .iter()
+                        .map(|k| format!("`{}`", k.replace("[*]", "[<key>]")))
+                        .collect();
                     format!("takes only {}", names.join(", "))
                 };
                 let shown: String = key.chars().take(64).collect();

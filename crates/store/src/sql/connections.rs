@@ -8,22 +8,28 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
+use super::pages::{PageQuery, placeholders};
 use super::secrets::delete_secrets;
 use super::{Dialect, Sql, SqlStore, assembled, sql};
 use crate::crypto::connection_binding;
-use crate::model::{ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate};
+use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
+use crate::model::{
+    ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
+    Tags,
+};
 use crate::rows::{self, Columns as _, nanos, parse_json, to_json};
 use crate::secret_rows::{CONNECTION, SCRIPT_STORAGE, record_binding};
 use crate::{ConnectionStore, StoreError};
 
-/// The `connections` upsert; `$10` is the version a new row gets, and `on_conflict` what
+/// The `connections` upsert; `$14` is the version a new row gets, and `on_conflict` what
 /// happens to an existing row.
 macro_rules! upsert_connection {
     ($on_conflict:literal) => {
         concat!(
             "INSERT INTO connections (id, connector, integration, auth_method, config, status,
-                label, end_user_id, expires_at, version, created_at, updated_at, environment)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                label, end_user_id, end_user_email, end_user_display_name, tags, metadata,
+                expires_at, version, created_at, updated_at, environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
              ON CONFLICT (id) DO ",
             $on_conflict
         )
@@ -53,7 +59,11 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
                     connector = excluded.connector, integration = excluded.integration,
                     auth_method = excluded.auth_method, config = excluded.config,
                     status = excluded.status, label = excluded.label,
-                    end_user_id = excluded.end_user_id, expires_at = excluded.expires_at,
+                    end_user_id = excluded.end_user_id,
+                    end_user_email = excluded.end_user_email,
+                    end_user_display_name = excluded.end_user_display_name,
+                    tags = excluded.tags, metadata = excluded.metadata,
+                    expires_at = excluded.expires_at,
                     version = connections.version + 1, created_at = excluded.created_at,
                     updated_at = excluded.updated_at
                  RETURNING version"
@@ -85,36 +95,118 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
 
     async fn list_connections(
         &self,
-        environment: &str,
-    ) -> Result<Vec<ConnectionSummary>, StoreError> {
+        filter: &ConnectionFilter,
+        page: &PageRequest,
+    ) -> Result<Page<ConnectionSummary>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let found = sql::<D>(concat!(
-            "SELECT ",
-            connection_columns!(),
-            " FROM connections WHERE environment = $1 ORDER BY created_at, id"
-        ))
-        .bind(environment)
-        .fetch_all(&mut tx)
-        .await?;
+        let mut found = PageQuery::connections::<D>(filter)
+            .page::<D>(connection_columns!(), "connections", page)
+            .fetch_all(&mut tx)
+            .await?;
+        let more = found.len() > page.size() as usize;
+        found.truncate(page.size() as usize);
+        let ids = found.iter().map(|row| row.text("id")).collect::<Result<Vec<_>, _>>()?;
         let mut fields: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for row in sql::<D>(
-            "SELECT owner_id, field FROM secrets WHERE owner_kind = $1 ORDER BY owner_id, field",
-        )
-        .bind(CONNECTION)
-        .fetch_all(&mut tx)
-        .await?
-        {
-            fields.entry(row.text("owner_id")?).or_default().push(row.text("field")?);
+        if !ids.is_empty() {
+            let text = format!(
+                "SELECT owner_id, field FROM secrets WHERE owner_kind = 'connection'
+                 AND owner_id IN ({}) ORDER BY owner_id, field",
+                placeholders(ids.len())
+            );
+            // Literal text and numbered placeholders only.
+            let mut query = sql::<D>(sqlx::AssertSqlSafe(text));
+            for id in &ids {
+                query = query.bind(id);
+            }
+            for row in query.fetch_all(&mut tx).await? {
+                fields.entry(row.text("owner_id")?).or_default().push(row.text("field")?);
+            }
         }
         tx.commit().await?;
-        found
+        let items = found
             .iter()
-            .map(|row| rows::connection(row, fields.remove(&row.text("id")?).unwrap_or_default()))
-            .collect()
+            .zip(&ids)
+            .map(|(row, id)| rows::connection(row, fields.remove(id).unwrap_or_default()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match items.last() {
+            Some(last) if more => Some(
+                Cursor::after(last.created_at, &last.id)
+                    .map_err(|_| StoreError::Database("stored timestamp out of range".into()))?,
+            ),
+            _ => None,
+        };
+        Ok(Page { items, next })
+    }
+
+    async fn update_connection_details(
+        &self,
+        id: &str,
+        details: &ConnectionDetails,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let row = sql::<D>(assembled(&[
+            "SELECT version, end_user_id, end_user_email, end_user_display_name, tags, metadata,
+                label FROM connections WHERE id = $1",
+            D::FOR_UPDATE,
+        ]))
+        .bind(id)
+        .fetch_optional(&mut tx)
+        .await?
+        .ok_or_else(|| StoreError::NotFound { kind: CONNECTION, id: id.to_owned() })?;
+        let version = row.int("version")? + 1;
+        let tags = match &details.tags {
+            Some(tags) => {
+                write_tags::<D>(&mut tx, id, tags).await?;
+                to_json(tags, "connection tags")?
+            }
+            None => row.text("tags")?,
+        };
+        let metadata = match &details.metadata {
+            Some(metadata) => to_json(metadata, "connection metadata")?,
+            None => row.text("metadata")?,
+        };
+        let (user_id, email, display_name) = match &details.end_user {
+            Some(user) => (
+                user.as_ref().map(|u| u.id.clone()),
+                user.as_ref().and_then(|u| u.email.clone()),
+                user.as_ref().and_then(|u| u.display_name.clone()),
+            ),
+            None => (
+                row.opt_text("end_user_id")?,
+                row.opt_text("end_user_email")?,
+                row.opt_text("end_user_display_name")?,
+            ),
+        };
+        let label = match &details.label {
+            Some(label) => label.clone(),
+            None => row.opt_text("label")?,
+        };
+        sql::<D>(
+            "UPDATE connections SET tags = $1, metadata = $2, end_user_id = $3,
+                end_user_email = $4, end_user_display_name = $5, label = $6, version = $7,
+                updated_at = $8 WHERE id = $9",
+        )
+        .bind(tags)
+        .bind(metadata)
+        .bind(&user_id)
+        .bind(&email)
+        .bind(&display_name)
+        .bind(&label)
+        .bind(version)
+        .bind(nanos(OffsetDateTime::now_utc())?)
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(version)
     }
 
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        sql::<D>("DELETE FROM connection_tags WHERE connection_id = $1")
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
         let deleted =
             sql::<D>("DELETE FROM connections WHERE id = $1").bind(id).execute(&mut tx).await?;
         delete_secrets::<D>(&mut tx, CONNECTION, id).await?;
@@ -227,12 +319,13 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
 }
 
 impl<D: Dialect> SqlStore<D> {
-    /// Replaces all of a connection's credentials; the caller holds its row locked.
+    /// Replaces all of a connection's credentials and tag rows; the caller holds its row locked.
     async fn write_credentials(
         &self,
         conn: &mut D::Connection,
         c: &ConnectionRecord,
     ) -> Result<(), StoreError> {
+        write_tags::<D>(conn, &c.id, &c.tags).await?;
         delete_secrets::<D>(conn, CONNECTION, &c.id).await?;
         let binding = record_binding(c);
         for (field, value) in &c.credentials {
@@ -240,6 +333,24 @@ impl<D: Dialect> SqlStore<D> {
         }
         Ok(())
     }
+}
+
+/// Replaces a connection's rows in `connection_tags` (what tag filters search) with `tags`.
+async fn write_tags<D: Dialect>(
+    conn: &mut D::Connection,
+    id: &str,
+    tags: &Tags,
+) -> Result<(), StoreError> {
+    sql::<D>("DELETE FROM connection_tags WHERE connection_id = $1").bind(id).execute(conn).await?;
+    for (key, value) in tags {
+        sql::<D>("INSERT INTO connection_tags (connection_id, key, value) VALUES ($1, $2, $3)")
+            .bind(id)
+            .bind(key)
+            .bind(value)
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Binds a connection's columns to `upsert_connection!`, with `version` for a new row.
@@ -256,7 +367,11 @@ fn bind_connection<D: Dialect>(
         .bind(to_json(&c.config, "connection config")?)
         .bind(c.status.as_str())
         .bind(&c.label)
-        .bind(&c.end_user_id)
+        .bind(c.end_user.as_ref().map(|u| u.id.as_str()))
+        .bind(c.end_user.as_ref().and_then(|u| u.email.as_deref()))
+        .bind(c.end_user.as_ref().and_then(|u| u.display_name.as_deref()))
+        .bind(to_json(&c.tags, "connection tags")?)
+        .bind(to_json(&c.metadata, "connection metadata")?)
         .bind(c.expires_at.map(nanos).transpose()?)
         .bind(version)
         .bind(nanos(c.created_at)?)

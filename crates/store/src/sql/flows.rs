@@ -20,14 +20,16 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         sql::<D>(
             "INSERT INTO connect_sessions (id, token_hash, integration, connection_id,
                 end_user_id, allowed_origin, config, status, result_connection, error, expires_at,
-                created_at, auth_method, environment)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+                created_at, auth_method, end_user_email, end_user_display_name, tags, metadata,
+                environment)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18)",
         )
         .bind(&s.id)
         .bind(&s.token_hash)
         .bind(&s.integration)
         .bind(&s.connection_id)
-        .bind(&s.end_user_id)
+        .bind(s.end_user.as_ref().map(|u| u.id.as_str()))
         .bind(&s.allowed_origin)
         .bind(to_json(&s.config, "config")?)
         .bind(s.status.as_str())
@@ -36,6 +38,10 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         .bind(nanos(s.expires_at)?)
         .bind(nanos(s.created_at)?)
         .bind(&s.auth_method)
+        .bind(s.end_user.as_ref().and_then(|u| u.email.as_deref()))
+        .bind(s.end_user.as_ref().and_then(|u| u.display_name.as_deref()))
+        .bind(to_json(&s.tags, "session tags")?)
+        .bind(to_json(&s.metadata, "session metadata")?)
         .bind(&s.environment)
         .execute(&mut *self.pool.acquire().await?)
         .await?;

@@ -2,8 +2,10 @@
 
 use time::OffsetDateTime;
 
+use super::pages::PageQuery;
 use super::secrets::delete_secrets;
 use super::{Dialect, SqlStore, sql};
+use crate::listing::{Cursor, IntegrationFilter, Page, PageRequest};
 use crate::model::{CustomConnector, IntegrationRecord};
 use crate::rows::{self, Columns as _, nanos, to_json};
 use crate::secret_rows::{CLIENT_SECRET, INTEGRATION, integration_owner};
@@ -66,26 +68,33 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
 
     async fn list_integrations(
         &self,
-        environment: &str,
-    ) -> Result<Vec<IntegrationRecord>, StoreError> {
+        filter: &IntegrationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<IntegrationRecord>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let found = sql::<D>(concat!(
-            "SELECT ",
-            integration_columns!(),
-            " FROM integrations WHERE environment = $1 ORDER BY id"
-        ))
-        .bind(environment)
-        .fetch_all(&mut tx)
-        .await?;
+        let mut found = PageQuery::environment(&filter.environment)
+            .page::<D>(integration_columns!(), "integrations", page)
+            .fetch_all(&mut tx)
+            .await?;
+        let more = found.len() > page.size() as usize;
+        found.truncate(page.size() as usize);
         let mut secrets = self.read_secrets(&mut tx, INTEGRATION, None).await?;
         tx.commit().await?;
-        found
+        let items = found
             .iter()
             .map(|row| {
-                let owner = integration_owner(environment, &row.text("id")?);
+                let owner = integration_owner(&filter.environment, &row.text("id")?);
                 rows::integration(row, secrets.remove(&owner).unwrap_or_default())
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = match items.last() {
+            Some(last) if more => Some(
+                Cursor::after(last.created_at, &last.id)
+                    .map_err(|_| StoreError::Database("stored timestamp out of range".into()))?,
+            ),
+            _ => None,
+        };
+        Ok(Page { items, next })
     }
 
     async fn delete_integration(&self, environment: &str, id: &str) -> Result<bool, StoreError> {

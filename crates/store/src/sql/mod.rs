@@ -15,6 +15,7 @@ mod connections;
 mod flows;
 mod integrations;
 mod keys;
+mod pages;
 mod scripts;
 mod secrets;
 
@@ -62,6 +63,12 @@ pub trait Dialect: sealed::Sealed + fmt::Debug + Send + Sync + Sized + 'static {
     /// Run first in the transaction that retires old key versions, so no writer can seal with
     /// a version between the check that none uses it and the drop of its key check.
     const LOCK_FOR_RETIREMENT: &'static [&'static str];
+
+    /// Whether a list filtered on several tags finds them with one subquery joining
+    /// `connection_tags` with itself (SQLite, whose planner then starts from the most selective
+    /// tag) rather than one `id IN (…)` per tag (PostgreSQL, which hashes each set; the join
+    /// made it 10-100x slower). BENCHMARKS.md has the figures.
+    const JOIN_TAG_FILTERS: bool;
 
     /// An SQL expression for the database's clock as unix nanoseconds. Leases are timed by it
     /// alone, so processes whose clocks disagree still agree on when a lease expires.
