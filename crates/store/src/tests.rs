@@ -146,6 +146,7 @@ on_every_backend!(
     one_end_user_holds_several_connections_of_one_integration,
     integrations_page_in_creation_order,
     connect_sessions_keep_their_end_user_tags_and_metadata,
+    lists_keep_to_one_environment,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

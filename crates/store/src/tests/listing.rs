@@ -264,3 +264,39 @@ pub(crate) async fn connect_sessions_keep_their_end_user_tags_and_metadata(b: &i
     assert_eq!(got.metadata, s.metadata);
     assert_eq!(got, s);
 }
+
+/// Every list is of one environment: rows of another one are not in it, whatever the filter.
+pub(crate) async fn lists_keep_to_one_environment(b: &impl Backend) {
+    let store = b.store();
+    seed(b).await;
+    let mut elsewhere = row("p1", 15, "gh", ConnectionStatus::Ok, "u1", &[("org", "acme")]);
+    elsewhere.environment = "prod".into();
+    store.insert_connection(&elsewhere).await.unwrap();
+    let mut prod_integration = integration("gh", None);
+    prod_integration.environment = "prod".into();
+    store.put_integration(&prod_integration).await.unwrap();
+    store.put_integration(&integration("gh", None)).await.unwrap();
+
+    let acme = ConnectionFilter { tags: tags(&[("org", "acme")]), ..Default::default() };
+    assert_eq!(walk(b, &acme, 2).await, ["a", "b", "c"]);
+    let prod = ConnectionFilter::in_environment("prod");
+    assert_eq!(walk(b, &prod, 2).await, ["p1"]);
+    let prod_acme = ConnectionFilter { tags: tags(&[("org", "acme")]), ..prod.clone() };
+    assert_eq!(walk(b, &prod_acme, 2).await, ["p1"]);
+    let by_user = ConnectionFilter { end_user: Some("u1".into()), ..prod };
+    assert_eq!(walk(b, &by_user, 2).await, ["p1"]);
+    assert!(walk(b, &ConnectionFilter::in_environment("staging"), 2).await.is_empty());
+
+    for environment in ["default", "prod"] {
+        let page = store
+            .list_integrations(
+                &IntegrationFilter::in_environment(environment),
+                &PageRequest::default(),
+            )
+            .await
+            .unwrap();
+        let found: Vec<_> =
+            page.items.iter().map(|i| (i.environment.as_str(), i.id.as_str())).collect();
+        assert_eq!(found, [(environment, "gh")]);
+    }
+}
