@@ -1,7 +1,7 @@
 //! Creating, testing and removing connections: checking what the user supplied against the
 //! connector, running the credential test, and storing the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use latchkey_core::auth::check_credentials;
 use latchkey_core::connector::compile_pattern;
@@ -10,6 +10,7 @@ use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
 
 use crate::outbound::ApiRequest;
+use crate::import::ImportedTokens;
 use crate::{ConnectionId, ConnectorId, Engine, EngineError, Event, IntegrationId};
 
 /// What a caller supplies to create a connection: [`NewConnection::new`] and the fields to set.
@@ -119,6 +120,34 @@ impl Connections<'_> {
     /// Creates a connection: checks its fields, runs the credential test unless told not to,
     /// and stores it (credentials encrypted). Nothing is stored when any step fails.
     pub async fn create(&self, new: NewConnection) -> Result<ConnectionRecord, EngineError> {
+        self.create_imported(new, ImportedTokens::default()).await
+    }
+
+    /// [`Connections::create`] for a connection moved from another system: an OAuth2 connection
+    /// given an `access_token` (and a `refresh_token` if it has one) keeps them, with the
+    /// expiry and granted scopes in `tokens`, and is refreshed before it expires like one made
+    /// here; without a refresh token it is valid until it expires. `tokens` must be empty for
+    /// any other connection.
+    pub async fn create_imported(
+        &self,
+        new: NewConnection,
+        tokens: ImportedTokens,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let mut record = self.prepare(new, tokens, None).await?;
+        record.version = self.engine.store.insert_connection(&record).await?;
+        self.engine.connection_stored(&record);
+        Ok(record)
+    }
+
+    /// Everything [`Connections::create_imported`] does but the write: the record to insert.
+    /// In a batch (`batch` is `Some`), the integrations that exist are given, and an id already
+    /// stored is left for the batch insert to find.
+    pub(crate) async fn prepare(
+        &self,
+        new: NewConnection,
+        tokens: ImportedTokens,
+        batch: Option<&BTreeSet<String>>,
+    ) -> Result<ConnectionRecord, EngineError> {
         let entry = self.engine.connector_entry(new.connector.as_str())?;
         let connector = &entry.connector;
         let method = match connector.auth_method(new.auth.as_deref()) {
@@ -132,7 +161,10 @@ impl Connections<'_> {
             }
         };
         if let Some(integration) = &new.integration
-            && self.engine.store.get_integration(integration.as_str()).await?.is_none()
+            && !match batch {
+                Some(known) => known.contains(integration.as_str()),
+                None => self.engine.integration_exists(integration.as_str()).await?,
+            }
         {
             return Err(EngineError::IntegrationNotFound(integration.to_string()));
         }
@@ -153,14 +185,20 @@ impl Connections<'_> {
                 ));
             }
         } else {
+            tokens.refuse_without_access_token()?;
             check_credentials(method, &credentials)
                 .map_err(|message| EngineError::invalid("credentials", message))?;
         }
         crate::stored_values::check_credential_bytes(method, &credentials)?;
-        let config = resolve_config(connector, new.config)?;
+        let (declared, kept) = crate::import::split_kept_config(method, new.config);
+        let mut config = resolve_config(connector, declared)?;
+        if !kept.is_empty() {
+            config.extend(kept);
+            crate::stored_values::check_config_values(connector, &config)?;
+        }
         let id = match new.id {
             Some(id) => {
-                if self.engine.store.get_connection(id.as_str()).await?.is_some() {
+                if batch.is_none() && self.engine.store.get_connection(id.as_str()).await?.is_some() {
                     return Err(EngineError::Conflict(format!("connection `{id}`")));
                 }
                 id.into_string()
@@ -191,7 +229,9 @@ impl Connections<'_> {
                     "an OAuth2 connection needs an integration (client id and secret)",
                 ));
             }
-            if !imports_tokens {
+            if imports_tokens {
+                tokens.apply(&mut record, now)?;
+            } else {
                 self.engine.initial_grant(connector, m, &mut record).await?;
             }
         }
@@ -202,10 +242,6 @@ impl Connections<'_> {
             let outcome = self.engine.run_test(&record, connector).await?;
             record.label = outcome.label;
         }
-        record.version = self.engine.store.insert_connection(&record).await?;
-        self.engine.forget(&record.id);
-        tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
-        self.engine.events.emit(crate::Event::created(&record));
         Ok(record)
     }
 
@@ -252,6 +288,19 @@ impl Connections<'_> {
 }
 
 impl Engine {
+    /// What follows a new connection's insert: the cache forgets the id, a log line, the
+    /// `connection.created` event.
+    pub(crate) fn connection_stored(&self, record: &ConnectionRecord) {
+        self.forget(&record.id);
+        tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
+        self.events.emit(crate::Event::created(record));
+    }
+
+    /// Whether the integration exists.
+    pub(crate) async fn integration_exists(&self, id: &str) -> Result<bool, EngineError> {
+        Ok(self.store.get_integration(id).await?.is_some())
+    }
+
     /// The stored connection with this id (ids read from the store or a lease name).
     pub(crate) async fn connection_record(
         &self,

@@ -14,6 +14,7 @@ mod connections;
 mod connectors;
 mod dispatch;
 mod error;
+mod import;
 pub mod events;
 mod integrations;
 pub mod middleware;
@@ -66,6 +67,7 @@ pub use error::{
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
 };
 pub use events::{Event, Events, WebhookConfig};
+pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, RefreshReason};

@@ -73,7 +73,13 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             println!("(or open {complete})");
         }
         eprintln!("Waiting for approval (checking every {}s)…", auth.interval.as_secs());
-        let record = engine.connect().complete_device_authorization(flow, options.id).await?;
+        let waiting = super::progress::spinner(
+            &format!("Waiting for approval at {}", auth.verification_uri),
+            super::progress::on_terminal(),
+        );
+        let record = engine.connect().complete_device_authorization(flow, options.id).await;
+        waiting.finish_and_clear();
+        let record = record?;
         match &record.label {
             Some(label) => println!("{}\t{}", record.id, label),
             None => println!("{}", record.id),
@@ -115,6 +121,10 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             }
         }
     }
+    let checking = super::progress::spinner(
+        &format!("Connecting to {} and testing the credentials", connector.name),
+        options.test && super::progress::on_terminal(),
+    );
     let record = engine
         .connections()
         .create(NewConnection {
@@ -127,7 +137,9 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             end_user_id: None,
             run_test: options.test,
         })
-        .await?;
+        .await;
+    checking.finish_and_clear();
+    let record = record?;
     match &record.label {
         Some(label) => println!("{}\t{}", record.id, label),
         None => println!("{}", record.id),

@@ -1,4 +1,4 @@
-//! `latchkey connection list|show|test|delete`.
+//! `latchkey connection list|show|test|refresh|delete|import|export`.
 
 use std::process::ExitCode;
 
@@ -52,6 +52,31 @@ pub async fn run(engine: &Engine, command: ConnectionCommand) -> anyhow::Result<
         ConnectionCommand::Delete { id } => {
             engine.connections().delete(&id).await?;
             println!("deleted {id}");
+        }
+        ConnectionCommand::Import {
+            file,
+            test,
+            skip_existing,
+            identity,
+            passphrase_file,
+            batch_size,
+            output,
+        } => {
+            let options = super::import::Options {
+                file,
+                test,
+                skip_existing,
+                identity,
+                passphrase_file,
+                batch_size,
+                output,
+            };
+            return super::import::run(engine, options).await;
+        }
+        ConnectionCommand::Export { output, with_credentials, recipients, passphrase_file } => {
+            let options =
+                super::export::Options { output, with_credentials, recipients, passphrase_file };
+            return super::export::run(engine, options).await;
         }
     }
     Ok(ExitCode::SUCCESS)

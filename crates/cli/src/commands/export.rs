@@ -1,0 +1,101 @@
+//! `latchkey connection export`: every connection as a `POST /v1/connections` body, one JSON
+//! line each, the format `connection import` reads. Credentials only with
+//! `--with-credentials`, and then the whole output is an age file: no credential is ever
+//! written in plain text.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use latchkey_core::ConnectionId;
+use latchkey_engine::Engine;
+use latchkey_server::CreateConnection;
+
+use super::sealed_file::{Seal, SealedWriter};
+use super::progress;
+
+/// What `connection export` was asked to do.
+pub struct Options {
+    pub output: Option<PathBuf>,
+    pub with_credentials: bool,
+    pub recipients: Vec<String>,
+    pub passphrase_file: Option<PathBuf>,
+}
+
+pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> {
+    // The passphrase is settled before anything is written.
+    let seal = if options.with_credentials {
+        Some(Seal::choose(&options.recipients, options.passphrase_file.as_deref())?)
+    } else {
+        None
+    };
+    let sink: Box<dyn Write> = match &options.output {
+        Some(path) => Box::new(create_private(path)?),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let sink = BufWriter::new(sink);
+    let mut out: Box<dyn FinishWrite> = match seal {
+        Some(seal) => Box::new(SealedWriter::new(sink, seal)?),
+        None => Box::new(sink),
+    };
+    let connections = engine.connections().list().await?;
+    let bar = progress::bar(
+        Some(connections.len() as u64),
+        "connections",
+        options.output.is_some() && progress::on_terminal(),
+    );
+    let mut written = 0u64;
+    for summary in &connections {
+        let body = if options.with_credentials {
+            let id = ConnectionId::new(summary.id.as_str())?;
+            match engine.connections().get(&id).await {
+                Ok(record) => CreateConnection::from_record(&record)?,
+                // Deleted since the list was read.
+                Err(latchkey_engine::EngineError::ConnectionNotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            CreateConnection::from_summary(summary)?
+        };
+        serde_json::to_writer(&mut out, &body.to_json()?)?;
+        out.write_all(b"\n")?;
+        written += 1;
+        bar.inc(1);
+    }
+    out.finish()?;
+    bar.finish_and_clear();
+    if let Some(path) = &options.output {
+        eprintln!("exported {written} connections to {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A writer that has an end to write (the age file's last chunk and armor), or only a flush.
+trait FinishWrite: Write {
+    fn finish(self: Box<Self>) -> anyhow::Result<()>;
+}
+
+impl<W: Write> FinishWrite for BufWriter<W> {
+    fn finish(mut self: Box<Self>) -> anyhow::Result<()> {
+        self.flush()?;
+        Ok(())
+    }
+}
+
+impl<W: Write> FinishWrite for SealedWriter<W> {
+    fn finish(self: Box<Self>) -> anyhow::Result<()> {
+        let mut inner = SealedWriter::finish(*self)?;
+        inner.flush()?;
+        Ok(())
+    }
+}
+
+/// Creates (or truncates) `path` readable by its owner alone.
+fn create_private(path: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path).with_context(|| format!("cannot create {}", path.display()))
+}
