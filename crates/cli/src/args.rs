@@ -370,7 +370,12 @@ pub enum ConnectionCommand {
         recipients: Vec<String>,
         /// A file whose first line is the passphrase to encrypt with (without it, and without
         /// `--recipient`, the passphrase is asked for on the terminal).
-        #[arg(long, value_name = "FILE", requires = "with_credentials", conflicts_with = "recipients")]
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "with_credentials",
+            conflicts_with = "recipients"
+        )]
         passphrase_file: Option<PathBuf>,
     },
 }

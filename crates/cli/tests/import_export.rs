@@ -99,7 +99,9 @@ fn a_hundred_thousand_lines_with_a_few_bad_ones() {
                     .into()
             }
             99_999 => r#"{"id":"c1","connector":"echo","credentials":{"api_key":"again"}}"#.into(),
-            n => format!(r#"{{"id":"c{n}","connector":"echo","credentials":{{"api_key":"key-{n}"}}}}"#),
+            n => format!(
+                r#"{{"id":"c{n}","connector":"echo","credentials":{{"api_key":"key-{n}"}}}}"#
+            ),
         };
         writeln!(out, "{line}").unwrap();
         if n == 20 {
@@ -145,7 +147,7 @@ fn a_hundred_thousand_lines_with_a_few_bad_ones() {
     assert!(errors[2].2.contains("unknown field `colour`"), "{}", errors[2].2);
     assert!(!text(&result).contains("key-"), "no credential in the output");
 
-    let shown = home.ok(&["connection", "show", "c77777", "--output", "json"]);
+    let shown = home.ok(&["connection", "show", "c77776", "--output", "json"]);
     let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
     assert_eq!(shown["secret_fields"], serde_json::json!(["api_key"]));
     let listed = home.ok(&["connection", "list", "--output", "json"]);
@@ -283,8 +285,13 @@ fn an_export_with_credentials_is_encrypted_and_imports_into_a_fresh_data_dir() {
     let fresh = home_with_connectors(&upstream);
     let wrong = fresh.dir.path().join("wrong");
     std::fs::write(&wrong, "not it\n").unwrap();
-    let refused =
-        fresh.run(&["connection", "import", export.to_str().unwrap(), "--passphrase-file", wrong.to_str().unwrap()]);
+    let refused = fresh.run(&[
+        "connection",
+        "import",
+        export.to_str().unwrap(),
+        "--passphrase-file",
+        wrong.to_str().unwrap(),
+    ]);
     assert!(!refused.status.success());
     assert!(text(&refused).contains("wrong passphrase"), "{}", text(&refused));
     let imported = fresh.ok(&[

@@ -9,8 +9,8 @@ use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{ConnectionRecord, ConnectionStatus, ConnectionSummary};
 
-use crate::outbound::ApiRequest;
 use crate::import::ImportedTokens;
+use crate::outbound::ApiRequest;
 use crate::{ConnectionId, ConnectorId, Engine, EngineError, Event, IntegrationId};
 
 /// What a caller supplies to create a connection: [`NewConnection::new`] and the fields to set.
@@ -198,7 +198,8 @@ impl Connections<'_> {
         }
         let id = match new.id {
             Some(id) => {
-                if batch.is_none() && self.engine.store.get_connection(id.as_str()).await?.is_some() {
+                if batch.is_none() && self.engine.store.get_connection(id.as_str()).await?.is_some()
+                {
                     return Err(EngineError::Conflict(format!("connection `{id}`")));
                 }
                 id.into_string()

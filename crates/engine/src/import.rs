@@ -73,7 +73,9 @@ impl ImportedTokens {
             let shown: String = scope.chars().take(64).collect();
             return Err(EngineError::invalid(
                 "scopes",
-                format!("scope {shown:?} is not a scope token (RFC 6749 §3.3: printable, no spaces)"),
+                format!(
+                    "scope {shown:?} is not a scope token (RFC 6749 §3.3: printable, no spaces)"
+                ),
             ));
         }
         if !self.scopes.is_empty() {
@@ -90,7 +92,10 @@ fn valid_scope(scope: &str) -> bool {
 
 /// The granted scopes kept in a connection's config, if any.
 pub fn granted_scopes(config: &BTreeMap<String, String>) -> Vec<String> {
-    config.get(GRANTED_SCOPES).map(|s| s.split(' ').map(str::to_string).collect()).unwrap_or_default()
+    config
+        .get(GRANTED_SCOPES)
+        .map(|s| s.split(' ').map(str::to_string).collect())
+        .unwrap_or_default()
 }
 
 /// Splits `config` into the connector's declared fields and the values the auth method's flow

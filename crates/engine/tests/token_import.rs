@@ -141,7 +141,7 @@ async fn imported_tokens_are_used_then_refreshed_by_the_scheduler_before_they_ex
         Some("read write:all"),
         "the granted scopes stay"
     );
-    let response = engine.dispatch().request(&id, me()).await.unwrap();
+    let response = engine.dispatch().request(&id, me()).await.unwrap_or_else(|e| panic!("{e:?}"));
     assert_eq!(response.status.as_u16(), 200);
 }
 

@@ -12,8 +12,8 @@ use latchkey_core::ConnectionId;
 use latchkey_engine::Engine;
 use latchkey_server::CreateConnection;
 
-use super::sealed_file::{Seal, SealedWriter};
 use super::progress;
+use super::sealed_file::{Seal, SealedWriter};
 
 /// What `connection export` was asked to do.
 pub struct Options {

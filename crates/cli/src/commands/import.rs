@@ -65,15 +65,14 @@ enum Chunk {
 
 pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> {
     let shown = options.output == Format::Text && progress::on_terminal();
-    let (source, total): (Box<dyn Read + Send>, Option<u64>) =
-        if options.file.as_os_str() == "-" {
-            (Box::new(std::io::stdin()), None)
-        } else {
-            let file = std::fs::File::open(&options.file)
-                .with_context(|| format!("cannot open {}", options.file.display()))?;
-            let size = file.metadata().ok().map(|m| m.len());
-            (Box::new(file), size)
-        };
+    let (source, total): (Box<dyn Read + Send>, Option<u64>) = if options.file.as_os_str() == "-" {
+        (Box::new(std::io::stdin()), None)
+    } else {
+        let file = std::fs::File::open(&options.file)
+            .with_context(|| format!("cannot open {}", options.file.display()))?;
+        let size = file.metadata().ok().map(|m| m.len());
+        (Box::new(file), size)
+    };
     let bar = progress::bytes_bar(total, shown);
     let mut input = BufReader::new(bar.wrap_read(source));
     let head = input.fill_buf().context("cannot read the file")?;

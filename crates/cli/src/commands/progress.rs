@@ -21,8 +21,9 @@ pub fn bar(total: Option<u64>, unit: &str, shown: bool) -> ProgressBar {
         Some(total) => ProgressBar::new(total).with_style(style(&format!(
             "{{spinner}} [{{elapsed_precise}}] {{wide_bar}} {{pos}}/{{len}} {unit} {{msg}}"
         ))),
-        None => ProgressBar::new_spinner()
-            .with_style(style(&format!("{{spinner}} [{{elapsed_precise}}] {{pos}} {unit} {{msg}}"))),
+        None => ProgressBar::new_spinner().with_style(style(&format!(
+            "{{spinner}} [{{elapsed_precise}}] {{pos}} {unit} {{msg}}"
+        ))),
     };
     bar.enable_steady_tick(Duration::from_millis(120));
     bar

@@ -85,7 +85,8 @@ impl<W: Write> Write for SealedWriter<W> {
 
 /// Whether `head` (the first bytes of a file) starts an age file, armored or binary.
 pub fn is_age(head: &[u8]) -> bool {
-    head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----") || head.starts_with(b"age-encryption.org/")
+    head.starts_with(b"-----BEGIN AGE ENCRYPTED FILE-----")
+        || head.starts_with(b"age-encryption.org/")
 }
 
 /// How an encrypted import is opened.

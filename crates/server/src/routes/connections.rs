@@ -50,7 +50,11 @@ pub struct CreateConnection {
     pub end_user_id: Option<String>,
     /// Imported OAuth2 tokens: when the access token expires (RFC 3339). The connection is
     /// refreshed before then with its refresh token; without one it is valid until then.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<time::OffsetDateTime>,
     /// Imported OAuth2 tokens: the access token's lifetime in seconds from now (instead of
@@ -363,9 +367,13 @@ mod tests {
         let line = r#"{"id":"c1","connector":"prov","integration":"app","credentials":{"access_token":"at"},"config":{"sub":"eu"},"expires_at":"2031-01-02T03:04:05Z","scopes":["a"]}"#;
         let body = super::CreateConnection::from_json(line).unwrap();
         assert_eq!(body.to_json().unwrap().to_string(), line);
-        assert!(!serde_json::to_string(&body).unwrap().contains("credentials"), "Serialize hides them");
-        let err = super::CreateConnection::from_json(r#"{"connector":"p","credentials":{"k":12345678}}"#)
-            .unwrap_err();
+        assert!(
+            !serde_json::to_string(&body).unwrap().contains("credentials"),
+            "Serialize hides them"
+        );
+        let err =
+            super::CreateConnection::from_json(r#"{"connector":"p","credentials":{"k":12345678}}"#)
+                .unwrap_err();
         match err {
             latchkey_engine::EngineError::InvalidRequest { field, message } => {
                 assert_eq!(field, "credentials.k");
