@@ -75,9 +75,12 @@ fn import_draws_a_bar_on_a_terminal_and_not_with_json_output() {
     assert!(shown.contains("imported: 3000"), "{shown}");
 
     let json_home = new_home();
-    let out = on_terminal(&command_line(&json_home, &["connection", "import", &file, "--output", "json"]))
-        .output()
-        .unwrap();
+    let out = on_terminal(&command_line(
+        &json_home,
+        &["connection", "import", &file, "--output", "json"],
+    ))
+    .output()
+    .unwrap();
     let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
     let summary: serde_json::Value = serde_json::from_str(&shown)
         .unwrap_or_else(|e| panic!("nothing but the JSON on the terminal ({e}):\n{shown:?}"));

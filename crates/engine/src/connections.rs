@@ -174,18 +174,21 @@ impl Connections<'_> {
             AuthMethod::OAuth2(m) => Some(m.as_ref()),
             _ => None,
         };
-        let imports_tokens = oauth.is_some() && credentials.contains_key("access_token");
+        let oauth1_flow = matches!(method, AuthMethod::OAuth1(m) if m.three_legged());
+        let imports_tokens = (oauth.is_some() && credentials.contains_key("access_token"))
+            || (oauth1_flow && credentials.contains_key("token"));
+        if oauth.is_none() || !imports_tokens {
+            tokens.refuse_without_access_token()?;
+        }
         if imports_tokens {
-            if let Some(key) =
-                credentials.keys().find(|k| !matches!(k.as_str(), "access_token" | "refresh_token"))
-            {
+            crate::import::check_imported_tokens(method, &credentials)?;
+            if oauth1_flow && new.integration.is_none() {
                 return Err(EngineError::invalid(
-                    format!("credentials.{key}"),
-                    format!("`{key}` is not a token field (access_token, refresh_token)"),
+                    "integration",
+                    "an OAuth 1.0a connection needs an integration (consumer key and secret)",
                 ));
             }
         } else {
-            tokens.refuse_without_access_token()?;
             check_credentials(method, &credentials)
                 .map_err(|message| EngineError::invalid("credentials", message))?;
         }
@@ -235,6 +238,11 @@ impl Connections<'_> {
             } else {
                 self.engine.initial_grant(connector, m, &mut record).await?;
             }
+        }
+        if let (AuthMethod::OAuth1(m), true, Some(integration)) =
+            (method, oauth1_flow && imports_tokens, &record.integration)
+        {
+            self.engine.add_oauth1_consumer(m, integration, &mut record.credentials).await?;
         }
         if let AuthMethod::Session(m) = method {
             self.engine.initial_login(connector, m, &mut record).await?;

@@ -120,6 +120,46 @@ pub(crate) fn split_kept_config(
     config.into_iter().partition(|(key, _)| !kept.contains(key.as_str()))
 }
 
+/// Checks the credentials of a connection given the tokens a flow would have obtained: OAuth2's
+/// `access_token` (and `refresh_token`), or three-legged OAuth 1.0a's `token` and
+/// `token_secret`, beside the auth method's own fields (a password grant's username and
+/// password, a JWT-bearer grant's key).
+pub(crate) fn check_imported_tokens(
+    method: &AuthMethod,
+    credentials: &BTreeMap<String, latchkey_core::Secret>,
+) -> Result<(), EngineError> {
+    let tokens: &[&str] = match method {
+        // The flow also stores the consumer credentials it signed with.
+        AuthMethod::OAuth1(_) => {
+            &["token", "token_secret", "consumer_key", "consumer_secret", "private_key"]
+        }
+        _ => &["access_token", "refresh_token"],
+    };
+    let own = method.fields();
+    if let Some(key) = credentials
+        .keys()
+        .find(|k| !tokens.contains(&k.as_str()) && !own.iter().any(|f| &f.key == *k))
+    {
+        return Err(EngineError::invalid(
+            format!("credentials.{key}"),
+            format!(
+                "`{key}` is neither a token field ({}) nor a field of auth method `{}`",
+                tokens.join(", "),
+                method.id()
+            ),
+        ));
+    }
+    if let AuthMethod::OAuth1(_) = method
+        && !credentials.contains_key("token_secret")
+    {
+        return Err(EngineError::invalid(
+            "credentials.token_secret",
+            "an imported OAuth 1.0a token needs its `token_secret`",
+        ));
+    }
+    Ok(())
+}
+
 /// How many connections [`Connections::import`] prepares at once (credential tests overlap).
 const PREPARE_CONCURRENCY: usize = 8;
 

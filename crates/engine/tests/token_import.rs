@@ -274,3 +274,52 @@ async fn a_batch_stores_the_good_items_and_says_why_each_other_failed() {
     assert_eq!(taken.credentials["access_token"].expose(), "at-0", "left as it was");
     assert_eq!(connections.list().await.unwrap().len(), 3);
 }
+
+/// A password grant's username and password come along with its tokens; a three-legged
+/// OAuth 1.0a connection is imported with its token and token secret (and signs with them).
+#[tokio::test]
+async fn other_flows_keep_their_own_fields_and_oauth1_tokens_import() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .and(wiremock::matchers::header_regex(
+            "authorization",
+            r#"^OAuth .*oauth_token="imported-token""#,
+        ))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    id: pw\n    \
+         grant: password\n    token_url: {uri}/token\n  - type: oauth1\n    \
+         request_token_url: {uri}/rt\n    authorize_url: {uri}/authorize\n    \
+         access_token_url: {uri}/at\n",
+        uri = server.uri()
+    );
+    let setup = setup(&yaml).await;
+    let connections = setup.engine.connections();
+    let mut password = imported("pw-1", tokens("at", Some("rt")));
+    password.auth = Some("pw".into());
+    password.credentials.insert("username".into(), Secret::new("ada"));
+    password.credentials.insert("password".into(), Secret::new("pw"));
+    let record = connections.create_imported(password, ImportedTokens::default()).await.unwrap();
+    let fields: Vec<&str> = record.credentials.keys().map(String::as_str).collect();
+    assert_eq!(fields, ["access_token", "password", "refresh_token", "username"]);
+
+    let oauth1 = |credentials: &[(&str, &str)]| NewConnection {
+        auth: Some("oauth1".into()),
+        credentials: credentials.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect(),
+        ..imported("o1", BTreeMap::new())
+    };
+    let err = connections.create(oauth1(&[("token", "imported-token")])).await.unwrap_err();
+    assert!(
+        matches!(&err, EngineError::InvalidRequest { field, .. } if field == "credentials.token_secret"),
+        "{err:?}"
+    );
+    connections
+        .create(oauth1(&[("token", "imported-token"), ("token_secret", "imported-secret")]))
+        .await
+        .unwrap();
+    let response = setup.engine.dispatch().request(&"o1".parse().unwrap(), me()).await.unwrap();
+    assert_eq!(response.status.as_u16(), 200, "signed with the imported token");
+}

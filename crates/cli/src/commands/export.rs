@@ -50,7 +50,13 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         let body = if options.with_credentials {
             let id = ConnectionId::new(summary.id.as_str())?;
             match engine.connections().get(&id).await {
-                Ok(record) => CreateConnection::from_record(&record)?,
+                Ok(mut record) => {
+                    if is_session(engine, &record) {
+                        // Not a credential the user gave: the import logs in again.
+                        record.credentials.remove(latchkey_core::auth::session::SESSION_TOKEN);
+                    }
+                    CreateConnection::from_record(&record)?
+                }
                 // Deleted since the list was read.
                 Err(latchkey_engine::EngineError::ConnectionNotFound(_)) => continue,
                 Err(e) => return Err(e.into()),
@@ -69,6 +75,19 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
         eprintln!("exported {written} connections to {}", path.display());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether the connection logs in with a session method (its `session_token` is derived).
+fn is_session(engine: &Engine, record: &latchkey_engine::store::ConnectionRecord) -> bool {
+    let Ok(connector) = latchkey_core::ConnectorId::new(record.connector.as_str()) else {
+        return false;
+    };
+    engine.connectors().get(&connector).is_ok_and(|entry| {
+        matches!(
+            entry.connector.auth_method(Some(&record.auth_method)),
+            Some(latchkey_core::AuthMethod::Session(_))
+        )
+    })
 }
 
 /// A writer that has an end to write (the age file's last chunk and armor), or only a flush.
