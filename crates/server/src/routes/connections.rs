@@ -123,18 +123,31 @@ impl CreateConnection {
     /// The body as JSON, credentials included (exposed): for an export that is encrypted
     /// before it is written anywhere.
     pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
-        let mut value = serde_json::to_value(self)?;
-        if !self.credentials.is_empty()
-            && let serde_json::Value::Object(fields) = &mut value
-        {
-            let credentials = self
-                .credentials
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().to_string())))
-                .collect();
-            fields.insert("credentials".into(), serde_json::Value::Object(credentials));
+        let value = serde_json::to_value(self)?;
+        let serde_json::Value::Object(fields) = value else { return Ok(value) };
+        if self.credentials.is_empty() {
+            return Ok(serde_json::Value::Object(fields));
         }
-        Ok(value)
+        let credentials: serde_json::Map<String, serde_json::Value> = self
+            .credentials
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().to_string())))
+            .collect();
+        // In the field order of the body: after what says which connection it is.
+        let mut ordered = serde_json::Map::new();
+        let mut credentials = Some(credentials);
+        for (key, value) in fields {
+            if !matches!(key.as_str(), "id" | "connector" | "auth" | "integration")
+                && let Some(credentials) = credentials.take()
+            {
+                ordered.insert("credentials".into(), serde_json::Value::Object(credentials));
+            }
+            ordered.insert(key, value);
+        }
+        if let Some(credentials) = credentials {
+            ordered.insert("credentials".into(), serde_json::Value::Object(credentials));
+        }
+        Ok(serde_json::Value::Object(ordered))
     }
 
     /// Parses one JSON body (a line of an import file). The error names where the input is
