@@ -420,6 +420,60 @@ pub enum ConnectionCommand {
         /// Connection id.
         id: ConnectionId,
     },
+    /// Import connections from a JSON Lines file: one `POST /v1/connections` body per line.
+    ///
+    /// The file is read as a stream. Each line is stored whole or not at all; a bad line is
+    /// reported with its number and reason while the others go in, and the exit code is
+    /// non-zero if any line failed. A file written by `connection export --with-credentials`
+    /// (age-encrypted) is decrypted with `--identity` or a passphrase.
+    Import {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+        /// Run each connection's credential test before storing it.
+        #[arg(long)]
+        test: bool,
+        /// Count a line whose connection id exists as skipped, not failed.
+        #[arg(long)]
+        skip_existing: bool,
+        /// An age identity file (`AGE-SECRET-KEY-1…` lines) for a file encrypted to its
+        /// recipient.
+        #[arg(long, value_name = "FILE")]
+        identity: Option<PathBuf>,
+        /// A file whose first line is the passphrase of a passphrase-encrypted file (without
+        /// it, the passphrase is asked for on the terminal).
+        #[arg(long, value_name = "FILE")]
+        passphrase_file: Option<PathBuf>,
+        /// Lines written per database transaction.
+        #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        batch_size: u32,
+        /// Summary format: text counts, or one JSON object with every failed line.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        output: Format,
+    },
+    /// Export connections as JSON Lines, one `POST /v1/connections` body per line, which
+    /// `connection import` reads back. Without credentials unless `--with-credentials`, which
+    /// encrypts the file (age, armored) to a passphrase or to `--recipient` keys.
+    Export {
+        /// Write to this file (created with mode 0600) instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Include every connection's credentials (and OAuth2 token expiry and scopes); the
+        /// output is then encrypted.
+        #[arg(long)]
+        with_credentials: bool,
+        /// Encrypt to this age recipient (`age1…`; may repeat) instead of a passphrase.
+        #[arg(long = "recipient", value_name = "AGE1…", requires = "with_credentials")]
+        recipients: Vec<String>,
+        /// A file whose first line is the passphrase to encrypt with (without it, and without
+        /// `--recipient`, the passphrase is asked for on the terminal).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "with_credentials",
+            conflicts_with = "recipients"
+        )]
+        passphrase_file: Option<PathBuf>,
+    },
 }
 
 /// `latchkey env …`.

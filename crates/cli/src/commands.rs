@@ -5,10 +5,14 @@ mod audit;
 mod connect;
 mod connection;
 mod connector;
+mod export;
+mod import;
 mod keys;
 mod loopback;
 mod output;
+mod progress;
 mod request;
+mod sealed_file;
 
 use std::process::ExitCode;
 

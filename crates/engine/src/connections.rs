@@ -1,7 +1,7 @@
 //! Creating, testing and removing connections: checking what the user supplied against the
 //! connector, running the credential test, and storing the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use latchkey_core::auth::check_credentials;
 use latchkey_core::connector::compile_pattern;
@@ -12,6 +12,7 @@ use latchkey_store::{
     EndUser, Metadata, Page, PageRequest, Tags,
 };
 
+use crate::import::ImportedTokens;
 use crate::outbound::ApiRequest;
 use crate::{ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, Event, IntegrationId};
 
@@ -132,6 +133,35 @@ impl Connections<'_> {
     /// Creates a connection: checks its fields, runs the credential test unless told not to,
     /// and stores it (credentials encrypted). Nothing is stored when any step fails.
     pub async fn create(&self, new: NewConnection) -> Result<ConnectionRecord, EngineError> {
+        self.create_imported(new, ImportedTokens::default()).await
+    }
+
+    /// [`Connections::create`] for a connection moved from another system: an OAuth2 connection
+    /// given an `access_token` (and a `refresh_token` if it has one) keeps them, with the
+    /// expiry and granted scopes in `tokens`, and is refreshed before it expires like one made
+    /// here; without a refresh token it is valid until it expires. `tokens` must be empty for
+    /// any other connection.
+    pub async fn create_imported(
+        &self,
+        new: NewConnection,
+        tokens: ImportedTokens,
+    ) -> Result<ConnectionRecord, EngineError> {
+        let mut record = self.prepare(new, tokens, None).await?;
+        record.version = self.engine.store.insert_connection(&record).await?;
+        self.engine.connection_stored(&record);
+        Ok(record)
+    }
+
+    /// Everything [`Connections::create_imported`] does but the write: the record to insert.
+    /// In a batch (`batch` is `Some`), the integrations that exist are given (as
+    /// `(environment, integration)`), and an id already
+    /// stored is left for the batch insert to find.
+    pub(crate) async fn prepare(
+        &self,
+        new: NewConnection,
+        tokens: ImportedTokens,
+        batch: Option<&BTreeSet<(String, String)>>,
+    ) -> Result<ConnectionRecord, EngineError> {
         crate::tags::check_all(&new.tags, &new.metadata, new.end_user.as_ref())?;
         let entry = self.engine.connector_entry(new.connector.as_str())?;
         let connector = &entry.connector;
@@ -147,12 +177,16 @@ impl Connections<'_> {
         };
         self.engine.environment(&new.environment).await?;
         if let Some(integration) = &new.integration
-            && self
-                .engine
-                .store
-                .get_integration(new.environment.as_str(), integration.as_str())
-                .await?
-                .is_none()
+            && !match batch {
+                Some(known) => {
+                    known.contains(&(new.environment.as_str().to_owned(), integration.to_string()))
+                }
+                None => {
+                    self.engine
+                        .integration_exists(new.environment.as_str(), integration.as_str())
+                        .await?
+                }
+            }
         {
             return Err(EngineError::IntegrationNotFound(integration.to_string()));
         }
@@ -162,14 +196,18 @@ impl Connections<'_> {
             AuthMethod::OAuth2(m) => Some(m.as_ref()),
             _ => None,
         };
-        let imports_tokens = oauth.is_some() && credentials.contains_key("access_token");
+        let oauth1_flow = matches!(method, AuthMethod::OAuth1(m) if m.three_legged());
+        let imports_tokens = (oauth.is_some() && credentials.contains_key("access_token"))
+            || (oauth1_flow && credentials.contains_key("token"));
+        if oauth.is_none() || !imports_tokens {
+            tokens.refuse_without_access_token()?;
+        }
         if imports_tokens {
-            if let Some(key) =
-                credentials.keys().find(|k| !matches!(k.as_str(), "access_token" | "refresh_token"))
-            {
+            crate::import::check_imported_tokens(method, &credentials)?;
+            if oauth1_flow && new.integration.is_none() {
                 return Err(EngineError::invalid(
-                    format!("credentials.{key}"),
-                    format!("`{key}` is not a token field (access_token, refresh_token)"),
+                    "integration",
+                    "an OAuth 1.0a connection needs an integration (consumer key and secret)",
                 ));
             }
         } else {
@@ -177,10 +215,16 @@ impl Connections<'_> {
                 .map_err(|message| EngineError::invalid("credentials", message))?;
         }
         crate::stored_values::check_credential_bytes(method, &credentials)?;
-        let config = resolve_config(connector, new.config)?;
+        let (declared, kept) = crate::import::split_kept_config(method, new.config);
+        let mut config = resolve_config(connector, declared)?;
+        if !kept.is_empty() {
+            config.extend(kept);
+            crate::stored_values::check_config_values(connector, &config)?;
+        }
         let id = match new.id {
             Some(id) => {
-                if self.engine.store.get_connection(id.as_str()).await?.is_some() {
+                if batch.is_none() && self.engine.store.get_connection(id.as_str()).await?.is_some()
+                {
                     return Err(EngineError::Conflict(format!("connection `{id}`")));
                 }
                 id.into_string()
@@ -214,9 +258,19 @@ impl Connections<'_> {
                     "an OAuth2 connection needs an integration (client id and secret)",
                 ));
             }
-            if !imports_tokens {
+            if imports_tokens {
+                tokens.apply(&mut record, now)?;
+            } else {
                 self.engine.initial_grant(connector, m, &mut record).await?;
             }
+        }
+        if let (AuthMethod::OAuth1(m), true, Some(integration)) =
+            (method, oauth1_flow && imports_tokens, &record.integration)
+        {
+            let environment = record.environment.as_str();
+            self.engine
+                .add_oauth1_consumer(m, environment, integration, &mut record.credentials)
+                .await?;
         }
         if let AuthMethod::Session(m) = method {
             self.engine.initial_login(connector, m, &mut record).await?;
@@ -225,10 +279,6 @@ impl Connections<'_> {
             let outcome = self.engine.run_test(&record, connector).await?;
             record.label = outcome.label;
         }
-        record.version = self.engine.store.insert_connection(&record).await?;
-        self.engine.forget(&record.id);
-        tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
-        self.engine.events.emit(crate::Event::created(&record));
         Ok(record)
     }
 
@@ -334,6 +384,23 @@ impl Connections<'_> {
 }
 
 impl Engine {
+    /// What follows a new connection's insert: the cache forgets the id, a log line, the
+    /// `connection.created` event.
+    pub(crate) fn connection_stored(&self, record: &ConnectionRecord) {
+        self.forget(&record.id);
+        tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
+        self.events.emit(crate::Event::created(record));
+    }
+
+    /// Whether the integration exists in `environment`.
+    pub(crate) async fn integration_exists(
+        &self,
+        environment: &str,
+        id: &str,
+    ) -> Result<bool, EngineError> {
+        Ok(self.store.get_integration(environment, id).await?.is_some())
+    }
+
     /// The stored connection with this id (ids read from the store or a lease name).
     pub(crate) async fn connection_record(
         &self,

@@ -17,6 +17,7 @@ mod connectors;
 mod dispatch;
 mod error;
 pub mod events;
+mod import;
 mod integrations;
 pub mod middleware;
 mod mtls;
@@ -74,6 +75,7 @@ pub use error::{
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
 };
 pub use events::{Event, Events, WebhookConfig};
+pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, RefreshReason};

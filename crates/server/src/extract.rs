@@ -130,7 +130,7 @@ fn field_of(error: &(dyn std::error::Error + 'static)) -> Option<String> {
 /// Serde's message with the offending value cut out: `invalid type: string "s3cr3t", expected a
 /// map` becomes `invalid type, expected a map`. (Serde puts the value between the kind and the
 /// last `, expected`; there is no structured access to the kind alone.)
-fn without_values(message: &str) -> String {
+pub(crate) fn without_values(message: &str) -> String {
     for kind in ["invalid type", "invalid value", "invalid length", "unknown variant"] {
         let Some(start) = message.find(kind) else { continue };
         let after = start + kind.len();

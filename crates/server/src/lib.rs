@@ -29,6 +29,7 @@ use latchkey_engine::Engine;
 pub use access::Principal;
 pub use body_limit::BodyLimits;
 pub use error::{ApiError, Class, ErrorBody, Refusal, status_of};
+pub use routes::connections::CreateConnection;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]

@@ -114,6 +114,15 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
     /// version. [`StoreError::Conflict`] if the id exists.
     async fn insert_connection(&self, connection: &ConnectionRecord) -> Result<i64, StoreError>;
 
+    /// Inserts many new connections in one transaction, each at version 1 with its credentials,
+    /// and says for each whether it went in: `false` when its id was taken (by a stored
+    /// connection or an earlier one in `connections`), and then nothing of it is written. An
+    /// error writes nothing at all. Bulk imports use it: one commit for a batch of rows.
+    async fn insert_connections(
+        &self,
+        connections: &[ConnectionRecord],
+    ) -> Result<Vec<bool>, StoreError>;
+
     /// Inserts or replaces a connection and all its credentials, and returns the new version:
     /// the old version + 1, or 1 for a new connection (its `version` field is ignored).
     async fn put_connection(&self, connection: &ConnectionRecord) -> Result<i64, StoreError>;
@@ -281,11 +290,22 @@ pub trait KeyAdmin: Send + Sync + fmt::Debug {
     /// again (at most a few times), since a writer holding an old key may have sealed them with
     /// it. The report says what is left on older versions.
     async fn rotate_keys(&self, batch_size: u32) -> Result<RotationReport, StoreError> {
+        self.rotate_keys_observed(batch_size, &|_| {}).await
+    }
+
+    /// [`KeyAdmin::rotate_keys`], calling `observe` after each batch with what it did (for a
+    /// progress bar: `resealed` rows moved to the current version).
+    async fn rotate_keys_observed(
+        &self,
+        batch_size: u32,
+        observe: &(dyn for<'b> Fn(&'b ResealBatch) + Send + Sync),
+    ) -> Result<RotationReport, StoreError> {
         let mut report = RotationReport::default();
         for _ in 0..rotation::MAX_PASSES {
             let (mut after, mut changed, mut without_key, mut unreadable) = (None, 0, 0, vec![]);
             loop {
                 let batch = self.reseal_batch(after.as_ref(), batch_size.max(1)).await?;
+                observe(&batch);
                 report.resealed += batch.resealed;
                 changed += batch.changed_concurrently;
                 without_key += batch.without_key;

@@ -101,6 +101,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     connection_roundtrips_with_credentials,
+    batch_insert_skips_taken_ids_and_writes_the_rest,
     integration_roundtrips_with_client_secret,
     delete_removes_the_record_and_its_secrets,
     update_credentials_is_fenced_by_version,
@@ -298,6 +299,33 @@ pub(crate) async fn connection_roundtrips_with_credentials(b: &impl Backend) {
     assert_eq!(secret_rows(b, "connection", "c1").await, 1);
 
     assert_eq!(store.put_connection(&connection("c2", &[])).await.unwrap(), 1);
+}
+
+pub(crate) async fn batch_insert_skips_taken_ids_and_writes_the_rest(b: &impl Backend) {
+    let store = b.store();
+    let stored = connection("c1", &[("api_key", "old")]);
+    store.insert_connection(&stored).await.unwrap();
+    let batch = [
+        connection("c0", &[("api_key", "k0")]),
+        connection("c1", &[("api_key", "new")]),
+        connection("c2", &[("access_token", "at-2"), ("refresh_token", "rt-2")]),
+        connection("c2", &[("api_key", "again")]),
+    ];
+    assert_eq!(store.insert_connections(&batch).await.unwrap(), [true, false, true, false]);
+    assert_eq!(store.get_connection("c0").await.unwrap(), Some(batch[0].clone()));
+    assert_eq!(store.get_connection("c1").await.unwrap(), Some(stored), "kept as it was");
+    assert_eq!(store.get_connection("c2").await.unwrap(), Some(batch[2].clone()));
+    assert_eq!(secret_rows(b, "connection", "c2").await, 2);
+    assert_eq!(store.insert_connections(&[]).await.unwrap(), Vec::<bool>::new());
+    assert_eq!(
+        store
+            .list_connections(&ConnectionFilter::default(), &PageRequest::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
 }
 
 pub(crate) async fn integration_roundtrips_with_client_secret(b: &impl Backend) {

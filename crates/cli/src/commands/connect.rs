@@ -76,7 +76,13 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             println!("(or open {complete})");
         }
         eprintln!("Waiting for approval (checking every {}s)…", auth.interval.as_secs());
-        let record = engine.connect().complete_device_authorization(flow, options.id).await?;
+        let waiting = super::progress::spinner(
+            &format!("Waiting for approval at {}", auth.verification_uri),
+            super::progress::on_terminal(),
+        );
+        let record = engine.connect().complete_device_authorization(flow, options.id).await;
+        waiting.finish_and_clear();
+        let record = record?;
         match &record.label {
             Some(label) => println!("{}\t{}", record.id, label),
             None => println!("{}", record.id),
@@ -118,6 +124,10 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             }
         }
     }
+    let checking = super::progress::spinner(
+        &format!("Connecting to {} and testing the credentials", connector.name),
+        options.test && super::progress::on_terminal(),
+    );
     let record = engine
         .connections()
         .create(NewConnection {
@@ -133,7 +143,9 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
             metadata: Default::default(),
             run_test: options.test,
         })
-        .await?;
+        .await;
+    checking.finish_and_clear();
+    let record = record?;
     match &record.label {
         Some(label) => println!("{}\t{}", record.id, label),
         None => println!("{}", record.id),

@@ -1,5 +1,5 @@
-//! `latchkey connection list|show|test|delete`: `list` filters and pages like
-//! `GET /v1/connections`; `show` prints the summary with its tags, metadata and end user.
+//! `latchkey connection list|show|test|refresh|delete|import|export`: `list` filters and pages
+//! like `GET /v1/connections`; `show` prints the summary with its tags, metadata and end user.
 
 use std::process::ExitCode;
 
@@ -91,6 +91,37 @@ pub async fn run(
         ConnectionCommand::Delete { id } => {
             engine.connections().delete(&id).await?;
             println!("deleted {id}");
+        }
+        ConnectionCommand::Import {
+            file,
+            test,
+            skip_existing,
+            identity,
+            passphrase_file,
+            batch_size,
+            output,
+        } => {
+            let options = super::import::Options {
+                environment: environment.clone(),
+                file,
+                test,
+                skip_existing,
+                identity,
+                passphrase_file,
+                batch_size,
+                output,
+            };
+            return super::import::run(engine, options).await;
+        }
+        ConnectionCommand::Export { output, with_credentials, recipients, passphrase_file } => {
+            let options = super::export::Options {
+                environment: environment.clone(),
+                output,
+                with_credentials,
+                recipients,
+                passphrase_file,
+            };
+            return super::export::run(engine, options).await;
         }
     }
     Ok(ExitCode::SUCCESS)

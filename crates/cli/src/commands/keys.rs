@@ -58,7 +58,17 @@ pub async fn run(global: &Global, command: KeysCommand) -> anyhow::Result<ExitCo
         }
         KeysCommand::Rotate { batch_size, retire } => {
             let store = setup::store(global).await?;
-            let report = store.rotate_keys(batch_size).await?;
+            let shown = super::progress::on_terminal();
+            let old_rows = if shown {
+                store.key_versions().await?.iter().filter(|v| !v.current).map(|v| v.rows).sum()
+            } else {
+                0
+            };
+            let bar = super::progress::bar(Some(old_rows), "rows re-sealed", shown);
+            let report =
+                store.rotate_keys_observed(batch_size, &|batch| bar.inc(batch.resealed)).await;
+            bar.finish_and_clear();
+            let report = report?;
             print_report(&report);
             if report.rows_on_old_versions() > 0 {
                 eprintln!(

@@ -35,9 +35,18 @@ pub async fn run(
     if open_browser {
         try_open(url.as_str());
     }
-    let params = tokio::time::timeout(WAIT, wait_for_callback(&listener))
-        .await
-        .context("timed out waiting for the browser")??;
+    let waiting = super::progress::spinner(
+        &format!(
+            "Waiting for the browser to finish at {url} (gives up after {} minutes)",
+            WAIT.as_secs() / 60
+        ),
+        super::progress::on_terminal(),
+    );
+    let params = tokio::time::timeout(WAIT, wait_for_callback(&listener)).await;
+    waiting.finish_and_clear();
+    let params = params.with_context(|| {
+        format!("timed out after {} minutes waiting for the browser", WAIT.as_secs() / 60)
+    })??;
     let record = engine.connect().complete_local_authorization(flow, params, connection_id).await?;
     match &record.label {
         Some(label) => println!("{}\t{}", record.id, label),

@@ -160,6 +160,26 @@ impl Engine {
 }
 
 impl Engine {
+    /// Adds to imported three-legged OAuth 1.0a tokens the integration's consumer credentials,
+    /// as the flow stores them, unless the import brings its own (an export of such a
+    /// connection holds them).
+    pub(crate) async fn add_oauth1_consumer(
+        &self,
+        method: &OAuth1Auth,
+        environment: &str,
+        integration: &str,
+        credentials: &mut BTreeMap<String, Secret>,
+    ) -> Result<(), EngineError> {
+        if credentials.contains_key("consumer_key") {
+            return Ok(());
+        }
+        let integration = self.integration_record(environment, integration).await?;
+        let (key, secret) = consumer(&integration)?;
+        credentials.insert("consumer_key".to_string(), Secret::new(key));
+        credentials.insert(secret_field(method).to_string(), secret.clone());
+        Ok(())
+    }
+
     /// The engine clock's time in whole seconds since the Unix epoch (`oauth_timestamp`).
     fn unix_seconds(&self) -> u64 {
         u64::try_from(self.clock.now().unix_timestamp()).unwrap_or(0)

@@ -1,5 +1,5 @@
-//! `/v1/connections`: create (after a credential test), list (filtered and paged), read without
-//! secrets, change tags, metadata, end user and label, test and delete.
+//! `/v1/connections`: create (after a credential test, or from imported tokens), list (filtered
+//! and paged), read without secrets, change tags, metadata, end user and label, test and delete.
 
 use std::collections::BTreeMap;
 
@@ -7,52 +7,179 @@ use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use latchkey_core::Secret;
 use latchkey_engine::{
-    ConnectionDetails, ConnectionFilter, ConnectionId, ConnectorId, EndUser, IntegrationId,
-    Metadata, NewConnection, Tags, TestOutcome, page_request,
+    ConnectionDetails, ConnectionFilter, ConnectionId, ConnectorId, EndUser, EngineError,
+    EnvironmentId, ImportedTokens, IntegrationId, Metadata, NewConnection, Tags, TestOutcome,
+    page_request,
 };
-use latchkey_store::ConnectionSummary;
+use latchkey_store::{ConnectionRecord, ConnectionSummary};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{Json, Path, Query};
 use crate::{ApiError, AppState, Principal};
 
-/// `POST /v1/connections`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+/// `POST /v1/connections`, and one line of `latchkey connection import` / `export`.
+///
+/// Its `Serialize` leaves out the credentials; only [`CreateConnection::to_json`] writes them,
+/// for an export that is then encrypted.
+#[derive(Debug, Clone, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConnection {
     /// Connection id; generated when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub id: Option<ConnectionId>,
     /// The connector's id.
     #[schema(value_type = String)]
     pub connector: ConnectorId,
     /// The auth method; the connector's default when absent.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<String>,
     /// The integration it belongs to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub integration: Option<IntegrationId>,
-    /// Credential fields (write-only).
-    #[serde(default)]
+    /// Credential fields (write-only). For OAuth2, existing tokens: `access_token` and, if
+    /// there is one, `refresh_token`; the connection then needs no new consent.
+    #[serde(default, skip_serializing)]
     #[schema(value_type = BTreeMap<String, String>)]
     pub credentials: BTreeMap<String, Secret>,
     /// Per-connection config.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub config: BTreeMap<String, String>,
     /// The end user who owns the connection; one end user may hold several connections, of
     /// one integration too.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub end_user: Option<EndUserBody>,
     /// Labels for filtering lists: at most 10; keys of 1-64 characters of `a-z 0-9 _ - .`,
     /// values of at most 255 characters.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Tags::is_empty")]
     pub tags: Tags,
     /// Free JSON object for the app, at most 16 KiB serialised.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     #[schema(value_type = Object)]
     pub metadata: Metadata,
+    /// Imported OAuth2 tokens: when the access token expires (RFC 3339). The connection is
+    /// refreshed before then with its refresh token; without one it is valid until then.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<time::OffsetDateTime>,
+    /// Imported OAuth2 tokens: the access token's lifetime in seconds from now (instead of
+    /// `expires_at`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in: Option<u64>,
+    /// Imported OAuth2 tokens: the scopes the provider granted (kept in config as
+    /// `granted_scopes`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scopes: Vec<String>,
+}
+
+impl CreateConnection {
+    /// The engine's input: the connection, in `environment`, and what comes with imported
+    /// tokens.
+    pub fn into_new(
+        self,
+        environment: EnvironmentId,
+        run_test: bool,
+    ) -> (NewConnection, ImportedTokens) {
+        let tokens = ImportedTokens {
+            expires_at: self.expires_at,
+            expires_in: self.expires_in.map(std::time::Duration::from_secs),
+            scopes: self.scopes,
+        };
+        let new = NewConnection {
+            environment,
+            id: self.id,
+            connector: self.connector,
+            integration: self.integration,
+            auth: self.auth,
+            credentials: self.credentials,
+            config: self.config,
+            end_user: self.end_user.map(Into::into),
+            tags: self.tags,
+            metadata: self.metadata,
+            run_test,
+        };
+        (new, tokens)
+    }
+
+    /// A stored connection as a body that creates it again, without credentials: what
+    /// `connection export` writes by default.
+    pub fn from_summary(summary: &ConnectionSummary) -> Result<Self, EngineError> {
+        let mut config = summary.config.clone();
+        config.remove(latchkey_engine::GRANTED_SCOPES);
+        Ok(Self {
+            id: Some(ConnectionId::new(summary.id.as_str())?),
+            connector: ConnectorId::new(summary.connector.as_str())?,
+            auth: Some(summary.auth_method.clone()),
+            integration: summary.integration.as_deref().map(IntegrationId::new).transpose()?,
+            credentials: BTreeMap::new(),
+            config,
+            end_user: summary.end_user.clone().map(Into::into),
+            tags: summary.tags.clone(),
+            metadata: summary.metadata.clone(),
+            expires_at: None,
+            expires_in: None,
+            scopes: Vec::new(),
+        })
+    }
+
+    /// A stored connection as a body that creates it again with its credentials, and for
+    /// OAuth2 tokens their expiry and granted scopes: what `connection export
+    /// --with-credentials` writes (encrypted).
+    pub fn from_record(record: &ConnectionRecord) -> Result<Self, EngineError> {
+        let mut body = Self::from_summary(&record.summary())?;
+        body.credentials = record.credentials.clone();
+        if record.credentials.contains_key("access_token") {
+            body.expires_at = record.expires_at;
+            body.scopes = latchkey_engine::granted_scopes(&record.config);
+        }
+        Ok(body)
+    }
+
+    /// The body as JSON, credentials included (exposed): for an export that is encrypted
+    /// before it is written anywhere.
+    pub fn to_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        let value = serde_json::to_value(self)?;
+        let serde_json::Value::Object(fields) = value else { return Ok(value) };
+        if self.credentials.is_empty() {
+            return Ok(serde_json::Value::Object(fields));
+        }
+        let credentials: serde_json::Map<String, serde_json::Value> = self
+            .credentials
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.expose().to_string())))
+            .collect();
+        // In the field order of the body: after what says which connection it is.
+        let mut ordered = serde_json::Map::new();
+        let mut credentials = Some(credentials);
+        for (key, value) in fields {
+            if !matches!(key.as_str(), "id" | "connector" | "auth" | "integration")
+                && let Some(credentials) = credentials.take()
+            {
+                ordered.insert("credentials".into(), serde_json::Value::Object(credentials));
+            }
+            ordered.insert(key, value);
+        }
+        if let Some(credentials) = credentials {
+            ordered.insert("credentials".into(), serde_json::Value::Object(credentials));
+        }
+        Ok(serde_json::Value::Object(ordered))
+    }
+
+    /// Parses one JSON body (a line of an import file). The error names where the input is
+    /// wrong and never holds a value from it (a value may be a secret).
+    pub fn from_json(text: &str) -> Result<Self, EngineError> {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+            let path = e.path().to_string();
+            let message = crate::extract::without_values(&e.inner().to_string());
+            EngineError::invalid(if path == "." { String::new() } else { path }, message)
+        })
+    }
 }
 
 /// The end user who owns a connection, in the app's own terms.
@@ -62,16 +189,22 @@ pub struct EndUserBody {
     /// The app's id for the end user (1-255 characters).
     pub id: String,
     /// Their email address.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
     /// A name to show for them (at most 255 characters).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
 }
 
 impl From<EndUserBody> for EndUser {
     fn from(body: EndUserBody) -> Self {
         EndUser { id: body.id, email: body.email, display_name: body.display_name }
+    }
+}
+
+impl From<EndUser> for EndUserBody {
+    fn from(user: EndUser) -> Self {
+        EndUserBody { id: user.id, email: user.email, display_name: user.display_name }
     }
 }
 
@@ -89,6 +222,8 @@ fn yes() -> bool {
 }
 
 /// Creates a connection; stores it only if the credential test passes (unless `?test=false`).
+/// Existing credentials of any auth method are accepted, OAuth2 tokens included, so connections
+/// move in from another system without the users connecting again.
 #[utoipa::path(post, path = "/v1/connections", request_body = CreateConnection, params(CreateParams),
     responses((status = 201, description = "the connection, without secrets"),
               (status = 400, body = crate::ErrorBody), (status = 502, body = crate::ErrorBody)))]
@@ -98,23 +233,8 @@ pub async fn create(
     Query(params): Query<CreateParams>,
     Json(body): Json<CreateConnection>,
 ) -> Result<(StatusCode, Json<ConnectionSummary>), ApiError> {
-    let record = state
-        .engine
-        .connections()
-        .create(NewConnection {
-            environment: principal.environment,
-            id: body.id,
-            connector: body.connector,
-            integration: body.integration,
-            auth: body.auth,
-            credentials: body.credentials,
-            config: body.config,
-            end_user: body.end_user.map(Into::into),
-            tags: body.tags,
-            metadata: body.metadata,
-            run_test: params.test,
-        })
-        .await?;
+    let (new, tokens) = body.into_new(principal.environment, params.test);
+    let record = state.engine.connections().create_imported(new, tokens).await?;
     Ok((StatusCode::CREATED, Json(record.summary())))
 }
 
@@ -432,5 +552,77 @@ mod tests {
         )
         .await;
         assert_eq!(status, 201, "{body}");
+    }
+
+    #[tokio::test]
+    async fn oauth2_tokens_are_imported_with_their_expiry_and_scopes() {
+        let state = state().await;
+        let oauth = "id: prov\nname: P\nbase_url: https://api.example.com\nauth:\n  - type: oauth2\n    authorize_url: https://example.com/a\n    token_url: https://example.com/t\n";
+        state.engine.connectors().catalog().add_source(oauth, "p.yaml", Origin::Custom).unwrap();
+        state
+            .engine
+            .integrations()
+            .put(latchkey_engine::NewIntegration {
+                id: "app".parse().unwrap(),
+                connector: "prov".parse().unwrap(),
+                client_id: Some("cid".into()),
+                client_secret: Some(Secret::new("cs")),
+                scopes: vec![],
+                environment: latchkey_engine::EnvironmentId::default_environment(),
+            })
+            .await
+            .unwrap();
+        let (status, body) = create(
+            &state,
+            serde_json::json!({
+                "id": "c1", "connector": "prov", "integration": "app",
+                "credentials": { "access_token": "canary-at", "refresh_token": "canary-rt" },
+                "expires_at": "2031-01-02T03:04:05Z",
+                "scopes": ["repo", "read:user"],
+            }),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["expires_at"], "2031-01-02T03:04:05Z");
+        assert_eq!(body["config"]["granted_scopes"], "repo read:user");
+        assert_eq!(body["secret_fields"], serde_json::json!(["access_token", "refresh_token"]));
+        assert!(!body.to_string().contains("canary"));
+
+        for (extra, field) in [
+            (serde_json::json!({"expires_at": "tomorrow canary"}), "expires_at"),
+            (serde_json::json!({"expires_in": -5}), "expires_in"),
+            (serde_json::json!({"scopes": "repo"}), "scopes"),
+        ] {
+            let mut request = serde_json::json!({
+                "id": "c2", "connector": "prov", "integration": "app",
+                "credentials": { "access_token": "canary-at" },
+            });
+            request.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let (status, body) = create(&state, request).await;
+            assert_eq!(status, 400, "{body}");
+            assert_eq!(body["field"], field, "{body}");
+            assert!(!body.to_string().contains("canary"), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_body_goes_out_and_comes_back_the_same() {
+        let line = r#"{"id":"c1","connector":"prov","integration":"app","credentials":{"access_token":"at"},"config":{"sub":"eu"},"expires_at":"2031-01-02T03:04:05Z","scopes":["a"]}"#;
+        let body = super::CreateConnection::from_json(line).unwrap();
+        assert_eq!(body.to_json().unwrap().to_string(), line);
+        assert!(
+            !serde_json::to_string(&body).unwrap().contains("credentials"),
+            "Serialize hides them"
+        );
+        let err =
+            super::CreateConnection::from_json(r#"{"connector":"p","credentials":{"k":12345678}}"#)
+                .unwrap_err();
+        match err {
+            latchkey_engine::EngineError::InvalidRequest { field, message } => {
+                assert_eq!(field, "credentials.k");
+                assert!(!message.contains("12345678"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -51,6 +51,25 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         Ok(1)
     }
 
+    async fn insert_connections(
+        &self,
+        connections: &[ConnectionRecord],
+    ) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let mut inserted = Vec::with_capacity(connections.len());
+        for c in connections {
+            let rows = bind_connection(sql::<D>(upsert_connection!("NOTHING")), c, 1)?
+                .execute(&mut tx)
+                .await?;
+            if rows > 0 {
+                self.write_credentials(&mut tx, c).await?;
+            }
+            inserted.push(rows > 0);
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
     async fn put_connection(&self, c: &ConnectionRecord) -> Result<i64, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let version = bind_connection(
