@@ -483,6 +483,22 @@ pub enum EnvCommand {
     Create {
         /// Its id: 1-64 characters of `a-z 0-9 - _`.
         id: EnvironmentId,
+        /// Send its connection events here instead of to the server's `--webhook-url`; signed
+        /// with LATCHKEY_WEBHOOK_SECRET (or _FILE).
+        #[arg(long)]
+        webhook_url: Option<url::Url>,
+    },
+    /// Send an environment's connection events to its own webhook (signed with
+    /// LATCHKEY_WEBHOOK_SECRET or _FILE), or with `--clear` to the server's again.
+    Webhook {
+        /// The environment's id.
+        id: EnvironmentId,
+        /// The webhook URL.
+        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        url: Option<url::Url>,
+        /// Remove the environment's own webhook.
+        #[arg(long)]
+        clear: bool,
     },
     /// List environments.
     List {

@@ -26,6 +26,7 @@ use crate::setup;
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
+    let action = audit::local_action(&cli.command, &global.environment);
     match cli.command {
         Command::Serve {
             listen,
@@ -43,7 +44,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Connector { command } => connector::run(global, command).await,
         Command::Connect { connector, id, auth, set, integration, no_test, no_browser } => {
             let (engine, _) = setup::engine(global).await?;
-            connect::run(
+            let run = connect::run(
                 &engine,
                 connect::Options {
                     environment: global.environment.clone(),
@@ -55,8 +56,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     test: !no_test,
                     open_browser: !no_browser,
                 },
-            )
-            .await
+            );
+            audit::audited(&engine, action, run).await
         }
         Command::Request { connection, method, path, headers, data, query, include } => {
             let (engine, _) = setup::engine(global).await?;
@@ -68,19 +69,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Connection { command } => {
             let (engine, _) = setup::engine(global).await?;
-            connection::run(&engine, &global.environment, command).await
+            let run = connection::run(&engine, &global.environment, command);
+            audit::audited(&engine, action, run).await
         }
         Command::Integration { command } => {
             let (engine, _) = setup::engine(global).await?;
-            integration(&engine, &global.environment, command).await
+            let run = integration(&engine, &global.environment, command);
+            audit::audited(&engine, action, run).await
         }
         Command::Env { command } => {
             let (engine, _) = setup::engine(global).await?;
-            access::environments(&engine, command).await
+            audit::audited(&engine, action, access::environments(&engine, command)).await
         }
         Command::ApiKey { command } => {
             let (engine, _) = setup::engine(global).await?;
-            access::api_keys(&engine, command).await
+            audit::audited(&engine, action, access::api_keys(&engine, command)).await
         }
         Command::Keys { command } => keys::run(global, command).await,
         Command::Completions { shell } => {

@@ -100,3 +100,107 @@ fn environments_and_keys_made_by_the_cli_work_against_the_server() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// An environment's own webhook set and cleared from the CLI, and every CLI change — and a
+/// credential export — in the audit log under the actor `cli`.
+#[test]
+fn environment_webhooks_and_the_cli_own_audit_entries() {
+    let mut home = Home::new();
+    home.connector(
+        "plain",
+        "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+    );
+    let no_secret =
+        home.run(&["env", "create", "prod", "--webhook-url", "https://hooks.example/p"]);
+    assert!(!no_secret.status.success());
+    let said = String::from_utf8_lossy(&no_secret.stderr);
+    assert!(said.contains("LATCHKEY_WEBHOOK_SECRET"), "{said}");
+
+    home.extra_env.push(("LATCHKEY_WEBHOOK_SECRET".into(), "canary-webhook-secret-1234".into()));
+    home.ok(&["env", "create", "prod", "--webhook-url", "https://hooks.example/p"]);
+    let webhook_of = |home: &Home| -> serde_json::Value {
+        let envs: serde_json::Value =
+            serde_json::from_str(&home.ok(&["env", "list", "--output", "json"])).unwrap();
+        let prod = envs.as_array().unwrap().iter().find(|e| e["id"] == "prod").unwrap().clone();
+        prod["webhook_url"].clone()
+    };
+    assert_eq!(webhook_of(&home), "https://hooks.example/p");
+    home.ok(&["env", "webhook", "prod", "--url", "https://hooks.example/q"]);
+    assert_eq!(webhook_of(&home), "https://hooks.example/q");
+    home.ok(&["env", "webhook", "prod", "--clear"]);
+    assert_eq!(webhook_of(&home), serde_json::Value::Null);
+
+    home.ok(&[
+        "--environment",
+        "prod",
+        "connect",
+        "plain",
+        "--id",
+        "p1",
+        "--set",
+        "token=canary-token",
+        "--no-test",
+    ]);
+    let key = home.ok(&["api-key", "create", "ci", "--scope", "proxy", "--output", "json"]);
+    let key_id =
+        serde_json::from_str::<serde_json::Value>(&key).unwrap()["id"].as_str().unwrap().to_owned();
+    home.ok(&["api-key", "revoke", &key_id]);
+    let pass = home.dir.path().join("pass.txt");
+    std::fs::write(&pass, "a passphrase for the test\n").unwrap();
+    let out = home.dir.path().join("backup.age");
+    home.ok(&[
+        "--environment",
+        "prod",
+        "connection",
+        "export",
+        "--with-credentials",
+        "--passphrase-file",
+        pass.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    home.ok(&["--environment", "prod", "connection", "delete", "p1"]);
+    let failed = home.run(&["--environment", "prod", "connection", "delete", "p1"]);
+    assert!(!failed.status.success(), "deleted already");
+
+    let tail: serde_json::Value = serde_json::from_str(&home.ok(&[
+        "audit",
+        "tail",
+        "--all-environments",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let entries: Vec<(String, String, String, String)> = tail
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e["actor"]["id"], "cli", "{e}");
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["object"]["id"].as_str().unwrap_or("-").to_owned(),
+                e["environment"].as_str().unwrap_or("-").to_owned(),
+                e["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String, String, String)> = [
+        ("environment.create", "prod", "-", "failed"),
+        ("environment.create", "prod", "-", "success"),
+        ("environment.update", "prod", "-", "success"),
+        ("environment.update", "prod", "-", "success"),
+        ("connection.create", "p1", "prod", "success"),
+        ("api_key.create", "-", "-", "success"),
+        ("api_key.revoke", key_id.as_str(), "-", "success"),
+        ("connection.export_credentials", "-", "prod", "success"),
+        ("connection.delete", "p1", "prod", "success"),
+        ("connection.delete", "p1", "prod", "failed"),
+    ]
+    .iter()
+    .map(|(a, o, e, r)| (a.to_string(), o.to_string(), e.to_string(), r.to_string()))
+    .collect();
+    assert_eq!(entries, expected);
+    assert!(!tail.to_string().contains("canary"), "no secret in the audit log");
+    home.ok(&["audit", "verify"]);
+}

@@ -101,8 +101,10 @@ fn rotate_to_a_new_key_then_use_it_alone_after_retiring_the_old() {
     let printed = run_ok(&home, &[], &["keys", "generate"], &mut outputs);
     assert_eq!(base64::engine::general_purpose::STANDARD.decode(printed.trim()).unwrap().len(), 32);
 
+    // Two sealed rows: the connection's key, and the audit log's HMAC key (made when `connect`
+    // wrote the log's first entry).
     let status = tabbed(&run_ok(&home, &[], &["keys", "status"], &mut outputs));
-    assert!(status.contains("1\tyes\tyes\tyes\t1"), "{status}");
+    assert!(status.contains("1\tyes\tyes\tyes\t2"), "{status}");
 
     // The new key is current, the old one previous: rotate, then retire.
     let old_key_path = old_key_file.to_str().unwrap();
@@ -111,10 +113,10 @@ fn rotate_to_a_new_key_then_use_it_alone_after_retiring_the_old() {
         ("LATCHKEY_MASTER_KEY_PREVIOUS_FILE", old_key_path),
     ];
     let status = tabbed(&run_ok(&home, &both, &["keys", "status"], &mut outputs));
-    assert!(status.contains("1\tno\tyes\tyes\t1"), "{status}");
+    assert!(status.contains("1\tno\tyes\tyes\t2"), "{status}");
     assert!(status.contains("2\tyes\tyes\tyes\t0"), "{status}");
     let rotated = run_ok(&home, &both, &["keys", "rotate", "--batch-size", "1"], &mut outputs);
-    assert!(rotated.contains("re-sealed 1 secret rows under key version 2"), "{rotated}");
+    assert!(rotated.contains("re-sealed 2 secret rows under key version 2"), "{rotated}");
     assert!(rotated.contains("no secret row uses an older key version"), "{rotated}");
     let again = run_ok(&home, &both, &["keys", "rotate"], &mut outputs);
     assert!(again.contains("re-sealed 0 secret rows"), "{again}");
@@ -132,7 +134,7 @@ fn rotate_to_a_new_key_then_use_it_alone_after_retiring_the_old() {
     let echoed = run_ok(&home, &only_new, &["request", "c1", "GET", "/whoami"], &mut outputs);
     assert!(echoed.to_ascii_lowercase().contains(&format!("x-key: {CANARY}")), "{echoed}");
     let status = tabbed(&run_ok(&home, &only_new, &["keys", "status"], &mut outputs));
-    assert_eq!(status.lines().skip(1).collect::<Vec<_>>(), ["2\tyes\tyes\tyes\t1"], "{status}");
+    assert_eq!(status.lines().skip(1).collect::<Vec<_>>(), ["2\tyes\tyes\tyes\t2"], "{status}");
 
     // The credential is in no output but the echoed request, and in no file.
     let echoed_at = outputs.len() - 2;

@@ -8,6 +8,7 @@ use support::{Home, files_under, http};
 
 const CANARY_CLI: &str = "canary-cli-7f3a9c51e2";
 const CANARY_API: &str = "canary-api-b84d20e6f1";
+const CANARY_WEBHOOK: &str = "canary-webhook-5d19a0c7e4";
 const API_KEY: &str = "test-api-key-secrets";
 
 fn forms(secret: &str) -> Vec<String> {
@@ -69,6 +70,18 @@ fn canaries_never_reach_disk_or_logs_in_plain_form() {
     )
     .unwrap();
     assert_eq!(status, 201, "{text}");
+    let environment = format!(
+        r#"{{"id":"prod","webhook_url":"https://hooks.example/p","webhook_secret":"{CANARY_WEBHOOK}"}}"#
+    );
+    let (status, text) = http(
+        "POST",
+        &format!("{}/v1/environments", server.base),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        environment.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{text}");
+    assert!(!text.contains(CANARY_WEBHOOK), "{text}");
     let (status, _) = http(
         "GET",
         &format!("{}/v1/proxy/api/headers", server.base),
@@ -98,7 +111,7 @@ fn canaries_never_reach_disk_or_logs_in_plain_form() {
     files.push(server.log.clone());
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
-        for canary in [CANARY_CLI, CANARY_API] {
+        for canary in [CANARY_CLI, CANARY_API, CANARY_WEBHOOK] {
             for form in forms(canary) {
                 assert!(!contains(&bytes, &form), "{} holds the canary as {form}", file.display());
             }

@@ -12,7 +12,7 @@ use latchkey_store::{ApiKeyRecord, EnvironmentRecord, Scope};
 use moka::sync::Cache;
 use time::OffsetDateTime;
 
-use crate::{Engine, EngineError, EnvironmentId};
+use crate::{Engine, EngineError, EnvironmentId, WebhookConfig};
 
 /// How long a key found (or not found) in the store is trusted without asking it again.
 pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
@@ -41,6 +41,44 @@ pub struct NewApiKey {
 pub struct NewEnvironment {
     /// Its id.
     pub id: EnvironmentId,
+    /// Where its connection events go, instead of the server-wide webhook; `None`: there.
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl NewEnvironment {
+    /// An environment with this id, whose events go to the server-wide webhook.
+    pub fn new(id: EnvironmentId) -> Self {
+        Self { id, webhook: None }
+    }
+}
+
+/// The shortest webhook signing secret accepted.
+pub const MIN_WEBHOOK_SECRET: usize = 16;
+
+/// Ok if `config` can be used: an `http`/`https` URL without credentials in it, and a secret
+/// of at least [`MIN_WEBHOOK_SECRET`] printable characters.
+fn check_webhook(config: &WebhookConfig) -> Result<(), EngineError> {
+    let url = &config.url;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(EngineError::invalid("webhook_url", "webhook_url is an http or https URL"));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(EngineError::invalid(
+            "webhook_url",
+            "webhook_url must not hold credentials; the secret signs each event",
+        ));
+    }
+    let secret = config.secret.expose();
+    if secret.chars().count() < MIN_WEBHOOK_SECRET
+        || secret.len() > 1024
+        || secret.chars().any(char::is_control)
+    {
+        return Err(EngineError::invalid(
+            "webhook_secret",
+            format!("webhook_secret is {MIN_WEBHOOK_SECRET}-1024 printable characters"),
+        ));
+    }
+    Ok(())
 }
 
 /// Caches for [`Access`]: keys by digest (found or not), environments known to exist (they
@@ -74,10 +112,17 @@ impl Access<'_> {
         &self,
         new: NewEnvironment,
     ) -> Result<EnvironmentRecord, EngineError> {
+        if let Some(webhook) = &new.webhook {
+            check_webhook(webhook)?;
+        }
+        let (webhook_url, webhook_secret) = match new.webhook {
+            Some(w) => (Some(w.url.to_string()), Some(w.secret)),
+            None => (None, None),
+        };
         let record = EnvironmentRecord {
             id: new.id.into_string(),
-            webhook_url: None,
-            webhook_secret: None,
+            webhook_url,
+            webhook_secret,
             created_at: self.engine.clock.now(),
         };
         self.engine.store.create_environment(&record).await.map_err(|e| match e {
@@ -88,6 +133,36 @@ impl Access<'_> {
         })?;
         tracing::info!(environment = %record.id, "environment created");
         Ok(record)
+    }
+
+    /// Sends `environment`'s connection events to `webhook` from now on; with `None`, to the
+    /// server-wide webhook again. Other processes sharing the database follow within
+    /// [`ENVIRONMENT_WEBHOOK_TTL`](crate::events::ENVIRONMENT_WEBHOOK_TTL).
+    pub async fn set_webhook(
+        &self,
+        environment: &EnvironmentId,
+        webhook: Option<WebhookConfig>,
+    ) -> Result<EnvironmentRecord, EngineError> {
+        if let Some(webhook) = &webhook {
+            check_webhook(webhook)?;
+        }
+        let url = webhook.as_ref().map(|w| w.url.to_string());
+        let secret = webhook.as_ref().map(|w| &w.secret);
+        match self
+            .engine
+            .store
+            .set_environment_webhook(environment.as_str(), url.as_deref(), secret)
+            .await
+        {
+            Ok(()) => {}
+            Err(latchkey_store::StoreError::NotFound { .. }) => {
+                return Err(EngineError::EnvironmentNotFound(environment.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.engine.events.forget_environment(environment.as_str()).await;
+        tracing::info!(environment = %environment, webhook = url.is_some(), "environment webhook set");
+        self.environment(environment).await
     }
 
     /// Every environment, by id.

@@ -1,6 +1,11 @@
 //! Connection events, delivered as signed webhooks: JSON bodies signed with HMAC-SHA256 over
 //! `"{timestamp}.{body}"`, sent in `Latchkey-Signature: t=<unix>,v1=<hex>`, retried with
 //! exponential backoff. Delivery runs in the background and never blocks the caller.
+//!
+//! An event goes to its environment's webhook when the environment has one, else to the
+//! server-wide webhook (`--webhook-url`), else nowhere. Environments' webhooks are read from
+//! the store and kept for [`ENVIRONMENT_WEBHOOK_TTL`], so a change made by another process
+//! sharing the database is followed within that time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +13,8 @@ use std::time::Duration;
 use hmac::{Hmac, Mac};
 use latchkey_core::Secret;
 use latchkey_net::HostPolicy;
-use latchkey_store::{ConnectionRecord, EndUser, Tags};
+use latchkey_store::{AccessStore, ConnectionRecord, EndUser, Tags};
+use moka::future::Cache;
 use serde::Serialize;
 use sha2::Sha256;
 use time::OffsetDateTime;
@@ -89,40 +95,112 @@ impl Event {
     }
 }
 
-/// The event emitter: a no-op without a webhook.
-#[derive(Debug, Clone, Default)]
+/// How long an environment's webhook setting is used without reading it again.
+pub const ENVIRONMENT_WEBHOOK_TTL: Duration = Duration::from_secs(5);
+
+/// The event emitter: sends each event to its environment's webhook or the server-wide one.
+#[derive(Clone)]
 pub struct Events {
-    sink: Option<Arc<(WebhookConfig, latchkey_net::Client)>>,
+    inner: Arc<Sinks>,
+}
+
+struct Sinks {
+    /// The server-wide webhook, for environments without their own.
+    default: Option<WebhookConfig>,
+    /// Where environments' own webhooks are read from; `None`: only `default` is used.
+    store: Option<Arc<dyn AccessStore>>,
+    /// Each environment's own webhook (or none), as last read.
+    environments: Cache<String, Option<WebhookConfig>>,
+    net: Option<latchkey_net::Client>,
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events")
+            .field("default", &self.inner.default.as_ref().map(|c| c.url.as_str()))
+            .field("per_environment", &self.inner.store.is_some())
+            .finish()
+    }
+}
+
+impl Default for Events {
+    /// An emitter that sends nothing.
+    fn default() -> Self {
+        Self::new(None, None, None)
+    }
 }
 
 /// Delivery attempts before an event is dropped (with a log line).
 const ATTEMPTS: u32 = 6;
 
 impl Events {
-    /// Events delivered to `config` through `net`.
+    /// Events delivered through `net` to their environment's webhook, read from `store`, or to
+    /// `default`.
+    pub fn new(
+        default: Option<WebhookConfig>,
+        store: Option<Arc<dyn AccessStore>>,
+        net: Option<latchkey_net::Client>,
+    ) -> Self {
+        let environments =
+            Cache::builder().max_capacity(10_000).time_to_live(ENVIRONMENT_WEBHOOK_TTL).build();
+        Self { inner: Arc::new(Sinks { default, store, environments, net }) }
+    }
+
+    /// Events delivered to `config` through `net`, whatever their environment.
     pub fn webhook(config: WebhookConfig, net: latchkey_net::Client) -> Self {
-        Self { sink: Some(Arc::new((config, net))) }
+        Self::new(Some(config), None, Some(net))
+    }
+
+    /// Forgets what was read of `environment`'s webhook (after it changed here).
+    pub async fn forget_environment(&self, environment: &str) {
+        self.inner.environments.invalidate(environment).await;
+    }
+
+    /// Where an event of `environment` goes, if anywhere.
+    async fn destination(&self, environment: &str) -> Option<WebhookConfig> {
+        let sinks = &self.inner;
+        if let Some(store) = &sinks.store {
+            let own = sinks
+                .environments
+                .try_get_with(environment.to_owned(), async {
+                    let record = store.get_environment(environment).await?;
+                    Ok::<_, latchkey_store::StoreError>(record.and_then(environment_webhook))
+                })
+                .await;
+            match own {
+                Ok(Some(config)) => return Some(config),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(environment, error = %e, "cannot read the environment's webhook; using the server's");
+                }
+            }
+        }
+        sinks.default.clone()
     }
 
     /// Sends `event` in the background.
     pub fn emit(&self, event: Event) {
-        let Some(sink) = self.sink.clone() else { return };
+        let Some(net) = self.inner.net.clone() else { return };
+        if self.inner.default.is_none() && self.inner.store.is_none() {
+            return;
+        }
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let events = self.clone();
         runtime.spawn(async move {
-            let (config, net) = &*sink;
+            let Some(config) = events.destination(&event.environment).await else { return };
             let body = match serde_json::to_vec(&event) {
                 Ok(body) => body,
                 Err(_) => return,
             };
             let mut delay = Duration::from_millis(500);
             for attempt in 1..=ATTEMPTS {
-                match deliver(net, config, &body).await {
+                match deliver(&net, &config, &body).await {
                     Ok(()) => return,
                     Err(reason) if attempt == ATTEMPTS => {
-                        tracing::error!(event = event.kind, connection = %event.connection_id, %reason, "webhook dropped");
+                        tracing::error!(event = event.kind, connection = %event.connection_id, environment = %event.environment, %reason, "webhook dropped");
                     }
                     Err(reason) => {
-                        tracing::warn!(event = event.kind, attempt, %reason, "webhook delivery failed; retrying");
+                        tracing::warn!(event = event.kind, connection = %event.connection_id, attempt, %reason, "webhook delivery failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                     }
@@ -130,6 +208,12 @@ impl Events {
             }
         });
     }
+}
+
+/// An environment's own webhook, when it has a URL and a secret.
+fn environment_webhook(record: latchkey_store::EnvironmentRecord) -> Option<WebhookConfig> {
+    let url = Url::parse(record.webhook_url.as_deref()?).ok()?;
+    Some(WebhookConfig { url, secret: record.webhook_secret? })
 }
 
 /// `t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>.<body>")>`.

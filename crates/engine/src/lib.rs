@@ -151,7 +151,8 @@ impl EngineBuilder {
         self
     }
 
-    /// Sends connection events to a webhook.
+    /// Sends connection events to a webhook: the server-wide one, for environments without
+    /// their own (see [`Access::set_webhook`]).
     pub fn webhook(mut self, config: WebhookConfig) -> Self {
         self.webhook = Some(config);
         self
@@ -179,10 +180,8 @@ impl EngineBuilder {
                 Origin::Custom,
             );
         }
-        let events = match self.webhook {
-            Some(config) => Events::webhook(config, self.net.clone()),
-            None => Events::default(),
-        };
+        let access: Arc<dyn latchkey_store::AccessStore> = self.store.clone();
+        let events = Events::new(self.webhook, Some(access), Some(self.net.clone()));
         let oauth = oauth2::OAuthRuntime {
             refresher: Arc::new(oauth2::RefreshCoordinator::with_lease(self.refresh_lease)),
             ..oauth2::OAuthRuntime::default()

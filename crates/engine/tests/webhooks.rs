@@ -4,7 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::Secret;
-use latchkey_engine::{Catalog, Engine, NewConnection, Origin, WebhookConfig, events::signature};
+use latchkey_engine::{
+    Catalog, Engine, EngineError, EnvironmentId, NewConnection, NewEnvironment, Origin,
+    WebhookConfig, events::signature,
+};
 use latchkey_store::{Keyring, MasterKey, SqliteStore};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -172,4 +175,119 @@ async fn a_forced_integration_delete_marks_its_connections_and_says_why() {
         event["message"].as_str().unwrap().contains("integration `app` was deleted"),
         "{event}"
     );
+}
+
+/// The requests `server` received at `at`, once there are `n` of them (or after 5 s).
+async fn received(server: &MockServer, at: &str, n: usize) -> Vec<wiremock::Request> {
+    for _ in 0..100 {
+        let got: Vec<_> = server
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.url.path() == at)
+            .collect();
+        if got.len() >= n {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {n} events reached {at}");
+}
+
+/// Each request's event, after checking its signature with `secret`: (type, connection id).
+fn events(requests: &[wiremock::Request], secret: &Secret) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for request in requests {
+        let header = request.headers.get("latchkey-signature").unwrap().to_str().unwrap();
+        let timestamp: i64 =
+            header.trim_start_matches("t=").split(',').next().unwrap().parse().unwrap();
+        assert_eq!(header, signature(secret, timestamp, &request.body), "signed with its secret");
+        let event: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+        out.push((
+            event["type"].as_str().unwrap().to_owned(),
+            event["connection_id"].as_str().unwrap().to_owned(),
+        ));
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn an_environment_with_its_own_webhook_gets_its_events_and_no_other() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST")).respond_with(ResponseTemplate::new(204)).mount(&hook).await;
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let catalog = Catalog::default();
+    catalog
+        .add_source(
+            "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
+            "p.yaml",
+            Origin::Custom,
+        )
+        .unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let server_secret = Secret::new("whsec-server-wide");
+    let prod_secret = Secret::new("whsec-prod-0123456789");
+    let engine = Engine::builder(Arc::new(store), catalog, net)
+        .webhook(WebhookConfig {
+            url: format!("{}/server", hook.uri()).parse().unwrap(),
+            secret: server_secret.clone(),
+        })
+        .build()
+        .await
+        .unwrap();
+    let prod: EnvironmentId = "prod".parse().unwrap();
+    let prod_hook = WebhookConfig {
+        url: format!("{}/prod", hook.uri()).parse().unwrap(),
+        secret: prod_secret.clone(),
+    };
+    // A webhook that cannot sign well, or for an environment that is not there, is refused.
+    let weak = WebhookConfig { secret: Secret::new("short"), ..prod_hook.clone() };
+    let refused = engine
+        .access()
+        .create_environment(NewEnvironment { id: prod.clone(), webhook: Some(weak) })
+        .await;
+    assert!(
+        matches!(refused, Err(EngineError::InvalidRequest { ref field, .. }) if field == "webhook_secret"),
+        "{refused:?}"
+    );
+    let missing = engine.access().set_webhook(&prod, Some(prod_hook.clone())).await;
+    assert!(matches!(missing, Err(EngineError::EnvironmentNotFound(_))), "{missing:?}");
+
+    let made = engine
+        .access()
+        .create_environment(NewEnvironment { id: prod.clone(), webhook: Some(prod_hook) })
+        .await
+        .unwrap();
+    assert_eq!(made.webhook_url.as_deref(), Some(format!("{}/prod", hook.uri()).as_str()));
+    let connect = |environment: EnvironmentId, id: &'static str| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .connections()
+                .create(NewConnection {
+                    environment,
+                    id: Some(id.parse().unwrap()),
+                    credentials: [("token".to_string(), Secret::new("tok"))].into(),
+                    ..NewConnection::new("plain".parse().unwrap())
+                })
+                .await
+                .unwrap();
+        }
+    };
+    connect(prod.clone(), "in-prod").await;
+    connect(EnvironmentId::default_environment(), "in-default").await;
+    let to_prod = events(&received(&hook, "/prod", 1).await, &prod_secret);
+    let to_server = events(&received(&hook, "/server", 1).await, &server_secret);
+    assert_eq!(to_prod, [("connection.created".to_owned(), "in-prod".to_owned())]);
+    assert_eq!(to_server, [("connection.created".to_owned(), "in-default".to_owned())]);
+
+    // Cleared: prod's events go to the server-wide webhook again, at once in this process.
+    let cleared = engine.access().set_webhook(&prod, None).await.unwrap();
+    assert_eq!(cleared.webhook_url, None);
+    connect(prod.clone(), "in-prod-2").await;
+    let to_server = events(&received(&hook, "/server", 2).await, &server_secret);
+    assert!(to_server.contains(&("connection.created".to_owned(), "in-prod-2".to_owned())));
+    assert_eq!(received(&hook, "/prod", 1).await.len(), 1, "nothing more to prod's old webhook");
 }

@@ -113,6 +113,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/environments", Scope::Admin),
     ("POST", "/v1/environments", Scope::Admin),
     ("GET", "/v1/environments/{id}", Scope::Admin),
+    ("PATCH", "/v1/environments/{id}", Scope::Admin),
     ("GET", "/v1/api-keys", Scope::Admin),
     ("POST", "/v1/api-keys", Scope::Admin),
     ("DELETE", "/v1/api-keys/{id}", Scope::Admin),

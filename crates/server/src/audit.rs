@@ -61,6 +61,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ),
     ("POST", "/connect-sessions", write("connect_session.create", "connect_session")),
     ("POST", "/environments", write("environment.create", "environment")),
+    ("PATCH", "/environments/{id}", write("environment.update", "environment")),
     ("POST", "/api-keys", write("api_key.create", "api_key")),
     ("DELETE", "/api-keys/{id}", write("api_key.revoke", "api_key")),
 ];

@@ -96,7 +96,10 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/connect-sessions", post(routes::connect_sessions::create))
         .route("/connect-sessions/{id}", get(routes::connect_sessions::get))
         .route("/environments", get(routes::environments::list).post(routes::environments::create))
-        .route("/environments/{id}", get(routes::environments::get))
+        .route(
+            "/environments/{id}",
+            get(routes::environments::get).patch(routes::environments::update),
+        )
         .route("/api-keys", get(routes::api_keys::list).post(routes::api_keys::create))
         .route("/api-keys/{id}", delete(routes::api_keys::revoke))
         .route("/audit", get(routes::audit::list))

@@ -59,7 +59,7 @@ async fn fixture() -> Fixture {
     let prod = EnvironmentId::new("prod").unwrap();
     engine
         .access()
-        .create_environment(latchkey_engine::NewEnvironment { id: prod.clone() })
+        .create_environment(latchkey_engine::NewEnvironment::new(prod.clone()))
         .await
         .unwrap();
     for (environment, connection) in

@@ -51,6 +51,15 @@ pub trait AccessStore: Send + Sync + fmt::Debug {
     /// The environment with this id, if any.
     async fn get_environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError>;
 
+    /// Sets (or with `None`, removes) an environment's own webhook URL and its signing secret
+    /// (sealed); [`StoreError::NotFound`] if the environment does not exist.
+    async fn set_environment_webhook(
+        &self,
+        id: &str,
+        url: Option<&str>,
+        secret: Option<&Secret>,
+    ) -> Result<(), StoreError>;
+
     /// Every environment, by id.
     async fn list_environments(&self) -> Result<Vec<EnvironmentRecord>, StoreError>;
 

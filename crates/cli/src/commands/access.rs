@@ -14,9 +14,20 @@ use crate::args::{ApiKeyCommand, EnvCommand, Format};
 /// Runs an environment command.
 pub async fn environments(engine: &Engine, command: EnvCommand) -> anyhow::Result<ExitCode> {
     match command {
-        EnvCommand::Create { id } => {
-            let record = engine.access().create_environment(NewEnvironment { id }).await?;
+        EnvCommand::Create { id, webhook_url } => {
+            let webhook = webhook_url.map(environment_webhook).transpose()?;
+            let record = engine.access().create_environment(NewEnvironment { id, webhook }).await?;
             println!("environment {}", record.id);
+        }
+        EnvCommand::Webhook { id, url, clear } => {
+            let webhook = if clear { None } else { url.map(environment_webhook).transpose()? };
+            let record = engine.access().set_webhook(&id, webhook).await?;
+            match record.webhook_url {
+                Some(url) => println!("environment {} sends its events to {url}", record.id),
+                None => {
+                    println!("environment {} sends its events to the server's webhook", record.id)
+                }
+            }
         }
         EnvCommand::List { output } => {
             let rows = engine
@@ -26,14 +37,26 @@ pub async fn environments(engine: &Engine, command: EnvCommand) -> anyhow::Resul
                 .into_iter()
                 .map(|e| {
                     let created = timestamp(e.created_at);
-                    let json = serde_json::json!({ "id": e.id, "created_at": created });
-                    (vec![e.id, created], json)
+                    let json = serde_json::json!({
+                        "id": e.id, "webhook_url": e.webhook_url, "created_at": created,
+                    });
+                    let webhook = e.webhook_url.unwrap_or_else(|| "-".into());
+                    (vec![e.id, webhook, created], json)
                 })
                 .collect();
-            output::list(output.output, &["ID", "CREATED"], rows)?;
+            output::list(output.output, &["ID", "WEBHOOK", "CREATED"], rows)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A webhook at `url`, signed with the secret in LATCHKEY_WEBHOOK_SECRET (or _FILE), as the
+/// server-wide one is.
+fn environment_webhook(url: url::Url) -> anyhow::Result<latchkey_engine::WebhookConfig> {
+    let secret = crate::setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?.ok_or_else(|| {
+        anyhow::anyhow!("a webhook needs LATCHKEY_WEBHOOK_SECRET (or _FILE) to sign its events")
+    })?;
+    Ok(latchkey_engine::WebhookConfig { url, secret })
 }
 
 /// Runs an API-key command.

@@ -1,15 +1,20 @@
 //! `latchkey audit …`: printing the newest audit entries (and following new ones), and
 //! verifying the hash chain, on the configured store opened directly. No entry holds a secret.
+//! Also the entries of the CLI's own changes ([`local_action`], [`audited`]).
 
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use latchkey_store::{AuditEntry, AuditFilter, AuditPage, AuditVerdict, Store};
+use anyhow::Context as _;
+use latchkey_engine::{Engine, EnvironmentId};
+use latchkey_store::{
+    AuditEntry, AuditFilter, AuditObject, AuditOutcome, AuditPage, AuditRecord, AuditVerdict, Store,
+};
 use serde_json::{Value, json};
 use time::format_description::well_known::Rfc3339;
 
-use crate::args::{AuditCommand, Format, Global};
+use crate::args::{AuditCommand, Command, Format, Global};
 use crate::setup;
 
 /// How often `tail --follow` looks for new entries.
@@ -177,3 +182,139 @@ async fn verify(store: &dyn Store) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// A change (or credential read) made from the command line on the store directly, for the
+/// audit log: the same action names as through the server, by the actor `cli`.
+pub struct LocalAction {
+    action: &'static str,
+    object: Option<AuditObject>,
+    environment: Option<String>,
+    /// Recorded before the command runs, and the command refused if it cannot be: a
+    /// credential read.
+    reads_credentials: bool,
+}
+
+impl LocalAction {
+    fn new(action: &'static str, kind: &str, id: Option<&str>) -> Self {
+        let object = id.map(|id| AuditObject { kind: kind.to_owned(), id: id.to_owned() });
+        Self { action, object, environment: None, reads_credentials: false }
+    }
+
+    fn within(mut self, environment: &EnvironmentId) -> Self {
+        self.environment = Some(environment.as_str().to_owned());
+        self
+    }
+}
+
+/// The audited action of `command`, if it changes something or reads credentials.
+pub fn local_action(command: &Command, environment: &EnvironmentId) -> Option<LocalAction> {
+    use crate::args::{ApiKeyCommand, ConnectionCommand, EnvCommand, IntegrationCommand};
+    let action = match command {
+        Command::Connect { id, .. } => {
+            LocalAction::new("connection.create", "connection", id.as_ref().map(|id| id.as_str()))
+                .within(environment)
+        }
+        Command::Connection { command } => match command {
+            ConnectionCommand::Delete { id } => {
+                LocalAction::new("connection.delete", "connection", Some(id.as_str()))
+            }
+            ConnectionCommand::Test { id } => {
+                LocalAction::new("connection.test", "connection", Some(id.as_str()))
+            }
+            ConnectionCommand::Refresh { id } => {
+                LocalAction::new("connection.refresh", "connection", Some(id.as_str()))
+            }
+            ConnectionCommand::Import { .. } => LocalAction::new("connection.import", "", None),
+            ConnectionCommand::Export { with_credentials: true, .. } => LocalAction {
+                reads_credentials: true,
+                ..LocalAction::new("connection.export_credentials", "", None)
+            },
+            _ => return None,
+        }
+        .within(environment),
+        Command::Integration { command } => match command {
+            IntegrationCommand::Add { id, .. } => {
+                LocalAction::new("integration.create", "integration", Some(id.as_str()))
+            }
+            IntegrationCommand::Delete { id, .. } => {
+                LocalAction::new("integration.delete", "integration", Some(id.as_str()))
+            }
+            _ => return None,
+        }
+        .within(environment),
+        Command::Env { command } => match command {
+            EnvCommand::Create { id, .. } => {
+                LocalAction::new("environment.create", "environment", Some(id.as_str()))
+            }
+            EnvCommand::Webhook { id, .. } => {
+                LocalAction::new("environment.update", "environment", Some(id.as_str()))
+            }
+            EnvCommand::List { .. } => return None,
+        },
+        Command::ApiKey { command } => match command {
+            ApiKeyCommand::Create { .. } => LocalAction::new("api_key.create", "api_key", None),
+            ApiKeyCommand::Revoke { id } => {
+                LocalAction::new("api_key.revoke", "api_key", Some(id.as_str()))
+            }
+            ApiKeyCommand::List { .. } => return None,
+        },
+        _ => return None,
+    };
+    Some(action)
+}
+
+/// Runs `run` with `action` in the audit log: a credential read is recorded first (and refused
+/// if it cannot be), anything else after, with how it turned out.
+pub async fn audited<F>(
+    engine: &Engine,
+    action: Option<LocalAction>,
+    run: F,
+) -> anyhow::Result<ExitCode>
+where
+    F: std::future::Future<Output = anyhow::Result<ExitCode>>,
+{
+    let Some(action) = action else { return run.await };
+    if action.reads_credentials {
+        append(engine, &action, AuditOutcome::Success)
+            .await
+            .context("the credential read cannot be recorded in the audit log, so it is refused")?;
+        return run.await;
+    }
+    let result = run.await;
+    let outcome = match &result {
+        Ok(code) if *code == ExitCode::SUCCESS => AuditOutcome::Success,
+        _ => AuditOutcome::Failed,
+    };
+    if let Err(e) = append(engine, &action, outcome).await {
+        tracing::error!(action = action.action, error = %e, "cannot record the command in the audit log");
+    }
+    result
+}
+
+async fn append(
+    engine: &Engine,
+    action: &LocalAction,
+    outcome: AuditOutcome,
+) -> anyhow::Result<()> {
+    let user = std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_default();
+    let record = AuditRecord {
+        at: time::OffsetDateTime::now_utc(),
+        actor_id: LOCAL_ACTOR.to_owned(),
+        actor_name: if user.is_empty() {
+            "latchkey CLI".into()
+        } else {
+            format!("latchkey CLI ({user})")
+        },
+        action: action.action.to_owned(),
+        object: action.object.clone(),
+        environment: action.environment.clone(),
+        address: None,
+        outcome,
+        status: None,
+    };
+    engine.audit().append(&record).await?;
+    Ok(())
+}
+
+/// The actor id of commands run on the store directly.
+pub const LOCAL_ACTOR: &str = "cli";

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use time::OffsetDateTime;
 
+use super::secrets::delete_secrets;
 use super::{Dialect, SqlStore, sql};
 use crate::access::{ApiKeyRecord, EnvironmentRecord, Scope};
 use crate::rows::{Columns, json, nanos, timestamp, to_json};
@@ -52,6 +53,29 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
         let mut secrets = self.read_secrets(&mut tx, ENVIRONMENT, Some(id)).await?;
         tx.commit().await?;
         environment(&row, secrets.remove(id).and_then(|mut s| s.remove(WEBHOOK_SECRET))).map(Some)
+    }
+
+    async fn set_environment_webhook(
+        &self,
+        id: &str,
+        url: Option<&str>,
+        secret: Option<&latchkey_core::Secret>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let updated = sql::<D>("UPDATE environments SET webhook_url = $1 WHERE id = $2")
+            .bind(url)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        if updated == 0 {
+            return Err(StoreError::NotFound { kind: ENVIRONMENT, id: id.to_owned() });
+        }
+        delete_secrets::<D>(&mut tx, ENVIRONMENT, id).await?;
+        if let Some(secret) = secret {
+            self.write_secret(&mut tx, ENVIRONMENT, id, WEBHOOK_SECRET, secret).await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn list_environments(&self) -> Result<Vec<EnvironmentRecord>, StoreError> {
