@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
-use latchkey_core::connector::Grant;
-use latchkey_store::{ConnectSession, ConnectionRecord, EndUser, Metadata, SessionStatus, Tags};
+use latchkey_core::connector::{AuthMethod, Grant};
+use latchkey_store::{
+    ConnectSession, ConnectionRecord, EndUser, IntegrationRecord, Metadata, SessionStatus, Tags,
+};
 use time::Duration;
 use url::Url;
 
@@ -30,6 +32,10 @@ pub struct Connect<'e> {
 pub struct NewConnectSession {
     /// The integration to connect through.
     pub integration: IntegrationId,
+    /// Set by [`NewConnectSession::for_connector`]: the session names a connector that needs
+    /// no client (API key, Basic, a form login, …), and connects through the integration of
+    /// the same id, made on first use.
+    pub connector: Option<ConnectorId>,
     /// The environment the integration is in, and the connection will be.
     pub environment: EnvironmentId,
     /// The id the connection gets, or an existing connection to re-authorise.
@@ -55,6 +61,7 @@ impl NewConnectSession {
     pub fn new(integration: IntegrationId) -> Self {
         Self {
             integration,
+            connector: None,
             environment: EnvironmentId::default_environment(),
             connection_id: None,
             auth: None,
@@ -64,6 +71,16 @@ impl NewConnectSession {
             allowed_origin: None,
             config: BTreeMap::new(),
         }
+    }
+
+    /// A session for `connector` directly, for a connector whose auth method needs no client
+    /// (no OAuth): it connects through the integration with the connector's id, which is made
+    /// (without client credentials) the first time.
+    pub fn for_connector(connector: ConnectorId) -> Self {
+        // A connector id (`a-z 0-9 - _`) is always a valid integration id.
+        let integration = IntegrationId::new(connector.as_str())
+            .unwrap_or_else(|_| unreachable!("connector ids are integration ids"));
+        Self { connector: Some(connector), ..Self::new(integration) }
     }
 }
 
@@ -91,10 +108,14 @@ impl Connect<'_> {
         new: NewConnectSession,
     ) -> Result<(ConnectSession, Secret), EngineError> {
         crate::tags::check_all(&new.tags, &new.metadata, new.end_user.as_ref())?;
-        let integration = self
-            .engine
-            .integration_record(new.environment.as_str(), new.integration.as_str())
-            .await?;
+        let integration = match &new.connector {
+            Some(connector) => self.connector_integration(&new, connector).await?,
+            None => {
+                self.engine
+                    .integration_record(new.environment.as_str(), new.integration.as_str())
+                    .await?
+            }
+        };
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         // Everything the end user's flow depends on is checked here, before a link exists: a
@@ -160,6 +181,69 @@ impl Connect<'_> {
         };
         self.engine.store.create_connect_session(&session).await?;
         Ok((session, token))
+    }
+
+    /// The integration a session naming `connector` connects through: the one with the
+    /// connector's id, made without client credentials if there is none. Refused when the auth
+    /// method needs a client (OAuth), or when that id belongs to another connector's
+    /// integration.
+    async fn connector_integration(
+        &self,
+        new: &NewConnectSession,
+        connector: &ConnectorId,
+    ) -> Result<IntegrationRecord, EngineError> {
+        let entry = self.engine.connector_entry(connector.as_str())?;
+        let method = entry.connector.auth_method(new.auth.as_deref()).ok_or_else(|| {
+            EngineError::AuthMethodNotFound {
+                connector: entry.connector.id.clone(),
+                method: new.auth.clone().unwrap_or_default(),
+                available: entry
+                    .connector
+                    .auth
+                    .iter()
+                    .map(|m| m.id())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            }
+        })?;
+        if matches!(method, AuthMethod::OAuth2(_) | AuthMethod::OAuth1(_)) {
+            return Err(EngineError::invalid(
+                "connector",
+                format!(
+                    "auth method `{}` of connector `{connector}` needs a client (id and secret): \
+                     create an integration for it (POST /v1/integrations) and name it as \
+                     `integration`",
+                    method.id()
+                ),
+            ));
+        }
+        let environment = new.environment.as_str();
+        match self.engine.store.get_integration(environment, connector.as_str()).await? {
+            Some(existing) if existing.connector == connector.as_str() => Ok(existing),
+            Some(existing) => Err(EngineError::invalid(
+                "connector",
+                format!(
+                    "integration `{}` exists for connector `{}`; name an integration instead",
+                    existing.id, existing.connector
+                ),
+            )),
+            None => {
+                let made = self
+                    .engine
+                    .integrations()
+                    .put(crate::NewIntegration {
+                        environment: new.environment.clone(),
+                        id: new.integration.clone(),
+                        connector: connector.clone(),
+                        client_id: None,
+                        client_secret: None,
+                        scopes: Vec::new(),
+                    })
+                    .await?;
+                tracing::info!(integration = %made.id, environment, "integration made for a connect session naming its connector");
+                Ok(made)
+            }
+        }
     }
 
     /// The pending, unexpired session a connect link's token opens.

@@ -392,6 +392,45 @@ async fn connect_sessions_route_group() {
         .error(404, "integration_not_found");
 }
 
+/// A session may name a connector that needs no OAuth client instead of an integration: it
+/// connects through the integration of the same id, made on first use.
+#[tokio::test]
+async fn a_connect_session_may_name_a_connector_that_needs_no_client() {
+    let (_server, state) = world().await;
+    let created =
+        call_json(&state, "POST", "/v1/connect-sessions", &json!({"connector": "prov"})).await;
+    assert_eq!(created.status, 201, "{}", created.text);
+    let token = created.json()["token"].as_str().unwrap().to_owned();
+    let made = call(&state, "GET", "/v1/integrations/prov").await;
+    assert_eq!(made.status, 200, "{}", made.text);
+    assert_eq!(made.json()["connector"], "prov");
+    let again =
+        call_json(&state, "POST", "/v1/connect-sessions", &json!({"connector": "prov"})).await;
+    assert_eq!(again.status, 201, "the integration is reused: {}", again.text);
+
+    let connect = state.engine.connect();
+    let session = connect.open_session(&latchkey_core::Secret::new(token)).await.unwrap();
+    let values = [("token".to_owned(), latchkey_core::Secret::new("t-1"))].into();
+    let record = connect.complete_session_form(&session, values).await.unwrap();
+    assert_eq!((record.connector.as_str(), record.integration.as_deref()), ("prov", Some("prov")));
+
+    for (body, field) in [
+        (json!({"connector": "oauth"}), "connector"),
+        (json!({"connector": "prov", "integration": "app"}), "connector"),
+        (json!({"allowed_origin": "https://app.example"}), "integration"),
+    ] {
+        let refused = call_json(&state, "POST", "/v1/connect-sessions", &body).await;
+        let error = refused.error(400, "invalid_request");
+        assert_eq!(error["field"], field, "{body}: {error}");
+    }
+    let oauth =
+        call_json(&state, "POST", "/v1/connect-sessions", &json!({"connector": "oauth"})).await;
+    assert!(oauth.text.contains("POST /v1/integrations"), "says what to do: {}", oauth.text);
+    call_json(&state, "POST", "/v1/connect-sessions", &json!({"connector": "nope"}))
+        .await
+        .error(404, "connector_not_found");
+}
+
 #[tokio::test]
 async fn proxy_route_group() {
     let (server, state) = world().await;

@@ -3,7 +3,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use latchkey_engine::{ConnectionId, IntegrationId, NewConnectSession};
+use latchkey_engine::{ConnectionId, ConnectorId, EngineError, IntegrationId, NewConnectSession};
 use latchkey_store::{ConnectSession, SessionStatus};
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +14,16 @@ use crate::{ApiError, AppState, Principal};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateConnectSession {
-    /// The integration to connect through.
-    #[schema(value_type = String)]
-    pub integration: IntegrationId,
+    /// The integration to connect through; or `connector` instead.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub integration: Option<IntegrationId>,
+    /// The connector, for one whose auth method needs no client (API key, Basic, a form
+    /// login, …): the session connects through the integration of the same id, made on first
+    /// use. Exactly one of `integration` and `connector`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub connector: Option<ConnectorId>,
     /// The id the connection gets, or an existing one to re-authorise.
     #[serde(default)]
     #[schema(value_type = Option<String>)]
@@ -91,12 +98,30 @@ pub async fn create(
     principal: Principal,
     Json(body): Json<CreateConnectSession>,
 ) -> Result<(StatusCode, Json<CreatedConnectSession>), ApiError> {
+    let through = match (body.integration, body.connector) {
+        (Some(integration), None) => NewConnectSession::new(integration),
+        (None, Some(connector)) => NewConnectSession::for_connector(connector),
+        (Some(_), Some(_)) => {
+            return Err(EngineError::invalid(
+                "connector",
+                "name either `integration` or `connector`, not both",
+            )
+            .into());
+        }
+        (None, None) => {
+            return Err(EngineError::invalid(
+                "integration",
+                "name the `integration` to connect through (or, for a connector that needs no \
+                 OAuth client, the `connector`)",
+            )
+            .into());
+        }
+    };
     let (session, token) = state
         .engine
         .connect()
         .create_session(NewConnectSession {
             environment: principal.environment,
-            integration: body.integration,
             connection_id: body.connection_id,
             auth: body.auth,
             end_user: body.end_user.map(Into::into),
@@ -104,6 +129,7 @@ pub async fn create(
             metadata: body.metadata,
             allowed_origin: body.allowed_origin,
             config: body.config,
+            ..through
         })
         .await?;
     let url =
