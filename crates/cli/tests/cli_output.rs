@@ -341,3 +341,60 @@ fn an_integration_in_use_is_deleted_only_with_force() {
         serde_json::from_str(&home.ok(&["connection", "show", "p1", "--output", "json"])).unwrap();
     assert_eq!(shown["status"], "needs_reauth", "{shown}");
 }
+
+/// A connect flow that fails names its connect session and integration in the log line.
+#[test]
+fn error_lines_name_the_session_integration_and_connection() {
+    let home = Home::new();
+    home.connector(
+        "oauthy",
+        "id: oauthy\nname: OAuthy\nbase_url: https://api.oauthy.example\nauth:\n  - type: oauth2\n    \
+         authorize_url: https://auth.oauthy.example/authorize\n    \
+         token_url: https://auth.oauthy.example/token\n",
+    );
+    home.ok(&["integration", "add", "oauthy-app", "--connector", "oauthy", "--client-id", "cid"]);
+    let key = "an-api-key-long-enough-for-no-warning-0002";
+    let running = home.serve(key, &[]);
+    let auth = format!("Bearer {key}");
+    let (status, body) = support::http(
+        "POST",
+        &format!("{}/v1/connect-sessions", running.base),
+        &[("Authorization", &auth), ("Content-Type", "application/json")],
+        br#"{"integration": "oauthy-app"}"#,
+    )
+    .unwrap();
+    assert_eq!(status, 201, "{body}");
+    let created: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let session = created["id"].as_str().unwrap().to_owned();
+    let url = created["url"].as_str().unwrap();
+    let (status, head, _) = support::http_full("GET", url, &[], b"").unwrap();
+    assert!((300..400).contains(&status), "a redirect to the provider: {head}");
+    let location = support::header(&head, "location")[0].to_owned();
+    let state = url::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let cookie = support::header(&head, "set-cookie")[0].split(';').next().unwrap().to_owned();
+    // The provider sends the user back refusing consent, in the browser that started the flow.
+    let (status, _) = support::http(
+        "GET",
+        &format!("{}/oauth/callback?state={state}&error=access_denied", running.base),
+        &[("Cookie", &cookie)],
+        b"",
+    )
+    .unwrap();
+    assert!(status >= 400, "{status}");
+    std::thread::sleep(Duration::from_millis(200));
+    let text = log_of(&running);
+    let failed = text
+        .lines()
+        .find(|l| l.contains("connect flow failed"))
+        .unwrap_or_else(|| panic!("no flow failure line:\n{text}"));
+    for part in [format!("session=\"{session}\""), "integration=\"oauthy-app\"".to_owned()] {
+        assert!(failed.contains(&part), "{part} in {failed}");
+    }
+    assert!(!failed.contains(&state), "the state is not logged: {failed}");
+    assert!(!text.contains(url.rsplit('/').next().unwrap()), "the session token is not logged");
+}

@@ -119,6 +119,7 @@ pub async fn open(State(state): State<AppState>, Path(token): Path<String>) -> R
         Ok(s) => s,
         Err(e) => return failure_page(&e),
     };
+    crate::telemetry::name_session(&session);
     match state.engine.connect().session_uses_redirect(&session).await {
         Ok(true) => {
             let binding = Secret::new(latchkey_engine::random_token(32));
@@ -172,10 +173,14 @@ pub async fn submit(
         Ok(s) => s,
         Err(e) => return failure_page(&e),
     };
+    crate::telemetry::name_session(&session);
     let values: BTreeMap<String, Secret> =
         form.into_iter().map(|(k, v)| (k, Secret::new(v))).collect();
     match state.engine.connect().complete_session_form(&session, values).await {
-        Ok(record) => result_page(Some(&session), Ok(&record)),
+        Ok(record) => {
+            crate::telemetry::name_connector(&record.connector);
+            result_page(Some(&session), Ok(&record))
+        }
         Err(e) => match state.engine.connect().session_form(&session).await {
             // A wrong key can be corrected: show the form again with the reason.
             Ok((name, fields)) => form_page(&name, &fields, Some(&failure(&e).1)),
@@ -219,8 +224,15 @@ pub async fn callback(
     let binding = jar.get(BINDING_COOKIE).map(|c| Secret::new(c.value()));
     let params = CallbackParams::from_pairs(query);
     match state.engine.connect().complete_authorization(params, binding.as_ref()).await {
-        Ok((session, record)) => result_page(Some(&session), Ok(&record)),
+        Ok((session, record)) => {
+            crate::telemetry::name_session(&session);
+            crate::telemetry::name_connector(&record.connector);
+            result_page(Some(&session), Ok(&record))
+        }
         Err((session, error)) => {
+            if let Some(session) = &session {
+                crate::telemetry::name_session(session);
+            }
             tracing::info!(error = %error, "connect flow failed");
             result_page(session.as_ref(), Err(&error))
         }

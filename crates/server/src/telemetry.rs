@@ -9,6 +9,7 @@ use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing::Instrument as _;
 
 /// HTTP requests served, by route template, method and status.
 pub const HTTP_REQUESTS: &str = "latchkey_http_requests_total";
@@ -63,11 +64,23 @@ pub async fn track(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
     let (mut parts, body) = request.into_parts();
-    let connection = connection_of(&route, &mut parts).await;
+    let connection = path_param(&route, &mut parts, CONNECTION_ROUTES).await;
+    let integration = path_param(&route, &mut parts, INTEGRATION_ROUTES).await;
     let request = Request::from_parts(parts, body);
     let method = request.method().as_str().to_string();
+    // Every line logged while the request is handled names what it is about: the connection
+    // or integration in its path here, the connect session and its integration once a page
+    // has found them ([`name_session`]).
+    let span = tracing::info_span!(
+        "request",
+        route = %route,
+        connection = connection.as_deref(),
+        integration = integration.as_deref(),
+        session = tracing::field::Empty,
+        connector = tracing::field::Empty,
+    );
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response = next.run(request).instrument(span).await;
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
     tracing::info!(
@@ -85,18 +98,36 @@ pub async fn track(request: Request, next: Next) -> Response {
     response
 }
 
-/// The connection id a route names: its `{connection}` parameter, or `{id}` under
-/// `/v1/connections`. Other parameters (connect-session tokens among them) are never read.
-async fn connection_of(route: &str, parts: &mut http::request::Parts) -> Option<String> {
-    let name = if route.contains("{connection}") {
-        "connection"
-    } else if route.starts_with("/v1/connections/{id}") {
-        "id"
-    } else {
-        return None;
-    };
+/// The routes that name a connection: (route prefix, path parameter).
+const CONNECTION_ROUTES: &[(&str, &str)] =
+    &[("/v1/proxy/{connection}", "connection"), ("/v1/connections/{id}", "id")];
+
+/// The routes that name an integration.
+const INTEGRATION_ROUTES: &[(&str, &str)] = &[("/v1/integrations/{id}", "id")];
+
+/// The id a route names by one of `routes`' parameters. Other parameters (connect-session
+/// tokens among them) are never read.
+async fn path_param(
+    route: &str,
+    parts: &mut http::request::Parts,
+    routes: &[(&str, &str)],
+) -> Option<String> {
+    let (_, name) = routes.iter().find(|(prefix, _)| route.starts_with(prefix))?;
     let params = RawPathParams::from_request_parts(parts, &()).await.ok()?;
-    params.iter().find(|(key, _)| *key == name).map(|(_, value)| value.to_owned())
+    params.iter().find(|(key, _)| key == name).map(|(_, value)| value.to_owned())
+}
+
+/// Names the connect session a page works on (and its integration and environment) in the
+/// request's log lines.
+pub fn name_session(session: &latchkey_store::ConnectSession) {
+    let span = tracing::Span::current();
+    span.record("session", session.id.as_str());
+    span.record("integration", session.integration.as_str());
+}
+
+/// Names the connector a page's connection uses in the request's log lines.
+pub fn name_connector(connector: &str) {
+    tracing::Span::current().record("connector", connector);
 }
 
 /// `GET /metrics`: the Prometheus text format.
