@@ -21,7 +21,7 @@ fn popup_resolves_after_consent_and_rejects_when_closed() {
     let browser_dir = format!("{}/browser", peers());
     assert!(
         std::path::Path::new(&browser_dir).join("node_modules/playwright-core").exists(),
-        "playwright-core is not installed: run `npm ci` in {browser_dir} (scripts/test does)"
+        "playwright-core is not installed: run scripts/test --prepare (it runs `npm ci` in {browser_dir})"
     );
     let (_home, server, _op) = support::oidc_served("browser-key");
     let base = server.base.clone();

@@ -271,7 +271,7 @@ fn every_catalog_file_loads_the_same_in_other_yaml_parsers() {
         .expect("cannot start python3");
     assert!(
         out.status.success(),
-        "yaml_load.py failed (pip install ruamel.yaml pyyaml; scripts/test does it): {}",
+        "yaml_load.py failed (needs ruamel.yaml and pyyaml: run scripts/test --prepare, which installs them into .venv-test/): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let loaded: BTreeMap<String, BTreeMap<String, serde_json::Value>> =

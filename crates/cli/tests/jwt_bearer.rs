@@ -1,7 +1,7 @@
 //! The JWT bearer grant (RFC 7523 §2.1) as service accounts use it, against a token endpoint
 //! that verifies the assertion with PyJWT (`tests/peers/jwt_bearer_server.py`): connect, call
-//! the API, renew, and refuse a key the server does not trust. Needs `pip install pyjwt
-//! cryptography`.
+//! the API, renew, and refuse a key the server does not trust. Needs the PyPI packages `pyjwt
+//! cryptography` (`scripts/test --prepare` installs them).
 
 mod support;
 
@@ -17,7 +17,7 @@ fn token_server_with_skew(home: &Home, skew: i64) -> Running {
         "jwt_bearer_server.py",
         "http",
         &[dir, &skew.to_string()],
-        "pip install pyjwt cryptography",
+        "pyjwt cryptography",
     )
 }
 

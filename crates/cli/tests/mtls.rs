@@ -9,7 +9,7 @@ use support::{Home, Running};
 
 fn server(home: &Home) -> Running {
     let dir = home.dir.path().to_str().unwrap();
-    support::python_peer("mtls_server.py", "https", &[dir], "pip install cryptography")
+    support::python_peer("mtls_server.py", "https", &[dir], "cryptography")
 }
 
 fn setup(certificate: &str) -> (Home, Running) {

@@ -2,7 +2,7 @@
 //! request-token, access-token and resource endpoints (`tests/peers/oauth1_flow_provider.py`):
 //! through the hosted connect page and through `latchkey connect`'s loopback redirect, then
 //! signed requests with the token credentials; a refused authorization stores nothing.
-//! Needs `pip install oauthlib`.
+//! Needs the PyPI packages `oauthlib` (`scripts/test --prepare` installs them).
 
 mod support;
 
@@ -13,7 +13,7 @@ use support::{Home, Running, header, http, http_full};
 
 fn setup() -> (Home, Running) {
     let home = Home::new();
-    let peer = support::python_peer("oauth1_flow_provider.py", "http", &[], "pip install oauthlib");
+    let peer = support::python_peer("oauth1_flow_provider.py", "http", &[], "oauthlib");
     home.connector(
         "flow",
         &format!(

@@ -1,6 +1,6 @@
 //! OAuth 1.0a against a protected resource built on oauthlib (a real implementation no one here
 //! wrote): every signature method, header and query placement, query and form parameters, and
-//! non-ASCII values, through the CLI and the proxy. Needs `pip install oauthlib cryptography`.
+//! non-ASCII values, through the CLI and the proxy. Needs the PyPI packages `oauthlib cryptography` (`scripts/test --prepare` installs them).
 
 mod support;
 
@@ -12,7 +12,7 @@ fn provider(home: &Home) -> (Running, String) {
         "oauth1_provider.py",
         "http",
         &[key_file.to_str().unwrap()],
-        "pip install oauthlib cryptography",
+        "oauthlib cryptography",
     );
     (running, std::fs::read_to_string(key_file).unwrap())
 }

@@ -1,6 +1,6 @@
 //! Latchkey's `aws_sigv4` strategy and botocore's `SigV4Auth` (a real implementation no one here
 //! wrote) produce the same `Authorization` header for the same inputs and fixed time.
-//! Needs `pip install botocore` (the test script installs it).
+//! Needs the PyPI packages `botocore` (`scripts/test --prepare` installs them) (the test script installs it).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -117,7 +117,7 @@ fn same_authorization_header_as_botocore() {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "botocore failed (pip install botocore): {}",
+        "botocore failed (needs botocore: run scripts/test --prepare, which installs it into .venv-test/): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     let expected: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();

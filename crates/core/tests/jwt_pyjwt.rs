@@ -1,5 +1,5 @@
 //! Self-signed JWTs verified by PyJWT (an implementation no one here wrote) for HS256, RS256,
-//! PS256, ES256 and EdDSA, with header and claim templates. Needs `pip install pyjwt cryptography`.
+//! PS256, ES256 and EdDSA, with header and claim templates. Needs the PyPI packages `pyjwt cryptography` (`scripts/test --prepare` installs them).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -23,7 +23,7 @@ fn python(args: &[&str], input: Option<&str>) -> serde_json::Value {
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "PyJWT peer failed (pip install pyjwt cryptography): {}",
+        "PyJWT peer failed (needs pyjwt and cryptography: run scripts/test --prepare, which installs them into .venv-test/): {}",
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap()

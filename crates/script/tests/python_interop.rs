@@ -2,7 +2,7 @@
 //! `codecs`, `base64`, `hmac` and `hashlib`, and the `cryptography` package for RSA PKCS#1 v1.5
 //! (tests/peers/script_functions.py). Every value comes out of a script run by the engine.
 //!
-//! Needs Python 3 with `pip install cryptography` (scripts/test installs it); the tests fail,
+//! Needs Python 3 with the `cryptography` package (`scripts/test --prepare` installs it); the tests fail,
 //! never skip, without them. `LATCHKEY_TEST_PYTHON` names another interpreter.
 
 mod common;
@@ -108,7 +108,7 @@ fn python(cases: &[Value]) -> Vec<Value> {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot start `{python}` ({e}): these tests need Python 3 with the `cryptography` \
-                 package (python3 -m pip install cryptography; scripts/test installs it)"
+                 package (run scripts/test --prepare, which installs it into .venv-test/)"
             )
         });
     let input = serde_json::to_vec(cases).unwrap();
@@ -118,7 +118,7 @@ fn python(cases: &[Value]) -> Vec<Value> {
     assert!(
         out.status.success(),
         "the Python peer {peer} failed ({}); it needs Python 3 with the `cryptography` package \
-         (python3 -m pip install cryptography):\n{}",
+         (run scripts/test --prepare, which installs it into .venv-test/):\n{}",
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );

@@ -57,7 +57,7 @@ impl Drop for Running {
 
 /// Starts `tests/peers/SCRIPT ARGS…` with the test Python and waits for its `ready PORT` line;
 /// `install` says what to install when it does not start. `scheme` is `http` or `https`.
-pub fn python_peer(script: &str, scheme: &str, args: &[&str], install: &str) -> Running {
+pub fn python_peer(script: &str, scheme: &str, args: &[&str], packages: &str) -> Running {
     let python = std::env::var("LATCHKEY_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut child = Command::new(python)
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers").join(script))
@@ -66,7 +66,13 @@ pub fn python_peer(script: &str, scheme: &str, args: &[&str], install: &str) -> 
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap();
-    let port = ready_port(&mut child, &format!("{script} ({install})"));
+    let port = ready_port(
+        &mut child,
+        &format!(
+            "{script} (needs the PyPI packages {packages}: run scripts/test --prepare, which \
+             installs them into .venv-test/)"
+        ),
+    );
     Running { child, base: format!("{scheme}://127.0.0.1:{port}"), log: PathBuf::new() }
 }
 
@@ -97,7 +103,7 @@ pub fn httpbin() -> Running {
     let Some(port) = line.trim().strip_prefix("ready ").and_then(|p| p.parse::<u16>().ok()) else {
         let _ = child.kill();
         panic!(
-            "httpbin did not start; is it installed? (pip install httpbin; scripts/test does \
+            "httpbin did not start; is it installed? (run scripts/test --prepare, which installs it into \
              it)\n{}",
             std::fs::read_to_string(&log).unwrap_or_default()
         );

@@ -16,7 +16,7 @@ Reads a JSON list of cases on stdin and prints a JSON list of results, one per c
   against `value` + "!" (must be false), "own": cryptography's own signature in the same
   encoding (lower-case hex or base64), which must be identical: PKCS#1 v1.5 is deterministic}.
 
-Needs `pip install cryptography`; exits with status 3 and a message on stderr when it is missing.
+Needs the `cryptography` package (`scripts/test --prepare` installs it); exits with status 3 and a message on stderr when it is missing.
 """
 import base64
 import binascii
@@ -33,7 +33,7 @@ try:
     from cryptography.hazmat.primitives.asymmetric import padding
 except ImportError as e:
     sys.stderr.write(f"the Python package 'cryptography' is missing ({e}); "
-                     "install it with: python3 -m pip install cryptography\n")
+                     "run scripts/test --prepare, which installs it into .venv-test/\n")
     sys.exit(3)
 
 
