@@ -381,6 +381,9 @@ pub enum ConnectionCommand {
         /// Only connections with this status.
         #[arg(long, value_parser = ["ok", "needs_reauth", "error"])]
         status: Option<String>,
+        /// Only connections in this health state.
+        #[arg(long, value_parser = ["healthy", "unhealthy", "unknown"])]
+        health: Option<String>,
         /// Only the connections of this end user (the app's id for them).
         #[arg(long)]
         end_user: Option<String>,

@@ -241,6 +241,7 @@ impl Connections<'_> {
             credentials,
             config,
             status: ConnectionStatus::Ok,
+            health: latchkey_store::Health::default(),
             label: None,
             end_user: new.end_user,
             tags: new.tags,
@@ -276,8 +277,11 @@ impl Connections<'_> {
             self.engine.initial_login(connector, m, &mut record).await?;
         }
         if new.run_test {
-            let outcome = self.engine.run_test(&record, connector).await?;
-            record.label = outcome.label;
+            let outcome = self.engine.run_test(&record, connector).await;
+            if let Some(health) = crate::health::after_test(&record.health, &outcome, now) {
+                record.health = health;
+            }
+            record.label = outcome?.label;
         }
         Ok(record)
     }
@@ -287,6 +291,11 @@ impl Connections<'_> {
         let record = self.engine.connection_record(id.as_str()).await?;
         let entry = self.engine.connector_entry(&record.connector)?;
         let outcome = self.engine.run_test(&record, &entry.connector).await;
+        let now = self.engine.clock.now();
+        if let Some(health) = crate::health::after_test(&record.health, &outcome, now) {
+            self.engine.store.set_connection_health(id.as_str(), &health).await?;
+            self.engine.forget(id.as_str());
+        }
         let status = match &outcome {
             Ok(_) => ConnectionStatus::Ok,
             Err(EngineError::TestFailed { status: 401 | 403 }) => ConnectionStatus::NeedsReauth,

@@ -17,6 +17,7 @@ mod connectors;
 mod dispatch;
 mod error;
 pub mod events;
+mod health;
 mod import;
 mod integrations;
 pub mod middleware;

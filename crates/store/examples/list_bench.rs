@@ -97,6 +97,7 @@ fn baseline_record() -> ConnectionRecord {
         credentials: BTreeMap::from([("api_key".into(), Secret::new("k"))]),
         config: BTreeMap::new(),
         status: ConnectionStatus::Ok,
+        health: latchkey_store::Health::default(),
         label: None,
         end_user: None,
         tags: BTreeMap::new(),

@@ -45,6 +45,7 @@ mod sql;
 pub mod access;
 pub mod audit;
 pub mod crypto;
+pub mod health;
 pub mod listing;
 pub mod model;
 pub mod postgres;
@@ -61,6 +62,7 @@ pub use audit::{
     AuditRecord, AuditTrim, AuditVerdict,
 };
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
+pub use health::{Health, HealthError, HealthReason, HealthState, UnknownHealth};
 pub use listing::{
     ConnectionFilter, Cursor, DEFAULT_PAGE_SIZE, IntegrationFilter, InvalidCursor, MAX_PAGE_SIZE,
     Page, PageRequest,

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use time::OffsetDateTime;
 
+use crate::health::HealthState;
 use crate::model::{ConnectionStatus, Tags};
 use crate::rows::{nanos, timestamp};
 
@@ -30,6 +31,8 @@ pub struct ConnectionFilter {
     pub integration: Option<String>,
     /// Only connections with this status.
     pub status: Option<ConnectionStatus>,
+    /// Only connections in this health state.
+    pub health: Option<HealthState>,
     /// Only connections of the end user with this id.
     pub end_user: Option<String>,
     /// Only connections that carry every one of these tags with exactly this value.
@@ -43,6 +46,7 @@ impl ConnectionFilter {
             environment: environment.into(),
             integration: None,
             status: None,
+            health: None,
             end_user: None,
             tags: Tags::default(),
         }

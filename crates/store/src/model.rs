@@ -12,6 +12,8 @@ use latchkey_core::Secret;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+use crate::health::Health;
+
 /// The app's labels on a connection, for filtering lists: key to value.
 pub type Tags = BTreeMap<String, String>;
 
@@ -136,6 +138,8 @@ pub struct ConnectionRecord {
     pub tags: Tags,
     /// Free JSON for the app.
     pub metadata: Metadata,
+    /// Whether its credentials were last seen to work (`unknown` until checked).
+    pub health: Health,
     /// When the access token expires, for refreshing ahead of time.
     pub expires_at: Option<OffsetDateTime>,
     /// Fencing counter: the store bumps it on every write; ignored on insert (starts at 1).
@@ -162,6 +166,7 @@ impl ConnectionRecord {
             end_user: self.end_user.clone(),
             tags: self.tags.clone(),
             metadata: self.metadata.clone(),
+            health: self.health.clone(),
             expires_at: self.expires_at,
             version: self.version,
             created_at: self.created_at,
@@ -197,6 +202,8 @@ pub struct ConnectionSummary {
     pub tags: Tags,
     /// Free JSON for the app.
     pub metadata: Metadata,
+    /// Whether its credentials were last seen to work.
+    pub health: Health,
     /// When the access token expires.
     #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
@@ -251,6 +258,7 @@ mod tests {
             credentials: BTreeMap::from([("api_key".into(), Secret::new("canary-summary"))]),
             config: BTreeMap::new(),
             status: ConnectionStatus::Ok,
+            health: crate::Health::default(),
             label: None,
             end_user: None,
             tags: Tags::new(),

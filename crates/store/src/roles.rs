@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::access::{ApiKeyRecord, EnvironmentRecord};
 use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
+use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
@@ -154,6 +155,10 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         id: &str,
         details: &ConnectionDetails,
     ) -> Result<i64, StoreError>;
+
+    /// Records a connection's health (leaving its version alone: health is not a credential);
+    /// [`StoreError::NotFound`] if it does not exist.
+    async fn set_connection_health(&self, id: &str, health: &Health) -> Result<(), StoreError>;
 
     /// Deletes a connection, its credentials and its script values; `false` if it did not
     /// exist.

@@ -17,8 +17,8 @@ use crate::secret_rows::CLIENT_SECRET;
 macro_rules! connection_columns {
     () => {
         "id, environment, connector, integration, auth_method, config, status, label, end_user_id, \
-         end_user_email, end_user_display_name, tags, metadata, expires_at, version, created_at, \
-         updated_at"
+         end_user_email, end_user_display_name, tags, metadata, health, expires_at, version, \
+         created_at, updated_at"
     };
 }
 
@@ -175,6 +175,7 @@ pub(crate) fn connection(
         end_user: end_user(row)?,
         tags: json(row, "tags")?,
         metadata: json(row, "metadata")?,
+        health: json(row, "health")?,
         expires_at: row.opt_int("expires_at")?.map(timestamp).transpose()?,
         version: row.int("version")?,
         created_at: at(row, "created_at")?,
@@ -210,6 +211,7 @@ pub(crate) fn with_credentials(
         end_user: s.end_user,
         tags: s.tags,
         metadata: s.metadata,
+        health: s.health,
         expires_at: s.expires_at,
         version: s.version,
         created_at: s.created_at,

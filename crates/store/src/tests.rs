@@ -170,6 +170,7 @@ pub(crate) fn connection(id: &str, credentials: &[(&str, &str)]) -> ConnectionRe
         credentials: creds(credentials),
         config: BTreeMap::from([("subdomain".into(), "acme".into())]),
         status: ConnectionStatus::Ok,
+        health: crate::Health::default(),
         label: Some("octocat".into()),
         end_user: Some(EndUser {
             id: "user-1".into(),

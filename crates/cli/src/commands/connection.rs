@@ -23,11 +23,21 @@ pub async fn run(
         engine.connections().check_environment(environment, id).await?;
     }
     match command {
-        ConnectionCommand::List { integration, status, end_user, tags, limit, cursor, output } => {
+        ConnectionCommand::List {
+            integration,
+            status,
+            health,
+            end_user,
+            tags,
+            limit,
+            cursor,
+            output,
+        } => {
             let filter = ConnectionFilter {
                 environment: environment.to_string(),
                 integration,
                 status: status.map(|s| s.parse()).transpose()?,
+                health: health.map(|h| h.parse()).transpose()?,
                 end_user,
                 tags: tags.into_iter().collect(),
             };

@@ -492,6 +492,7 @@ impl Engine {
             credentials,
             config,
             status: ConnectionStatus::Ok,
+            health: latchkey_store::Health::default(),
             label: None,
             // Re-authorising keeps what the connection had unless the session says otherwise.
             end_user: end_user.or_else(|| existing.as_ref().and_then(|e| e.end_user.clone())),
@@ -508,7 +509,11 @@ impl Engine {
             created_at: existing.as_ref().map_or(now, |e| e.created_at),
             updated_at: now,
         };
-        let outcome = self.run_test(&record, &entry.connector).await?;
+        let outcome = self.run_test(&record, &entry.connector).await;
+        if let Some(health) = crate::health::after_test(&record.health, &outcome, now) {
+            record.health = health;
+        }
+        let outcome = outcome?;
         record.label = outcome.label.or_else(|| existing.as_ref().and_then(|e| e.label.clone()));
         if existing.is_some() {
             record.version = self.store.put_connection(&record).await?;

@@ -128,6 +128,7 @@ impl Connect<'_> {
             credentials: BTreeMap::new(),
             config: BTreeMap::new(),
             status: ConnectionStatus::Ok,
+            health: latchkey_store::Health::default(),
             label: None,
             end_user: None,
             tags: Default::default(),
@@ -138,7 +139,11 @@ impl Connect<'_> {
             updated_at: now,
         };
         apply_tokens(&mut record, tokens, now);
-        record.label = self.engine.run_test(&record, &entry.connector).await?.label;
+        let outcome = self.engine.run_test(&record, &entry.connector).await;
+        if let Some(health) = crate::health::after_test(&record.health, &outcome, now) {
+            record.health = health;
+        }
+        record.label = outcome?.label;
         record.version = self.engine.store.insert_connection(&record).await?;
         self.engine.forget(&record.id);
         self.engine.events.emit(Event::created(&record));

@@ -271,7 +271,7 @@ pub struct ListQuery {
 }
 
 impl ListQuery {
-    /// Reads `integration`, `status`, `end_user`, `tags[<key>]`, `limit` and `cursor`; each at
+    /// Reads `integration`, `status`, `health`, `end_user`, `tags[<key>]`, `limit` and `cursor`; each at
     /// most once. (Unknown names were refused before, by `refuse_unknown_query`.)
     pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
         let mut out = ListQuery::default();
@@ -292,6 +292,12 @@ impl ListQuery {
                     out.filter.status = Some(value.parse().map_err(|_| {
                         ApiError::invalid_request("status must be ok, needs_reauth or error")
                             .with_field("status")
+                    })?);
+                }
+                "health" => {
+                    out.filter.health = Some(value.parse().map_err(|_| {
+                        ApiError::invalid_request("health must be healthy, unhealthy or unknown")
+                            .with_field("health")
                     })?);
                 }
                 "limit" => out.limit = Some(parse_limit(&value)?),

@@ -25,7 +25,11 @@ pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
 /// handlers' `Query` types.
 const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("POST", "/connections", &["test"]),
-    ("GET", "/connections", &["integration", "status", "end_user", "tags[*]", "limit", "cursor"]),
+    (
+        "GET",
+        "/connections",
+        &["integration", "status", "health", "end_user", "tags[*]", "limit", "cursor"],
+    ),
     ("GET", "/integrations", &["limit", "cursor"]),
     ("DELETE", "/integrations/{id}", &["force"]),
     ("GET", "/audit", &["actor", "action", "object", "since", "until", "cursor", "limit"]),

@@ -12,6 +12,7 @@ use super::pages::{PageQuery, placeholders};
 use super::secrets::delete_secrets;
 use super::{Dialect, Sql, SqlStore, assembled, sql};
 use crate::crypto::connection_binding;
+use crate::health::Health;
 use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
 use crate::model::{
     ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
@@ -28,8 +29,9 @@ macro_rules! upsert_connection {
         concat!(
             "INSERT INTO connections (id, connector, integration, auth_method, config, status,
                 label, end_user_id, end_user_email, end_user_display_name, tags, metadata,
-                expires_at, version, created_at, updated_at, environment)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                expires_at, version, created_at, updated_at, environment, health, health_state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                $18, $19)
              ON CONFLICT (id) DO ",
             $on_conflict
         )
@@ -220,6 +222,20 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         Ok(version)
     }
 
+    async fn set_connection_health(&self, id: &str, health: &Health) -> Result<(), StoreError> {
+        let updated =
+            sql::<D>("UPDATE connections SET health = $1, health_state = $2 WHERE id = $3")
+                .bind(to_json(health, "connection health")?)
+                .bind(health.state.as_str())
+                .bind(id)
+                .execute(&mut *self.pool.acquire().await?)
+                .await?;
+        if updated == 0 {
+            return Err(StoreError::NotFound { kind: CONNECTION, id: id.to_owned() });
+        }
+        Ok(())
+    }
+
     async fn delete_connection(&self, id: &str) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         sql::<D>("DELETE FROM connection_tags WHERE connection_id = $1")
@@ -395,5 +411,7 @@ fn bind_connection<D: Dialect>(
         .bind(version)
         .bind(nanos(c.created_at)?)
         .bind(nanos(c.updated_at)?)
-        .bind(&c.environment))
+        .bind(&c.environment)
+        .bind(to_json(&c.health, "connection health")?)
+        .bind(c.health.state.as_str()))
 }

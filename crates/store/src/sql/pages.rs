@@ -41,6 +41,10 @@ impl<'v> PageQuery<'v> {
             let p = query.param(status.as_str());
             query.conditions.push(format!("status = {p}"));
         }
+        if let Some(health) = filter.health {
+            let p = query.param(health.as_str());
+            query.conditions.push(format!("health_state = {p}"));
+        }
         if let Some(end_user) = &filter.end_user {
             let p = query.param(end_user.as_str());
             query.conditions.push(format!("end_user_id = {p}"));
