@@ -129,7 +129,9 @@ impl Engine {
                 "scheduled refresh failed; backing off"
             ),
             Ok(None) => {}
-            Err(e) => tracing::warn!(connection = %id, error = %e, "cannot record a refresh back-off"),
+            Err(e) => {
+                tracing::warn!(connection = %id, error = %e, "cannot record a refresh back-off")
+            }
         }
     }
 }

@@ -646,7 +646,13 @@ async fn expiring_ids(
     now: OffsetDateTime,
     limit: u32,
 ) -> Vec<String> {
-    store.connections_expiring(before, now, limit).await.unwrap().into_iter().map(|c| c.id).collect()
+    store
+        .connections_expiring(before, now, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
 }
 
 /// A connection whose refresh backs off leaves the window until its retry time, so one that
@@ -667,7 +673,11 @@ pub(crate) async fn connections_backing_off_leave_the_expiring_window(b: &impl B
     let first = store.record_refresh_failure("failing", &retry).await.unwrap().unwrap();
     assert_eq!(first, RefreshBackoff { failures: 1, retry_at: Some(at(1_900_000_030)) });
     assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(first));
-    assert_eq!(store.get_connection("failing").await.unwrap().unwrap().version, 1, "no new version");
+    assert_eq!(
+        store.get_connection("failing").await.unwrap().unwrap().version,
+        1,
+        "no new version"
+    );
     assert_eq!(expiring_ids(&*store, before, now, 1).await, ["healthy"]);
     assert_eq!(expiring_ids(&*store, before, at(1_900_000_029), 10).await, ["healthy"]);
     assert_eq!(expiring_ids(&*store, before, at(1_900_000_030), 10).await, ["failing", "healthy"]);

@@ -336,7 +336,9 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         .fetch_all(&mut *self.pool.acquire().await?)
         .await?
         .iter()
-        .map(|row| Ok(ExpiringConnection { id: row.text("id")?, connector: row.text("connector")? }))
+        .map(|row| {
+            Ok(ExpiringConnection { id: row.text("id")?, connector: row.text("connector")? })
+        })
         .collect()
     }
 
@@ -370,12 +372,11 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
     }
 
     async fn refresh_backoff(&self, id: &str) -> Result<Option<RefreshBackoff>, StoreError> {
-        let row = sql::<D>(
-            "SELECT refresh_failures, refresh_retry_at FROM connections WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&mut *self.pool.acquire().await?)
-        .await?;
+        let row =
+            sql::<D>("SELECT refresh_failures, refresh_retry_at FROM connections WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *self.pool.acquire().await?)
+                .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(RefreshBackoff {
             failures: u32::try_from(row.int("refresh_failures")?).unwrap_or(u32::MAX),
