@@ -1,6 +1,7 @@
 //! OAuth2 against oidc-provider (npm, OpenID Certified), started on a free port: the connect
 //! flow through Latchkey's hosted page (issuer discovery, PKCE S256, state, `iss`), login and
-//! consent driven over HTTP, requests carrying the access token, and refreshes with rotation.
+//! consent driven over HTTP, requests carrying the access token, refreshes with rotation, and
+//! the revocation of the tokens when the connection is deleted (RFC 7009, endpoint discovered).
 //! The test script installs the peer (`npm ci` in `tests/peers/oidc`).
 
 mod support;
@@ -153,5 +154,32 @@ fn authorization_code_pkce_refresh_rotation_against_oidc_provider() {
     )
     .unwrap();
     assert_eq!(status, 200, "{body}");
+    let token: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let access = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let userinfo = format!("{}/me", op.base);
+    let (status, body) = http("GET", &userinfo, &[("Authorization", &access)], b"").unwrap();
+    assert_eq!(status, 200, "the provider accepts the token before the delete: {body}");
+
+    // Deleting the connection revokes its tokens at the provider's discovered endpoint: the
+    // old access token is refused by the provider's userinfo endpoint.
+    let (status, head, body) = http_full(
+        "DELETE",
+        &format!("{}/v1/connections/alice-op", server.base),
+        &[("Authorization", auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(header(&head, "latchkey-revocation"), ["revoked"], "{head}");
+    let (status, body) = http("GET", &userinfo, &[("Authorization", &access)], b"").unwrap();
+    assert_eq!(status, 401, "the revoked token is refused: {body}");
+    let (status, _) = http(
+        "GET",
+        &format!("{}/v1/connections/alice-op", server.base),
+        &[("Authorization", auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 404);
     let _ = server.child.kill();
 }

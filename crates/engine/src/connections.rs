@@ -14,7 +14,9 @@ use latchkey_store::{
 
 use crate::import::ImportedTokens;
 use crate::outbound::ApiRequest;
-use crate::{ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, Event, IntegrationId};
+use crate::{
+    ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, Event, IntegrationId, Revocation,
+};
 
 /// What a caller supplies to create a connection: [`NewConnection::new`] and the fields to set.
 #[derive(Debug, Clone)]
@@ -377,18 +379,22 @@ impl Connections<'_> {
         self.engine.connection_record(id.as_str()).await
     }
 
-    /// Deletes a connection and its credentials.
-    pub async fn delete(&self, id: &ConnectionId) -> Result<(), EngineError> {
+    /// Deletes a connection and its credentials, then revokes its OAuth2 tokens at the
+    /// provider where it allows it (RFC 7009, best effort, within
+    /// [`REVOCATION_TIMEOUT`](crate::REVOCATION_TIMEOUT)): the deletion stands whatever the
+    /// provider does. Returns what became of the tokens, as the `connection.deleted` event and
+    /// the log line say.
+    pub async fn delete(&self, id: &ConnectionId) -> Result<Revocation, EngineError> {
         let record = self.engine.connection_record(id.as_str()).await?;
         let deleted = self.engine.store.delete_connection(id.as_str()).await?;
         self.engine.forget(id.as_str());
-        if deleted {
-            tracing::info!(connection = %id, "connection deleted");
-            self.engine.events.emit(Event::deleted(&record));
-            Ok(())
-        } else {
-            Err(EngineError::ConnectionNotFound(id.to_string()))
+        if !deleted {
+            return Err(EngineError::ConnectionNotFound(id.to_string()));
         }
+        let revocation = self.engine.revoke_tokens(&record).await;
+        tracing::info!(connection = %id, revocation = %revocation, "connection deleted");
+        self.engine.events.emit(Event::deleted(&record, &revocation));
+        Ok(revocation)
     }
 }
 

@@ -50,6 +50,10 @@ pub struct Event {
     /// What happened, for failures (never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// On `connection.deleted`: what became of the connection's tokens at the provider —
+    /// `revoked`, `not_supported` or `failed: <reason>` (never a token).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<String>,
     /// When (RFC 3339).
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
@@ -65,6 +69,7 @@ impl Event {
             end_user: record.end_user.clone(),
             tags: record.tags.clone(),
             message: message.map(str::to_string),
+            revocation: None,
             at: OffsetDateTime::now_utc(),
         }
     }
@@ -89,9 +94,12 @@ impl Event {
         Self::new("connection.updated", record, None)
     }
 
-    /// A connection was deleted.
-    pub fn deleted(record: &ConnectionRecord) -> Self {
-        Self::new("connection.deleted", record, None)
+    /// A connection was deleted; `revocation` says what became of its tokens.
+    pub fn deleted(record: &ConnectionRecord, revocation: &crate::Revocation) -> Self {
+        Self {
+            revocation: Some(revocation.to_string()),
+            ..Self::new("connection.deleted", record, None)
+        }
     }
 }
 

@@ -79,7 +79,7 @@ pub use events::{Event, Events, WebhookConfig};
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
-pub use oauth2::{CallbackParams, RefreshReason};
+pub use oauth2::{CallbackParams, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;

@@ -367,6 +367,26 @@ pub struct OAuthState {
     pub expires_at: OffsetDateTime,
 }
 
+/// A connection the background refresher should renew: its token expires soon and its refresh
+/// is not backing off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringConnection {
+    /// The connection's id.
+    pub id: String,
+    /// Its connector, so the refresher can share its slots fairly among providers.
+    pub connector: String,
+}
+
+/// The background refresher's back-off of one connection, kept in the store so that every
+/// instance honours it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RefreshBackoff {
+    /// Consecutive failed scheduled refreshes (0 after a renewal).
+    pub failures: u32,
+    /// The earliest time the scheduler tries again (`None`: at once).
+    pub retry_at: Option<OffsetDateTime>,
+}
+
 /// What a token refresh (or login) writes to a connection, all in one fenced transaction.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialUpdate {

@@ -19,7 +19,8 @@ use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
-    CredentialUpdate, CustomConnector, IntegrationRecord, OAuthState, SessionStatus,
+    CredentialUpdate, CustomConnector, ExpiringConnection, IntegrationRecord, OAuthState,
+    RefreshBackoff, SessionStatus,
 };
 use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 
@@ -182,12 +183,30 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         update: &CredentialUpdate,
     ) -> Result<i64, StoreError>;
 
-    /// Ids of `ok` connections whose access token expires before `before`, soonest first.
+    /// The `ok` connections whose access token expires before `before`, soonest first, leaving
+    /// out those whose refresh backs off past `now` (see [`ConnectionStore::record_refresh_failure`]):
+    /// connections that wait never take the places of those that are due.
     async fn connections_expiring(
         &self,
         before: OffsetDateTime,
+        now: OffsetDateTime,
         limit: u32,
-    ) -> Result<Vec<String>, StoreError>;
+    ) -> Result<Vec<ExpiringConnection>, StoreError>;
+
+    /// Records a failed scheduled refresh, with the connection's row locked: one more
+    /// consecutive failure, and the next try no earlier than `retry_at(failures)` of the new
+    /// count. Returns the back-off stored; `None` if the connection is gone. The version is not
+    /// bumped: the credentials did not change. A stored renewal
+    /// ([`ConnectionStore::update_credentials`]) or a reconnect ([`ConnectionStore::put_connection`])
+    /// clears it.
+    async fn record_refresh_failure(
+        &self,
+        id: &str,
+        retry_at: &(dyn Fn(u32) -> OffsetDateTime + Send + Sync),
+    ) -> Result<Option<RefreshBackoff>, StoreError>;
+
+    /// The connection's refresh back-off; `None` if the connection does not exist.
+    async fn refresh_backoff(&self, id: &str) -> Result<Option<RefreshBackoff>, StoreError>;
 }
 
 /// The short-lived state of flows in progress: connect sessions and OAuth states (each

@@ -14,7 +14,7 @@ use crate::crypto::{CryptoError, Keyring, MasterKey};
 use crate::listing::{ConnectionFilter, IntegrationFilter, PageRequest};
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionStatus, CredentialUpdate, EndUser,
-    IntegrationRecord, OAuthState, SessionStatus,
+    IntegrationRecord, OAuthState, RefreshBackoff, SessionStatus,
 };
 use crate::{
     ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, Keys, ScriptStorage, Store, StoreError,
@@ -122,6 +122,7 @@ on_every_backend!(
     leases_are_timed_in_nanoseconds_by_the_database_clock,
     leases_are_renewed_only_by_their_holder,
     connections_expiring_lists_ok_connections_soonest_first,
+    connections_backing_off_leave_the_expiring_window,
     keys_given_without_versions_find_theirs,
     rotation_reseals_everything_and_the_old_key_is_then_unnecessary,
     rotation_interrupted_half_way_completes_when_run_again,
@@ -633,6 +634,70 @@ pub(crate) async fn connections_expiring_lists_ok_connections_soonest_first(b: &
         store.insert_connection(&c).await.unwrap();
     }
     let before = at(1_900_001_000);
-    assert_eq!(store.connections_expiring(before, 10).await.unwrap(), ["soon", "late"]);
-    assert_eq!(store.connections_expiring(before, 1).await.unwrap(), ["soon"]);
+    let now = at(1_900_000_000);
+    assert_eq!(expiring_ids(&*store, before, now, 10).await, ["soon", "late"]);
+    assert_eq!(expiring_ids(&*store, before, now, 1).await, ["soon"]);
+    let found = store.connections_expiring(before, now, 1).await.unwrap();
+    assert_eq!(found[0].connector, "github");
+}
+
+async fn expiring_ids(
+    store: &dyn ConnectionStore,
+    before: OffsetDateTime,
+    now: OffsetDateTime,
+    limit: u32,
+) -> Vec<String> {
+    store
+        .connections_expiring(before, now, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect()
+}
+
+/// A connection whose refresh backs off leaves the window until its retry time, so one that
+/// is due takes its place; the count grows with each failure, and a renewal or a reconnect
+/// clears it.
+pub(crate) async fn connections_backing_off_leave_the_expiring_window(b: &impl Backend) {
+    let store = b.store();
+    for (id, expires) in [("failing", 1_900_000_100), ("healthy", 1_900_000_200)] {
+        let mut c = connection(id, &[]);
+        c.expires_at = Some(at(expires));
+        store.insert_connection(&c).await.unwrap();
+    }
+    let (before, now) = (at(1_900_001_000), at(1_900_000_000));
+    assert_eq!(expiring_ids(&*store, before, now, 1).await, ["failing"]);
+    assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(RefreshBackoff::default()));
+
+    let retry = |failures: u32| at(1_900_000_000 + 30 * i64::from(failures));
+    let first = store.record_refresh_failure("failing", &retry).await.unwrap().unwrap();
+    assert_eq!(first, RefreshBackoff { failures: 1, retry_at: Some(at(1_900_000_030)) });
+    assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(first));
+    assert_eq!(
+        store.get_connection("failing").await.unwrap().unwrap().version,
+        1,
+        "no new version"
+    );
+    assert_eq!(expiring_ids(&*store, before, now, 1).await, ["healthy"]);
+    assert_eq!(expiring_ids(&*store, before, at(1_900_000_029), 10).await, ["healthy"]);
+    assert_eq!(expiring_ids(&*store, before, at(1_900_000_030), 10).await, ["failing", "healthy"]);
+
+    let second = store.record_refresh_failure("failing", &retry).await.unwrap().unwrap();
+    assert_eq!(second, RefreshBackoff { failures: 2, retry_at: Some(at(1_900_000_060)) });
+    assert_eq!(store.record_refresh_failure("gone", &retry).await.unwrap(), None);
+    assert_eq!(store.refresh_backoff("gone").await.unwrap(), None);
+
+    // A renewal clears the back-off.
+    let update = CredentialUpdate { expires_at: Some(at(1_900_000_100)), ..Default::default() };
+    store.update_credentials("failing", 1, &update).await.unwrap();
+    assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(RefreshBackoff::default()));
+    assert_eq!(expiring_ids(&*store, before, now, 1).await, ["failing"]);
+
+    // So does a reconnect.
+    store.record_refresh_failure("failing", &retry).await.unwrap();
+    let mut again = store.get_connection("failing").await.unwrap().unwrap();
+    again.expires_at = Some(at(1_900_000_100));
+    store.put_connection(&again).await.unwrap();
+    assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(RefreshBackoff::default()));
 }

@@ -99,8 +99,8 @@ pub async fn run(
             }
         }
         ConnectionCommand::Delete { id } => {
-            engine.connections().delete(&id).await?;
-            println!("deleted {id}");
+            let revocation = engine.connections().delete(&id).await?;
+            println!("deleted {id} (token revocation: {revocation})");
         }
         ConnectionCommand::Import {
             file,

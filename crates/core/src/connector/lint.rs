@@ -135,6 +135,7 @@ fn check_templates(connector: &Connector, out: &mut Vec<LintIssue>) {
                     ("authorize_url", &m.authorize_url),
                     ("token_url", &m.token_url),
                     ("refresh_url", &m.refresh_url),
+                    ("revocation_url", &m.revocation_url),
                     ("issuer", &m.issuer),
                 ] {
                     if let Some(v) = v {

@@ -46,6 +46,11 @@ pub struct OAuth2Auth {
     /// A separate refresh endpoint; default the token endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_url: Option<String>,
+    /// The token revocation endpoint (RFC 7009 §2), where deleting a connection revokes its
+    /// refresh and access tokens (template over `config`; with `issuer`, the discovery
+    /// document's `revocation_endpoint` when absent). Without one, nothing is revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation_url: Option<String>,
     /// Default scopes, used when the integration names none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scopes: Vec<String>,

@@ -342,6 +342,7 @@ fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
         ("authorize_url", &m.authorize_url),
         ("token_url", &m.token_url),
         ("refresh_url", &m.refresh_url),
+        ("revocation_url", &m.revocation_url),
         ("issuer", &m.issuer),
     ] {
         if let Some(value) = value {

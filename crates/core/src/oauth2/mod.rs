@@ -1,12 +1,16 @@
 //! OAuth 2.0 as pure functions: the authorization URL, token requests and token-response
-//! parsing. They build and read values; the engine sends them.
+//! parsing, and token revocation. They build and read values; the engine sends them.
 
 mod authorize;
 mod pkce;
+mod revocation;
 mod token;
 
 pub use authorize::{AuthorizeRequest, authorize_url};
 pub use pkce::PkceVerifier;
+pub use revocation::{
+    RevocationAnswer, TokenTypeHint, parse_revocation_response, revocation_request,
+};
 pub use token::{
     Client, DeviceAuthorization, MAX_TOKEN_LIFETIME, TokenError, TokenGrant, TokenSet,
     client_assertion, device_authorization_request, jwt_bearer_assertion, lookup,

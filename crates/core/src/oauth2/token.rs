@@ -239,7 +239,7 @@ pub fn device_authorization_request(
 }
 
 /// Adds client authentication to `params` and encodes the POST as the connector says.
-fn encode_request(
+pub(crate) fn encode_request(
     method: &OAuth2Auth,
     endpoint: &Url,
     client: Client<'_>,

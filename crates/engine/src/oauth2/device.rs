@@ -48,8 +48,12 @@ impl Connect<'_> {
         let client_id = Engine::client_id(&integration)?;
         let scopes = Engine::scopes(&oauth, &integration);
         // The device endpoint authenticates the client as the token endpoint does (§3.1).
-        let assertion =
-            self.engine.client_assertion(&oauth, &integration, client_id, &oauth.token_url)?;
+        let assertion = self.engine.client_assertion(
+            &oauth.method,
+            &integration,
+            client_id,
+            &oauth.token_url,
+        )?;
         let client = Client {
             id: client_id,
             secret: integration.client_secret.as_ref(),

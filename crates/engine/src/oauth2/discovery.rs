@@ -21,6 +21,8 @@ pub struct Metadata {
     pub token_endpoint: Option<Url>,
     /// `device_authorization_endpoint` (RFC 8628 §4).
     pub device_authorization_endpoint: Option<Url>,
+    /// `revocation_endpoint` (RFC 8414 §2, RFC 7009).
+    pub revocation_endpoint: Option<Url>,
     /// `authorization_response_iss_parameter_supported` (RFC 9207 §3): every authorization
     /// response must then carry `iss`.
     pub iss_parameter_supported: bool,
@@ -137,6 +139,7 @@ async fn fetch(net: &latchkey_net::Client, issuer: &str) -> Result<Metadata, Eng
             authorization_endpoint: url_of("authorization_endpoint"),
             token_endpoint: url_of("token_endpoint"),
             device_authorization_endpoint: url_of("device_authorization_endpoint"),
+            revocation_endpoint: url_of("revocation_endpoint"),
             iss_parameter_supported: doc
                 .get("authorization_response_iss_parameter_supported")
                 .and_then(serde_json::Value::as_bool)

@@ -1,12 +1,13 @@
 //! OAuth 2.0 in the engine: resolving a connector's endpoints (from its file or its issuer's
-//! discovery document), calling the token endpoint, the connect flow and the single-flight
-//! refresh. The request values themselves come from `latchkey_core::oauth2`.
+//! discovery document), calling the token endpoint, the connect flow, the single-flight
+//! refresh and revocation on delete. The request values themselves come from `latchkey_core::oauth2`.
 
 mod connect;
 mod device;
 mod discovery;
 mod oauth1;
 mod refresh;
+mod revocation;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use connect::{CallbackParams, LocalFlow};
 pub use device::DeviceFlow;
 pub use discovery::DiscoveryCache;
 pub use refresh::{LEASE, RefreshCoordinator, RefreshReason};
+pub use revocation::{REVOCATION_TIMEOUT, Revocation};
 
 pub(crate) use oauth1::oauth1_flow_method;
 
@@ -126,12 +128,12 @@ impl Engine {
     /// `private_key_jwt`, for a request to `audience` (the token endpoint); `None` otherwise.
     pub(crate) fn client_assertion(
         &self,
-        oauth: &ResolvedOAuth,
+        method: &OAuth2Auth,
         integration: &IntegrationRecord,
         client_id: &str,
         audience: &Url,
     ) -> Result<Option<Secret>, EngineError> {
-        if oauth.method.client_auth != latchkey_core::connector::ClientAuth::PrivateKeyJwt {
+        if method.client_auth != latchkey_core::connector::ClientAuth::PrivateKeyJwt {
             return Ok(None);
         }
         let key = integration.client_secret.as_ref().ok_or_else(|| {
@@ -140,7 +142,7 @@ impl Engine {
                 message: "needs its private key (as the client secret) for private_key_jwt".into(),
             }
         })?;
-        let alg = oauth.method.client_assertion_alg.as_deref().unwrap_or("RS256");
+        let alg = method.client_assertion_alg.as_deref().unwrap_or("RS256");
         let jti = crate::random_token(16);
         latchkey_core::oauth2::client_assertion(
             client_id,
@@ -177,7 +179,7 @@ impl Engine {
             (None, TokenGrant::JwtBearer { .. }) => "",
             (None, _) => Self::client_id(integration)?,
         };
-        let assertion = self.client_assertion(oauth, integration, client_id, endpoint)?;
+        let assertion = self.client_assertion(&oauth.method, integration, client_id, endpoint)?;
         let client = Client {
             id: client_id,
             secret: integration.client_secret.as_ref(),

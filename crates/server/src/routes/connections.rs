@@ -411,17 +411,23 @@ pub async fn get(
     Ok(Json(connections.get(&id).await?.summary()))
 }
 
-/// Deletes a connection and its credentials.
-#[utoipa::path(delete, path = "/v1/connections/{id}", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 204), (status = 404, body = crate::ErrorBody)))]
+/// Deletes a connection and its credentials, then revokes its OAuth2 tokens at the provider
+/// where it allows it (RFC 7009; best effort, a few seconds at most). The outcome is in the
+/// `Latchkey-Revocation` header and the `connection.deleted` event.
+#[utoipa::path(delete, path = "/v1/connections/{id}", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 204, headers(("Latchkey-Revocation" = String, description = "What became of the tokens at the provider: `revoked`, `not_supported` or `failed: <reason>`."))), (status = 404, body = crate::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<ConnectionId>,
-) -> Result<StatusCode, ApiError> {
+) -> Result<(StatusCode, [(http::HeaderName, http::HeaderValue); 1]), ApiError> {
     let connections = state.engine.connections();
     connections.check_environment(&principal.environment, &id).await?;
-    connections.delete(&id).await?;
-    Ok(StatusCode::NO_CONTENT)
+    let revocation = connections.delete(&id).await?;
+    // The reason is built from fixed phrases and host names: a valid header value, or a
+    // generic one.
+    let value = http::HeaderValue::from_str(&revocation.to_string())
+        .unwrap_or_else(|_| http::HeaderValue::from_static("failed"));
+    Ok((StatusCode::NO_CONTENT, [(http::HeaderName::from_static("latchkey-revocation"), value)]))
 }
 
 /// Runs the connector's credential test on a stored connection.

@@ -16,9 +16,9 @@ use crate::health::Health;
 use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
 use crate::model::{
     ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    Tags,
+    ExpiringConnection, RefreshBackoff, Tags,
 };
-use crate::rows::{self, Columns as _, nanos, parse_json, to_json};
+use crate::rows::{self, Columns as _, nanos, parse_json, timestamp, to_json};
 use crate::secret_rows::{CONNECTION, SCRIPT_STORAGE, record_binding};
 use crate::{ConnectionStore, StoreError};
 
@@ -86,7 +86,8 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
                     tags = excluded.tags, metadata = excluded.metadata,
                     expires_at = excluded.expires_at,
                     version = connections.version + 1, created_at = excluded.created_at,
-                    updated_at = excluded.updated_at
+                    updated_at = excluded.updated_at, refresh_failures = 0,
+                    refresh_retry_at = NULL
                  RETURNING version"
             )),
             c,
@@ -320,7 +321,7 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         let version = found + 1;
         sql::<D>(
             "UPDATE connections SET expires_at = $1, config = $2, status = $3, version = $4,
-                updated_at = $5 WHERE id = $6",
+                updated_at = $5, refresh_failures = 0, refresh_retry_at = NULL WHERE id = $6",
         )
         .bind(update.expires_at.map(nanos).transpose()?)
         .bind(to_json(&config, "config")?)
@@ -337,19 +338,66 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
     async fn connections_expiring(
         &self,
         before: OffsetDateTime,
+        now: OffsetDateTime,
         limit: u32,
-    ) -> Result<Vec<String>, StoreError> {
+    ) -> Result<Vec<ExpiringConnection>, StoreError> {
         sql::<D>(
-            "SELECT id FROM connections WHERE status = 'ok' AND expires_at IS NOT NULL
-                AND expires_at < $1 ORDER BY expires_at LIMIT $2",
+            "SELECT id, connector FROM connections WHERE status = 'ok' AND expires_at IS NOT NULL
+                AND expires_at < $1 AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2)
+             ORDER BY expires_at LIMIT $3",
         )
         .bind(nanos(before)?)
+        .bind(nanos(now)?)
         .bind(i64::from(limit))
         .fetch_all(&mut *self.pool.acquire().await?)
         .await?
         .iter()
-        .map(|row| row.text("id"))
+        .map(|row| {
+            Ok(ExpiringConnection { id: row.text("id")?, connector: row.text("connector")? })
+        })
         .collect()
+    }
+
+    async fn record_refresh_failure(
+        &self,
+        id: &str,
+        retry_at: &(dyn Fn(u32) -> OffsetDateTime + Send + Sync),
+    ) -> Result<Option<RefreshBackoff>, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let row = sql::<D>(assembled(&[
+            "SELECT refresh_failures FROM connections WHERE id = $1",
+            D::FOR_UPDATE,
+        ]))
+        .bind(id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let failures = u32::try_from(row.int("refresh_failures")?).unwrap_or(u32::MAX);
+        let failures = failures.saturating_add(1);
+        let retry_at = retry_at(failures);
+        sql::<D>(
+            "UPDATE connections SET refresh_failures = $1, refresh_retry_at = $2 WHERE id = $3",
+        )
+        .bind(i64::from(failures))
+        .bind(nanos(retry_at)?)
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(RefreshBackoff { failures, retry_at: Some(retry_at) }))
+    }
+
+    async fn refresh_backoff(&self, id: &str) -> Result<Option<RefreshBackoff>, StoreError> {
+        let row =
+            sql::<D>("SELECT refresh_failures, refresh_retry_at FROM connections WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&mut *self.pool.acquire().await?)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        Ok(Some(RefreshBackoff {
+            failures: u32::try_from(row.int("refresh_failures")?).unwrap_or(u32::MAX),
+            retry_at: row.opt_int("refresh_retry_at")?.map(timestamp).transpose()?,
+        }))
     }
 }
 

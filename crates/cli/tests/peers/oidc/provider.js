@@ -7,6 +7,7 @@
 //   by a throwaway RSA key generated here at start-up (its private half at /test/client-key),
 //   client credentials only;
 // - `latchkey-device`: public, device authorization grant (RFC 8628) with refresh tokens.
+// Token revocation (RFC 7009) is on: the discovery document names its `revocation_endpoint`.
 // Test-only routes: /test/stats (token requests), /test/client-key (the PEM above) and
 // /api/whoami (200 with the token's client and account for a valid Bearer access token or
 // client-credentials token, else 401).
@@ -52,6 +53,7 @@ const provider = new Provider(issuer, {
     clientCredentials: { enabled: true },
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
+    revocation: { enabled: true },
   },
   pkce: { required: () => true },
   rotateRefreshToken: true,
