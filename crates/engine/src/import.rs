@@ -193,12 +193,19 @@ impl Connections<'_> {
             }
         }
         let known = &known;
-        let prepared: Vec<Result<ConnectionRecord, EngineError>> =
+        let mut prepared: Vec<Result<ConnectionRecord, EngineError>> =
             futures_util::stream::iter(batch)
                 .map(|(new, tokens)| self.prepare(new, tokens, Some(known)))
                 .buffered(PREPARE_CONCURRENCY)
                 .collect()
                 .await;
+        // Lists and exports page by creation time: the batch keeps its input order (the
+        // records were prepared concurrently, so their clocks were read in any order).
+        let start = self.engine.clock.now();
+        for (n, record) in prepared.iter_mut().filter_map(|r| r.as_mut().ok()).enumerate() {
+            record.created_at = start + time::Duration::nanoseconds(n as i64);
+            record.updated_at = record.created_at;
+        }
         let ready: Vec<ConnectionRecord> =
             prepared.iter().filter_map(|r| r.as_ref().ok()).cloned().collect();
         let inserted = match self.engine.store.insert_connections(&ready).await {
