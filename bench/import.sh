@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 n=${N:-100000}
 backends=${BACKENDS:-sqlite postgres}
 pg=${LATCHKEY_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+export PGOPTIONS=--client-min-messages=warning   # no NOTICE per dropped table
 cargo build --quiet --release -p latchkey -p latchkey-store --bin latchkey --example list_bench
 bin=target/release/latchkey
 work=$(mktemp -d)

@@ -398,3 +398,33 @@ fn error_lines_name_the_session_integration_and_connection() {
     assert!(!failed.contains(&state), "the state is not logged: {failed}");
     assert!(!text.contains(url.rsplit('/').next().unwrap()), "the session token is not logged");
 }
+
+/// Without a terminal, `connect` reads the values it would prompt for from standard input, one
+/// a line, so a script can feed a secret without putting it on the command line.
+#[test]
+fn connect_reads_prompted_values_from_a_pipe() {
+    use std::io::Write as _;
+    let home = Home::new();
+    home.connector(
+        "keyed",
+        "id: keyed\nname: Keyed\nbase_url: https://keyed.example\nauth:\n  - type: api_key\n    \
+         fields: [{ key: api_key, label: API key }]\n    apply: { in: header, name: X-Key }\n",
+    );
+    let mut child = home
+        .command()
+        .args(["connect", "keyed", "--id", "piped", "--no-test"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"piped-canary-key\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = home.ok(&["connection", "show", "piped", "--output", "json"]);
+    let shown: serde_json::Value = serde_json::from_str(&shown).unwrap();
+    assert_eq!(shown["secret_fields"], serde_json::json!(["api_key"]));
+    let all =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("piped-canary-key"), "the value is not echoed: {all}");
+}

@@ -2,6 +2,7 @@
 //! fields hidden), tests them, stores the connection.
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal as _;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 
@@ -153,7 +154,9 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
     Ok(ExitCode::SUCCESS)
 }
 
-/// Asks for one value on the terminal; secret values are not echoed.
+/// Asks for one value on the terminal; secret values are not echoed. When standard input is not
+/// a terminal (a pipe, a file), each value is its next line, so scripts can feed secrets without
+/// putting them on the command line.
 fn prompt(
     label: &str,
     hint: Option<&str>,
@@ -168,7 +171,7 @@ fn prompt(
         text.push_str(&format!(" [{default}]"));
     }
     text.push_str(": ");
-    let value = if secret {
+    let value = if secret && std::io::stdin().is_terminal() {
         Secret::new(rpassword::prompt_password(&text).context("cannot read from the terminal")?)
     } else {
         eprint!("{text}");
