@@ -33,7 +33,8 @@ pub struct WebhookConfig {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     /// `connection.created`, `connection.updated`, `connection.refresh_failed`,
-    /// `connection.needs_reauth`, `connection.deleted`.
+    /// `connection.needs_reauth`, `connection.unhealthy`, `connection.recovered`,
+    /// `connection.deleted`.
     #[serde(rename = "type")]
     pub kind: &'static str,
     /// The connection.
@@ -51,6 +52,9 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     /// On `connection.deleted`: what became of the connection's tokens at the provider —
+    /// Why a connection became unhealthy (`invalid_credentials`, `missing_permission`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<latchkey_store::HealthReason>,
     /// `revoked`, `not_supported` or `failed: <reason>` (never a token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<String>,
@@ -71,6 +75,7 @@ impl Event {
             message: message.map(str::to_string),
             revocation: None,
             at: OffsetDateTime::now_utc(),
+            reason: None,
         }
     }
 
@@ -92,6 +97,19 @@ impl Event {
     /// A connection's tags, metadata, end user or label were changed.
     pub fn updated(record: &ConnectionRecord) -> Self {
         Self::new("connection.updated", record, None)
+    }
+
+    /// A check failed on a connection that was not unhealthy; the reason and the safe message
+    /// come from its health record.
+    pub fn unhealthy(record: &ConnectionRecord) -> Self {
+        let health = &record.health;
+        let message = health.last_error.as_ref().map(|e| e.message.as_str());
+        Self { reason: health.reason, ..Self::new("connection.unhealthy", record, message) }
+    }
+
+    /// A check passed on a connection that was unhealthy.
+    pub fn recovered(record: &ConnectionRecord) -> Self {
+        Self::new("connection.recovered", record, None)
     }
 
     /// A connection was deleted; `revocation` says what became of its tokens.

@@ -291,3 +291,85 @@ async fn an_environment_with_its_own_webhook_gets_its_events_and_no_other() {
     assert!(to_server.contains(&("connection.created".to_owned(), "in-prod-2".to_owned())));
     assert_eq!(received(&hook, "/prod", 1).await.len(), 1, "nothing more to prod's old webhook");
 }
+
+#[tokio::test]
+async fn a_check_that_fails_then_passes_sends_unhealthy_then_recovered() {
+    let hook = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/hook"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&hook)
+        .await;
+    let api = MockServer::start().await;
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let catalog = Catalog::default();
+    catalog
+        .add_source(
+            &format!("id: plain\nname: Plain\nbase_url: {}\nauth: [{{type: bearer}}]\ntest: {{ path: /me }}\n", api.uri()),
+            "p.yaml",
+            Origin::Custom,
+        )
+        .unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let secret = Secret::new("whsec-health-0123456789");
+    let engine = Engine::builder(Arc::new(store), catalog, net)
+        .webhook(WebhookConfig {
+            url: format!("{}/hook", hook.uri()).parse().unwrap(),
+            secret: secret.clone(),
+        })
+        .build()
+        .await
+        .unwrap();
+    let answer = |status: u16| {
+        let api = &api;
+        async move {
+            api.reset().await;
+            Mock::given(method("GET"))
+                .and(path("/me"))
+                .respond_with(ResponseTemplate::new(status))
+                .mount(api)
+                .await;
+        }
+    };
+    answer(200).await;
+    let id: latchkey_engine::ConnectionId = "h1".parse().unwrap();
+    engine
+        .connections()
+        .create(NewConnection {
+            id: Some(id.clone()),
+            credentials: [("token".to_string(), Secret::new("tok-canary"))].into(),
+            run_test: true,
+            ..NewConnection::new("plain".parse().unwrap())
+        })
+        .await
+        .unwrap();
+    answer(401).await;
+    let sick = engine.connections().check(&id).await.unwrap();
+    assert_eq!(sick.reason, Some(latchkey_store::HealthReason::InvalidCredentials));
+    // Still failing: no second `unhealthy`.
+    engine.connections().check(&id).await.unwrap();
+    answer(200).await;
+    engine.connections().check(&id).await.unwrap();
+
+    let requests = received(&hook, "/hook", 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let requests = if hook.received_requests().await.unwrap().len() > requests.len() {
+        received(&hook, "/hook", 4).await
+    } else {
+        requests
+    };
+    let kinds: Vec<String> = events(&requests, &secret).into_iter().map(|(kind, _)| kind).collect();
+    assert_eq!(
+        kinds,
+        ["connection.created", "connection.recovered", "connection.unhealthy"],
+        "sorted"
+    );
+    let unhealthy = requests
+        .iter()
+        .map(|r| serde_json::from_slice::<serde_json::Value>(&r.body).unwrap())
+        .find(|e| e["type"] == "connection.unhealthy")
+        .unwrap();
+    assert_eq!(unhealthy["reason"], "invalid_credentials", "{unhealthy}");
+    assert!(unhealthy["message"].as_str().unwrap().contains("401"), "{unhealthy}");
+    assert!(!unhealthy.to_string().contains("tok-canary"));
+}

@@ -104,6 +104,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("PATCH", "/v1/connections/{id}", Scope::ConnectionsWrite),
     ("DELETE", "/v1/connections/{id}", Scope::ConnectionsWrite),
     ("POST", "/v1/connections/{id}/test", Scope::ConnectionsWrite),
+    ("POST", "/v1/connections/{id}/check", Scope::ConnectionsWrite),
     ("POST", "/v1/connections/{id}/refresh", Scope::ConnectionsWrite),
     ("GET", "/v1/connections/{id}/token", Scope::CredentialsRead),
     ("POST", "/v1/connect-sessions", Scope::ConnectSessionsWrite),

@@ -49,6 +49,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("PATCH", "/connections/{id}", write("connection.update", "connection")),
     ("DELETE", "/connections/{id}", write("connection.delete", "connection")),
     ("POST", "/connections/{id}/test", write("connection.test", "connection")),
+    ("POST", "/connections/{id}/check", write("connection.check", "connection")),
     ("POST", "/connections/{id}/refresh", write("connection.refresh", "connection")),
     (
         "GET",

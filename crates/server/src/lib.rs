@@ -91,6 +91,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
                 .delete(routes::connections::delete),
         )
         .route("/connections/{id}/test", post(routes::connections::test))
+        .route("/connections/{id}/check", post(routes::connections::check))
         .route("/connections/{id}/token", get(routes::connections::token))
         .route("/connections/{id}/refresh", post(routes::connections::refresh))
         .route("/connect-sessions", post(routes::connect_sessions::create))

@@ -15,7 +15,7 @@ use crate::routes::{
         integrations::list, integrations::create, integrations::get, integrations::delete,
         connections::list, connections::create, connections::get, connections::update,
         connections::delete,
-        connections::test, connections::token, connections::refresh,
+        connections::test, connections::check, connections::token, connections::refresh,
         connect_sessions::create, connect_sessions::get,
         environments::list, environments::create, environments::get, environments::update,
         api_keys::list, api_keys::create, api_keys::revoke,

@@ -79,11 +79,18 @@ async fn health_follows_the_credential_tests_and_lists_filter_on_it() {
     let (_, unhealthy) = call(&state, "GET", "/v1/connections?health=unhealthy", None).await;
     assert_eq!(ids(&unhealthy), ["h1"]);
 
-    // A 403 is a missing permission, not a dead credential.
+    // A 403 is a missing permission, not a dead credential; `check` answers the health itself.
     answer(&upstream, 403).await;
-    call(&state, "POST", "/v1/connections/h1/test", None).await;
+    let (status, checked) = call(&state, "POST", "/v1/connections/h1/check", None).await;
+    assert_eq!(status, 200, "a failed check is an answer, not an error: {checked}");
+    assert_eq!(
+        (&checked["state"], &checked["reason"]),
+        (&json!("unhealthy"), &json!("missing_permission"))
+    );
     let (_, shown) = call(&state, "GET", "/v1/connections/h1", None).await;
-    assert_eq!(shown["health"]["reason"], "missing_permission", "{shown}");
+    assert_eq!(shown["health"], checked, "{shown}");
+    let (status, _) = call(&state, "POST", "/v1/connections/nope/check", None).await;
+    assert_eq!(status, 404);
 
     // It works again: healthy, with the last error kept on record.
     answer(&upstream, 200).await;

@@ -442,6 +442,19 @@ pub async fn test(
     Ok(Json(connections.test(&id).await?))
 }
 
+/// Checks a stored connection now (its credential test) and answers its health record; a
+/// failed test is the answer's `state` and `reason`, not an error.
+#[utoipa::path(post, path = "/v1/connections/{id}/check", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, description = "the connection's health"), (status = 404, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)))]
+pub async fn check(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<ConnectionId>,
+) -> Result<Json<latchkey_store::Health>, ApiError> {
+    let connections = state.engine.connections();
+    connections.check_environment(&principal.environment, &id).await?;
+    Ok(Json(connections.check(&id).await?))
+}
+
 /// A fresh access token.
 #[derive(Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct TokenView {
