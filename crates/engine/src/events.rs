@@ -107,7 +107,7 @@ impl Event {
         Self { reason: health.reason, ..Self::new("connection.unhealthy", record, message) }
     }
 
-    /// A check passed on a connection that was unhealthy.
+    /// A check passed on a connection that was unhealthy, or the connection was re-authorised.
     pub fn recovered(record: &ConnectionRecord) -> Self {
         Self::new("connection.recovered", record, None)
     }

@@ -307,3 +307,34 @@ async fn a_failed_discovery_is_not_kept() {
     assert!(cache.get(&net, &server.uri()).await.is_err());
     assert!(cache.get(&net, &server.uri()).await.is_ok(), "the next caller fetches again");
 }
+
+/// Re-authorising an unhealthy connection makes it healthy again, through the store (the
+/// health a check wrote is replaced, not kept), with its last error on record.
+#[tokio::test]
+async fn a_reauthorised_connection_is_healthy_again() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .respond_with(ResponseTemplate::new(401))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    api_ok(&server).await;
+    token_answers(
+        &server,
+        serde_json::json!({"access_token": "at-new", "token_type": "Bearer", "expires_in": 3600}),
+        200,
+    )
+    .await;
+    let connector = format!("{}test: {{ path: /me }}\n", oauth_connector(&server));
+    let engine = engine(&connector).await;
+    oauth_connection(&engine).await;
+    let id: latchkey_engine::ConnectionId = "c1".parse().unwrap();
+    let sick = engine.connections().check(&id).await.unwrap();
+    assert_eq!(sick.state, latchkey_store::HealthState::Unhealthy);
+    common::answer_local_flow(&engine, &[], Some(id.clone())).await.unwrap();
+    let health = engine.connections().get(&id).await.unwrap().health;
+    assert_eq!(health.state, latchkey_store::HealthState::Healthy, "{health:?}");
+    assert_eq!(health.last_error, sick.last_error, "the last failure stays on record");
+}

@@ -492,7 +492,9 @@ impl Engine {
             credentials,
             config,
             status: ConnectionStatus::Ok,
-            health: latchkey_store::Health::default(),
+            // A re-authorised connection keeps its health record (and its last error) until
+            // the test below says how it is now.
+            health: existing.as_ref().map(|e| e.health.clone()).unwrap_or_default(),
             label: None,
             // Re-authorising keeps what the connection had unless the session says otherwise.
             end_user: end_user.or_else(|| existing.as_ref().and_then(|e| e.end_user.clone())),
@@ -517,14 +519,17 @@ impl Engine {
         record.label = outcome.label.or_else(|| existing.as_ref().and_then(|e| e.label.clone()));
         if existing.is_some() {
             record.version = self.store.put_connection(&record).await?;
+            self.store.set_connection_health(&record.id, &record.health).await?;
             self.forget(&record.id);
             tracing::info!(connection = %record.id, "connection re-authorised");
+            // Same id, tags, metadata and end user, with working credentials again.
+            self.events.emit(Event::recovered(&record));
         } else {
             record.version = self.store.insert_connection(&record).await?;
             self.forget(&record.id);
             tracing::info!(connection = %record.id, connector = %record.connector, "connection created");
+            self.events.emit(Event::created(&record));
         }
-        self.events.emit(Event::created(&record));
         Ok(record)
     }
 }
