@@ -146,17 +146,7 @@ impl Connect<'_> {
         if let Some(auth) = &auth_method
             && entry.connector.auth_method(Some(auth)).is_none()
         {
-            return Err(EngineError::AuthMethodNotFound {
-                connector: entry.connector.id.clone(),
-                method: auth.clone(),
-                available: entry
-                    .connector
-                    .auth
-                    .iter()
-                    .map(|m| m.id())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
+            return Err(EngineError::auth_method_not_found(&entry.connector, auth.clone()));
         }
         let config = crate::resolve_config(&entry.connector, new.config)?;
         let token = Secret::new(crate::random_token(32));
@@ -194,17 +184,10 @@ impl Connect<'_> {
     ) -> Result<IntegrationRecord, EngineError> {
         let entry = self.engine.connector_entry(connector.as_str())?;
         let method = entry.connector.auth_method(new.auth.as_deref()).ok_or_else(|| {
-            EngineError::AuthMethodNotFound {
-                connector: entry.connector.id.clone(),
-                method: new.auth.clone().unwrap_or_default(),
-                available: entry
-                    .connector
-                    .auth
-                    .iter()
-                    .map(|m| m.id())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            }
+            EngineError::auth_method_not_found(
+                &entry.connector,
+                new.auth.clone().unwrap_or_default(),
+            )
         })?;
         if matches!(method, AuthMethod::OAuth2(_) | AuthMethod::OAuth1(_)) {
             return Err(EngineError::invalid(

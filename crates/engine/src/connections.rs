@@ -170,11 +170,10 @@ impl Connections<'_> {
         let method = match connector.auth_method(new.auth.as_deref()) {
             Some(m) => m,
             None => {
-                return Err(EngineError::AuthMethodNotFound {
-                    connector: connector.id.clone(),
-                    method: new.auth.unwrap_or_default(),
-                    available: connector.auth.iter().map(|m| m.id()).collect::<Vec<_>>().join(", "),
-                });
+                return Err(EngineError::auth_method_not_found(
+                    connector,
+                    new.auth.unwrap_or_default(),
+                ));
             }
         };
         self.engine.environment(&new.environment).await?;

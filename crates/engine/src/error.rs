@@ -409,6 +409,18 @@ impl From<latchkey_core::IdError> for EngineError {
 }
 
 impl EngineError {
+    /// `connector` has no auth method `method`: the error names the ones it has.
+    pub(crate) fn auth_method_not_found(
+        connector: &latchkey_core::Connector,
+        method: impl Into<String>,
+    ) -> Self {
+        Self::AuthMethodNotFound {
+            connector: connector.id.clone(),
+            method: method.into(),
+            available: connector.auth.iter().map(|m| m.id()).collect::<Vec<_>>().join(", "),
+        }
+    }
+
     /// A caller's request field that is missing, malformed or not allowed here.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::InvalidRequest { field: field.into(), message: message.into() }
