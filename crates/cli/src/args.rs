@@ -135,6 +135,15 @@ pub enum Command {
         /// leaving the chain verifiable from where they were cut. `0` keeps them forever.
         #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value_t = 365, value_name = "DAYS")]
         audit_retention: u32,
+        /// A connection whose scheduled refreshes have failed without a break for this many
+        /// hours becomes unhealthy (`refresh_exhausted`); the refresher keeps trying.
+        #[arg(
+            long,
+            env = "LATCHKEY_REFRESH_EXHAUSTED_AFTER",
+            default_value_t = 96,
+            value_name = "HOURS"
+        )]
+        refresh_exhausted_after: u64,
     },
     /// Inspect and check connectors.
     Connector {

@@ -35,9 +35,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             refresh_interval,
             access_log: _,
             audit_retention,
+            refresh_exhausted_after,
         } => {
-            let options =
-                ServeOptions { listen, public_url, webhook_url, refresh_interval, audit_retention };
+            let options = ServeOptions {
+                listen,
+                public_url,
+                webhook_url,
+                refresh_interval,
+                audit_retention,
+                refresh_exhausted_after,
+            };
             serve(global, options).await
         }
         Command::Audit { command } => audit::run(global, command).await,
@@ -115,14 +122,21 @@ struct ServeOptions {
     webhook_url: Option<url::Url>,
     refresh_interval: u64,
     audit_retention: u32,
+    refresh_exhausted_after: u64,
 }
 
 /// How often the audit log is trimmed to its retention while serving.
 const AUDIT_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::Result<ExitCode> {
-    let ServeOptions { listen, public_url, webhook_url, refresh_interval, audit_retention } =
-        options;
+    let ServeOptions {
+        listen,
+        public_url,
+        webhook_url,
+        refresh_interval,
+        audit_retention,
+        refresh_exhausted_after,
+    } = options;
     let webhook = match webhook_url {
         Some(url) => {
             let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
@@ -131,7 +145,15 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         }
         None => None,
     };
-    let (engine, data_dir) = setup::engine_with(global, webhook).await?;
+    let exhausted_after = std::time::Duration::from_secs(refresh_exhausted_after * 3600);
+    let (engine, data_dir) = setup::engine_with(global, |builder| {
+        let builder = builder.refresh_exhausted_after(exhausted_after);
+        match webhook {
+            Some(webhook) => builder.webhook(webhook),
+            None => builder,
+        }
+    })
+    .await?;
     let given = setup::api_key_from_env()?;
     let key_file = data_dir.path().join("api.key");
     let (api_key, source) = match given {
@@ -263,6 +285,9 @@ async fn integration(
                         i.connector.clone(),
                         i.client_id.clone().unwrap_or_default(),
                         i.scopes.join(" "),
+                        i.misconfigured.as_ref().map_or_else(String::new, |m| {
+                            format!("misconfigured since {}: {}", m.since.date(), m.message)
+                        }),
                     ];
                     // Never the client secret: only whether there is one.
                     let json = serde_json::json!({
@@ -271,11 +296,16 @@ async fn integration(
                         "client_id": i.client_id,
                         "has_client_secret": i.client_secret.is_some(),
                         "scopes": i.scopes,
+                        "misconfigured": i.misconfigured,
                     });
                     (cells, json)
                 })
                 .collect();
-            output::list(output.output, &["ID", "CONNECTOR", "CLIENT ID", "SCOPES"], rows)?;
+            output::list(
+                output.output,
+                &["ID", "CONNECTOR", "CLIENT ID", "SCOPES", "PROBLEM"],
+                rows,
+            )?;
         }
         IntegrationCommand::Delete { id, force: false } => {
             engine.integrations().delete(environment, &id).await?;

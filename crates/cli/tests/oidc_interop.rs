@@ -173,6 +173,19 @@ fn authorization_code_pkce_refresh_rotation_against_oidc_provider() {
     assert_eq!(header(&head, "latchkey-revocation"), ["revoked"], "{head}");
     let (status, body) = http("GET", &userinfo, &[("Authorization", &access)], b"").unwrap();
     assert_eq!(status, 401, "the revoked token is refused: {body}");
+    // The audit log records what became of the tokens.
+    let (status, body) = http(
+        "GET",
+        &format!("{}/v1/audit?action=connection.revocation", server.base),
+        &[("Authorization", auth)],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{body}");
+    let audit: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let entry = &audit["entries"][0];
+    assert_eq!(entry["object"]["id"], "alice-op", "{body}");
+    assert_eq!((&entry["outcome"], &entry["detail"]), (&"success".into(), &"revoked".into()));
     let (status, _) = http(
         "GET",
         &format!("{}/v1/connections/alice-op", server.base),
@@ -181,5 +194,87 @@ fn authorization_code_pkce_refresh_rotation_against_oidc_provider() {
     )
     .unwrap();
     assert_eq!(status, 404);
+    let _ = server.child.kill();
+}
+
+/// `POST` (or another method) with the API key and a JSON body; the status and parsed body.
+fn call(
+    server: &support::Running,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let (status, text) = http(
+        method,
+        &format!("{}{path}", server.base),
+        &[("Authorization", "Bearer oidc-key"), ("Content-Type", "application/json")],
+        body.as_bytes(),
+    )
+    .unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+/// Refresh failures against oidc-provider are classified: a client secret the provider refuses
+/// (`invalid_client`) flags the integration once and holds its refreshes back (no token
+/// request reaches the provider until a probe is due or the integration is fixed); fixing it
+/// clears the flag and a refresh heals the connection; a refresh token the provider does not
+/// know (`invalid_grant`) makes the connection `needs_reauth`, unhealthy `invalid_credentials`.
+#[test]
+fn refresh_failures_are_classified_against_oidc_provider() {
+    let (home, op) = support::oidc_setup("http://127.0.0.1:9");
+    let mut server = home.serve("oidc-key", &[]);
+    let stats = || http("GET", &format!("{}/test/stats", op.base), &[], b"").unwrap().1;
+
+    // An imported connection whose refresh token the provider never issued.
+    let import = serde_json::json!({
+        "id": "carol-op", "connector": "oidc", "integration": "op",
+        "credentials": { "access_token": "not-issued", "refresh_token": "never-issued" },
+        "expires_in": 3600,
+    });
+    let (status, body) = call(&server, "POST", "/v1/connections?test=false", &import.to_string());
+    assert_eq!(status, 201, "{body}");
+
+    // A wrong client secret: the provider answers invalid_client.
+    let wrong = serde_json::json!({
+        "id": "op", "connector": "oidc", "client_id": "latchkey-web", "client_secret": "wrong-secret",
+    });
+    let (status, body) = call(&server, "POST", "/v1/integrations", &wrong.to_string());
+    assert_eq!(status, 201, "{body}");
+    let (status, body) = call(&server, "POST", "/v1/connections/carol-op/refresh", "");
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["code"], "integration_misconfigured", "{body}");
+    let (_, integration) = call(&server, "GET", "/v1/integrations/op", "");
+    let flag = &integration["misconfigured"];
+    assert!(flag["message"].as_str().unwrap().contains("invalid_client"), "{integration}");
+    assert!(!flag["message"].as_str().unwrap().contains("wrong-secret"), "{integration}");
+    let (_, connection) = call(&server, "GET", "/v1/connections/carol-op", "");
+    assert_eq!(connection["status"], "ok", "the user's grant is not at fault: {connection}");
+    assert_eq!(connection["health"]["state"], "unhealthy", "{connection}");
+    assert_eq!(connection["health"]["reason"], "integration_misconfigured", "{connection}");
+
+    // Held back: no token request reaches the provider while the flag is fresh.
+    let before = stats();
+    let (status, body) = call(&server, "POST", "/v1/connections/carol-op/refresh", "");
+    assert_eq!((status, &body["code"]), (422, &"integration_misconfigured".into()));
+    assert!(body["message"].as_str().unwrap().contains("held back"), "{body}");
+    assert_eq!(stats(), before, "a held-back refresh makes no token request");
+
+    // Fixed: the flag is gone and the next refresh reaches the provider, which now refuses the
+    // refresh token it never issued: invalid_grant.
+    let right = serde_json::json!({
+        "id": "op", "connector": "oidc", "client_id": "latchkey-web", "client_secret": "web-secret",
+    });
+    let (status, body) = call(&server, "POST", "/v1/integrations", &right.to_string());
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["misconfigured"], serde_json::Value::Null, "{body}");
+    let (status, body) = call(&server, "POST", "/v1/connections/carol-op/refresh", "");
+    assert_eq!((status, &body["code"]), (409, &"needs_reauth".into()), "{body}");
+    assert_ne!(stats(), before, "the refresh reached the provider");
+    let (_, connection) = call(&server, "GET", "/v1/connections/carol-op", "");
+    assert_eq!(connection["status"], "needs_reauth", "{connection}");
+    assert_eq!(connection["health"]["reason"], "invalid_credentials", "{connection}");
+    assert_eq!(connection["health"]["last_error"]["code"], "token_refused", "{connection}");
+    let (_, integration) = call(&server, "GET", "/v1/integrations/op", "");
+    assert_eq!(integration["misconfigured"], serde_json::Value::Null, "{integration}");
     let _ = server.child.kill();
 }

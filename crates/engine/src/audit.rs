@@ -44,3 +44,37 @@ impl Audit<'_> {
         Ok(self.engine.store.verify_audit().await?)
     }
 }
+
+impl Engine {
+    /// Records what became of a deleted connection's tokens as a `connection.revocation` entry
+    /// by Latchkey itself (so it is there whoever deleted it: the API, the CLI or an embedding
+    /// program). A failed write is logged: the deletion has happened either way.
+    pub(crate) async fn audit_revocation(
+        &self,
+        record: &latchkey_store::ConnectionRecord,
+        revocation: &crate::Revocation,
+    ) {
+        let outcome = match revocation {
+            crate::Revocation::Failed(_) => latchkey_store::AuditOutcome::Failed,
+            _ => latchkey_store::AuditOutcome::Success,
+        };
+        let entry = AuditRecord {
+            at: self.clock.now(),
+            actor_id: latchkey_store::audit::SYSTEM_ACTOR.to_owned(),
+            actor_name: "revocation".to_owned(),
+            action: "connection.revocation".to_owned(),
+            object: Some(latchkey_store::AuditObject {
+                kind: "connection".to_owned(),
+                id: record.id.clone(),
+            }),
+            environment: Some(record.environment.clone()),
+            address: None,
+            outcome,
+            status: None,
+            detail: Some(revocation.to_string()),
+        };
+        if let Err(error) = self.store.append_audit(&entry).await {
+            tracing::error!(connection = %record.id, %error, "cannot record the revocation in the audit log");
+        }
+    }
+}

@@ -404,11 +404,11 @@ impl Connections<'_> {
         self.engine.connection_record(id.as_str()).await
     }
 
-    /// Deletes a connection and its credentials, then revokes its OAuth2 tokens at the
-    /// provider where it allows it (RFC 7009, best effort, within
-    /// [`REVOCATION_TIMEOUT`](crate::REVOCATION_TIMEOUT)): the deletion stands whatever the
-    /// provider does. Returns what became of the tokens, as the `connection.deleted` event and
-    /// the log line say.
+    /// Deletes a connection and its credentials, then revokes its tokens at the provider where
+    /// it allows it (the connector script's `revoke_connection` hook, else RFC 7009; best
+    /// effort, within [`REVOCATION_TIMEOUT`](crate::REVOCATION_TIMEOUT)): the deletion stands
+    /// whatever the provider does. Returns what became of the tokens, as the audit log's
+    /// `connection.revocation` entry, the `connection.deleted` event and the log line say.
     pub async fn delete(&self, id: &ConnectionId) -> Result<Revocation, EngineError> {
         let record = self.engine.connection_record(id.as_str()).await?;
         let deleted = self.engine.store.delete_connection(id.as_str()).await?;
@@ -418,6 +418,7 @@ impl Connections<'_> {
         }
         let revocation = self.engine.revoke_tokens(&record).await;
         tracing::info!(connection = %id, revocation = %revocation, "connection deleted");
+        self.engine.audit_revocation(&record, &revocation).await;
         self.engine.events.emit(Event::deleted(&record, &revocation));
         Ok(revocation)
     }

@@ -122,6 +122,16 @@ pub enum EngineError {
     /// The connection's grant is dead: its user must connect again.
     #[error("connection `{0}` needs to be re-authorised")]
     NeedsReauth(String),
+    /// The provider refuses the integration's OAuth client (`invalid_client`,
+    /// `unauthorized_client`) and Latchkey holds back token requests for it until the
+    /// integration is written again or a probe passes (see `oauth2::misconfigured`).
+    #[error("the provider refuses the client of integration `{integration}`: {message}")]
+    IntegrationMisconfigured {
+        /// The integration.
+        integration: String,
+        /// What the provider last answered, in safe words.
+        message: String,
+    },
     /// A connector script failed: it threw, broke a limit, or set something unusable.
     #[error("connector `{connector}` script, {event}: {error}")]
     Script {
@@ -314,6 +324,9 @@ codes! {
         ScriptLimitExceeded => "script_limit_exceeded",
         /// A connector script's hook returned `false`.
         ScriptAborted => "script_aborted",
+        /// The provider refuses the integration's client (`invalid_client`,
+        /// `unauthorized_client`).
+        IntegrationMisconfigured => "integration_misconfigured",
     }
 }
 
@@ -495,6 +508,10 @@ impl EngineError {
                 FlowError::Provider { .. } => C::ProviderError,
                 FlowError::MissingCode => C::MissingCode,
             }),
+            Self::Token(token) if token.is_client_refused() => {
+                Configuration(K::IntegrationMisconfigured)
+            }
+            Self::IntegrationMisconfigured { .. } => Configuration(K::IntegrationMisconfigured),
             Self::Token(token) => Upstream(match token {
                 TokenError::Malformed(_) => U::TokenResponseMalformed,
                 _ if token.is_transient() => U::TokenEndpointUnavailable,

@@ -34,11 +34,15 @@ pub struct WebhookConfig {
 pub struct Event {
     /// `connection.created`, `connection.updated`, `connection.refresh_failed`,
     /// `connection.needs_reauth`, `connection.unhealthy`, `connection.recovered`,
-    /// `connection.deleted`.
+    /// `connection.deleted`, `integration.misconfigured`.
     #[serde(rename = "type")]
     pub kind: &'static str,
-    /// The connection.
-    pub connection_id: String,
+    /// The connection (absent from an integration's event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection_id: Option<String>,
+    /// The integration: the connection's, or the one the event is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration: Option<String>,
     /// The environment it belongs to.
     pub environment: String,
     /// Its connector.
@@ -51,10 +55,11 @@ pub struct Event {
     /// What happened, for failures (never a secret).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-    /// On `connection.deleted`: what became of the connection's tokens at the provider —
-    /// Why a connection became unhealthy (`invalid_credentials`, `missing_permission`, …).
+    /// Why a connection became unhealthy (`invalid_credentials`, `missing_permission`, …), or
+    /// `integration_misconfigured` for an integration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<latchkey_store::HealthReason>,
+    /// On `connection.deleted`: what became of the connection's tokens at the provider —
     /// `revoked`, `not_supported` or `failed: <reason>` (never a token).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<String>,
@@ -67,7 +72,8 @@ impl Event {
     fn new(kind: &'static str, record: &ConnectionRecord, message: Option<&str>) -> Self {
         Self {
             kind,
-            connection_id: record.id.clone(),
+            connection_id: Some(record.id.clone()),
+            integration: record.integration.clone(),
             environment: record.environment.clone(),
             connector: record.connector.clone(),
             end_user: record.end_user.clone(),
@@ -110,6 +116,28 @@ impl Event {
     /// A check passed on a connection that was unhealthy, or the connection was re-authorised.
     pub fn recovered(record: &ConnectionRecord) -> Self {
         Self::new("connection.recovered", record, None)
+    }
+
+    /// The provider refused `integration`'s client (`invalid_client`, `unauthorized_client`):
+    /// sent once when it is first seen, not once per connection; `message` is what the
+    /// provider answered, in safe words.
+    pub fn integration_misconfigured(
+        integration: &latchkey_store::IntegrationRecord,
+        message: &str,
+    ) -> Self {
+        Self {
+            kind: "integration.misconfigured",
+            connection_id: None,
+            integration: Some(integration.id.clone()),
+            environment: integration.environment.clone(),
+            connector: integration.connector.clone(),
+            end_user: None,
+            tags: Tags::default(),
+            message: Some(message.to_owned()),
+            reason: Some(latchkey_store::HealthReason::IntegrationMisconfigured),
+            revocation: None,
+            at: OffsetDateTime::now_utc(),
+        }
     }
 
     /// A connection was deleted; `revocation` says what became of its tokens.
@@ -223,10 +251,10 @@ impl Events {
                 match deliver(&net, &config, &body).await {
                     Ok(()) => return,
                     Err(reason) if attempt == ATTEMPTS => {
-                        tracing::error!(event = event.kind, connection = %event.connection_id, environment = %event.environment, %reason, "webhook dropped");
+                        tracing::error!(event = event.kind, connection = ?event.connection_id, environment = %event.environment, %reason, "webhook dropped");
                     }
                     Err(reason) => {
-                        tracing::warn!(event = event.kind, connection = %event.connection_id, attempt, %reason, "webhook delivery failed; retrying");
+                        tracing::warn!(event = event.kind, connection = ?event.connection_id, attempt, %reason, "webhook delivery failed; retrying");
                         tokio::time::sleep(delay).await;
                         delay *= 2;
                     }

@@ -58,6 +58,7 @@ impl Integrations<'_> {
             settings: serde_json::Value::Object(Default::default()),
             created_at,
             updated_at: now,
+            misconfigured: None,
         };
         self.engine.store.put_integration(&record).await?;
         self.engine.identities.forget(&record.environment, &record.id);

@@ -28,6 +28,7 @@ mod pages;
 mod random;
 mod rate_limit;
 mod recent;
+mod refresh_health;
 mod renewal;
 mod scheduler;
 pub mod scripts;
@@ -79,7 +80,7 @@ pub use events::{Event, Events, WebhookConfig};
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
-pub use oauth2::{CallbackParams, REVOCATION_TIMEOUT, RefreshReason, Revocation};
+pub use oauth2::{CallbackParams, PROBE_EVERY, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
@@ -94,6 +95,11 @@ pub struct EmbeddingGuide;
 /// Refresh tokens that expire within this margin, before a request and in the scheduler.
 pub const DEFAULT_REFRESH_MARGIN: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// How long scheduled refreshes may fail continuously before a connection is
+/// `refresh_exhausted` (four days).
+pub const DEFAULT_REFRESH_EXHAUSTED_AFTER: std::time::Duration =
+    std::time::Duration::from_secs(4 * 24 * 60 * 60);
+
 /// Latchkey's engine, built with [`Engine::builder`] and shared behind an `Arc`.
 #[derive(Debug)]
 pub struct Engine {
@@ -103,6 +109,7 @@ pub struct Engine {
     oauth: oauth2::OAuthRuntime,
     events: Events,
     refresh_margin: std::time::Duration,
+    refresh_exhausted_after: std::time::Duration,
     digest: send::DigestChallenges,
     signed_tokens: signed_tokens::SignedTokens,
     recent: recent::RecentConnections,
@@ -125,6 +132,7 @@ pub struct EngineBuilder {
     net: latchkey_net::Client,
     refresh_lease: std::time::Duration,
     refresh_margin: std::time::Duration,
+    refresh_exhausted_after: std::time::Duration,
     script_limits: ScriptLimits,
     webhook: Option<WebhookConfig>,
     clock: Arc<dyn Clock>,
@@ -142,6 +150,14 @@ impl EngineBuilder {
     /// minutes), before a request and in the scheduler.
     pub fn refresh_margin(mut self, margin: std::time::Duration) -> Self {
         self.refresh_margin = margin;
+        self
+    }
+
+    /// A connection whose scheduled refreshes have failed continuously for `period` (default
+    /// [`DEFAULT_REFRESH_EXHAUSTED_AFTER`], four days) becomes unhealthy, `refresh_exhausted`;
+    /// the scheduler keeps trying, and a renewal makes it healthy again.
+    pub fn refresh_exhausted_after(mut self, period: std::time::Duration) -> Self {
+        self.refresh_exhausted_after = period;
         self
     }
 
@@ -194,6 +210,7 @@ impl EngineBuilder {
             oauth,
             events,
             refresh_margin: self.refresh_margin,
+            refresh_exhausted_after: self.refresh_exhausted_after,
             digest: send::DigestChallenges::default(),
             signed_tokens: signed_tokens::SignedTokens::default(),
             recent: recent::RecentConnections::default(),
@@ -223,6 +240,7 @@ impl Engine {
             net,
             refresh_lease: oauth2::LEASE,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            refresh_exhausted_after: DEFAULT_REFRESH_EXHAUSTED_AFTER,
             script_limits: ScriptLimits::default(),
             webhook: None,
             clock: Arc::new(SystemClock),

@@ -121,13 +121,18 @@ impl Engine {
         let now = self.clock.now();
         let jitter = rand::random_range(0.5..=1.0);
         let retry_at = move |failures: u32| now + backoff_delay(failures, jitter);
-        match self.store.record_refresh_failure(id, &retry_at).await {
-            Ok(Some(backoff)) => tracing::info!(
-                connection = %id,
-                failures = backoff.failures,
-                retry_at = ?backoff.retry_at,
-                "scheduled refresh failed; backing off"
-            ),
+        match self.store.record_refresh_failure(id, now, &retry_at).await {
+            Ok(Some(backoff)) => {
+                tracing::info!(
+                    connection = %id,
+                    failures = backoff.failures,
+                    retry_at = ?backoff.retry_at,
+                    "scheduled refresh failed; backing off"
+                );
+                if let Some(since) = backoff.failing_since {
+                    self.refresh_exhausted(id, since).await;
+                }
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::warn!(connection = %id, error = %e, "cannot record a refresh back-off")

@@ -218,3 +218,95 @@ async fn without_a_revocation_endpoint_nothing_is_sent() {
     assert!(sent.iter().all(|r| r.url.path() == "/hook"), "only the event is sent");
     assert_eq!(deleted_event(&server).await["revocation"], "not_supported");
 }
+
+/// A provider with its own revoke call: the connector script's `revoke_connection` hook makes
+/// it (here GitHub's shape: `DELETE /applications/{client_id}/grant` with the client's Basic
+/// credentials and the access token in a JSON body), instead of RFC 7009; the outcome is in
+/// the audit log as a `connection.revocation` entry.
+#[tokio::test]
+async fn a_connector_script_revokes_with_the_providers_own_call() {
+    let server = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/api/applications/cid/grant"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let script = r#"    revocation_url: {uri}/revoke
+scripts: |
+  function revoke_connection() {
+    var r = http_request({
+      method: 'DELETE',
+      url: script_parameters.api + '/applications/' + method_client.client_id + '/grant',
+      headers: {
+        'authorization': 'Basic ' + btoa(method_client.client_id + ':' + method_client.client_secret),
+        'content-type': 'application/json'
+      },
+      data: {access_token: method_credentials.access_token}
+    });
+    if (r.status_code !== 204) throw new Error('the provider answered ' + r.status_code);
+  }
+script_parameters:
+  api: {uri}/api
+"#
+    .replace("{uri}", &server.uri());
+    let engine = engine_with_connection(&server, &script).await;
+
+    let outcome = engine.connections().delete(&"c1".parse().unwrap()).await.unwrap();
+    assert_eq!(outcome, Revocation::Revoked);
+    assert!(requests_to(&server, "/revoke").await.is_empty(), "RFC 7009 is not used");
+    let calls = requests_to(&server, "/api/applications/cid/grant").await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].headers["authorization"], "Basic Y2lkOmNzZWNyZXQ=");
+    let body: serde_json::Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_eq!(body, serde_json::json!({ "access_token": ACCESS }));
+    assert_eq!(deleted_event(&server).await["revocation"], "revoked");
+
+    let entries = engine
+        .audit()
+        .list(
+            &latchkey_store::AuditFilter {
+                action: Some("connection.revocation".into()),
+                ..Default::default()
+            },
+            &latchkey_store::AuditPage::newest(100),
+        )
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 1);
+    let record = &entries[0].record;
+    assert_eq!(record.object.as_ref().unwrap().id, "c1");
+    assert_eq!(record.detail.as_deref(), Some("revoked"));
+    assert_eq!(record.outcome, latchkey_store::AuditOutcome::Success);
+}
+
+/// A revoke hook that throws is a failed revocation (its message, with any token redacted);
+/// one that returns `false` says there is nothing to revoke. The deletion stands either way.
+#[tokio::test]
+async fn a_failing_or_declining_revoke_hook_leaves_the_deletion_standing() {
+    for (body, expected) in [
+        (
+            "throw new Error('refused ' + method_credentials.access_token);",
+            Revocation::Failed(
+                "the connector's revoke_connection hook failed: script error: refused [redacted]"
+                    .into(),
+            ),
+        ),
+        ("return false;", Revocation::NotSupported),
+    ] {
+        let server = MockServer::start().await;
+        let script = format!("scripts: |\n  function revoke_connection() {{ {body} }}\n");
+        let engine = engine_with_connection(&server, &script).await;
+        let outcome = engine.connections().delete(&"c1".parse().unwrap()).await.unwrap();
+        assert_eq!(outcome, expected);
+        assert!(!outcome.to_string().contains(ACCESS), "{outcome}");
+        assert_gone(&engine).await;
+        let entries = engine
+            .audit()
+            .list(&latchkey_store::AuditFilter::default(), &latchkey_store::AuditPage::newest(100))
+            .await
+            .unwrap();
+        let revocation = entries.iter().find(|e| e.record.action == "connection.revocation");
+        let record = &revocation.expect("a connection.revocation entry").record;
+        assert_eq!(record.detail.as_deref(), Some(expected.to_string().as_str()));
+    }
+}

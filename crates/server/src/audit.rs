@@ -136,6 +136,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         address: principal.address.map(|a| a.to_string()),
         outcome: AuditOutcome::of_status(status.as_u16()),
         status: Some(status.as_u16()),
+        detail: None,
     };
     match state.engine.audit().append(&record).await {
         Ok(_) => response,

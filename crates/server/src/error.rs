@@ -133,6 +133,7 @@ pub fn status_of(class: Class) -> StatusCode {
             Configuration(
                 K::ConnectorMisconfigured
                 | K::IntegrationIncomplete
+                | K::IntegrationMisconfigured
                 | K::CredentialsNotApplicable
                 | K::ScriptFailed
                 | K::ScriptLimitExceeded
@@ -291,6 +292,7 @@ mod tests {
         ("caller", "rate_limited", 429),
         ("configuration", "connector_misconfigured", 422),
         ("configuration", "integration_incomplete", 422),
+        ("configuration", "integration_misconfigured", 422),
         ("configuration", "credentials_not_applicable", 422),
         ("configuration", "credentials_unreadable", 409),
         ("configuration", "script_failed", 422),

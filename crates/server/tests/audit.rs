@@ -114,6 +114,7 @@ fn expected(seq: i64, action: &str, object: &str, outcome: &str, status: u16) ->
         "address": "203.0.113.5",
         "outcome": outcome,
         "status": status,
+        "detail": null,
     })
 }
 
@@ -205,19 +206,28 @@ async fn the_audit_route_filters_pages_and_refuses_bad_parameters() {
     let seqs = |page: &Value| -> Vec<i64> {
         page["entries"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect()
     };
+    // The deletion left two entries: Latchkey's own record of the revocation, then the request.
     let (_, page) = call(&state, "GET", "/v1/audit?limit=2", Value::Null).await;
-    assert_eq!((seqs(&page), page["next_cursor"].as_str()), (vec![4, 3], Some("3")));
-    let (_, page) = call(&state, "GET", "/v1/audit?limit=2&cursor=3", Value::Null).await;
-    assert_eq!((seqs(&page), page["next_cursor"].as_str()), (vec![2, 1], Some("1")));
-    let (_, page) = call(&state, "GET", "/v1/audit?limit=2&cursor=1", Value::Null).await;
-    assert_eq!((seqs(&page), &page["next_cursor"]), (vec![], &Value::Null));
+    assert_eq!((seqs(&page), page["next_cursor"].as_str()), (vec![5, 4], Some("4")));
+    let revocation = &page["entries"][1];
+    assert_eq!(revocation["action"], "connection.revocation");
+    assert_eq!(revocation["actor"]["id"], "latchkey");
+    assert_eq!(revocation["object"]["id"], "c1");
+    assert_eq!(
+        (&revocation["outcome"], &revocation["detail"]),
+        (&json!("success"), &json!("not_supported"))
+    );
+    let (_, page) = call(&state, "GET", "/v1/audit?limit=2&cursor=4", Value::Null).await;
+    assert_eq!((seqs(&page), page["next_cursor"].as_str()), (vec![3, 2], Some("2")));
+    let (_, page) = call(&state, "GET", "/v1/audit?limit=2&cursor=2", Value::Null).await;
+    assert_eq!((seqs(&page), &page["next_cursor"]), (vec![1], &Value::Null));
     let (_, page) = call(&state, "GET", "/v1/audit?object=connection:b", Value::Null).await;
     assert_eq!(seqs(&page), [2]);
     assert_eq!(page["entries"][0]["outcome"], "failed");
     assert_eq!(page["entries"][0]["status"], 404);
     let (_, page) =
         call(&state, "GET", "/v1/audit?action=connection.*&actor=bootstrap", Value::Null).await;
-    assert_eq!(seqs(&page), [4, 3, 2, 1]);
+    assert_eq!(seqs(&page), [5, 3, 2, 1]);
     let (_, page) = call(&state, "GET", "/v1/audit?actor=someone-else", Value::Null).await;
     assert_eq!(seqs(&page), Vec::<i64>::new());
     let (_, page) = call(
@@ -230,7 +240,7 @@ async fn the_audit_route_filters_pages_and_refuses_bad_parameters() {
     assert_eq!(seqs(&page), Vec::<i64>::new());
     let (_, page) =
         call(&state, "GET", "/v1/audit?since=2000-01-01T00:00:00%2B02:00", Value::Null).await;
-    assert_eq!(seqs(&page), [4, 3, 2, 1]);
+    assert_eq!(seqs(&page), [5, 4, 3, 2, 1]);
 
     for (query, field) in [
         ("limit=0", "limit"),

@@ -718,6 +718,11 @@ fn one_of_each() -> Vec<EngineError> {
         EngineError::Flow(FlowError::Provider { code: "access_denied".into() }),
         EngineError::Flow(FlowError::MissingCode),
         EngineError::Token(latchkey_core::oauth2::TokenError::Provider {
+            code: "invalid_scope".into(),
+            description: None,
+            status: 400,
+        }),
+        EngineError::Token(latchkey_core::oauth2::TokenError::Provider {
             code: "invalid_client".into(),
             description: None,
             status: 401,

@@ -110,6 +110,9 @@ pub struct AuditRecord {
     pub outcome: AuditOutcome,
     /// The HTTP status answered, for requests.
     pub status: Option<u16>,
+    /// What came of it beyond the status, in safe words (a deleted connection's revocation:
+    /// `revocation: revoked`).
+    pub detail: Option<String>,
 }
 
 /// One entry of the log: its sequence number (1, 2, … without gaps), what it says, and its
@@ -199,7 +202,7 @@ pub enum AuditVerdict {
         head_hash: Vec<u8>,
     },
     /// The first entry at which the chain does not hold.
-    Broken(AuditBreak),
+    Broken(Box<AuditBreak>),
 }
 
 /// Where and how the chain breaks.
@@ -259,6 +262,7 @@ pub(crate) struct RawEntry {
     pub address: Option<String>,
     pub outcome: String,
     pub status: Option<i64>,
+    pub detail: Option<String>,
     pub hash: Vec<u8>,
 }
 
@@ -277,6 +281,7 @@ impl RawEntry {
             address: record.address.clone(),
             outcome: record.outcome.as_str().to_owned(),
             status: record.status.map(i64::from),
+            detail: record.detail.clone(),
             hash: Vec::new(),
         })
     }
@@ -295,6 +300,7 @@ impl RawEntry {
             address: row.opt_text("address")?,
             outcome: row.text("outcome")?,
             status: row.opt_int("status")?,
+            detail: row.opt_text("detail")?,
             hash: row.bytes("hash")?,
         })
     }
@@ -329,6 +335,12 @@ impl RawEntry {
                 out.push(1);
                 out.extend_from_slice(&status.to_be_bytes());
             }
+        }
+        // Added after v1's fields, and only when present, so entries written before the
+        // column existed keep their hashes.
+        if let Some(detail) = &self.detail {
+            text(&mut out, Some("detail"));
+            text(&mut out, Some(detail));
         }
         out
     }
@@ -375,6 +387,7 @@ impl RawEntry {
                 address: self.address,
                 outcome: self.outcome.parse()?,
                 status,
+                detail: self.detail,
             },
             hash: self.hash,
         })
@@ -423,6 +436,7 @@ mod tests {
             address: Some("203.0.113.9".into()),
             outcome: "success".into(),
             status: Some(201),
+            detail: None,
             hash: Vec::new(),
         }
     }
@@ -443,6 +457,7 @@ mod tests {
             RawEntry { address: Some("203.0.113.8".into()), ..raw() },
             RawEntry { outcome: "failed".into(), ..raw() },
             RawEntry { status: None, ..raw() },
+            RawEntry { detail: Some("revocation: revoked".into()), ..raw() },
             // Moving bytes between adjacent fields is not the same entry.
             RawEntry { actor_id: "k1c".into(), actor_name: "i".into(), ..raw() },
         ];

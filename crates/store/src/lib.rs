@@ -70,7 +70,7 @@ pub use listing::{
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
     CredentialUpdate, CustomConnector, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
-    OAuthState, RefreshBackoff, SessionStatus, Tags,
+    Misconfiguration, OAuthState, RefreshBackoff, SessionStatus, Tags,
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{

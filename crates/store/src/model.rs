@@ -61,6 +61,23 @@ pub struct IntegrationRecord {
     pub created_at: OffsetDateTime,
     /// When it was last written (UTC).
     pub updated_at: OffsetDateTime,
+    /// Set when the provider refused the integration's client (`invalid_client`,
+    /// `unauthorized_client`) on a token request; writing the integration clears it. Ignored by
+    /// [`IntegrationStore::put_integration`](crate::IntegrationStore::put_integration).
+    pub misconfigured: Option<Misconfiguration>,
+}
+
+/// Why and since when an integration's client is refused by its provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Misconfiguration {
+    /// When it was first seen (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub since: OffsetDateTime,
+    /// When it was last seen (UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    pub seen_at: OffsetDateTime,
+    /// What the provider answered, in safe words.
+    pub message: String,
 }
 
 /// Whether a connection can be used.
@@ -385,6 +402,8 @@ pub struct RefreshBackoff {
     pub failures: u32,
     /// The earliest time the scheduler tries again (`None`: at once).
     pub retry_at: Option<OffsetDateTime>,
+    /// When the current run of failures began (`None` after a renewal).
+    pub failing_since: Option<OffsetDateTime>,
 }
 
 /// What a token refresh (or login) writes to a connection, all in one fenced transaction.

@@ -86,7 +86,8 @@ pub trait AccessStore: Send + Sync + fmt::Debug {
 /// which integrations then use).
 #[async_trait::async_trait]
 pub trait IntegrationStore: Send + Sync + fmt::Debug {
-    /// Inserts or replaces an integration, including its client secret (removed if `None`).
+    /// Inserts or replaces an integration, including its client secret (removed if `None`);
+    /// clears its [`misconfigured`](IntegrationRecord::misconfigured) flag.
     async fn put_integration(&self, integration: &IntegrationRecord) -> Result<(), StoreError>;
 
     /// The integration with this id in `environment`, if any.
@@ -105,6 +106,25 @@ pub trait IntegrationStore: Send + Sync + fmt::Debug {
 
     /// Deletes an integration of `environment` and its secrets; `false` if it did not exist.
     async fn delete_integration(&self, environment: &str, id: &str) -> Result<bool, StoreError>;
+
+    /// Flags the integration's client as refused by its provider (`invalid_client`), seen at
+    /// `at` with a safe `message`. `true` on the first sighting (it was not flagged), so that
+    /// the caller tells the app once; `false` when it was flagged already (only the last
+    /// sighting and message move) or the integration does not exist.
+    async fn flag_integration_misconfigured(
+        &self,
+        environment: &str,
+        id: &str,
+        message: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Clears the flag (the provider accepted the client again); `true` if it was set.
+    async fn clear_integration_misconfigured(
+        &self,
+        environment: &str,
+        id: &str,
+    ) -> Result<bool, StoreError>;
 
     /// Inserts or replaces a custom connector's YAML source.
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;
@@ -195,13 +215,14 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
 
     /// Records a failed scheduled refresh, with the connection's row locked: one more
     /// consecutive failure, and the next try no earlier than `retry_at(failures)` of the new
-    /// count. Returns the back-off stored; `None` if the connection is gone. The version is not
-    /// bumped: the credentials did not change. A stored renewal
+    /// count; the run of failures began at `now` unless it had begun before. Returns the
+    /// back-off stored; `None` if the connection is gone. The version is not bumped: the credentials did not change. A stored renewal
     /// ([`ConnectionStore::update_credentials`]) or a reconnect ([`ConnectionStore::put_connection`])
     /// clears it.
     async fn record_refresh_failure(
         &self,
         id: &str,
+        now: OffsetDateTime,
         retry_at: &(dyn Fn(u32) -> OffsetDateTime + Send + Sync),
     ) -> Result<Option<RefreshBackoff>, StoreError>;
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionSummary, CustomConnector, EndUser,
-    IntegrationRecord, OAuthState, SessionStatus,
+    IntegrationRecord, Misconfiguration, OAuthState, SessionStatus,
 };
 use crate::secret_rows::CLIENT_SECRET;
 
@@ -25,7 +25,8 @@ macro_rules! connection_columns {
 /// The `integrations` columns that [`integration`] reads, as a literal for `concat!`.
 macro_rules! integration_columns {
     () => {
-        "environment, id, connector, client_id, scopes, settings, created_at, updated_at"
+        "environment, id, connector, client_id, scopes, settings, created_at, updated_at, \
+         misconfigured_since, misconfigured_seen_at, misconfigured_message"
     };
 }
 
@@ -151,6 +152,14 @@ pub(crate) fn integration(
         settings: json(row, "settings")?,
         created_at: at(row, "created_at")?,
         updated_at: at(row, "updated_at")?,
+        misconfigured: match row.opt_int("misconfigured_since")? {
+            Some(since) => Some(Misconfiguration {
+                since: timestamp(since)?,
+                seen_at: timestamp(row.opt_int("misconfigured_seen_at")?.unwrap_or(since))?,
+                message: row.opt_text("misconfigured_message")?.unwrap_or_default(),
+            }),
+            None => None,
+        },
     })
 }
 

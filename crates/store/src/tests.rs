@@ -198,6 +198,7 @@ pub(crate) fn integration(id: &str, client_secret: Option<&str>) -> IntegrationR
         settings: serde_json::json!({ "base_url": "https://ghe.example.com" }),
         created_at: at(1_800_000_000),
         updated_at: at(1_800_000_002),
+        misconfigured: None,
     }
 }
 
@@ -671,8 +672,12 @@ pub(crate) async fn connections_backing_off_leave_the_expiring_window(b: &impl B
     assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(RefreshBackoff::default()));
 
     let retry = |failures: u32| at(1_900_000_000 + 30 * i64::from(failures));
-    let first = store.record_refresh_failure("failing", &retry).await.unwrap().unwrap();
-    assert_eq!(first, RefreshBackoff { failures: 1, retry_at: Some(at(1_900_000_030)) });
+    let first = store.record_refresh_failure("failing", now, &retry).await.unwrap().unwrap();
+    let since = Some(now);
+    assert_eq!(
+        first,
+        RefreshBackoff { failures: 1, retry_at: Some(at(1_900_000_030)), failing_since: since }
+    );
     assert_eq!(store.refresh_backoff("failing").await.unwrap(), Some(first));
     assert_eq!(
         store.get_connection("failing").await.unwrap().unwrap().version,
@@ -683,9 +688,14 @@ pub(crate) async fn connections_backing_off_leave_the_expiring_window(b: &impl B
     assert_eq!(expiring_ids(&*store, before, at(1_900_000_029), 10).await, ["healthy"]);
     assert_eq!(expiring_ids(&*store, before, at(1_900_000_030), 10).await, ["failing", "healthy"]);
 
-    let second = store.record_refresh_failure("failing", &retry).await.unwrap().unwrap();
-    assert_eq!(second, RefreshBackoff { failures: 2, retry_at: Some(at(1_900_000_060)) });
-    assert_eq!(store.record_refresh_failure("gone", &retry).await.unwrap(), None);
+    // The run of failures keeps the time it began.
+    let later = at(1_900_000_031);
+    let second = store.record_refresh_failure("failing", later, &retry).await.unwrap().unwrap();
+    assert_eq!(
+        second,
+        RefreshBackoff { failures: 2, retry_at: Some(at(1_900_000_060)), failing_since: since }
+    );
+    assert_eq!(store.record_refresh_failure("gone", now, &retry).await.unwrap(), None);
     assert_eq!(store.refresh_backoff("gone").await.unwrap(), None);
 
     // A renewal clears the back-off.
@@ -695,7 +705,7 @@ pub(crate) async fn connections_backing_off_leave_the_expiring_window(b: &impl B
     assert_eq!(expiring_ids(&*store, before, now, 1).await, ["failing"]);
 
     // So does a reconnect.
-    store.record_refresh_failure("failing", &retry).await.unwrap();
+    store.record_refresh_failure("failing", later, &retry).await.unwrap();
     let mut again = store.get_connection("failing").await.unwrap().unwrap();
     again.expires_at = Some(at(1_900_000_100));
     store.put_connection(&again).await.unwrap();

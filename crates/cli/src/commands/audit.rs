@@ -103,9 +103,10 @@ fn print_text(entries: &[AuditEntry], header: bool) -> anyhow::Result<()> {
     for entry in entries {
         let r = &entry.record;
         let object = r.object.as_ref().map_or("-".to_owned(), |o| format!("{}:{}", o.kind, o.id));
-        let outcome = match r.status {
-            Some(status) => format!("{} ({status})", r.outcome),
-            None => r.outcome.to_string(),
+        let outcome = match (r.status, &r.detail) {
+            (Some(status), _) => format!("{} ({status})", r.outcome),
+            (None, Some(detail)) => format!("{} ({detail})", r.outcome),
+            (None, None) => r.outcome.to_string(),
         };
         let cells = [
             entry.seq.to_string(),
@@ -141,6 +142,7 @@ fn entry_json(entry: &AuditEntry) -> Value {
         "address": r.address,
         "outcome": r.outcome.as_str(),
         "status": r.status,
+        "detail": r.detail,
         "hash": hex::encode(&entry.hash),
     })
 }
@@ -311,6 +313,7 @@ async fn append(
         address: None,
         outcome,
         status: None,
+        detail: None,
     };
     engine.audit().append(&record).await?;
     Ok(())

@@ -352,6 +352,14 @@ impl TokenError {
         matches!(self, Self::Provider { code, .. } if code == "invalid_grant")
     }
 
+    /// `invalid_client` or `unauthorized_client`: the provider refuses the app's client (a wrong
+    /// or rotated secret, a disabled client, a grant the client may not use), not the user's
+    /// grant: every connection of the integration fails alike until it is fixed.
+    pub fn is_client_refused(&self) -> bool {
+        matches!(self, Self::Provider { code, .. }
+            if code == "invalid_client" || code == "unauthorized_client")
+    }
+
     /// Worth retrying later with the same tokens: 5xx, 429, or a provider's `temporarily_unavailable`.
     pub fn is_transient(&self) -> bool {
         match self {

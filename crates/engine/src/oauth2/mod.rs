@@ -5,6 +5,7 @@
 mod connect;
 mod device;
 mod discovery;
+mod misconfigured;
 mod oauth1;
 mod refresh;
 mod revocation;
@@ -27,6 +28,7 @@ use url::Url;
 pub use connect::{CallbackParams, LocalFlow};
 pub use device::DeviceFlow;
 pub use discovery::DiscoveryCache;
+pub use misconfigured::PROBE_EVERY;
 pub use refresh::{LEASE, RefreshCoordinator, RefreshReason};
 pub use revocation::{REVOCATION_TIMEOUT, Revocation};
 
@@ -169,6 +171,26 @@ impl Engine {
         connection: Option<&str>,
         grant: TokenGrant<'_>,
     ) -> Result<TokenSet, EngineError> {
+        let result = self.token_exchange(oauth, endpoint, integration, connection, grant).await;
+        match &result {
+            Ok(_) => self.client_accepted(integration).await,
+            Err(error @ EngineError::Token(token)) if token.is_client_refused() => {
+                self.client_refused(integration, error).await;
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// One token request (see [`Engine::call_token_endpoint`]), hooks included.
+    async fn token_exchange(
+        &self,
+        oauth: &ResolvedOAuth,
+        endpoint: &Url,
+        integration: &IntegrationRecord,
+        connection: Option<&str>,
+        grant: TokenGrant<'_>,
+    ) -> Result<TokenSet, EngineError> {
         let event = match grant {
             TokenGrant::RefreshToken { .. } => TokenEvent::Refresh,
             _ => TokenEvent::Token,
@@ -256,6 +278,7 @@ impl Engine {
                     settings: serde_json::Value::Null,
                     created_at: now,
                     updated_at: now,
+                    misconfigured: None,
                 })
             }
             None => Err(EngineError::invalid(

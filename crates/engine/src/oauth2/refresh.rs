@@ -24,6 +24,7 @@ use latchkey_core::connector::OAuth2Auth;
 
 use super::{expiry, oauth_method};
 use crate::events::Event;
+use crate::refresh_health;
 use crate::session::session_method;
 use crate::telemetry::{self, RenewalOutcome};
 use crate::{ConnectionId, Engine, EngineError, Renewal};
@@ -362,6 +363,8 @@ impl Engine {
                 self.forget(id);
                 telemetry::renewal(&record.connector, RenewalOutcome::Ok, started);
                 tracing::info!(connection = %id, "credentials renewed");
+                let renewed = self.connection_record(id).await?;
+                self.refresh_recovered(&renewed).await;
                 self.connection_record(id).await
             }
             Err(err) => {
@@ -375,6 +378,11 @@ impl Engine {
                         return Ok(now);
                     }
                     self.store.set_connection_status(id, ConnectionStatus::NeedsReauth).await?;
+                    // Its health says why; the needs_reauth event below is the one sent.
+                    let health = refresh_health::after_failure(&now.health, &err, self.clock.now());
+                    if let Some(health) = health {
+                        self.store.set_connection_health(id, &health).await?;
+                    }
                     self.forget(id);
                     telemetry::renewal(&record.connector, RenewalOutcome::NeedsReauth, started);
                     tracing::warn!(connection = %id, error = %err, "refresh refused; connection needs re-authorisation");
@@ -383,7 +391,18 @@ impl Engine {
                 }
                 telemetry::renewal(&record.connector, RenewalOutcome::Failed, started);
                 tracing::warn!(connection = %id, error = %err, "refresh failed; tokens kept");
-                self.events.emit(Event::refresh_failed(record, &err.to_string()));
+                if refresh_health::is_client_refused(&err) {
+                    // One integration.misconfigured event was sent for all its connections;
+                    // each connection's health says why, without an event of its own.
+                    if let Some(health) =
+                        refresh_health::after_failure(&record.health, &err, self.clock.now())
+                        && health.reason != record.health.reason
+                    {
+                        self.store.set_connection_health(id, &health).await?;
+                    }
+                } else {
+                    self.events.emit(Event::refresh_failed(record, &err.to_string()));
+                }
                 Err(err)
             }
         }
@@ -398,6 +417,7 @@ impl Engine {
     ) -> Result<Renewed, EngineError> {
         let id = record.id.as_str();
         let integration = self.oauth_integration(connector, method, record).await?;
+        self.hold_back_refresh(&integration)?;
         let oauth = self.resolve_oauth(connector, method, &record.config).await?;
         let tokens = match record.credentials.get("refresh_token") {
             Some(token) => {

@@ -1,4 +1,6 @@
-//! Revocation on delete (RFC 7009): a deleted OAuth2 connection's refresh token (hint
+//! Revocation on delete. A connector script's `revoke_connection` hook, when it has one, makes
+//! the provider's own revoke call (see `scripts::revoke`), for any auth method. Otherwise RFC
+//! 7009: a deleted OAuth2 connection's refresh token (hint
 //! `refresh_token`) and access token (hint `access_token`) are revoked at the provider's
 //! revocation endpoint — the connector's `revocation_url`, or the `revocation_endpoint` of its
 //! issuer's discovery document — with the integration's client authentication. Best effort
@@ -63,6 +65,9 @@ impl Engine {
         let Ok(entry) = self.connector_entry(&record.connector) else {
             return Revocation::NotSupported;
         };
+        if let Some(outcome) = self.revoke_by_script(&entry.connector, record).await {
+            return outcome;
+        }
         let Some(method) = oauth_method(&entry.connector, Some(&record.auth_method)) else {
             return Revocation::NotSupported;
         };

@@ -7,6 +7,7 @@
 
 mod action;
 mod host;
+mod revoke;
 mod token;
 
 use std::collections::BTreeMap;

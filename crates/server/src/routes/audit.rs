@@ -72,6 +72,9 @@ pub struct AuditEntryView {
     pub outcome: String,
     /// The HTTP status answered.
     pub status: Option<u16>,
+    /// What came of it beyond the status, in safe words: on `connection.revocation`,
+    /// `revoked`, `not_supported` or `failed: <reason>`.
+    pub detail: Option<String>,
     /// The chain hash (hex): HMAC-SHA256 of the previous entry's hash and this entry.
     pub hash: String,
 }
@@ -107,6 +110,7 @@ impl From<AuditEntry> for AuditEntryView {
             address: record.address,
             outcome: record.outcome.as_str().to_owned(),
             status: record.status,
+            detail: record.detail,
             hash: hex::encode(entry.hash),
         }
     }

@@ -50,6 +50,25 @@ pub struct IntegrationView {
     pub has_client_secret: bool,
     /// Scopes.
     pub scopes: Vec<String>,
+    /// Set while the provider refuses the integration's client (`invalid_client`,
+    /// `unauthorized_client`): refreshes are held back, one probe every 5 minutes, until the
+    /// integration is written again. `null` otherwise.
+    pub misconfigured: Option<MisconfigurationView>,
+}
+
+/// Why and since when the provider refuses an integration's client.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct MisconfigurationView {
+    /// When it was first seen (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub since: time::OffsetDateTime,
+    /// When it was last seen (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schema(value_type = String, format = DateTime)]
+    pub seen_at: time::OffsetDateTime,
+    /// What the provider answered, in safe words.
+    pub message: String,
 }
 
 fn view(record: &IntegrationRecord) -> IntegrationView {
@@ -60,6 +79,11 @@ fn view(record: &IntegrationRecord) -> IntegrationView {
         client_id: record.client_id.clone(),
         has_client_secret: record.client_secret.is_some(),
         scopes: record.scopes.clone(),
+        misconfigured: record.misconfigured.as_ref().map(|m| MisconfigurationView {
+            since: m.since,
+            seen_at: m.seen_at,
+            message: m.message.clone(),
+        }),
     }
 }
 

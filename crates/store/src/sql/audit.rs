@@ -28,7 +28,7 @@ use crate::{AuditStore, StoreError};
 macro_rules! audit_columns {
     () => {
         "seq, at, actor_id, actor_name, action, object_kind, object_id, environment, address, \
-         outcome, status, hash"
+         outcome, status, detail, hash"
     };
 }
 
@@ -141,7 +141,7 @@ impl<D: Dialect> SqlStore<D> {
         sql::<D>(concat!(
             "INSERT INTO audit_log (",
             audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(raw.seq)
         .bind(raw.at)
@@ -154,6 +154,7 @@ impl<D: Dialect> SqlStore<D> {
         .bind(&raw.address)
         .bind(&raw.outcome)
         .bind(raw.status)
+        .bind(&raw.detail)
         .bind(raw.hash.as_slice())
         .execute(conn)
         .await?;
@@ -256,6 +257,7 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
             address: None,
             outcome: AuditOutcome::Success,
             status: None,
+            detail: None,
         };
         let recorded = self.append_in(&mut tx, &record).await?;
         tx.commit().await?;
@@ -270,12 +272,12 @@ impl<D: Dialect> AuditStore for SqlStore<D> {
             (head.anchor_hash.clone(), head.anchor_seq + 1, 0u64);
         let mut after = i64::MIN;
         let broken = |seq, problem, raw: Option<RawEntry>, verified| {
-            AuditVerdict::Broken(AuditBreak {
+            AuditVerdict::Broken(Box::new(AuditBreak {
                 seq,
                 problem,
                 entry: raw.and_then(|raw| raw.entry().ok()),
                 verified,
-            })
+            }))
         };
         loop {
             let rows = sql::<D>(concat!(

@@ -87,7 +87,7 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
                     expires_at = excluded.expires_at,
                     version = connections.version + 1, created_at = excluded.created_at,
                     updated_at = excluded.updated_at, refresh_failures = 0,
-                    refresh_retry_at = NULL
+                    refresh_retry_at = NULL, refresh_failing_since = NULL
                  RETURNING version"
             )),
             c,
@@ -321,7 +321,8 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         let version = found + 1;
         sql::<D>(
             "UPDATE connections SET expires_at = $1, config = $2, status = $3, version = $4,
-                updated_at = $5, refresh_failures = 0, refresh_retry_at = NULL WHERE id = $6",
+                updated_at = $5, refresh_failures = 0, refresh_retry_at = NULL,
+                refresh_failing_since = NULL WHERE id = $6",
         )
         .bind(update.expires_at.map(nanos).transpose()?)
         .bind(to_json(&config, "config")?)
@@ -361,11 +362,12 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
     async fn record_refresh_failure(
         &self,
         id: &str,
+        now: OffsetDateTime,
         retry_at: &(dyn Fn(u32) -> OffsetDateTime + Send + Sync),
     ) -> Result<Option<RefreshBackoff>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         let row = sql::<D>(assembled(&[
-            "SELECT refresh_failures FROM connections WHERE id = $1",
+            "SELECT refresh_failures, refresh_failing_since FROM connections WHERE id = $1",
             D::FOR_UPDATE,
         ]))
         .bind(id)
@@ -375,28 +377,41 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         let failures = u32::try_from(row.int("refresh_failures")?).unwrap_or(u32::MAX);
         let failures = failures.saturating_add(1);
         let retry_at = retry_at(failures);
+        let failing_since = match row.opt_int("refresh_failing_since")? {
+            Some(since) => timestamp(since)?,
+            None => now,
+        };
         sql::<D>(
-            "UPDATE connections SET refresh_failures = $1, refresh_retry_at = $2 WHERE id = $3",
+            "UPDATE connections SET refresh_failures = $1, refresh_retry_at = $2,
+                refresh_failing_since = $3 WHERE id = $4",
         )
         .bind(i64::from(failures))
         .bind(nanos(retry_at)?)
+        .bind(nanos(failing_since)?)
         .bind(id)
         .execute(&mut tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(RefreshBackoff { failures, retry_at: Some(retry_at) }))
+        Ok(Some(RefreshBackoff {
+            failures,
+            retry_at: Some(retry_at),
+            failing_since: Some(failing_since),
+        }))
     }
 
     async fn refresh_backoff(&self, id: &str) -> Result<Option<RefreshBackoff>, StoreError> {
-        let row =
-            sql::<D>("SELECT refresh_failures, refresh_retry_at FROM connections WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&mut *self.pool.acquire().await?)
-                .await?;
+        let row = sql::<D>(
+            "SELECT refresh_failures, refresh_retry_at, refresh_failing_since FROM connections
+                 WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.pool.acquire().await?)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         Ok(Some(RefreshBackoff {
             failures: u32::try_from(row.int("refresh_failures")?).unwrap_or(u32::MAX),
             retry_at: row.opt_int("refresh_retry_at")?.map(timestamp).transpose()?,
+            failing_since: row.opt_int("refresh_failing_since")?.map(timestamp).transpose()?,
         }))
     }
 }

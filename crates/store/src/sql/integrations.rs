@@ -4,7 +4,7 @@ use time::OffsetDateTime;
 
 use super::pages::PageQuery;
 use super::secrets::delete_secrets;
-use super::{Dialect, SqlStore, sql};
+use super::{Dialect, SqlStore, assembled, sql};
 use crate::listing::{Cursor, IntegrationFilter, Page, PageRequest};
 use crate::model::{CustomConnector, IntegrationRecord};
 use crate::rows::{self, Columns as _, nanos, to_json};
@@ -22,7 +22,9 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
              ON CONFLICT (environment, id) DO UPDATE SET
                 connector = excluded.connector, client_id = excluded.client_id,
                 scopes = excluded.scopes, settings = excluded.settings,
-                created_at = excluded.created_at, updated_at = excluded.updated_at",
+                created_at = excluded.created_at, updated_at = excluded.updated_at,
+                misconfigured_since = NULL, misconfigured_seen_at = NULL,
+                misconfigured_message = NULL",
         )
         .bind(&i.id)
         .bind(&i.connector)
@@ -107,6 +109,56 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
         delete_secrets::<D>(&mut tx, INTEGRATION, &integration_owner(environment, id)).await?;
         tx.commit().await?;
         Ok(deleted > 0)
+    }
+
+    async fn flag_integration_misconfigured(
+        &self,
+        environment: &str,
+        id: &str,
+        message: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        let row = sql::<D>(assembled(&[
+            "SELECT misconfigured_since FROM integrations WHERE environment = $1 AND id = $2",
+            D::FOR_UPDATE,
+        ]))
+        .bind(environment)
+        .bind(id)
+        .fetch_optional(&mut tx)
+        .await?;
+        let Some(row) = row else { return Ok(false) };
+        let first = row.opt_int("misconfigured_since")?.is_none();
+        sql::<D>(
+            "UPDATE integrations SET misconfigured_since = COALESCE(misconfigured_since, $1),
+                misconfigured_seen_at = $1, misconfigured_message = $2
+             WHERE environment = $3 AND id = $4",
+        )
+        .bind(nanos(at)?)
+        .bind(message)
+        .bind(environment)
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
+        tx.commit().await?;
+        Ok(first)
+    }
+
+    async fn clear_integration_misconfigured(
+        &self,
+        environment: &str,
+        id: &str,
+    ) -> Result<bool, StoreError> {
+        let cleared = sql::<D>(
+            "UPDATE integrations SET misconfigured_since = NULL, misconfigured_seen_at = NULL,
+                misconfigured_message = NULL
+             WHERE environment = $1 AND id = $2 AND misconfigured_since IS NOT NULL",
+        )
+        .bind(environment)
+        .bind(id)
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(cleared > 0)
     }
 
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError> {

@@ -24,6 +24,7 @@ fn record(seconds: i64, actor: &str, action: &str, object: Option<(&str, &str)>)
         address: Some("203.0.113.7".into()),
         outcome: AuditOutcome::Success,
         status: Some(200),
+        detail: None,
     }
 }
 
@@ -44,6 +45,7 @@ async fn five(store: &dyn Store) -> Vec<AuditRecord> {
             object: None,
             environment: None,
             status: None,
+            detail: Some("revocation: failed: timed out".into()),
             ..record(1_800_000_005, "k1", "connection.delete", None)
         },
     ];
