@@ -124,6 +124,7 @@ pub fn status_of(class: Class) -> StatusCode {
                 | C::ConnectSessionNotFound
                 | C::EnvironmentNotFound
                 | C::ApiKeyNotFound
+                | C::WebhookDeliveryNotFound
                 | C::NotFound,
             ) => S::NOT_FOUND,
             Caller(C::Conflict | C::NeedsReauth) => S::CONFLICT,
