@@ -46,11 +46,19 @@ struct FileConfig {
     refresh_interval: Option<u64>,
     access_log: Option<bool>,
     audit_retention: Option<u32>,
+    webhook_retention: Option<u32>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
-const SERVE_KEYS: &[&str] =
-    &["listen", "public_url", "webhook_url", "refresh_interval", "access_log", "audit_retention"];
+const SERVE_KEYS: &[&str] = &[
+    "listen",
+    "public_url",
+    "webhook_url",
+    "refresh_interval",
+    "access_log",
+    "audit_retention",
+    "webhook_retention",
+];
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
 const SECRET_FILES: &[(&str, &str)] = &[("database_url", "LATCHKEY_DATABASE_URL")];
@@ -248,6 +256,7 @@ mod tests {
             refresh_interval = 7
             access_log = false
             audit_retention = 8
+            webhook_retention = 9
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()

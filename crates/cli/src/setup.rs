@@ -142,10 +142,11 @@ pub async fn engine(global: &Global) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     engine_with(global, None).await
 }
 
-/// The engine, sending events to `webhook` if given.
+/// The engine, sending events to `webhook` if given (signed also with its previous secret,
+/// if given).
 pub async fn engine_with(
     global: &Global,
-    webhook: Option<latchkey_engine::WebhookConfig>,
+    webhook: Option<(latchkey_engine::WebhookConfig, Option<latchkey_core::Secret>)>,
 ) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     let data_dir = DataDir::new(&global.data_dir)?;
     let database = Database::from_url(global.database_url.as_ref())?;
@@ -171,8 +172,11 @@ pub async fn engine_with(
         http_requests: global.script_http_requests,
     };
     let mut builder = Engine::builder(store, catalog, net).script_limits(limits);
-    if let Some(webhook) = webhook {
+    if let Some((webhook, previous)) = webhook {
         builder = builder.webhook(webhook);
+        if let Some(previous) = previous {
+            builder = builder.webhook_previous_secret(previous);
+        }
     }
     Ok((builder.build().await?, data_dir))
 }
