@@ -42,16 +42,21 @@ pub async fn environments(engine: &Engine, command: EnvCommand) -> anyhow::Resul
         }
         EnvCommand::Webhook { id, url, clear, .. } => {
             let (record, generated) = match (url, clear) {
-                (Some(url), false) => match crate::setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")? {
-                    Some(secret) => (
-                        engine
-                            .access()
-                            .set_webhook(&id, Some(latchkey_engine::WebhookConfig { url, secret }))
-                            .await?,
-                        None,
-                    ),
-                    None => engine.access().set_webhook_url(&id, url).await?,
-                },
+                (Some(url), false) => {
+                    match crate::setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")? {
+                        Some(secret) => (
+                            engine
+                                .access()
+                                .set_webhook(
+                                    &id,
+                                    Some(latchkey_engine::WebhookConfig { url, secret }),
+                                )
+                                .await?,
+                            None,
+                        ),
+                        None => engine.access().set_webhook_url(&id, url).await?,
+                    }
+                }
                 _ => (engine.access().set_webhook(&id, None).await?, None),
             };
             match record.webhook_url {

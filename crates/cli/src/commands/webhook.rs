@@ -3,9 +3,7 @@
 
 use std::process::ExitCode;
 
-use latchkey_engine::{
-    DeliveryFilter, Engine, EnvironmentId, WebhookDelivery, page_request, time,
-};
+use latchkey_engine::{DeliveryFilter, Engine, EnvironmentId, WebhookDelivery, page_request, time};
 
 use super::output;
 use crate::args::{Format, WebhookCommand};
