@@ -279,6 +279,7 @@ mod tests {
         ("caller", "connect_session_not_found", 404),
         ("caller", "environment_not_found", 404),
         ("caller", "api_key_not_found", 404),
+        ("caller", "webhook_delivery_not_found", 404),
         ("caller", "not_found", 404),
         ("caller", "conflict", 409),
         ("caller", "needs_reauth", 409),
