@@ -115,9 +115,14 @@ pub enum Command {
         /// `{public-url}/oauth/callback`. Default: `http://{listen}`.
         #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
         public_url: Option<url::Url>,
-        /// Send signed connection events to this URL.
+        /// Send signed connection events (Standard Webhooks) to this URL, for environments
+        /// without their own webhook; signed with LATCHKEY_WEBHOOK_SECRET (or _FILE), and also
+        /// with LATCHKEY_WEBHOOK_PREVIOUS_SECRET (or _FILE) while that is set.
         #[arg(long, env = "LATCHKEY_WEBHOOK_URL")]
         webhook_url: Option<url::Url>,
+        /// Keep delivered and failed webhook deliveries in the delivery log this many days.
+        #[arg(long, env = "LATCHKEY_WEBHOOK_RETENTION", default_value_t = 7, value_name = "DAYS")]
+        webhook_retention: u32,
         /// Seconds between proactive refresh passes.
         #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
         refresh_interval: u64,
@@ -228,6 +233,12 @@ pub enum Command {
         /// What to do with master keys.
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Webhooks: the delivery log of this environment's events.
+    Webhook {
+        /// What to do with webhooks.
+        #[command(subcommand)]
+        command: WebhookCommand,
     },
     /// The audit log: who did what through the REST API, hash-chained so edits show.
     Audit {
@@ -372,6 +383,27 @@ pub enum ConnectorCommand {
 }
 
 /// A `--tag key=value`.
+/// A duration: a whole number with `s`, `m`, `h` or `d` (seconds without a unit).
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let seconds: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return Err("expected a number with s, m, h or d (e.g. 24h)".into()),
+    };
+    let number: u64 =
+        number.parse().map_err(|_| "expected a number with s, m, h or d (e.g. 24h)".to_string())?;
+    number
+        .checked_mul(seconds)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| "too long".to_string())
+}
+
 fn parse_tag(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
         Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
@@ -496,27 +528,75 @@ pub enum EnvCommand {
         /// Its id: 1-64 characters of `a-z 0-9 - _`.
         id: EnvironmentId,
         /// Send its connection events here instead of to the server's `--webhook-url`; signed
-        /// with LATCHKEY_WEBHOOK_SECRET (or _FILE).
+        /// with LATCHKEY_WEBHOOK_SECRET (or _FILE) when set, else with a new secret that is
+        /// printed once.
         #[arg(long)]
         webhook_url: Option<url::Url>,
     },
-    /// Send an environment's connection events to its own webhook (signed with
-    /// LATCHKEY_WEBHOOK_SECRET or _FILE), or with `--clear` to the server's again.
+    /// Send an environment's connection events to its own webhook, or with `--clear` to the
+    /// server's again; `--rotate` replaces its signing secret.
+    ///
+    /// With `--url`, events are signed with LATCHKEY_WEBHOOK_SECRET (or _FILE) when set, else
+    /// with the secret the environment has, else with a new one that is printed once.
     Webhook {
         /// The environment's id.
         id: EnvironmentId,
         /// The webhook URL.
-        #[arg(long, required_unless_present = "clear", conflicts_with = "clear")]
+        #[arg(long, required_unless_present_any = ["clear", "rotate"], conflicts_with_all = ["clear", "rotate"])]
         url: Option<url::Url>,
         /// Remove the environment's own webhook.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "rotate")]
         clear: bool,
+        /// Replace the signing secret with a new one (printed once); the old one keeps
+        /// signing for `--overlap`.
+        #[arg(long)]
+        rotate: bool,
+        /// How long the replaced secret keeps signing too: `90s`, `30m`, `24h`, `7d` (at most
+        /// 7 days; `0` stops it at once).
+        #[arg(long, requires = "rotate", default_value = "24h", value_parser = parse_duration)]
+        overlap: std::time::Duration,
     },
     /// List environments.
     List {
         /// Output format.
         #[command(flatten)]
         output: OutputArg,
+    },
+}
+
+/// `latchkey webhook …`.
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// List the environment's webhook deliveries, newest first, a page at a time.
+    Deliveries {
+        /// Only deliveries in this status.
+        #[arg(long, value_parser = ["pending", "delivered", "failed"])]
+        status: Option<String>,
+        /// Only events of this type (`connection.created`, …).
+        #[arg(long)]
+        event: Option<String>,
+        /// Only events about this connection.
+        #[arg(long)]
+        connection: Option<String>,
+        /// Rows per page (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Where the page starts: the cursor the page before printed.
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArg,
+    },
+    /// Show one delivery, with its body.
+    Show {
+        /// The delivery's id (`msg_…`).
+        id: String,
+    },
+    /// Queue a failed delivery again; a running `latchkey serve` sends it.
+    Retry {
+        /// The delivery's id (`msg_…`).
+        id: String,
     },
 }
 

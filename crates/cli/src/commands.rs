@@ -13,6 +13,7 @@ mod output;
 mod progress;
 mod request;
 mod sealed_file;
+mod webhook;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             access_log: _,
             audit_retention,
             refresh_exhausted_after,
+            webhook_retention,
         } => {
             let options = ServeOptions {
                 listen,
@@ -44,8 +46,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 refresh_interval,
                 audit_retention,
                 refresh_exhausted_after,
+                webhook_retention,
             };
             serve(global, options).await
+        }
+        Command::Webhook { command } => {
+            let (engine, _) = setup::engine(global).await?;
+            let run = webhook::run(&engine, &global.environment, command);
+            audit::audited(&engine, action, run).await
         }
         Command::Audit { command } => audit::run(global, command).await,
         Command::Connector { command } => connector::run(global, command).await,
@@ -123,6 +131,7 @@ struct ServeOptions {
     refresh_interval: u64,
     audit_retention: u32,
     refresh_exhausted_after: u64,
+    webhook_retention: u32,
 }
 
 /// How often the audit log is trimmed to its retention while serving.
@@ -136,12 +145,14 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         refresh_interval,
         audit_retention,
         refresh_exhausted_after,
+        webhook_retention,
     } = options;
     let webhook = match webhook_url {
         Some(url) => {
             let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
                 .context("--webhook-url needs LATCHKEY_WEBHOOK_SECRET (or _FILE) to sign events")?;
-            Some(latchkey_engine::WebhookConfig { url, secret })
+            let previous = setup::secret_from_env("LATCHKEY_WEBHOOK_PREVIOUS_SECRET")?;
+            Some((latchkey_engine::WebhookConfig { url, secret }, previous))
         }
         None => None,
     };
@@ -149,7 +160,10 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
     let (engine, data_dir) = setup::engine_with(global, |builder| {
         let builder = builder.refresh_exhausted_after(exhausted_after);
         match webhook {
-            Some(webhook) => builder.webhook(webhook),
+            Some((webhook, Some(previous))) => {
+                builder.webhook(webhook).webhook_previous_secret(previous)
+            }
+            Some((webhook, None)) => builder.webhook(webhook),
             None => builder,
         }
     })
@@ -205,6 +219,10 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
     if audit_retention > 0 {
         tokio::spawn(trim_audit_log(engine.clone(), audit_retention));
     }
+    tokio::spawn(engine.webhooks().run_deliverer(latchkey_engine::DeliveryOptions {
+        retention: std::time::Duration::from_secs(u64::from(webhook_retention) * 24 * 60 * 60),
+        ..latchkey_engine::DeliveryOptions::default()
+    }));
     let state = latchkey_server::AppState::new(engine, api_key, public_url);
     let limits = latchkey_server::BodyLimits {
         proxy: global.proxy_max_request_bytes,

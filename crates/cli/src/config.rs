@@ -47,6 +47,7 @@ struct FileConfig {
     access_log: Option<bool>,
     audit_retention: Option<u32>,
     refresh_exhausted_after: Option<u64>,
+    webhook_retention: Option<u32>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
@@ -58,6 +59,7 @@ const SERVE_KEYS: &[&str] = &[
     "access_log",
     "audit_retention",
     "refresh_exhausted_after",
+    "webhook_retention",
 ];
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
@@ -257,6 +259,7 @@ mod tests {
             access_log = false
             audit_retention = 8
             refresh_exhausted_after = 9
+            webhook_retention = 10
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()

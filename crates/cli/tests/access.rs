@@ -110,11 +110,43 @@ fn environment_webhooks_and_the_cli_own_audit_entries() {
         "plain",
         "id: plain\nname: Plain\nbase_url: https://plain.example\nauth: [{type: bearer}]\n",
     );
-    let no_secret =
-        home.run(&["env", "create", "prod", "--webhook-url", "https://hooks.example/p"]);
-    assert!(!no_secret.status.success());
-    let said = String::from_utf8_lossy(&no_secret.stderr);
-    assert!(said.contains("LATCHKEY_WEBHOOK_SECRET"), "{said}");
+    // Without LATCHKEY_WEBHOOK_SECRET, a secret is generated and printed once.
+    let generated = home.run(&["env", "create", "dev", "--webhook-url", "https://hooks.example/d"]);
+    assert!(generated.status.success(), "{}", String::from_utf8_lossy(&generated.stderr));
+    let printed = String::from_utf8_lossy(&generated.stdout);
+    assert!(printed.lines().any(|l| l.starts_with("whsec_")), "{printed}");
+    assert!(String::from_utf8_lossy(&generated.stderr).contains("only this once"));
+    // Its events are recorded in the delivery log before the command exits.
+    home.ok(&[
+        "--environment",
+        "dev",
+        "connect",
+        "plain",
+        "--id",
+        "d1",
+        "--set",
+        "token=canary-token",
+        "--no-test",
+    ]);
+    let deliveries: serde_json::Value = serde_json::from_str(&home.ok(&[
+        "--environment",
+        "dev",
+        "webhook",
+        "deliveries",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
+    let items = deliveries["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{deliveries}");
+    assert_eq!(
+        (items[0]["event"].as_str(), items[0]["status"].as_str()),
+        (Some("connection.created"), Some("pending"))
+    );
+    let shown =
+        home.ok(&["--environment", "dev", "webhook", "show", items[0]["id"].as_str().unwrap()]);
+    assert!(shown.contains("\"connection_id\": \"d1\""), "{shown}");
+    assert!(!shown.contains("canary-token"));
 
     home.extra_env.push(("LATCHKEY_WEBHOOK_SECRET".into(), "canary-webhook-secret-1234".into()));
     home.ok(&["env", "create", "prod", "--webhook-url", "https://hooks.example/p"]);
@@ -127,6 +159,8 @@ fn environment_webhooks_and_the_cli_own_audit_entries() {
     assert_eq!(webhook_of(&home), "https://hooks.example/p");
     home.ok(&["env", "webhook", "prod", "--url", "https://hooks.example/q"]);
     assert_eq!(webhook_of(&home), "https://hooks.example/q");
+    let rotated = home.ok(&["env", "webhook", "prod", "--rotate", "--overlap", "1h"]);
+    assert!(rotated.trim().starts_with("whsec_"), "{rotated}");
     home.ok(&["env", "webhook", "prod", "--clear"]);
     assert_eq!(webhook_of(&home), serde_json::Value::Null);
 
@@ -188,9 +222,11 @@ fn environment_webhooks_and_the_cli_own_audit_entries() {
         })
         .collect();
     let expected: Vec<(String, String, String, String)> = [
-        ("environment.create", "prod", "-", "failed"),
+        ("environment.create", "dev", "-", "success"),
+        ("connection.create", "d1", "dev", "success"),
         ("environment.create", "prod", "-", "success"),
         ("environment.update", "prod", "-", "success"),
+        ("environment.webhook_secret_rotate", "prod", "-", "success"),
         ("environment.update", "prod", "-", "success"),
         ("connection.create", "p1", "prod", "success"),
         ("api_key.create", "-", "-", "success"),
@@ -205,5 +241,6 @@ fn environment_webhooks_and_the_cli_own_audit_entries() {
     .collect();
     assert_eq!(entries, expected);
     assert!(!tail.to_string().contains("canary"), "no secret in the audit log");
+    assert!(!tail.to_string().contains("whsec_"), "no webhook secret in the audit log");
     home.ok(&["audit", "verify"]);
 }

@@ -55,8 +55,37 @@ impl NewEnvironment {
 /// The shortest webhook signing secret accepted.
 pub const MIN_WEBHOOK_SECRET: usize = 16;
 
+/// The longest overlap a webhook secret rotation may give the secret it replaces: 7 days.
+pub const MAX_WEBHOOK_OVERLAP: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+/// Ok if `secret` can sign webhooks: 16-1024 printable characters; one that starts with
+/// `whsec_` must carry a base64 key of at least 16 bytes after it (as Standard Webhooks
+/// libraries decode it).
+fn check_webhook_secret(secret: &Secret) -> Result<(), EngineError> {
+    let text = secret.expose();
+    if text.chars().count() < MIN_WEBHOOK_SECRET
+        || text.len() > 1024
+        || text.chars().any(char::is_control)
+    {
+        return Err(EngineError::invalid(
+            "webhook_secret",
+            format!("webhook_secret is {MIN_WEBHOOK_SECRET}-1024 printable characters"),
+        ));
+    }
+    if text.starts_with(crate::webhooks::SECRET_PREFIX)
+        && crate::webhooks::signing::encoded_key(secret).is_none_or(|key| key.len() < 16)
+    {
+        return Err(EngineError::invalid(
+            "webhook_secret",
+            "a webhook_secret starting with `whsec_` is followed by a base64 key of at least 16 \
+             bytes",
+        ));
+    }
+    Ok(())
+}
+
 /// Ok if `config` can be used: an `http`/`https` URL without credentials in it, and a secret
-/// of at least [`MIN_WEBHOOK_SECRET`] printable characters.
+/// that [`check_webhook_secret`] accepts.
 fn check_webhook(config: &WebhookConfig) -> Result<(), EngineError> {
     let url = &config.url;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
@@ -68,17 +97,7 @@ fn check_webhook(config: &WebhookConfig) -> Result<(), EngineError> {
             "webhook_url must not hold credentials; the secret signs each event",
         ));
     }
-    let secret = config.secret.expose();
-    if secret.chars().count() < MIN_WEBHOOK_SECRET
-        || secret.len() > 1024
-        || secret.chars().any(char::is_control)
-    {
-        return Err(EngineError::invalid(
-            "webhook_secret",
-            format!("webhook_secret is {MIN_WEBHOOK_SECRET}-1024 printable characters"),
-        ));
-    }
-    Ok(())
+    check_webhook_secret(&config.secret)
 }
 
 /// Caches for [`Access`]: keys by digest (found or not), environments known to exist (they
@@ -123,6 +142,8 @@ impl Access<'_> {
             id: new.id.into_string(),
             webhook_url,
             webhook_secret,
+            webhook_previous_secret: None,
+            webhook_previous_expires_at: None,
             created_at: self.engine.clock.now(),
         };
         self.engine.store.create_environment(&record).await.map_err(|e| match e {
@@ -163,6 +184,78 @@ impl Access<'_> {
         self.engine.events.forget_environment(environment.as_str()).await;
         tracing::info!(environment = %environment, webhook = url.is_some(), "environment webhook set");
         self.environment(environment).await
+    }
+
+    /// Sends `environment`'s events to `url`, signed with the secret it has; when it has none,
+    /// with a new one (`whsec_…`), which is returned: it is not shown again.
+    pub async fn set_webhook_url(
+        &self,
+        environment: &EnvironmentId,
+        url: url::Url,
+    ) -> Result<(EnvironmentRecord, Option<Secret>), EngineError> {
+        let current = self.environment(environment).await?;
+        let generated = match current.webhook_secret {
+            Some(_) => None,
+            None => Some(crate::webhooks::generate_secret()),
+        };
+        let secret = generated.clone().or(current.webhook_secret).unwrap_or_default();
+        check_webhook(&WebhookConfig { url: url.clone(), secret })?;
+        match self
+            .engine
+            .store
+            .set_environment_webhook(environment.as_str(), Some(url.as_str()), generated.as_ref())
+            .await
+        {
+            Ok(()) => {}
+            Err(latchkey_store::StoreError::NotFound { .. }) => {
+                return Err(EngineError::EnvironmentNotFound(environment.to_string()));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.engine.events.forget_environment(environment.as_str()).await;
+        tracing::info!(environment = %environment, generated = generated.is_some(), "environment webhook URL set");
+        Ok((self.environment(environment).await?, generated))
+    }
+
+    /// Replaces `environment`'s webhook secret with `secret` (a new `whsec_…` one when `None`)
+    /// and returns the new secret, which is not shown again. For `overlap` (at most
+    /// [`MAX_WEBHOOK_OVERLAP`]) the secret replaced signs deliveries too, so receivers holding
+    /// either verify them; with zero, it stops at once.
+    pub async fn rotate_webhook_secret(
+        &self,
+        environment: &EnvironmentId,
+        secret: Option<Secret>,
+        overlap: Duration,
+    ) -> Result<(EnvironmentRecord, Secret), EngineError> {
+        if overlap > MAX_WEBHOOK_OVERLAP {
+            return Err(EngineError::invalid(
+                "overlap_seconds",
+                format!("overlap_seconds is at most {}", MAX_WEBHOOK_OVERLAP.as_secs()),
+            ));
+        }
+        let secret = secret.unwrap_or_else(crate::webhooks::generate_secret);
+        check_webhook_secret(&secret)?;
+        let current = self.environment(environment).await?;
+        if current.webhook_url.is_none() || current.webhook_secret.is_none() {
+            return Err(EngineError::invalid(
+                "id",
+                format!(
+                    "environment `{environment}` has no webhook of its own: set one first (its \
+                     events go to the server-wide webhook, whose secret is rotated with \
+                     LATCHKEY_WEBHOOK_PREVIOUS_SECRET)"
+                ),
+            ));
+        }
+        let until = (!overlap.is_zero())
+            .then(|| time::Duration::try_from(overlap).ok().map(|d| self.engine.clock.now() + d))
+            .flatten();
+        self.engine
+            .store
+            .rotate_environment_webhook_secret(environment.as_str(), &secret, until)
+            .await?;
+        self.engine.events.forget_environment(environment.as_str()).await;
+        tracing::info!(environment = %environment, overlap_seconds = overlap.as_secs(), "environment webhook secret rotated");
+        Ok((self.environment(environment).await?, secret))
     }
 
     /// Every environment, by id.

@@ -48,6 +48,17 @@ pub enum EngineError {
     /// No API key with this id.
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
+    /// No webhook delivery with this id (in the caller's environment).
+    #[error("webhook delivery `{0}` not found")]
+    WebhookDeliveryNotFound(String),
+    /// Only a failed webhook delivery can be queued again.
+    #[error("webhook delivery `{id}` is {status}; only a failed delivery can be retried")]
+    WebhookDeliveryNotRetryable {
+        /// The delivery.
+        id: String,
+        /// Where it stands (`pending` or `delivered`).
+        status: &'static str,
+    },
     /// The connector has no auth method with this name.
     #[error("connector `{connector}` has no auth method `{method}` (it has: {available})")]
     AuthMethodNotFound {
@@ -282,6 +293,8 @@ codes! {
         EnvironmentNotFound => "environment_not_found",
         /// No such API key.
         ApiKeyNotFound => "api_key_not_found",
+        /// No such webhook delivery.
+        WebhookDeliveryNotFound => "webhook_delivery_not_found",
         /// No such record (or route).
         NotFound => "not_found",
         /// The id exists, or the record changed meanwhile.
@@ -452,6 +465,8 @@ impl EngineError {
             Self::ConnectSessionNotFound(_) => Caller(C::ConnectSessionNotFound),
             Self::EnvironmentNotFound(_) => Caller(C::EnvironmentNotFound),
             Self::ApiKeyNotFound(_) => Caller(C::ApiKeyNotFound),
+            Self::WebhookDeliveryNotFound(_) => Caller(C::WebhookDeliveryNotFound),
+            Self::WebhookDeliveryNotRetryable { .. } => Caller(C::Conflict),
             Self::AuthMethodNotFound { .. } => Caller(C::AuthMethodNotFound),
             Self::InvalidRequest { .. } => Caller(C::InvalidRequest),
             Self::Conflict(_) => Caller(C::Conflict),

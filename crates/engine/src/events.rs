@@ -1,24 +1,26 @@
-//! Connection events, delivered as signed webhooks: JSON bodies signed with HMAC-SHA256 over
-//! `"{timestamp}.{body}"`, sent in `Latchkey-Signature: t=<unix>,v1=<hex>`, retried with
-//! exponential backoff. Delivery runs in the background and never blocks the caller.
+//! Connection events, sent as Standard Webhooks (see [`crate::webhooks`]). Emitting records
+//! the event in the store's delivery log, in the background, and never blocks the caller; a
+//! deliverer ([`Webhooks::run_deliverer`](crate::webhooks::Webhooks::run_deliverer)) sends it,
+//! signed, and retries it on its schedule.
 //!
 //! An event goes to its environment's webhook when the environment has one, else to the
-//! server-wide webhook (`--webhook-url`), else nowhere. Environments' webhooks are read from
-//! the store and kept for [`ENVIRONMENT_WEBHOOK_TTL`], so a change made by another process
-//! sharing the database is followed within that time.
+//! server-wide webhook (`--webhook-url`), else nowhere (and is not recorded). Environments'
+//! webhooks are read from the store and kept for [`ENVIRONMENT_WEBHOOK_TTL`], so a change made
+//! by another process sharing the database is followed within that time.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use latchkey_core::Secret;
-use latchkey_net::HostPolicy;
-use latchkey_store::{AccessStore, ConnectionRecord, EndUser, Tags};
+use latchkey_store::{ConnectionRecord, EndUser, Store, Tags, WebhookDelivery};
 use moka::future::Cache;
 use serde::Serialize;
-use sha2::Sha256;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 use url::Url;
+
+use crate::Clock;
 
 /// Where events go.
 #[derive(Debug, Clone)]
@@ -152,20 +154,50 @@ impl Event {
 /// How long an environment's webhook setting is used without reading it again.
 pub const ENVIRONMENT_WEBHOOK_TTL: Duration = Duration::from_secs(5);
 
-/// The event emitter: sends each event to its environment's webhook or the server-wide one.
-#[derive(Clone)]
-pub struct Events {
-    inner: Arc<Sinks>,
+/// Where one environment's events go, with the secrets that sign them.
+#[derive(Debug, Clone)]
+pub(crate) struct Destination {
+    /// The endpoint.
+    pub url: Url,
+    /// The current secret.
+    pub secret: Secret,
+    /// A secret that signs too, until the time given (`None`: for as long as it is set).
+    pub previous: Option<(Secret, Option<OffsetDateTime>)>,
 }
 
-struct Sinks {
+impl Destination {
+    /// The secrets that sign a delivery made at `now`: the current one first.
+    pub fn secrets(&self, now: OffsetDateTime) -> Vec<&Secret> {
+        let mut secrets = vec![&self.secret];
+        if let Some((previous, until)) = &self.previous
+            && until.is_none_or(|until| now < until)
+        {
+            secrets.push(previous);
+        }
+        secrets
+    }
+}
+
+/// The event emitter: records each event for its environment's webhook or the server-wide one.
+#[derive(Clone)]
+pub struct Events {
+    pub(crate) inner: Arc<Sinks>,
+}
+
+pub(crate) struct Sinks {
     /// The server-wide webhook, for environments without their own.
-    default: Option<WebhookConfig>,
-    /// Where environments' own webhooks are read from; `None`: only `default` is used.
-    store: Option<Arc<dyn AccessStore>>,
+    default: Option<Destination>,
+    /// Where environments' own webhooks are read from and deliveries recorded; `None`: events
+    /// go nowhere.
+    store: Option<Arc<dyn Store>>,
     /// Each environment's own webhook (or none), as last read.
-    environments: Cache<String, Option<WebhookConfig>>,
-    net: Option<latchkey_net::Client>,
+    environments: Cache<String, Option<Destination>>,
+    clock: Arc<dyn Clock>,
+    /// Woken when a delivery is recorded, so a deliverer in this process sends it at once.
+    pub(crate) recorded: Notify,
+    /// Events being recorded, and a wake-up when that count falls to zero.
+    recording: AtomicUsize,
+    settled: Notify,
 }
 
 impl std::fmt::Debug for Events {
@@ -180,29 +212,37 @@ impl std::fmt::Debug for Events {
 impl Default for Events {
     /// An emitter that sends nothing.
     fn default() -> Self {
-        Self::new(None, None, None)
+        Self::new(None, None, None, Arc::new(crate::SystemClock))
     }
 }
 
-/// Delivery attempts before an event is dropped (with a log line).
-const ATTEMPTS: u32 = 6;
-
 impl Events {
-    /// Events delivered through `net` to their environment's webhook, read from `store`, or to
-    /// `default`.
-    pub fn new(
+    /// Events recorded in `store` for their environment's webhook, or for `default` (signed
+    /// also with `default_previous` while it is given).
+    pub(crate) fn new(
         default: Option<WebhookConfig>,
-        store: Option<Arc<dyn AccessStore>>,
-        net: Option<latchkey_net::Client>,
+        default_previous: Option<Secret>,
+        store: Option<Arc<dyn Store>>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         let environments =
             Cache::builder().max_capacity(10_000).time_to_live(ENVIRONMENT_WEBHOOK_TTL).build();
-        Self { inner: Arc::new(Sinks { default, store, environments, net }) }
-    }
-
-    /// Events delivered to `config` through `net`, whatever their environment.
-    pub fn webhook(config: WebhookConfig, net: latchkey_net::Client) -> Self {
-        Self::new(Some(config), None, Some(net))
+        let default = default.map(|config| Destination {
+            url: config.url,
+            secret: config.secret,
+            previous: default_previous.map(|secret| (secret, None)),
+        });
+        Self {
+            inner: Arc::new(Sinks {
+                default,
+                store,
+                environments,
+                clock,
+                recorded: Notify::new(),
+                recording: AtomicUsize::new(0),
+                settled: Notify::new(),
+            }),
+        }
     }
 
     /// Forgets what was read of `environment`'s webhook (after it changed here).
@@ -211,7 +251,7 @@ impl Events {
     }
 
     /// Where an event of `environment` goes, if anywhere.
-    async fn destination(&self, environment: &str) -> Option<WebhookConfig> {
+    pub(crate) async fn destination(&self, environment: &str) -> Option<Destination> {
         let sinks = &self.inner;
         if let Some(store) = &sinks.store {
             let own = sinks
@@ -232,85 +272,62 @@ impl Events {
         sinks.default.clone()
     }
 
-    /// Sends `event` in the background.
+    /// Records `event` for delivery, in the background.
     pub fn emit(&self, event: Event) {
-        let Some(net) = self.inner.net.clone() else { return };
-        if self.inner.default.is_none() && self.inner.store.is_none() {
-            return;
-        }
+        let Some(store) = self.inner.store.clone() else { return };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let events = self.clone();
+        self.inner.recording.fetch_add(1, Ordering::SeqCst);
         runtime.spawn(async move {
-            let Some(config) = events.destination(&event.environment).await else { return };
-            let body = match serde_json::to_vec(&event) {
-                Ok(body) => body,
-                Err(_) => return,
-            };
-            let mut delay = Duration::from_millis(500);
-            for attempt in 1..=ATTEMPTS {
-                match deliver(&net, &config, &body).await {
-                    Ok(()) => return,
-                    Err(reason) if attempt == ATTEMPTS => {
-                        tracing::error!(event = event.kind, connection = ?event.connection_id, environment = %event.environment, %reason, "webhook dropped");
-                    }
-                    Err(reason) => {
-                        tracing::warn!(event = event.kind, connection = ?event.connection_id, attempt, %reason, "webhook delivery failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                }
+            events.record(&*store, &event).await;
+            if events.inner.recording.fetch_sub(1, Ordering::SeqCst) == 1 {
+                events.inner.settled.notify_waiters();
             }
         });
+    }
+
+    async fn record(&self, store: &dyn Store, event: &Event) {
+        let Some(destination) = self.destination(&event.environment).await else { return };
+        let Ok(body) = serde_json::to_string(event) else { return };
+        let delivery = WebhookDelivery::pending(
+            crate::webhooks::message_id(),
+            event.environment.as_str(),
+            event.kind,
+            event.connection_id.clone(),
+            destination.url.as_str(),
+            body,
+            self.inner.clock.now(),
+        );
+        match store.insert_webhook_delivery(&delivery).await {
+            Ok(()) => self.inner.recorded.notify_one(),
+            Err(error) => {
+                tracing::error!(event = event.kind, connection = ?event.connection_id, environment = %event.environment, %error, "cannot record a webhook delivery; the event is lost");
+                metrics::counter!(crate::webhooks::DELIVERIES, "outcome" => "dropped").increment(1);
+            }
+        }
+    }
+
+    /// Waits until every event emitted so far is recorded (a short-lived process, such as a
+    /// CLI command, calls it before it exits, so its events are not lost with it).
+    pub async fn settle(&self) {
+        loop {
+            let settled = self.inner.settled.notified();
+            tokio::pin!(settled);
+            settled.as_mut().enable();
+            if self.inner.recording.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
     }
 }
 
 /// An environment's own webhook, when it has a URL and a secret.
-fn environment_webhook(record: latchkey_store::EnvironmentRecord) -> Option<WebhookConfig> {
+fn environment_webhook(record: latchkey_store::EnvironmentRecord) -> Option<Destination> {
     let url = Url::parse(record.webhook_url.as_deref()?).ok()?;
-    Some(WebhookConfig { url, secret: record.webhook_secret? })
-}
-
-/// `t=<unix>,v1=<hex HMAC-SHA256(secret, "<unix>.<body>")>`.
-pub fn signature(secret: &Secret, timestamp: i64, body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose().as_bytes())
-        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    format!("t={timestamp},v1={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-async fn deliver(
-    net: &latchkey_net::Client,
-    config: &WebhookConfig,
-    body: &[u8],
-) -> Result<(), String> {
-    let policy = HostPolicy::for_url(&config.url).map_err(|e| e.to_string())?;
-    let timestamp = OffsetDateTime::now_utc().unix_timestamp();
-    let request = http::Request::post(config.url.as_str())
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("latchkey-signature", signature(&config.secret, timestamp, body))
-        .body(bytes::Bytes::copy_from_slice(body))
-        .map_err(|e| e.to_string())?;
-    let response = net.send(request, &policy).await.map_err(|e| e.to_string())?;
-    if response.status.is_success() {
-        Ok(())
-    } else {
-        Err(format!("the endpoint answered {}", response.status))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signature_matches_an_independent_hmac() {
-        // HMAC-SHA256("key", "1700000000.{}"), computed with Python's hmac module.
-        let sig = signature(&Secret::new("key"), 1_700_000_000, b"{}");
-        assert_eq!(
-            sig,
-            "t=1700000000,v1=9d713ed406bb7076d4123f0dc2c39d2df5c654ed4b0cd56b52c8b4c940bd63ae"
-        );
-    }
+    let previous = record
+        .webhook_previous_secret
+        .zip(record.webhook_previous_expires_at)
+        .map(|(secret, until)| (secret, Some(until)));
+    Some(Destination { url, secret: record.webhook_secret?, previous })
 }

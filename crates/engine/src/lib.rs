@@ -38,6 +38,7 @@ mod signed_tokens;
 mod stored_values;
 pub mod tags;
 pub mod telemetry;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -58,9 +59,9 @@ pub use latchkey_core::{
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
     ConnectSession, ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus,
-    ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, EndUser, IntegrationFilter, IntegrationRecord,
-    Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys, Metadata, Page, PageRequest, PgStore,
-    SqliteStore, Store, StoreError, Tags,
+    ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, DeliveryFilter, DeliveryStatus, EndUser,
+    IntegrationFilter, IntegrationRecord, Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys, Metadata,
+    Page, PageRequest, PgStore, SqliteStore, Store, StoreError, Tags, WebhookDelivery,
 };
 
 pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
@@ -85,6 +86,7 @@ pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
 pub use renewal::Renewal;
+pub use webhooks::{DeliveryOptions, RetrySchedule, Webhooks};
 
 /// docs/embedding.md, whose examples are compiled (and those that need no network run) as
 /// doctests.
@@ -135,6 +137,7 @@ pub struct EngineBuilder {
     refresh_exhausted_after: std::time::Duration,
     script_limits: ScriptLimits,
     webhook: Option<WebhookConfig>,
+    webhook_previous_secret: Option<latchkey_core::Secret>,
     clock: Arc<dyn Clock>,
 }
 
@@ -169,9 +172,17 @@ impl EngineBuilder {
     }
 
     /// Sends connection events to a webhook: the server-wide one, for environments without
-    /// their own (see [`Access::set_webhook`]).
+    /// their own (see [`Access::set_webhook`]). Events are recorded in the store's delivery log;
+    /// a deliverer ([`Webhooks::run_deliverer`]) sends them.
     pub fn webhook(mut self, config: WebhookConfig) -> Self {
         self.webhook = Some(config);
+        self
+    }
+
+    /// Signs the server-wide webhook's deliveries with `secret` too, besides its own secret:
+    /// the one it replaced, while receivers move to the new one (`LATCHKEY_WEBHOOK_PREVIOUS_SECRET`).
+    pub fn webhook_previous_secret(mut self, secret: latchkey_core::Secret) -> Self {
+        self.webhook_previous_secret = Some(secret);
         self
     }
 
@@ -197,8 +208,12 @@ impl EngineBuilder {
                 Origin::Custom,
             );
         }
-        let access: Arc<dyn latchkey_store::AccessStore> = self.store.clone();
-        let events = Events::new(self.webhook, Some(access), Some(self.net.clone()));
+        let events = Events::new(
+            self.webhook,
+            self.webhook_previous_secret,
+            Some(self.store.clone()),
+            self.clock.clone(),
+        );
         let oauth = oauth2::OAuthRuntime {
             refresher: Arc::new(oauth2::RefreshCoordinator::with_lease(self.refresh_lease)),
             ..oauth2::OAuthRuntime::default()
@@ -243,6 +258,7 @@ impl Engine {
             refresh_exhausted_after: DEFAULT_REFRESH_EXHAUSTED_AFTER,
             script_limits: ScriptLimits::default(),
             webhook: None,
+            webhook_previous_secret: None,
             clock: Arc::new(SystemClock),
         }
     }

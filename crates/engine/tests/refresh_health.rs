@@ -88,6 +88,7 @@ async fn world(connections: usize, failure: (u16, &'static str)) -> World {
         .await
         .unwrap();
     common::add_app(&engine).await;
+    tokio::spawn(engine.webhooks().run_deliverer(latchkey_engine::DeliveryOptions::default()));
     let expires = clock.now() + time::Duration::seconds(200);
     for i in 0..connections {
         let id = format!("c{i}");

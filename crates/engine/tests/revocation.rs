@@ -42,6 +42,7 @@ async fn engine_with_connection(server: &MockServer, auth_extra: &str) -> Arc<En
         .build()
         .await
         .unwrap();
+    tokio::spawn(engine.webhooks().run_deliverer(latchkey_engine::DeliveryOptions::default()));
     common::add_app(&engine).await;
     engine
         .connections()

@@ -30,6 +30,7 @@ async fn engine(hook: Option<&MockServer>) -> Arc<Engine> {
         });
     }
     let engine = builder.build().await.unwrap();
+    tokio::spawn(engine.webhooks().run_deliverer(latchkey_engine::DeliveryOptions::default()));
     engine
         .integrations()
         .put(NewIntegration {

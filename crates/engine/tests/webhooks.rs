@@ -1,16 +1,36 @@
-//! Connection events reach the app's webhook, signed, and are retried until it answers.
+//! Connection events reach the app's webhook, signed per Standard Webhooks, and are retried
+//! until it answers; the delivery log shows what became of each.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::Secret;
 use latchkey_engine::{
-    Catalog, Engine, EngineError, EnvironmentId, NewConnection, NewEnvironment, Origin,
-    WebhookConfig, events::signature,
+    Catalog, DeliveryFilter, DeliveryOptions, DeliveryStatus, Engine, EngineError, EnvironmentId,
+    NewConnection, NewEnvironment, Origin, PageRequest, RetrySchedule, WebhookConfig,
+    webhooks::sign,
 };
 use latchkey_store::{Keyring, MasterKey, SqliteStore};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// A deliverer that retries at once and looks often, for tests.
+fn fast() -> DeliveryOptions {
+    DeliveryOptions {
+        schedule: RetrySchedule { delays: vec![Duration::ZERO; 5], jitter: 0.0 },
+        poll: Duration::from_millis(20),
+        ..DeliveryOptions::default()
+    }
+}
+
+/// Whether `request` carries the Standard Webhooks headers and a signature by `secret`.
+fn signed_by(request: &wiremock::Request, secret: &Secret) -> bool {
+    let header = |name: &str| request.headers.get(name).unwrap().to_str().unwrap().to_owned();
+    let (id, timestamp) = (header("webhook-id"), header("webhook-timestamp"));
+    assert!(id.starts_with("msg_"), "{id}");
+    let expected = sign(secret, &id, timestamp.parse().unwrap(), &request.body);
+    header("webhook-signature").split(' ').any(|s| s == expected)
+}
 
 #[tokio::test]
 async fn events_are_signed_and_retried() {
@@ -48,6 +68,7 @@ async fn events_are_signed_and_retried() {
         .build()
         .await
         .unwrap();
+    tokio::spawn(engine.webhooks().run_deliverer(fast()));
     engine
         .connections()
         .create(NewConnection {
@@ -72,16 +93,39 @@ async fn events_are_signed_and_retried() {
     for request in &requests {
         let body = String::from_utf8(request.body.clone()).unwrap();
         assert!(!body.contains("tok-canary"), "no secret in events");
-        let header = request.headers.get("latchkey-signature").unwrap().to_str().unwrap();
-        let timestamp: i64 =
-            header.trim_start_matches("t=").split(',').next().unwrap().parse().unwrap();
-        assert_eq!(header, signature(&secret, timestamp, body.as_bytes()));
+        assert!(signed_by(request, &secret));
+        assert!(request.headers.get("latchkey-signature").is_none(), "the old header is gone");
         let event: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(event["connection_id"], "c1");
         kinds.push(event["type"].as_str().unwrap().to_string());
     }
     assert!(kinds.contains(&"connection.created".to_string()));
     assert!(kinds.contains(&"connection.deleted".to_string()));
+
+    // The retried event was sent twice under one id, and the log says so.
+    let ids: Vec<String> = requests
+        .iter()
+        .map(|r| r.headers.get("webhook-id").unwrap().to_str().unwrap().to_owned())
+        .collect();
+    let retried = ids.iter().find(|id| ids.iter().filter(|i| i == id).count() == 2).unwrap();
+    let mut delivery = None;
+    for _ in 0..200 {
+        let found =
+            engine.webhooks().get(&EnvironmentId::default_environment(), retried).await.unwrap();
+        if found.status == DeliveryStatus::Delivered {
+            delivery = Some(found);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let delivery = delivery.expect("the retried event is delivered");
+    assert_eq!((delivery.attempts, delivery.last_status), (2, Some(204)));
+    let page = engine
+        .webhooks()
+        .list(&DeliveryFilter::in_environment("default"), &PageRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 2, "one row per event");
 }
 
 #[tokio::test]
@@ -110,6 +154,7 @@ async fn a_forced_integration_delete_marks_its_connections_and_says_why() {
         .build()
         .await
         .unwrap();
+    tokio::spawn(engine.webhooks().run_deliverer(fast()));
     let app: latchkey_engine::IntegrationId = "app".parse().unwrap();
     engine
         .integrations()
@@ -199,10 +244,7 @@ async fn received(server: &MockServer, at: &str, n: usize) -> Vec<wiremock::Requ
 fn events(requests: &[wiremock::Request], secret: &Secret) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for request in requests {
-        let header = request.headers.get("latchkey-signature").unwrap().to_str().unwrap();
-        let timestamp: i64 =
-            header.trim_start_matches("t=").split(',').next().unwrap().parse().unwrap();
-        assert_eq!(header, signature(secret, timestamp, &request.body), "signed with its secret");
+        assert!(signed_by(request, secret), "signed with its secret");
         let event: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
         out.push((
             event["type"].as_str().unwrap().to_owned(),
@@ -237,6 +279,7 @@ async fn an_environment_with_its_own_webhook_gets_its_events_and_no_other() {
         .build()
         .await
         .unwrap();
+    tokio::spawn(engine.webhooks().run_deliverer(fast()));
     let prod: EnvironmentId = "prod".parse().unwrap();
     let prod_hook = WebhookConfig {
         url: format!("{}/prod", hook.uri()).parse().unwrap(),
@@ -320,6 +363,7 @@ async fn a_check_that_fails_then_passes_sends_unhealthy_then_recovered() {
         .build()
         .await
         .unwrap();
+    tokio::spawn(engine.webhooks().run_deliverer(fast()));
     let answer = |status: u16| {
         let api = &api;
         async move {

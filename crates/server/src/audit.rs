@@ -63,6 +63,12 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("POST", "/connect-sessions", write("connect_session.create", "connect_session")),
     ("POST", "/environments", write("environment.create", "environment")),
     ("PATCH", "/environments/{id}", write("environment.update", "environment")),
+    (
+        "POST",
+        "/environments/{id}/webhook-secret/rotate",
+        write("environment.webhook_secret_rotate", "environment"),
+    ),
+    ("POST", "/webhook-deliveries/{id}/retry", write("webhook_delivery.retry", "webhook_delivery")),
     ("POST", "/api-keys", write("api_key.create", "api_key")),
     ("DELETE", "/api-keys/{id}", write("api_key.revoke", "api_key")),
 ];

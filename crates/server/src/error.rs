@@ -124,6 +124,7 @@ pub fn status_of(class: Class) -> StatusCode {
                 | C::ConnectSessionNotFound
                 | C::EnvironmentNotFound
                 | C::ApiKeyNotFound
+                | C::WebhookDeliveryNotFound
                 | C::NotFound,
             ) => S::NOT_FOUND,
             Caller(C::Conflict | C::NeedsReauth) => S::CONFLICT,
@@ -279,6 +280,7 @@ mod tests {
         ("caller", "connect_session_not_found", 404),
         ("caller", "environment_not_found", 404),
         ("caller", "api_key_not_found", 404),
+        ("caller", "webhook_delivery_not_found", 404),
         ("caller", "not_found", 404),
         ("caller", "conflict", 409),
         ("caller", "needs_reauth", 409),

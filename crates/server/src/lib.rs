@@ -101,6 +101,13 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
             "/environments/{id}",
             get(routes::environments::get).patch(routes::environments::update),
         )
+        .route(
+            "/environments/{id}/webhook-secret/rotate",
+            post(routes::environments::rotate_webhook_secret),
+        )
+        .route("/webhook-deliveries", get(routes::webhook_deliveries::list))
+        .route("/webhook-deliveries/{id}", get(routes::webhook_deliveries::get))
+        .route("/webhook-deliveries/{id}/retry", post(routes::webhook_deliveries::retry))
         .route("/api-keys", get(routes::api_keys::list).post(routes::api_keys::create))
         .route("/api-keys/{id}", delete(routes::api_keys::revoke))
         .route("/audit", get(routes::audit::list))

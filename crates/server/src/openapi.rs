@@ -5,6 +5,7 @@ use utoipa::OpenApi;
 
 use crate::routes::{
     api_keys, audit, connect_sessions, connections, connectors, environments, integrations,
+    webhook_deliveries,
 };
 
 #[derive(OpenApi)]
@@ -18,6 +19,8 @@ use crate::routes::{
         connections::test, connections::check, connections::token, connections::refresh,
         connect_sessions::create, connect_sessions::get,
         environments::list, environments::create, environments::get, environments::update,
+        environments::rotate_webhook_secret,
+        webhook_deliveries::list, webhook_deliveries::get, webhook_deliveries::retry,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit::list,
         crate::proxy::forward,
@@ -29,7 +32,9 @@ use crate::routes::{
         connections::ConnectionPage, connections::UpdateConnection,
         connect_sessions::CreateConnectSession, connect_sessions::CreatedConnectSession,
         connect_sessions::ConnectSessionView, environments::CreateEnvironment,
-        environments::EnvironmentView, environments::UpdateEnvironment, api_keys::CreateApiKey, api_keys::ApiKeyView,
+        environments::EnvironmentView, environments::UpdateEnvironment,
+        environments::RotateWebhookSecret, webhook_deliveries::DeliveryPage,
+        webhook_deliveries::DeliveryView, api_keys::CreateApiKey, api_keys::ApiKeyView,
         api_keys::CreatedApiKey, audit::AuditPageView, audit::AuditEntryView,
         audit::AuditActorView, audit::AuditObjectView)),
     modifiers(&BearerAuth),

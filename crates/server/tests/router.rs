@@ -660,6 +660,8 @@ fn one_of_each() -> Vec<EngineError> {
         EngineError::ConnectSessionNotFound("x".into()),
         EngineError::EnvironmentNotFound("x".into()),
         EngineError::ApiKeyNotFound("x".into()),
+        EngineError::WebhookDeliveryNotFound("msg_x".into()),
+        EngineError::WebhookDeliveryNotRetryable { id: "msg_x".into(), status: "delivered" },
         EngineError::AuthMethodNotFound {
             connector: "x".into(),
             method: "m".into(),

@@ -19,6 +19,11 @@ pub struct EnvironmentRecord {
     pub webhook_url: Option<String>,
     /// The secret its webhooks are signed with; stored encrypted.
     pub webhook_secret: Option<Secret>,
+    /// The secret it replaced at the last rotation, which also signs deliveries until
+    /// `webhook_previous_expires_at`; stored encrypted. May be past its expiry: readers check.
+    pub webhook_previous_secret: Option<Secret>,
+    /// Until when `webhook_previous_secret` signs too.
+    pub webhook_previous_expires_at: Option<OffsetDateTime>,
     /// When it was created (UTC).
     pub created_at: OffsetDateTime,
 }

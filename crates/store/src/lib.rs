@@ -5,7 +5,8 @@
 //! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
 //! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values),
 //! [`KeyAdmin`] (key versions, re-sealing, retirement), [`AccessStore`] (environments, API
-//! keys) and [`AuditStore`] (the hash-chained audit log, see [`audit`]). [`Store`] is all of
+//! keys), [`AuditStore`] (the hash-chained audit log, see [`audit`]) and [`WebhookStore`] (the
+//! webhook delivery log, see [`webhooks`]). [`Store`] is all of
 //! them, shared as
 //! `Arc<dyn Store>`, which upcasts to any one role.
 //!
@@ -55,6 +56,7 @@ mod secret_rows;
 pub mod sqlite;
 #[cfg(test)]
 mod tests;
+pub mod webhooks;
 
 pub use access::{ApiKeyRecord, EnvironmentRecord, Scope, UnknownScope};
 pub use audit::{
@@ -75,12 +77,15 @@ pub use model::{
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
     AccessStore, AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage,
-    Store,
+    Store, WebhookStore,
 };
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;
 pub use sql::{Dialect, SqlStore};
 pub use sqlite::{Sqlite, SqliteStore};
+pub use webhooks::{
+    AttemptOutcome, DeliveryFilter, DeliveryStatus, UnknownDeliveryStatus, WebhookDelivery,
+};
 
 /// What can go wrong in the store. No message contains a secret value.
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,7 @@ impl Dialect for Postgres {
     /// before or after a concurrent write.
     const BEGIN_READ: &'static str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
     const LOCK_KEY_CHECKS: &'static [&'static str] =
         &["LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE"];
     const LOCK_FOR_RETIREMENT: &'static [&'static str] = &[

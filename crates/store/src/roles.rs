@@ -1,6 +1,6 @@
 //! What a store does, split by role so a caller names what it needs: [`IntegrationStore`],
 //! [`ConnectionStore`], [`FlowStore`], [`ScriptStorage`], [`KeyAdmin`], [`AccessStore`] and
-//! [`AuditStore`]. [`Store`] is all of
+//! [`AuditStore`] and [`WebhookStore`]. [`Store`] is all of
 //! them at once, what the engine and server share as `Arc<dyn Store>`; an `Arc<dyn Store>`
 //! converts to an `Arc<dyn ConnectionStore>` (or any other role) where less is needed.
 //!
@@ -23,11 +23,19 @@ use crate::model::{
     RefreshBackoff, SessionStatus,
 };
 use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKey};
+use crate::webhooks::{AttemptOutcome, DeliveryFilter, WebhookDelivery};
 
 /// Everything a store does: every role trait. Implemented for every type that implements them
 /// all, and shared as `Arc<dyn Store>`.
 pub trait Store:
-    IntegrationStore + ConnectionStore + FlowStore + ScriptStorage + KeyAdmin + AccessStore + AuditStore
+    IntegrationStore
+    + ConnectionStore
+    + FlowStore
+    + ScriptStorage
+    + KeyAdmin
+    + AccessStore
+    + AuditStore
+    + WebhookStore
 {
 }
 
@@ -39,6 +47,7 @@ impl<T> Store for T where
         + KeyAdmin
         + AccessStore
         + AuditStore
+        + WebhookStore
         + ?Sized
 {
 }
@@ -53,13 +62,26 @@ pub trait AccessStore: Send + Sync + fmt::Debug {
     /// The environment with this id, if any.
     async fn get_environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError>;
 
-    /// Sets (or with `None`, removes) an environment's own webhook URL and its signing secret
-    /// (sealed); [`StoreError::NotFound`] if the environment does not exist.
+    /// Sets an environment's own webhook URL and its signing secret (sealed), or with `url`
+    /// `None` removes both (and any previous secret). With a URL and no `secret`, the secrets
+    /// stored are kept; a new `secret` replaces them and ends any rotation overlap.
+    /// [`StoreError::NotFound`] if the environment does not exist.
     async fn set_environment_webhook(
         &self,
         id: &str,
         url: Option<&str>,
         secret: Option<&Secret>,
+    ) -> Result<(), StoreError>;
+
+    /// Makes `secret` the environment's webhook secret, in one transaction. With
+    /// `previous_until`, the secret it replaces stays on record as the previous one (sealed)
+    /// until then; without, no previous secret is kept. [`StoreError::NotFound`] if the
+    /// environment does not exist.
+    async fn rotate_environment_webhook_secret(
+        &self,
+        id: &str,
+        secret: &Secret,
+        previous_until: Option<OffsetDateTime>,
     ) -> Result<(), StoreError>;
 
     /// Every environment, by id.
@@ -416,4 +438,55 @@ pub trait AuditStore: Send + Sync + fmt::Debug {
     /// Checks the chain from the anchor to the head, in one snapshot: every entry present,
     /// unchanged and in order. Returns the first broken entry, or the count checked.
     async fn verify_audit(&self) -> Result<AuditVerdict, StoreError>;
+}
+
+/// The webhook delivery log (see [`webhooks`](crate::webhooks)): events recorded for delivery,
+/// claimed by deliverers in any process, and what became of them.
+#[async_trait::async_trait]
+pub trait WebhookStore: Send + Sync + fmt::Debug {
+    /// Records a delivery; [`StoreError::Conflict`] if its id exists.
+    async fn insert_webhook_delivery(&self, delivery: &WebhookDelivery) -> Result<(), StoreError>;
+
+    /// Claims up to `limit` pending deliveries due at `now` (oldest due first), atomically
+    /// across processes: each claimed row counts one more attempt and is not due again before
+    /// `lease_until`, so no other claim takes it while this one sends. Returns the rows as
+    /// claimed (`attempts` is the attempt being made).
+    async fn claim_webhook_deliveries(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<WebhookDelivery>, StoreError>;
+
+    /// Records what attempt number `attempt` of a delivery came to, only if the row is still
+    /// pending at that attempt (a later claim, or a retry, fences out a late answer); `false`
+    /// when it was not recorded.
+    async fn record_webhook_attempt(
+        &self,
+        id: &str,
+        attempt: u32,
+        outcome: &AttemptOutcome,
+    ) -> Result<bool, StoreError>;
+
+    /// The delivery with this id, if any.
+    async fn get_webhook_delivery(&self, id: &str) -> Result<Option<WebhookDelivery>, StoreError>;
+
+    /// One page of the deliveries `filter` selects, newest first (`(created_at, id)`
+    /// descending; the cursor names the last row of the page before).
+    async fn list_webhook_deliveries(
+        &self,
+        filter: &DeliveryFilter,
+        page: &PageRequest,
+    ) -> Result<Page<WebhookDelivery>, StoreError>;
+
+    /// Queues a failed delivery again, due at `at`, with its attempts counted from zero;
+    /// `false` if it is not there or not failed.
+    async fn retry_webhook_delivery(
+        &self,
+        id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes delivered and failed deliveries created before `before`; returns how many.
+    async fn trim_webhook_deliveries(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
 }

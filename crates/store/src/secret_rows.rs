@@ -34,6 +34,8 @@ pub(crate) fn integration_owner(environment: &str, id: &str) -> String {
 pub(crate) const ENVIRONMENT: &str = "environment";
 /// The field of an environment's webhook secret.
 pub(crate) const WEBHOOK_SECRET: &str = "webhook_secret";
+/// The field of the webhook secret an environment's last rotation replaced.
+pub(crate) const WEBHOOK_PREVIOUS_SECRET: &str = "webhook_previous_secret";
 /// Owner kind of the values connector scripts store per connection.
 pub(crate) const SCRIPT_STORAGE: &str = "script_storage";
 /// Owner kind of an OAuth authorization request's PKCE verifier.

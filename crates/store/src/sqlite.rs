@@ -32,6 +32,7 @@ impl Dialect for Sqlite {
     const BEGIN_WRITE: &'static str = "BEGIN IMMEDIATE";
     const BEGIN_READ: &'static str = "BEGIN";
     const FOR_UPDATE: &'static str = "";
+    const SKIP_LOCKED: &'static str = "";
     const LOCK_KEY_CHECKS: &'static [&'static str] = &[];
     const LOCK_FOR_RETIREMENT: &'static [&'static str] = &[];
     const JOIN_TAG_FILTERS: bool = true;

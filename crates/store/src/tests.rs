@@ -25,11 +25,13 @@ mod binding;
 mod flows;
 mod listing;
 mod rotation;
+mod webhooks;
 pub(crate) use audit::*;
 pub(crate) use binding::*;
 pub(crate) use flows::*;
 pub(crate) use listing::*;
 pub(crate) use rotation::*;
+pub(crate) use webhooks::*;
 
 /// One backend's database for one test: a fresh, empty store, and the means to look under it.
 pub(crate) trait Backend: Sized {
@@ -149,6 +151,10 @@ on_every_backend!(
     integrations_page_in_creation_order,
     connect_sessions_keep_their_end_user_tags_and_metadata,
     lists_keep_to_one_environment,
+    deliveries_are_claimed_once_per_lease_and_fenced_by_attempt,
+    deliveries_are_claimed_once_across_processes,
+    delivery_lists_filter_page_newest_first_and_keep_to_one_environment,
+    webhook_secret_rotation_keeps_the_previous_secret_sealed_until_then,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

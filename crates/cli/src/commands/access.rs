@@ -15,19 +15,57 @@ use crate::args::{ApiKeyCommand, EnvCommand, Format};
 pub async fn environments(engine: &Engine, command: EnvCommand) -> anyhow::Result<ExitCode> {
     match command {
         EnvCommand::Create { id, webhook_url } => {
-            let webhook = webhook_url.map(environment_webhook).transpose()?;
+            let (webhook, generated) = match webhook_url {
+                Some(url) => {
+                    let (config, generated) = environment_webhook(url)?;
+                    (Some(config), generated)
+                }
+                None => (None, None),
+            };
             let record = engine.access().create_environment(NewEnvironment { id, webhook }).await?;
             println!("environment {}", record.id);
+            print_secret_once(generated.as_ref());
         }
-        EnvCommand::Webhook { id, url, clear } => {
-            let webhook = if clear { None } else { url.map(environment_webhook).transpose()? };
-            let record = engine.access().set_webhook(&id, webhook).await?;
+        EnvCommand::Webhook { id, rotate: true, overlap, .. } => {
+            let (record, secret) =
+                engine.access().rotate_webhook_secret(&id, None, overlap).await?;
+            println!("{}", secret.expose());
+            let until = record
+                .webhook_previous_expires_at
+                .map(|at| format!("; the old one also signs until {}", timestamp(at)))
+                .unwrap_or_else(|| "; the old one no longer signs".to_owned());
+            eprintln!(
+                "environment {} signs its webhooks with the new secret above (shown only this \
+                 once){until}",
+                record.id
+            );
+        }
+        EnvCommand::Webhook { id, url, clear, .. } => {
+            let (record, generated) = match (url, clear) {
+                (Some(url), false) => {
+                    match crate::setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")? {
+                        Some(secret) => (
+                            engine
+                                .access()
+                                .set_webhook(
+                                    &id,
+                                    Some(latchkey_engine::WebhookConfig { url, secret }),
+                                )
+                                .await?,
+                            None,
+                        ),
+                        None => engine.access().set_webhook_url(&id, url).await?,
+                    }
+                }
+                _ => (engine.access().set_webhook(&id, None).await?, None),
+            };
             match record.webhook_url {
                 Some(url) => println!("environment {} sends its events to {url}", record.id),
                 None => {
                     println!("environment {} sends its events to the server's webhook", record.id)
                 }
             }
+            print_secret_once(generated.as_ref());
         }
         EnvCommand::List { output } => {
             let rows = engine
@@ -50,13 +88,27 @@ pub async fn environments(engine: &Engine, command: EnvCommand) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// A webhook at `url`, signed with the secret in LATCHKEY_WEBHOOK_SECRET (or _FILE), as the
-/// server-wide one is.
-fn environment_webhook(url: url::Url) -> anyhow::Result<latchkey_engine::WebhookConfig> {
-    let secret = crate::setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?.ok_or_else(|| {
-        anyhow::anyhow!("a webhook needs LATCHKEY_WEBHOOK_SECRET (or _FILE) to sign its events")
-    })?;
-    Ok(latchkey_engine::WebhookConfig { url, secret })
+/// A webhook at `url`, signed with the secret in LATCHKEY_WEBHOOK_SECRET (or _FILE) when it is
+/// set, else with a new one (returned too, to be shown once).
+fn environment_webhook(
+    url: url::Url,
+) -> anyhow::Result<(latchkey_engine::WebhookConfig, Option<latchkey_engine::Secret>)> {
+    let given = crate::setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?;
+    let generated = given.is_none().then(latchkey_engine::webhooks::generate_secret);
+    let secret = given.or_else(|| generated.clone()).unwrap_or_default();
+    Ok((latchkey_engine::WebhookConfig { url, secret }, generated))
+}
+
+/// Prints a generated webhook secret on stdout, with a word on stderr that it is not shown
+/// again.
+fn print_secret_once(secret: Option<&latchkey_engine::Secret>) {
+    if let Some(secret) = secret {
+        println!("{}", secret.expose());
+        eprintln!(
+            "Its webhooks are signed with the new secret above (Standard Webhooks), shown only \
+             this once."
+        );
+    }
 }
 
 /// Runs an API-key command.

@@ -210,7 +210,9 @@ impl LocalAction {
 
 /// The audited action of `command`, if it changes something or reads credentials.
 pub fn local_action(command: &Command, environment: &EnvironmentId) -> Option<LocalAction> {
-    use crate::args::{ApiKeyCommand, ConnectionCommand, EnvCommand, IntegrationCommand};
+    use crate::args::{
+        ApiKeyCommand, ConnectionCommand, EnvCommand, IntegrationCommand, WebhookCommand,
+    };
     let action = match command {
         Command::Connect { id, .. } => {
             LocalAction::new("connection.create", "connection", id.as_ref().map(|id| id.as_str()))
@@ -248,6 +250,11 @@ pub fn local_action(command: &Command, environment: &EnvironmentId) -> Option<Lo
             EnvCommand::Create { id, .. } => {
                 LocalAction::new("environment.create", "environment", Some(id.as_str()))
             }
+            EnvCommand::Webhook { id, rotate: true, .. } => LocalAction::new(
+                "environment.webhook_secret_rotate",
+                "environment",
+                Some(id.as_str()),
+            ),
             EnvCommand::Webhook { id, .. } => {
                 LocalAction::new("environment.update", "environment", Some(id.as_str()))
             }
@@ -260,6 +267,10 @@ pub fn local_action(command: &Command, environment: &EnvironmentId) -> Option<Lo
             }
             ApiKeyCommand::List { .. } => return None,
         },
+        Command::Webhook { command: WebhookCommand::Retry { id } } => {
+            LocalAction::new("webhook_delivery.retry", "webhook_delivery", Some(id.as_str()))
+                .within(environment)
+        }
         _ => return None,
     };
     Some(action)
@@ -275,6 +286,13 @@ pub async fn audited<F>(
 where
     F: std::future::Future<Output = anyhow::Result<ExitCode>>,
 {
+    // The events a command emits are recorded in the background: wait for them, so the
+    // delivery log has them before the process exits.
+    let run = async {
+        let result = run.await;
+        engine.webhooks().settle().await;
+        result
+    };
     let Some(action) = action else { return run.await };
     if action.reads_credentials {
         append(engine, &action, AuditOutcome::Success)

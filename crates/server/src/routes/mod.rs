@@ -7,6 +7,7 @@ pub mod connections;
 pub mod connectors;
 pub mod environments;
 pub mod integrations;
+pub mod webhook_deliveries;
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
@@ -33,6 +34,7 @@ const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("GET", "/integrations", &["limit", "cursor"]),
     ("DELETE", "/integrations/{id}", &["force"]),
     ("GET", "/audit", &["actor", "action", "object", "since", "until", "cursor", "limit"]),
+    ("GET", "/webhook-deliveries", &["status", "event", "connection", "limit", "cursor"]),
 ];
 
 /// Whether the query parameter `name` is the known parameter `known` (see `QUERY_PARAMETERS`).

@@ -5,11 +5,15 @@ use std::collections::BTreeSet;
 
 use time::OffsetDateTime;
 
-use super::secrets::delete_secrets;
-use super::{Dialect, SqlStore, sql};
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+
+use super::secrets::{delete_secret, delete_secrets};
+use super::{Dialect, SqlStore, assembled, sql};
 use crate::access::{ApiKeyRecord, EnvironmentRecord, Scope};
 use crate::rows::{Columns, json, nanos, timestamp, to_json};
-use crate::secret_rows::{ENVIRONMENT, WEBHOOK_SECRET};
+use crate::secret_rows::{ENVIRONMENT, WEBHOOK_PREVIOUS_SECRET, WEBHOOK_SECRET};
 use crate::{AccessStore, StoreError};
 
 /// The `api_keys` columns [`api_key`] reads, as a literal for `concat!`.
@@ -17,6 +21,13 @@ macro_rules! api_key_columns {
     () => {
         "id, name, environment, scopes, key_hash, hint, created_at, expires_at, last_used_at, \
          revoked_at"
+    };
+}
+
+/// The `environments` columns [`environment`] reads, as a literal for `concat!`.
+macro_rules! environment_columns {
+    () => {
+        "id, webhook_url, created_at, webhook_previous_expires_at"
     };
 }
 
@@ -45,14 +56,18 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
 
     async fn get_environment(&self, id: &str) -> Result<Option<EnvironmentRecord>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let row = sql::<D>("SELECT id, webhook_url, created_at FROM environments WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&mut tx)
-            .await?;
+        let row = sql::<D>(concat!(
+            "SELECT ",
+            environment_columns!(),
+            " FROM environments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&mut tx)
+        .await?;
         let Some(row) = row else { return Ok(None) };
         let mut secrets = self.read_secrets(&mut tx, ENVIRONMENT, Some(id)).await?;
         tx.commit().await?;
-        environment(&row, secrets.remove(id).and_then(|mut s| s.remove(WEBHOOK_SECRET))).map(Some)
+        environment(&row, secrets.remove(id).unwrap_or_default()).map(Some)
     }
 
     async fn set_environment_webhook(
@@ -62,15 +77,25 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
         secret: Option<&latchkey_core::Secret>,
     ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
-        let updated = sql::<D>("UPDATE environments SET webhook_url = $1 WHERE id = $2")
-            .bind(url)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
+        // A new secret (or no webhook) ends any rotation overlap; a URL alone keeps both.
+        let replaced = url.is_none() || secret.is_some();
+        let updated = sql::<D>(
+            "UPDATE environments SET webhook_url = $1,
+                webhook_previous_expires_at = CASE WHEN $2 THEN NULL
+                    ELSE webhook_previous_expires_at END
+             WHERE id = $3",
+        )
+        .bind(url)
+        .bind(replaced)
+        .bind(id)
+        .execute(&mut tx)
+        .await?;
         if updated == 0 {
             return Err(StoreError::NotFound { kind: ENVIRONMENT, id: id.to_owned() });
         }
-        delete_secrets::<D>(&mut tx, ENVIRONMENT, id).await?;
+        if replaced {
+            delete_secrets::<D>(&mut tx, ENVIRONMENT, id).await?;
+        }
         if let Some(secret) = secret {
             self.write_secret(&mut tx, ENVIRONMENT, id, WEBHOOK_SECRET, secret).await?;
         }
@@ -78,20 +103,55 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
         Ok(())
     }
 
+    async fn rotate_environment_webhook_secret(
+        &self,
+        id: &str,
+        secret: &Secret,
+        previous_until: Option<OffsetDateTime>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        // Locks the row, so two rotations at once keep a chain of secrets, not a fork.
+        let found =
+            sql::<D>(assembled(&["SELECT id FROM environments WHERE id = $1", D::FOR_UPDATE]))
+                .bind(id)
+                .fetch_optional(&mut tx)
+                .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound { kind: ENVIRONMENT, id: id.to_owned() });
+        }
+        let current = self
+            .read_secrets(&mut tx, ENVIRONMENT, Some(id))
+            .await?
+            .remove(id)
+            .and_then(|mut s| s.remove(WEBHOOK_SECRET));
+        let previous = previous_until.zip(current);
+        match &previous {
+            Some((_, old)) => {
+                self.write_secret(&mut tx, ENVIRONMENT, id, WEBHOOK_PREVIOUS_SECRET, old).await?
+            }
+            None => delete_secret::<D>(&mut tx, ENVIRONMENT, id, WEBHOOK_PREVIOUS_SECRET).await?,
+        }
+        self.write_secret(&mut tx, ENVIRONMENT, id, WEBHOOK_SECRET, secret).await?;
+        sql::<D>("UPDATE environments SET webhook_previous_expires_at = $1 WHERE id = $2")
+            .bind(previous.map(|(until, _)| nanos(until)).transpose()?)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn list_environments(&self) -> Result<Vec<EnvironmentRecord>, StoreError> {
         let mut tx = self.pool.begin_with(D::BEGIN_READ).await?;
-        let found = sql::<D>("SELECT id, webhook_url, created_at FROM environments ORDER BY id")
-            .fetch_all(&mut tx)
-            .await?;
+        let found =
+            sql::<D>(concat!("SELECT ", environment_columns!(), " FROM environments ORDER BY id"))
+                .fetch_all(&mut tx)
+                .await?;
         let mut secrets = self.read_secrets(&mut tx, ENVIRONMENT, None).await?;
         tx.commit().await?;
         found
             .iter()
-            .map(|row| {
-                let own =
-                    secrets.remove(&row.text("id")?).and_then(|mut s| s.remove(WEBHOOK_SECRET));
-                environment(row, own)
-            })
+            .map(|row| environment(row, secrets.remove(&row.text("id")?).unwrap_or_default()))
             .collect()
     }
 
@@ -159,14 +219,19 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
     }
 }
 
+/// An environment from its row (see `environment_columns!`) and its opened secrets.
 fn environment(
     row: &impl Columns,
-    webhook_secret: Option<latchkey_core::Secret>,
+    mut secrets: BTreeMap<String, Secret>,
 ) -> Result<EnvironmentRecord, StoreError> {
+    let previous_until = row.opt_int("webhook_previous_expires_at")?.map(timestamp).transpose()?;
+    let previous = secrets.remove(WEBHOOK_PREVIOUS_SECRET);
     Ok(EnvironmentRecord {
         id: row.text("id")?,
         webhook_url: row.opt_text("webhook_url")?,
-        webhook_secret,
+        webhook_secret: secrets.remove(WEBHOOK_SECRET),
+        webhook_previous_expires_at: previous.as_ref().and(previous_until),
+        webhook_previous_secret: previous_until.and(previous),
         created_at: timestamp(row.int("created_at")?)?,
     })
 }

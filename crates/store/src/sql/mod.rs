@@ -6,7 +6,7 @@
 //! decoding, sealing) is shared.
 //!
 //! The role traits are implemented one file each: [`integrations`], [`connections`],
-//! [`flows`], [`scripts`], [`keys`], [`access`] and [`audit`]; [`secrets`] holds the `secrets`
+//! [`flows`], [`scripts`], [`keys`], [`access`], [`audit`] and [`webhooks`]; [`secrets`] holds the `secrets`
 //! and `keyring_check` tables they all write through.
 
 mod access;
@@ -18,6 +18,7 @@ mod keys;
 mod pages;
 mod scripts;
 mod secrets;
+mod webhooks;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -55,6 +56,11 @@ pub trait Dialect: sealed::Sealed + fmt::Debug + Send + Sync + Sized + 'static {
     /// Appended to the `SELECT` of a fenced write, to lock the row read until commit (empty
     /// where [`Dialect::BEGIN_WRITE`] already excludes other writers).
     const FOR_UPDATE: &'static str;
+
+    /// Appended to the `SELECT` that picks rows for a claim (webhook deliveries): lock them,
+    /// skipping rows another claim has locked (empty where [`Dialect::BEGIN_WRITE`] already
+    /// excludes other writers).
+    const SKIP_LOCKED: &'static str;
 
     /// Run first in the transaction that checks or adds key checks at start-up, so instances
     /// starting at once take turns.

@@ -7,6 +7,7 @@ use std::borrow::Cow;
 
 use super::{Dialect, Sql, Value, sql};
 use crate::listing::{ConnectionFilter, Cursor, PageRequest};
+use crate::webhooks::DeliveryFilter;
 
 /// A `SELECT` whose conditions and parameters are added one by one. Its text holds only
 /// literal pieces and `$N` placeholders that this builder numbers; every value is bound.
@@ -82,24 +83,65 @@ impl<'v> PageQuery<'v> {
         query
     }
 
-    /// `SELECT {columns} FROM {table}` with the conditions, after the page's cursor, in
-    /// `(created_at, id)` order, one row more than the page holds (to tell whether another
-    /// page follows).
-    pub(crate) fn page<D: Dialect>(
-        mut self,
+    /// The conditions of a webhook delivery filter, on `webhook_deliveries` columns.
+    pub(crate) fn deliveries(filter: &'v DeliveryFilter) -> Self {
+        let mut query = Self::environment(&filter.environment);
+        if let Some(status) = filter.status {
+            let p = query.param(status.as_str());
+            query.conditions.push(format!("status = {p}"));
+        }
+        if let Some(event) = &filter.event {
+            let p = query.param(event.as_str());
+            query.conditions.push(format!("event = {p}"));
+        }
+        if let Some(connection) = &filter.connection {
+            let p = query.param(connection.as_str());
+            query.conditions.push(format!("connection_id = {p}"));
+        }
+        query
+    }
+
+    /// [`PageQuery::page`], newest first: `(created_at, id)` descending, before the cursor.
+    pub(crate) fn page_newest_first<D: Dialect>(
+        self,
         columns: &'static str,
         table: &'static str,
         page: &'v PageRequest,
     ) -> Sql<D> {
+        self.ordered(columns, table, page, "<", " DESC")
+    }
+
+    /// `SELECT {columns} FROM {table}` with the conditions, after the page's cursor, in
+    /// `(created_at, id)` order, one row more than the page holds (to tell whether another
+    /// page follows).
+    pub(crate) fn page<D: Dialect>(
+        self,
+        columns: &'static str,
+        table: &'static str,
+        page: &'v PageRequest,
+    ) -> Sql<D> {
+        self.ordered(columns, table, page, ">", "")
+    }
+
+    /// The page query, after the cursor by `after` (`>` or `<`) and in `direction` (empty or
+    /// ` DESC`), both literal.
+    fn ordered<D: Dialect>(
+        mut self,
+        columns: &'static str,
+        table: &'static str,
+        page: &'v PageRequest,
+        after: &'static str,
+        direction: &'static str,
+    ) -> Sql<D> {
         if let Some(Cursor { created_at, id }) = &page.after {
             let at = self.param(*created_at);
             let id = self.param(Value::Text(Some(Cow::Borrowed(id.as_str()))));
-            self.conditions.push(format!("(created_at, id) > ({at}, {id})"));
+            self.conditions.push(format!("(created_at, id) {after} ({at}, {id})"));
         }
         let limit = self.param(i64::from(page.size()) + 1);
         let mut text = format!("SELECT {columns} FROM {table} WHERE ");
         text.push_str(&self.conditions.join(" AND "));
-        text.push_str(&format!(" ORDER BY created_at, id LIMIT {limit}"));
+        text.push_str(&format!(" ORDER BY created_at{direction}, id{direction} LIMIT {limit}"));
         // Literal pieces and numbered placeholders only (see the type's comment).
         let mut query = sql::<D>(sqlx::AssertSqlSafe(text));
         for value in self.values {

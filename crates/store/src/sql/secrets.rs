@@ -242,3 +242,19 @@ pub(super) async fn delete_secrets<D: Dialect>(
         .await?;
     Ok(())
 }
+
+/// Deletes one secret of one owner, if it is there.
+pub(super) async fn delete_secret<D: Dialect>(
+    conn: &mut D::Connection,
+    kind: &str,
+    id: &str,
+    field: &str,
+) -> Result<(), StoreError> {
+    sql::<D>("DELETE FROM secrets WHERE owner_kind = $1 AND owner_id = $2 AND field = $3")
+        .bind(kind)
+        .bind(id)
+        .bind(field)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
