@@ -123,6 +123,22 @@ pub enum Command {
         /// Keep delivered and failed webhook deliveries in the delivery log this many days.
         #[arg(long, env = "LATCHKEY_WEBHOOK_RETENTION", default_value_t = 7, value_name = "DAYS")]
         webhook_retention: u32,
+        /// Keep operations (requests, refreshes, checks, …) in the operation log this many days.
+        #[arg(
+            long,
+            env = "LATCHKEY_OPERATION_RETENTION",
+            default_value_t = 7,
+            value_name = "DAYS"
+        )]
+        operation_retention: u32,
+        /// Keep at most this many operations in the operation log (the oldest go first).
+        #[arg(
+            long,
+            env = "LATCHKEY_OPERATION_MAX_ROWS",
+            default_value_t = 1_000_000,
+            value_name = "ROWS"
+        )]
+        operation_max_rows: u64,
         /// Seconds between proactive refresh passes.
         #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
         refresh_interval: u64,
@@ -240,6 +256,9 @@ pub enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// The operation log: requests, refreshes, checks, connect steps, webhook deliveries and
+    /// revocations, newest last; `--follow` keeps printing new ones.
+    Logs(LogsOptions),
     /// The audit log: who did what through the REST API, hash-chained so edits show.
     Audit {
         /// What to do with the audit log.
@@ -330,6 +349,41 @@ pub enum AuditCommand {
     /// Check the hash chain from its start (or where retention cut it) to its last entry.
     /// Exits non-zero, naming the first broken entry, if a row was edited, deleted or moved.
     Verify,
+}
+
+/// What `latchkey logs` prints.
+#[derive(Debug, clap::Args)]
+pub struct LogsOptions {
+    /// How many operations to print first (1 to 1000).
+    #[arg(long, short = 'n', default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub limit: u32,
+    /// Keep printing new operations as they are written, until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only this connection's operations.
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// Only this integration's.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Only this kind: request, refresh, check, connect, webhook, revocation.
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only this outcome: success or failure.
+    #[arg(long)]
+    pub outcome: Option<String>,
+    /// Only those whose upstream answered in this class: 2xx, 3xx, 4xx or 5xx.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only operations at or after this time (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub since: Option<time::OffsetDateTime>,
+    /// Only operations before this time (RFC 3339).
+    #[arg(long, value_parser = rfc3339)]
+    pub until: Option<time::OffsetDateTime>,
+    /// Output format (JSON: an array; with `--follow`, one object per line).
+    #[command(flatten)]
+    pub output: OutputArg,
 }
 
 fn rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {

@@ -8,6 +8,7 @@ mod connector;
 mod export;
 mod import;
 mod keys;
+mod logs;
 mod loopback;
 mod output;
 mod progress;
@@ -38,6 +39,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit_retention,
             refresh_exhausted_after,
             webhook_retention,
+            operation_retention,
+            operation_max_rows,
         } => {
             let options = ServeOptions {
                 listen,
@@ -47,6 +50,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 audit_retention,
                 refresh_exhausted_after,
                 webhook_retention,
+                operation_retention,
+                operation_max_rows,
             };
             serve(global, options).await
         }
@@ -56,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit::audited(&engine, action, run).await
         }
         Command::Audit { command } => audit::run(global, command).await,
+        Command::Logs(options) => logs::run(global, options).await,
         Command::Connector { command } => connector::run(global, command).await,
         Command::Connect { connector, id, auth, set, integration, no_test, no_browser } => {
             let (engine, _) = setup::engine(global).await?;
@@ -76,11 +82,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Request { connection, method, path, headers, data, query, include } => {
             let (engine, _) = setup::engine(global).await?;
-            request::run(
+            let result = request::run(
                 &engine,
                 request::Options { connection, method, path, headers, data, query, include },
             )
-            .await
+            .await;
+            // Written in the background: wait, so the operation log has it before exit.
+            engine.operations().flush().await;
+            result
         }
         Command::Connection { command } => {
             let (engine, _) = setup::engine(global).await?;
@@ -132,6 +141,8 @@ struct ServeOptions {
     audit_retention: u32,
     refresh_exhausted_after: u64,
     webhook_retention: u32,
+    operation_retention: u32,
+    operation_max_rows: u64,
 }
 
 /// How often the audit log is trimmed to its retention while serving.
@@ -146,6 +157,8 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         audit_retention,
         refresh_exhausted_after,
         webhook_retention,
+        operation_retention,
+        operation_max_rows,
     } = options;
     let webhook = match webhook_url {
         Some(url) => {
@@ -219,6 +232,7 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
     if audit_retention > 0 {
         tokio::spawn(trim_audit_log(engine.clone(), audit_retention));
     }
+    tokio::spawn(trim_operations(engine.clone(), operation_retention, operation_max_rows));
     tokio::spawn(engine.webhooks().run_deliverer(latchkey_engine::DeliveryOptions {
         retention: std::time::Duration::from_secs(u64::from(webhook_retention) * 24 * 60 * 60),
         ..latchkey_engine::DeliveryOptions::default()
@@ -230,6 +244,28 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
     };
     latchkey_server::serve_with_limits(listener, state, limits).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// How often the operation log is trimmed while serving.
+const OPERATION_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// Trims the operation log to `days` and `max_rows` now and then every ten minutes; a failure
+/// is logged and tried again the next time.
+async fn trim_operations(
+    engine: std::sync::Arc<latchkey_engine::Engine>,
+    days: u32,
+    max_rows: u64,
+) {
+    let retention = std::time::Duration::from_secs(u64::from(days) * 24 * 60 * 60);
+    let mut every = tokio::time::interval(OPERATION_TRIM_EVERY);
+    loop {
+        every.tick().await;
+        match engine.operations().trim(retention, max_rows).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::debug!(removed, "trimmed the operation log"),
+            Err(error) => tracing::warn!(%error, "cannot trim the operation log"),
+        }
+    }
 }
 
 /// Trims the audit log to `days` now and then daily; a failure is logged and tried again the

@@ -48,6 +48,8 @@ struct FileConfig {
     audit_retention: Option<u32>,
     refresh_exhausted_after: Option<u64>,
     webhook_retention: Option<u32>,
+    operation_retention: Option<u32>,
+    operation_max_rows: Option<u64>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
@@ -60,6 +62,8 @@ const SERVE_KEYS: &[&str] = &[
     "audit_retention",
     "refresh_exhausted_after",
     "webhook_retention",
+    "operation_retention",
+    "operation_max_rows",
 ];
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
@@ -260,6 +264,8 @@ mod tests {
             audit_retention = 8
             refresh_exhausted_after = 9
             webhook_retention = 10
+            operation_retention = 11
+            operation_max_rows = 12
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()

@@ -57,6 +57,29 @@ fn basic_auth_through_cli_and_proxy() {
     assert!(!home.run(&["request", "c1", "GET", "/status/404"]).status.success());
     let with_head = home.ok(&["request", "c1", "GET", "/basic-auth/alice/s3cret", "-i"]);
     assert!(with_head.starts_with("HTTP/1.1 200 OK"), "{with_head}");
+    // Each request is in the operation log, with its status and a redacted query.
+    home.ok(&["request", "c1", "GET", "/get?token=query-canary"]);
+    let logs: serde_json::Value =
+        serde_json::from_str(&home.ok(&["logs", "--connection", "c1", "--output", "json"]))
+            .unwrap();
+    let seen: Vec<(&str, u64)> = logs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["path"].as_str().unwrap(), o["upstream_status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("/basic-auth/alice/s3cret", 200),
+            ("/status/404", 404),
+            ("/basic-auth/alice/s3cret", 200),
+            ("/get?token=…", 200),
+        ]
+    );
+    assert!(!logs.to_string().contains("query-canary"), "{logs}");
+    let failures = home.ok(&["logs", "--outcome", "failure"]);
+    assert!(failures.contains("/status/404") && !failures.contains("/get"), "{failures}");
 
     let server = home.serve(API_KEY, &[]);
     let auth = format!("Bearer {API_KEY}");

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use latchkey_store::OperationKind;
+
+use crate::operations::Timed;
 use crate::{
     ApiRequest, ConnectionId, ConnectionRecord, Engine, EngineError, RefreshReason,
     UpstreamResponse, rate_limit, send, session,
@@ -26,6 +29,30 @@ impl Dispatch<'_> {
     /// for the connector's `retry_methods`. The response's body is not read unless a response
     /// hook needs it; stream it or call `bytes()`.
     pub async fn request(
+        &self,
+        connection: &ConnectionId,
+        request: ApiRequest,
+    ) -> Result<UpstreamResponse, EngineError> {
+        // A connection that cannot be read has nothing to attribute an operation to.
+        let record = self.engine.recent_connection(connection.as_str()).await?;
+        let mut timed = Timed::about(self.engine, OperationKind::Request, &record).request(
+            request.method.as_str(),
+            None,
+            &request.path,
+        );
+        let result = self.request_once_renewed(connection, request).await;
+        let operation = match &result {
+            Ok(response) => {
+                timed.set_host(response.url().host_str());
+                timed.answered(response.status.as_u16())
+            }
+            Err(error) => timed.failed(error),
+        };
+        self.engine.record_operation(operation);
+        result
+    }
+
+    async fn request_once_renewed(
         &self,
         connection: &ConnectionId,
         request: ApiRequest,

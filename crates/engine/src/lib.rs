@@ -23,6 +23,7 @@ mod integrations;
 pub mod middleware;
 mod mtls;
 pub mod oauth2;
+mod operations;
 pub mod outbound;
 mod pages;
 mod random;
@@ -61,7 +62,8 @@ pub use latchkey_store::{
     ConnectSession, ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus,
     ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, DeliveryFilter, DeliveryStatus, EndUser,
     IntegrationFilter, IntegrationRecord, Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys, Metadata,
-    Page, PageRequest, PgStore, SqliteStore, Store, StoreError, Tags, WebhookDelivery,
+    Operation, OperationFilter, OperationKind, OperationOutcome, Page, PageRequest, PgStore,
+    SqliteStore, Store, StoreError, Tags, WebhookDelivery,
 };
 
 pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
@@ -82,6 +84,7 @@ pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, PROBE_EVERY, REVOCATION_TIMEOUT, RefreshReason, Revocation};
+pub use operations::{OPERATIONS_DROPPED, Operations};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
@@ -112,6 +115,7 @@ pub struct Engine {
     events: Events,
     refresh_margin: std::time::Duration,
     refresh_exhausted_after: std::time::Duration,
+    operation_log: operations::OperationLog,
     digest: send::DigestChallenges,
     signed_tokens: signed_tokens::SignedTokens,
     recent: recent::RecentConnections,
@@ -135,6 +139,7 @@ pub struct EngineBuilder {
     refresh_lease: std::time::Duration,
     refresh_margin: std::time::Duration,
     refresh_exhausted_after: std::time::Duration,
+    operation_log: bool,
     script_limits: ScriptLimits,
     webhook: Option<WebhookConfig>,
     webhook_previous_secret: Option<latchkey_core::Secret>,
@@ -161,6 +166,13 @@ impl EngineBuilder {
     /// the scheduler keeps trying, and a renewal makes it healthy again.
     pub fn refresh_exhausted_after(mut self, period: std::time::Duration) -> Self {
         self.refresh_exhausted_after = period;
+        self
+    }
+
+    /// Whether operations (requests, refreshes, checks, webhook deliveries, …) are written to
+    /// the operation log (default `true`); see [`Engine::operations`].
+    pub fn operation_log(mut self, enabled: bool) -> Self {
+        self.operation_log = enabled;
         self
     }
 
@@ -218,6 +230,8 @@ impl EngineBuilder {
             refresher: Arc::new(oauth2::RefreshCoordinator::with_lease(self.refresh_lease)),
             ..oauth2::OAuthRuntime::default()
         };
+        let operation_store: Arc<dyn latchkey_store::OperationStore> = self.store.clone();
+        let operation_log = operations::OperationLog::new(operation_store, self.operation_log);
         Ok(Arc::new_cyclic(|me| Engine {
             store: self.store,
             catalog: self.catalog,
@@ -226,6 +240,7 @@ impl EngineBuilder {
             events,
             refresh_margin: self.refresh_margin,
             refresh_exhausted_after: self.refresh_exhausted_after,
+            operation_log,
             digest: send::DigestChallenges::default(),
             signed_tokens: signed_tokens::SignedTokens::default(),
             recent: recent::RecentConnections::default(),
@@ -256,11 +271,17 @@ impl Engine {
             refresh_lease: oauth2::LEASE,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             refresh_exhausted_after: DEFAULT_REFRESH_EXHAUSTED_AFTER,
+            operation_log: true,
             script_limits: ScriptLimits::default(),
             webhook: None,
             webhook_previous_secret: None,
             clock: Arc::new(SystemClock),
         }
+    }
+
+    /// The operation log: what Latchkey did for each connection, newest first.
+    pub fn operations(&self) -> Operations<'_> {
+        Operations { engine: self }
     }
 
     /// The clock this engine reads the time from.

@@ -116,6 +116,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("GET", "/v1/environments/{id}", Scope::Admin),
     ("PATCH", "/v1/environments/{id}", Scope::Admin),
     ("POST", "/v1/environments/{id}/webhook-secret/rotate", Scope::Admin),
+    ("GET", "/v1/operations", Scope::ConnectionsRead),
     ("GET", "/v1/webhook-deliveries", Scope::Admin),
     ("GET", "/v1/webhook-deliveries/{id}", Scope::Admin),
     ("POST", "/v1/webhook-deliveries/{id}/retry", Scope::Admin),

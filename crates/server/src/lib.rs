@@ -105,6 +105,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
             "/environments/{id}/webhook-secret/rotate",
             post(routes::environments::rotate_webhook_secret),
         )
+        .route("/operations", get(routes::operations::list))
         .route("/webhook-deliveries", get(routes::webhook_deliveries::list))
         .route("/webhook-deliveries/{id}", get(routes::webhook_deliveries::get))
         .route("/webhook-deliveries/{id}/retry", post(routes::webhook_deliveries::retry))

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 
 use crate::routes::{
     api_keys, audit, connect_sessions, connections, connectors, environments, integrations,
-    webhook_deliveries,
+    operations, webhook_deliveries,
 };
 
 #[derive(OpenApi)]
@@ -21,6 +21,7 @@ use crate::routes::{
         environments::list, environments::create, environments::get, environments::update,
         environments::rotate_webhook_secret,
         webhook_deliveries::list, webhook_deliveries::get, webhook_deliveries::retry,
+        operations::list,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit::list,
         crate::proxy::forward,
@@ -34,6 +35,7 @@ use crate::routes::{
         connect_sessions::ConnectSessionView, environments::CreateEnvironment,
         environments::EnvironmentView, environments::UpdateEnvironment,
         environments::RotateWebhookSecret, webhook_deliveries::DeliveryPage,
+        operations::OperationPage, operations::OperationView,
         webhook_deliveries::DeliveryView, api_keys::CreateApiKey, api_keys::ApiKeyView,
         api_keys::CreatedApiKey, audit::AuditPageView, audit::AuditEntryView,
         audit::AuditActorView, audit::AuditObjectView)),

@@ -49,6 +49,7 @@ pub mod crypto;
 pub mod health;
 pub mod listing;
 pub mod model;
+pub mod operations;
 pub mod postgres;
 mod roles;
 pub mod rotation;
@@ -74,10 +75,13 @@ pub use model::{
     CredentialUpdate, CustomConnector, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
     Misconfiguration, OAuthState, RefreshBackoff, SessionStatus, Tags,
 };
+pub use operations::{
+    Operation, OperationFilter, OperationKind, OperationOutcome, UnknownOperationValue,
+};
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
-    AccessStore, AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, ScriptStorage,
-    Store, WebhookStore,
+    AccessStore, AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin,
+    OperationStore, ScriptStorage, Store, WebhookStore,
 };
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;

@@ -22,6 +22,7 @@ use crate::model::{
     CredentialUpdate, CustomConnector, ExpiringConnection, IntegrationRecord, OAuthState,
     RefreshBackoff, SessionStatus,
 };
+use crate::operations::{Operation, OperationFilter};
 use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 use crate::webhooks::{AttemptOutcome, DeliveryFilter, WebhookDelivery};
 
@@ -36,6 +37,7 @@ pub trait Store:
     + AccessStore
     + AuditStore
     + WebhookStore
+    + OperationStore
 {
 }
 
@@ -48,6 +50,7 @@ impl<T> Store for T where
         + AccessStore
         + AuditStore
         + WebhookStore
+        + OperationStore
         + ?Sized
 {
 }
@@ -489,4 +492,27 @@ pub trait WebhookStore: Send + Sync + fmt::Debug {
 
     /// Deletes delivered and failed deliveries created before `before`; returns how many.
     async fn trim_webhook_deliveries(&self, before: OffsetDateTime) -> Result<u64, StoreError>;
+}
+
+/// The operation log (see [`operations`](crate::operations)).
+#[async_trait::async_trait]
+pub trait OperationStore: Send + Sync + fmt::Debug {
+    /// Writes a batch of operations in one transaction.
+    async fn insert_operations(&self, operations: &[Operation]) -> Result<(), StoreError>;
+
+    /// One page of the operations `filter` selects, newest first (`(created_at, id)`
+    /// descending; the cursor names the last row of the page before).
+    async fn list_operations(
+        &self,
+        filter: &OperationFilter,
+        page: &PageRequest,
+    ) -> Result<Page<Operation>, StoreError>;
+
+    /// Deletes the operations from before `before`, and the oldest beyond the newest
+    /// `max_rows`; returns how many.
+    async fn trim_operations(
+        &self,
+        before: OffsetDateTime,
+        max_rows: u64,
+    ) -> Result<u64, StoreError>;
 }

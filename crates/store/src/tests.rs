@@ -24,12 +24,14 @@ mod audit;
 mod binding;
 mod flows;
 mod listing;
+mod operations;
 mod rotation;
 mod webhooks;
 pub(crate) use audit::*;
 pub(crate) use binding::*;
 pub(crate) use flows::*;
 pub(crate) use listing::*;
+pub(crate) use operations::*;
 pub(crate) use rotation::*;
 pub(crate) use webhooks::*;
 
@@ -155,6 +157,7 @@ on_every_backend!(
     deliveries_are_claimed_once_across_processes,
     delivery_lists_filter_page_newest_first_and_keep_to_one_environment,
     webhook_secret_rotation_keeps_the_previous_secret_sealed_until_then,
+    operations_filter_page_newest_first_and_trim,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

@@ -291,6 +291,7 @@ where
     let run = async {
         let result = run.await;
         engine.webhooks().settle().await;
+        engine.operations().flush().await;
         result
     };
     let Some(action) = action else { return run.await };

@@ -24,10 +24,12 @@ use latchkey_core::connector::OAuth2Auth;
 
 use super::{expiry, oauth_method};
 use crate::events::Event;
+use crate::operations::Timed;
 use crate::refresh_health;
 use crate::session::session_method;
 use crate::telemetry::{self, RenewalOutcome};
 use crate::{ConnectionId, Engine, EngineError, Renewal};
+use latchkey_store::OperationKind;
 
 /// Why a refresh is wanted; decides whether it is still needed after re-reading.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -282,6 +284,12 @@ impl Engine {
                 })
             }
         };
+        let timed = Timed::about(self, OperationKind::Refresh, &record).began(started);
+        let operation = match &result {
+            Ok(_) => timed.succeeded(),
+            Err(error) => timed.failed(error),
+        };
+        self.record_operation(operation);
         self.finish_refresh(id, &record, result, started).await
     }
 

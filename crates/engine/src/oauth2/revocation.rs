@@ -54,10 +54,25 @@ impl fmt::Display for Revocation {
 impl Engine {
     /// Revokes `record`'s tokens at the provider, within [`REVOCATION_TIMEOUT`].
     pub(crate) async fn revoke_tokens(&self, record: &ConnectionRecord) -> Revocation {
-        match tokio::time::timeout(REVOCATION_TIMEOUT, self.revoke_all(record)).await {
+        let timed = crate::operations::Timed::about(
+            self,
+            latchkey_store::OperationKind::Revocation,
+            record,
+        );
+        let outcome = match tokio::time::timeout(REVOCATION_TIMEOUT, self.revoke_all(record)).await
+        {
             Ok(outcome) => outcome,
             Err(_) => Revocation::Failed("timed out".into()),
+        };
+        // Nothing was tried when there was nothing to revoke: no operation then.
+        match &outcome {
+            Revocation::Revoked => self.record_operation(timed.succeeded()),
+            Revocation::Failed(reason) => {
+                self.record_operation(timed.failed_with("revocation_failed", reason, None))
+            }
+            Revocation::NotSupported => {}
         }
+        outcome
     }
 
     async fn revoke_all(&self, record: &ConnectionRecord) -> Revocation {

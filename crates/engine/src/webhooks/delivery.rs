@@ -1,5 +1,7 @@
 //! The deliverer: claims due deliveries from the log, sends each once, records what came of it.
 
+use crate::operations::Timed;
+use latchkey_store::OperationKind;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -95,7 +97,17 @@ async fn attempt(engine: &Engine, options: &DeliveryOptions, delivery: WebhookDe
         return;
     };
     let now = engine.clock.now();
+    let mut timed = Timed::new(engine, OperationKind::Webhook, &delivery.environment).request(
+        "POST",
+        destination.url.host_str(),
+        destination.url.path(),
+    );
+    timed.set_connection(delivery.connection_id.as_deref());
     let answer = send(engine, options, &delivery, &destination, now).await;
+    engine.record_operation(match &answer {
+        Answer::Status(status) => timed.answered(status.as_u16()),
+        Answer::NoAnswer(error) => timed.failed_with("webhook_unreachable", error, None),
+    });
     let at = engine.clock.now();
     let url = destination.url.to_string();
     let failed = |last_status, error: String| {

@@ -7,6 +7,7 @@ pub mod connections;
 pub mod connectors;
 pub mod environments;
 pub mod integrations;
+pub mod operations;
 pub mod webhook_deliveries;
 
 use axum::extract::{MatchedPath, Request};
@@ -35,6 +36,21 @@ const QUERY_PARAMETERS: &[(&str, &str, &[&str])] = &[
     ("DELETE", "/integrations/{id}", &["force"]),
     ("GET", "/audit", &["actor", "action", "object", "since", "until", "cursor", "limit"]),
     ("GET", "/webhook-deliveries", &["status", "event", "connection", "limit", "cursor"]),
+    (
+        "GET",
+        "/operations",
+        &[
+            "connection",
+            "integration",
+            "kind",
+            "outcome",
+            "status",
+            "since",
+            "until",
+            "limit",
+            "cursor",
+        ],
+    ),
 ];
 
 /// Whether the query parameter `name` is the known parameter `known` (see `QUERY_PARAMETERS`).

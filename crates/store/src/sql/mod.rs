@@ -15,6 +15,7 @@ mod connections;
 mod flows;
 mod integrations;
 mod keys;
+mod operations;
 mod pages;
 mod scripts;
 mod secrets;

@@ -6,7 +6,10 @@
 use std::borrow::Cow;
 
 use super::{Dialect, Sql, Value, sql};
+use crate::StoreError;
 use crate::listing::{ConnectionFilter, Cursor, PageRequest};
+use crate::operations::OperationFilter;
+use crate::rows::nanos;
 use crate::webhooks::DeliveryFilter;
 
 /// A `SELECT` whose conditions and parameters are added one by one. Its text holds only
@@ -99,6 +102,41 @@ impl<'v> PageQuery<'v> {
             query.conditions.push(format!("connection_id = {p}"));
         }
         query
+    }
+
+    /// The conditions of an operation filter, on `operations` columns.
+    pub(crate) fn operations(filter: &'v OperationFilter) -> Result<Self, StoreError> {
+        let mut query = Self::environment(&filter.environment);
+        if let Some(connection) = &filter.connection {
+            let p = query.param(connection.as_str());
+            query.conditions.push(format!("connection_id = {p}"));
+        }
+        if let Some(integration) = &filter.integration {
+            let p = query.param(integration.as_str());
+            query.conditions.push(format!("integration = {p}"));
+        }
+        if let Some(kind) = filter.kind {
+            let p = query.param(kind.as_str());
+            query.conditions.push(format!("kind = {p}"));
+        }
+        if let Some(outcome) = filter.outcome {
+            let p = query.param(outcome.as_str());
+            query.conditions.push(format!("outcome = {p}"));
+        }
+        if let Some(class) = filter.status_class {
+            let low = query.param(i64::from(class) * 100);
+            let high = query.param(i64::from(class) * 100 + 100);
+            query.conditions.push(format!("upstream_status >= {low} AND upstream_status < {high}"));
+        }
+        if let Some(since) = filter.since {
+            let p = query.param(nanos(since)?);
+            query.conditions.push(format!("created_at >= {p}"));
+        }
+        if let Some(until) = filter.until {
+            let p = query.param(nanos(until)?);
+            query.conditions.push(format!("created_at < {p}"));
+        }
+        Ok(query)
     }
 
     /// [`PageQuery::page`], newest first: `(created_at, id)` descending, before the cursor.
