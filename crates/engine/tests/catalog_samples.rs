@@ -229,6 +229,72 @@ async fn oauth2_user_token_slack() {
         "the user token under authed_user"
     );
     assert_eq!(record.label.as_deref(), Some("Acme (ada)"));
+
+    // Deleting it revokes the token with Slack's auth.revoke, authenticated with the token.
+    Mock::given(method("POST"))
+        .and(path("/api/auth.revoke"))
+        .and(header("authorization", "Bearer xoxp-user"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(serde_json::json!({"ok": true, "revoked": true})),
+        )
+        .mount(&mock)
+        .await;
+    let id = record.id.parse().unwrap();
+    assert_eq!(
+        engine.connections().delete(&id).await.unwrap(),
+        latchkey_engine::Revocation::Revoked
+    );
+}
+
+/// GitHub's OAuth tokens are revoked with its own call, "Delete an app token": `DELETE
+/// /applications/{client_id}/token`, the client's Basic credentials, the token in a JSON body;
+/// a personal access token is left alone (`not_supported`).
+#[tokio::test]
+async fn oauth2_revocation_by_script_github() {
+    let mock = MockServer::start().await;
+    Mock::given(method("DELETE"))
+        .and(path("/applications/cid/token"))
+        .and(header("authorization", "Basic Y2lkOmNz"))
+        .and(body_string_contains("\"access_token\":\"gho_user\""))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&mock)
+        .await;
+    let engine = engine(&pointed_at("github", &mock)).await;
+    engine
+        .integrations()
+        .put(NewIntegration {
+            environment: latchkey_engine::EnvironmentId::default_environment(),
+            id: "app".parse().unwrap(),
+            connector: "github".parse().unwrap(),
+            client_id: Some("cid".into()),
+            client_secret: Some(Secret::new("cs")),
+            scopes: vec![],
+        })
+        .await
+        .unwrap();
+    let oauth = engine
+        .connections()
+        .create(NewConnection {
+            integration: Some("app".parse().unwrap()),
+            credentials: creds(&[("access_token", "gho_user")]),
+            ..NewConnection::new("github".parse().unwrap())
+        })
+        .await
+        .unwrap();
+    let revoked = engine.connections().delete(&oauth.id.parse().unwrap()).await.unwrap();
+    assert_eq!(revoked, latchkey_engine::Revocation::Revoked);
+    let pat = engine
+        .connections()
+        .create(NewConnection {
+            auth: Some(method_of_kind(&engine, "github", "bearer")),
+            credentials: creds(&[("token", "ghp_test")]),
+            ..NewConnection::new("github".parse().unwrap())
+        })
+        .await
+        .unwrap();
+    let left = engine.connections().delete(&pat.id.parse().unwrap()).await.unwrap();
+    assert_eq!(left, latchkey_engine::Revocation::NotSupported);
 }
 
 fn move_user_method_first(yaml: &str) -> String {

@@ -60,6 +60,7 @@ impl Engine {
             .map(|(k, v)| (k.clone(), Value::String(v.expose().to_owned())))
             .collect();
         globals.insert("method_credentials".into(), Value::Object(fields));
+        globals.insert("method_client".into(), Value::Null);
         if let Some(AuthMethod::OAuth2(method)) = connector.auth_method(Some(&record.auth_method))
             && let Ok(integration) = self.oauth_integration(connector, method, record).await
         {
