@@ -3,6 +3,8 @@
 # baseline), through `/v1/proxy/{connection}/{*path}` with an API-key header applied, and through
 # a connection whose connector applies the same header from a `before_action` script (the cost of
 # one hook), in the same run, at 32 connections (throughput) and 1 connection (latency added).
+# A second server on the same data, started with `--operation-log false`, gives the cost of
+# writing the operation log (`proxy-nolog` against `proxy`).
 # Prints requests/s and p50/p99 latency for each with the proxy/direct ratio, and the peak RSS of
 # the latchkey process. Fails on any non-2xx response or socket error.
 #
@@ -27,10 +29,10 @@ unset LATCHKEY_MASTER_KEY LATCHKEY_MASTER_KEY_FILE LATCHKEY_BLOCK_PRIVATE_ADDRES
       LATCHKEY_DATA_DIR LATCHKEY_CONNECTORS LATCHKEY_LOG_JSON LATCHKEY_API_KEY_FILE
 
 work=$(mktemp -d)
-up_pid= lk_pid=
+up_pid= lk_pid= nolog_pid=
 cleanup() {
-  for pid in $lk_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
-  for pid in $lk_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $nolog_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $nolog_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -81,10 +83,16 @@ lk_port=$(free_port)
 LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$lk_port" >"$work/serve.log" 2>&1 &
 lk_pid=$!
 wait_for "latchkey serve" curl -fsS "http://127.0.0.1:$lk_port/healthz"
+nolog_port=$(free_port)
+LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$nolog_port" --operation-log false \
+  >"$work/serve-nolog.log" 2>&1 &
+nolog_pid=$!
+wait_for "latchkey serve --operation-log false" curl -fsS "http://127.0.0.1:$nolog_port/healthz"
 
 direct_url="http://127.0.0.1:$up_port/items/42?fields=all"
 proxy_url="http://127.0.0.1:$lk_port/v1/proxy/b1/items/42?fields=all"
 script_url="http://127.0.0.1:$lk_port/v1/proxy/s1/items/42?fields=all"
+nolog_url="http://127.0.0.1:$nolog_port/v1/proxy/b1/items/42?fields=all"
 
 # 3. Check that the proxy answers 200 and applied the credential (the first request the upstream
 #    sees is this one).
@@ -132,6 +140,7 @@ run() { # name connections url headers...
 for c in $CONNS; do
   run direct "$c" "$direct_url" "${direct_hdr[@]}"
   run proxy "$c" "$proxy_url" "${proxy_hdr[@]}"
+  run proxy-nolog "$c" "$nolog_url" "${proxy_hdr[@]}"
   run proxy-script "$c" "$script_url" "${proxy_hdr[@]}"
 done
 rss_peak=$(awk '/^VmHWM/ {print $2}' "/proc/$lk_pid/status")
@@ -156,6 +165,10 @@ runs = {(name, conns): (float(rps), float(p50)) for name, conns, rps, p50, p99, 
 for conns in sorted({c for _, c in runs}, key=int):
     if ("proxy", conns) in runs and conns == "1":
         print(f"latency added by the proxy at 1 connection: p50 +{runs['proxy', conns][1] - base[conns][1]:.0f} µs")
+    if ("proxy-nolog", conns) in runs:
+        (prps, pp50), (nrps, np50) = runs["proxy", conns], runs["proxy-nolog", conns]
+        print(f"operation log at {conns} connection(s): requests/s {prps / nrps:.2f}x of the proxy "
+              f"without it, p50 {pp50 - np50:+.0f} µs")
     if ("proxy-script", conns) in runs:
         (prps, pp50), (srps, sp50) = runs["proxy", conns], runs["proxy-script", conns]
         print(f"before_action hook at {conns} connection(s): p50 +{sp50 - pp50:.0f} µs over the plain proxy, "

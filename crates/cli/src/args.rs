@@ -123,6 +123,16 @@ pub enum Command {
         /// Keep delivered and failed webhook deliveries in the delivery log this many days.
         #[arg(long, env = "LATCHKEY_WEBHOOK_RETENTION", default_value_t = 7, value_name = "DAYS")]
         webhook_retention: u32,
+        /// Write requests, refreshes, checks, webhook deliveries and revocations to the
+        /// operation log (`GET /v1/operations`, `latchkey logs`); `false` turns it off.
+        #[arg(
+            long,
+            env = "LATCHKEY_OPERATION_LOG",
+            default_value_t = true,
+            action = clap::ArgAction::Set,
+            value_name = "BOOL"
+        )]
+        operation_log: bool,
         /// Keep operations (requests, refreshes, checks, …) in the operation log this many days.
         #[arg(
             long,

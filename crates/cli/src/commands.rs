@@ -39,6 +39,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             audit_retention,
             refresh_exhausted_after,
             webhook_retention,
+            operation_log,
             operation_retention,
             operation_max_rows,
         } => {
@@ -50,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 audit_retention,
                 refresh_exhausted_after,
                 webhook_retention,
+                operation_log,
                 operation_retention,
                 operation_max_rows,
             };
@@ -141,6 +143,7 @@ struct ServeOptions {
     audit_retention: u32,
     refresh_exhausted_after: u64,
     webhook_retention: u32,
+    operation_log: bool,
     operation_retention: u32,
     operation_max_rows: u64,
 }
@@ -157,6 +160,7 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         audit_retention,
         refresh_exhausted_after,
         webhook_retention,
+        operation_log,
         operation_retention,
         operation_max_rows,
     } = options;
@@ -171,7 +175,7 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
     };
     let exhausted_after = std::time::Duration::from_secs(refresh_exhausted_after * 3600);
     let (engine, data_dir) = setup::engine_with(global, |builder| {
-        let builder = builder.refresh_exhausted_after(exhausted_after);
+        let builder = builder.refresh_exhausted_after(exhausted_after).operation_log(operation_log);
         match webhook {
             Some((webhook, Some(previous))) => {
                 builder.webhook(webhook).webhook_previous_secret(previous)

@@ -48,6 +48,7 @@ struct FileConfig {
     audit_retention: Option<u32>,
     refresh_exhausted_after: Option<u64>,
     webhook_retention: Option<u32>,
+    operation_log: Option<bool>,
     operation_retention: Option<u32>,
     operation_max_rows: Option<u64>,
 }
@@ -62,6 +63,7 @@ const SERVE_KEYS: &[&str] = &[
     "audit_retention",
     "refresh_exhausted_after",
     "webhook_retention",
+    "operation_log",
     "operation_retention",
     "operation_max_rows",
 ];
@@ -264,6 +266,7 @@ mod tests {
             audit_retention = 8
             refresh_exhausted_after = 9
             webhook_retention = 10
+            operation_log = false
             operation_retention = 11
             operation_max_rows = 12
         "#;
