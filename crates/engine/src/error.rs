@@ -48,6 +48,9 @@ pub enum EngineError {
     /// No API key with this id.
     #[error("API key `{0}` not found")]
     ApiKeyNotFound(String),
+    /// No agent token with this id (in the caller's environment), or it was revoked already.
+    #[error("agent token `{0}` not found")]
+    AgentTokenNotFound(String),
     /// No webhook delivery with this id (in the caller's environment).
     #[error("webhook delivery `{0}` not found")]
     WebhookDeliveryNotFound(String),
@@ -295,6 +298,8 @@ codes! {
         ApiKeyNotFound => "api_key_not_found",
         /// No such webhook delivery.
         WebhookDeliveryNotFound => "webhook_delivery_not_found",
+        /// No such agent token (or it was revoked already).
+        AgentTokenNotFound => "agent_token_not_found",
         /// No such record (or route).
         NotFound => "not_found",
         /// The id exists, or the record changed meanwhile.
@@ -466,6 +471,7 @@ impl EngineError {
             Self::EnvironmentNotFound(_) => Caller(C::EnvironmentNotFound),
             Self::ApiKeyNotFound(_) => Caller(C::ApiKeyNotFound),
             Self::WebhookDeliveryNotFound(_) => Caller(C::WebhookDeliveryNotFound),
+            Self::AgentTokenNotFound(_) => Caller(C::AgentTokenNotFound),
             Self::WebhookDeliveryNotRetryable { .. } => Caller(C::Conflict),
             Self::AuthMethodNotFound { .. } => Caller(C::AuthMethodNotFound),
             Self::InvalidRequest { .. } => Caller(C::InvalidRequest),

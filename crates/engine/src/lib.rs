@@ -6,6 +6,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used)]
 
 mod access;
+mod agent_tokens;
 mod audit;
 mod auth_response;
 mod caches;
@@ -59,14 +60,17 @@ pub use latchkey_core::{
 };
 pub use latchkey_net::{Client, ClientConfig, NetError, UpstreamResponse};
 pub use latchkey_store::{
-    ConnectSession, ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus,
-    ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, DeliveryFilter, DeliveryStatus, EndUser,
-    IntegrationFilter, IntegrationRecord, Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys, Metadata,
-    Operation, OperationFilter, OperationKind, OperationOutcome, Page, PageRequest, PgStore,
-    SqliteStore, Store, StoreError, Tags, WebhookDelivery,
+    AgentTokenRecord, ConnectSession, ConnectionDetails, ConnectionFilter, ConnectionRecord,
+    ConnectionStatus, ConnectionSummary, Cursor, DEFAULT_PAGE_SIZE, DeliveryFilter, DeliveryStatus,
+    EndUser, IntegrationFilter, IntegrationRecord, Keyring, MAX_PAGE_SIZE, MasterKey, MasterKeys,
+    Metadata, Operation, OperationFilter, OperationKind, OperationOutcome, Page, PageRequest,
+    PgStore, SqliteStore, Store, StoreError, Tags, WebhookDelivery,
 };
 
 pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
+pub use agent_tokens::{
+    AGENT_TOKEN_PREFIX, AgentRefusal, AgentTokens, MAX_AGENT_TOKEN_LIFETIME, NewAgentToken,
+};
 pub use audit::Audit;
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};

@@ -117,6 +117,9 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("PATCH", "/v1/environments/{id}", Scope::Admin),
     ("POST", "/v1/environments/{id}/webhook-secret/rotate", Scope::Admin),
     ("GET", "/v1/operations", Scope::ConnectionsRead),
+    ("POST", "/v1/agent-tokens", Scope::Proxy),
+    ("GET", "/v1/agent-tokens", Scope::Proxy),
+    ("DELETE", "/v1/agent-tokens/{id}", Scope::Proxy),
     ("GET", "/v1/webhook-deliveries", Scope::Admin),
     ("GET", "/v1/webhook-deliveries/{id}", Scope::Admin),
     ("POST", "/v1/webhook-deliveries/{id}/retry", Scope::Admin),
@@ -191,6 +194,17 @@ pub async fn authenticate(
         metrics::counter!(AUTH_FAILURES, "reason" => "missing").increment(1);
         return ApiError::unauthorized().into_response();
     };
+    if presented.expose().starts_with(latchkey_engine::AGENT_TOKEN_PREFIX) {
+        let (method, uri_path) = (request.method().to_string(), request.uri().path().to_owned());
+        return match agent_principal(&state, &method, &uri_path, &presented, address).await {
+            Ok(principal) => {
+                state.auth_throttle.succeeded(address);
+                request.extensions_mut().insert(principal);
+                next.run(request).await
+            }
+            Err(refusal) => refusal.into_response(),
+        };
+    }
     let asked = match requested_environment(&request) {
         Ok(asked) => asked,
         Err(e) => return e.into_response(),
@@ -243,6 +257,65 @@ pub async fn authenticate(
     }
     request.extensions_mut().insert(principal);
     next.run(request).await
+}
+
+/// The principal of a request made with an agent token: it may only use the proxy of its one
+/// connection, within its grants (methods, path globs), before it expires and within its budget.
+/// The request counts against the budget once it is let through.
+async fn agent_principal(
+    state: &AppState,
+    method: &str,
+    uri_path: &str,
+    presented: &Secret,
+    address: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
+    use latchkey_engine::AgentRefusal;
+    let Some(rest) = uri_path.strip_prefix("/v1").unwrap_or(uri_path).strip_prefix("/proxy/")
+    else {
+        return Err(ApiError::refused(
+            Refusal::OutsideGrant,
+            "an agent token works only on /v1/proxy/{connection}/…",
+        ));
+    };
+    let (connection, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let path = format!("/{tail}");
+    let authorized = state
+        .engine
+        .agent_tokens()
+        .authorize(presented, connection, method, &path)
+        .await
+        .map_err(ApiError::from)?;
+    match authorized {
+        Ok(token) => {
+            let environment =
+                EnvironmentId::new(&token.environment).map_err(|_| ApiError::unauthorized())?;
+            Ok(Principal {
+                key_id: token.id,
+                key_name: format!("agent token: {}", token.name),
+                environment,
+                scopes: [Scope::Proxy].into_iter().collect(),
+                address,
+            })
+        }
+        Err(AgentRefusal::Invalid) => {
+            metrics::counter!(AUTH_FAILURES, "reason" => "invalid_key").increment(1);
+            let delay = state.auth_throttle.failed(address);
+            if !delay.is_zero() {
+                metrics::counter!(AUTH_DELAYED).increment(1);
+                tokio::time::sleep(delay).await;
+            }
+            Err(ApiError::unauthorized())
+        }
+        Err(refusal @ AgentRefusal::Expired(_)) => {
+            Err(ApiError::refused(Refusal::AgentTokenExpired, refusal.to_string()))
+        }
+        Err(refusal @ AgentRefusal::OutsideGrant(_)) => {
+            Err(ApiError::refused(Refusal::OutsideGrant, refusal.to_string()))
+        }
+        Err(refusal @ AgentRefusal::Spent(_)) => {
+            Err(ApiError::refused(Refusal::AgentTokenSpent, refusal.to_string()))
+        }
+    }
 }
 
 /// The environment `X-Latchkey-Environment` names, if the request has the header.

@@ -71,6 +71,8 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("POST", "/webhook-deliveries/{id}/retry", write("webhook_delivery.retry", "webhook_delivery")),
     ("POST", "/api-keys", write("api_key.create", "api_key")),
     ("DELETE", "/api-keys/{id}", write("api_key.revoke", "api_key")),
+    ("POST", "/agent-tokens", write("agent_token.create", "agent_token")),
+    ("DELETE", "/agent-tokens/{id}", write("agent_token.revoke", "agent_token")),
 ];
 
 /// The action of a request to `route` (a template under `/v1`) with `method`: from [`ACTIONS`];

@@ -42,6 +42,13 @@ pub enum Refusal {
     UnsupportedMediaType,
     /// The route exists, but not for this method.
     MethodNotAllowed,
+    /// An agent token whose lifetime is over.
+    AgentTokenExpired,
+    /// A request outside what the agent token was granted (another connection, method or path,
+    /// or a route other than the proxy).
+    OutsideGrant,
+    /// The agent token's request budget is spent.
+    AgentTokenSpent,
 }
 
 impl Refusal {
@@ -52,6 +59,9 @@ impl Refusal {
         Refusal::PayloadTooLarge,
         Refusal::UnsupportedMediaType,
         Refusal::MethodNotAllowed,
+        Refusal::AgentTokenExpired,
+        Refusal::OutsideGrant,
+        Refusal::AgentTokenSpent,
     ];
 
     /// The stable code.
@@ -62,6 +72,9 @@ impl Refusal {
             Refusal::PayloadTooLarge => "payload_too_large",
             Refusal::UnsupportedMediaType => "unsupported_media_type",
             Refusal::MethodNotAllowed => "method_not_allowed",
+            Refusal::AgentTokenExpired => "agent_token_expired",
+            Refusal::OutsideGrant => "outside_grant",
+            Refusal::AgentTokenSpent => "agent_token_spent",
         }
     }
 }
@@ -104,6 +117,9 @@ pub fn status_of(class: Class) -> StatusCode {
         Class::Server(Refusal::PayloadTooLarge) => S::PAYLOAD_TOO_LARGE,
         Class::Server(Refusal::UnsupportedMediaType) => S::UNSUPPORTED_MEDIA_TYPE,
         Class::Server(Refusal::MethodNotAllowed) => S::METHOD_NOT_ALLOWED,
+        Class::Server(Refusal::AgentTokenExpired) => S::UNAUTHORIZED,
+        Class::Server(Refusal::OutsideGrant) => S::FORBIDDEN,
+        Class::Server(Refusal::AgentTokenSpent) => S::TOO_MANY_REQUESTS,
         Class::Engine(class) => match class {
             Caller(
                 C::InvalidRequest
@@ -125,6 +141,7 @@ pub fn status_of(class: Class) -> StatusCode {
                 | C::EnvironmentNotFound
                 | C::ApiKeyNotFound
                 | C::WebhookDeliveryNotFound
+                | C::AgentTokenNotFound
                 | C::NotFound,
             ) => S::NOT_FOUND,
             Caller(C::Conflict | C::NeedsReauth) => S::CONFLICT,
@@ -281,6 +298,7 @@ mod tests {
         ("caller", "environment_not_found", 404),
         ("caller", "api_key_not_found", 404),
         ("caller", "webhook_delivery_not_found", 404),
+        ("caller", "agent_token_not_found", 404),
         ("caller", "not_found", 404),
         ("caller", "conflict", 409),
         ("caller", "needs_reauth", 409),
@@ -317,6 +335,9 @@ mod tests {
         ("server", "payload_too_large", 413),
         ("server", "unsupported_media_type", 415),
         ("server", "method_not_allowed", 405),
+        ("server", "agent_token_expired", 401),
+        ("server", "outside_grant", 403),
+        ("server", "agent_token_spent", 429),
     ];
 
     fn fault_name(class: Class) -> &'static str {

@@ -111,6 +111,8 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/webhook-deliveries/{id}/retry", post(routes::webhook_deliveries::retry))
         .route("/api-keys", get(routes::api_keys::list).post(routes::api_keys::create))
         .route("/api-keys/{id}", delete(routes::api_keys::revoke))
+        .route("/agent-tokens", get(routes::agent_tokens::list).post(routes::agent_tokens::create))
+        .route("/agent-tokens/{id}", delete(routes::agent_tokens::revoke))
         .route("/audit", get(routes::audit::list))
         .route_layer(middleware::from_fn(routes::refuse_unknown_query))
         .route_layer(middleware::from_fn(access::require_scope))

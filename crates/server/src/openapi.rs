@@ -4,8 +4,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    api_keys, audit, connect_sessions, connections, connectors, environments, integrations,
-    operations, webhook_deliveries,
+    agent_tokens, api_keys, audit, connect_sessions, connections, connectors, environments,
+    integrations, operations, webhook_deliveries,
 };
 
 #[derive(OpenApi)]
@@ -22,6 +22,7 @@ use crate::routes::{
         environments::rotate_webhook_secret,
         webhook_deliveries::list, webhook_deliveries::get, webhook_deliveries::retry,
         operations::list,
+        agent_tokens::create, agent_tokens::list, agent_tokens::revoke,
         api_keys::list, api_keys::create, api_keys::revoke,
         audit::list,
         crate::proxy::forward,
@@ -36,6 +37,7 @@ use crate::routes::{
         environments::EnvironmentView, environments::UpdateEnvironment,
         environments::RotateWebhookSecret, webhook_deliveries::DeliveryPage,
         operations::OperationPage, operations::OperationView,
+        agent_tokens::CreateAgentToken, agent_tokens::AgentTokenView, agent_tokens::AgentTokenList,
         webhook_deliveries::DeliveryView, api_keys::CreateApiKey, api_keys::ApiKeyView,
         api_keys::CreatedApiKey, audit::AuditPageView, audit::AuditEntryView,
         audit::AuditActorView, audit::AuditObjectView)),

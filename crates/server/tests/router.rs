@@ -661,6 +661,7 @@ fn one_of_each() -> Vec<EngineError> {
         EngineError::EnvironmentNotFound("x".into()),
         EngineError::ApiKeyNotFound("x".into()),
         EngineError::WebhookDeliveryNotFound("msg_x".into()),
+        EngineError::AgentTokenNotFound("agt_x".into()),
         EngineError::WebhookDeliveryNotRetryable { id: "msg_x".into(), status: "delivered" },
         EngineError::AuthMethodNotFound {
             connector: "x".into(),

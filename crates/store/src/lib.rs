@@ -44,6 +44,7 @@ mod rows;
 mod sql;
 
 pub mod access;
+pub mod agent_tokens;
 pub mod audit;
 pub mod crypto;
 pub mod health;
@@ -60,6 +61,7 @@ mod tests;
 pub mod webhooks;
 
 pub use access::{ApiKeyRecord, EnvironmentRecord, Scope, UnknownScope};
+pub use agent_tokens::{AgentTokenRecord, AgentTokenUse};
 pub use audit::{
     AuditBreak, AuditEntry, AuditFilter, AuditObject, AuditOutcome, AuditPage, AuditProblem,
     AuditRecord, AuditTrim, AuditVerdict,

@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use crate::StoreError;
 use crate::access::{ApiKeyRecord, EnvironmentRecord};
+use crate::agent_tokens::{AgentTokenRecord, AgentTokenUse};
 use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
 use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
@@ -101,6 +102,34 @@ pub trait AccessStore: Send + Sync + fmt::Debug {
 
     /// Revokes a key at `at`; `false` if there is no such key or it was already revoked.
     async fn revoke_api_key(&self, id: &str, at: OffsetDateTime) -> Result<bool, StoreError>;
+
+    /// Adds an agent token; [`StoreError::Conflict`] if its id or digest exists.
+    async fn create_agent_token(&self, token: &AgentTokenRecord) -> Result<(), StoreError>;
+
+    /// The agent token whose SHA-256 digest (hex) is `token_hash`, revoked or not.
+    async fn agent_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AgentTokenRecord>, StoreError>;
+
+    /// The agent tokens of `environment`, newest first (revoked and expired ones too).
+    async fn list_agent_tokens(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<AgentTokenRecord>, StoreError>;
+
+    /// Counts one more request of token `id`, atomically across processes, unless its budget
+    /// is spent.
+    async fn use_agent_token(&self, id: &str) -> Result<AgentTokenUse, StoreError>;
+
+    /// Revokes token `id` of `environment` at `at`; `false` if there is no such token or it was
+    /// already revoked.
+    async fn revoke_agent_token(
+        &self,
+        environment: &str,
+        id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
 
     /// Records that a key authenticated a request at `at`.
     async fn touch_api_key(&self, id: &str, at: OffsetDateTime) -> Result<(), StoreError>;

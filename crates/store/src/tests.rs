@@ -20,6 +20,7 @@ use crate::{
     ConnectionStore, FlowStore, IntegrationStore, KeyAdmin, Keys, ScriptStorage, Store, StoreError,
 };
 
+mod agent_tokens;
 mod audit;
 mod binding;
 mod flows;
@@ -27,6 +28,7 @@ mod listing;
 mod operations;
 mod rotation;
 mod webhooks;
+pub(crate) use agent_tokens::*;
 pub(crate) use audit::*;
 pub(crate) use binding::*;
 pub(crate) use flows::*;
@@ -158,6 +160,7 @@ on_every_backend!(
     delivery_lists_filter_page_newest_first_and_keep_to_one_environment,
     webhook_secret_rotation_keeps_the_previous_secret_sealed_until_then,
     operations_filter_page_newest_first_and_trim,
+    agent_tokens_count_their_budget_exactly_and_revoke_once,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

@@ -1,5 +1,6 @@
 //! The REST API's route groups, one file each.
 
+pub mod agent_tokens;
 pub mod api_keys;
 pub mod audit;
 pub mod connect_sessions;

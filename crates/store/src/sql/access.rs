@@ -12,11 +12,20 @@ use latchkey_core::Secret;
 use super::secrets::{delete_secret, delete_secrets};
 use super::{Dialect, SqlStore, assembled, sql};
 use crate::access::{ApiKeyRecord, EnvironmentRecord, Scope};
+use crate::agent_tokens::{AgentTokenRecord, AgentTokenUse};
 use crate::rows::{Columns, json, nanos, timestamp, to_json};
 use crate::secret_rows::{ENVIRONMENT, WEBHOOK_PREVIOUS_SECRET, WEBHOOK_SECRET};
 use crate::{AccessStore, StoreError};
 
 /// The `api_keys` columns [`api_key`] reads, as a literal for `concat!`.
+/// The `agent_tokens` columns [`agent_token`] reads, in insert order, for `concat!`.
+macro_rules! agent_token_columns {
+    () => {
+        "id, environment, token_hash, connection_id, name, methods, paths, max_requests, \
+         used_requests, created_at, expires_at, revoked_at"
+    };
+}
+
 macro_rules! api_key_columns {
     () => {
         "id, name, environment, scopes, key_hash, hint, created_at, expires_at, last_used_at, \
@@ -209,6 +218,107 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
         Ok(changed > 0)
     }
 
+    async fn create_agent_token(&self, t: &AgentTokenRecord) -> Result<(), StoreError> {
+        let inserted = sql::<D>(concat!(
+            "INSERT INTO agent_tokens (",
+            agent_token_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING"
+        ))
+        .bind(&t.id)
+        .bind(&t.environment)
+        .bind(&t.token_hash)
+        .bind(&t.connection)
+        .bind(&t.name)
+        .bind(to_json(&t.methods, "agent token methods")?)
+        .bind(to_json(&t.paths, "agent token paths")?)
+        .bind(t.max_requests.map(|n| i64::try_from(n).unwrap_or(i64::MAX)))
+        .bind(i64::try_from(t.used_requests).unwrap_or(i64::MAX))
+        .bind(nanos(t.created_at)?)
+        .bind(nanos(t.expires_at)?)
+        .bind(t.revoked_at.map(nanos).transpose()?)
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        if inserted == 0 {
+            return Err(StoreError::Conflict { kind: "agent token", id: t.id.clone() });
+        }
+        Ok(())
+    }
+
+    async fn agent_token_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<AgentTokenRecord>, StoreError> {
+        sql::<D>(concat!(
+            "SELECT ",
+            agent_token_columns!(),
+            " FROM agent_tokens WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&mut *self.pool.acquire().await?)
+        .await?
+        .as_ref()
+        .map(agent_token)
+        .transpose()
+    }
+
+    async fn list_agent_tokens(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<AgentTokenRecord>, StoreError> {
+        sql::<D>(concat!(
+            "SELECT ",
+            agent_token_columns!(),
+            " FROM agent_tokens WHERE environment = $1 ORDER BY created_at DESC, id DESC"
+        ))
+        .bind(environment)
+        .fetch_all(&mut *self.pool.acquire().await?)
+        .await?
+        .iter()
+        .map(agent_token)
+        .collect()
+    }
+
+    async fn use_agent_token(&self, id: &str) -> Result<AgentTokenUse, StoreError> {
+        // One statement: concurrent requests on every instance count exactly, and none passes
+        // a spent budget.
+        let counted = sql::<D>(
+            "UPDATE agent_tokens SET used_requests = used_requests + 1
+             WHERE id = $1 AND (max_requests IS NULL OR used_requests < max_requests)
+             RETURNING used_requests",
+        )
+        .bind(id)
+        .fetch_optional(&mut *self.pool.acquire().await?)
+        .await?;
+        if let Some(row) = counted {
+            return Ok(AgentTokenUse::Counted(
+                u64::try_from(row.int("used_requests")?).unwrap_or(0),
+            ));
+        }
+        let exists = sql::<D>("SELECT id FROM agent_tokens WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.pool.acquire().await?)
+            .await?;
+        Ok(if exists.is_some() { AgentTokenUse::Spent } else { AgentTokenUse::Missing })
+    }
+
+    async fn revoke_agent_token(
+        &self,
+        environment: &str,
+        id: &str,
+        at: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let revoked = sql::<D>(
+            "UPDATE agent_tokens SET revoked_at = $1
+             WHERE environment = $2 AND id = $3 AND revoked_at IS NULL",
+        )
+        .bind(nanos(at)?)
+        .bind(environment)
+        .bind(id)
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(revoked > 0)
+    }
+
     async fn touch_api_key(&self, id: &str, at: OffsetDateTime) -> Result<(), StoreError> {
         sql::<D>("UPDATE api_keys SET last_used_at = $1 WHERE id = $2")
             .bind(nanos(at)?)
@@ -217,6 +327,24 @@ impl<D: Dialect> AccessStore for SqlStore<D> {
             .await?;
         Ok(())
     }
+}
+
+/// An agent token from its row (see `agent_token_columns!`).
+fn agent_token(row: &impl Columns) -> Result<AgentTokenRecord, StoreError> {
+    Ok(AgentTokenRecord {
+        id: row.text("id")?,
+        environment: row.text("environment")?,
+        token_hash: row.text("token_hash")?,
+        connection: row.text("connection_id")?,
+        name: row.text("name")?,
+        methods: json(row, "methods")?,
+        paths: json(row, "paths")?,
+        max_requests: row.opt_int("max_requests")?.map(|n| u64::try_from(n).unwrap_or(0)),
+        used_requests: u64::try_from(row.int("used_requests")?).unwrap_or(0),
+        created_at: timestamp(row.int("created_at")?)?,
+        expires_at: timestamp(row.int("expires_at")?)?,
+        revoked_at: row.opt_int("revoked_at")?.map(timestamp).transpose()?,
+    })
 }
 
 /// An environment from its row (see `environment_columns!`) and its opened secrets.
