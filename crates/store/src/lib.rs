@@ -69,7 +69,7 @@ pub use listing::{
 };
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
-    CredentialUpdate, CustomConnector, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
+    CredentialUpdate, CustomConnector, DueCheck, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
     OAuthState, RefreshBackoff, SessionStatus, Tags,
 };
 pub use postgres::{PgStore, Postgres};

@@ -375,6 +375,22 @@ pub struct ExpiringConnection {
     pub id: String,
     /// Its connector, so the refresher can share its slots fairly among providers.
     pub connector: String,
+    /// When its access token expires (`None` for a refresh a crash interrupted), so the
+    /// refresher can spread connections expiring together over its window.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+/// A connection whose scheduled health check is due (see
+/// [`ConnectionStore::connections_due_for_check`](crate::ConnectionStore::connections_due_for_check)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCheck {
+    /// The connection's id.
+    pub id: String,
+    /// Its connector, so checks are shared fairly among providers.
+    pub connector: String,
+    /// When the check was due; `None` when it was never scheduled (a new or imported
+    /// connection), which the scheduler gives a first time instead of checking it at once.
+    pub due_at: Option<OffsetDateTime>,
 }
 
 /// The background refresher's back-off of one connection, kept in the store so that every

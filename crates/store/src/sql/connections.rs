@@ -16,11 +16,23 @@ use crate::health::Health;
 use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
 use crate::model::{
     ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    ExpiringConnection, RefreshBackoff, Tags,
+    DueCheck, ExpiringConnection, RefreshBackoff, Tags,
 };
 use crate::rows::{self, Columns as _, nanos, parse_json, timestamp, to_json};
 use crate::secret_rows::{CONNECTION, SCRIPT_STORAGE, record_binding};
 use crate::{ConnectionStore, StoreError};
+
+/// `check_due_at` of a connection whose check was never scheduled (the column's default).
+const UNSCHEDULED: i64 = 0;
+
+/// ` AND connector NOT IN ($first, …)` for `n` connectors to leave out; empty for none.
+fn skip_connectors(n: usize, first: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    let list: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!(" AND connector NOT IN ({})", list.join(", "))
+}
 
 /// The `connections` upsert; `$14` is the version a new row gets, and `on_conflict` what
 /// happens to an existing row.
@@ -340,22 +352,116 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         before: OffsetDateTime,
         now: OffsetDateTime,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<ExpiringConnection>, StoreError> {
-        sql::<D>(
-            "SELECT id, connector FROM connections WHERE status = 'ok' AND expires_at IS NOT NULL
-                AND expires_at < $1 AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2)
+        let text = format!(
+            "SELECT id, connector, expires_at FROM connections WHERE status = 'ok'
+                AND expires_at IS NOT NULL AND expires_at < $1
+                AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2){}
              ORDER BY expires_at LIMIT $3",
+            skip_connectors(skip.len(), 4)
+        );
+        // Literal text and numbered placeholders only.
+        let mut query = sql::<D>(sqlx::AssertSqlSafe(text))
+            .bind(nanos(before)?)
+            .bind(nanos(now)?)
+            .bind(i64::from(limit));
+        for connector in skip {
+            query = query.bind(connector);
+        }
+        query
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ExpiringConnection {
+                    id: row.text("id")?,
+                    connector: row.text("connector")?,
+                    expires_at: row.opt_int("expires_at")?.map(timestamp).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn connections_due_for_check(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+        skip: &[String],
+    ) -> Result<Vec<DueCheck>, StoreError> {
+        // `status <> 'needs_reauth'` as the partial index `connections_check_due` says it, so
+        // both planners read the query from that index.
+        let text = format!(
+            "SELECT id, connector, check_due_at FROM connections
+             WHERE status <> 'needs_reauth' AND check_due_at <= $1{}
+             ORDER BY check_due_at LIMIT $2",
+            skip_connectors(skip.len(), 3)
+        );
+        // Literal text and numbered placeholders only.
+        let mut query = sql::<D>(sqlx::AssertSqlSafe(text)).bind(nanos(now)?).bind(i64::from(limit));
+        for connector in skip {
+            query = query.bind(connector);
+        }
+        query
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                let due = row.int("check_due_at")?;
+                Ok(DueCheck {
+                    id: row.text("id")?,
+                    connector: row.text("connector")?,
+                    due_at: (due != UNSCHEDULED).then(|| timestamp(due)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_check(
+        &self,
+        id: &str,
+        seen: Option<OffsetDateTime>,
+        next: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let claimed = sql::<D>(
+            "UPDATE connections SET check_due_at = $1 WHERE id = $2 AND check_due_at = $3",
         )
-        .bind(nanos(before)?)
-        .bind(nanos(now)?)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.pool.acquire().await?)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(ExpiringConnection { id: row.text("id")?, connector: row.text("connector")? })
-        })
-        .collect()
+        .bind(nanos(next)?)
+        .bind(id)
+        .bind(seen.map(nanos).transpose()?.unwrap_or(UNSCHEDULED))
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(claimed > 0)
+    }
+
+    async fn schedule_checks(&self, due: &[(String, OffsetDateTime)]) -> Result<(), StoreError> {
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        for (id, at) in due {
+            sql::<D>("UPDATE connections SET check_due_at = $1 WHERE id = $2")
+                .bind(nanos(*at)?)
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn check_due_at(&self, id: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = sql::<D>("SELECT check_due_at FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.pool.acquire().await?)
+            .await?;
+        match row {
+            Some(row) => {
+                let due = row.int("check_due_at")?;
+                (due != UNSCHEDULED).then(|| timestamp(due)).transpose()
+            }
+            None => Ok(None),
+        }
     }
 
     async fn record_refresh_failure(
