@@ -10,6 +10,7 @@ mod audit;
 mod auth_response;
 mod caches;
 pub mod catalog;
+mod checks;
 pub mod clock;
 mod connect;
 mod connections;
@@ -29,6 +30,7 @@ mod random;
 mod rate_limit;
 mod recent;
 mod renewal;
+mod schedule;
 mod scheduler;
 pub mod scripts;
 mod send;
@@ -66,6 +68,7 @@ pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
 pub use audit::Audit;
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
+pub use checks::{CHECK_PACE, DEFAULT_CHECK_INTERVAL, FIRST_RETRY};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{Connect, NewConnectSession};
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
@@ -83,7 +86,9 @@ pub use oauth2::{CallbackParams, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
+pub use health::UNHEALTHY_AFTER;
 pub use renewal::Renewal;
+pub use scheduler::DEFAULT_REFRESH_RATE;
 
 /// docs/embedding.md, whose examples are compiled (and those that need no network run) as
 /// doctests.
@@ -103,6 +108,8 @@ pub struct Engine {
     oauth: oauth2::OAuthRuntime,
     events: Events,
     refresh_margin: std::time::Duration,
+    refresh_rate: u32,
+    check_interval: latchkey_core::Interval,
     digest: send::DigestChallenges,
     signed_tokens: signed_tokens::SignedTokens,
     recent: recent::RecentConnections,
@@ -125,6 +132,8 @@ pub struct EngineBuilder {
     net: latchkey_net::Client,
     refresh_lease: std::time::Duration,
     refresh_margin: std::time::Duration,
+    refresh_rate: u32,
+    check_interval: latchkey_core::Interval,
     script_limits: ScriptLimits,
     webhook: Option<WebhookConfig>,
     clock: Arc<dyn Clock>,
@@ -142,6 +151,22 @@ impl EngineBuilder {
     /// minutes), before a request and in the scheduler.
     pub fn refresh_margin(mut self, margin: std::time::Duration) -> Self {
         self.refresh_margin = margin;
+        self
+    }
+
+    /// Paces the background refresher: at most `per_second` scheduled refreshes a second to
+    /// one connector (default [`DEFAULT_REFRESH_RATE`]; a connector's own connector-wide
+    /// `rate_limit` lowers it; `0`: no pace). Refreshes before a request are never paced.
+    pub fn refresh_rate(mut self, per_second: u32) -> Self {
+        self.refresh_rate = per_second;
+        self
+    }
+
+    /// How often the health checker ([`Connections::run_check_scheduler`]) checks each
+    /// connection whose connector has a test (default [`DEFAULT_CHECK_INTERVAL`], a day); a
+    /// connector's `test.check_interval` overrides it; `off` checks nothing on a schedule.
+    pub fn check_interval(mut self, every: latchkey_core::Interval) -> Self {
+        self.check_interval = every;
         self
     }
 
@@ -194,6 +219,8 @@ impl EngineBuilder {
             oauth,
             events,
             refresh_margin: self.refresh_margin,
+            refresh_rate: self.refresh_rate,
+            check_interval: self.check_interval,
             digest: send::DigestChallenges::default(),
             signed_tokens: signed_tokens::SignedTokens::default(),
             recent: recent::RecentConnections::default(),
@@ -223,6 +250,8 @@ impl Engine {
             net,
             refresh_lease: oauth2::LEASE,
             refresh_margin: DEFAULT_REFRESH_MARGIN,
+            refresh_rate: DEFAULT_REFRESH_RATE,
+            check_interval: latchkey_core::Interval::every(DEFAULT_CHECK_INTERVAL),
             script_limits: ScriptLimits::default(),
             webhook: None,
             clock: Arc::new(SystemClock),
