@@ -33,11 +33,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             public_url,
             webhook_url,
             refresh_interval,
+            refresh_rate,
+            check_interval,
             access_log: _,
             audit_retention,
         } => {
-            let options =
-                ServeOptions { listen, public_url, webhook_url, refresh_interval, audit_retention };
+            let options = ServeOptions {
+                listen,
+                public_url,
+                webhook_url,
+                refresh_interval,
+                refresh_rate,
+                check_interval,
+                audit_retention,
+            };
             serve(global, options).await
         }
         Command::Audit { command } => audit::run(global, command).await,
@@ -114,6 +123,8 @@ struct ServeOptions {
     public_url: Option<url::Url>,
     webhook_url: Option<url::Url>,
     refresh_interval: u64,
+    refresh_rate: u32,
+    check_interval: latchkey_core::Interval,
     audit_retention: u32,
 }
 
@@ -121,8 +132,15 @@ struct ServeOptions {
 const AUDIT_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
 async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::Result<ExitCode> {
-    let ServeOptions { listen, public_url, webhook_url, refresh_interval, audit_retention } =
-        options;
+    let ServeOptions {
+        listen,
+        public_url,
+        webhook_url,
+        refresh_interval,
+        refresh_rate,
+        check_interval,
+        audit_retention,
+    } = options;
     let webhook = match webhook_url {
         Some(url) => {
             let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
@@ -131,7 +149,14 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         }
         None => None,
     };
-    let (engine, data_dir) = setup::engine_with(global, webhook).await?;
+    let (engine, data_dir) = setup::engine_with(global, |builder| {
+        let builder = builder.refresh_rate(refresh_rate).check_interval(check_interval);
+        match webhook {
+            Some(webhook) => builder.webhook(webhook),
+            None => builder,
+        }
+    })
+    .await?;
     let given = setup::api_key_from_env()?;
     let key_file = data_dir.path().join("api.key");
     let (api_key, source) = match given {
@@ -177,9 +202,14 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         None => url::Url::parse(&format!("http://{local}"))?,
     };
     tracing::info!(address = %local, %public_url, connectors = engine.connectors().catalog().list().len(), "latchkey listening");
-    tokio::spawn(
-        engine.renewal().run_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
-    );
+    let tick = std::time::Duration::from_secs(refresh_interval.max(1));
+    tokio::spawn(engine.renewal().run_scheduler(tick));
+    if check_interval.get().is_some() {
+        tracing::info!(every = %check_interval, "scheduled health checks every {check_interval}");
+        tokio::spawn(engine.connections().run_check_scheduler(tick));
+    } else {
+        tracing::info!("scheduled health checks are off");
+    }
     if audit_retention > 0 {
         tokio::spawn(trim_audit_log(engine.clone(), audit_retention));
     }

@@ -139,13 +139,13 @@ pub fn secret_from_env(name: &str) -> anyhow::Result<Option<Secret>> {
 
 /// The engine over the configured store (PostgreSQL, or SQLite in the data directory).
 pub async fn engine(global: &Global) -> anyhow::Result<(Arc<Engine>, DataDir)> {
-    engine_with(global, None).await
+    engine_with(global, |builder| builder).await
 }
 
-/// The engine, sending events to `webhook` if given.
+/// The engine, with what `configure` adds to its builder (`serve`'s webhook and schedules).
 pub async fn engine_with(
     global: &Global,
-    webhook: Option<latchkey_engine::WebhookConfig>,
+    configure: impl FnOnce(latchkey_engine::EngineBuilder) -> latchkey_engine::EngineBuilder,
 ) -> anyhow::Result<(Arc<Engine>, DataDir)> {
     let data_dir = DataDir::new(&global.data_dir)?;
     let database = Database::from_url(global.database_url.as_ref())?;
@@ -170,10 +170,7 @@ pub async fn engine_with(
         wall_time: std::time::Duration::from_millis(global.script_wall_ms.max(1)),
         http_requests: global.script_http_requests,
     };
-    let mut builder = Engine::builder(store, catalog, net).script_limits(limits);
-    if let Some(webhook) = webhook {
-        builder = builder.webhook(webhook);
-    }
+    let builder = configure(Engine::builder(store, catalog, net).script_limits(limits));
     Ok((builder.build().await?, data_dir))
 }
 
