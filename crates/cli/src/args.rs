@@ -129,7 +129,12 @@ pub enum Command {
         /// How often each connection's credential test runs in the background, e.g. `24h`,
         /// `6h`, `30m`; `off` (or `0`) turns scheduled checks off. A connector's
         /// `test.check_interval` overrides it.
-        #[arg(long, env = "LATCHKEY_CHECK_INTERVAL", default_value = "24h", value_name = "INTERVAL")]
+        #[arg(
+            long,
+            env = "LATCHKEY_CHECK_INTERVAL",
+            default_value = "24h",
+            value_name = "INTERVAL"
+        )]
         check_interval: latchkey_core::Interval,
         /// Log one line per HTTP request at info (method, route template, status, latency,
         /// connection id); `false` turns it off.

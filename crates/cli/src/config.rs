@@ -304,25 +304,36 @@ mod tests {
         assert_eq!(refresh_interval, 5);
         assert_eq!(check_interval, "24h".parse().unwrap(), "the default");
         assert_eq!(refresh_rate, latchkey_engine::DEFAULT_REFRESH_RATE);
-        std::fs::write(
-            dir.path().join(FILE_NAME),
-            "check_interval = \"off\"\nrefresh_rate = 3\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join(FILE_NAME), "check_interval = \"off\"\nrefresh_rate = 3\n")
+            .unwrap();
         let cli =
             load_with(["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve"], no_env)
                 .unwrap();
         let Command::Serve { check_interval, refresh_rate, .. } = cli.command else { panic!() };
         assert_eq!((check_interval.get(), refresh_rate), (None, 3));
         let flag = load_with(
-            ["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve", "--check-interval", "6h"],
+            [
+                "latchkey",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "serve",
+                "--check-interval",
+                "6h",
+            ],
             no_env,
         )
         .unwrap();
         let Command::Serve { check_interval, .. } = flag.command else { panic!() };
         assert_eq!(check_interval.get(), Some(std::time::Duration::from_secs(6 * 3600)));
         let bad = load_with(
-            ["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve", "--check-interval", "soon"],
+            [
+                "latchkey",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "serve",
+                "--check-interval",
+                "soon",
+            ],
             no_env,
         );
         assert!(bad.unwrap_err().to_string().contains("invalid interval"));

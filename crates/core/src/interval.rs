@@ -70,10 +70,8 @@ impl FromStr for Interval {
                 _ => return Err(invalid()),
             };
             rest = &rest[unit_len..];
-            total = number
-                .checked_mul(unit)
-                .and_then(|s| total.checked_add(s))
-                .ok_or_else(invalid)?;
+            total =
+                number.checked_mul(unit).and_then(|s| total.checked_add(s)).ok_or_else(invalid)?;
         }
         Ok(Self::every(Duration::from_secs(total)))
     }

@@ -16,7 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use latchkey_engine::store::{ConnectionRecord, ConnectionStatus, Keyring, MasterKey, SqliteStore, Store};
+use latchkey_engine::store::{
+    ConnectionRecord, ConnectionStatus, Keyring, MasterKey, SqliteStore, Store,
+};
 use latchkey_engine::{Catalog, Engine, NewIntegration, Origin, Secret};
 use time::OffsetDateTime;
 use wiremock::matchers::method;
@@ -33,13 +35,25 @@ struct TokenEndpoint {
 
 impl Respond for TokenEndpoint {
     fn respond(&self, request: &Request) -> ResponseTemplate {
-        let provider: usize = request.url.path().trim_start_matches("/p").split('/').next().and_then(|p| p.parse().ok()).unwrap_or(usize::MAX);
+        let provider: usize = request
+            .url
+            .path()
+            .trim_start_matches("/p")
+            .split('/')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(usize::MAX);
         let token = form_urlencoded::parse(&request.body)
             .find(|(k, _)| k == "refresh_token")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
         let index = token.trim_start_matches("rt-").parse().unwrap_or(usize::MAX);
-        self.calls.lock().unwrap().push((provider, index, self.start.elapsed(), OffsetDateTime::now_utc()));
+        self.calls.lock().unwrap().push((
+            provider,
+            index,
+            self.start.elapsed(),
+            OffsetDateTime::now_utc(),
+        ));
         ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "access_token": format!("at-{index}-renewed"),
             "token_type": "Bearer",
@@ -96,7 +110,7 @@ async fn main() {
                 environment: latchkey_engine::EnvironmentId::default_environment(),
                 id: format!("app-p{p}").parse().unwrap(),
                 connector: format!("p{p}").parse().unwrap(),
-                client_id: "cid".into(),
+                client_id: Some("cid".into()),
                 client_secret: Some(Secret::new("csecret")),
                 scopes: Vec::new(),
             })
@@ -161,7 +175,17 @@ async fn main() {
         }
     }
     scheduler.abort();
-    report(&endpoint.calls.lock().unwrap(), &expiries, n, providers, speedup, pace, base, t0, seeded);
+    report(
+        &endpoint.calls.lock().unwrap(),
+        &expiries,
+        n,
+        providers,
+        speedup,
+        pace,
+        base,
+        t0,
+        seeded,
+    );
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -203,8 +227,13 @@ fn report(
         f64::from(pace) / speedup,
         speedup
     );
-    println!("seeded in {seeded:.1?}; one scenario hour took {:.0?}\n", Duration::from_secs(3600).div_f64(speedup));
-    println!("| provider | refreshes | peak calls/s (scenario) | mean calls/s (scenario) | peak / pace |");
+    println!(
+        "seeded in {seeded:.1?}; one scenario hour took {:.0?}\n",
+        Duration::from_secs(3600).div_f64(speedup)
+    );
+    println!(
+        "| provider | refreshes | peak calls/s (scenario) | mean calls/s (scenario) | peak / pace |"
+    );
     println!("| --- | --- | --- | --- | --- |");
     for (p, seconds) in per_second.iter().enumerate() {
         let total: u32 = seconds.values().sum();
@@ -232,7 +261,9 @@ fn report(
         let minute = ((*at - base).as_seconds_f64() * speedup / 60.0).floor() as i64;
         *minutes.entry(minute).or_default() += 1;
     }
-    println!("refreshes per minute (minute 0 = the first expiry; minutes before it are refreshes ahead of expiry):\n");
+    println!(
+        "refreshes per minute (minute 0 = the first expiry; minutes before it are refreshes ahead of expiry):\n"
+    );
     println!("| minute | refreshes |");
     println!("| --- | --- |");
     for (minute, count) in &minutes {

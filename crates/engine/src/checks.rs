@@ -115,13 +115,17 @@ impl Engine {
             let interval = self.connector_check_interval(&row.connector);
             let every = interval.or(self.check_interval.get()).unwrap_or(DEFAULT_CHECK_INTERVAL);
             match (row.due_at, interval) {
-                (None, _) => moved.push((row.id, now + every.mul_f64(rand::random_range(0.0..1.0)))),
+                (None, _) => {
+                    moved.push((row.id, now + every.mul_f64(rand::random_range(0.0..1.0))))
+                }
                 (Some(_), None) => moved.push((row.id, now + every)),
                 (Some(seen), Some(every)) => {
                     match self.store.claim_check(&row.id, Some(seen), now + every).await {
                         Ok(true) => due.push(Due::new(row.id, row.connector)),
                         Ok(false) => {} // another instance has it
-                        Err(e) => tracing::warn!(connection = %row.id, error = %e, "cannot claim a check"),
+                        Err(e) => {
+                            tracing::warn!(connection = %row.id, error = %e, "cannot claim a check")
+                        }
                     }
                 }
             }
@@ -150,9 +154,11 @@ impl Engine {
         }
         let Ok(entry) = self.connector_entry(&record.connector) else { return Done::Ok };
         match self.check_record(record, &entry.connector).await {
-            (_, Seen::Transient { slow_down: Some(wait), .. } | Seen::Unknown { slow_down: Some(wait) }) => {
-                Done::SlowDown(wait)
-            }
+            (
+                _,
+                Seen::Transient { slow_down: Some(wait), .. }
+                | Seen::Unknown { slow_down: Some(wait) },
+            ) => Done::SlowDown(wait),
             _ => Done::Ok,
         }
     }
@@ -321,9 +327,13 @@ mod tests {
 
     #[test]
     fn a_429_slows_the_connector_down_and_a_401_does_not() {
-        assert_eq!(slow_down_after(&EngineError::TestFailed { status: 429 }), Some(DEFAULT_SLOW_DOWN));
+        assert_eq!(
+            slow_down_after(&EngineError::TestFailed { status: 429 }),
+            Some(DEFAULT_SLOW_DOWN)
+        );
         assert_eq!(slow_down_after(&EngineError::TestFailed { status: 401 }), None);
-        let own = EngineError::RateLimited { connector: "x".into(), retry_after: Duration::from_secs(7) };
+        let own =
+            EngineError::RateLimited { connector: "x".into(), retry_after: Duration::from_secs(7) };
         assert_eq!(slow_down_after(&own), Some(Duration::from_secs(7)));
     }
 }

@@ -79,6 +79,7 @@ pub use error::{
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
 };
 pub use events::{Event, Events, WebhookConfig};
+pub use health::UNHEALTHY_AFTER;
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
@@ -86,7 +87,6 @@ pub use oauth2::{CallbackParams, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
-pub use health::UNHEALTHY_AFTER;
 pub use renewal::Renewal;
 pub use scheduler::DEFAULT_REFRESH_RATE;
 

@@ -120,8 +120,12 @@ impl FairQueue {
 
     /// The connectors with at least `cap` jobs queued.
     fn full(&self, cap: usize) -> Vec<String> {
-        let mut full: Vec<String> =
-            self.by_connector.iter().filter(|(_, q)| q.len() >= cap).map(|(c, _)| c.clone()).collect();
+        let mut full: Vec<String> = self
+            .by_connector
+            .iter()
+            .filter(|(_, q)| q.len() >= cap)
+            .map(|(c, _)| c.clone())
+            .collect();
         full.sort();
         full
     }
@@ -219,7 +223,8 @@ pub(crate) async fn run_schedule<D, DF, J, JF, F, FF, P>(
         let now = Instant::now();
         while running.len() < shape.concurrency
             && let Some(next) = queue.pop(|connector| {
-                in_flight.values().filter(|c| c.connector == connector).count() < shape.per_connector
+                in_flight.values().filter(|c| c.connector == connector).count()
+                    < shape.per_connector
                     && next_start.get(connector).is_none_or(|at| *at <= now)
             })
         {
@@ -248,7 +253,8 @@ mod tests {
 
     use super::*;
 
-    const SHAPE: Shape = Shape { concurrency: 4, per_connector: 2, batch: 100, queue_per_connector: 25 };
+    const SHAPE: Shape =
+        Shape { concurrency: 4, per_connector: 2, batch: 100, queue_per_connector: 25 };
 
     fn listed(all: &[Due], skip: &[String], limit: usize) -> Listed {
         let due: Vec<Due> =
@@ -368,7 +374,10 @@ mod tests {
         scheduler.abort();
         let started = started.lock();
         let down = started.iter().filter(|id| id.starts_with("down")).count();
-        assert_eq!(down, SHAPE.per_connector, "the hanging provider holds only its share: {started:?}");
+        assert_eq!(
+            down, SHAPE.per_connector,
+            "the hanging provider holds only its share: {started:?}"
+        );
     }
 
     /// A paced connector's jobs start `pace` apart, never closer, while an unpaced connector's
@@ -410,10 +419,16 @@ mod tests {
         }
         scheduler.abort();
         let starts = starts.lock();
-        let fast: Vec<Duration> =
-            starts.iter().filter(|(id, _)| id.starts_with("fast")).map(|(_, at)| *at - start).collect();
+        let fast: Vec<Duration> = starts
+            .iter()
+            .filter(|(id, _)| id.starts_with("fast"))
+            .map(|(_, at)| *at - start)
+            .collect();
         assert_eq!(fast.len(), 30);
-        assert!(fast.iter().all(|at| *at == Duration::ZERO), "not held back by the slow backlog: {fast:?}");
+        assert!(
+            fast.iter().all(|at| *at == Duration::ZERO),
+            "not held back by the slow backlog: {fast:?}"
+        );
         let slow: Vec<Instant> =
             starts.iter().filter(|(id, _)| id.starts_with("slow")).map(|(_, at)| *at).collect();
         assert_eq!(slow.len(), 1000, "each once");

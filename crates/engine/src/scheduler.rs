@@ -170,7 +170,9 @@ impl Engine {
         due.extend(
             expiring
                 .into_iter()
-                .filter(|c| c.expires_at.is_none_or(|at| is_due(at, &c.id, self.refresh_margin, now)))
+                .filter(|c| {
+                    c.expires_at.is_none_or(|at| is_due(at, &c.id, self.refresh_margin, now))
+                })
                 .map(|c| Due::new(c.id, c.connector)),
         );
         Listed { due, full, rescheduled: 0 }
@@ -254,7 +256,8 @@ mod tests {
             let tenth = ((lead - margin).as_secs_f64() / 15.0) as usize;
             per_tenth[tenth] += 1;
             assert!(is_due(expiry, id, margin, expiry - time::Duration::try_from(lead).unwrap()));
-            let just_before = expiry - time::Duration::try_from(lead).unwrap() - time::Duration::SECOND;
+            let just_before =
+                expiry - time::Duration::try_from(lead).unwrap() - time::Duration::SECOND;
             assert!(!is_due(expiry, id, margin, just_before));
             assert!(is_due(expiry, id, margin, expiry - time::Duration::seconds(300)));
         }

@@ -13,7 +13,9 @@ use latchkey_core::Secret;
 use latchkey_engine::{
     Catalog, Clock, ConnectionId, Engine, ManualClock, NewConnection, Origin, WebhookConfig,
 };
-use latchkey_store::{ConnectionStatus, HealthReason, HealthState, Keyring, MasterKey, SqliteStore, Store};
+use latchkey_store::{
+    ConnectionStatus, HealthReason, HealthState, Keyring, MasterKey, SqliteStore, Store,
+};
 use time::OffsetDateTime;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -76,7 +78,10 @@ async fn setup() -> Setup {
             "id: keyed\nname: Keyed\nbase_url: {}\nauth: [{{type: bearer}}]\ntest: {{ path: /me }}\n",
             upstream.uri()
         ),
-        format!("id: untested\nname: Untested\nbase_url: {}\nauth: [{{type: bearer}}]\n", upstream.uri()),
+        format!(
+            "id: untested\nname: Untested\nbase_url: {}\nauth: [{{type: bearer}}]\n",
+            upstream.uri()
+        ),
     ] {
         catalog.add_source(&source, "c.yaml", Origin::Custom).unwrap();
     }
@@ -141,7 +146,8 @@ async fn health(store: &Arc<dyn Store>, id: &str) -> latchkey_store::Health {
 }
 
 fn between(at: OffsetDateTime, from: OffsetDateTime, wait: (u64, u64)) -> bool {
-    let (low, high) = (time::Duration::seconds(wait.0 as i64), time::Duration::seconds(wait.1 as i64));
+    let (low, high) =
+        (time::Duration::seconds(wait.0 as i64), time::Duration::seconds(wait.1 as i64));
     at >= from + low && at <= from + high
 }
 
@@ -241,7 +247,10 @@ async fn scheduled_checks_follow_the_key_and_count_transient_failures() {
     })
     .await;
     let down = health(&store, "k1").await;
-    assert_eq!((down.reason, down.consecutive_failures), (Some(HealthReason::ProviderUnavailable), 3));
+    assert_eq!(
+        (down.reason, down.consecutive_failures),
+        (Some(HealthReason::ProviderUnavailable), 3)
+    );
     assert_eq!(setup.api.calls("tok-k1"), 6, "creation, refused, recovered, three failures");
 
     // Events: unhealthy twice (refused key, provider down) and recovered once.

@@ -199,8 +199,12 @@ mod tests {
     #[test]
     fn transient_failures_count_until_the_threshold() {
         let healthy = Health::default().passed(error(0).at);
-        let once = healthy.clone().failed_transiently(HealthReason::ProviderUnavailable, error(1), 3);
-        assert_eq!((once.state, once.reason, once.consecutive_failures), (HealthState::Healthy, None, 1));
+        let once =
+            healthy.clone().failed_transiently(HealthReason::ProviderUnavailable, error(1), 3);
+        assert_eq!(
+            (once.state, once.reason, once.consecutive_failures),
+            (HealthState::Healthy, None, 1)
+        );
         assert_eq!(once.last_checked_at, Some(error(1).at));
         assert_eq!(once.last_error, Some(error(1)));
         let twice = once.failed_transiently(HealthReason::Network, error(2), 3);

@@ -69,8 +69,8 @@ pub use listing::{
 };
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
-    CredentialUpdate, CustomConnector, DueCheck, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
-    OAuthState, RefreshBackoff, SessionStatus, Tags,
+    CredentialUpdate, CustomConnector, DueCheck, EndUser, ExpiringConnection, IntegrationRecord,
+    Metadata, OAuthState, RefreshBackoff, SessionStatus, Tags,
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{

@@ -398,7 +398,8 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
             skip_connectors(skip.len(), 3)
         );
         // Literal text and numbered placeholders only.
-        let mut query = sql::<D>(sqlx::AssertSqlSafe(text)).bind(nanos(now)?).bind(i64::from(limit));
+        let mut query =
+            sql::<D>(sqlx::AssertSqlSafe(text)).bind(nanos(now)?).bind(i64::from(limit));
         for connector in skip {
             query = query.bind(connector);
         }

@@ -77,7 +77,8 @@ pub(crate) async fn checks_due_are_listed_soonest_first_without_needs_reauth(b: 
     assert_eq!(due_ids(&found), ["broken", "exact"]);
 
     // The health record's failure count survives the round trip.
-    let counted = Health { state: HealthState::Healthy, consecutive_failures: 2, ..Health::default() };
+    let counted =
+        Health { state: HealthState::Healthy, consecutive_failures: 2, ..Health::default() };
     store.set_connection_health("exact", &counted).await.unwrap();
     let read = store.get_connection("exact").await.unwrap().unwrap().health;
     assert_eq!(read.consecutive_failures, 2);
