@@ -15,6 +15,11 @@
 //! [`CHECK_PACE`] apart, and a 429 holds that connector's checks back. Checks are API requests:
 //! they go through the connector's `rate_limit` like proxied requests. Several instances share
 //! the work: each claims a due check in the store before running it, and only one claim wins.
+//!
+//! Credentials: a check on demand renews an OAuth2 token (or session) about to expire first, as
+//! a proxied request would. A scheduled check leaves that to the refresher, which paces its
+//! token requests and backs off when the provider fails: it comes back later (within an hour)
+//! instead, so a provider whose token endpoint is down is not also hit by every check.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -55,6 +60,21 @@ enum Seen {
     /// The check could not tell (Latchkey's own rate limit, a refresh that failed, a
     /// connector set up wrong).
     Unknown { slow_down: Option<Duration> },
+    /// A scheduled check met a token about to expire: the refresher's to renew (paced, and
+    /// backing off when the provider fails), so the check waits rather than refreshing.
+    Deferred,
+}
+
+/// How long a scheduled check that met an expiring token waits, at most.
+const DEFERRED: Duration = Duration::from_secs(3600);
+
+/// Who asked for a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trigger {
+    /// `POST …/check`: an expiring token is renewed first, as for a proxied request.
+    OnDemand,
+    /// The schedule: an expiring token is left to the refresher.
+    Scheduled,
 }
 
 impl Connections<'_> {
@@ -153,7 +173,7 @@ impl Engine {
             return Done::Ok;
         }
         let Ok(entry) = self.connector_entry(&record.connector) else { return Done::Ok };
-        match self.check_record(record, &entry.connector).await {
+        match self.check_record(record, &entry.connector, Trigger::Scheduled).await {
             (
                 _,
                 Seen::Transient { slow_down: Some(wait), .. }
@@ -163,14 +183,15 @@ impl Engine {
         }
     }
 
-    /// Checks connection `record` now: runs its test (with fresh credentials), records the
-    /// health it tells and when the next check is due, sends `connection.unhealthy` or
-    /// `connection.recovered` on a change, and counts it. Returns the error the check met, if
-    /// any, with what it saw.
+    /// Checks connection `record` now: runs its test (see the module's note on credentials),
+    /// records the health it tells and when the next check is due, sends
+    /// `connection.unhealthy` or `connection.recovered` on a change, and counts it. Returns the
+    /// error the check met, if any, with what it saw.
     async fn check_record(
         &self,
         record: ConnectionRecord,
         connector: &Connector,
+        trigger: Trigger,
     ) -> (Result<(), EngineError>, Seen) {
         let id = record.id.clone();
         let interval = self.connector_check_interval(&connector.id);
@@ -178,7 +199,20 @@ impl Engine {
             self.schedule_next(&id, interval, &Seen::Untested).await;
             return (Ok(()), Seen::Untested);
         }
-        let record = match self.fresh_for_check(record, connector).await {
+        let expiring = RefreshReason::Expiring(self.refresh_margin);
+        let renews = matches!(
+            connector.auth_method(Some(&record.auth_method)),
+            Some(AuthMethod::OAuth2(_) | AuthMethod::Session(_))
+        ) && expiring.still_needed(&record, self.clock.now());
+        if renews && trigger == Trigger::Scheduled {
+            self.schedule_next(&id, interval, &Seen::Deferred).await;
+            return (Ok(()), Seen::Deferred);
+        }
+        let renewed = match renews {
+            true => self.refresh_record(&record.id, expiring).await,
+            false => Ok(record),
+        };
+        let record = match renewed {
             Ok(record) => record,
             Err(e) => {
                 let seen = Seen::Unknown { slow_down: None };
@@ -219,24 +253,6 @@ impl Engine {
         (result, seen)
     }
 
-    /// `record` with credentials fresh enough to test: an OAuth2 token or a session about to
-    /// expire is renewed first, as a proxied request would renew it.
-    async fn fresh_for_check(
-        &self,
-        record: ConnectionRecord,
-        connector: &Connector,
-    ) -> Result<ConnectionRecord, EngineError> {
-        let renews = matches!(
-            connector.auth_method(Some(&record.auth_method)),
-            Some(AuthMethod::OAuth2(_) | AuthMethod::Session(_))
-        );
-        let expiring = RefreshReason::Expiring(self.refresh_margin);
-        if renews && expiring.still_needed(&record, self.clock.now()) {
-            return self.refresh_record(&record.id, expiring).await;
-        }
-        Ok(record)
-    }
-
     /// Writes when connection `id` is next checked after a check that saw `seen`, on an engine
     /// that schedules checks. `interval` is the connector's (`None`: not checked; the due time
     /// then moves one server interval on).
@@ -251,6 +267,7 @@ impl Engine {
                 let retry = FIRST_RETRY.saturating_mul(1 << doublings).min(every);
                 retry.max(slow_down.unwrap_or_default()).mul_f64(rand::random_range(0.8..=1.0))
             }
+            Seen::Deferred => every.min(DEFERRED).mul_f64(rand::random_range(0.8..=1.0)),
             Seen::Unknown { slow_down } => FIRST_RETRY
                 .min(every)
                 .max(slow_down.unwrap_or_default())
@@ -300,7 +317,8 @@ impl Connections<'_> {
     pub async fn check(&self, id: &crate::ConnectionId) -> Result<Health, EngineError> {
         let record = self.engine.connection_record(id.as_str()).await?;
         let entry = self.engine.connector_entry(&record.connector)?;
-        let (result, _) = self.engine.check_record(record, &entry.connector).await;
+        let (result, _) =
+            self.engine.check_record(record, &entry.connector, Trigger::OnDemand).await;
         if let Err(e) = result
             && e.class().fault() != crate::Fault::Upstream
         {

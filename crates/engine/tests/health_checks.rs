@@ -5,6 +5,8 @@
 //! unhealthy, the retries coming minutes apart; a connector without a test and a connection in
 //! `needs_reauth` are never checked.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -313,4 +315,77 @@ async fn checks_off_schedule_nothing() {
     off.connections().run_check_scheduler(Duration::from_millis(1)).await;
     assert_eq!(setup.store.check_due_at("k1").await.unwrap(), None);
     assert_eq!(setup.api.calls("tok-k1"), 0);
+}
+
+/// A scheduled check that meets an OAuth2 token about to expire leaves the refresh to the
+/// refresher (paced, backing off) and comes back later without calling anyone; a check on
+/// demand renews the token first, as a proxied request would.
+#[tokio::test]
+async fn a_scheduled_check_leaves_an_expiring_token_to_the_refresher() {
+    let server = MockServer::start().await;
+    let api = Api::default();
+    api.answer(200);
+    Mock::given(method("GET")).and(path("/api/me")).respond_with(api.clone()).mount(&server).await;
+    Mock::given(method("POST"))
+        .and(path("/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "access_token": "renewed", "token_type": "Bearer", "expires_in": 3600,
+        })))
+        .mount(&server)
+        .await;
+    let yaml = format!(
+        "id: prov\nname: Prov\nbase_url: {uri}/api\nauth:\n  - type: oauth2\n    authorize_url: {uri}/authorize\n    token_url: {uri}/token\ntest: {{ path: /me }}\n",
+        uri = server.uri()
+    );
+    let setup = common::setup(&yaml).await;
+    let record = setup
+        .engine
+        .connections()
+        .create(NewConnection {
+            id: Some("o1".parse().unwrap()),
+            integration: Some("app".parse().unwrap()),
+            credentials: [
+                ("access_token".to_string(), Secret::new("old")),
+                ("refresh_token".to_string(), Secret::new("rt")),
+            ]
+            .into(),
+            ..NewConnection::new("prov".parse().unwrap())
+        })
+        .await
+        .unwrap();
+    // An hour's token, three minutes before it expires: within the refresh margin.
+    let hour = latchkey_store::CredentialUpdate {
+        expires_at: Some(setup.clock.now() + time::Duration::hours(1)),
+        ..Default::default()
+    };
+    setup.store.update_credentials("o1", record.version, &hour).await.unwrap();
+    setup.clock.advance(Duration::from_secs(57 * 60));
+    let now = setup.clock.now();
+    setup.store.schedule_checks(&[("o1".into(), now)]).await.unwrap();
+
+    let scheduler =
+        tokio::spawn(setup.engine.connections().run_check_scheduler(Duration::from_millis(10)));
+    let store = setup.store.clone();
+    // Claimed first (a day on), then put off to within the hour.
+    until("the check is put off to within the hour", || {
+        let store = store.clone();
+        async move {
+            let due = store.check_due_at("o1").await.unwrap().unwrap();
+            between(due, now, (48 * 60, 60 * 60))
+        }
+    })
+    .await;
+    scheduler.abort();
+    assert_eq!(api.calls("old") + api.calls("renewed"), 0, "nothing sent");
+    assert_eq!(token_calls(&server).await, 0, "the refresher's to renew");
+
+    let checked = setup.engine.connections().check(&"o1".parse().unwrap()).await.unwrap();
+    assert_eq!(checked.state, HealthState::Healthy);
+    assert_eq!(token_calls(&server).await, 1, "renewed on demand");
+    assert_eq!(api.calls("renewed"), 1, "and tested with the new token");
+}
+
+async fn token_calls(server: &MockServer) -> usize {
+    let requests = server.received_requests().await.unwrap();
+    requests.iter().filter(|r| r.url.path() == "/token").count()
 }
