@@ -182,21 +182,8 @@ impl Engine {
     /// refresh rate, or over the connector's own connector-wide `rate_limit` when that is lower
     /// (a provider that limits the whole app counts its token requests too). `None`: no pace.
     fn refresh_pace(&self, connector: &str) -> Option<Duration> {
-        let own = self.catalog.get(connector).and_then(|entry| {
-            let limit = entry.connector.rate_limit.as_ref()?;
-            if limit.scope != RateScope::Connector {
-                return None;
-            }
-            let (requests, period, _) = limit.rate()?;
-            Some(f64::from(requests) / period.as_secs_f64())
-        });
-        let rate = match (self.refresh_rate, own) {
-            (0, None) => return None,
-            (0, Some(own)) => own,
-            (rate, None) => f64::from(rate),
-            (rate, Some(own)) => own.min(f64::from(rate)),
-        };
-        (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate))
+        let entry = self.catalog.get(connector);
+        pace(self.refresh_rate, entry.as_ref().and_then(|e| e.connector.rate_limit.as_ref()))
     }
 
     /// Records a failed scheduled refresh in the store: the scheduler leaves the connection
@@ -220,6 +207,23 @@ impl Engine {
     }
 }
 
+/// The least time between two scheduled refreshes of one connector: one over `rate` (a second),
+/// or over the connector's `limit` when it is connector-wide and lower. `None`: no pace (`rate`
+/// 0 and no such limit).
+fn pace(rate: u32, limit: Option<&latchkey_core::connector::RateLimit>) -> Option<Duration> {
+    let own = limit.filter(|l| l.scope == RateScope::Connector).and_then(|l| {
+        let (requests, period, _) = l.rate()?;
+        Some(f64::from(requests) / period.as_secs_f64())
+    });
+    let rate = match (rate, own) {
+        (0, None) => return None,
+        (0, Some(own)) => own,
+        (rate, None) => f64::from(rate),
+        (rate, Some(own)) => own.min(f64::from(rate)),
+    };
+    (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate))
+}
+
 /// Whether the token of connection `id`, expiring at `expires_at`, is due for its scheduled
 /// refresh at `now`: within its [`lead`].
 fn is_due(expires_at: OffsetDateTime, id: &str, margin: Duration, now: OffsetDateTime) -> bool {
@@ -230,6 +234,29 @@ fn is_due(expires_at: OffsetDateTime, id: &str, margin: Duration, now: OffsetDat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pace_is_the_rate_or_a_lower_connector_wide_limit() {
+        use latchkey_core::connector::{RateLimit, RatePeriod};
+        let limit = |requests: u32, per: RatePeriod, scope: RateScope| RateLimit {
+            requests: Some(requests),
+            per: Some(per),
+            scope,
+            ..RateLimit::default()
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(pace(10, None), Some(ms(100)));
+        assert_eq!(pace(0, None), None, "0: no pace");
+        let wide = limit(120, RatePeriod::Minute, RateScope::Connector);
+        assert_eq!(pace(10, Some(&wide)), Some(ms(500)), "2 a second is lower");
+        assert_eq!(pace(0, Some(&wide)), Some(ms(500)));
+        let generous = limit(100, RatePeriod::Second, RateScope::Connector);
+        assert_eq!(pace(10, Some(&generous)), Some(ms(100)), "the rate is lower");
+        let per_user = limit(1, RatePeriod::Second, RateScope::Connection);
+        assert_eq!(pace(10, Some(&per_user)), Some(ms(100)), "a per-connection limit: ignored");
+        let only_retry_after = RateLimit { scope: RateScope::Connector, ..RateLimit::default() };
+        assert_eq!(pace(10, Some(&only_retry_after)), Some(ms(100)));
+    }
 
     #[test]
     fn back_off_doubles_up_to_the_cap_and_is_jittered_down_to_half() {

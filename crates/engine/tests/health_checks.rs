@@ -389,3 +389,43 @@ async fn token_calls(server: &MockServer) -> usize {
     let requests = server.received_requests().await.unwrap();
     requests.iter().filter(|r| r.url.path() == "/token").count()
 }
+
+/// Checks are API requests: they take their turn under the connector's `rate_limit` like a
+/// proxied request. Past the limit a check is refused before anything is sent, and that says
+/// nothing of the connection's health.
+#[tokio::test]
+async fn checks_keep_to_the_connectors_rate_limit() {
+    let upstream = MockServer::start().await;
+    let api = Api::default();
+    api.answer(200);
+    Mock::given(method("GET")).and(path("/me")).respond_with(api.clone()).mount(&upstream).await;
+    let catalog = Catalog::default();
+    let yaml = format!(
+        "id: limited\nname: Limited\nbase_url: {}\nauth: [{{type: bearer}}]\ntest: {{ path: /me }}\nrate_limit: {{ requests: 1, per: minute, scope: connector, max_wait_ms: 0 }}\n",
+        upstream.uri()
+    );
+    catalog.add_source(&yaml, "l.yaml", Origin::Custom).unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap(),
+    );
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let engine = Engine::builder(store.clone(), catalog, net).build().await.unwrap();
+    for id in ["l1", "l2"] {
+        engine
+            .connections()
+            .create(NewConnection {
+                id: Some(id.parse().unwrap()),
+                credentials: [("token".to_string(), Secret::new(format!("tok-{id}")))].into(),
+                ..NewConnection::new("limited".parse().unwrap())
+            })
+            .await
+            .unwrap();
+    }
+    let first = engine.connections().check(&"l1".parse().unwrap()).await.unwrap();
+    assert_eq!(first.state, HealthState::Healthy);
+    let refused = engine.connections().check(&"l2".parse().unwrap()).await.unwrap_err();
+    assert_eq!(refused.code(), "rate_limited", "{refused}");
+    assert_eq!((api.calls("tok-l1"), api.calls("tok-l2")), (1, 0), "the second was not sent");
+    let untouched = store.get_connection("l2").await.unwrap().unwrap().health;
+    assert_eq!((untouched.state, untouched.consecutive_failures), (HealthState::Unknown, 0));
+}
