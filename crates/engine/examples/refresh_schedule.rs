@@ -6,6 +6,8 @@
 //! so every ratio (calls against the limit, refreshes against expiries) is the real one's.
 //! Engine and token endpoints (wiremock, counting each call with its time) share the process.
 //!
+//! `WINDOW` (scenario seconds, default 3600) narrows the window, e.g. to see a burst.
+//!
 //! Reports per provider the token calls per second (peak and mean, and the peak against the
 //! pace), how many tokens expired before their refresh and how many were never refreshed, how
 //! long before expiry refreshes came, and refreshes per (scenario) minute.
@@ -72,7 +74,8 @@ async fn main() {
     let providers: usize = env("PROVIDERS", 3);
     let speedup: f64 = env("SPEEDUP", 60.0);
     let rate: u32 = env("RATE", latchkey_engine::DEFAULT_REFRESH_RATE);
-    let window = Duration::from_secs(3600).div_f64(speedup);
+    let window_secs: u64 = env("WINDOW", 3600);
+    let window = Duration::from_secs(window_secs).div_f64(speedup);
     let margin = latchkey_engine::DEFAULT_REFRESH_MARGIN.div_f64(speedup);
     let tick = Duration::from_secs(30).div_f64(speedup).max(Duration::from_millis(50));
     let pace = (f64::from(rate) * speedup).round() as u32;
@@ -83,11 +86,9 @@ async fn main() {
     Mock::given(method("POST")).respond_with(endpoint.clone()).mount(&server).await;
 
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("bench.db"), Keyring::single(MasterKey::generate()))
-            .await
-            .unwrap(),
-    );
+    let db = dir.path().join("bench.db");
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&db, Keyring::single(MasterKey::generate())).await.unwrap());
     let catalog = Catalog::default();
     for p in 0..providers {
         let yaml = format!(
@@ -118,51 +119,36 @@ async fn main() {
             .unwrap();
     }
 
-    // Expiries at random over the window, starting once seeding is done and the first
-    // connections are not yet within their lead (one and a half margins).
+    // Expiries at random over the window. Seeded from a placeholder start, then moved (one
+    // UPDATE) to start once seeding is done, a lead and a half after the scheduler starts.
     let seeding = Instant::now();
     let offsets: Vec<Duration> =
         (0..n).map(|_| window.mul_f64(rand::random_range(0.0..1.0))).collect();
-    let estimate = Duration::from_secs_f64(n as f64 / 4_000.0) + Duration::from_secs(5);
-    let base = OffsetDateTime::now_utc() + estimate + margin.mul_f64(1.5);
-    let mut expiries = Vec::with_capacity(n);
+    let placeholder = OffsetDateTime::now_utc() + time::Duration::days(1);
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let batch: Vec<ConnectionRecord> = chunk
-            .iter()
-            .map(|&i| {
-                let expires_at = base + offsets[i];
-                expiries.push(expires_at);
-                ConnectionRecord {
-                    id: format!("conn-{i:06}"),
-                    environment: "default".into(),
-                    connector: format!("p{}", i % providers),
-                    integration: Some(format!("app-p{}", i % providers)),
-                    auth_method: "oauth2".into(),
-                    credentials: BTreeMap::from([
-                        ("access_token".to_string(), Secret::new(format!("at-{i}"))),
-                        ("refresh_token".to_string(), Secret::new(format!("rt-{i}"))),
-                    ]),
-                    config: BTreeMap::new(),
-                    status: ConnectionStatus::Ok,
-                    health: Default::default(),
-                    label: None,
-                    end_user: None,
-                    tags: Default::default(),
-                    metadata: Default::default(),
-                    expires_at: Some(expires_at),
-                    version: 0,
-                    created_at: expires_at - time::Duration::hours(1),
-                    // Issued an hour before expiry, as a real token is.
-                    updated_at: expires_at - time::Duration::hours(1),
-                }
-            })
-            .collect();
+        let batch: Vec<ConnectionRecord> =
+            chunk.iter().map(|&i| record(i, providers, placeholder + offsets[i])).collect();
         store.insert_connections(&batch).await.unwrap();
     }
     let seeded = seeding.elapsed();
+    let base = OffsetDateTime::now_utc() + margin.mul_f64(1.5) + Duration::from_secs(1);
+    let shift = i64::try_from((base - placeholder).whole_nanoseconds()).unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query(
+        "UPDATE connections SET expires_at = expires_at + ?1, updated_at = updated_at + ?1,
+            created_at = created_at + ?1",
+    )
+    .bind(shift)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let expiries: Vec<OffsetDateTime> = offsets.iter().map(|o| base + *o).collect();
     let now = OffsetDateTime::now_utc();
-    assert!(now + margin.mul_f64(1.5) < base, "seeding ran over its estimate: raise it");
-    eprintln!("seeded {n} connections in {seeded:.1?}; expiries start in {:.1?}", (base - now));
+    eprintln!(
+        "seeded {n} connections in {seeded:.1?}; expiries start in {:.1} s",
+        (base - now).as_seconds_f64()
+    );
 
     let t0 = Instant::now() - start;
     let scheduler = tokio::spawn(engine.renewal().run_scheduler(tick));
@@ -175,31 +161,53 @@ async fn main() {
         }
     }
     scheduler.abort();
-    report(
-        &endpoint.calls.lock().unwrap(),
-        &expiries,
-        n,
-        providers,
-        speedup,
-        pace,
-        base,
-        t0,
-        seeded,
-    );
+    let calls = endpoint.calls.lock().unwrap().clone();
+    let run = Run { n, providers, speedup, pace, window_secs, base, t0, seeded };
+    report(&calls, &expiries, &run);
 }
 
-#[allow(clippy::too_many_arguments)]
-fn report(
-    calls: &[Call],
-    expiries: &[OffsetDateTime],
+/// Connection `i`: an OAuth2 connection of provider `i % providers`, its token issued an hour
+/// before it expires at `expires_at`, as a real one is.
+fn record(i: usize, providers: usize, expires_at: OffsetDateTime) -> ConnectionRecord {
+    let issued = expires_at - time::Duration::hours(1);
+    ConnectionRecord {
+        id: format!("conn-{i:06}"),
+        environment: "default".into(),
+        connector: format!("p{}", i % providers),
+        integration: Some(format!("app-p{}", i % providers)),
+        auth_method: "oauth2".into(),
+        credentials: BTreeMap::from([
+            ("access_token".to_string(), Secret::new(format!("at-{i}"))),
+            ("refresh_token".to_string(), Secret::new(format!("rt-{i}"))),
+        ]),
+        config: BTreeMap::new(),
+        status: ConnectionStatus::Ok,
+        health: Default::default(),
+        label: None,
+        end_user: None,
+        tags: Default::default(),
+        metadata: Default::default(),
+        expires_at: Some(expires_at),
+        version: 0,
+        created_at: issued,
+        updated_at: issued,
+    }
+}
+
+/// What the run was, for the report.
+struct Run {
     n: usize,
     providers: usize,
     speedup: f64,
     pace: u32,
+    window_secs: u64,
     base: OffsetDateTime,
     t0: Duration,
     seeded: Duration,
-) {
+}
+
+fn report(calls: &[Call], expiries: &[OffsetDateTime], run: &Run) {
+    let Run { n, providers, speedup, pace, window_secs, base, t0, seeded } = *run;
     let mut first_call: Vec<Option<OffsetDateTime>> = vec![None; n];
     let mut per_second: Vec<BTreeMap<u64, u32>> = vec![BTreeMap::new(); providers];
     let mut repeated = 0;
@@ -218,18 +226,17 @@ fn report(
     let leads: Vec<f64> = (0..n)
         .filter_map(|i| first_call[i].map(|at| (expiries[i] - at).as_seconds_f64() * speedup))
         .collect();
-    let (min_lead, mean_lead) = (
-        leads.iter().copied().fold(f64::INFINITY, f64::min),
-        leads.iter().sum::<f64>() / leads.len().max(1) as f64,
-    );
+    let min_lead = leads.iter().copied().fold(f64::INFINITY, f64::min);
+    let mean_lead = leads.iter().sum::<f64>() / leads.len().max(1) as f64;
+    let scenario = Duration::from_secs(window_secs).div_f64(speedup);
     println!(
-        "### {n} connections, {providers} providers, pace {} a second per provider ({}x speed-up)\n",
+        "### {n} connections expiring within {} min, {providers} providers, pace {} a second per provider ({speedup}x speed-up)\n",
+        window_secs / 60,
         f64::from(pace) / speedup,
-        speedup
     );
     println!(
-        "seeded in {seeded:.1?}; one scenario hour took {:.0?}\n",
-        Duration::from_secs(3600).div_f64(speedup)
+        "seeded in {seeded:.1?}; the scenario's {} min ran in {scenario:.0?}\n",
+        window_secs / 60
     );
     println!(
         "| provider | refreshes | peak calls/s (scenario) | mean calls/s (scenario) | peak / pace |"
@@ -262,11 +269,18 @@ fn report(
         *minutes.entry(minute).or_default() += 1;
     }
     println!(
-        "refreshes per minute (minute 0 = the first expiry; minutes before it are refreshes ahead of expiry):\n"
+        "refreshes per minute (minute 0 = the first expiry; earlier minutes are refreshes ahead of it), ten minutes a row:\n"
     );
-    println!("| minute | refreshes |");
+    println!("| from minute | refreshes in each minute |");
     println!("| --- | --- |");
-    for (minute, count) in &minutes {
-        println!("| {minute} | {count} |");
+    let (Some(first), Some(last)) = (minutes.keys().next(), minutes.keys().last()) else {
+        return;
+    };
+    let mut row = first.div_euclid(10) * 10;
+    while row <= *last {
+        let counts: Vec<String> =
+            (row..row + 10).map(|m| minutes.get(&m).copied().unwrap_or(0).to_string()).collect();
+        println!("| {row} | {} |", counts.join(" "));
+        row += 10;
     }
 }
