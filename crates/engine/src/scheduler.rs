@@ -13,7 +13,8 @@
 //! token endpoints) does not delay another provider's refreshes.
 //!
 //! Spreading and pacing: a connection is due at its expiry less the margin less a share of the
-//! margin of its own ([`spread`], up to [`SPREAD`] of it), so connections imported or connected
+//! margin of its own (fixed by its id in the store, up to [`SPREAD`] of it; the store's query
+//! orders by that due time), so connections imported or connected
 //! together, whose tokens expire together, are refreshed over a stretch of time rather than at
 //! once; and one connector's scheduled refreshes start at most its pace apart (the engine's
 //! refresh rate, or the connector's own `rate_limit` where it sets a lower connector-wide one),
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_core::connector::RateScope;
-use time::OffsetDateTime;
 
 use crate::schedule::{Done, Due, Listed, Shape, run_schedule};
 use crate::{Engine, RefreshReason, Renewal};
@@ -41,7 +41,7 @@ const PER_CONNECTOR: usize = CONCURRENCY / 2;
 /// Connections looked at per listing (those backing off are not among them).
 const BATCH: u32 = 256;
 /// How far ahead of the margin a connection may be refreshed, as a share of the margin: each
-/// connection's own share is fixed by its id ([`spread`]).
+/// connection's own share is fixed by its id ([`latchkey_store::refresh_spread`]).
 const SPREAD: f64 = 0.5;
 /// The first delay after a failure; doubled on each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
@@ -62,29 +62,10 @@ fn backoff_delay(failures: u32, jitter: f64) -> Duration {
     delay.mul_f64(jitter.clamp(0.5, 1.0))
 }
 
-/// Connection `id`'s own share of the spread, in `0.0..1.0`: fixed by its id (FNV-1a, then mixed), so a
-/// connection is due at the same point of every token's life and every instance agrees on it,
-/// while a thousand connections expiring together spread evenly.
-fn spread(id: &str) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in id.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    // MurmurHash3's finaliser: ids that differ in one character land far apart.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^= hash >> 33;
-    // The top 53 bits, as a fraction.
-    (hash >> 11) as f64 / (1u64 << 53) as f64
-}
-
 /// How long before expiry connection `id` is refreshed by the scheduler: the margin, and its
-/// share of [`SPREAD`] more.
+/// own share ([`latchkey_store::refresh_spread`]) of [`SPREAD`] of the margin more.
 fn lead(id: &str, margin: Duration) -> Duration {
-    margin + margin.mul_f64(SPREAD * spread(id))
+    margin + margin.mul_f64(SPREAD * latchkey_store::refresh_spread(id))
 }
 
 impl Renewal<'_> {
@@ -159,22 +140,15 @@ impl Engine {
         });
         // Which connector an abandoned refresh belongs to does not matter: there are few.
         let mut due: Vec<Due> = abandoned.into_iter().map(|id| Due::new(id, "")).collect();
-        let widest = self.refresh_margin + self.refresh_margin.mul_f64(SPREAD);
-        let before = now + widest;
-        let expiring = self.store.connections_expiring(before, now, BATCH, &skip).await;
+        let before = now + self.refresh_margin;
+        let spread = self.refresh_margin.mul_f64(SPREAD);
+        let expiring = self.store.connections_expiring(before, spread, now, BATCH, &skip).await;
         let expiring = expiring.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "scheduler cannot list expiring connections");
             Vec::new()
         });
         let full = expiring.len() == BATCH as usize;
-        due.extend(
-            expiring
-                .into_iter()
-                .filter(|c| {
-                    c.expires_at.is_none_or(|at| is_due(at, &c.id, self.refresh_margin, now))
-                })
-                .map(|c| Due::new(c.id, c.connector)),
-        );
+        due.extend(expiring.into_iter().map(|c| Due::new(c.id, c.connector)));
         Listed { due, full, rescheduled: 0 }
     }
 
@@ -224,13 +198,6 @@ fn pace(rate: u32, limit: Option<&latchkey_core::connector::RateLimit>) -> Optio
     (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate))
 }
 
-/// Whether the token of connection `id`, expiring at `expires_at`, is due for its scheduled
-/// refresh at `now`: within its [`lead`].
-fn is_due(expires_at: OffsetDateTime, id: &str, margin: Duration, now: OffsetDateTime) -> bool {
-    let lead = time::Duration::try_from(lead(id, margin)).unwrap_or(time::Duration::MAX);
-    expires_at - lead <= now
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -274,23 +241,15 @@ mod tests {
     #[test]
     fn connections_expiring_together_are_due_spread_over_the_margin() {
         let margin = Duration::from_secs(300);
-        let expiry = OffsetDateTime::from_unix_timestamp(1_900_000_000).unwrap();
-        let ids: Vec<String> = (0..10_000).map(|i| format!("conn_{i}")).collect();
         let mut per_tenth = [0usize; 10];
-        for id in &ids {
-            let lead = lead(id, margin);
+        for i in 0..10_000 {
+            let lead = lead(&format!("conn_{i}"), margin);
             assert!(lead >= margin && lead < margin + margin / 2, "{lead:?}");
-            let tenth = ((lead - margin).as_secs_f64() / 15.0) as usize;
-            per_tenth[tenth] += 1;
-            assert!(is_due(expiry, id, margin, expiry - time::Duration::try_from(lead).unwrap()));
-            let just_before =
-                expiry - time::Duration::try_from(lead).unwrap() - time::Duration::SECOND;
-            assert!(!is_due(expiry, id, margin, just_before));
-            assert!(is_due(expiry, id, margin, expiry - time::Duration::seconds(300)));
+            per_tenth[((lead - margin).as_secs_f64() / 15.0) as usize] += 1;
         }
         for (tenth, n) in per_tenth.iter().enumerate() {
             assert!((800..1200).contains(n), "tenth {tenth}: {n} of 10000 ({per_tenth:?})");
         }
-        assert_eq!(spread("conn_1"), spread("conn_1"), "fixed per connection");
+        assert_eq!(lead("conn_1", margin), lead("conn_1", margin), "fixed per connection");
     }
 }

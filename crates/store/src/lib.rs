@@ -70,7 +70,7 @@ pub use listing::{
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
     CredentialUpdate, CustomConnector, DueCheck, EndUser, ExpiringConnection, IntegrationRecord,
-    Metadata, OAuthState, RefreshBackoff, SessionStatus, Tags,
+    Metadata, OAuthState, RefreshBackoff, SessionStatus, Tags, refresh_spread,
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{

@@ -183,14 +183,17 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         update: &CredentialUpdate,
     ) -> Result<i64, StoreError>;
 
-    /// The `ok` connections whose access token expires before `before`, soonest first, leaving
-    /// out those whose refresh backs off past `now` (see [`ConnectionStore::record_refresh_failure`]):
+    /// The `ok` connections due for a refresh: whose access token expires before `before`, or
+    /// up to `spread` later by each connection's own share of it
+    /// ([`refresh_spread`](crate::refresh_spread)), soonest due first. Leaves out those whose
+    /// refresh backs off past `now` (see [`ConnectionStore::record_refresh_failure`]):
     /// connections that wait never take the places of those that are due. Connections of the
     /// connectors in `skip` are left out too: the refresher has enough of theirs queued, and
     /// the places go to other providers.
     async fn connections_expiring(
         &self,
         before: OffsetDateTime,
+        spread: Duration,
         now: OffsetDateTime,
         limit: u32,
         skip: &[String],

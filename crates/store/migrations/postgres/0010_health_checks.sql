@@ -6,3 +6,9 @@
 -- whatever their environment.
 ALTER TABLE connections ADD COLUMN check_due_at BIGINT NOT NULL DEFAULT 0;
 CREATE INDEX connections_check_due ON connections (check_due_at) WHERE status <> 'needs_reauth';
+
+-- Refresh spreading: each connection's own share (parts per million) of the stretch before the
+-- refresh margin in which the background refresher may renew it, fixed from its id when it is
+-- stored, so connections whose tokens expire together are renewed spread over that stretch.
+-- Rows stored before this keep 0: renewed at the margin, as before.
+ALTER TABLE connections ADD COLUMN refresh_spread BIGINT NOT NULL DEFAULT 0;

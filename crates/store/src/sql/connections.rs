@@ -16,7 +16,7 @@ use crate::health::Health;
 use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
 use crate::model::{
     ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    DueCheck, ExpiringConnection, RefreshBackoff, Tags,
+    DueCheck, ExpiringConnection, RefreshBackoff, Tags, refresh_spread_ppm,
 };
 use crate::rows::{self, Columns as _, nanos, parse_json, timestamp, to_json};
 use crate::secret_rows::{CONNECTION, SCRIPT_STORAGE, record_binding};
@@ -41,9 +41,10 @@ macro_rules! upsert_connection {
         concat!(
             "INSERT INTO connections (id, connector, integration, auth_method, config, status,
                 label, end_user_id, end_user_email, end_user_display_name, tags, metadata,
-                expires_at, version, created_at, updated_at, environment, health, health_state)
+                expires_at, version, created_at, updated_at, environment, health, health_state,
+                refresh_spread)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19)
+                $18, $19, $20)
              ON CONFLICT (id) DO ",
             $on_conflict
         )
@@ -350,22 +351,30 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
     async fn connections_expiring(
         &self,
         before: OffsetDateTime,
+        spread: std::time::Duration,
         now: OffsetDateTime,
         limit: u32,
         skip: &[String],
     ) -> Result<Vec<ExpiringConnection>, StoreError> {
+        // A connection is due `refresh_spread` millionths of `spread` before `before`: its due
+        // time is `expires_at - refresh_spread * per_ppm`, all in integer nanoseconds.
+        let per_ppm = i64::try_from(spread.as_nanos() / 1_000_000).unwrap_or(i64::MAX / 1_000_000);
+        let widest = before + spread;
         let text = format!(
-            "SELECT id, connector, expires_at FROM connections WHERE status = 'ok'
-                AND expires_at IS NOT NULL AND expires_at < $1
+            "SELECT id, connector, expires_at, refresh_spread FROM connections
+             WHERE status = 'ok' AND expires_at IS NOT NULL AND expires_at < $1
+                AND expires_at - refresh_spread * $4 < $5
                 AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2){}
-             ORDER BY expires_at LIMIT $3",
-            skip_connectors(skip.len(), 4)
+             ORDER BY expires_at - refresh_spread * $4, id LIMIT $3",
+            skip_connectors(skip.len(), 6)
         );
         // Literal text and numbered placeholders only.
         let mut query = sql::<D>(sqlx::AssertSqlSafe(text))
-            .bind(nanos(before)?)
+            .bind(nanos(widest)?)
             .bind(nanos(now)?)
-            .bind(i64::from(limit));
+            .bind(i64::from(limit))
+            .bind(per_ppm)
+            .bind(nanos(before)?);
         for connector in skip {
             query = query.bind(connector);
         }
@@ -378,6 +387,7 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
                     id: row.text("id")?,
                     connector: row.text("connector")?,
                     expires_at: row.opt_int("expires_at")?.map(timestamp).transpose()?,
+                    spread: row.int("refresh_spread")? as f64 / 1_000_000.0,
                 })
             })
             .collect()
@@ -568,5 +578,6 @@ fn bind_connection<D: Dialect>(
         .bind(nanos(c.updated_at)?)
         .bind(&c.environment)
         .bind(to_json(&c.health, "connection health")?)
-        .bind(c.health.state.as_str()))
+        .bind(c.health.state.as_str())
+        .bind(refresh_spread_ppm(&c.id)))
 }

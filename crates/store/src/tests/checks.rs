@@ -3,9 +3,11 @@
 //! claimed once across instances; the refresher's window leaves out the connectors it has
 //! enough of.
 
+use std::time::Duration;
+
 use super::{Backend, at, connection};
 use crate::model::{ConnectionStatus, DueCheck};
-use crate::{Health, HealthState};
+use crate::{Health, HealthState, refresh_spread};
 
 fn due_ids(found: &[DueCheck]) -> Vec<&str> {
     found.iter().map(|c| c.id.as_str()).collect()
@@ -98,7 +100,8 @@ pub(crate) async fn the_refresh_window_leaves_out_skipped_connectors(b: &impl Ba
     let window = |skip: Vec<String>| {
         let store = store.clone();
         async move {
-            let found = store.connections_expiring(before, now, 2, &skip).await.unwrap();
+            let found =
+                store.connections_expiring(before, Duration::ZERO, now, 2, &skip).await.unwrap();
             found.into_iter().map(|c| (c.id, c.expires_at)).collect::<Vec<_>>()
         }
     };
@@ -108,4 +111,40 @@ pub(crate) async fn the_refresh_window_leaves_out_skipped_connectors(b: &impl Ba
     );
     assert_eq!(window(vec!["a".into()]).await, [("b1".into(), Some(at(1_900_000_030)))]);
     assert!(window(vec!["a".into(), "b".into()]).await.is_empty());
+}
+
+/// Connections whose tokens expire together are due spread over the stretch before the margin,
+/// each by its own share fixed by its id, the one with the largest share first.
+pub(crate) async fn the_refresh_window_spreads_connections_expiring_together(b: &impl Backend) {
+    let store = b.store();
+    let expiry = at(1_900_001_000);
+    let ids: Vec<String> = (0..40).map(|i| format!("together-{i}")).collect();
+    for id in &ids {
+        let mut c = connection(id, &[]);
+        c.expires_at = Some(expiry);
+        store.insert_connection(&c).await.unwrap();
+    }
+    let spread = Duration::from_secs(1000);
+    let now = at(1_900_000_000);
+    // 500 s before the margin's edge: due are those whose share of 1000 s is over 500 s.
+    let before = expiry - time::Duration::seconds(500);
+    let found = store.connections_expiring(before, spread, now, 100, &[]).await.unwrap();
+    let mut expected: Vec<(&String, f64)> = ids
+        .iter()
+        .map(|id| (id, refresh_spread(id)))
+        .filter(|(_, s)| *s * 1000.0 > 500.0)
+        .collect();
+    expected.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let listed: Vec<&String> = found.iter().map(|c| &c.id).collect();
+    assert_eq!(listed, expected.iter().map(|(id, _)| *id).collect::<Vec<_>>());
+    assert!((10..30).contains(&found.len()), "about half: {}", found.len());
+    for c in &found {
+        assert!((c.spread - refresh_spread(&c.id)).abs() < 1e-5, "{} {}", c.spread, c.id);
+        assert_eq!(c.expires_at, Some(expiry));
+    }
+    // At the margin's edge all are due; without a spread, the window is the expiry alone.
+    let all = store.connections_expiring(expiry + time::Duration::SECOND, spread, now, 100, &[]);
+    assert_eq!(all.await.unwrap().len(), 40);
+    let none = store.connections_expiring(before, Duration::ZERO, now, 100, &[]).await.unwrap();
+    assert!(none.is_empty());
 }
