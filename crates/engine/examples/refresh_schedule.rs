@@ -257,7 +257,7 @@ fn report(calls: &[Call], expiries: &[OffsetDateTime], run: &Run) {
         );
     }
     println!(
-        "\nexpired before their refresh: **{late}**; never refreshed: **{never}**; refreshed twice: {repeated}"
+        "\nexpired before their refresh: **{late}**; not refreshed when the run ended (30 s of real time after the window): **{never}**; refreshed twice: {repeated}"
     );
     println!(
         "refreshed before expiry (scenario seconds): min {min_lead:.0}, mean {mean_lead:.0} (margin 300, spread to 450)\n"
