@@ -149,9 +149,24 @@ pub enum Command {
             value_name = "ROWS"
         )]
         operation_max_rows: u64,
-        /// Seconds between proactive refresh passes.
+        /// Seconds between proactive refresh passes (and passes of the health checker).
         #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
         refresh_interval: u64,
+        /// At most this many scheduled token refreshes a second to one connector's token
+        /// endpoint (a connector's connector-wide `rate_limit` may lower it); `0`: no pace.
+        /// Refreshes before a request are never paced.
+        #[arg(long, env = "LATCHKEY_REFRESH_RATE", default_value_t = latchkey_engine::DEFAULT_REFRESH_RATE, value_name = "PER_SECOND")]
+        refresh_rate: u32,
+        /// How often each connection's credential test runs in the background, e.g. `24h`,
+        /// `6h`, `30m`; `off` (or `0`) turns scheduled checks off. A connector's
+        /// `test.check_interval` overrides it.
+        #[arg(
+            long,
+            env = "LATCHKEY_CHECK_INTERVAL",
+            default_value = "24h",
+            value_name = "INTERVAL"
+        )]
+        check_interval: latchkey_core::Interval,
         /// Log one line per HTTP request at info (method, route template, status, latency,
         /// connection id); `false` turns it off.
         #[arg(

@@ -35,6 +35,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             public_url,
             webhook_url,
             refresh_interval,
+            refresh_rate,
+            check_interval,
             access_log: _,
             audit_retention,
             refresh_exhausted_after,
@@ -48,6 +50,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 public_url,
                 webhook_url,
                 refresh_interval,
+                refresh_rate,
+                check_interval,
                 audit_retention,
                 refresh_exhausted_after,
                 webhook_retention,
@@ -140,6 +144,8 @@ struct ServeOptions {
     public_url: Option<url::Url>,
     webhook_url: Option<url::Url>,
     refresh_interval: u64,
+    refresh_rate: u32,
+    check_interval: latchkey_core::Interval,
     audit_retention: u32,
     refresh_exhausted_after: u64,
     webhook_retention: u32,
@@ -157,6 +163,8 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         public_url,
         webhook_url,
         refresh_interval,
+        refresh_rate,
+        check_interval,
         audit_retention,
         refresh_exhausted_after,
         webhook_retention,
@@ -175,7 +183,11 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
     };
     let exhausted_after = std::time::Duration::from_secs(refresh_exhausted_after * 3600);
     let (engine, data_dir) = setup::engine_with(global, |builder| {
-        let builder = builder.refresh_exhausted_after(exhausted_after).operation_log(operation_log);
+        let builder = builder
+            .refresh_exhausted_after(exhausted_after)
+            .operation_log(operation_log)
+            .refresh_rate(refresh_rate)
+            .check_interval(check_interval);
         match webhook {
             Some((webhook, Some(previous))) => {
                 builder.webhook(webhook).webhook_previous_secret(previous)
@@ -230,9 +242,14 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         None => url::Url::parse(&format!("http://{local}"))?,
     };
     tracing::info!(address = %local, %public_url, connectors = engine.connectors().catalog().list().len(), "latchkey listening");
-    tokio::spawn(
-        engine.renewal().run_scheduler(std::time::Duration::from_secs(refresh_interval.max(1))),
-    );
+    let tick = std::time::Duration::from_secs(refresh_interval.max(1));
+    tokio::spawn(engine.renewal().run_scheduler(tick));
+    if check_interval.get().is_some() {
+        tracing::info!(every = %check_interval, "scheduled health checks every {check_interval}");
+        tokio::spawn(engine.connections().run_check_scheduler(tick));
+    } else {
+        tracing::info!("scheduled health checks are off");
+    }
     if audit_retention > 0 {
         tokio::spawn(trim_audit_log(engine.clone(), audit_retention));
     }

@@ -44,6 +44,8 @@ struct FileConfig {
     public_url: Option<String>,
     webhook_url: Option<String>,
     refresh_interval: Option<u64>,
+    refresh_rate: Option<u32>,
+    check_interval: Option<CheckInterval>,
     access_log: Option<bool>,
     audit_retention: Option<u32>,
     refresh_exhausted_after: Option<u64>,
@@ -59,6 +61,8 @@ const SERVE_KEYS: &[&str] = &[
     "public_url",
     "webhook_url",
     "refresh_interval",
+    "refresh_rate",
+    "check_interval",
     "access_log",
     "audit_retention",
     "refresh_exhausted_after",
@@ -67,6 +71,15 @@ const SERVE_KEYS: &[&str] = &[
     "operation_retention",
     "operation_max_rows",
 ];
+
+/// `check_interval` in the file: `"24h"`, `"off"`, or a number of seconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+#[allow(dead_code)] // read through the TOML table; the enum is the schema
+enum CheckInterval {
+    Text(String),
+    Seconds(u64),
+}
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
 const SECRET_FILES: &[(&str, &str)] = &[("database_url", "LATCHKEY_DATABASE_URL")];
@@ -262,6 +275,8 @@ mod tests {
             public_url = "https://l.example"
             webhook_url = "https://w.example"
             refresh_interval = 7
+            refresh_rate = 9
+            check_interval = "6h"
             access_log = false
             audit_retention = 8
             refresh_exhausted_after = 9
@@ -297,8 +312,46 @@ mod tests {
         let cli =
             load_with(["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve"], no_env)
                 .unwrap();
-        let Command::Serve { refresh_interval, .. } = cli.command else { panic!() };
+        let Command::Serve { refresh_interval, check_interval, refresh_rate, .. } = cli.command
+        else {
+            panic!()
+        };
         assert_eq!(refresh_interval, 5);
+        assert_eq!(check_interval, "24h".parse().unwrap(), "the default");
+        assert_eq!(refresh_rate, latchkey_engine::DEFAULT_REFRESH_RATE);
+        std::fs::write(dir.path().join(FILE_NAME), "check_interval = \"off\"\nrefresh_rate = 3\n")
+            .unwrap();
+        let cli =
+            load_with(["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve"], no_env)
+                .unwrap();
+        let Command::Serve { check_interval, refresh_rate, .. } = cli.command else { panic!() };
+        assert_eq!((check_interval.get(), refresh_rate), (None, 3));
+        let flag = load_with(
+            [
+                "latchkey",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "serve",
+                "--check-interval",
+                "6h",
+            ],
+            no_env,
+        )
+        .unwrap();
+        let Command::Serve { check_interval, .. } = flag.command else { panic!() };
+        assert_eq!(check_interval.get(), Some(std::time::Duration::from_secs(6 * 3600)));
+        let bad = load_with(
+            [
+                "latchkey",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "serve",
+                "--check-interval",
+                "soon",
+            ],
+            no_env,
+        );
+        assert!(bad.unwrap_err().to_string().contains("invalid interval"));
         // And no file there is no error.
         let empty = tempfile::tempdir().unwrap();
         load_with(["latchkey", "--data-dir", empty.path().to_str().unwrap(), "serve"], no_env)

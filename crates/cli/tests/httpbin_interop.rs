@@ -59,9 +59,16 @@ fn basic_auth_through_cli_and_proxy() {
     assert!(with_head.starts_with("HTTP/1.1 200 OK"), "{with_head}");
     // Each request is in the operation log, with its status and a redacted query.
     home.ok(&["request", "c1", "GET", "/get?token=query-canary"]);
-    let logs: serde_json::Value =
-        serde_json::from_str(&home.ok(&["logs", "--connection", "c1", "--output", "json"]))
-            .unwrap();
+    let logs: serde_json::Value = serde_json::from_str(&home.ok(&[
+        "logs",
+        "--connection",
+        "c1",
+        "--kind",
+        "request",
+        "--output",
+        "json",
+    ]))
+    .unwrap();
     let seen: Vec<(&str, u64)> = logs
         .as_array()
         .unwrap()
@@ -78,7 +85,17 @@ fn basic_auth_through_cli_and_proxy() {
         ]
     );
     assert!(!logs.to_string().contains("query-canary"), "{logs}");
-    let failures = home.ok(&["logs", "--outcome", "failure"]);
+    // The credential test `connect` ran is a check; the failed one of `bad` too.
+    let checks: serde_json::Value =
+        serde_json::from_str(&home.ok(&["logs", "--kind", "check", "--output", "json"])).unwrap();
+    let checks: Vec<(&str, u64)> = checks
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["connection"].as_str().unwrap(), o["upstream_status"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(checks, [("bad", 401), ("c1", 200)]);
+    let failures = home.ok(&["logs", "--outcome", "failure", "--kind", "request"]);
     assert!(failures.contains("/status/404") && !failures.contains("/get"), "{failures}");
 
     let server = home.serve(API_KEY, &[]);

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod connector;
 pub mod id;
+pub mod interval;
 pub mod oauth2;
 pub mod request;
 pub mod secret;
@@ -14,5 +15,6 @@ pub mod template;
 
 pub use connector::{AuthMethod, Connector, ConnectorError};
 pub use id::{ConnectionId, ConnectorId, EnvironmentId, IdError, IntegrationId};
+pub use interval::{Interval, InvalidInterval};
 pub use request::OutgoingRequest;
 pub use secret::Secret;

@@ -169,3 +169,21 @@ fn the_schema_shows_rate_limit() {
         assert!(text.contains(word), "schema lacks {word}");
     }
 }
+
+#[test]
+fn a_check_interval_loads_and_a_short_or_bad_one_names_its_field() {
+    use latchkey_core::Interval;
+    let with = |value: &str| format!("{RATE_BASE}test: {{ path: /me, check_interval: {value} }}\n");
+    let every = |value: &str| parse_connector(&with(value), "x.yaml").unwrap().test.unwrap();
+    assert_eq!(every("6h").check_interval, Some("6h".parse::<Interval>().unwrap()));
+    assert_eq!(every("off").check_interval, Some(Interval::OFF));
+    assert_eq!(every("\"1h30m\"").check_interval.unwrap().get().unwrap().as_secs(), 5400);
+    let plain = parse_connector(&format!("{RATE_BASE}test: {{ path: /me }}\n"), "x.yaml").unwrap();
+    assert_eq!(plain.test.unwrap().check_interval, None, "the server's default");
+
+    let short = error_of(&with("30s"));
+    assert!(short.contains("test.check_interval") && short.contains("at least `1m`"), "{short}");
+    let bad = error_of(&with("soon"));
+    assert!(bad.contains("check_interval") && bad.contains("invalid interval"), "{bad}");
+    assert!(json_schema().to_string().contains("check_interval"));
+}

@@ -9,7 +9,7 @@ use latchkey_core::template::{self, Scope};
 use latchkey_core::{AuthMethod, Connector, Secret};
 use latchkey_store::{
     ConnectionDetails, ConnectionFilter, ConnectionRecord, ConnectionStatus, ConnectionSummary,
-    EndUser, HealthState, Metadata, Page, PageRequest, Tags,
+    EndUser, Metadata, Page, PageRequest, Tags,
 };
 
 use crate::import::ImportedTokens;
@@ -294,21 +294,7 @@ impl Connections<'_> {
         let outcome = self.engine.run_test(&record, &entry.connector).await;
         let now = self.engine.clock.now();
         if let Some(health) = crate::health::after_test(&record.health, &outcome, now) {
-            self.engine.store.set_connection_health(id.as_str(), &health).await?;
-            self.engine.forget(id.as_str());
-            let was = record.health.state;
-            let checked = ConnectionRecord { health, ..record.clone() };
-            match (was, checked.health.state) {
-                (HealthState::Unhealthy, HealthState::Healthy) => {
-                    tracing::info!(connection = %id, "connection recovered");
-                    self.engine.events.emit(Event::recovered(&checked));
-                }
-                (HealthState::Healthy | HealthState::Unknown, HealthState::Unhealthy) => {
-                    tracing::warn!(connection = %id, connector = %checked.connector, reason = ?checked.health.reason, "connection unhealthy");
-                    self.engine.events.emit(Event::unhealthy(&checked));
-                }
-                _ => {}
-            }
+            self.engine.record_health(&record, health).await?;
         }
         let status = match &outcome {
             Ok(_) => ConnectionStatus::Ok,
@@ -320,19 +306,6 @@ impl Connections<'_> {
             self.engine.forget(id.as_str());
         }
         outcome
-    }
-
-    /// Checks connection `id` now (its credential test) and returns its health record. A
-    /// failed test is not an error here: it is what the health says. Errors that say nothing of
-    /// the connection's credentials (it does not exist, the connector is set up wrong,
-    /// Latchkey's own) are returned.
-    pub async fn check(&self, id: &ConnectionId) -> Result<latchkey_store::Health, EngineError> {
-        if let Err(e) = self.test(id).await
-            && e.class().fault() != crate::Fault::Upstream
-        {
-            return Err(e);
-        }
-        Ok(self.engine.connection_record(id.as_str()).await?.health)
     }
 
     /// Ok if connection `id` is in `environment`; [`EngineError::ConnectionNotFound`] if it
@@ -453,6 +426,7 @@ impl Engine {
             .ok_or_else(|| EngineError::ConnectionNotFound(id.to_string()))
     }
 
+    /// Runs the connector's credential test for `record`, as an operation (kind `check`).
     pub(crate) async fn run_test(
         &self,
         record: &ConnectionRecord,
@@ -461,6 +435,26 @@ impl Engine {
         let Some(test) = &connector.test else {
             return Ok(TestOutcome { ran: false, status: None, label: None });
         };
+        let timed =
+            crate::operations::Timed::about(self, latchkey_store::OperationKind::Check, record)
+                .request(&test.method.to_ascii_uppercase(), None, &test.path);
+        let outcome = self.run_test_request(record, connector, test).await;
+        self.record_operation(match &outcome {
+            Ok(done) => match done.status {
+                Some(status) => timed.answered(status),
+                None => timed.succeeded(),
+            },
+            Err(error) => timed.failed(error),
+        });
+        outcome
+    }
+
+    async fn run_test_request(
+        &self,
+        record: &ConnectionRecord,
+        connector: &Connector,
+        test: &latchkey_core::connector::TestRequest,
+    ) -> Result<TestOutcome, EngineError> {
         let mut headers = http::HeaderMap::new();
         let misconfigured =
             |message: String| EngineError::Connector { connector: connector.id.clone(), message };

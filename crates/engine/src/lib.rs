@@ -11,6 +11,7 @@ mod audit;
 mod auth_response;
 mod caches;
 pub mod catalog;
+mod checks;
 pub mod clock;
 mod connect;
 mod connections;
@@ -32,6 +33,7 @@ mod rate_limit;
 mod recent;
 mod refresh_health;
 mod renewal;
+mod schedule;
 mod scheduler;
 pub mod scripts;
 mod send;
@@ -74,6 +76,7 @@ pub use agent_tokens::{
 pub use audit::Audit;
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
+pub use checks::{CHECK_PACE, DEFAULT_CHECK_INTERVAL, FIRST_RETRY};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{Connect, NewConnectSession};
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
@@ -84,6 +87,7 @@ pub use error::{
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
 };
 pub use events::{Event, Events, WebhookConfig};
+pub use health::UNHEALTHY_AFTER;
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
@@ -93,6 +97,7 @@ pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
 pub use renewal::Renewal;
+pub use scheduler::DEFAULT_REFRESH_RATE;
 pub use webhooks::{DeliveryOptions, RetrySchedule, Webhooks};
 
 /// docs/embedding.md, whose examples are compiled (and those that need no network run) as
@@ -120,6 +125,8 @@ pub struct Engine {
     refresh_margin: std::time::Duration,
     refresh_exhausted_after: std::time::Duration,
     operation_log: operations::OperationLog,
+    refresh_rate: u32,
+    check_interval: latchkey_core::Interval,
     digest: send::DigestChallenges,
     signed_tokens: signed_tokens::SignedTokens,
     recent: recent::RecentConnections,
@@ -144,6 +151,8 @@ pub struct EngineBuilder {
     refresh_margin: std::time::Duration,
     refresh_exhausted_after: std::time::Duration,
     operation_log: bool,
+    refresh_rate: u32,
+    check_interval: latchkey_core::Interval,
     script_limits: ScriptLimits,
     webhook: Option<WebhookConfig>,
     webhook_previous_secret: Option<latchkey_core::Secret>,
@@ -177,6 +186,22 @@ impl EngineBuilder {
     /// the operation log (default `true`); see [`Engine::operations`].
     pub fn operation_log(mut self, enabled: bool) -> Self {
         self.operation_log = enabled;
+        self
+    }
+
+    /// Paces the background refresher: at most `per_second` scheduled refreshes a second to
+    /// one connector (default [`DEFAULT_REFRESH_RATE`]; a connector's own connector-wide
+    /// `rate_limit` lowers it; `0`: no pace). Refreshes before a request are never paced.
+    pub fn refresh_rate(mut self, per_second: u32) -> Self {
+        self.refresh_rate = per_second;
+        self
+    }
+
+    /// How often the health checker ([`Connections::run_check_scheduler`]) checks each
+    /// connection whose connector has a test (default [`DEFAULT_CHECK_INTERVAL`], a day); a
+    /// connector's `test.check_interval` overrides it; `off` checks nothing on a schedule.
+    pub fn check_interval(mut self, every: latchkey_core::Interval) -> Self {
+        self.check_interval = every;
         self
     }
 
@@ -245,6 +270,8 @@ impl EngineBuilder {
             refresh_margin: self.refresh_margin,
             refresh_exhausted_after: self.refresh_exhausted_after,
             operation_log,
+            refresh_rate: self.refresh_rate,
+            check_interval: self.check_interval,
             digest: send::DigestChallenges::default(),
             signed_tokens: signed_tokens::SignedTokens::default(),
             recent: recent::RecentConnections::default(),
@@ -276,6 +303,8 @@ impl Engine {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             refresh_exhausted_after: DEFAULT_REFRESH_EXHAUSTED_AFTER,
             operation_log: true,
+            refresh_rate: DEFAULT_REFRESH_RATE,
+            check_interval: latchkey_core::Interval::every(DEFAULT_CHECK_INTERVAL),
             script_limits: ScriptLimits::default(),
             webhook: None,
             webhook_previous_secret: None,

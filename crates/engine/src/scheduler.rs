@@ -1,7 +1,8 @@
 //! The proactive refresher: every tick, queue the tokens that expire within the margin and
-//! refresh them a few at a time, each in a task of its own. A refresh that fails, hangs until
-//! its timeout or panics holds one slot and delays only its own connection: the others keep
-//! going, and a failure (a panic counts as one, and is logged) backs off with a growing,
+//! refresh them a few at a time, each in a task of its own, through the shared scheduling loop
+//! ([`crate::schedule`]: bounded, fair among connectors, paced). A refresh that fails, hangs
+//! until its timeout or panics holds one slot and delays only its own connection: the others
+//! keep going, and a failure (a panic counts as one, and is logged) backs off with a growing,
 //! jittered delay per connection. Failures never touch the stored tokens (see
 //! `oauth2::refresh`).
 //!
@@ -11,30 +12,45 @@
 //! [`PER_CONNECTOR`] of the [`CONCURRENCY`] slots, so one provider's outage (failing or hanging
 //! token endpoints) does not delay another provider's refreshes.
 //!
+//! Spreading and pacing: a connection is due at its expiry less the margin less a share of the
+//! margin of its own (fixed by its id in the store, up to [`SPREAD`] of it; the store's query
+//! orders by that due time), so connections imported or connected
+//! together, whose tokens expire together, are refreshed over a stretch of time rather than at
+//! once; and one connector's scheduled refreshes start at most its pace apart (the engine's
+//! refresh rate, or the connector's own `rate_limit` where it sets a lower connector-wide one),
+//! so a provider's token endpoint never sees more than that from the scheduler. Refreshes on
+//! demand (a request meeting an expiring token) are not paced.
+//!
 //! On start, connections whose refresh a crash interrupted are checked at once; later, every
 //! tick also checks the connections whose refresh lease ran out unreleased (a refresh cancelled
 //! or panicking mid-exchange).
 
-use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use latchkey_store::ExpiringConnection;
-use tokio::task::JoinSet;
+use latchkey_core::connector::RateScope;
 
+use crate::schedule::{Done, Due, Listed, Shape, run_schedule};
 use crate::{Engine, RefreshReason, Renewal};
 
 /// Connections refreshed at once.
-const CONCURRENCY: usize = 4;
+const CONCURRENCY: usize = 32;
 /// Slots one connector may hold at once: the others stay free for other providers.
 const PER_CONNECTOR: usize = CONCURRENCY / 2;
-/// Connections looked at per tick (those backing off are not among them).
-const BATCH: u32 = 100;
+/// Connections looked at per listing (those backing off are not among them).
+const BATCH: u32 = 256;
+/// How far ahead of the margin a connection may be refreshed, as a share of the margin: each
+/// connection's own share is fixed by its id ([`latchkey_store::refresh_spread`]).
+const SPREAD: f64 = 0.5;
 /// The first delay after a failure; doubled on each further failure.
 const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 /// The longest delay after failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
+/// The default pace of scheduled refreshes: at most this many token requests per second to
+/// one connector's token endpoint.
+pub const DEFAULT_REFRESH_RATE: u32 = 10;
 
 /// The delay before the next scheduled refresh after `failures` consecutive failures (1 for
 /// the first): [`FIRST_BACKOFF`] doubled per further failure up to [`MAX_BACKOFF`], scaled by
@@ -44,6 +60,12 @@ fn backoff_delay(failures: u32, jitter: f64) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
     let delay = FIRST_BACKOFF.saturating_mul(1 << doublings).min(MAX_BACKOFF);
     delay.mul_f64(jitter.clamp(0.5, 1.0))
+}
+
+/// How long before expiry connection `id` is refreshed by the scheduler: the margin, and its
+/// own share ([`latchkey_store::refresh_spread`]) of [`SPREAD`] of the margin more.
+fn lead(id: &str, margin: Duration) -> Duration {
+    margin + margin.mul_f64(SPREAD * latchkey_store::refresh_spread(id))
 }
 
 impl Renewal<'_> {
@@ -73,46 +95,69 @@ impl Engine {
             }
         });
         let engine = self.clone();
-        let due = move || {
+        let due = move |skip: Vec<String>| {
+            let engine = engine.clone();
+            async move { engine.refreshes_due(skip).await }
+        };
+        let engine = self.clone();
+        let refresh = move |due: Due| {
             let engine = engine.clone();
             async move {
-                let now = engine.clock.now();
-                let before = now + engine.refresh_margin;
-                let abandoned = engine.abandoned_refreshes().await.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "scheduler cannot list abandoned refreshes");
-                    Vec::new()
-                });
-                // Which connector an abandoned refresh belongs to does not matter: there are few.
-                let mut due: Vec<ExpiringConnection> = abandoned
-                    .into_iter()
-                    .map(|id| ExpiringConnection { id, connector: String::new() })
-                    .collect();
-                let expiring = engine.store.connections_expiring(before, now, BATCH).await;
-                due.extend(expiring.unwrap_or_else(|e| {
-                    tracing::warn!(error = %e, "scheduler cannot list expiring connections");
-                    Vec::new()
-                }));
-                due
+                if engine.abandoned_refreshes().await.is_ok_and(|ids| ids.contains(&due.id)) {
+                    let checked = engine.check_interrupted_refresh(&due.id).await;
+                    return if checked.unwrap_or(false) { Done::Ok } else { Done::Failed };
+                }
+                let reason = RefreshReason::Expiring(lead(&due.id, engine.refresh_margin));
+                match engine.refresh_record(&due.id, reason).await {
+                    Ok(_) => Done::Ok,
+                    Err(_) => Done::Failed,
+                }
             }
         };
         let engine = self.clone();
-        let refresh = move |id: String| {
-            let engine = engine.clone();
-            async move {
-                if engine.abandoned_refreshes().await.is_ok_and(|ids| ids.contains(&id)) {
-                    return engine.check_interrupted_refresh(&id).await.unwrap_or(false);
-                }
-                engine
-                    .refresh_record(&id, RefreshReason::Expiring(engine.refresh_margin))
-                    .await
-                    .is_ok()
-            }
-        };
         let failed = move |id: String| {
-            let engine = self.clone();
+            let engine = engine.clone();
             async move { engine.back_off_refresh(&id).await }
         };
-        run_schedule(tick, due, refresh, failed).await;
+        let pace = move |connector: &str| self.refresh_pace(connector);
+        let shape = Shape {
+            concurrency: CONCURRENCY,
+            per_connector: PER_CONNECTOR,
+            batch: BATCH,
+            queue_per_connector: BATCH as usize / 4,
+        };
+        run_schedule(tick, shape, due, refresh, failed, pace).await;
+    }
+
+    /// The refreshes due now: those a crash or a cancellation abandoned, then the tokens within
+    /// their lead of expiry, soonest first, leaving out connections backing off and the
+    /// connectors in `skip`.
+    async fn refreshes_due(&self, skip: Vec<String>) -> Listed {
+        let now = self.clock.now();
+        let abandoned = self.abandoned_refreshes().await.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "scheduler cannot list abandoned refreshes");
+            Vec::new()
+        });
+        // Which connector an abandoned refresh belongs to does not matter: there are few.
+        let mut due: Vec<Due> = abandoned.into_iter().map(|id| Due::new(id, "")).collect();
+        let before = now + self.refresh_margin;
+        let spread = self.refresh_margin.mul_f64(SPREAD);
+        let expiring = self.store.connections_expiring(before, spread, now, BATCH, &skip).await;
+        let expiring = expiring.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "scheduler cannot list expiring connections");
+            Vec::new()
+        });
+        let full = expiring.len() == BATCH as usize;
+        due.extend(expiring.into_iter().map(|c| Due::new(c.id, c.connector)));
+        Listed { due, full, rescheduled: 0 }
+    }
+
+    /// The least time between two scheduled refreshes of `connector`: one over the engine's
+    /// refresh rate, or over the connector's own connector-wide `rate_limit` when that is lower
+    /// (a provider that limits the whole app counts its token requests too). `None`: no pace.
+    fn refresh_pace(&self, connector: &str) -> Option<Duration> {
+        let entry = self.catalog.get(connector);
+        pace(self.refresh_rate, entry.as_ref().and_then(|e| e.connector.rate_limit.as_ref()))
     }
 
     /// Records a failed scheduled refresh in the store: the scheduler leaves the connection
@@ -141,228 +186,48 @@ impl Engine {
     }
 }
 
-/// The connections waiting for a slot, one queue per connector, taken in turn.
-#[derive(Debug, Default)]
-struct FairQueue {
-    by_connector: HashMap<String, VecDeque<String>>,
-    /// Connectors with something queued, in the order they get their next turn.
-    turns: VecDeque<String>,
-    queued: HashSet<String>,
-}
-
-impl FairQueue {
-    /// Queues a connection unless it is queued already.
-    fn push(&mut self, due: ExpiringConnection) {
-        if !self.queued.insert(due.id.clone()) {
-            return;
-        }
-        let queue = self.by_connector.entry(due.connector.clone()).or_default();
-        if queue.is_empty() {
-            self.turns.push_back(due.connector);
-        }
-        queue.push_back(due.id);
-    }
-
-    /// The next connection of the next connector in turn that `may_start` allows.
-    fn pop(&mut self, may_start: impl Fn(&str) -> bool) -> Option<ExpiringConnection> {
-        for _ in 0..self.turns.len() {
-            let connector = self.turns.pop_front()?;
-            if !may_start(&connector) {
-                self.turns.push_back(connector);
-                continue;
-            }
-            let queue = self.by_connector.get_mut(&connector)?;
-            let id = queue.pop_front()?;
-            if queue.is_empty() {
-                self.by_connector.remove(&connector);
-            } else {
-                self.turns.push_back(connector.clone());
-            }
-            self.queued.remove(&id);
-            return Some(ExpiringConnection { id, connector });
-        }
-        None
-    }
-}
-
-/// The scheduling loop, apart from what it schedules: `due` lists the connections to renew
-/// (leaving out those backing off), `refresh` renews one and says whether it worked, `failed`
-/// records a failure (or a panic) so that `due` leaves the connection out for a while. Each
-/// refresh runs in its own task.
-async fn run_schedule<D, DF, R, RF, F, FF>(tick: Duration, due: D, refresh: R, failed: F)
-where
-    D: Fn() -> DF,
-    DF: Future<Output = Vec<ExpiringConnection>>,
-    R: Fn(String) -> RF,
-    RF: Future<Output = bool> + Send + 'static,
-    F: Fn(String) -> FF,
-    FF: Future<Output = ()>,
-{
-    let mut queue = FairQueue::default();
-    let mut running: JoinSet<bool> = JoinSet::new();
-    let mut in_flight: HashMap<tokio::task::Id, ExpiringConnection> = HashMap::new();
-    let mut interval = tokio::time::interval(tick);
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {
-                for found in due().await {
-                    if !in_flight.values().any(|running| running.id == found.id) {
-                        queue.push(found);
-                    }
-                }
-            }
-            Some(done) = running.join_next_with_id() => {
-                let (task, ok) = match done {
-                    Ok((task, ok)) => (task, ok),
-                    Err(e) => {
-                        let id = in_flight.get(&e.id()).map(|c| c.id.clone()).unwrap_or_default();
-                        if e.is_panic() {
-                            tracing::error!(connection = %id, "a refresh panicked; counted as a failure");
-                        }
-                        (e.id(), false)
-                    }
-                };
-                let Some(finished) = in_flight.remove(&task) else { continue };
-                if !ok {
-                    failed(finished.id).await;
-                }
-            }
-        }
-        while running.len() < CONCURRENCY
-            && let Some(next) = queue.pop(|connector| {
-                in_flight.values().filter(|c| c.connector == connector).count() < PER_CONNECTOR
-            })
-        {
-            let handle = running.spawn(refresh(next.id.clone()));
-            in_flight.insert(handle.id(), next);
-        }
-    }
+/// The least time between two scheduled refreshes of one connector: one over `rate` (a second),
+/// or over the connector's `limit` when it is connector-wide and lower. `None`: no pace (`rate`
+/// 0 and no such limit).
+fn pace(rate: u32, limit: Option<&latchkey_core::connector::RateLimit>) -> Option<Duration> {
+    let own = limit.filter(|l| l.scope == RateScope::Connector).and_then(|l| {
+        let (requests, period, _) = l.rate()?;
+        Some(f64::from(requests) / period.as_secs_f64())
+    });
+    let rate = match (rate, own) {
+        (0, None) => return None,
+        (0, Some(own)) => own,
+        (rate, None) => f64::from(rate),
+        (rate, Some(own)) => own.min(f64::from(rate)),
+    };
+    (rate > 0.0).then(|| Duration::from_secs_f64(1.0 / rate))
 }
 
 #[cfg(test)]
 mod tests {
-    use parking_lot::Mutex;
-
     use super::*;
 
-    fn due(connector: &str, id: &str) -> ExpiringConnection {
-        ExpiringConnection { id: id.into(), connector: connector.into() }
-    }
-
-    /// What `failed` records, and `due` then leaves out: the store's back-off, in memory.
-    #[derive(Clone, Default)]
-    struct Waiting(Arc<Mutex<HashSet<String>>>);
-
-    impl Waiting {
-        fn due(&self, all: &[ExpiringConnection]) -> Vec<ExpiringConnection> {
-            let waiting = self.0.lock();
-            all.iter().filter(|c| !waiting.contains(&c.id)).cloned().collect()
-        }
-
-        fn failed(&self) -> impl Fn(String) -> std::future::Ready<()> + use<> {
-            let waiting = self.0.clone();
-            move |id| {
-                waiting.lock().insert(id);
-                std::future::ready(())
-            }
-        }
-    }
-
-    /// A refresh that panics, and one that never ends, leave the others renewed on every tick.
-    #[tokio::test]
-    async fn a_panicking_or_hanging_refresh_does_not_stop_the_others() {
-        let calls: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let log = calls.clone();
-        let all: Vec<_> = ["panics", "hangs", "a", "b", "c", "d", "e"]
-            .into_iter()
-            .map(|id| due("prov", id))
-            .collect();
-        let waiting = Waiting::default();
-        let listed = waiting.clone();
-        let due = move || std::future::ready(listed.due(&all));
-        let refresh = move |id: String| {
-            let log = log.clone();
-            let tx = tx.clone();
-            async move {
-                *log.lock().entry(id.clone()).or_default() += 1;
-                match id.as_str() {
-                    "panics" => panic!("hostile provider"),
-                    "hangs" => std::future::pending::<bool>().await,
-                    _ => {
-                        let _ = tx.send(id);
-                        true
-                    }
-                }
-            }
-        };
-        let scheduler =
-            tokio::spawn(run_schedule(Duration::from_millis(5), due, refresh, waiting.failed()));
-        // Every healthy connection is renewed again and again (three rounds each).
-        let mut renewed: HashMap<String, usize> = HashMap::new();
-        while renewed.len() < 5 || renewed.values().any(|n| *n < 3) {
-            let id = rx.recv().await.expect("the scheduler stopped");
-            *renewed.entry(id).or_default() += 1;
-        }
-        assert!(!scheduler.is_finished(), "the scheduler survives a panicking refresh");
-        scheduler.abort();
-        let calls = calls.lock();
-        assert_eq!(calls["panics"], 1, "a panic backs off like any failure");
-        assert_eq!(calls["hangs"], 1, "a hanging refresh is not started twice");
-        assert!(waiting.0.lock().contains("panics"));
-    }
-
-    /// A provider whose token endpoint hangs holds at most its share of the slots, however many
-    /// of its connections come first: another provider's connections are still renewed.
-    #[tokio::test]
-    async fn a_hanging_provider_leaves_slots_to_the_others() {
-        let mut all: Vec<_> = (0..50).map(|i| due("down", &format!("down-{i}"))).collect();
-        all.extend((0..5).map(|i| due("up", &format!("up-{i}"))));
-        let started: Arc<Mutex<Vec<String>>> = Arc::default();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-        let log = started.clone();
-        let refresh = move |id: String| {
-            log.lock().push(id.clone());
-            let tx = tx.clone();
-            async move {
-                if id.starts_with("down") {
-                    std::future::pending::<bool>().await
-                } else {
-                    let _ = tx.send(id);
-                    true
-                }
-            }
-        };
-        let waiting = Waiting::default();
-        let due = move || std::future::ready(waiting.due(&all));
-        let scheduler = tokio::spawn(run_schedule(Duration::from_millis(5), due, refresh, |_| {
-            std::future::ready(())
-        }));
-        let mut renewed = HashSet::new();
-        while renewed.len() < 5 {
-            renewed.insert(rx.recv().await.expect("the scheduler stopped"));
-        }
-        scheduler.abort();
-        let started = started.lock();
-        let down = started.iter().filter(|id| id.starts_with("down")).count();
-        assert_eq!(down, PER_CONNECTOR, "the hanging provider holds only its share: {started:?}");
-    }
-
     #[test]
-    fn the_queue_takes_connectors_in_turn() {
-        let mut queue = FairQueue::default();
-        for (connector, id) in [("a", "a1"), ("a", "a2"), ("a", "a3"), ("b", "b1"), ("a", "a1")] {
-            queue.push(due(connector, id));
-        }
-        queue.push(due("c", "c1"));
-        let order: Vec<String> = std::iter::from_fn(|| queue.pop(|_| true)).map(|c| c.id).collect();
-        assert_eq!(order, ["a1", "b1", "c1", "a2", "a3"]);
-        queue.push(due("a", "a4"));
-        queue.push(due("b", "b2"));
-        assert_eq!(queue.pop(|connector| connector != "a").unwrap().id, "b2");
-        assert_eq!(queue.pop(|connector| connector != "a"), None);
-        assert_eq!(queue.pop(|_| true).unwrap().id, "a4");
+    fn the_pace_is_the_rate_or_a_lower_connector_wide_limit() {
+        use latchkey_core::connector::{RateLimit, RatePeriod};
+        let limit = |requests: u32, per: RatePeriod, scope: RateScope| RateLimit {
+            requests: Some(requests),
+            per: Some(per),
+            scope,
+            ..RateLimit::default()
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(pace(10, None), Some(ms(100)));
+        assert_eq!(pace(0, None), None, "0: no pace");
+        let wide = limit(120, RatePeriod::Minute, RateScope::Connector);
+        assert_eq!(pace(10, Some(&wide)), Some(ms(500)), "2 a second is lower");
+        assert_eq!(pace(0, Some(&wide)), Some(ms(500)));
+        let generous = limit(100, RatePeriod::Second, RateScope::Connector);
+        assert_eq!(pace(10, Some(&generous)), Some(ms(100)), "the rate is lower");
+        let per_user = limit(1, RatePeriod::Second, RateScope::Connection);
+        assert_eq!(pace(10, Some(&per_user)), Some(ms(100)), "a per-connection limit: ignored");
+        let only_retry_after = RateLimit { scope: RateScope::Connector, ..RateLimit::default() };
+        assert_eq!(pace(10, Some(&only_retry_after)), Some(ms(100)));
     }
 
     #[test]
@@ -374,5 +239,22 @@ mod tests {
         assert_eq!(backoff_delay(100, 1.0), MAX_BACKOFF);
         assert_eq!(backoff_delay(u32::MAX, 0.5), MAX_BACKOFF / 2);
         assert_eq!(backoff_delay(1, 7.0), FIRST_BACKOFF, "jitter never lengthens the delay");
+    }
+
+    /// Ten thousand connections expiring at one instant are due spread evenly over half the
+    /// margin before it: about a tenth in each tenth, none before, all by the margin.
+    #[test]
+    fn connections_expiring_together_are_due_spread_over_the_margin() {
+        let margin = Duration::from_secs(300);
+        let mut per_tenth = [0usize; 10];
+        for i in 0..10_000 {
+            let lead = lead(&format!("conn_{i}"), margin);
+            assert!(lead >= margin && lead < margin + margin / 2, "{lead:?}");
+            per_tenth[((lead - margin).as_secs_f64() / 15.0) as usize] += 1;
+        }
+        for (tenth, n) in per_tenth.iter().enumerate() {
+            assert!((800..1200).contains(n), "tenth {tenth}: {n} of 10000 ({per_tenth:?})");
+        }
+        assert_eq!(lead("conn_1", margin), lead("conn_1", margin), "fixed per connection");
     }
 }

@@ -22,6 +22,11 @@ pub const RATE_LIMITED: &str = "latchkey_rate_limit_requests_total";
 /// How long requests waited for their turn under a `rate_limit`, by connector.
 pub const RATE_LIMIT_WAIT_SECONDS: &str = "latchkey_rate_limit_wait_seconds";
 
+/// Health checks (on demand and scheduled), by connector and what they saw: `ok`, a health
+/// reason (`invalid_credentials`, `provider_unavailable`, …), or `error` when the check could
+/// not tell.
+pub const HEALTH_CHECKS: &str = "latchkey_health_checks_total";
+
 /// How a renewal ended.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum RenewalOutcome {
@@ -68,4 +73,10 @@ pub(crate) fn rate_limit(connector: &str, sent: bool, queued: Instant) {
         .increment(1);
     metrics::histogram!(RATE_LIMIT_WAIT_SECONDS, "connector" => connector.to_string())
         .record(queued.elapsed().as_secs_f64());
+}
+
+/// Records one health check that saw `outcome` (a fixed word).
+pub(crate) fn health_check(connector: &str, outcome: &'static str) {
+    metrics::counter!(HEALTH_CHECKS, "connector" => connector.to_string(), "outcome" => outcome)
+        .increment(1);
 }

@@ -74,8 +74,8 @@ pub use listing::{
 };
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
-    CredentialUpdate, CustomConnector, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
-    Misconfiguration, OAuthState, RefreshBackoff, SessionStatus, Tags,
+    CredentialUpdate, CustomConnector, DueCheck, EndUser, ExpiringConnection, IntegrationRecord,
+    Metadata, Misconfiguration, OAuthState, RefreshBackoff, SessionStatus, Tags, refresh_spread,
 };
 pub use operations::{
     Operation, OperationFilter, OperationKind, OperationOutcome, UnknownOperationValue,

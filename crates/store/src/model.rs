@@ -386,12 +386,53 @@ pub struct OAuthState {
 
 /// A connection the background refresher should renew: its token expires soon and its refresh
 /// is not backing off.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ExpiringConnection {
     /// The connection's id.
     pub id: String,
     /// Its connector, so the refresher can share its slots fairly among providers.
     pub connector: String,
+    /// When its access token expires (`None` for a refresh a crash interrupted).
+    pub expires_at: Option<OffsetDateTime>,
+    /// Its share, in `0.0..1.0`, of the stretch before the margin in which it may be renewed
+    /// ([`refresh_spread`]; 0 for connections stored before spreading).
+    pub spread: f64,
+}
+
+/// Connection `id`'s share of the refresh spread, in `0.0..1.0`: fixed by its id (FNV-1a, then
+/// MurmurHash3's finaliser, so ids that differ in one character land far apart), so every
+/// instance agrees on it, and a thousand connections expiring together spread evenly.
+pub fn refresh_spread(id: &str) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    // The top 53 bits, as a fraction.
+    (hash >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// [`refresh_spread`] as stored: parts per million.
+pub(crate) fn refresh_spread_ppm(id: &str) -> i64 {
+    (refresh_spread(id) * 1_000_000.0) as i64
+}
+
+/// A connection whose scheduled health check is due (see
+/// [`ConnectionStore::connections_due_for_check`](crate::ConnectionStore::connections_due_for_check)).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueCheck {
+    /// The connection's id.
+    pub id: String,
+    /// Its connector, so checks are shared fairly among providers.
+    pub connector: String,
+    /// When the check was due; `None` when it was never scheduled (a new or imported
+    /// connection), which the scheduler gives a first time instead of checking it at once.
+    pub due_at: Option<OffsetDateTime>,
 }
 
 /// The background refresher's back-off of one connection, kept in the store so that every

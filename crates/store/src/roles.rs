@@ -20,7 +20,7 @@ use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
-    CredentialUpdate, CustomConnector, ExpiringConnection, IntegrationRecord, OAuthState,
+    CredentialUpdate, CustomConnector, DueCheck, ExpiringConnection, IntegrationRecord, OAuthState,
     RefreshBackoff, SessionStatus,
 };
 use crate::operations::{Operation, OperationFilter};
@@ -257,15 +257,50 @@ pub trait ConnectionStore: Send + Sync + fmt::Debug {
         update: &CredentialUpdate,
     ) -> Result<i64, StoreError>;
 
-    /// The `ok` connections whose access token expires before `before`, soonest first, leaving
-    /// out those whose refresh backs off past `now` (see [`ConnectionStore::record_refresh_failure`]):
-    /// connections that wait never take the places of those that are due.
+    /// The `ok` connections due for a refresh: whose access token expires before `before`, or
+    /// up to `spread` later by each connection's own share of it
+    /// ([`refresh_spread`](crate::refresh_spread)), soonest due first. Leaves out those whose
+    /// refresh backs off past `now` (see [`ConnectionStore::record_refresh_failure`]):
+    /// connections that wait never take the places of those that are due. Connections of the
+    /// connectors in `skip` are left out too: the refresher has enough of theirs queued, and
+    /// the places go to other providers.
     async fn connections_expiring(
         &self,
         before: OffsetDateTime,
+        spread: Duration,
         now: OffsetDateTime,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<ExpiringConnection>, StoreError>;
+
+    /// The connections whose scheduled health check is due at `now`, soonest first, never
+    /// scheduled ones first of all; connections in `needs_reauth` (never checked) and those of
+    /// the connectors in `skip` are left out. Every environment's.
+    async fn connections_due_for_check(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+        skip: &[String],
+    ) -> Result<Vec<DueCheck>, StoreError>;
+
+    /// Moves connection `id`'s next check to `next`, only if it is still due at `seen` (`None`:
+    /// never scheduled). `true` when it moved: the caller has claimed the check, and another
+    /// instance that read the same due time gets `false` and leaves it. The version is not
+    /// bumped.
+    async fn claim_check(
+        &self,
+        id: &str,
+        seen: Option<OffsetDateTime>,
+        next: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Sets when each connection's next check is due, whatever it was, in one transaction;
+    /// ids that do not exist are skipped. The version is not bumped.
+    async fn schedule_checks(&self, due: &[(String, OffsetDateTime)]) -> Result<(), StoreError>;
+
+    /// When connection `id`'s next check is due (`None`: never scheduled); `Ok(None)` too if
+    /// it does not exist.
+    async fn check_due_at(&self, id: &str) -> Result<Option<OffsetDateTime>, StoreError>;
 
     /// Records a failed scheduled refresh, with the connection's row locked: one more
     /// consecutive failure, and the next try no earlier than `retry_at(failures)` of the new

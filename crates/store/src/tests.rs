@@ -23,6 +23,7 @@ use crate::{
 mod agent_tokens;
 mod audit;
 mod binding;
+mod checks;
 mod flows;
 mod listing;
 mod operations;
@@ -31,6 +32,7 @@ mod webhooks;
 pub(crate) use agent_tokens::*;
 pub(crate) use audit::*;
 pub(crate) use binding::*;
+pub(crate) use checks::*;
 pub(crate) use flows::*;
 pub(crate) use listing::*;
 pub(crate) use operations::*;
@@ -129,6 +131,9 @@ on_every_backend!(
     leases_are_renewed_only_by_their_holder,
     connections_expiring_lists_ok_connections_soonest_first,
     connections_backing_off_leave_the_expiring_window,
+    checks_due_are_listed_soonest_first_without_needs_reauth,
+    the_refresh_window_leaves_out_skipped_connectors,
+    the_refresh_window_spreads_connections_expiring_together,
     keys_given_without_versions_find_theirs,
     rotation_reseals_everything_and_the_old_key_is_then_unnecessary,
     rotation_interrupted_half_way_completes_when_run_again,
@@ -650,7 +655,8 @@ pub(crate) async fn connections_expiring_lists_ok_connections_soonest_first(b: &
     let now = at(1_900_000_000);
     assert_eq!(expiring_ids(&*store, before, now, 10).await, ["soon", "late"]);
     assert_eq!(expiring_ids(&*store, before, now, 1).await, ["soon"]);
-    let found = store.connections_expiring(before, now, 1).await.unwrap();
+    let found =
+        store.connections_expiring(before, std::time::Duration::ZERO, now, 1, &[]).await.unwrap();
     assert_eq!(found[0].connector, "github");
 }
 
@@ -661,7 +667,7 @@ async fn expiring_ids(
     limit: u32,
 ) -> Vec<String> {
     store
-        .connections_expiring(before, now, limit)
+        .connections_expiring(before, std::time::Duration::ZERO, now, limit, &[])
         .await
         .unwrap()
         .into_iter()

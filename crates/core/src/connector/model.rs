@@ -283,6 +283,11 @@ pub struct TestRequest {
     /// e.g. `{{ response.login }}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// How often Latchkey runs this test on each connection in the background, e.g. `6h`, or
+    /// `off`; the server's `--check-interval` (default `24h`) when absent. At least `1m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub check_interval: Option<crate::Interval>,
 }
 
 /// One value or a list of them.

@@ -9,6 +9,10 @@ use std::fmt;
 use super::model::{AuthMethod, Connector};
 use crate::template;
 
+/// The shortest `test.check_interval` a connector may ask for: each check is a call to the
+/// provider, for every connection.
+pub const MIN_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// A connector file that could not be loaded.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct ConnectorError {
@@ -178,6 +182,14 @@ fn check(c: &Connector) -> Result<(), CheckError> {
             .map_err(|_| ("test.method".to_string(), "not an HTTP method".to_string()))?;
         if let Some(label) = &test.label {
             template::check_syntax(label).map_err(|m| ("test.label".to_string(), m))?;
+        }
+        if let Some(every) = test.check_interval.and_then(crate::Interval::get)
+            && every < MIN_CHECK_INTERVAL
+        {
+            return Err((
+                "test.check_interval".to_string(),
+                "at least `1m` (or `off`): checks are calls to the provider".to_string(),
+            ));
         }
     }
     Ok(())

@@ -443,8 +443,9 @@ pub async fn test(
 }
 
 /// Checks a stored connection now (its credential test) and answers its health record; a
-/// failed test is the answer's `state` and `reason`, not an error.
-#[utoipa::path(post, path = "/v1/connections/{id}/check", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, description = "the connection's health"), (status = 404, body = crate::ErrorBody), (status = 422, body = crate::ErrorBody)))]
+/// failed test is the answer's `state` and `reason` (or, for a failure that may pass by itself,
+/// its `last_error` and `consecutive_failures`), not an error.
+#[utoipa::path(post, path = "/v1/connections/{id}/check", params(("id" = String, Path, description = "The connection's id: 1-64 characters of `A-Z a-z 0-9 - _ .`.")), responses((status = 200, description = "the connection's health"), (status = 404, body = crate::ErrorBody), (status = 409, description = "`needs_reauth`: an expiring token could not be renewed before the check.", body = crate::ErrorBody), (status = 422, body = crate::ErrorBody), (status = 429, description = "`rate_limited`: the connector's `rate_limit` kept the check back; nothing was sent.", body = crate::ErrorBody)))]
 pub async fn check(
     State(state): State<AppState>,
     principal: Principal,

@@ -16,11 +16,23 @@ use crate::health::Health;
 use crate::listing::{ConnectionFilter, Cursor, Page, PageRequest};
 use crate::model::{
     ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary, CredentialUpdate,
-    ExpiringConnection, RefreshBackoff, Tags,
+    DueCheck, ExpiringConnection, RefreshBackoff, Tags, refresh_spread_ppm,
 };
 use crate::rows::{self, Columns as _, nanos, parse_json, timestamp, to_json};
 use crate::secret_rows::{CONNECTION, SCRIPT_STORAGE, record_binding};
 use crate::{ConnectionStore, StoreError};
+
+/// `check_due_at` of a connection whose check was never scheduled (the column's default).
+const UNSCHEDULED: i64 = 0;
+
+/// ` AND connector NOT IN ($first, …)` for `n` connectors to leave out; empty for none.
+fn skip_connectors(n: usize, first: usize) -> String {
+    if n == 0 {
+        return String::new();
+    }
+    let list: Vec<String> = (first..first + n).map(|i| format!("${i}")).collect();
+    format!(" AND connector NOT IN ({})", list.join(", "))
+}
 
 /// The `connections` upsert; `$14` is the version a new row gets, and `on_conflict` what
 /// happens to an existing row.
@@ -29,9 +41,10 @@ macro_rules! upsert_connection {
         concat!(
             "INSERT INTO connections (id, connector, integration, auth_method, config, status,
                 label, end_user_id, end_user_email, end_user_display_name, tags, metadata,
-                expires_at, version, created_at, updated_at, environment, health, health_state)
+                expires_at, version, created_at, updated_at, environment, health, health_state,
+                refresh_spread)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19)
+                $18, $19, $20)
              ON CONFLICT (id) DO ",
             $on_conflict
         )
@@ -339,24 +352,128 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
     async fn connections_expiring(
         &self,
         before: OffsetDateTime,
+        spread: std::time::Duration,
         now: OffsetDateTime,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<ExpiringConnection>, StoreError> {
-        sql::<D>(
-            "SELECT id, connector FROM connections WHERE status = 'ok' AND expires_at IS NOT NULL
-                AND expires_at < $1 AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2)
-             ORDER BY expires_at LIMIT $3",
+        // A connection is due `refresh_spread` millionths of `spread` before `before`: its due
+        // time is `expires_at - refresh_spread * per_ppm`, all in integer nanoseconds.
+        let per_ppm = i64::try_from(spread.as_nanos() / 1_000_000).unwrap_or(i64::MAX / 1_000_000);
+        let widest = before + spread;
+        let text = format!(
+            "SELECT id, connector, expires_at, refresh_spread FROM connections
+             WHERE status = 'ok' AND expires_at IS NOT NULL AND expires_at < $1
+                AND expires_at - refresh_spread * $4 < $5
+                AND (refresh_retry_at IS NULL OR refresh_retry_at <= $2){}
+             ORDER BY expires_at - refresh_spread * $4, id LIMIT $3",
+            skip_connectors(skip.len(), 6)
+        );
+        // Literal text and numbered placeholders only.
+        let mut query = sql::<D>(sqlx::AssertSqlSafe(text))
+            .bind(nanos(widest)?)
+            .bind(nanos(now)?)
+            .bind(i64::from(limit))
+            .bind(per_ppm)
+            .bind(nanos(before)?);
+        for connector in skip {
+            query = query.bind(connector);
+        }
+        query
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(ExpiringConnection {
+                    id: row.text("id")?,
+                    connector: row.text("connector")?,
+                    expires_at: row.opt_int("expires_at")?.map(timestamp).transpose()?,
+                    spread: row.int("refresh_spread")? as f64 / 1_000_000.0,
+                })
+            })
+            .collect()
+    }
+
+    async fn connections_due_for_check(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+        skip: &[String],
+    ) -> Result<Vec<DueCheck>, StoreError> {
+        // `status <> 'needs_reauth'` as the partial index `connections_check_due` says it, so
+        // both planners read the query from that index.
+        let text = format!(
+            "SELECT id, connector, check_due_at FROM connections
+             WHERE status <> 'needs_reauth' AND check_due_at <= $1{}
+             ORDER BY check_due_at LIMIT $2",
+            skip_connectors(skip.len(), 3)
+        );
+        // Literal text and numbered placeholders only.
+        let mut query =
+            sql::<D>(sqlx::AssertSqlSafe(text)).bind(nanos(now)?).bind(i64::from(limit));
+        for connector in skip {
+            query = query.bind(connector);
+        }
+        query
+            .fetch_all(&mut *self.pool.acquire().await?)
+            .await?
+            .iter()
+            .map(|row| {
+                let due = row.int("check_due_at")?;
+                Ok(DueCheck {
+                    id: row.text("id")?,
+                    connector: row.text("connector")?,
+                    due_at: (due != UNSCHEDULED).then(|| timestamp(due)).transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_check(
+        &self,
+        id: &str,
+        seen: Option<OffsetDateTime>,
+        next: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let claimed = sql::<D>(
+            "UPDATE connections SET check_due_at = $1 WHERE id = $2 AND check_due_at = $3",
         )
-        .bind(nanos(before)?)
-        .bind(nanos(now)?)
-        .bind(i64::from(limit))
-        .fetch_all(&mut *self.pool.acquire().await?)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(ExpiringConnection { id: row.text("id")?, connector: row.text("connector")? })
-        })
-        .collect()
+        .bind(nanos(next)?)
+        .bind(id)
+        .bind(seen.map(nanos).transpose()?.unwrap_or(UNSCHEDULED))
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(claimed > 0)
+    }
+
+    async fn schedule_checks(&self, due: &[(String, OffsetDateTime)]) -> Result<(), StoreError> {
+        if due.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
+        for (id, at) in due {
+            sql::<D>("UPDATE connections SET check_due_at = $1 WHERE id = $2")
+                .bind(nanos(*at)?)
+                .bind(id)
+                .execute(&mut tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn check_due_at(&self, id: &str) -> Result<Option<OffsetDateTime>, StoreError> {
+        let row = sql::<D>("SELECT check_due_at FROM connections WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut *self.pool.acquire().await?)
+            .await?;
+        match row {
+            Some(row) => {
+                let due = row.int("check_due_at")?;
+                (due != UNSCHEDULED).then(|| timestamp(due)).transpose()
+            }
+            None => Ok(None),
+        }
     }
 
     async fn record_refresh_failure(
@@ -476,5 +593,6 @@ fn bind_connection<D: Dialect>(
         .bind(nanos(c.updated_at)?)
         .bind(&c.environment)
         .bind(to_json(&c.health, "connection health")?)
-        .bind(c.health.state.as_str()))
+        .bind(c.health.state.as_str())
+        .bind(refresh_spread_ppm(&c.id)))
 }
