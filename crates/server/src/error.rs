@@ -113,6 +113,7 @@ pub fn status_of(class: Class) -> StatusCode {
                 | C::InvalidState
                 | C::FlowExpired
                 | C::IssuerMismatch
+                | C::AccessDenied
                 | C::ProviderError
                 | C::MissingCode,
             ) => S::BAD_REQUEST,

@@ -72,7 +72,7 @@ pub use listing::{
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
     CredentialUpdate, CustomConnector, EndUser, ExpiringConnection, IntegrationRecord, Metadata,
-    Misconfiguration, OAuthState, RefreshBackoff, SessionStatus, Tags,
+    Misconfiguration, OAuthState, RefreshBackoff, SessionFailure, SessionStatus, Tags,
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
