@@ -365,7 +365,9 @@ impl Connect<'_> {
     /// yet (an attempt abandoned at the provider, or failed, may be followed by another).
     pub async fn open_session(&self, token: &Secret) -> Result<ConnectSession, EngineError> {
         match self.engine.store.find_connect_session(&hash(token)).await? {
-            Some(s) if s.status != SessionStatus::Done && s.expires_at > self.engine.clock.now() => {
+            Some(s)
+                if s.status != SessionStatus::Done && s.expires_at > self.engine.clock.now() =>
+            {
                 Ok(s)
             }
             _ => Err(FlowError::SessionUnusable.into()),

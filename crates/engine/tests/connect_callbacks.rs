@@ -48,8 +48,7 @@ async fn session(setup: &Setup, new: NewConnectSession) -> ConnectSession {
 
 /// Opens the session's link in a browser bound by `binding`; the state sent to the provider.
 async fn begin(setup: &Setup, session: &ConnectSession, binding: &Secret) -> String {
-    let url =
-        setup.engine.connect().begin_authorization(session, REDIRECT, binding).await.unwrap();
+    let url = setup.engine.connect().begin_authorization(session, REDIRECT, binding).await.unwrap();
     url.query_pairs().find(|(k, _)| k == "state").unwrap().1.into_owned()
 }
 
@@ -84,7 +83,10 @@ async fn a_refusal_at_the_provider_fails_the_session_with_access_denied_and_may_
         .unwrap_err();
     assert_eq!(err.code(), "access_denied");
     assert_eq!(seen.unwrap().allowed_origin, s.allowed_origin, "the page learns the session");
-    assert_eq!(standing(&setup, &s.id).await, (SessionStatus::Failed, Some("access_denied".into())));
+    assert_eq!(
+        standing(&setup, &s.id).await,
+        (SessionStatus::Failed, Some("access_denied".into()))
+    );
     let stored = setup.engine.connect().session(&s.id).await.unwrap().error.unwrap();
     assert_eq!(stored.message, "access was not granted (the user or the provider refused)");
     assert_eq!(token_calls(&server).await, 0);
@@ -148,7 +150,10 @@ async fn a_refused_token_exchange_fails_the_session_with_token_refused() {
     let state = begin(&setup, &s, &binding).await;
     let (_, err) = answer(&setup, &state, &[("code", "c")], &binding).await.unwrap_err();
     assert_eq!(err.code(), "token_refused");
-    assert_eq!(standing(&setup, &s.id).await, (SessionStatus::Failed, Some("token_refused".into())));
+    assert_eq!(
+        standing(&setup, &s.id).await,
+        (SessionStatus::Failed, Some("token_refused".into()))
+    );
     assert_eq!(token_calls(&server).await, 1);
 }
 
@@ -227,7 +232,8 @@ async fn the_code_may_come_under_another_name_and_other_parameters_are_kept() {
         .expect(1)
         .mount(&server)
         .await;
-    let callback = "    callback: {code_param: spapi_oauth_code, keep: {seller: selling_partner_id}}\n";
+    let callback =
+        "    callback: {code_param: spapi_oauth_code, keep: {seller: selling_partner_id}}\n";
     let setup = setup(&connector(&server, callback)).await;
     let s = session(&setup, NewConnectSession::new("app".parse().unwrap())).await;
     let binding = Secret::new("browser");

@@ -75,7 +75,10 @@ fn error_page(status: StatusCode, message: &str) -> Response {
 /// The page that finishes a session's flow: posts the result to the opener at the session's
 /// exact origin (never `*`) and closes. A failure posts `{code, message}` (the code and
 /// message the session records) and shows the end user the same in plain words.
-fn result_page(session: &ConnectSession, outcome: Result<&ConnectionRecord, &EngineError>) -> Response {
+fn result_page(
+    session: &ConnectSession,
+    outcome: Result<&ConnectionRecord, &EngineError>,
+) -> Response {
     let n = nonce();
     let origin = session.allowed_origin.clone();
     let (status, title, message, result) = match outcome {
@@ -106,14 +109,28 @@ fn result_page(session: &ConnectSession, outcome: Result<&ConnectionRecord, &Eng
 /// them; `None`: the public message says it well enough.
 fn end_user_words(code: &str) -> Option<&'static str> {
     Some(match code {
-        "access_denied" => "Access was not granted, so nothing was connected. You can close this window, and try again from the app if you change your mind.",
-        "invalid_state" => "This response does not belong to a connection started in this browser. Start again from the app.",
+        "access_denied" => {
+            "Access was not granted, so nothing was connected. You can close this window, and try again from the app if you change your mind."
+        }
+        "invalid_state" => {
+            "This response does not belong to a connection started in this browser. Start again from the app."
+        }
         "flow_expired" => "This took too long and the request expired. Start again from the app.",
-        "provider_error" | "missing_code" | "issuer_mismatch" => "The provider did not complete the connection. Start again from the app.",
-        "token_refused" | "token_endpoint_unavailable" | "token_response_malformed"
-        | "integration_misconfigured" => "The provider refused to complete the connection. Try again later; if it keeps failing, contact the app's support.",
-        "credential_test_failed" => "The connection was authorised, but the service refused it when checked. Try again, or contact the app's support.",
-        "connect_session_unusable" => "This connect link is invalid, has expired or was already used. Ask the app for a new one.",
+        "provider_error" | "missing_code" | "issuer_mismatch" => {
+            "The provider did not complete the connection. Start again from the app."
+        }
+        "token_refused"
+        | "token_endpoint_unavailable"
+        | "token_response_malformed"
+        | "integration_misconfigured" => {
+            "The provider refused to complete the connection. Try again later; if it keeps failing, contact the app's support."
+        }
+        "credential_test_failed" => {
+            "The connection was authorised, but the service refused it when checked. Try again, or contact the app's support."
+        }
+        "connect_session_unusable" => {
+            "This connect link is invalid, has expired or was already used. Ask the app for a new one."
+        }
         _ => return None,
     })
 }

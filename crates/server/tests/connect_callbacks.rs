@@ -217,7 +217,10 @@ async fn a_refused_token_exchange_fails_the_session_with_token_refused() {
     let (result, _) = posted(&page).unwrap();
     assert_eq!(result["error"]["code"], "token_refused");
     let view = session_view(&state, &id).await;
-    assert_eq!((view["status"].as_str(), &view["error"]["code"]), (Some("failed"), &json!("token_refused")));
+    assert_eq!(
+        (view["status"].as_str(), &view["error"]["code"]),
+        (Some("failed"), &json!("token_refused"))
+    );
 }
 
 #[tokio::test]
@@ -274,18 +277,29 @@ async fn a_reconnect_link_names_the_connection_alone() {
     let (flow, cookie) = open(&state, again["token"].as_str().unwrap()).await;
     get(&state, &format!("/oauth/callback?state={flow}&code=good"), Some(&cookie)).await;
     let view = session_view(&state, again["id"].as_str().unwrap()).await;
-    assert_eq!((view["status"].as_str(), view["connection_id"].as_str()), (Some("done"), Some(connection.as_str())));
+    assert_eq!(
+        (view["status"].as_str(), view["connection_id"].as_str()),
+        (Some("done"), Some(connection.as_str()))
+    );
     let conn = api(&state, "GET", &format!("/v1/connections/{connection}"), None).await.json();
     assert_eq!(conn["tags"]["team"], "blue", "re-authorised in place: {conn}");
 
     let missing =
         api(&state, "POST", "/v1/connect-sessions", Some(json!({"reconnect": "nope"}))).await;
-    assert_eq!((missing.status, missing.json()["code"].as_str()), (404, Some("connection_not_found")));
+    assert_eq!(
+        (missing.status, missing.json()["code"].as_str()),
+        (404, Some("connection_not_found"))
+    );
     // `c1` was made without an integration: the link must name one (here, the connector).
     let bare = api(&state, "POST", "/v1/connect-sessions", Some(json!({"reconnect": "c1"}))).await;
     assert_eq!((bare.status, bare.json()["field"].as_str()), (400, Some("integration")));
     // The connect form makes new connections only: a key is updated, not reconnected.
     let form = json!({"reconnect": "c1", "connector": "prov"});
     let form = api(&state, "POST", "/v1/connect-sessions", Some(form)).await;
-    assert_eq!((form.status, form.json()["field"].as_str()), (400, Some("reconnect")), "{}", form.text);
+    assert_eq!(
+        (form.status, form.json()["field"].as_str()),
+        (400, Some("reconnect")),
+        "{}",
+        form.text
+    );
 }

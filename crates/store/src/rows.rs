@@ -247,7 +247,9 @@ pub(crate) fn connect_session(row: &impl Columns) -> Result<ConnectSession, Stor
             .ok_or_else(|| StoreError::Database(format!("unknown session status {status:?}")))?,
         result_connection: row.opt_text("result_connection")?,
         error: match (row.opt_text("error_code")?, row.opt_text("error")?) {
-            (Some(code), message) => Some(SessionFailure { code, message: message.unwrap_or_default() }),
+            (Some(code), message) => {
+                Some(SessionFailure { code, message: message.unwrap_or_default() })
+            }
             // Failed before codes were stored.
             (None, Some(message)) => Some(SessionFailure { code: "failed".into(), message }),
             (None, None) => None,

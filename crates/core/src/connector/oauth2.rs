@@ -120,11 +120,7 @@ pub struct OAuth2Callback {
     /// Callback query parameters kept into the connection's config: a list of names (each
     /// kept under its own name, e.g. `[selling_partner_id]`) or a map of config key →
     /// parameter (e.g. `{ realm_id: realmId }`).
-    #[serde(
-        default,
-        skip_serializing_if = "BTreeMap::is_empty",
-        deserialize_with = "kept_params"
-    )]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "kept_params")]
     #[schemars(with = "KeptParams")]
     pub keep: BTreeMap<String, String>,
 }

@@ -424,9 +424,8 @@ fn check_callback(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
     };
     // Parameters the callback already gives a meaning (RFC 6749 §4.1.2, RFC 9207).
-    let reserved = |name: &str| {
-        matches!(name, "state" | "iss" | "error" | "error_description" | "error_uri")
-    };
+    let reserved =
+        |name: &str| matches!(name, "state" | "iss" | "error" | "error_description" | "error_uri");
     let code = callback.code_param.as_str();
     if !plain(code) || reserved(code) {
         return Err((

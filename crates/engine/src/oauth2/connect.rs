@@ -19,8 +19,9 @@ use crate::connect::FLOW_LIFETIME;
 use crate::events::Event;
 use crate::{Connect, ConnectionId, Engine, EngineError, EnvironmentId, FlowError, IntegrationId};
 
-/// The query of a callback.
-#[derive(Debug, Clone, Default)]
+/// The query of a callback. Its `Debug` shows the names of the other parameters, not their
+/// values: one of them may be the code (`callback.code_param`).
+#[derive(Clone, Default)]
 pub struct CallbackParams {
     /// `state`.
     pub state: Option<Secret>,
@@ -33,6 +34,18 @@ pub struct CallbackParams {
     /// Every other parameter: the code when the connector names another parameter for it
     /// (`callback.code_param`), and what `callback.keep` keeps.
     pub extra: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("state", &self.state)
+            .field("code", &self.code)
+            .field("error", &self.error)
+            .field("iss", &self.iss)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl CallbackParams {
@@ -178,8 +191,7 @@ impl Connect<'_> {
         let state = params.state.as_ref().ok_or_else(refused)?;
         let state_hash = hash(state);
         let store = &self.engine.store;
-        let pending =
-            store.peek_oauth_state(&state_hash).await.map_err(|e| (None, e.into()))?;
+        let pending = store.peek_oauth_state(&state_hash).await.map_err(|e| (None, e.into()))?;
         let pending = pending.ok_or_else(refused)?;
         if !binds(pending.browser_hash.as_deref(), browser_binding) {
             tracing::info!(session = %pending.connect_session, "callback without this flow's browser binding refused; the flow stays open");
@@ -223,7 +235,12 @@ impl Connect<'_> {
                 // The connection is stored: the popup still reports success, and a poller that
                 // misses the outcome finds the connection by its id.
                 if let Err(e) = store
-                    .finish_connect_session(&session.id, SessionStatus::Done, Some(&record.id), None)
+                    .finish_connect_session(
+                        &session.id,
+                        SessionStatus::Done,
+                        Some(&record.id),
+                        None,
+                    )
                     .await
                 {
                     tracing::error!(session = %session.id, error = %e, "cannot record a finished connect session");
@@ -234,7 +251,12 @@ impl Connect<'_> {
                 // Pollers (`/connect/{token}/status` needs no API key) see what the page shows.
                 let failure = crate::connect::failure_of(&err);
                 match store
-                    .finish_connect_session(&session.id, SessionStatus::Failed, None, Some(&failure))
+                    .finish_connect_session(
+                        &session.id,
+                        SessionStatus::Failed,
+                        None,
+                        Some(&failure),
+                    )
                     .await
                 {
                     Ok(_) => {}
@@ -626,4 +648,35 @@ fn random_octets() -> [u8; 32] {
     let mut octets = [0u8; 32];
     rand::fill(&mut octets);
     octets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_prints_no_code_whatever_its_name() {
+        let params = CallbackParams::from_pairs([
+            ("state".to_string(), "st-canary".to_string()),
+            ("code".to_string(), "code-canary".to_string()),
+            ("spapi_oauth_code".to_string(), "spapi-canary".to_string()),
+            ("error".to_string(), "access_denied\"><b>".to_string()),
+        ]);
+        let printed = format!("{params:?}");
+        for canary in ["st-canary", "code-canary", "spapi-canary"] {
+            assert!(!printed.contains(canary), "{printed}");
+        }
+        assert!(printed.contains("spapi_oauth_code"), "{printed}");
+        assert_eq!(params.error.as_deref(), Some("access_deniedb"));
+    }
+
+    #[test]
+    fn the_binding_must_be_the_flows() {
+        let cookie = Secret::new("b1nd");
+        let bound = hash(&cookie);
+        assert!(binds(Some(&bound), Some(&cookie)));
+        assert!(!binds(Some(&bound), Some(&Secret::new("other"))));
+        assert!(!binds(Some(&bound), None));
+        assert!(!binds(None, Some(&cookie)), "a flow bound to no browser is refused");
+    }
 }

@@ -123,12 +123,11 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
             delete_secrets::<D>(&mut tx, OAUTH_STATE, &row.text("state_hash")?).await?;
         }
         // One attempt per session is live: a new one cancels the one it replaces.
-        let replaced = sql::<D>(
-            "DELETE FROM oauth_states WHERE connect_session = $1 RETURNING state_hash",
-        )
-        .bind(&s.connect_session)
-        .fetch_all(&mut tx)
-        .await?;
+        let replaced =
+            sql::<D>("DELETE FROM oauth_states WHERE connect_session = $1 RETURNING state_hash")
+                .bind(&s.connect_session)
+                .fetch_all(&mut tx)
+                .await?;
         for row in replaced {
             delete_secrets::<D>(&mut tx, OAUTH_STATE, &row.text("state_hash")?).await?;
         }
