@@ -163,7 +163,8 @@ async fn an_expired_flow_a_missing_code_and_a_wrong_issuer_each_fail_the_session
     let issuer = format!("    issuer: {}\n", server.uri());
     let setup = setup(&connector(&server, &issuer)).await;
     let binding = Secret::new("browser");
-    let cases: [(&[(&str, &str)], bool, &str); 3] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], bool, &'a str);
+    let cases: [Case; 3] = [
         (&[("code", "c")], true, "flow_expired"),
         (&[("iss", "https://idp.example")], false, "missing_code"),
         (&[("code", "c"), ("iss", "https://evil.example")], false, "issuer_mismatch"),
