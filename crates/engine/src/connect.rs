@@ -1,7 +1,8 @@
 //! Connecting end users: connect sessions (links that make one connection: 10 minutes by
 //! default, up to 7 days) that let a browser finish a connection on the hosted connect page,
-//! and the connect form for methods that ask for keys. The browser flows are in `oauth2::connect` (authorization code, OAuth 1.0a, the
-//! CLI's loopback flow) and `oauth2::device` (device authorization).
+//! and the connect form for methods that ask for keys. The browser flows are in
+//! `oauth2::connect` (authorization code, OAuth 1.0a, the CLI's loopback flow) and
+//! `oauth2::device` (device authorization).
 
 use std::collections::BTreeMap;
 

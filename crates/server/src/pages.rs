@@ -128,9 +128,6 @@ fn end_user_words(code: &str) -> Option<&'static str> {
         "credential_test_failed" => {
             "The connection was authorised, but the service refused it when checked. Try again, or contact the app's support."
         }
-        "connect_session_unusable" => {
-            "This connect link is invalid, has expired or was already used. Ask the app for a new one."
-        }
         _ => return None,
     })
 }

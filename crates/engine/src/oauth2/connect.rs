@@ -250,7 +250,7 @@ impl Connect<'_> {
             Err(err) => {
                 // Pollers (`/connect/{token}/status` needs no API key) see what the page shows.
                 let failure = crate::connect::failure_of(&err);
-                match store
+                if let Err(e) = store
                     .finish_connect_session(
                         &session.id,
                         SessionStatus::Failed,
@@ -259,10 +259,7 @@ impl Connect<'_> {
                     )
                     .await
                 {
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::error!(session = %session.id, error = %e, "cannot record a failed connect session");
-                    }
+                    tracing::error!(session = %session.id, error = %e, "cannot record a failed connect session");
                 }
                 Err((Some(session), err))
             }
@@ -462,13 +459,12 @@ impl Engine {
         &self,
         method: &FlowMethod,
         integration: &latchkey_store::IntegrationRecord,
-        params: CallbackParams,
+        mut params: CallbackParams,
         redirect_uri: &str,
         verifier: Option<&Secret>,
         new: NewRecord,
     ) -> Result<ConnectionRecord, EngineError> {
         let NewRecord { id: connection_id, end_user, tags, metadata, mut config } = new;
-        let mut params = params;
         match params.error.take() {
             Some(code) if code == "access_denied" => return Err(FlowError::AccessDenied.into()),
             Some(code) if code.is_empty() => {
@@ -636,7 +632,7 @@ fn keep_callback_params(
 const FINISH_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Whether the callback's cookie is the one the flow was bound to, compared in constant time.
-/// A flow bound to no browser (none is stored so today) is refused too.
+/// A stored flow without a binding (every flow stored is bound) is refused too.
 fn binds(expected: Option<&str>, binding: Option<&Secret>) -> bool {
     match (expected, binding) {
         (Some(expected), Some(binding)) => Secret::new(expected) == Secret::new(hash(binding)),
