@@ -1,7 +1,9 @@
 //! The connect popup in a real browser: headless Chromium (Debian's `chromium`) driven by
 //! playwright-core. A test app page calls `Latchkey.connect`, the popup goes through login and
 //! consent at oidc-provider and closes, and the promise resolves; when the user closes the popup
-//! early, it rejects. Screenshots go to `target/browser-artifacts/`.
+//! early, it rejects with `window_closed`; when the user cancels at the provider (which sends
+//! `error=access_denied` back), it rejects with `access_denied` and the session reads failed.
+//! Screenshots go to `target/browser-artifacts/`.
 
 mod support;
 
@@ -12,7 +14,7 @@ fn peers() -> String {
 }
 
 #[test]
-fn popup_resolves_after_consent_and_rejects_when_closed() {
+fn popup_resolves_after_consent_and_rejects_when_closed_or_denied() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
@@ -26,7 +28,7 @@ fn popup_resolves_after_consent_and_rejects_when_closed() {
     let (_home, server, _op) = support::oidc_served("browser-key");
     let base = server.base.clone();
     let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/browser-artifacts");
-    for mode in ["approve", "close-early"] {
+    for mode in ["approve", "close-early", "deny"] {
         let out = Command::new("node")
             .arg("connect-popup.js")
             .current_dir(&browser_dir)
@@ -49,8 +51,13 @@ fn popup_resolves_after_consent_and_rejects_when_closed() {
             assert_eq!(outcome["result"]["ok"], true, "{outcome}");
             assert_eq!(outcome["result"]["connection"]["connector"], "oidc");
             assert_eq!(outcome["result"]["connection"]["label"], "alice");
-        } else {
+        } else if mode == "close-early" {
             assert_eq!(outcome["result"]["ok"], false, "{outcome}");
+            assert_eq!(outcome["result"]["code"], "window_closed", "{outcome}");
+        } else {
+            assert_eq!(outcome["result"]["code"], "access_denied", "{outcome}");
+            assert_eq!(outcome["session"]["status"], "failed", "{outcome}");
+            assert_eq!(outcome["session"]["error"]["code"], "access_denied", "{outcome}");
         }
     }
 }

@@ -138,7 +138,8 @@ fn sessions_refuse_paths_and_bad_origins() {
         http("GET", &format!("{}/oauth/callback?state=forged&code=x", server.base), &[], b"")
             .unwrap();
     assert_eq!(status, 400);
-    assert!(html.contains("does not match a flow"), "{html}");
+    assert!(html.contains("does not belong to a connection started in this browser"), "{html}");
+    assert!(!html.contains("postMessage"), "a refused callback tells no opener: {html}");
 }
 
 /// A connector with a consent flow first and a form method second: the app picks the method

@@ -78,15 +78,21 @@ fn the_hosted_connect_page_runs_the_three_legged_flow() {
         (callback, binding)
     };
 
-    // Without the browser's binding cookie the callback is refused, and its flow is spent.
+    // Without the browser's binding cookie the callback is refused and spends nothing: the
+    // browser that started the flow finishes it; a replay is refused.
     let (callback, binding) = start();
     let (status, _) = http("GET", &callback, &[], b"").unwrap();
     assert_eq!(status, 400);
+    let (_, stats) = http("GET", &format!("{}/stats", peer.base), &[], b"").unwrap();
+    assert!(stats.contains("\"access\": 0"), "no token exchange happened: {stats}");
+    let (status, page) = http("GET", &callback, &[("Cookie", &binding)], b"").unwrap();
+    assert_eq!(status, 200, "{page}");
     let (status, _) = http("GET", &callback, &[("Cookie", &binding)], b"").unwrap();
     assert_eq!(status, 400, "a state is used once");
     let (_, stats) = http("GET", &format!("{}/stats", peer.base), &[], b"").unwrap();
-    assert!(stats.contains("\"access\": 0"), "no token exchange happened: {stats}");
+    assert!(stats.contains("\"access\": 1"), "one token exchange: {stats}");
 
+    // Again, re-authorising the connection it made.
     let (callback, binding) = start();
     let (status, page) = http("GET", &callback, &[("Cookie", &binding)], b"").unwrap();
     assert_eq!(status, 200, "{page}");

@@ -187,3 +187,62 @@ fn a_check_interval_loads_and_a_short_or_bad_one_names_its_field() {
     assert!(bad.contains("check_interval") && bad.contains("invalid interval"), "{bad}");
     assert!(json_schema().to_string().contains("check_interval"));
 }
+
+fn oauth2_with(callback: &str, grant: &str) -> String {
+    format!(
+        "id: x\nname: X\nbase_url: https://x.example\nauth:\n  - type: oauth2\n    grant: {grant}\n    authorize_url: https://x.example/auth\n    token_url: https://x.example/token\n{callback}"
+    )
+}
+
+#[test]
+fn the_callback_names_its_code_parameter_and_what_to_keep() {
+    let src = oauth2_with(
+        "    callback: {code_param: spapi_oauth_code, keep: [selling_partner_id]}\n",
+        "authorization_code",
+    );
+    let c = parse_connector(&src, "x.yaml").unwrap();
+    let AuthMethod::OAuth2(m) = &c.auth[0] else { panic!("oauth2") };
+    assert_eq!(m.callback.code_param, "spapi_oauth_code");
+    let kept: Vec<_> = m.kept_callback_params().collect();
+    assert_eq!(kept, [(&"selling_partner_id".to_string(), &"selling_partner_id".to_string())]);
+
+    // A map renames; the deprecated `callback_keep` is still read.
+    let src = oauth2_with(
+        "    callback: {keep: {realm_id: realmId}}\n    callback_keep: {shop_domain: shop}\n",
+        "authorization_code",
+    );
+    let c = parse_connector(&src, "x.yaml").unwrap();
+    let AuthMethod::OAuth2(m) = &c.auth[0] else { panic!("oauth2") };
+    assert_eq!(m.callback.code_param, "code");
+    let kept: Vec<_> = m.kept_callback_params().map(|(k, p)| (k.as_str(), p.as_str())).collect();
+    assert_eq!(kept, [("realm_id", "realmId"), ("shop_domain", "shop")]);
+}
+
+#[test]
+fn a_callback_that_would_keep_a_secret_or_misread_the_response_is_refused() {
+    let cases = [
+        ("    callback: {code_param: state}\n", "authorization_code", "callback.code_param"),
+        ("    callback: {code_param: 'a b'}\n", "authorization_code", "callback.code_param"),
+        ("    callback: {keep: [code]}\n", "authorization_code", "callback.keep.code"),
+        ("    callback: {keep: [state]}\n", "authorization_code", "callback.keep.state"),
+        (
+            "    callback: {code_param: spapi_oauth_code, keep: {c: spapi_oauth_code}}\n",
+            "authorization_code",
+            "callback.keep.c",
+        ),
+        ("    callback_keep: {e: error}\n", "authorization_code", "callback_keep.e"),
+        ("    callback: {keep: [realmId]}\n", "client_credentials", "callback"),
+        ("    callback: {code_parameter: x}\n", "authorization_code", "code_parameter"),
+    ];
+    for (callback, grant, field) in cases {
+        let err = error_of(&oauth2_with(callback, grant));
+        assert!(err.contains(field), "{callback}: {err}");
+    }
+}
+
+#[test]
+fn the_schema_describes_the_callback() {
+    let schema = json_schema().to_string();
+    assert!(schema.contains("code_param"), "callback.code_param in the schema");
+    assert!(!schema.contains("callback_keep"), "the deprecated spelling is not advertised");
+}

@@ -1,14 +1,16 @@
-//! Connecting end users: connect sessions (single-use tokens, 10 minutes) that let a browser
-//! finish a connection on the hosted connect page, and the connect form for methods that ask
-//! for keys. The browser flows are in `oauth2::connect` (authorization code, OAuth 1.0a, the
-//! CLI's loopback flow) and `oauth2::device` (device authorization).
+//! Connecting end users: connect sessions (links that make one connection: 10 minutes by
+//! default, up to 7 days) that let a browser finish a connection on the hosted connect page,
+//! and the connect form for methods that ask for keys. The browser flows are in
+//! `oauth2::connect` (authorization code, OAuth 1.0a, the CLI's loopback flow) and
+//! `oauth2::device` (device authorization).
 
 use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
 use latchkey_core::connector::{AuthMethod, Grant};
 use latchkey_store::{
-    ConnectSession, ConnectionRecord, EndUser, IntegrationRecord, Metadata, SessionStatus, Tags,
+    ConnectSession, ConnectionRecord, EndUser, IntegrationRecord, Metadata, SessionFailure,
+    SessionStatus, Tags,
 };
 use time::Duration;
 use url::Url;
@@ -18,8 +20,14 @@ use crate::{
     ConnectionId, ConnectorId, Engine, EngineError, EnvironmentId, FlowError, IntegrationId,
 };
 
-/// How long a connect session and an authorization request stay usable.
+/// How long an authorization request stays usable, and a connect session by default.
 pub(crate) const FLOW_LIFETIME: Duration = Duration::minutes(10);
+
+/// The longest a connect link may stay usable (`expires_in`): a link sent by email or chat.
+pub const MAX_SESSION_LIFETIME: Duration = Duration::days(7);
+
+/// The shortest a connect link may stay usable: time to reach the provider and consent.
+pub const MIN_SESSION_LIFETIME: Duration = Duration::minutes(1);
 
 /// Connecting end users, from [`Engine::connect`].
 #[derive(Debug, Clone, Copy)]
@@ -40,6 +48,13 @@ pub struct NewConnectSession {
     pub environment: EnvironmentId,
     /// The id the connection gets, or an existing connection to re-authorise.
     pub connection_id: Option<ConnectionId>,
+    /// An existing connection of this environment to re-authorise in place (same id, tags,
+    /// metadata, end user; its config is the base of the session's). Unlike `connection_id`,
+    /// it must exist. See [`Connect::reconnecting`].
+    pub reconnect: Option<ConnectionId>,
+    /// How long the link stays usable, in seconds ([`MIN_SESSION_LIFETIME`] to
+    /// [`MAX_SESSION_LIFETIME`]); default 10 minutes.
+    pub expires_in: Option<u64>,
     /// The connector's auth method the end user connects with (its `id`); default: the
     /// method of the connection being re-authorised, else the connector's first.
     pub auth: Option<String>,
@@ -64,6 +79,8 @@ impl NewConnectSession {
             connector: None,
             environment: EnvironmentId::default_environment(),
             connection_id: None,
+            reconnect: None,
+            expires_in: None,
             auth: None,
             end_user: None,
             tags: Tags::new(),
@@ -101,13 +118,115 @@ fn origin_of(text: &str) -> Result<String, EngineError> {
     Ok(origin)
 }
 
+/// How long a new session's link lasts: `expires_in` seconds, checked against the bounds.
+fn session_lifetime(expires_in: Option<u64>) -> Result<Duration, EngineError> {
+    let Some(seconds) = expires_in else { return Ok(FLOW_LIFETIME) };
+    let lifetime = i64::try_from(seconds).map(Duration::seconds).unwrap_or(Duration::MAX);
+    if !(MIN_SESSION_LIFETIME..=MAX_SESSION_LIFETIME).contains(&lifetime) {
+        return Err(EngineError::invalid(
+            "expires_in",
+            format!(
+                "expires_in must be between {} and {} seconds (7 days)",
+                MIN_SESSION_LIFETIME.whole_seconds(),
+                MAX_SESSION_LIFETIME.whole_seconds()
+            ),
+        ));
+    }
+    Ok(lifetime)
+}
+
+/// How a session stands now: its stored status and failure, except that a session that made
+/// no connection reads as failed with `flow_expired` once nothing can finish it any more (its
+/// link expired and, if an attempt was under way, that attempt's ten minutes too).
+pub fn session_standing(
+    session: &ConnectSession,
+    now: time::OffsetDateTime,
+) -> (SessionStatus, Option<SessionFailure>) {
+    let dead_at = match session.status {
+        SessionStatus::Pending => session.expires_at,
+        SessionStatus::Started => session.expires_at + FLOW_LIFETIME,
+        SessionStatus::Done | SessionStatus::Failed => {
+            return (session.status, session.error.clone());
+        }
+    };
+    if now < dead_at {
+        return (session.status, None);
+    }
+    let expired = EngineError::from(FlowError::Expired);
+    (
+        SessionStatus::Failed,
+        Some(SessionFailure {
+            code: expired.code().to_string(),
+            message: "the connect link expired before a connection was made".into(),
+        }),
+    )
+}
+
+/// What a session records of a failed attempt: the error's code and public message.
+pub(crate) fn failure_of(error: &EngineError) -> SessionFailure {
+    SessionFailure { code: error.code().to_string(), message: error.public_message() }
+}
+
 impl Connect<'_> {
+    /// A session that re-authorises `connection` (of `environment`) in place, through the
+    /// integration it was made with: the same id, tags, metadata and end user.
+    pub async fn reconnecting(
+        &self,
+        environment: EnvironmentId,
+        connection: ConnectionId,
+    ) -> Result<NewConnectSession, EngineError> {
+        let existing = self.existing_in(&environment, &connection).await?;
+        let integration = existing.integration.ok_or_else(|| {
+            EngineError::invalid(
+                "integration",
+                format!(
+                    "connection `{connection}` has no integration: name the `integration` to \
+                     re-authorise it through"
+                ),
+            )
+        })?;
+        Ok(NewConnectSession {
+            environment,
+            reconnect: Some(connection),
+            ..NewConnectSession::new(IntegrationId::new(&integration)?)
+        })
+    }
+
+    /// The connection `id` of `environment`; one of another environment is not found either.
+    async fn existing_in(
+        &self,
+        environment: &EnvironmentId,
+        id: &ConnectionId,
+    ) -> Result<ConnectionRecord, EngineError> {
+        match self.engine.store.get_connection(id.as_str()).await? {
+            Some(c) if c.environment == environment.as_str() => Ok(c),
+            _ => Err(EngineError::ConnectionNotFound(id.to_string())),
+        }
+    }
+
     /// Starts a connect session; returns it and its token (shown once, stored only hashed).
     pub async fn create_session(
         &self,
-        new: NewConnectSession,
+        mut new: NewConnectSession,
     ) -> Result<(ConnectSession, Secret), EngineError> {
         crate::tags::check_all(&new.tags, &new.metadata, new.end_user.as_ref())?;
+        let lifetime = session_lifetime(new.expires_in)?;
+        let reconnecting = new.reconnect.is_some();
+        if let Some(id) = new.reconnect.take() {
+            if new.connection_id.is_some() {
+                return Err(EngineError::invalid(
+                    "reconnect",
+                    "name either `reconnect` or `connection_id`, not both",
+                ));
+            }
+            // The connection's config is where the flow starts from (a shop subdomain, a
+            // region); the session's own values override it.
+            let existing = self.existing_in(&new.environment, &id).await?;
+            let mut config = existing.config;
+            config.append(&mut new.config);
+            new.config = config;
+            new.connection_id = Some(id);
+        }
         let integration = match &new.connector {
             Some(connector) => self.connector_integration(&new, connector).await?,
             None => {
@@ -148,6 +267,20 @@ impl Connect<'_> {
         {
             return Err(EngineError::auth_method_not_found(&entry.connector, auth.clone()));
         }
+        let auth = auth_method.as_deref();
+        if reconnecting
+            && !(oauth_method(&entry.connector, auth)
+                .is_some_and(|m| m.grant == Grant::AuthorizationCode)
+                || oauth1_flow_method(&entry.connector, auth).is_some())
+        {
+            // The connect form makes new connections only.
+            return Err(EngineError::invalid(
+                "reconnect",
+                "a reconnect link re-authorises through the provider's consent (OAuth2 \
+                 authorization code or OAuth 1.0a); this auth method asks for keys: update the \
+                 connection's credentials instead",
+            ));
+        }
         let config = crate::resolve_config(&entry.connector, new.config)?;
         let token = Secret::new(crate::random_token(32));
         let now = self.engine.clock.now();
@@ -166,7 +299,7 @@ impl Connect<'_> {
             status: SessionStatus::Pending,
             result_connection: None,
             error: None,
-            expires_at: now + FLOW_LIFETIME,
+            expires_at: now + lifetime,
             created_at: now,
         };
         self.engine.store.create_connect_session(&session).await?;
@@ -229,16 +362,22 @@ impl Connect<'_> {
         }
     }
 
-    /// The pending, unexpired session a connect link's token opens.
+    /// The unexpired session a connect link's token opens: one that has made no connection
+    /// yet (an attempt abandoned at the provider, or failed, may be followed by another).
     pub async fn open_session(&self, token: &Secret) -> Result<ConnectSession, EngineError> {
         match self.engine.store.find_connect_session(&hash(token)).await? {
             Some(s)
-                if s.status == SessionStatus::Pending && s.expires_at > self.engine.clock.now() =>
+                if s.status != SessionStatus::Done && s.expires_at > self.engine.clock.now() =>
             {
                 Ok(s)
             }
             _ => Err(FlowError::SessionUnusable.into()),
         }
+    }
+
+    /// How `session` stands now (see [`session_standing`]).
+    pub fn standing(&self, session: &ConnectSession) -> (SessionStatus, Option<SessionFailure>) {
+        session_standing(session, self.engine.clock.now())
     }
 
     /// Whether the session's connector connects through a consent redirect.

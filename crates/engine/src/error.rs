@@ -235,15 +235,22 @@ pub enum FlowError {
     /// The connect session link is unknown, used, or expired.
     #[error("this connect link is invalid, expired or already used")]
     SessionUnusable,
-    /// The provider (or the user) refused.
+    /// The user (or the provider on their behalf) did not grant access: `error=access_denied`
+    /// on the callback (RFC 6749 §4.1.2.1).
+    #[error("access was not granted (the user or the provider refused)")]
+    AccessDenied,
+    /// The provider returned another error on the callback.
     #[error("the provider returned an error: {code}")]
     Provider {
-        /// The OAuth error code, e.g. `access_denied`.
+        /// The OAuth error code, e.g. `server_error` (letters, digits, `_ . -` only).
         code: String,
     },
-    /// The callback carries no code.
+    /// The callback carries no code (in the parameter the connector names).
     #[error("the authorization response carries no code")]
     MissingCode,
+    /// Another callback of the same connect session is being finished (a second window).
+    #[error("this connection is being finished in another window")]
+    AttemptInProgress,
 }
 
 /// Declares a code enum: its variants and the stable string each one shows clients.
@@ -314,7 +321,9 @@ codes! {
         FlowExpired => "flow_expired",
         /// A callback came from an unexpected issuer.
         IssuerMismatch => "issuer_mismatch",
-        /// The provider (or the user) refused on callback.
+        /// The user (or the provider) did not grant access on callback.
+        AccessDenied => "access_denied",
+        /// The provider returned another error on callback.
         ProviderError => "provider_error",
         /// A callback without a code.
         MissingCode => "missing_code",
@@ -526,8 +535,10 @@ impl EngineError {
                 FlowError::Expired => C::FlowExpired,
                 FlowError::IssuerMismatch => C::IssuerMismatch,
                 FlowError::SessionUnusable => C::ConnectSessionUnusable,
+                FlowError::AccessDenied => C::AccessDenied,
                 FlowError::Provider { .. } => C::ProviderError,
                 FlowError::MissingCode => C::MissingCode,
+                FlowError::AttemptInProgress => C::Conflict,
             }),
             Self::Token(token) if token.is_client_refused() => {
                 Configuration(K::IntegrationMisconfigured)

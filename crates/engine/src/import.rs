@@ -99,7 +99,7 @@ pub fn granted_scopes(config: &BTreeMap<String, String>) -> Vec<String> {
 }
 
 /// Splits `config` into the connector's declared fields and the values the auth method's flow
-/// keeps from the provider (`token_response.keep`, `callback_keep`, OAuth 1 `token_keep`, and
+/// keeps from the provider (`token_response.keep`, `callback.keep`, OAuth 1 `token_keep`, and
 /// the granted scopes of OAuth2), which a connection made elsewhere brings along.
 pub(crate) fn split_kept_config(
     method: &AuthMethod,
@@ -110,7 +110,7 @@ pub(crate) fn split_kept_config(
             .token_response
             .keep
             .keys()
-            .chain(m.callback_keep.keys())
+            .chain(m.kept_callback_params().map(|(key, _)| key))
             .map(String::as_str)
             .chain([GRANTED_SCOPES])
             .collect(),

@@ -78,7 +78,9 @@ pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
 pub use checks::{CHECK_PACE, DEFAULT_CHECK_INTERVAL, FIRST_RETRY};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use connect::{Connect, NewConnectSession};
+pub use connect::{
+    Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, session_standing,
+};
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
 pub use dispatch::Dispatch;

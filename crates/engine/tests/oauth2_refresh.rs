@@ -346,25 +346,36 @@ async fn forged_replayed_and_missing_states_never_reach_the_token_endpoint() {
     }
     let missing = CallbackParams::from_pairs([("code".to_string(), "c".to_string())]);
     assert!(engine.connect().complete_authorization(missing, Some(&binding)).await.is_err());
-    // The right state from another browser is refused, and that consumes it.
-    let stolen = CallbackParams::from_pairs([
+    // The right state without this browser's binding, or with another's, is refused and
+    // spends nothing: the flow stays open for its browser.
+    for other in [None, Some(Secret::new("other-browser"))] {
+        let stolen = CallbackParams::from_pairs([
+            ("state".to_string(), state.clone()),
+            ("error".to_string(), "access_denied".to_string()),
+        ]);
+        let (session_seen, err) =
+            engine.connect().complete_authorization(stolen, other.as_ref()).await.unwrap_err();
+        assert!(session_seen.is_none(), "no session is reported to a forged callback");
+        assert_eq!(err.code(), "invalid_state");
+    }
+    let s = engine.connect().session(&session.id).await.unwrap();
+    assert_eq!(s.status, latchkey_store::SessionStatus::Started, "a forged callback kills nothing");
+    assert_eq!(token_calls(&server).await.len(), 0);
+    let real = CallbackParams::from_pairs([
         ("state".to_string(), state.clone()),
         ("code".to_string(), "c".to_string()),
     ]);
-    assert!(
-        engine
-            .connect()
-            .complete_authorization(stolen, Some(&Secret::new("other-browser")))
-            .await
-            .is_err()
-    );
+    let (_, record) = engine.connect().complete_authorization(real, Some(&binding)).await.unwrap();
     let replay = CallbackParams::from_pairs([
         ("state".to_string(), state),
         ("code".to_string(), "c".to_string()),
     ]);
     assert!(engine.connect().complete_authorization(replay, Some(&binding)).await.is_err());
-    assert_eq!(token_calls(&server).await.len(), 0);
-    // The session link cannot be used twice either.
+    assert_eq!(token_calls(&server).await.len(), 1, "one exchange, for the real callback");
+    let s = engine.connect().session(&session.id).await.unwrap();
+    assert_eq!(s.status, latchkey_store::SessionStatus::Done);
+    assert_eq!(s.result_connection.as_deref(), Some(record.id.as_str()));
+    // A link that made its connection cannot start another flow.
     assert!(
         engine
             .connect()

@@ -129,6 +129,7 @@ pub fn status_of(class: Class) -> StatusCode {
                 | C::InvalidState
                 | C::FlowExpired
                 | C::IssuerMismatch
+                | C::AccessDenied
                 | C::ProviderError
                 | C::MissingCode,
             ) => S::BAD_REQUEST,
@@ -306,6 +307,7 @@ mod tests {
         ("caller", "invalid_state", 400),
         ("caller", "flow_expired", 400),
         ("caller", "issuer_mismatch", 400),
+        ("caller", "access_denied", 400),
         ("caller", "provider_error", 400),
         ("caller", "missing_code", 400),
         ("caller", "connect_session_unusable", 410),

@@ -12,7 +12,7 @@ use axum::{Form, Json};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use latchkey_core::Secret;
 use latchkey_core::connector::FieldSpec;
-use latchkey_engine::{CallbackParams, EngineError, Fault, FlowError};
+use latchkey_engine::{CallbackParams, EngineError, Fault};
 use latchkey_store::{ConnectSession, ConnectionRecord};
 use minijinja::{Environment, context};
 use serde_json::json;
@@ -72,13 +72,15 @@ fn error_page(status: StatusCode, message: &str) -> Response {
     page(status, context! { title => "Cannot connect", error => message, nonce => n }, &n)
 }
 
-/// The page that finishes a flow: posts the result to the opener's exact origin and closes.
+/// The page that finishes a session's flow: posts the result to the opener at the session's
+/// exact origin (never `*`) and closes. A failure posts `{code, message}` (the code and
+/// message the session records) and shows the end user the same in plain words.
 fn result_page(
-    session: Option<&ConnectSession>,
+    session: &ConnectSession,
     outcome: Result<&ConnectionRecord, &EngineError>,
 ) -> Response {
     let n = nonce();
-    let origin = session.and_then(|s| s.allowed_origin.clone());
+    let origin = session.allowed_origin.clone();
     let (status, title, message, result) = match outcome {
         Ok(record) => (
             StatusCode::OK,
@@ -89,16 +91,45 @@ fn result_page(
         ),
         Err(error) => {
             let (status, message) = failure(error);
+            let code = error.code();
             (
                 status,
                 "Cannot connect",
-                message.clone(),
-                json!({"type": "latchkey:connect", "ok": false, "error": message}),
+                end_user_words(code).map_or(message.clone(), str::to_string),
+                json!({"type": "latchkey:connect", "ok": false,
+                       "error": {"code": code, "message": message}}),
             )
         }
     };
     let ok = status == StatusCode::OK;
     page(status, context! { title, message, ok, result, origin, nonce => n }, &n)
+}
+
+/// What the end user reads for a failed flow, where the API's message would mean little to
+/// them; `None`: the public message says it well enough.
+fn end_user_words(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "access_denied" => {
+            "Access was not granted, so nothing was connected. You can close this window, and try again from the app if you change your mind."
+        }
+        "invalid_state" => {
+            "This response does not belong to a connection started in this browser. Start again from the app."
+        }
+        "flow_expired" => "This took too long and the request expired. Start again from the app.",
+        "provider_error" | "missing_code" | "issuer_mismatch" => {
+            "The provider did not complete the connection. Start again from the app."
+        }
+        "token_refused"
+        | "token_endpoint_unavailable"
+        | "token_response_malformed"
+        | "integration_misconfigured" => {
+            "The provider refused to complete the connection. Try again later; if it keeps failing, contact the app's support."
+        }
+        "credential_test_failed" => {
+            "The connection was authorised, but the service refused it when checked. Try again, or contact the app's support."
+        }
+        _ => return None,
+    })
 }
 
 /// `GET /latchkey.js`.
@@ -179,7 +210,7 @@ pub async fn submit(
     match state.engine.connect().complete_session_form(&session, values).await {
         Ok(record) => {
             crate::telemetry::name_connector(&record.connector);
-            result_page(Some(&session), Ok(&record))
+            result_page(&session, Ok(&record))
         }
         Err(e) => match state.engine.connect().session_form(&session).await {
             // A wrong key can be corrected: show the form again with the reason.
@@ -197,7 +228,8 @@ pub async fn status(State(state): State<AppState>, Path(token): Path<String>) ->
     let hash_of = Secret::new(token);
     match state.engine.connect().session_by_token(&hash_of).await {
         Ok(Some(s)) => {
-            let mut response = Json(crate::routes::connect_sessions::view(&s)).into_response();
+            let mut response =
+                Json(crate::routes::connect_sessions::view(&state, &s)).into_response();
             response
                 .headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -227,14 +259,19 @@ pub async fn callback(
         Ok((session, record)) => {
             crate::telemetry::name_session(&session);
             crate::telemetry::name_connector(&record.connector);
-            result_page(Some(&session), Ok(&record))
+            result_page(&session, Ok(&record))
         }
-        Err((session, error)) => {
-            if let Some(session) = &session {
-                crate::telemetry::name_session(session);
-            }
-            tracing::info!(error = %error, "connect flow failed");
-            result_page(session.as_ref(), Err(&error))
+        Err((Some(session), error)) => {
+            crate::telemetry::name_session(&session);
+            tracing::info!(error = %error, code = error.code(), "connect flow failed");
+            result_page(&session, Err(&error))
+        }
+        // No session's flow was touched (a forged or replayed callback, another browser): the
+        // page says so, tells no opener and does not close, so nobody's flow ends by it.
+        Err((None, error)) => {
+            tracing::info!(error = %error, "callback refused");
+            let (status, message) = failure(&error);
+            error_page(status, end_user_words(error.code()).unwrap_or(&message))
         }
     }
 }
@@ -262,13 +299,7 @@ fn failure(error: &EngineError) -> (StatusCode, String) {
         Fault::Configuration => tracing::warn!(error = %error, "connect page: configuration error"),
         Fault::Caller | Fault::Upstream => {}
     }
-    let message = match error {
-        EngineError::Flow(FlowError::Provider { code }) if code == "access_denied" => {
-            "Access was not granted.".into()
-        }
-        other => other.public_message(),
-    };
-    (status_of(Class::Engine(class)), message)
+    (status_of(Class::Engine(class)), error.public_message())
 }
 
 /// The error page for `error`, with its status and public message.

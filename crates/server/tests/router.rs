@@ -718,8 +718,10 @@ fn one_of_each() -> Vec<EngineError> {
         EngineError::Flow(FlowError::Expired),
         EngineError::Flow(FlowError::IssuerMismatch),
         EngineError::Flow(FlowError::SessionUnusable),
-        EngineError::Flow(FlowError::Provider { code: "access_denied".into() }),
+        EngineError::Flow(FlowError::AccessDenied),
+        EngineError::Flow(FlowError::Provider { code: "server_error".into() }),
         EngineError::Flow(FlowError::MissingCode),
+        EngineError::Flow(FlowError::AttemptInProgress),
         EngineError::Token(latchkey_core::oauth2::TokenError::Provider {
             code: "invalid_scope".into(),
             description: None,

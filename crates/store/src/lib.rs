@@ -75,7 +75,8 @@ pub use listing::{
 pub use model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
     CredentialUpdate, CustomConnector, DueCheck, EndUser, ExpiringConnection, IntegrationRecord,
-    Metadata, Misconfiguration, OAuthState, RefreshBackoff, SessionStatus, Tags, refresh_spread,
+    Metadata, Misconfiguration, OAuthState, RefreshBackoff, SessionFailure, SessionStatus, Tags,
+    refresh_spread,
 };
 pub use operations::{
     Operation, OperationFilter, OperationKind, OperationOutcome, UnknownOperationValue,

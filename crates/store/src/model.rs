@@ -299,11 +299,12 @@ mod tests {
 pub enum SessionStatus {
     /// Created; the end user has not opened it yet.
     Pending,
-    /// The end user opened it and was sent to the provider (it cannot be opened again).
+    /// The end user opened it and was sent to the provider; opening it again starts a new
+    /// attempt in place of this one.
     Started,
-    /// A connection was created.
+    /// A connection was created; the link opens nothing more.
     Done,
-    /// The flow failed; `error` says why.
+    /// The last attempt failed (`error` says why); the link may start another until it expires.
     Failed,
 }
 
@@ -359,12 +360,22 @@ pub struct ConnectSession {
     pub status: SessionStatus,
     /// The connection created, when done.
     pub result_connection: Option<String>,
-    /// Why it failed (no secret).
-    pub error: Option<String>,
-    /// When it stops being usable.
+    /// Why its last attempt failed (no secret).
+    pub error: Option<SessionFailure>,
+    /// When its link stops opening.
     pub expires_at: OffsetDateTime,
     /// When it was created.
     pub created_at: OffsetDateTime,
+}
+
+/// Why a connect session's attempt failed: a stable code (the engine's error code, or
+/// `access_denied`) and a message safe to show an end user or the app (never a secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SessionFailure {
+    /// Stable, machine-readable.
+    pub code: String,
+    /// For people; no secret.
+    pub message: String,
 }
 
 /// An authorization request in flight: found by the hash of its `state`, used once.

@@ -21,7 +21,7 @@ use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
     ConnectSession, ConnectionDetails, ConnectionRecord, ConnectionStatus, ConnectionSummary,
     CredentialUpdate, CustomConnector, DueCheck, ExpiringConnection, IntegrationRecord, OAuthState,
-    RefreshBackoff, SessionStatus,
+    RefreshBackoff, SessionFailure, SessionStatus,
 };
 use crate::operations::{Operation, OperationFilter};
 use crate::rotation::{self, KeyVersion, ResealBatch, RotationReport, SecretRowKey};
@@ -335,20 +335,27 @@ pub trait FlowStore: Send + Sync + fmt::Debug {
         token_hash: &str,
     ) -> Result<Option<ConnectSession>, StoreError>;
 
-    /// Moves a session from `pending` to `started`; `false` if it was not pending (single use).
+    /// Moves an unexpired session that is `pending`, `started` (an attempt abandoned) or
+    /// `failed` to `started`, clearing its error; `false` if it is done or expired.
     async fn start_connect_session(&self, id: &str) -> Result<bool, StoreError>;
 
-    /// Records a session's outcome.
+    /// Records a session's outcome; `false` (and nothing changed) when it is already done,
+    /// so a success is never overwritten.
     async fn finish_connect_session(
         &self,
         id: &str,
         status: SessionStatus,
         connection: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError>;
+        error: Option<&SessionFailure>,
+    ) -> Result<bool, StoreError>;
 
-    /// Stores an authorization request in flight (its PKCE verifier sealed).
+    /// Stores an authorization request in flight (its PKCE verifier sealed), in place of any
+    /// earlier one of the same connect session: one attempt per session is live.
     async fn put_oauth_state(&self, state: &OAuthState) -> Result<(), StoreError>;
+
+    /// The state with this hash, left in place and without its PKCE verifier: what a callback
+    /// is checked against (the browser binding) before [`FlowStore::take_oauth_state`].
+    async fn peek_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError>;
 
     /// Removes and returns the state with this hash: a state can be taken once.
     async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError>;

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::model::{
     ConnectSession, ConnectionRecord, ConnectionSummary, CustomConnector, EndUser,
-    IntegrationRecord, Misconfiguration, OAuthState, SessionStatus,
+    IntegrationRecord, Misconfiguration, OAuthState, SessionFailure, SessionStatus,
 };
 use crate::secret_rows::CLIENT_SECRET;
 
@@ -35,7 +35,7 @@ macro_rules! session_columns {
     () => {
         "id, environment, token_hash, integration, connection_id, end_user_id, end_user_email, \
          end_user_display_name, tags, metadata, allowed_origin, config, status, \
-         result_connection, error, expires_at, created_at, auth_method"
+         result_connection, error, error_code, expires_at, created_at, auth_method"
     };
 }
 
@@ -246,7 +246,14 @@ pub(crate) fn connect_session(row: &impl Columns) -> Result<ConnectSession, Stor
         status: SessionStatus::parse(&status)
             .ok_or_else(|| StoreError::Database(format!("unknown session status {status:?}")))?,
         result_connection: row.opt_text("result_connection")?,
-        error: row.opt_text("error")?,
+        error: match (row.opt_text("error_code")?, row.opt_text("error")?) {
+            (Some(code), message) => {
+                Some(SessionFailure { code, message: message.unwrap_or_default() })
+            }
+            // Failed before codes were stored.
+            (None, Some(message)) => Some(SessionFailure { code: "failed".into(), message }),
+            (None, None) => None,
+        },
         expires_at: at(row, "expires_at")?,
         created_at: at(row, "created_at")?,
     })

@@ -123,7 +123,7 @@ on_every_backend!(
     works_as_a_shared_trait_object,
     a_shared_store_upcasts_to_each_role,
     oauth_states_are_single_use_and_keep_the_verifier_sealed,
-    connect_sessions_start_once,
+    connect_sessions_succeed_once,
     single_use_steps_have_one_winner_across_processes,
     leases_exclude_other_holders_until_they_expire,
     leases_have_one_holder_across_processes,

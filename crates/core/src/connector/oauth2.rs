@@ -84,9 +84,13 @@ pub struct OAuth2Auth {
     /// Where the token fields are in the token response.
     #[serde(default)]
     pub token_response: TokenResponseFields,
-    /// Query parameters of the callback kept into the connection's config (config key →
-    /// parameter), e.g. `{ realm_id: realmId }`.
+    /// What the provider's redirect back carries besides `state`: where the code is, and
+    /// which other parameters to keep (authorization-code grant only).
+    #[serde(default, skip_serializing_if = "OAuth2Callback::is_default")]
+    pub callback: OAuth2Callback,
+    /// Deprecated spelling of `callback.keep` (config key → parameter), still read.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(skip)]
     pub callback_keep: BTreeMap<String, String>,
     /// How the access token is applied to requests; default `Authorization: Bearer <token>`.
     #[serde(default)]
@@ -94,6 +98,71 @@ pub struct OAuth2Auth {
     /// Statuses that mean the token was refused: refresh once and retry once. Default `[401]`.
     #[serde(default = "default_refresh_on")]
     pub refresh_on: Vec<u16>,
+}
+
+impl OAuth2Auth {
+    /// The callback parameters kept into config, as (config key, parameter): `callback.keep`
+    /// and the deprecated `callback_keep`.
+    pub fn kept_callback_params(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.callback.keep.iter().chain(&self.callback_keep)
+    }
+}
+
+/// The authorization response (RFC 6749 §4.1.2) as a provider sends it back. Most send the
+/// code as `code`; Amazon's Selling Partner API sends `spapi_oauth_code` beside
+/// `selling_partner_id`, QuickBooks adds `realmId`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OAuth2Callback {
+    /// The query parameter that carries the authorization code; default `code`.
+    #[serde(default = "code_param", skip_serializing_if = "is_code_param")]
+    pub code_param: String,
+    /// Callback query parameters kept into the connection's config: a list of names (each
+    /// kept under its own name, e.g. `[selling_partner_id]`) or a map of config key →
+    /// parameter (e.g. `{ realm_id: realmId }`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "kept_params")]
+    #[schemars(with = "KeptParams")]
+    pub keep: BTreeMap<String, String>,
+}
+
+impl Default for OAuth2Callback {
+    fn default() -> Self {
+        Self { code_param: code_param(), keep: BTreeMap::new() }
+    }
+}
+
+impl OAuth2Callback {
+    /// True when nothing differs from the standard response.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `callback.keep` as written: names, or config key → parameter.
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum KeptParams {
+    /// Parameters kept under their own names.
+    Names(Vec<String>),
+    /// Config key → parameter.
+    Renamed(BTreeMap<String, String>),
+}
+
+fn kept_params<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    Ok(match KeptParams::deserialize(deserializer)? {
+        KeptParams::Names(names) => names.into_iter().map(|n| (n.clone(), n)).collect(),
+        KeptParams::Renamed(map) => map,
+    })
+}
+
+fn code_param() -> String {
+    "code".into()
+}
+
+fn is_code_param(s: &str) -> bool {
+    s == "code"
 }
 
 /// An OAuth2 grant type.

@@ -413,6 +413,60 @@ fn check_oauth2(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
     if let Some(value) = &m.apply.value {
         template::check_syntax(value).map_err(|e| ("apply.value".to_string(), e))?;
     }
+    check_callback(m)
+}
+
+/// The callback settings: only for the authorization-code grant; a code parameter that is a
+/// plain query name and not one the protocol uses otherwise; kept parameters that are never
+/// the code, the state or an error.
+fn check_callback(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
+    use super::oauth2::Grant;
+    let callback = &m.callback;
+    if m.grant != Grant::AuthorizationCode
+        && (!callback.is_default() || !m.callback_keep.is_empty())
+    {
+        return Err((
+            "callback".into(),
+            "only the authorization_code grant has a callback to read".into(),
+        ));
+    }
+    let plain = |name: &str| {
+        !name.is_empty()
+            && name.len() <= 64
+            && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    };
+    // Parameters the callback already gives a meaning (RFC 6749 §4.1.2, RFC 9207).
+    let reserved =
+        |name: &str| matches!(name, "state" | "iss" | "error" | "error_description" | "error_uri");
+    let code = callback.code_param.as_str();
+    if !plain(code) || reserved(code) {
+        return Err((
+            "callback.code_param".into(),
+            format!(
+                "`{code}` cannot carry the code: give a query parameter name (letters, digits,                  `_ - .`) other than state, iss and error*"
+            ),
+        ));
+    }
+    for (field, (key, param)) in m
+        .callback
+        .keep
+        .iter()
+        .map(|kept| ("callback.keep", kept))
+        .chain(m.callback_keep.iter().map(|kept| ("callback_keep", kept)))
+    {
+        if key.trim().is_empty() || !plain(param) {
+            return Err((
+                format!("{field}.{key}"),
+                "give a config key and a query parameter name (letters, digits, `_ - .`)".into(),
+            ));
+        }
+        if reserved(param) || param == code || param == "code" {
+            return Err((
+                format!("{field}.{key}"),
+                format!("`{param}` is never kept: the code, state and errors stay out of config"),
+            ));
+        }
+    }
     Ok(())
 }
 

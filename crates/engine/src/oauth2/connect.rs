@@ -19,8 +19,9 @@ use crate::connect::FLOW_LIFETIME;
 use crate::events::Event;
 use crate::{Connect, ConnectionId, Engine, EngineError, EnvironmentId, FlowError, IntegrationId};
 
-/// The query of a callback.
-#[derive(Debug, Clone, Default)]
+/// The query of a callback. Its `Debug` shows the names of the other parameters, not their
+/// values: one of them may be the code (`callback.code_param`).
+#[derive(Clone, Default)]
 pub struct CallbackParams {
     /// `state`.
     pub state: Option<Secret>,
@@ -30,8 +31,21 @@ pub struct CallbackParams {
     pub error: Option<String>,
     /// `iss` (RFC 9207).
     pub iss: Option<String>,
-    /// Every other parameter, for the connector's `callback_keep`.
+    /// Every other parameter: the code when the connector names another parameter for it
+    /// (`callback.code_param`), and what `callback.keep` keeps.
     pub extra: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for CallbackParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackParams")
+            .field("state", &self.state)
+            .field("code", &self.code)
+            .field("error", &self.error)
+            .field("iss", &self.iss)
+            .field("extra", &self.extra.keys().collect::<Vec<_>>())
+            .finish()
+    }
 }
 
 impl CallbackParams {
@@ -42,7 +56,16 @@ impl CallbackParams {
             match k.as_str() {
                 "state" => out.state = Some(Secret::new(v)),
                 "code" => out.code = Some(Secret::new(v)),
-                "error" => out.error = Some(v.chars().take(100).collect()),
+                // Shown on the page and stored: kept to the characters of an OAuth error code
+                // (RFC 6749 §4.1.2.1 allows no others).
+                "error" => {
+                    out.error = Some(
+                        v.chars()
+                            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+                            .take(64)
+                            .collect(),
+                    )
+                }
                 "iss" => out.iss = Some(v),
                 _ => {
                     out.extra.insert(k, v);
@@ -151,32 +174,67 @@ impl Connect<'_> {
 
     /// Finishes a flow from its callback. Nothing is sent to the token endpoint unless the state
     /// is known, unused, unexpired and bound to this browser, and `iss` (if sent) matches.
-    /// On failure the session (when known) is marked failed and returned with the error.
+    ///
+    /// The browser binding is checked before the state is spent: a callback without the cookie
+    /// of the browser that started the flow (a forged link, another browser) is refused with
+    /// `invalid_state` and changes nothing, so the real browser's callback still succeeds and
+    /// nobody can end someone else's flow. Past that check every failure (the provider's
+    /// `error=`, an expired flow, a wrong `iss`, no code, a refused exchange) marks the session
+    /// failed with the error's code and public message, and is returned with the session so
+    /// the page can tell the opener.
     pub async fn complete_authorization(
         &self,
         params: CallbackParams,
         browser_binding: Option<&Secret>,
     ) -> Result<(ConnectSession, ConnectionRecord), (Option<ConnectSession>, EngineError)> {
-        let state = params.state.as_ref().ok_or((None, FlowError::InvalidState.into()))?;
-        let taken =
-            self.engine.store.take_oauth_state(&hash(state)).await.map_err(|e| (None, e.into()))?;
-        let pending = taken.ok_or((None, FlowError::InvalidState.into()))?;
-        if pending.browser_hash.is_some() && pending.browser_hash != browser_binding.map(hash) {
-            return Err((None, FlowError::InvalidState.into()));
+        let refused = || (None, EngineError::from(FlowError::InvalidState));
+        let state = params.state.as_ref().ok_or_else(refused)?;
+        let state_hash = hash(state);
+        let store = &self.engine.store;
+        let pending = store.peek_oauth_state(&state_hash).await.map_err(|e| (None, e.into()))?;
+        let pending = pending.ok_or_else(refused)?;
+        if !binds(pending.browser_hash.as_deref(), browser_binding) {
+            tracing::info!(session = %pending.connect_session, "callback without this flow's browser binding refused; the flow stays open");
+            return Err(refused());
         }
-        let session = match self.engine.store.get_connect_session(&pending.connect_session).await {
+        // One callback of a session finishes at a time, across processes: a second window of
+        // the same link waits its turn and then finds the session done.
+        let lease = format!("connect:{}", pending.connect_session);
+        let holder = crate::random_token(12);
+        match store.try_lock(&lease, &holder, FINISH_LEASE).await {
+            Ok(true) => {}
+            Ok(false) => return Err((None, FlowError::AttemptInProgress.into())),
+            Err(e) => return Err((None, e.into())),
+        }
+        let outcome = self.finish_bound_callback(&state_hash, params).await;
+        if let Err(e) = store.unlock(&lease, &holder).await {
+            tracing::warn!(lease, error = %e, "cannot release a connect session's lease; it expires on its own");
+        }
+        outcome
+    }
+
+    /// The rest of [`Connect::complete_authorization`], once the binding matched and the
+    /// session's lease is held.
+    async fn finish_bound_callback(
+        &self,
+        state_hash: &str,
+        params: CallbackParams,
+    ) -> Result<(ConnectSession, ConnectionRecord), (Option<ConnectSession>, EngineError)> {
+        let refused = || (None, EngineError::from(FlowError::InvalidState));
+        let store = &self.engine.store;
+        // Spent here, once: a racing callback of the same state finds it gone.
+        let pending = store.take_oauth_state(state_hash).await.map_err(|e| (None, e.into()))?;
+        let pending = pending.ok_or_else(refused)?;
+        let session = match store.get_connect_session(&pending.connect_session).await {
             Ok(Some(s)) if s.status == SessionStatus::Started => s,
-            Ok(_) => return Err((None, FlowError::InvalidState.into())),
+            Ok(_) => return Err(refused()),
             Err(e) => return Err((None, e.into())),
         };
-        let result = self.engine.finish_session_flow(&session, pending, params).await;
-        match result {
+        match self.engine.finish_session_flow(&session, pending, params).await {
             Ok(record) => {
                 // The connection is stored: the popup still reports success, and a poller that
                 // misses the outcome finds the connection by its id.
-                if let Err(e) = self
-                    .engine
-                    .store
+                if let Err(e) = store
                     .finish_connect_session(
                         &session.id,
                         SessionStatus::Done,
@@ -191,15 +249,13 @@ impl Connect<'_> {
             }
             Err(err) => {
                 // Pollers (`/connect/{token}/status` needs no API key) see what the page shows.
-                let message = err.public_message();
-                if let Err(e) = self
-                    .engine
-                    .store
+                let failure = crate::connect::failure_of(&err);
+                if let Err(e) = store
                     .finish_connect_session(
                         &session.id,
                         SessionStatus::Failed,
                         None,
-                        Some(&message),
+                        Some(&failure),
                     )
                     .await
                 {
@@ -403,16 +459,27 @@ impl Engine {
         &self,
         method: &FlowMethod,
         integration: &latchkey_store::IntegrationRecord,
-        params: CallbackParams,
+        mut params: CallbackParams,
         redirect_uri: &str,
         verifier: Option<&Secret>,
         new: NewRecord,
     ) -> Result<ConnectionRecord, EngineError> {
         let NewRecord { id: connection_id, end_user, tags, metadata, mut config } = new;
-        if let Some(code) = params.error {
-            return Err(FlowError::Provider { code }.into());
+        match params.error.take() {
+            Some(code) if code == "access_denied" => return Err(FlowError::AccessDenied.into()),
+            Some(code) if code.is_empty() => {
+                return Err(FlowError::Provider { code: "unknown".into() }.into());
+            }
+            Some(code) => return Err(FlowError::Provider { code }.into()),
+            None => {}
         }
         let entry = self.connector_entry(&integration.connector)?;
+        // A provider that names the code otherwise (Amazon's `spapi_oauth_code`) sends it there.
+        if let FlowMethod::OAuth2(oauth) = method
+            && oauth.method.callback.code_param != "code"
+        {
+            params.code = params.extra.remove(&oauth.method.callback.code_param).map(Secret::new);
+        }
         let code = params.code.as_ref().ok_or(FlowError::MissingCode)?;
         let mut credentials = BTreeMap::new();
         let mut expires_at = None;
@@ -431,6 +498,7 @@ impl Engine {
                     }
                     _ => {}
                 }
+                keep_callback_params(&entry.connector, &oauth.method, &params.extra, &mut config)?;
                 let tokens = self
                     .call_token_endpoint(
                         oauth,
@@ -444,11 +512,6 @@ impl Engine {
                         },
                     )
                     .await?;
-                for (key, param) in &oauth.method.callback_keep {
-                    if let Some(value) = params.extra.get(param) {
-                        config.insert(key.clone(), value.clone());
-                    }
-                }
                 credentials.insert("access_token".into(), tokens.access_token);
                 if let Some(refresh) = tokens.refresh_token {
                     credentials.insert("refresh_token".into(), refresh);
@@ -534,8 +597,82 @@ impl Engine {
     }
 }
 
+/// Copies the callback parameters the method keeps into `config`. A value for a declared config
+/// field must match its pattern: it comes through the browser, and may end up in a URL.
+fn keep_callback_params(
+    connector: &latchkey_core::Connector,
+    method: &latchkey_core::connector::OAuth2Auth,
+    extra: &BTreeMap<String, String>,
+    config: &mut BTreeMap<String, String>,
+) -> Result<(), EngineError> {
+    for (key, param) in method.kept_callback_params() {
+        let Some(value) = extra.get(param) else { continue };
+        let field = connector.config.iter().find(|f| &f.key == key);
+        if let Some(pattern) = field.and_then(|f| f.pattern.as_deref()) {
+            let matches = latchkey_core::connector::compile_pattern(pattern)
+                .map(|re| re.is_match(value))
+                .unwrap_or(false);
+            if !matches {
+                return Err(EngineError::invalid(
+                    format!("config.{key}"),
+                    format!(
+                        "the provider's `{param}` callback parameter does not match config \
+                         `{key}` ({pattern})"
+                    ),
+                ));
+            }
+        }
+        config.insert(key.clone(), value.clone());
+    }
+    crate::stored_values::check_config_values(connector, config)
+}
+
+/// How long a callback may take to finish (token exchange, credential test, hooks) before
+/// another callback of the same session may try; released as soon as it is done.
+const FINISH_LEASE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Whether the callback's cookie is the one the flow was bound to, compared in constant time.
+/// A stored flow without a binding (every flow stored is bound) is refused too.
+fn binds(expected: Option<&str>, binding: Option<&Secret>) -> bool {
+    match (expected, binding) {
+        (Some(expected), Some(binding)) => Secret::new(expected) == Secret::new(hash(binding)),
+        _ => false,
+    }
+}
+
 fn random_octets() -> [u8; 32] {
     let mut octets = [0u8; 32];
     rand::fill(&mut octets);
     octets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_callback_prints_no_code_whatever_its_name() {
+        let params = CallbackParams::from_pairs([
+            ("state".to_string(), "st-canary".to_string()),
+            ("code".to_string(), "code-canary".to_string()),
+            ("spapi_oauth_code".to_string(), "spapi-canary".to_string()),
+            ("error".to_string(), "access_denied\"><b>".to_string()),
+        ]);
+        let printed = format!("{params:?}");
+        for canary in ["st-canary", "code-canary", "spapi-canary"] {
+            assert!(!printed.contains(canary), "{printed}");
+        }
+        assert!(printed.contains("spapi_oauth_code"), "{printed}");
+        assert_eq!(params.error.as_deref(), Some("access_deniedb"));
+    }
+
+    #[test]
+    fn the_binding_must_be_the_flows() {
+        let cookie = Secret::new("b1nd");
+        let bound = hash(&cookie);
+        assert!(binds(Some(&bound), Some(&cookie)));
+        assert!(!binds(Some(&bound), Some(&Secret::new("other"))));
+        assert!(!binds(Some(&bound), None));
+        assert!(!binds(None, Some(&cookie)), "a flow bound to no browser is refused");
+    }
 }

@@ -108,7 +108,12 @@ impl Connect<'_> {
                     interval += Duration::from_secs(5);
                 }
                 Err(EngineError::Token(TokenError::Provider { code, .. }))
-                    if code == "access_denied" || code == "expired_token" =>
+                    if code == "access_denied" =>
+                {
+                    return Err(FlowError::AccessDenied.into());
+                }
+                Err(EngineError::Token(TokenError::Provider { code, .. }))
+                    if code == "expired_token" =>
                 {
                     return Err(FlowError::Provider { code }.into());
                 }

@@ -1,10 +1,10 @@
-//! `/v1/connect-sessions`: a single-use, 10-minute token that lets an end user's browser finish
-//! a connection on the hosted connect page; its outcome can be polled.
+//! `/v1/connect-sessions`: a link (10 minutes by default, up to 7 days) that lets an end user's
+//! browser make one connection on the hosted connect page; its outcome can be polled.
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_engine::{ConnectionId, ConnectorId, EngineError, IntegrationId, NewConnectSession};
-use latchkey_store::{ConnectSession, SessionStatus};
+use latchkey_store::{ConnectSession, SessionFailure, SessionStatus};
 use serde::{Deserialize, Serialize};
 
 use crate::extract::{Json, Path};
@@ -28,6 +28,15 @@ pub struct CreateConnectSession {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub connection_id: Option<ConnectionId>,
+    /// An existing connection to re-authorise in place (same id, tags, metadata, end user);
+    /// it must exist in this environment. Without `integration`, through the one it was made
+    /// with.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub reconnect: Option<ConnectionId>,
+    /// Seconds the link stays usable: 60 to 604800 (7 days); default 600.
+    #[serde(default)]
+    pub expires_in: Option<u64>,
     /// The connector's auth method to connect with (its `id`, e.g. `oauth2` or `api_key`);
     /// default: the re-authorised connection's method, else the connector's first.
     #[serde(default)]
@@ -57,7 +66,9 @@ pub struct CreatedConnectSession {
     pub id: String,
     /// Token for `Latchkey.connect({ token })`.
     pub token: String,
-    /// The connect page.
+    /// The connect page, a link to share (`{public_url}/connect/{token}`).
+    pub connect_link: String,
+    /// The same as `connect_link` (its earlier name).
     pub url: String,
     /// Expiry (RFC 3339).
     pub expires_at: String,
@@ -72,22 +83,48 @@ pub struct ConnectSessionView {
     pub status: &'static str,
     /// The connection created.
     pub connection_id: Option<String>,
-    /// Why it failed.
-    pub error: Option<String>,
+    /// Why it failed, when it did.
+    pub error: Option<ConnectSessionError>,
+    /// When the link stops opening (RFC 3339).
+    pub expires_at: String,
 }
 
-/// The public view of a session (`started` reads as `pending`).
-pub fn view(s: &ConnectSession) -> ConnectSessionView {
+/// Why a connect session failed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ConnectSessionError {
+    /// Stable: `access_denied`, `token_refused`, `flow_expired`, `issuer_mismatch`,
+    /// `missing_code`, `provider_error`, … (the API's error codes).
+    pub code: String,
+    /// For people; never a secret.
+    pub message: String,
+}
+
+impl From<SessionFailure> for ConnectSessionError {
+    fn from(f: SessionFailure) -> Self {
+        Self { code: f.code, message: f.message }
+    }
+}
+
+/// The public view of a session as it stands now (see
+/// [`latchkey_engine::session_standing`]): `started` reads as `pending`, and a
+/// session nothing can finish any more as `failed` with `flow_expired`.
+pub fn view(state: &AppState, s: &ConnectSession) -> ConnectSessionView {
+    let (status, error) = state.engine.connect().standing(s);
     ConnectSessionView {
         id: s.id.clone(),
-        status: match s.status {
+        status: match status {
             SessionStatus::Pending | SessionStatus::Started => "pending",
             SessionStatus::Done => "done",
             SessionStatus::Failed => "failed",
         },
         connection_id: s.result_connection.clone(),
-        error: s.error.clone(),
+        error: error.map(Into::into),
+        expires_at: rfc3339(s.expires_at),
     }
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }
 
 /// Starts a connect session.
@@ -101,6 +138,10 @@ pub async fn create(
     let through = match (body.integration, body.connector) {
         (Some(integration), None) => NewConnectSession::new(integration),
         (None, Some(connector)) => NewConnectSession::for_connector(connector),
+        (None, None) if body.reconnect.is_some() => {
+            let id = body.reconnect.clone().unwrap_or_else(|| unreachable!("checked just above"));
+            state.engine.connect().reconnecting(principal.environment.clone(), id).await?
+        }
         (Some(_), Some(_)) => {
             return Err(EngineError::invalid(
                 "connector",
@@ -123,6 +164,8 @@ pub async fn create(
         .create_session(NewConnectSession {
             environment: principal.environment,
             connection_id: body.connection_id,
+            reconnect: body.reconnect,
+            expires_in: body.expires_in,
             auth: body.auth,
             end_user: body.end_user.map(Into::into),
             tags: body.tags,
@@ -132,19 +175,16 @@ pub async fn create(
             ..through
         })
         .await?;
-    let url =
+    let link =
         format!("{}/connect/{}", state.public_url.as_str().trim_end_matches('/'), token.expose());
-    let expires_at = session
-        .expires_at
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
     Ok((
         StatusCode::CREATED,
         Json(CreatedConnectSession {
             id: session.id,
             token: token.expose().to_string(),
-            url,
-            expires_at,
+            connect_link: link.clone(),
+            url: link,
+            expires_at: rfc3339(session.expires_at),
         }),
     ))
 }
@@ -160,5 +200,5 @@ pub async fn get(
     if session.environment != principal.environment.as_str() {
         return Err(latchkey_engine::EngineError::ConnectSessionNotFound(id).into());
     }
-    Ok(Json(view(&session)))
+    Ok(Json(view(&state, &session)))
 }

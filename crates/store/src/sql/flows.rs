@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::secrets::delete_secrets;
 use super::{Dialect, SqlStore, assembled, sql};
-use crate::model::{ConnectSession, OAuthState, SessionStatus};
+use crate::model::{ConnectSession, OAuthState, SessionFailure, SessionStatus};
 use crate::rows::{self, Columns as _, nanos, to_json};
 use crate::secret_rows::{OAUTH_STATE, PKCE_VERIFIER};
 use crate::{FlowStore, StoreError};
@@ -21,9 +21,9 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
             "INSERT INTO connect_sessions (id, token_hash, integration, connection_id,
                 end_user_id, allowed_origin, config, status, result_connection, error, expires_at,
                 created_at, auth_method, end_user_email, end_user_display_name, tags, metadata,
-                environment)
+                environment, error_code)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18)",
+                $18, $19)",
         )
         .bind(&s.id)
         .bind(&s.token_hash)
@@ -34,7 +34,7 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         .bind(to_json(&s.config, "config")?)
         .bind(s.status.as_str())
         .bind(&s.result_connection)
-        .bind(&s.error)
+        .bind(s.error.as_ref().map(|e| e.message.as_str()))
         .bind(nanos(s.expires_at)?)
         .bind(nanos(s.created_at)?)
         .bind(&s.auth_method)
@@ -43,6 +43,7 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         .bind(to_json(&s.tags, "session tags")?)
         .bind(to_json(&s.metadata, "session metadata")?)
         .bind(&s.environment)
+        .bind(s.error.as_ref().map(|e| e.code.as_str()))
         .execute(&mut *self.pool.acquire().await?)
         .await?;
         Ok(())
@@ -76,9 +77,10 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
     }
 
     async fn start_connect_session(&self, id: &str) -> Result<bool, StoreError> {
+        // A new attempt replaces an abandoned or failed one; a done session stays done.
         let started = sql::<D>(
-            "UPDATE connect_sessions SET status = 'started'
-             WHERE id = $1 AND status = 'pending' AND expires_at > $2",
+            "UPDATE connect_sessions SET status = 'started', error = NULL, error_code = NULL
+             WHERE id = $1 AND status IN ('pending', 'started', 'failed') AND expires_at > $2",
         )
         .bind(id)
         .bind(nanos(OffsetDateTime::now_utc())?)
@@ -92,19 +94,21 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         id: &str,
         status: SessionStatus,
         connection: Option<&str>,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        sql::<D>(
-            "UPDATE connect_sessions SET status = $1, result_connection = $2, error = $3
-             WHERE id = $4",
+        error: Option<&SessionFailure>,
+    ) -> Result<bool, StoreError> {
+        let finished = sql::<D>(
+            "UPDATE connect_sessions SET status = $1, result_connection = $2, error = $3,
+                error_code = $4
+             WHERE id = $5 AND status <> 'done'",
         )
         .bind(status.as_str())
         .bind(connection)
-        .bind(error)
+        .bind(error.map(|e| e.message.as_str()))
+        .bind(error.map(|e| e.code.as_str()))
         .bind(id)
         .execute(&mut *self.pool.acquire().await?)
         .await?;
-        Ok(())
+        Ok(finished == 1)
     }
 
     async fn put_oauth_state(&self, s: &OAuthState) -> Result<(), StoreError> {
@@ -116,6 +120,15 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
                 .fetch_all(&mut tx)
                 .await?;
         for row in expired {
+            delete_secrets::<D>(&mut tx, OAUTH_STATE, &row.text("state_hash")?).await?;
+        }
+        // One attempt per session is live: a new one cancels the one it replaces.
+        let replaced =
+            sql::<D>("DELETE FROM oauth_states WHERE connect_session = $1 RETURNING state_hash")
+                .bind(&s.connect_session)
+                .fetch_all(&mut tx)
+                .await?;
+        for row in replaced {
             delete_secrets::<D>(&mut tx, OAUTH_STATE, &row.text("state_hash")?).await?;
         }
         sql::<D>(
@@ -134,6 +147,17 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn peek_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError> {
+        let row = sql::<D>(
+            "SELECT state_hash, connect_session, browser_hash, redirect_uri, expires_at
+             FROM oauth_states WHERE state_hash = $1",
+        )
+        .bind(state_hash)
+        .fetch_optional(&mut *self.pool.acquire().await?)
+        .await?;
+        row.as_ref().map(|row| rows::oauth_state(row, None)).transpose()
     }
 
     async fn take_oauth_state(&self, state_hash: &str) -> Result<Option<OAuthState>, StoreError> {

@@ -5,16 +5,34 @@
 use time::OffsetDateTime;
 
 use super::{Backend, oauth_state, secret_rows, session};
-use crate::model::SessionStatus;
+use crate::model::{SessionFailure, SessionStatus};
 
 pub(crate) async fn oauth_states_are_single_use_and_keep_the_verifier_sealed(b: &impl Backend) {
     let store = b.store();
     store.put_oauth_state(&oauth_state("h1")).await.unwrap();
+    // Looking does not spend it, nor open its verifier.
+    let seen = store.peek_oauth_state("h1").await.unwrap().unwrap();
+    assert_eq!((seen.browser_hash.as_deref(), seen.connect_session.as_str()), (Some("b"), "cs1"));
+    assert!(seen.pkce_verifier.is_none());
+    assert!(store.peek_oauth_state("nope").await.unwrap().is_none());
     let taken = store.take_oauth_state("h1").await.unwrap().unwrap();
     assert_eq!(taken.pkce_verifier.unwrap().expose(), "v".repeat(43));
     assert_eq!(taken.browser_hash.as_deref(), Some("b"));
     assert!(store.take_oauth_state("h1").await.unwrap().is_none(), "a state is taken once");
+    assert!(store.peek_oauth_state("h1").await.unwrap().is_none());
     assert_eq!(secret_rows(b, "oauth_state", "h1").await, 0);
+
+    // A session's new attempt cancels its earlier one (and only that session's).
+    store.put_oauth_state(&oauth_state("first")).await.unwrap();
+    let mut other = oauth_state("other-session");
+    other.connect_session = "cs9".into();
+    store.put_oauth_state(&other).await.unwrap();
+    store.put_oauth_state(&oauth_state("second")).await.unwrap();
+    assert!(store.peek_oauth_state("first").await.unwrap().is_none());
+    assert_eq!(secret_rows(b, "oauth_state", "first").await, 0);
+    assert!(store.peek_oauth_state("second").await.unwrap().is_some());
+    assert!(store.take_oauth_state("other-session").await.unwrap().is_some());
+    assert!(store.take_oauth_state("second").await.unwrap().is_some());
 
     // Expired states are swept when a new one arrives.
     let mut old = oauth_state("h-old");
@@ -25,16 +43,42 @@ pub(crate) async fn oauth_states_are_single_use_and_keep_the_verifier_sealed(b: 
     assert_eq!(secret_rows(b, "oauth_state", "h-old").await, 0);
 }
 
-pub(crate) async fn connect_sessions_start_once(b: &impl Backend) {
+/// A session may start attempts (after an abandoned or failed one) until it is done or
+/// expired; a failure keeps its code and message until the next attempt; done is final.
+pub(crate) async fn connect_sessions_succeed_once(b: &impl Backend) {
     let store = b.store();
     store.create_connect_session(&session("cs1", "th")).await.unwrap();
     assert_eq!(store.find_connect_session("th").await.unwrap().unwrap().id, "cs1");
     assert_eq!(store.find_connect_session("other").await.unwrap(), None);
     assert!(store.start_connect_session("cs1").await.unwrap());
-    assert!(!store.start_connect_session("cs1").await.unwrap());
-    store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap();
+    assert!(store.start_connect_session("cs1").await.unwrap(), "an abandoned attempt");
+    let denied =
+        SessionFailure { code: "access_denied".into(), message: "Access was not granted.".into() };
+    assert!(
+        store
+            .finish_connect_session("cs1", SessionStatus::Failed, None, Some(&denied))
+            .await
+            .unwrap()
+    );
+    let got = store.get_connect_session("cs1").await.unwrap().unwrap();
+    assert_eq!((got.status, got.error.as_ref()), (SessionStatus::Failed, Some(&denied)));
+    assert!(store.start_connect_session("cs1").await.unwrap(), "a failed attempt is retried");
+    let got = store.get_connect_session("cs1").await.unwrap().unwrap();
+    assert_eq!((got.status, got.error), (SessionStatus::Started, None));
+    assert!(
+        store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap()
+    );
+    assert!(!store.start_connect_session("cs1").await.unwrap(), "done is final");
+    assert!(
+        !store
+            .finish_connect_session("cs1", SessionStatus::Failed, None, Some(&denied))
+            .await
+            .unwrap(),
+        "a late failure does not overwrite the success"
+    );
     let got = store.get_connect_session("cs1").await.unwrap().unwrap();
     assert_eq!(got.status, SessionStatus::Done);
+    assert_eq!(got.error, None);
     assert_eq!(got.result_connection.as_deref(), Some("c1"));
     assert_eq!(got.config["shop"], "acme");
     assert_eq!(got.auth_method.as_deref(), Some("api_key"));
@@ -45,16 +89,20 @@ pub(crate) async fn connect_sessions_start_once(b: &impl Backend) {
     assert!(!store.start_connect_session("cs2").await.unwrap(), "an expired session is dead");
 }
 
-/// Two processes racing for the same connect session or OAuth state: one gets it.
+/// Two processes racing to finish the same connect session or take the same OAuth state: one
+/// gets it.
 pub(crate) async fn single_use_steps_have_one_winner_across_processes(b: &impl Backend) {
     let first = b.store();
     let second = b.reopen(b.keyring()).await.unwrap();
     for n in 0..10 {
         let id = format!("cs{n}");
         first.create_connect_session(&session(&id, &format!("th{n}"))).await.unwrap();
-        let (a, b) =
-            tokio::join!(first.start_connect_session(&id), second.start_connect_session(&id));
-        assert!(a.unwrap() ^ b.unwrap(), "session {id} started exactly once");
+        assert!(first.start_connect_session(&id).await.unwrap());
+        let (a, b) = tokio::join!(
+            first.finish_connect_session(&id, SessionStatus::Done, Some("c1"), None),
+            second.finish_connect_session(&id, SessionStatus::Done, Some("c2"), None)
+        );
+        assert!(a.unwrap() ^ b.unwrap(), "session {id} finished exactly once");
 
         let hash = format!("h{n}");
         first.put_oauth_state(&oauth_state(&hash)).await.unwrap();

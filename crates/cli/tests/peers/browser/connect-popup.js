@@ -1,8 +1,9 @@
 // The connect popup in headless Chromium: a test app page calls Latchkey.connect({ token }),
 // the popup goes through login and consent at oidc-provider, closes, and the promise settles.
 // Env: LATCHKEY_URL, LATCHKEY_API_KEY, INTEGRATION, ARTIFACTS (screenshots), MODE
-// (approve | close-early), CHROMIUM (default /usr/bin/chromium). Prints one JSON line; exits 0
-// when the outcome is the expected one.
+// (approve | close-early | deny: the user cancels at the provider's login page, which redirects
+// back with error=access_denied), CHROMIUM (default /usr/bin/chromium). Prints one JSON line;
+// exits 0 when the outcome is the expected one.
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -22,7 +23,7 @@ const app = http.createServer((req, res) => {
 document.getElementById('connect').addEventListener('click', () => {
   Latchkey.connect({ token: window.CONNECT_TOKEN })
     .then((connection) => { document.getElementById('result').textContent = JSON.stringify({ ok: true, connection }); })
-    .catch((error) => { document.getElementById('result').textContent = JSON.stringify({ ok: false, error: error.message }); });
+    .catch((error) => { document.getElementById('result').textContent = JSON.stringify({ ok: false, error: error.message, code: error.code }); });
 });
 </script>`);
 });
@@ -54,6 +55,10 @@ try {
     await popup.waitForLoadState();
     await shot(popup, '2-provider');
     await popup.close();
+  } else if (MODE === 'deny') {
+    await popup.waitForSelector('input[name=login]');
+    await shot(popup, '2-login');
+    await Promise.all([popup.waitForEvent('close', { timeout: 30000 }), popup.click('text=[ Cancel ]')]);
   } else {
     await popup.waitForSelector('input[name=login]');
     await shot(popup, '2-login');
@@ -74,7 +79,13 @@ try {
   app.close();
 }
 console.log(JSON.stringify(outcome));
-const ok = MODE === 'approve'
-  ? outcome.result.ok === true && outcome.session.status === 'done' && outcome.result.connection.id === outcome.session.connection_id
-  : outcome.result.ok === false && outcome.session.status !== 'done';
+const expected = {
+  approve: () => outcome.result.ok === true && outcome.session.status === 'done'
+    && outcome.result.connection.id === outcome.session.connection_id,
+  'close-early': () => outcome.result.ok === false && outcome.result.code === 'window_closed'
+    && outcome.session.status !== 'done',
+  deny: () => outcome.result.ok === false && outcome.result.code === 'access_denied'
+    && outcome.session.status === 'failed' && outcome.session.error.code === 'access_denied',
+};
+const ok = expected[MODE]();
 process.exit(ok ? 0 : 1);
