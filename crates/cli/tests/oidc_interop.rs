@@ -108,6 +108,24 @@ fn authorization_code_pkce_refresh_rotation_against_oidc_provider() {
     )
     .unwrap();
     assert!(body.contains("\"done\""), "{body}");
+    // The finished flow is a `connect` operation (written in the background: poll a little).
+    let mut connects = serde_json::Value::Null;
+    for _ in 0..50 {
+        let (_, page) =
+            http("GET", &format!("{}/v1/operations?kind=connect", server.base), &json, b"")
+                .unwrap();
+        connects = serde_json::from_str(&page).unwrap();
+        if !connects["operations"].as_array().unwrap().is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let connect = &connects["operations"][0];
+    assert_eq!(connect["outcome"], "success", "{connects}");
+    assert_eq!(
+        (&connect["connection"], &connect["integration"]),
+        (&"alice-op".into(), &"op".into())
+    );
     // Replaying the callback changes nothing and makes no token call.
     let (_, stats_before) = http("GET", &format!("{}/test/stats", op.base), &[], b"").unwrap();
     let (status, _) = http("GET", &callback, &[("Cookie", &binding)], b"").unwrap();

@@ -148,6 +148,17 @@ impl Timed {
         self
     }
 
+    /// The integration it is about.
+    pub(crate) fn integration(mut self, id: &str) -> Self {
+        self.op.integration = Some(id.to_owned());
+        self
+    }
+
+    /// When it started.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// It began at `started`, before it was described.
     pub(crate) fn began(mut self, started: Instant) -> Self {
         let earlier = time::Duration::try_from(started.elapsed()).unwrap_or_default();

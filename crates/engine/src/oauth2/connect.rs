@@ -230,7 +230,25 @@ impl Connect<'_> {
             Ok(_) => return Err(refused()),
             Err(e) => return Err((None, e.into())),
         };
-        match self.engine.finish_session_flow(&session, pending, params).await {
+        let mut timed = crate::operations::Timed::new(
+            self.engine,
+            latchkey_store::OperationKind::Connect,
+            &session.environment,
+        )
+        .integration(&session.integration);
+        timed.set_connection(session.connection_id.as_deref());
+        let finished = self.engine.finish_session_flow(&session, pending, params).await;
+        self.engine.record_operation(match &finished {
+            Ok(record) => crate::operations::Timed::about(
+                self.engine,
+                latchkey_store::OperationKind::Connect,
+                record,
+            )
+            .began(timed.started())
+            .succeeded(),
+            Err(error) => timed.failed(error),
+        });
+        match finished {
             Ok(record) => {
                 // The connection is stored: the popup still reports success, and a poller that
                 // misses the outcome finds the connection by its id.
