@@ -107,6 +107,8 @@ pub(crate) struct AccessCaches {
     keys: Cache<String, Option<ApiKeyRecord>>,
     environments: Cache<String, ()>,
     touched: Cache<String, ()>,
+    /// Agent tokens' path globs, compiled once per token (a token's grants never change).
+    pub(crate) agent_paths: Cache<String, std::sync::Arc<globset::GlobSet>>,
 }
 
 impl Default for AccessCaches {
@@ -115,6 +117,7 @@ impl Default for AccessCaches {
             keys: Cache::builder().max_capacity(10_000).time_to_live(KEY_CACHE_TTL).build(),
             environments: Cache::builder().max_capacity(10_000).build(),
             touched: Cache::builder().max_capacity(10_000).time_to_live(TOUCH_EVERY).build(),
+            agent_paths: Cache::builder().max_capacity(10_000).build(),
         }
     }
 }

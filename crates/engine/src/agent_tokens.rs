@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use globset::{GlobBuilder, GlobSetBuilder};
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use latchkey_core::Secret;
 use latchkey_store::{AgentTokenRecord, AgentTokenUse};
 
@@ -166,7 +166,12 @@ impl AgentTokens<'_> {
                 record.methods.join(", ")
             ))));
         }
-        if !path_granted(&record.paths, path) {
+        let globs = self
+            .engine
+            .access_caches
+            .agent_paths
+            .get_with_by_ref(&record.id, || std::sync::Arc::new(glob_set(&record.paths)));
+        if !path_granted(&globs, path) {
             return Ok(Err(AgentRefusal::OutsideGrant(format!(
                 "agent token `{}` may not reach {path}; it may reach {}",
                 record.id,
@@ -226,9 +231,21 @@ fn glob(pattern: &str) -> Result<globset::Glob, globset::Error> {
     GlobBuilder::new(pattern).literal_separator(true).build()
 }
 
-/// Whether `path` (without its query) matches one of `globs`. A path that climbs (`..`) or
-/// hides a separator (`%2F`) never matches: what is granted is what the API will see.
-fn path_granted(globs: &[String], path: &str) -> bool {
+/// The granted path globs as one set (patterns were checked when the token was made; one that
+/// no longer compiles matches nothing).
+fn glob_set(patterns: &[String]) -> GlobSet {
+    let mut set = GlobSetBuilder::new();
+    for pattern in patterns {
+        if let Ok(glob) = glob(pattern) {
+            set.add(glob);
+        }
+    }
+    set.build().unwrap_or_else(|_| GlobSet::empty())
+}
+
+/// Whether `path` (without its query) matches `globs`. A path that climbs (`..`) or hides a
+/// separator (`%2F`) never matches: what is granted is what the API will see.
+fn path_granted(globs: &GlobSet, path: &str) -> bool {
     let lowered = path.to_ascii_lowercase();
     if path.split('/').any(|segment| segment == ".." || segment == ".")
         || lowered.contains("%2f")
@@ -237,16 +254,7 @@ fn path_granted(globs: &[String], path: &str) -> bool {
     {
         return false;
     }
-    let mut set = GlobSetBuilder::new();
-    for pattern in globs {
-        match glob(pattern) {
-            Ok(glob) => {
-                set.add(glob);
-            }
-            Err(_) => return false,
-        }
-    }
-    set.build().is_ok_and(|set| set.is_match(path))
+    globs.is_match(path)
 }
 
 #[cfg(test)]
@@ -256,7 +264,7 @@ mod tests {
     #[test]
     fn globs_grant_segments_and_refuse_escapes() {
         let granted =
-            vec!["/repos/*/issues".to_owned(), "/user".to_owned(), "/gists/**".to_owned()];
+            glob_set(&["/repos/*/issues".to_owned(), "/user".to_owned(), "/gists/**".to_owned()]);
         assert!(path_granted(&granted, "/repos/acme/issues"));
         assert!(path_granted(&granted, "/user"));
         assert!(path_granted(&granted, "/gists/1/comments/2"));

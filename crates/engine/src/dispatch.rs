@@ -40,7 +40,7 @@ impl Dispatch<'_> {
             None,
             &request.path,
         );
-        let result = self.request_once_renewed(connection, request).await;
+        let result = self.request_once_renewed(record, request).await;
         let operation = match &result {
             Ok(response) => {
                 timed.set_host(response.url().host_str());
@@ -52,13 +52,14 @@ impl Dispatch<'_> {
         result
     }
 
+    /// [`Dispatch::request`] for the connection as just read.
     async fn request_once_renewed(
         &self,
-        connection: &ConnectionId,
+        mut record: Arc<ConnectionRecord>,
         request: ApiRequest,
     ) -> Result<UpstreamResponse, EngineError> {
-        let connection_id = connection.as_str();
-        let mut record = self.engine.recent_connection(connection_id).await?;
+        let connection_id = record.id.clone();
+        let connection_id = connection_id.as_str();
         let entry = self.engine.connector_entry(&record.connector)?;
         let renew_on = renewal_statuses(&entry.connector, &record.auth_method);
         if renew_on.is_some() {

@@ -4,37 +4,11 @@
 
 mod support;
 
-use axum::body::{Body, to_bytes};
-use latchkey_server::{AppState, app};
+use support::call;
+
 use serde_json::{Value, json};
-use tower::ServiceExt;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
-
-async fn call(
-    state: &AppState,
-    method: &str,
-    uri: &str,
-    key: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut request = http::Request::builder()
-        .method(method)
-        .uri(uri)
-        .header("authorization", format!("Bearer {key}"));
-    let body = match body {
-        Some(json) => {
-            request = request.header("content-type", "application/json");
-            Body::from(json.to_string())
-        }
-        None => Body::empty(),
-    };
-    let response = app(state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
-    let status = response.status().as_u16();
-    let bytes = to_bytes(response.into_body(), 4 << 20).await.unwrap();
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, json)
-}
 
 fn kinds(page: &Value) -> Vec<(String, Option<u64>)> {
     page["operations"]

@@ -57,7 +57,7 @@ impl fmt::Display for OperationKind {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown {what} {value:?} (expected one of: {expected})")]
 pub struct UnknownOperationValue {
-    /// `kind` or `outcome`.
+    /// `kind`, `outcome` or `status class`.
     pub what: &'static str,
     /// What was given.
     pub value: String,
@@ -186,6 +186,21 @@ impl OperationFilter {
     }
 }
 
+/// The class a status filter names: `2xx` to `5xx` → 2 to 5.
+pub fn status_class(text: &str) -> Result<u16, UnknownOperationValue> {
+    match text {
+        "2xx" => Ok(2),
+        "3xx" => Ok(3),
+        "4xx" => Ok(4),
+        "5xx" => Ok(5),
+        other => Err(UnknownOperationValue {
+            what: "status class",
+            value: other.to_owned(),
+            expected: "2xx, 3xx, 4xx, 5xx",
+        }),
+    }
+}
+
 /// `path` with every query value replaced by `…` (names kept): values may carry secrets (an
 /// API key in `?key=`), names say what was asked.
 pub fn redact_query(path: &str) -> String {
@@ -215,5 +230,7 @@ mod tests {
             assert_eq!(kind.as_str().parse::<OperationKind>().unwrap(), kind);
         }
         assert!("proxy".parse::<OperationKind>().is_err());
+        assert_eq!(status_class("4xx"), Ok(4));
+        assert!(status_class("6xx").is_err() && status_class("4").is_err());
     }
 }

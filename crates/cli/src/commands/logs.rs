@@ -6,6 +6,7 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use latchkey_store::operations::status_class;
 use latchkey_store::{Operation, OperationFilter, PageRequest, Store};
 
 use crate::args::{Format, LogsOptions};
@@ -17,13 +18,7 @@ const FOLLOW_EVERY: Duration = Duration::from_secs(1);
 /// Runs `latchkey logs`.
 pub async fn run(global: &crate::args::Global, options: LogsOptions) -> anyhow::Result<ExitCode> {
     let store = setup::store(global).await?;
-    let status_class = match options.status.as_deref() {
-        None => None,
-        Some(class @ ("2xx" | "3xx" | "4xx" | "5xx")) => class[..1].parse().ok(),
-        Some(other) => {
-            anyhow::bail!("unknown status class {other:?} (expected 2xx, 3xx, 4xx or 5xx)")
-        }
-    };
+    let status_class = options.status.as_deref().map(status_class).transpose()?;
     let mut filter = OperationFilter {
         environment: global.environment.as_str().to_owned(),
         connection: options.connection,

@@ -4,7 +4,6 @@
 use axum::extract::{Extension, State};
 use latchkey_store::{AuditEntry, AuditFilter, AuditPage};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::extract::{Json, Query};
@@ -116,19 +115,6 @@ impl From<AuditEntry> for AuditEntryView {
     }
 }
 
-fn time_param(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, ApiError> {
-    value
-        .map(|text| {
-            OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-                ApiError::invalid_request(format!(
-                    "`{name}` must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"
-                ))
-                .with_field(name)
-            })
-        })
-        .transpose()
-}
-
 /// The audit log of the caller's environment (and Latchkey's own entries, which have none),
 /// newest first. Needs scope `admin`.
 #[utoipa::path(get, path = "/v1/audit", params(AuditParams),
@@ -150,8 +136,8 @@ pub async fn list(
         action: params.action,
         object: params.object,
         environment: Some(principal.environment.as_str().to_owned()),
-        since: time_param(params.since.as_deref(), "since")?,
-        until: time_param(params.until.as_deref(), "until")?,
+        since: super::time_param(params.since.as_deref(), "since")?,
+        until: super::time_param(params.until.as_deref(), "until")?,
     };
     let page = AuditPage { newest_first: true, after: cursor, limit };
     let entries = state.engine.audit().list(&filter, &page).await?;

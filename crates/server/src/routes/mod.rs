@@ -17,6 +17,25 @@ use axum::response::{IntoResponse, Response};
 
 use crate::ApiError;
 
+/// The query parameter `name` as an RFC 3339 time, if given; a malformed one is 400
+/// `invalid_request` naming it.
+pub(crate) fn time_param(
+    value: Option<&str>,
+    name: &str,
+) -> Result<Option<time::OffsetDateTime>, ApiError> {
+    value
+        .map(|text| {
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .map_err(|_| {
+                    ApiError::invalid_request(format!(
+                        "`{name}` must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"
+                    ))
+                    .with_field(name)
+                })
+        })
+        .transpose()
+}
+
 /// A timestamp as the API shows it: RFC 3339, UTC.
 pub(crate) fn rfc3339(at: time::OffsetDateTime) -> String {
     at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()

@@ -5,9 +5,8 @@
 
 use axum::extract::State;
 use latchkey_engine::{EngineError, Operation, OperationFilter, page_request};
+use latchkey_store::operations::status_class;
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::extract::{Json, Query};
 use crate::{ApiError, AppState, Principal};
@@ -108,36 +107,16 @@ impl From<Operation> for OperationView {
     }
 }
 
-fn time_param(value: Option<&str>, name: &str) -> Result<Option<OffsetDateTime>, EngineError> {
-    value
-        .map(|text| {
-            OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-                EngineError::invalid(
-                    name,
-                    format!("`{name}` must be an RFC 3339 time, e.g. 2026-01-31T12:00:00Z"),
-                )
-            })
-        })
-        .transpose()
-}
-
 /// The filter a query asks for, in the caller's environment.
-pub fn filter_of(
-    environment: &str,
-    params: &OperationParams,
-) -> Result<OperationFilter, EngineError> {
+pub fn filter_of(environment: &str, params: &OperationParams) -> Result<OperationFilter, ApiError> {
     let invalid =
         |field: &str, e: &dyn std::fmt::Display| EngineError::invalid(field, e.to_string());
-    let status_class = match params.status.as_deref() {
-        None => None,
-        Some(class @ ("2xx" | "3xx" | "4xx" | "5xx")) => class[..1].parse().ok(),
-        Some(other) => {
-            return Err(EngineError::invalid(
-                "status",
-                format!("unknown status class {other:?} (expected 2xx, 3xx, 4xx or 5xx)"),
-            ));
-        }
-    };
+    let status_class = params
+        .status
+        .as_deref()
+        .map(status_class)
+        .transpose()
+        .map_err(|e| invalid("status", &e))?;
     Ok(OperationFilter {
         environment: environment.to_owned(),
         connection: params.connection.clone(),
@@ -155,8 +134,8 @@ pub fn filter_of(
             .transpose()
             .map_err(|e| invalid("outcome", &e))?,
         status_class,
-        since: time_param(params.since.as_deref(), "since")?,
-        until: time_param(params.until.as_deref(), "until")?,
+        since: super::time_param(params.since.as_deref(), "since")?,
+        until: super::time_param(params.until.as_deref(), "until")?,
     })
 }
 

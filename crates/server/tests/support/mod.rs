@@ -68,3 +68,33 @@ pub async fn error_of(response: http::Response<Body>) -> serde_json::Value {
     let body = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
     serde_json::from_slice(&body).unwrap_or_else(|_| panic!("not JSON: {body:?}"))
 }
+
+/// `method uri` through the router with `Authorization: Bearer {key}` and, when given, a JSON
+/// body; the status and the body as JSON (as a JSON string when it is not JSON).
+pub async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    key: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use tower::ServiceExt;
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {key}"));
+    let body = match body {
+        Some(json) => {
+            request = request.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response =
+        latchkey_server::app(state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, json)
+}
