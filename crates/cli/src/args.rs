@@ -107,90 +107,7 @@ pub struct OutputArg {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server: REST API, proxy, health.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:7400")]
-        listen: SocketAddr,
-        /// The base URL browsers and providers reach this server at; the OAuth redirect URI is
-        /// `{public-url}/oauth/callback`. Default: `http://{listen}`.
-        #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
-        public_url: Option<url::Url>,
-        /// Send signed connection events (Standard Webhooks) to this URL, for environments
-        /// without their own webhook; signed with LATCHKEY_WEBHOOK_SECRET (or _FILE), and also
-        /// with LATCHKEY_WEBHOOK_PREVIOUS_SECRET (or _FILE) while that is set.
-        #[arg(long, env = "LATCHKEY_WEBHOOK_URL")]
-        webhook_url: Option<url::Url>,
-        /// Keep delivered and failed webhook deliveries in the delivery log this many days.
-        #[arg(long, env = "LATCHKEY_WEBHOOK_RETENTION", default_value_t = 7, value_name = "DAYS")]
-        webhook_retention: u32,
-        /// Write requests, refreshes, checks, webhook deliveries and revocations to the
-        /// operation log (`GET /v1/operations`, `latchkey logs`); `false` turns it off.
-        #[arg(
-            long,
-            env = "LATCHKEY_OPERATION_LOG",
-            default_value_t = true,
-            action = clap::ArgAction::Set,
-            value_name = "BOOL"
-        )]
-        operation_log: bool,
-        /// Keep operations (requests, refreshes, checks, …) in the operation log this many days.
-        #[arg(
-            long,
-            env = "LATCHKEY_OPERATION_RETENTION",
-            default_value_t = 7,
-            value_name = "DAYS"
-        )]
-        operation_retention: u32,
-        /// Keep at most this many operations in the operation log (the oldest go first).
-        #[arg(
-            long,
-            env = "LATCHKEY_OPERATION_MAX_ROWS",
-            default_value_t = 1_000_000,
-            value_name = "ROWS"
-        )]
-        operation_max_rows: u64,
-        /// Seconds between proactive refresh passes (and passes of the health checker).
-        #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
-        refresh_interval: u64,
-        /// At most this many scheduled token refreshes a second to one connector's token
-        /// endpoint (a connector's connector-wide `rate_limit` may lower it); `0`: no pace.
-        /// Refreshes before a request are never paced.
-        #[arg(long, env = "LATCHKEY_REFRESH_RATE", default_value_t = latchkey_engine::DEFAULT_REFRESH_RATE, value_name = "PER_SECOND")]
-        refresh_rate: u32,
-        /// How often each connection's credential test runs in the background, e.g. `24h`,
-        /// `6h`, `30m`; `off` (or `0`) turns scheduled checks off. A connector's
-        /// `test.check_interval` overrides it.
-        #[arg(
-            long,
-            env = "LATCHKEY_CHECK_INTERVAL",
-            default_value = "24h",
-            value_name = "INTERVAL"
-        )]
-        check_interval: latchkey_core::Interval,
-        /// Log one line per HTTP request at info (method, route template, status, latency,
-        /// connection id); `false` turns it off.
-        #[arg(
-            long,
-            env = "LATCHKEY_ACCESS_LOG",
-            default_value_t = true,
-            action = clap::ArgAction::Set,
-            value_name = "BOOL"
-        )]
-        access_log: bool,
-        /// Keep audit entries this many days; older ones are removed at start-up and daily,
-        /// leaving the chain verifiable from where they were cut. `0` keeps them forever.
-        #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value_t = 365, value_name = "DAYS")]
-        audit_retention: u32,
-        /// A connection whose scheduled refreshes have failed without a break for this many
-        /// hours becomes unhealthy (`refresh_exhausted`); the refresher keeps trying.
-        #[arg(
-            long,
-            env = "LATCHKEY_REFRESH_EXHAUSTED_AFTER",
-            default_value_t = 96,
-            value_name = "HOURS"
-        )]
-        refresh_exhausted_after: u64,
-    },
+    Serve(ServeArgs),
     /// Inspect and check connectors.
     Connector {
         /// What to do with connectors.
@@ -749,4 +666,86 @@ pub enum IntegrationCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+/// `latchkey serve`'s own options.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_LISTEN", default_value = "127.0.0.1:7400")]
+    pub listen: SocketAddr,
+    /// The base URL browsers and providers reach this server at; the OAuth redirect URI is
+    /// `{public-url}/oauth/callback`. Default: `http://{listen}`.
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<url::Url>,
+    /// Send signed connection events (Standard Webhooks) to this URL, for environments
+    /// without their own webhook; signed with LATCHKEY_WEBHOOK_SECRET (or _FILE), and also
+    /// with LATCHKEY_WEBHOOK_PREVIOUS_SECRET (or _FILE) while that is set.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_URL")]
+    pub webhook_url: Option<url::Url>,
+    /// Keep delivered and failed webhook deliveries in the delivery log this many days.
+    #[arg(long, env = "LATCHKEY_WEBHOOK_RETENTION", default_value_t = 7, value_name = "DAYS")]
+    pub webhook_retention: u32,
+    /// Write requests, refreshes, checks, webhook deliveries and revocations to the
+    /// operation log (`GET /v1/operations`, `latchkey logs`); `false` turns it off.
+    #[arg(
+        long,
+        env = "LATCHKEY_OPERATION_LOG",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub operation_log: bool,
+    /// Keep operations (requests, refreshes, checks, …) in the operation log this many days.
+    #[arg(long, env = "LATCHKEY_OPERATION_RETENTION", default_value_t = 7, value_name = "DAYS")]
+    pub operation_retention: u32,
+    /// Keep at most this many operations in the operation log (the oldest go first).
+    #[arg(
+        long,
+        env = "LATCHKEY_OPERATION_MAX_ROWS",
+        default_value_t = 1_000_000,
+        value_name = "ROWS"
+    )]
+    pub operation_max_rows: u64,
+    /// Seconds between proactive refresh passes (and passes of the health checker).
+    #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
+    pub refresh_interval: u64,
+    /// At most this many scheduled token refreshes a second to one connector's token
+    /// endpoint (a connector's connector-wide `rate_limit` may lower it); `0`: no pace.
+    /// Refreshes before a request are never paced.
+    #[arg(long, env = "LATCHKEY_REFRESH_RATE", default_value_t = latchkey_engine::DEFAULT_REFRESH_RATE, value_name = "PER_SECOND")]
+    pub refresh_rate: u32,
+    /// How often each connection's credential test runs in the background, e.g. `24h`,
+    /// `6h`, `30m`; `off` (or `0`) turns scheduled checks off. A connector's
+    /// `test.check_interval` overrides it.
+    #[arg(long, env = "LATCHKEY_CHECK_INTERVAL", default_value = "24h", value_name = "INTERVAL")]
+    pub check_interval: latchkey_core::Interval,
+    /// Log one line per HTTP request at info (method, route template, status, latency,
+    /// connection id); `false` turns it off.
+    #[arg(
+        long,
+        env = "LATCHKEY_ACCESS_LOG",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        value_name = "BOOL"
+    )]
+    pub access_log: bool,
+    /// Keep audit entries this many days; older ones are removed at start-up and daily,
+    /// leaving the chain verifiable from where they were cut. `0` keeps them forever.
+    #[arg(long, env = "LATCHKEY_AUDIT_RETENTION", default_value_t = 365, value_name = "DAYS")]
+    pub audit_retention: u32,
+    /// A connection whose scheduled refreshes have failed without a break for this many
+    /// hours becomes unhealthy (`refresh_exhausted`); the refresher keeps trying.
+    #[arg(
+        long,
+        env = "LATCHKEY_REFRESH_EXHAUSTED_AFTER",
+        default_value_t = 96,
+        value_name = "HOURS"
+    )]
+    pub refresh_exhausted_after: u64,
+    /// Share connectors' outbound rate limits across every instance through this Redis
+    /// (`redis://[user:password@]host:port[/db]`). While it cannot be reached, each instance
+    /// falls back to its share of each limit.
+    #[arg(long, env = "LATCHKEY_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
 }

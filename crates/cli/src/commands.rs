@@ -22,7 +22,7 @@ use anyhow::Context;
 use latchkey_core::Secret;
 use latchkey_engine::NewIntegration;
 
-use crate::args::{Cli, Command, IntegrationCommand};
+use crate::args::{Cli, Command, IntegrationCommand, ServeArgs};
 use crate::setup;
 
 /// Runs the parsed command line.
@@ -30,37 +30,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let global = &cli.global;
     let action = audit::local_action(&cli.command, &global.environment);
     match cli.command {
-        Command::Serve {
-            listen,
-            public_url,
-            webhook_url,
-            refresh_interval,
-            refresh_rate,
-            check_interval,
-            access_log: _,
-            audit_retention,
-            refresh_exhausted_after,
-            webhook_retention,
-            operation_log,
-            operation_retention,
-            operation_max_rows,
-        } => {
-            let options = ServeOptions {
-                listen,
-                public_url,
-                webhook_url,
-                refresh_interval,
-                refresh_rate,
-                check_interval,
-                audit_retention,
-                refresh_exhausted_after,
-                webhook_retention,
-                operation_log,
-                operation_retention,
-                operation_max_rows,
-            };
-            serve(global, options).await
-        }
+        Command::Serve(options) => serve(global, options).await,
         Command::Webhook { command } => {
             let (engine, _) = setup::engine(global).await?;
             let run = webhook::run(&engine, &global.environment, command);
@@ -138,27 +108,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `latchkey serve`'s own options.
-struct ServeOptions {
-    listen: std::net::SocketAddr,
-    public_url: Option<url::Url>,
-    webhook_url: Option<url::Url>,
-    refresh_interval: u64,
-    refresh_rate: u32,
-    check_interval: latchkey_core::Interval,
-    audit_retention: u32,
-    refresh_exhausted_after: u64,
-    webhook_retention: u32,
-    operation_log: bool,
-    operation_retention: u32,
-    operation_max_rows: u64,
-}
-
 /// How often the audit log is trimmed to its retention while serving.
 const AUDIT_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
-async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::Result<ExitCode> {
-    let ServeOptions {
+async fn serve(global: &crate::args::Global, options: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs {
         listen,
         public_url,
         webhook_url,
@@ -171,6 +125,8 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
         operation_log,
         operation_retention,
         operation_max_rows,
+        access_log: _,
+        redis_url,
     } = options;
     let webhook = match webhook_url {
         Some(url) => {
@@ -188,6 +144,10 @@ async fn serve(global: &crate::args::Global, options: ServeOptions) -> anyhow::R
             .operation_log(operation_log)
             .refresh_rate(refresh_rate)
             .check_interval(check_interval);
+        let builder = match redis_url {
+            Some(url) => builder.redis_url(url),
+            None => builder,
+        };
         match webhook {
             Some((webhook, Some(previous))) => {
                 builder.webhook(webhook).webhook_previous_secret(previous)

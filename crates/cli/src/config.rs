@@ -53,6 +53,7 @@ struct FileConfig {
     operation_log: Option<bool>,
     operation_retention: Option<u32>,
     operation_max_rows: Option<u64>,
+    redis_url: Option<String>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
@@ -70,6 +71,7 @@ const SERVE_KEYS: &[&str] = &[
     "operation_log",
     "operation_retention",
     "operation_max_rows",
+    "redis_url",
 ];
 
 /// `check_interval` in the file: `"24h"`, `"off"`, or a number of seconds.
@@ -210,7 +212,7 @@ fn scalar(value: toml::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::Command;
+    use crate::args::{self, Command};
 
     fn write(dir: &Path, text: &str) -> PathBuf {
         let path = dir.join("settings.toml");
@@ -220,7 +222,7 @@ mod tests {
 
     fn serve_listen(cli: &Cli) -> String {
         match &cli.command {
-            Command::Serve { listen, .. } => listen.to_string(),
+            Command::Serve(serve) => serve.listen.to_string(),
             other => panic!("not serve: {other:?}"),
         }
     }
@@ -284,6 +286,7 @@ mod tests {
             operation_log = false
             operation_retention = 11
             operation_max_rows = 12
+            redis_url = "redis://127.0.0.1:6379"
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()
@@ -312,7 +315,9 @@ mod tests {
         let cli =
             load_with(["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve"], no_env)
                 .unwrap();
-        let Command::Serve { refresh_interval, check_interval, refresh_rate, .. } = cli.command
+        let Command::Serve(args::ServeArgs {
+            refresh_interval, check_interval, refresh_rate, ..
+        }) = cli.command
         else {
             panic!()
         };
@@ -324,7 +329,10 @@ mod tests {
         let cli =
             load_with(["latchkey", "--data-dir", dir.path().to_str().unwrap(), "serve"], no_env)
                 .unwrap();
-        let Command::Serve { check_interval, refresh_rate, .. } = cli.command else { panic!() };
+        let Command::Serve(args::ServeArgs { check_interval, refresh_rate, .. }) = cli.command
+        else {
+            panic!()
+        };
         assert_eq!((check_interval.get(), refresh_rate), (None, 3));
         let flag = load_with(
             [
@@ -338,7 +346,7 @@ mod tests {
             no_env,
         )
         .unwrap();
-        let Command::Serve { check_interval, .. } = flag.command else { panic!() };
+        let Command::Serve(args::ServeArgs { check_interval, .. }) = flag.command else { panic!() };
         assert_eq!(check_interval.get(), Some(std::time::Duration::from_secs(6 * 3600)));
         let bad = load_with(
             [

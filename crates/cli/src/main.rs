@@ -19,7 +19,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     let (serve, access_log) = match &cli.command {
-        args::Command::Serve { access_log, .. } => (true, *access_log),
+        args::Command::Serve(serve) => (true, serve.access_log),
         _ => (false, true),
     };
     setup::init_logging(&cli.global, serve, access_log);

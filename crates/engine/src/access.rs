@@ -1,8 +1,8 @@
 //! Environments and API keys, from [`Engine::access`]: creating and listing environments,
 //! making keys (shown once, stored as a SHA-256 digest), revoking them, and finding the key a
-//! request presents. Found keys are cached for [`KEY_CACHE_TTL`] in this process; a revocation
-//! here drops the cache at once, and reaches other processes sharing the database within that
-//! time.
+//! request presents. Found keys are cached in this process; a revocation here drops the cache
+//! at once, and reaches other processes sharing the database through the store's change feed
+//! (PostgreSQL) or within two seconds (SQLite; see [`crate::changes::Lifetimes`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -13,9 +13,6 @@ use moka::sync::Cache;
 use time::OffsetDateTime;
 
 use crate::{Engine, EngineError, EnvironmentId, WebhookConfig};
-
-/// How long a key found (or not found) in the store is trusted without asking it again.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// A key's `last_used_at` is written at most this often.
 const TOUCH_EVERY: Duration = Duration::from_secs(60);
@@ -111,14 +108,20 @@ pub(crate) struct AccessCaches {
     pub(crate) agent_paths: Cache<String, std::sync::Arc<globset::GlobSet>>,
 }
 
-impl Default for AccessCaches {
-    fn default() -> Self {
+impl AccessCaches {
+    /// Caches whose found keys are trusted for `key_lifetime` without asking the store again.
+    pub(crate) fn new(key_lifetime: Duration) -> Self {
         Self {
-            keys: Cache::builder().max_capacity(10_000).time_to_live(KEY_CACHE_TTL).build(),
+            keys: Cache::builder().max_capacity(10_000).time_to_live(key_lifetime).build(),
             environments: Cache::builder().max_capacity(10_000).build(),
             touched: Cache::builder().max_capacity(10_000).time_to_live(TOUCH_EVERY).build(),
             agent_paths: Cache::builder().max_capacity(10_000).build(),
         }
+    }
+
+    /// Drops every cached key verdict.
+    pub(crate) fn forget_keys(&self) {
+        self.keys.invalidate_all();
     }
 }
 
@@ -332,7 +335,7 @@ impl Access<'_> {
                 return Err(EngineError::ApiKeyNotFound(id.to_owned()));
             }
         }
-        self.engine.access_caches.keys.invalidate_all();
+        self.engine.access_caches.forget_keys();
         tracing::info!(key = %id, "API key revoked");
         Ok(())
     }

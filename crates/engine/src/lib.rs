@@ -11,6 +11,7 @@ mod audit;
 mod auth_response;
 mod caches;
 pub mod catalog;
+mod changes;
 mod checks;
 pub mod clock;
 mod connect;
@@ -19,6 +20,7 @@ mod connectors;
 mod dispatch;
 mod error;
 pub mod events;
+mod fleet_limit;
 mod health;
 mod import;
 mod integrations;
@@ -69,13 +71,14 @@ pub use latchkey_store::{
     PgStore, SqliteStore, Store, StoreError, Tags, WebhookDelivery,
 };
 
-pub use access::{Access, KEY_CACHE_TTL, KEY_PREFIX, NewApiKey, NewEnvironment};
+pub use access::{Access, KEY_PREFIX, NewApiKey, NewEnvironment};
 pub use agent_tokens::{
     AGENT_TOKEN_PREFIX, AgentRefusal, AgentTokens, MAX_AGENT_TOKEN_LIFETIME, NewAgentToken,
 };
 pub use audit::Audit;
 pub use auth_response::AUTH_RESPONSE_LIMIT;
 pub use catalog::{Catalog, CatalogEntry, Origin};
+pub use changes::CHANGES_RECEIVED;
 pub use checks::{CHECK_PACE, DEFAULT_CHECK_INTERVAL, FIRST_RETRY};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{
@@ -89,6 +92,7 @@ pub use error::{
     INTERNAL_MESSAGE, InternalCode, UpstreamCode,
 };
 pub use events::{Event, Events, WebhookConfig};
+pub use fleet_limit::{ANNOUNCE_EVERY, FLEET_LIMIT_SHARED, FLEET_SIZE, REDIS_TIMEOUT};
 pub use health::UNHEALTHY_AFTER;
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
 pub use integrations::{Integrations, NewIntegration};
@@ -158,6 +162,7 @@ pub struct EngineBuilder {
     script_limits: ScriptLimits,
     webhook: Option<WebhookConfig>,
     webhook_previous_secret: Option<latchkey_core::Secret>,
+    redis_url: Option<String>,
     clock: Arc<dyn Clock>,
 }
 
@@ -229,6 +234,14 @@ impl EngineBuilder {
         self
     }
 
+    /// Shares connectors' outbound rate limits with every instance using the Redis at `url`
+    /// (`redis://[user:password@]host:port[/db]`); see [`FLEET_LIMIT_SHARED`]. Checked by
+    /// [`EngineBuilder::build`]; Redis itself may be down then (the instance uses its share).
+    pub fn redis_url(mut self, url: impl Into<String>) -> Self {
+        self.redis_url = Some(url.into());
+        self
+    }
+
     /// Reads the time (token expiry, JWT reuse, device-flow polling) from `clock` instead of
     /// the system clock. Tests pass a [`ManualClock`].
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -263,7 +276,25 @@ impl EngineBuilder {
         };
         let operation_store: Arc<dyn latchkey_store::OperationStore> = self.store.clone();
         let operation_log = operations::OperationLog::new(operation_store, self.operation_log);
-        Ok(Arc::new_cyclic(|me| Engine {
+        let fleet = match &self.redis_url {
+            Some(url) => Some(
+                fleet_limit::FleetLimits::new(url)
+                    .map_err(|message| EngineError::invalid("redis_url", message))?,
+            ),
+            None => None,
+        };
+        let feed = match self.store.change_feed().await {
+            Ok(feed) => feed,
+            Err(error) => {
+                tracing::warn!(%error, "no change feed: other instances' writes are seen when caches expire");
+                None
+            }
+        };
+        let lifetimes = match feed {
+            Some(_) => changes::Lifetimes::FOLLOWED,
+            None => changes::Lifetimes::UNFOLLOWED,
+        };
+        let engine = Arc::new_cyclic(|me| Engine {
             store: self.store,
             catalog: self.catalog,
             net: self.net,
@@ -276,14 +307,21 @@ impl EngineBuilder {
             check_interval: self.check_interval,
             digest: send::DigestChallenges::default(),
             signed_tokens: signed_tokens::SignedTokens::default(),
-            recent: recent::RecentConnections::default(),
+            recent: recent::RecentConnections::new(lifetimes.connection),
             scripts: latchkey_script::ScriptEngine::new(self.script_limits),
             identities: mtls::Identities::default(),
-            access_caches: access::AccessCaches::default(),
-            rate_limits: rate_limit::RateLimits::default(),
+            access_caches: access::AccessCaches::new(lifetimes.api_key),
+            rate_limits: rate_limit::RateLimits::new(fleet.clone()),
             clock: self.clock,
             me: me.clone(),
-        }))
+        });
+        if let Some(feed) = feed {
+            tokio::spawn(changes::follow(Arc::downgrade(&engine), feed));
+        }
+        if let Some(fleet) = &fleet {
+            tokio::spawn(fleet_limit::FleetLimits::run(Arc::downgrade(fleet)));
+        }
+        Ok(engine)
     }
 }
 
@@ -310,6 +348,7 @@ impl Engine {
             script_limits: ScriptLimits::default(),
             webhook: None,
             webhook_previous_secret: None,
+            redis_url: None,
             clock: Arc::new(SystemClock),
         }
     }

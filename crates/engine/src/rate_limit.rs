@@ -6,6 +6,10 @@
 //! head waits on the limiter, so a burst of proxied requests leaves in order at the limit's pace.
 //! Keys idle long enough for their limiter to be full again are swept, so the map holds only
 //! keys in use.
+//!
+//! With Redis configured the limiter is the fleet's (see [`crate::fleet_limit`]): the queue
+//! stays per instance, and its head reserves the next permit in Redis; while Redis cannot be
+//! reached the local limiter runs on this instance's share of the limit.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -21,6 +25,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use latchkey_core::Connector;
 use latchkey_core::connector::{RateLimit, RateScope};
+
+use crate::fleet_limit::{FleetLimits, Reservation};
 
 /// The longest back-off a `Retry-After` can impose on a key (an hour): beyond that an API's
 /// answer is more likely a mistake than a plan.
@@ -77,6 +83,16 @@ impl RateKey {
         };
         Self { connector: connector.id.clone(), scope, id: id.to_string() }
     }
+
+    /// The key's name in Redis: `<connector>:<scope>:<id>` (ids never hold `:`).
+    pub(crate) fn redis_name(&self) -> String {
+        let scope = match self.scope {
+            RateScope::Connection => "connection",
+            RateScope::Integration => "integration",
+            RateScope::Connector => "connector",
+        };
+        format!("{}:{scope}:{}", self.connector, self.id)
+    }
 }
 
 /// All keys' limiters and back-offs. One per engine.
@@ -84,6 +100,7 @@ impl RateKey {
 pub(crate) struct RateLimits {
     clock: TokioClock,
     keys: Mutex<Keys>,
+    fleet: Option<Arc<FleetLimits>>,
 }
 
 #[derive(Debug, Default)]
@@ -110,20 +127,28 @@ struct KeyInner {
     last_used: Duration,
 }
 
-/// The quota of a connector's limit: `requests` per `per`, evenly spaced, `burst` at once.
-fn quota(limit: &RateLimit) -> Option<Quota> {
+/// The quota of a connector's limit: `requests` per `per`, evenly spaced, `burst` at once; as
+/// the share of one instance among `instances`, `1/instances` of the rate and of the burst.
+fn quota(limit: &RateLimit, instances: u32) -> Option<Quota> {
     let (requests, period, burst) = limit.rate()?;
-    let interval = period / requests;
-    let burst = NonZeroU32::new(burst)?;
+    let instances = instances.max(1);
+    let interval = period / requests * instances;
+    let burst = NonZeroU32::new(burst.div_ceil(instances))?;
     Some(Quota::with_period(interval.max(Duration::from_nanos(1)))?.allow_burst(burst))
 }
 
 impl RateLimits {
+    /// Limits whose permits come from `fleet` when it is given (and Redis answers).
+    pub(crate) fn new(fleet: Option<Arc<FleetLimits>>) -> Self {
+        Self { fleet, ..Self::default() }
+    }
+
     /// Waits for `key`'s turn and a permit under `limit`: in arrival order, after any back-off,
     /// at most `max_wait_ms`. On giving up, returns how long the caller should wait before
     /// trying again (an estimate when the request was still queued).
     pub(crate) async fn acquire(&self, key: &RateKey, limit: &RateLimit) -> Result<(), Duration> {
-        let quota = quota(limit);
+        let instances = self.fleet.as_ref().map_or(1, |fleet| fleet.fleet_size());
+        let quota = quota(limit, instances);
         let max_wait = Duration::from_millis(limit.max_wait_ms);
         let deadline = self.clock.now() + max_wait;
         let state = self.state(key);
@@ -135,6 +160,34 @@ impl RateLimits {
             let blocked = self.blocked_for(&state);
             return Err(blocked.max(interval * ahead as u32).max(Duration::from_secs(1)));
         };
+        // A back-off (the API's own `Retry-After`) is waited out first, on this instance.
+        loop {
+            let now = self.clock.now();
+            let blocked = self.blocked_for(&state);
+            if blocked.is_zero() {
+                break;
+            }
+            if now + blocked > deadline {
+                return Err(blocked);
+            }
+            tokio::time::sleep(blocked).await;
+        }
+        if let Some(fleet) = &self.fleet
+            && limit.rate().is_some()
+        {
+            let left = deadline.saturating_sub(self.clock.now());
+            // Boxed: the Redis call's future would otherwise nest inside every caller's.
+            match Box::pin(fleet.reserve(key, limit, left)).await {
+                Some(Reservation::Granted(wait)) => {
+                    state.inner.lock().last_used = self.clock.now() + wait;
+                    tokio::time::sleep(wait).await;
+                    return Ok(());
+                }
+                Some(Reservation::Refused(wait)) => return Err(wait),
+                // Redis cannot decide: this instance's share, below.
+                None => {}
+            }
+        }
         loop {
             let now = self.clock.now();
             let Some(wait) = self.next_permit(&state, quota, now) else {

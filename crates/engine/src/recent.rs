@@ -1,8 +1,9 @@
 //! Connections read in the last moment, so a burst of proxied requests does not read and decrypt
-//! the same row each time. Entries live for a second; this process drops them on every write it
-//! makes ([`Engine::forget`](crate::Engine::forget)) and replaces them after a refresh. Another
-//! process's write is seen within a second, and a token it rotated meanwhile is caught by the
-//! refresh-on-401 path, which always re-reads.
+//! the same row each time. This process drops an entry on every write it makes
+//! ([`Engine::forget`](crate::Engine::forget)) and replaces it after a refresh. Another
+//! process's write is seen through the store's change feed at once (PostgreSQL), or when the
+//! entry's lifetime ends (a second on SQLite; see [`crate::changes::Lifetimes`]); a token it
+//! rotated meanwhile is caught by the refresh-on-401 path, which always re-reads.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,22 +11,19 @@ use std::time::Duration;
 use latchkey_store::ConnectionRecord;
 use moka::sync::Cache;
 
-/// How long a read connection is reused.
-pub(crate) const LIFETIME: Duration = Duration::from_secs(1);
 /// The most connections kept.
 const CAPACITY: u64 = 10_000;
 
-/// Connections by id, each for [`LIFETIME`].
+/// Connections by id, each for a lifetime.
 #[derive(Debug)]
 pub(crate) struct RecentConnections(Cache<String, Arc<ConnectionRecord>>);
 
-impl Default for RecentConnections {
-    fn default() -> Self {
-        Self(Cache::builder().max_capacity(CAPACITY).time_to_live(LIFETIME).build())
-    }
-}
-
 impl RecentConnections {
+    /// Connections each kept for `lifetime`.
+    pub(crate) fn new(lifetime: Duration) -> Self {
+        Self(Cache::builder().max_capacity(CAPACITY).time_to_live(lifetime).build())
+    }
+
     pub(crate) fn get(&self, id: &str) -> Option<Arc<ConnectionRecord>> {
         self.0.get(id)
     }
@@ -36,5 +34,14 @@ impl RecentConnections {
 
     pub(crate) fn forget(&self, id: &str) {
         self.0.invalidate(id);
+    }
+
+    /// How long an entry is kept.
+    pub(crate) fn lifetime(&self) -> Duration {
+        self.0.policy().time_to_live().unwrap_or_default()
+    }
+
+    pub(crate) fn forget_all(&self) {
+        self.0.invalidate_all();
     }
 }

@@ -53,6 +53,10 @@ impl DigestChallenges {
     pub(crate) fn forget(&self, id: &str) {
         self.0.invalidate(id);
     }
+
+    pub(crate) fn forget_all(&self) {
+        self.0.invalidate_all();
+    }
 }
 
 /// What one send came to. Returned once per request and moved, never stored, so the response

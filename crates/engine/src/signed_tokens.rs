@@ -99,6 +99,11 @@ impl SignedTokens {
     pub fn forget(&self, connection: &str) {
         self.0.invalidate(connection);
     }
+
+    /// Drops every kept token.
+    pub(crate) fn forget_all(&self) {
+        self.0.invalidate_all();
+    }
 }
 
 /// How long before expiry a token is signed again: a quarter of its lifetime, at most a minute.

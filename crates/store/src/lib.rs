@@ -46,6 +46,7 @@ mod sql;
 pub mod access;
 pub mod agent_tokens;
 pub mod audit;
+pub mod changes;
 pub mod crypto;
 pub mod health;
 pub mod listing;
@@ -66,6 +67,7 @@ pub use audit::{
     AuditBreak, AuditEntry, AuditFilter, AuditObject, AuditOutcome, AuditPage, AuditProblem,
     AuditRecord, AuditTrim, AuditVerdict,
 };
+pub use changes::{Change, ChangeFeed};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use health::{Health, HealthError, HealthReason, HealthState, UnknownHealth};
 pub use listing::{
@@ -83,8 +85,8 @@ pub use operations::{
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
-    AccessStore, AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin,
-    OperationStore, ScriptStorage, Store, WebhookStore,
+    AccessStore, AuditStore, ChangeFeedStore, ConnectionStore, FlowStore, IntegrationStore,
+    KeyAdmin, OperationStore, ScriptStorage, Store, WebhookStore,
 };
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;

@@ -51,6 +51,19 @@ impl Dialect for Postgres {
 /// `search_path` names first, `public` by default).
 pub type PgStore = SqlStore<Postgres>;
 
+/// `LISTEN`s on [`CHANNEL`](crate::changes::CHANNEL) on a connection of its own, for this
+/// schema's changes.
+#[async_trait::async_trait]
+impl crate::ChangeFeedStore for SqlStore<Postgres> {
+    async fn change_feed(&self) -> Result<Option<crate::ChangeFeed>, StoreError> {
+        let schema: String =
+            sqlx::query_scalar("SELECT current_schema()").fetch_one(&self.pool).await?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.listen(crate::changes::CHANNEL).await?;
+        Ok(Some(crate::ChangeFeed::new(listener, schema)))
+    }
+}
+
 impl SqlStore<Postgres> {
     /// Connects to the database at `url` (`postgres://user:password@host:port/database?…`; a
     /// schema can be chosen with `options=-c search_path=NAME`), brings its schema up to date

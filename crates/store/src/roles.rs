@@ -16,6 +16,7 @@ use crate::StoreError;
 use crate::access::{ApiKeyRecord, EnvironmentRecord};
 use crate::agent_tokens::{AgentTokenRecord, AgentTokenUse};
 use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
+use crate::changes::ChangeFeed;
 use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
@@ -39,6 +40,7 @@ pub trait Store:
     + AuditStore
     + WebhookStore
     + OperationStore
+    + ChangeFeedStore
 {
 }
 
@@ -52,6 +54,7 @@ impl<T> Store for T where
         + AuditStore
         + WebhookStore
         + OperationStore
+        + ChangeFeedStore
         + ?Sized
 {
 }
@@ -586,4 +589,11 @@ pub trait OperationStore: Send + Sync + fmt::Debug {
         before: OffsetDateTime,
         max_rows: u64,
     ) -> Result<u64, StoreError>;
+}
+
+/// Changes made by other writers of the same database (see [`changes`](crate::changes)).
+#[async_trait::async_trait]
+pub trait ChangeFeedStore: Send + Sync + fmt::Debug {
+    /// A feed of the changes any writer makes, or `None` where the store has none (SQLite).
+    async fn change_feed(&self) -> Result<Option<ChangeFeed>, StoreError>;
 }

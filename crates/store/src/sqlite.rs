@@ -47,6 +47,15 @@ impl Dialect for Sqlite {
 /// A [`Store`](crate::Store) on one SQLite database.
 pub type SqliteStore = SqlStore<Sqlite>;
 
+/// SQLite has no change feed: its processes share one file on one machine and rely on the
+/// engine's short cache lifetimes.
+#[async_trait::async_trait]
+impl crate::ChangeFeedStore for SqlStore<Sqlite> {
+    async fn change_feed(&self) -> Result<Option<crate::ChangeFeed>, StoreError> {
+        Ok(None)
+    }
+}
+
 impl SqlStore<Sqlite> {
     /// Opens (creating it if missing, with mode 0600 on Unix) the database at `path`, brings
     /// its schema up to date and checks that the keys open it: [`StoreError::WrongKey`] if the
