@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use minijinja::{Environment, UndefinedBehavior, Value};
+use parking_lot::RwLock;
 
 use crate::Secret;
 
@@ -30,6 +31,44 @@ fn base_env() -> Environment<'static> {
 fn env() -> &'static Environment<'static> {
     static ENV: OnceLock<Environment<'static>> = OnceLock::new();
     ENV.get_or_init(base_env)
+}
+
+/// Templates compiled once and kept, by source text: a connector's templates are rendered on
+/// every request, and compiling (lexing, parsing) cost more than rendering. Sources are
+/// connector definitions, so few; past [`Compiled::CAPACITY`] (connectors edited again and
+/// again) the cache starts afresh.
+struct Compiled {
+    env: RwLock<Environment<'static>>,
+    make: fn() -> Environment<'static>,
+}
+
+impl Compiled {
+    const CAPACITY: usize = 4096;
+
+    fn new(make: fn() -> Environment<'static>) -> Self {
+        Self { env: RwLock::new(make()), make }
+    }
+
+    /// Renders `source` over `ctx`, compiling it on first use.
+    fn render(&self, source: &str, ctx: &Value) -> Result<String, minijinja::Error> {
+        if let Ok(template) = self.env.read().get_template(source) {
+            return template.render(ctx);
+        }
+        let mut env = self.env.write();
+        if env.get_template(source).is_err() {
+            if env.templates().count() >= Self::CAPACITY {
+                *env = (self.make)();
+            }
+            env.add_template_owned(source.to_owned(), source.to_owned())?;
+        }
+        let env = parking_lot::RwLockWriteGuard::downgrade(env);
+        env.get_template(source)?.render(ctx)
+    }
+}
+
+fn compiled() -> &'static Compiled {
+    static COMPILED: OnceLock<Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| Compiled::new(base_env))
 }
 
 /// Whether `source` holds any template syntax (otherwise it is used as is).
@@ -106,8 +145,8 @@ pub fn render_secret(source: &str, scope: Scope<'_>) -> Result<Secret, String> {
     if !is_template(source) {
         return Ok(Secret::new(source));
     }
-    env()
-        .render_str(source, scope.to_value())
+    compiled()
+        .render(source, &scope.to_value())
         .map(Secret::new)
         .map_err(|e| format!("template error: {}", describe(&e)))
 }
@@ -118,8 +157,8 @@ pub fn render(source: &str, scope: Scope<'_>) -> Result<String, String> {
         return Ok(source.to_string());
     }
     let scope = Scope { credentials: None, ..scope };
-    env()
-        .render_str(source, scope.to_value())
+    compiled()
+        .render(source, &scope.to_value())
         .map_err(|e| format!("template error: {}", describe(&e)))
 }
 

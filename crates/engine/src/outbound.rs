@@ -2,7 +2,9 @@
 //! connection's config, the caller's path joined safely, connector headers, then the strategy
 //! (credentials placed before the `before_action` hook, signatures made after it).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
@@ -89,11 +91,40 @@ impl Target<'_> {
         HostPolicy::new(patterns).map_err(|e| self.misconfigured(format!("allowed_hosts: {e}")))
     }
 
+    /// The base URL and host policy: parsed once per process when neither holds a template
+    /// (see [`Base`]), else rendered from the connection's config.
+    fn base(&self) -> Result<Arc<Base>, EngineError> {
+        let source = self.method_base_url().unwrap_or(&self.connector.base_url);
+        let own = self.method_base_url().is_some();
+        let hosts = &self.connector.allowed_hosts;
+        let fresh = || -> Result<Base, EngineError> {
+            let url = self.base_url()?;
+            let policy = self.host_policy(&url)?;
+            Ok(Base { source: source.to_owned(), hosts: hosts.clone(), own, url, policy })
+        };
+        if template::is_template(source) || hosts.iter().any(|h| template::is_template(h)) {
+            return fresh().map(Arc::new);
+        }
+        let key = Base::key(source, hosts, own);
+        if let Some(found) = bases().read().get(&key)
+            && found.is_for(source, hosts, own)
+        {
+            return Ok(found.clone());
+        }
+        let base = Arc::new(fresh()?);
+        let mut cache = bases().write();
+        if cache.len() >= Base::CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, base.clone());
+        Ok(base)
+    }
+
     /// Builds the request, not yet authenticated, and the policy it must be sent under.
     pub fn prepare(&self, req: ApiRequest) -> Result<(OutgoingRequest, HostPolicy), EngineError> {
-        let base = self.base_url()?;
-        let policy = self.host_policy(&base)?;
-        let mut url = latchkey_net::join(&base, &req.path)?;
+        let base = self.base()?;
+        let policy = base.policy.clone();
+        let mut url = latchkey_net::join(&base.url, &req.path)?;
         if !req.query.is_empty() {
             let mut pairs = url.query_pairs_mut();
             for (k, v) in &req.query {
@@ -172,6 +203,38 @@ impl Target<'_> {
             secrets: self.credentials.values().cloned().collect(),
         })
     }
+}
+
+/// A connector's base URL and host policy, parsed. For a base URL and allowed hosts without
+/// templates they are the same for every connection, and parsing them (IDNA included) cost more
+/// than the rest of building a request: they are kept per process, by their source text, at
+/// most [`Base::CAPACITY`] (then the cache starts afresh).
+#[derive(Debug)]
+struct Base {
+    source: String,
+    hosts: Vec<String>,
+    own: bool,
+    url: Url,
+    policy: HostPolicy,
+}
+
+impl Base {
+    const CAPACITY: usize = 1024;
+
+    fn key(source: &str, hosts: &[String], own: bool) -> u64 {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (source, hosts, own).hash(&mut hasher);
+        hasher.finish()
+    }
+
+    fn is_for(&self, source: &str, hosts: &[String], own: bool) -> bool {
+        self.source == source && self.hosts == hosts && self.own == own
+    }
+}
+
+fn bases() -> &'static parking_lot::RwLock<HashMap<u64, Arc<Base>>> {
+    static BASES: OnceLock<parking_lot::RwLock<HashMap<u64, Arc<Base>>>> = OnceLock::new();
+    BASES.get_or_init(Default::default)
 }
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1), plus those the proxy

@@ -40,19 +40,22 @@ pub enum UrlTemplateError {
     },
 }
 
-fn env() -> &'static Environment<'static> {
-    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
-    ENV.get_or_init(|| {
-        let mut env = super::base_env();
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
-        env.set_formatter(|out, state, value| {
-            out.write_char(OPEN)?;
-            minijinja::escape_formatter(out, state, value)?;
-            out.write_char(CLOSE)?;
-            Ok(())
-        });
-        env
-    })
+/// The environment URL templates render in: each substituted value between markers.
+fn url_env() -> Environment<'static> {
+    let mut env = super::base_env();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_formatter(|out, state, value| {
+        out.write_char(OPEN)?;
+        minijinja::escape_formatter(out, state, value)?;
+        out.write_char(CLOSE)?;
+        Ok(())
+    });
+    env
+}
+
+fn compiled() -> &'static super::Compiled {
+    static COMPILED: OnceLock<super::Compiled> = OnceLock::new();
+    COMPILED.get_or_init(|| super::Compiled::new(url_env))
 }
 
 /// Which part of a URL the text so far ends in.
@@ -194,7 +197,7 @@ fn render_placed(
         return Ok(source.to_owned());
     }
     let scope = Scope { credentials: None, ..scope };
-    let marked = env().render_str(source, scope.to_value()).map_err(|e| {
+    let marked = compiled().render(source, &scope.to_value()).map_err(|e| {
         UrlTemplateError::Template(format!("template error: {}", super::describe(&e)))
     })?;
     let mut out = String::with_capacity(marked.len());
