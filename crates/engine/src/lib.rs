@@ -16,6 +16,7 @@ pub mod clock;
 mod connect;
 mod connections;
 mod connectors;
+mod console;
 mod dispatch;
 mod error;
 pub mod events;
@@ -81,6 +82,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{
     Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, session_standing,
 };
+pub use console::{CONSOLE_SESSION_LIFETIME, Console, NewConsoleSession};
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
 pub use dispatch::Dispatch;

@@ -5,8 +5,9 @@
 //! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
 //! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values),
 //! [`KeyAdmin`] (key versions, re-sealing, retirement), [`AccessStore`] (environments, API
-//! keys), [`AuditStore`] (the hash-chained audit log, see [`audit`]) and [`WebhookStore`] (the
-//! webhook delivery log, see [`webhooks`]). [`Store`] is all of
+//! keys), [`AuditStore`] (the hash-chained audit log, see [`audit`]), [`WebhookStore`] (the
+//! webhook delivery log, see [`webhooks`]) and [`ConsoleStore`] (the operator console's sessions
+//! and counts). [`Store`] is all of
 //! them, shared as
 //! `Arc<dyn Store>`, which upcasts to any one role.
 //!
@@ -46,6 +47,7 @@ mod sql;
 pub mod access;
 pub mod agent_tokens;
 pub mod audit;
+pub mod console;
 pub mod crypto;
 pub mod health;
 pub mod listing;
@@ -66,6 +68,7 @@ pub use audit::{
     AuditBreak, AuditEntry, AuditFilter, AuditObject, AuditOutcome, AuditPage, AuditProblem,
     AuditRecord, AuditTrim, AuditVerdict,
 };
+pub use console::{ConsoleSessionRecord, HealthCount, OperationBucket};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use health::{Health, HealthError, HealthReason, HealthState, UnknownHealth};
 pub use listing::{
@@ -83,7 +86,7 @@ pub use operations::{
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
-    AccessStore, AuditStore, ConnectionStore, FlowStore, IntegrationStore, KeyAdmin,
+    AccessStore, AuditStore, ConnectionStore, ConsoleStore, FlowStore, IntegrationStore, KeyAdmin,
     OperationStore, ScriptStorage, Store, WebhookStore,
 };
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
