@@ -53,6 +53,10 @@ struct FileConfig {
     operation_log: Option<bool>,
     operation_retention: Option<u32>,
     operation_max_rows: Option<u64>,
+    console_oidc_issuer: Option<String>,
+    console_oidc_client_id: Option<String>,
+    console_oidc_client_secret: Option<String>,
+    console_oidc_allow: Option<Vec<String>>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
@@ -70,6 +74,10 @@ const SERVE_KEYS: &[&str] = &[
     "operation_log",
     "operation_retention",
     "operation_max_rows",
+    "console_oidc_issuer",
+    "console_oidc_client_id",
+    "console_oidc_client_secret",
+    "console_oidc_allow",
 ];
 
 /// `check_interval` in the file: `"24h"`, `"off"`, or a number of seconds.
@@ -82,7 +90,10 @@ enum CheckInterval {
 }
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
-const SECRET_FILES: &[(&str, &str)] = &[("database_url", "LATCHKEY_DATABASE_URL")];
+const SECRET_FILES: &[(&str, &str)] = &[
+    ("database_url", "LATCHKEY_DATABASE_URL"),
+    ("console_oidc_client_secret", "LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET"),
+];
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +295,10 @@ mod tests {
             operation_log = false
             operation_retention = 11
             operation_max_rows = 12
+            console_oidc_issuer = "https://id.example"
+            console_oidc_client_id = "console"
+            console_oidc_client_secret = "s"
+            console_oidc_allow = ["ops@example.com"]
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()

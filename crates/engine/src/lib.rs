@@ -17,6 +17,7 @@ mod connect;
 mod connections;
 mod connectors;
 mod console;
+mod console_oidc;
 mod dispatch;
 mod error;
 pub mod events;
@@ -83,6 +84,7 @@ pub use connect::{
     Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, session_standing,
 };
 pub use console::{CONSOLE_SESSION_LIFETIME, Console, NewConsoleSession};
+pub use console_oidc::{OperatorOidc, OperatorSignInError, PendingSignIn, SignedInOperator};
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
 pub use dispatch::Dispatch;

@@ -43,6 +43,8 @@ pub struct AppState {
     pub public_url: url::Url,
     /// Failed authentications per address, for the back-off.
     pub auth_throttle: access::AuthThrottle,
+    /// The console's OpenID Connect sign-in, when configured.
+    pub console_oidc: Option<Arc<latchkey_engine::OperatorOidc>>,
 }
 
 impl AppState {
@@ -53,7 +55,14 @@ impl AppState {
             api_key: Arc::new(api_key),
             public_url,
             auth_throttle: access::AuthThrottle::default(),
+            console_oidc: None,
         }
+    }
+
+    /// The same state, with console operators also signing in through OpenID Connect.
+    pub fn with_console_oidc(mut self, oidc: latchkey_engine::OperatorOidc) -> Self {
+        self.console_oidc = Some(Arc::new(oidc));
+        self
     }
 
     /// The one OAuth redirect URI: `{public_url}/oauth/callback`.

@@ -13,6 +13,7 @@ mod csrf;
 mod integrations;
 mod keys;
 mod links;
+mod oidc;
 mod operations;
 mod overview;
 mod session;
@@ -34,6 +35,7 @@ pub use session::Operator;
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout.html", include_str!("../../../../web/console/layout.html")),
     ("sign-in.html", include_str!("../../../../web/console/sign-in.html")),
+    ("landing.html", include_str!("../../../../web/console/landing.html")),
     ("message.html", include_str!("../../../../web/console/message.html")),
     ("overview.html", include_str!("../../../../web/console/overview.html")),
     ("integrations.html", include_str!("../../../../web/console/integrations.html")),
@@ -68,6 +70,8 @@ pub fn routes() -> Router<AppState> {
         .route("/console", get(overview::page))
         .route("/console/sign-in", get(session::sign_in_page).post(session::sign_in))
         .route("/console/sign-out", post(session::sign_out))
+        .route("/console/oidc/start", get(oidc::start_sign_in))
+        .route("/console/oidc/callback", get(oidc::callback))
         .route("/console/environment", post(session::switch_environment))
         .route("/console/integrations", get(integrations::list).post(integrations::save))
         .route("/console/integrations/{id}", get(integrations::edit))

@@ -63,7 +63,7 @@ impl Operator {
     }
 }
 
-fn address(parts: &Parts) -> Option<IpAddr> {
+pub(crate) fn address(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
 }
 
@@ -119,7 +119,7 @@ async fn signer_still_admin(state: &AppState, session: &ConsoleSessionRecord) ->
     }
 }
 
-fn unavailable(error: &dyn std::fmt::Display) -> Response {
+pub(crate) fn unavailable(error: &dyn std::fmt::Display) -> Response {
     tracing::error!(%error, "console session lookup failed");
     (StatusCode::SERVICE_UNAVAILABLE, "The console cannot read its sessions; try again.")
         .into_response()
@@ -169,7 +169,7 @@ fn refused_form() -> Response {
     .render_anonymous()
 }
 
-fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
+pub(crate) fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
     Cookie::build((name, value))
         .path(COOKIE_PATH)
         .http_only(true)
@@ -183,10 +183,12 @@ pub async fn sign_in_page(State(state): State<AppState>) -> Response {
     sign_in_form(&state, None, StatusCode::OK)
 }
 
-fn sign_in_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
+/// The sign-in page, with `error` shown when given.
+pub(crate) fn sign_in_form(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
     let token = latchkey_engine::random_token(32);
     let jar = CookieJar::new().add(cookie(state, SIGN_IN_COOKIE, token.clone()));
-    let page = Page::new("sign-in.html", minijinja::context! { error, token })
+    let oidc = state.console_oidc.is_some();
+    let page = Page::new("sign-in.html", minijinja::context! { error, token, oidc })
         .status(status)
         .render_anonymous();
     (jar, page).into_response()
@@ -248,31 +250,33 @@ pub async fn sign_in(
         Ok(bound) => bound,
         Err(_) => return sign_in_form(&state, Some("That key's environment is not valid."), StatusCode::FORBIDDEN),
     };
-    start(&state, address, actor_id, actor_name, bound).await
+    match start(&state, address, actor_id, actor_name, bound).await {
+        Ok(jar) => (jar, see_other("/console")).into_response(),
+        Err(response) => response,
+    }
 }
 
-/// Starts a session for a signed-in operator and sends them to the overview.
+/// Starts a session for a signed-in operator: the cookies to set.
 pub(crate) async fn start(
     state: &AppState,
     address: Option<IpAddr>,
     actor_id: String,
     actor_name: String,
     bound: Option<EnvironmentId>,
-) -> Response {
+) -> Result<CookieJar, Response> {
     let environment = bound.clone().unwrap_or_else(EnvironmentId::default_environment);
     let new = NewConsoleSession { actor_id, actor_name, environment, bound };
     let (session, id) = match state.engine.console().sign_in(new).await {
         Ok(started) => started,
-        Err(e) => return unavailable(&e),
+        Err(e) => return Err(unavailable(&e)),
     };
     audit::record_session(state, &session, address, "console.sign_in").await;
     let max_age = time::Duration::try_from(CONSOLE_SESSION_LIFETIME).unwrap_or(time::Duration::HOUR);
     let mut session_cookie = cookie(state, SESSION_COOKIE, id.expose().to_owned());
     session_cookie.set_max_age(max_age);
-    let jar = CookieJar::new()
+    Ok(CookieJar::new()
         .add(session_cookie)
-        .remove(Cookie::build(SIGN_IN_COOKIE).path(COOKIE_PATH).build());
-    (jar, see_other("/console")).into_response()
+        .remove(Cookie::build(SIGN_IN_COOKIE).path(COOKIE_PATH).build()))
 }
 
 /// `POST /console/sign-out`: ends the session and clears its cookie.
