@@ -97,9 +97,9 @@ pub struct SignedInOperator {
 #[derive(Debug, Deserialize)]
 struct Discovery {
     issuer: String,
-    authorization_endpoint: Url,
-    token_endpoint: Url,
-    jwks_uri: Url,
+    authorization_endpoint: String,
+    token_endpoint: String,
+    jwks_uri: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,7 +185,8 @@ impl Engine {
             nonce: Secret::new(crate::random_token(32)),
             verifier: verifier.secret().clone(),
         };
-        let mut url = doc.authorization_endpoint;
+        let mut url = Url::parse(&doc.authorization_endpoint)
+            .map_err(|e| provider("authorization_endpoint", e))?;
         url.query_pairs_mut()
             .append_pair("response_type", "code")
             .append_pair("client_id", &config.client_id)

@@ -118,7 +118,8 @@ impl Page {
             csrf => operator.csrf(),
             current,
         };
-        self.finish(minijinja::context! { ..chrome, ..self.ctx.clone() })
+        let ctx = minijinja::context! { ..chrome, ..self.ctx.clone() };
+        self.finish(ctx)
     }
 
     /// The page for nobody signed in (the sign-in page).

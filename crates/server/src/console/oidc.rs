@@ -8,14 +8,14 @@
 
 use std::collections::BTreeMap;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use latchkey_engine::PendingSignIn;
 
 use super::Page;
-use super::session::{sign_in_form, start};
+use super::session::{ClientAddress, expired, sign_in_form, start};
 use crate::AppState;
 
 /// The cookie that carries a sign-in's `state`, `nonce` and PKCE verifier.
@@ -54,12 +54,12 @@ pub async fn start_sign_in(State(state): State<AppState>) -> Response {
 /// `GET /console/oidc/callback`.
 pub async fn callback(
     State(state): State<AppState>,
-    connect: Option<ConnectInfo<std::net::SocketAddr>>,
+    ClientAddress(address): ClientAddress,
     jar: CookieJar,
     Query(query): Query<BTreeMap<String, String>>,
 ) -> Response {
     let Some(config) = state.console_oidc.clone() else { return not_configured(&state) };
-    let cleared = Cookie::build(PENDING_COOKIE).path(PENDING_PATH).build();
+    let cleared = expired(PENDING_COOKIE, PENDING_PATH);
     let Some(pending) = jar.get(PENDING_COOKIE).and_then(|c| PendingSignIn::from_cookie(c.value()))
     else {
         let page = sign_in_form(
@@ -67,7 +67,7 @@ pub async fn callback(
             Some("This sign-in was not started in this browser, or took too long; start again."),
             StatusCode::BAD_REQUEST,
         );
-        return (CookieJar::new().remove(cleared), page).into_response();
+        return (CookieJar::new().add(cleared), page).into_response();
     };
     let finished =
         state.engine.finish_operator_sign_in(&config, &pending, &query, &redirect_uri(&state)).await;
@@ -76,15 +76,14 @@ pub async fn callback(
         Err(e) => {
             tracing::warn!(error = %e, "console OpenID Connect sign-in refused");
             let page = sign_in_form(&state, Some(&e.to_string()), StatusCode::FORBIDDEN);
-            return (CookieJar::new().remove(cleared), page).into_response();
+            return (CookieJar::new().add(cleared), page).into_response();
         }
     };
     let name = operator.email.clone().or(operator.name.clone()).unwrap_or_else(|| operator.subject.clone());
-    let address = connect.map(|c| c.0.ip());
     match start(&state, address, format!("oidc:{}", operator.subject), name, None).await {
         Ok(jar) => {
             let landing = Page::new("landing.html", minijinja::context! {}).render_anonymous();
-            (jar.remove(cleared), landing).into_response()
+            (jar.add(cleared), landing).into_response()
         }
         Err(response) => response,
     }

@@ -67,6 +67,18 @@ pub(crate) fn address(parts: &Parts) -> Option<IpAddr> {
     parts.extensions.get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip())
 }
 
+/// The address a request came from, when the server knows it (not through `oneshot`).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(address(parts)))
+    }
+}
+
 impl FromRequestParts<AppState> for Operator {
     type Rejection = Response;
 
@@ -178,6 +190,12 @@ pub(crate) fn cookie(state: &AppState, name: &'static str, value: String) -> Coo
         .build()
 }
 
+/// A cookie that makes the browser forget `name` at `path` (a jar's `remove` only does so for
+/// a cookie the request brought).
+pub(crate) fn expired(name: &'static str, path: &'static str) -> Cookie<'static> {
+    Cookie::build((name, "")).path(path).max_age(time::Duration::ZERO).build()
+}
+
 /// `GET /console/sign-in`: the form, with a fresh double-submit token.
 pub async fn sign_in_page(State(state): State<AppState>) -> Response {
     sign_in_form(&state, None, StatusCode::OK)
@@ -197,11 +215,10 @@ pub(crate) fn sign_in_form(state: &AppState, error: Option<&str>, status: Status
 /// `POST /console/sign-in`: an API key holding `admin` starts a session.
 pub async fn sign_in(
     State(state): State<AppState>,
-    connect: Option<ConnectInfo<std::net::SocketAddr>>,
+    ClientAddress(address): ClientAddress,
     jar: CookieJar,
     Form(fields): Form<BTreeMap<String, String>>,
 ) -> Response {
-    let address = connect.map(|c| c.0.ip());
     let cookie_token = jar.get(SIGN_IN_COOKIE).map(|c| c.value().to_owned());
     if !csrf::same(cookie_token.as_deref(), fields.get(csrf::FIELD).map(String::as_str)) {
         return sign_in_form(
@@ -276,7 +293,7 @@ pub(crate) async fn start(
     session_cookie.set_max_age(max_age);
     Ok(CookieJar::new()
         .add(session_cookie)
-        .remove(Cookie::build(SIGN_IN_COOKIE).path(COOKIE_PATH).build()))
+        .add(expired(SIGN_IN_COOKIE, COOKIE_PATH)))
 }
 
 /// `POST /console/sign-out`: ends the session and clears its cookie.
@@ -286,7 +303,7 @@ pub async fn sign_out(State(state): State<AppState>, form: Submitted) -> Respons
         return unavailable(&e);
     }
     audit::record_session(&state, &operator.session, operator.address, "console.sign_out").await;
-    let jar = CookieJar::new().remove(Cookie::build(SESSION_COOKIE).path(COOKIE_PATH).build());
+    let jar = CookieJar::new().add(expired(SESSION_COOKIE, COOKIE_PATH));
     (jar, see_other("/console/sign-in")).into_response()
 }
 
