@@ -79,6 +79,7 @@ fn the_console_works_in_a_browser_and_keeps_its_promises() {
         panic!("no report: {stdout}\n{}", String::from_utf8_lossy(&out.stderr))
     });
     assert!(out.status.success() && report["ok"] == true, "{report:#}");
+    println!("{report:#}");
     for page in ["sign-in", "overview", "integrations", "connections", "connection", "operations", "links", "api-keys", "audit"] {
         assert!(
             report["pages"].as_array().unwrap().iter().any(|p| p == page),

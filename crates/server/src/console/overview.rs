@@ -78,8 +78,8 @@ pub async fn page(State(state): State<AppState>, operator: Operator) -> Response
     }
     let labels: Vec<String> = (0..buckets)
         .map(|i| {
-            let at = since + HOUR * u32::try_from(i).unwrap_or(0);
-            format!("{:02}:00 UTC", at.to_offset(time::UtcOffset::UTC).hour())
+            let at = (since + HOUR * u32::try_from(i).unwrap_or(0)).to_offset(time::UtcOffset::UTC);
+            format!("{} {:02}:{:02} UTC", at.date(), at.hour(), at.minute())
         })
         .collect();
     let (bars, max) = chart::bars(&counts, &labels);
@@ -91,7 +91,7 @@ pub async fn page(State(state): State<AppState>, operator: Operator) -> Response
             health => rows, refresh_ok, refresh_total, refresh_rate,
             bars, max, total_requests, total_errors,
             chart_width => chart::WIDTH, chart_height => chart::HEIGHT,
-            first_label => labels.first(), last_label => labels.last(),
+            first_label => labels.first(), last_label => "now",
         },
     )
     .render(&operator, "overview")
