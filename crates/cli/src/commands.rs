@@ -44,12 +44,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             operation_log,
             operation_retention,
             operation_max_rows,
-            console_oidc_issuer,
-            console_oidc_client_id,
-            console_oidc_client_secret,
-            console_oidc_allow,
+            console_oidc,
         } => {
-            let console_oidc = console_oidc(
+            let crate::args::ConsoleOidcArgs {
+                console_oidc_issuer,
+                console_oidc_client_id,
+                console_oidc_client_secret,
+                console_oidc_allow,
+            } = *console_oidc;
+            let console_oidc = console_oidc_config(
                 console_oidc_issuer,
                 console_oidc_client_id,
                 console_oidc_client_secret,
@@ -168,7 +171,7 @@ struct ServeOptions {
 
 /// The console's OpenID Connect sign-in, when `--console-oidc-issuer` is given: the client id,
 /// the secret and at least one allowed operator are then required.
-fn console_oidc(
+fn console_oidc_config(
     issuer: Option<url::Url>,
     client_id: Option<String>,
     client_secret: Option<String>,
@@ -176,7 +179,9 @@ fn console_oidc(
 ) -> anyhow::Result<Option<latchkey_engine::OperatorOidc>> {
     let Some(issuer) = issuer else {
         if client_id.is_some() || client_secret.is_some() || !allowed.is_empty() {
-            anyhow::bail!("--console-oidc-client-id, -secret and -allow need --console-oidc-issuer");
+            anyhow::bail!(
+                "--console-oidc-client-id, -secret and -allow need --console-oidc-issuer"
+            );
         }
         return Ok(None);
     };
@@ -187,7 +192,9 @@ fn console_oidc(
     let allowed: Vec<String> =
         allowed.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
     if allowed.is_empty() {
-        anyhow::bail!("--console-oidc-issuer needs --console-oidc-allow: the subjects or emails of the operators");
+        anyhow::bail!(
+            "--console-oidc-issuer needs --console-oidc-allow: the subjects or emails of the operators"
+        );
     }
     Ok(Some(latchkey_engine::OperatorOidc {
         issuer,

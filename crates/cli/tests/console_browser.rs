@@ -38,7 +38,8 @@ fn the_console_works_in_a_browser_and_keeps_its_promises() {
     std::fs::write(&secret, "web-secret").unwrap();
     home.connector("oidc", &support::oidc_connector(&op.base));
     let mut home = home;
-    home.extra_env.push(("LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET_FILE".into(), secret.display().to_string()));
+    home.extra_env
+        .push(("LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET_FILE".into(), secret.display().to_string()));
     let server = home.serve_at(
         key,
         &address,
@@ -80,7 +81,17 @@ fn the_console_works_in_a_browser_and_keeps_its_promises() {
     });
     assert!(out.status.success() && report["ok"] == true, "{report:#}");
     println!("{report:#}");
-    for page in ["sign-in", "overview", "integrations", "connections", "connection", "operations", "links", "api-keys", "audit"] {
+    for page in [
+        "sign-in",
+        "overview",
+        "integrations",
+        "connections",
+        "connection",
+        "operations",
+        "links",
+        "api-keys",
+        "audit",
+    ] {
         assert!(
             report["pages"].as_array().unwrap().iter().any(|p| p == page),
             "{page} was not visited: {report}"

@@ -156,7 +156,10 @@ impl Engine {
         serde_json::from_value(body).map_err(|e| provider(what, e))
     }
 
-    async fn oidc_discovery(&self, config: &OperatorOidc) -> Result<Discovery, OperatorSignInError> {
+    async fn oidc_discovery(
+        &self,
+        config: &OperatorOidc,
+    ) -> Result<Discovery, OperatorSignInError> {
         let issuer = config.issuer.as_str().trim_end_matches('/');
         let request = http::Request::get(format!("{issuer}/.well-known/openid-configuration"))
             .header(http::header::ACCEPT, "application/json")
@@ -213,10 +216,12 @@ impl Engine {
             return Err(OperatorSignInError::StateMismatch);
         }
         if let Some(error) = query.get("error") {
-            let safe: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+            let safe: String =
+                error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
             return Err(OperatorSignInError::Refused(safe));
         }
-        let code = query.get("code").ok_or_else(|| OperatorSignInError::Refused("no code".into()))?;
+        let code =
+            query.get("code").ok_or_else(|| OperatorSignInError::Refused("no code".into()))?;
         let doc = self.oidc_discovery(config).await?;
         let form = form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "authorization_code")
@@ -252,7 +257,9 @@ impl Engine {
         let jwks: jsonwebtoken::jwk::JwkSet = self.oidc_json(jwks_request, "JWKS").await?;
         let claims = verify_id_token(&answer.id_token, &jwks, &doc.issuer, &config.client_id)?;
         if claims.nonce.as_deref().map(Secret::new) != Some(pending.nonce.clone()) {
-            return Err(OperatorSignInError::InvalidIdToken("its nonce is not this sign-in's".into()));
+            return Err(OperatorSignInError::InvalidIdToken(
+                "its nonce is not this sign-in's".into(),
+            ));
         }
         let operator = SignedInOperator {
             subject: claims.sub,
@@ -260,7 +267,8 @@ impl Engine {
             name: claims.name,
         };
         if !config.allows(&operator) {
-            let who = operator.email.clone().unwrap_or_else(|| format!("subject {}", operator.subject));
+            let who =
+                operator.email.clone().unwrap_or_else(|| format!("subject {}", operator.subject));
             return Err(OperatorSignInError::NotAllowed(who));
         }
         Ok(operator)

@@ -83,10 +83,10 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{
     Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, session_standing,
 };
-pub use console::{CONSOLE_SESSION_LIFETIME, Console, NewConsoleSession};
-pub use console_oidc::{OperatorOidc, OperatorSignInError, PendingSignIn, SignedInOperator};
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
+pub use console::{CONSOLE_SESSION_LIFETIME, Console, NewConsoleSession};
+pub use console_oidc::{OperatorOidc, OperatorSignInError, PendingSignIn, SignedInOperator};
 pub use dispatch::Dispatch;
 pub use error::{
     CallerCode, ConfigurationCode, DiscoveryError, EngineError, ErrorClass, Fault, FlowError,

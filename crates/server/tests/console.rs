@@ -47,7 +47,13 @@ impl Answer {
     }
 }
 
-async fn send(state: &AppState, method: &str, uri: &str, cookie: &str, form: &[(&str, &str)]) -> Answer {
+async fn send(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> Answer {
     let mut request = http::Request::builder().method(method).uri(uri);
     if !cookie.is_empty() {
         request = request.header(http::header::COOKIE, cookie);
@@ -60,7 +66,8 @@ async fn send(state: &AppState, method: &str, uri: &str, cookie: &str, form: &[(
     } else {
         Body::empty()
     };
-    let response = latchkey_server::app(state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
+    let response =
+        latchkey_server::app(state.clone()).oneshot(request.body(body).unwrap()).await.unwrap();
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let bytes = axum::body::to_bytes(response.into_body(), 4 << 20).await.unwrap();
@@ -78,14 +85,14 @@ async fn sign_in(state: &AppState, key: &str) -> (Answer, Option<String>) {
     assert_eq!(form.status, 200);
     let binding = pair(&form.set_cookie("latchkey_console_sign_in").unwrap());
     let token = form.csrf();
-    let answer = send(state, "POST", "/console/sign-in", &binding, &[("csrf", &token), ("key", key)]).await;
+    let answer =
+        send(state, "POST", "/console/sign-in", &binding, &[("csrf", &token), ("key", key)]).await;
     let session = answer.set_cookie("latchkey_console").map(|c| pair(&c));
     (answer, session)
 }
 
 async fn state() -> AppState {
-    let state = support::state("http://127.0.0.1:9", "", latchkey_net::ClientConfig::default()).await;
-    state
+    support::state("http://127.0.0.1:9", "", latchkey_net::ClientConfig::default()).await
 }
 
 #[tokio::test]
@@ -110,8 +117,20 @@ async fn an_admin_key_signs_in_to_a_strict_http_only_session() {
     assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'nonce-"), "{csp}");
     assert_eq!(overview.headers["cache-control"], "no-store");
 
-    let audit = state.engine.audit().list(&Default::default(), &latchkey_store::AuditPage { newest_first: true, after: None, limit: 10 }).await.unwrap();
-    assert!(audit.iter().any(|e| e.record.action == "console.sign_in" && e.record.actor_id == "bootstrap"));
+    let audit = state
+        .engine
+        .audit()
+        .list(
+            &Default::default(),
+            &latchkey_store::AuditPage { newest_first: true, after: None, limit: 10 },
+        )
+        .await
+        .unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.record.action == "console.sign_in" && e.record.actor_id == "bootstrap")
+    );
 }
 
 #[tokio::test]
@@ -139,7 +158,14 @@ async fn sign_in_refuses_wrong_keys_keys_without_admin_and_forged_forms() {
 
     // Without the sign-in cookie the form's token means nothing (login CSRF).
     let page = send(&state, "GET", "/console/sign-in", "", &[]).await;
-    let answer = send(&state, "POST", "/console/sign-in", "", &[("csrf", &page.csrf()), ("key", support::API_KEY)]).await;
+    let answer = send(
+        &state,
+        "POST",
+        "/console/sign-in",
+        "",
+        &[("csrf", &page.csrf()), ("key", support::API_KEY)],
+    )
+    .await;
     assert_eq!(answer.status, 403);
     assert!(answer.set_cookie("latchkey_console").is_none());
 }
@@ -181,16 +207,38 @@ async fn every_form_without_the_session_token_is_refused() {
     let (_, other) = sign_in(&state, support::API_KEY).await;
     let other_token = send(&state, "GET", "/console", &other.unwrap(), &[]).await.csrf();
     assert_ne!(other_token, token);
-    let answer = send(&state, "POST", "/console/api-keys", &session, &[("csrf", &other_token), ("name", "forged"), ("scope:admin", "1")]).await;
+    let answer = send(
+        &state,
+        "POST",
+        "/console/api-keys",
+        &session,
+        &[("csrf", &other_token), ("name", "forged"), ("scope:admin", "1")],
+    )
+    .await;
     assert_eq!(answer.status, 403);
 
     // With its token the same form works, and the key is shown once.
-    let answer = send(&state, "POST", "/console/api-keys", &session, &[("csrf", &token), ("name", "made"), ("scope:proxy", "1")]).await;
+    let answer = send(
+        &state,
+        "POST",
+        "/console/api-keys",
+        &session,
+        &[("csrf", &token), ("name", "made"), ("scope:proxy", "1")],
+    )
+    .await;
     assert_eq!(answer.status, 201, "{}", answer.body);
     assert!(answer.body.contains("value=\"lk_"));
     let listed = send(&state, "GET", "/console/api-keys", &session, &[]).await;
     assert!(!listed.body.contains("value=\"lk_"), "the key is not shown again");
-    let audit = state.engine.audit().list(&Default::default(), &latchkey_store::AuditPage { newest_first: true, after: None, limit: 50 }).await.unwrap();
+    let audit = state
+        .engine
+        .audit()
+        .list(
+            &Default::default(),
+            &latchkey_store::AuditPage { newest_first: true, after: None, limit: 50 },
+        )
+        .await
+        .unwrap();
     let created: Vec<_> = audit.iter().filter(|e| e.record.action == "api_key.create").collect();
     assert_eq!(created.len(), 1, "only the accepted form is a change");
     assert_eq!(created[0].record.detail.as_deref(), Some("console"));
@@ -234,7 +282,12 @@ async fn sessions_end_at_sign_out_and_when_their_key_is_revoked() {
 async fn no_page_holds_a_stored_secret() {
     let state = state().await;
     let oauth = "id: prov2\nname: P2\nbase_url: https://api.example.com\nauth:\n  - type: oauth2\n    authorize_url: https://example.com/a\n    token_url: https://example.com/t\n";
-    state.engine.connectors().catalog().add_source(oauth, "p2.yaml", latchkey_engine::Origin::Custom).unwrap();
+    state
+        .engine
+        .connectors()
+        .catalog()
+        .add_source(oauth, "p2.yaml", latchkey_engine::Origin::Custom)
+        .unwrap();
     state
         .engine
         .integrations()
@@ -266,9 +319,27 @@ async fn no_page_holds_a_stored_secret() {
     let session = session.unwrap();
     let token = send(&state, "GET", "/console", &session, &[]).await.csrf();
     // An edit that leaves the secret empty keeps it.
-    let saved = send(&state, "POST", "/console/integrations", &session, &[("csrf", &token), ("replace", "1"), ("id", "app"), ("connector", "prov2"), ("client_id", "cid2")]).await;
+    let saved = send(
+        &state,
+        "POST",
+        "/console/integrations",
+        &session,
+        &[
+            ("csrf", &token),
+            ("replace", "1"),
+            ("id", "app"),
+            ("connector", "prov2"),
+            ("client_id", "cid2"),
+        ],
+    )
+    .await;
     assert_eq!(saved.status, 303, "{}", saved.body);
-    let record = state.engine.integrations().get(&latchkey_engine::EnvironmentId::default_environment(), &"app".parse().unwrap()).await.unwrap();
+    let record = state
+        .engine
+        .integrations()
+        .get(&latchkey_engine::EnvironmentId::default_environment(), &"app".parse().unwrap())
+        .await
+        .unwrap();
     assert_eq!(record.client_secret.as_ref().map(Secret::expose), Some(CANARY_SECRET));
     assert_eq!(record.client_id.as_deref(), Some("cid2"));
 

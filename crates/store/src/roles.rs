@@ -15,8 +15,8 @@ use time::OffsetDateTime;
 use crate::StoreError;
 use crate::access::{ApiKeyRecord, EnvironmentRecord};
 use crate::agent_tokens::{AgentTokenRecord, AgentTokenUse};
-use crate::console::{ConsoleSessionRecord, HealthCount, OperationBucket};
 use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
+use crate::console::{ConsoleSessionRecord, HealthCount, OperationBucket};
 use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{

@@ -89,7 +89,9 @@ pub async fn list(
     if let Some(id) = field(&query, "id") {
         // A search by id opens the connection if it is in this environment.
         let found = match ConnectionId::new(id) {
-            Ok(cid) => state.engine.connections().check_environment(&operator.environment, &cid).await,
+            Ok(cid) => {
+                state.engine.connections().check_environment(&operator.environment, &cid).await
+            }
             Err(e) => Err(e.into()),
         };
         return match found {
@@ -154,9 +156,10 @@ struct ConnectionView {
 fn view(c: &ConnectionSummary) -> ConnectionView {
     let mut config = c.config.clone();
     config.remove(latchkey_engine::GRANTED_SCOPES);
-    let reason = c.health.reason.and_then(|r| {
-        serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned))
-    });
+    let reason = c
+        .health
+        .reason
+        .and_then(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)));
     ConnectionView {
         id: c.id.clone(),
         integration: c.integration.clone(),
@@ -257,41 +260,68 @@ where
 
 /// `POST /console/connections/{id}/check`: the credential test now; the page then shows the
 /// new health.
-pub async fn check(State(state): State<AppState>, Path(id): Path<String>, form: Submitted) -> Response {
+pub async fn check(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> Response {
     let operator = form.operator;
     let engine = state.engine.clone();
-    let result = act(&state, &operator, &id, "connection.check", StatusCode::OK, |cid| async move {
-        engine.connections().check(&cid).await.map(drop)
-    })
-    .await;
+    let result =
+        act(&state, &operator, &id, "connection.check", StatusCode::OK, |cid| async move {
+            engine.connections().check(&cid).await.map(drop)
+        })
+        .await;
     match result {
         Ok(()) => see_other(&format!("/console/connections/{id}")),
-        Err(e) => failed(&operator, "Cannot check the connection", e, &format!("/console/connections/{id}")),
+        Err(e) => failed(
+            &operator,
+            "Cannot check the connection",
+            e,
+            &format!("/console/connections/{id}"),
+        ),
     }
 }
 
 /// `POST /console/connections/{id}/refresh`: a forced token refresh now.
-pub async fn refresh(State(state): State<AppState>, Path(id): Path<String>, form: Submitted) -> Response {
+pub async fn refresh(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> Response {
     let operator = form.operator;
     let engine = state.engine.clone();
-    let result = act(&state, &operator, &id, "connection.refresh", StatusCode::OK, |cid| async move {
-        let current = engine.connections().get(&cid).await?;
-        engine
-            .renewal()
-            .refresh(&cid, latchkey_engine::RefreshReason::Forced { seen_version: current.version })
-            .await
-            .map(drop)
-    })
-    .await;
+    let result =
+        act(&state, &operator, &id, "connection.refresh", StatusCode::OK, |cid| async move {
+            let current = engine.connections().get(&cid).await?;
+            engine
+                .renewal()
+                .refresh(
+                    &cid,
+                    latchkey_engine::RefreshReason::Forced { seen_version: current.version },
+                )
+                .await
+                .map(drop)
+        })
+        .await;
     match result {
         Ok(()) => see_other(&format!("/console/connections/{id}")),
-        Err(e) => failed(&operator, "Cannot refresh the connection", e, &format!("/console/connections/{id}")),
+        Err(e) => failed(
+            &operator,
+            "Cannot refresh the connection",
+            e,
+            &format!("/console/connections/{id}"),
+        ),
     }
 }
 
 /// `POST /console/connections/{id}/reconnect`: a link for the end user to authorise this
 /// connection again, shown once.
-pub async fn reconnect(State(state): State<AppState>, Path(id): Path<String>, form: Submitted) -> Response {
+pub async fn reconnect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> Response {
     let Submitted { operator, fields } = form;
     let request = super::links::LinkRequest {
         integration: None,
@@ -303,7 +333,11 @@ pub async fn reconnect(State(state): State<AppState>, Path(id): Path<String>, fo
 }
 
 /// `POST /console/connections/{id}/delete`: needs `confirm` to repeat the connection's id.
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, form: Submitted) -> Response {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> Response {
     let Submitted { operator, fields } = form;
     if field(&fields, "confirm") != Some(id.as_str()) {
         let error = ApiError::from(EngineError::invalid(
@@ -313,12 +347,22 @@ pub async fn delete(State(state): State<AppState>, Path(id): Path<String>, form:
         return failed(&operator, "Not deleted", error, &format!("/console/connections/{id}"));
     }
     let engine = state.engine.clone();
-    let result = act(&state, &operator, &id, "connection.delete", StatusCode::NO_CONTENT, |cid| async move {
-        engine.connections().delete(&cid).await.map(drop)
-    })
+    let result = act(
+        &state,
+        &operator,
+        &id,
+        "connection.delete",
+        StatusCode::NO_CONTENT,
+        |cid| async move { engine.connections().delete(&cid).await.map(drop) },
+    )
     .await;
     match result {
         Ok(()) => see_other("/console/connections"),
-        Err(e) => failed(&operator, "Cannot delete the connection", e, &format!("/console/connections/{id}")),
+        Err(e) => failed(
+            &operator,
+            "Cannot delete the connection",
+            e,
+            &format!("/console/connections/{id}"),
+        ),
     }
 }

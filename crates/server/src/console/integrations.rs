@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use latchkey_core::Secret;
-use latchkey_engine::{ConnectorId, EngineError, IntegrationFilter, IntegrationId, NewIntegration, PageRequest};
+use latchkey_engine::{
+    ConnectorId, EngineError, IntegrationFilter, IntegrationId, NewIntegration, PageRequest,
+};
 use latchkey_store::IntegrationRecord;
 use serde::Serialize;
 
@@ -107,7 +109,9 @@ pub async fn edit(
             },
         )
         .render(&operator, "integrations"),
-        Err(e) => failed(&operator, "Cannot open the integration", e.into(), "/console/integrations"),
+        Err(e) => {
+            failed(&operator, "Cannot open the integration", e.into(), "/console/integrations")
+        }
     }
 }
 
@@ -119,7 +123,14 @@ pub async fn save(State(state): State<AppState>, form: Submitted) -> Response {
     let id = field(&fields, "id").unwrap_or_default().to_owned();
     match result {
         Ok(record) => {
-            audit::record(&state, &operator, "integration.create", Some(("integration", &record.id)), StatusCode::CREATED).await;
+            audit::record(
+                &state,
+                &operator,
+                "integration.create",
+                Some(("integration", &record.id)),
+                StatusCode::CREATED,
+            )
+            .await;
             see_other("/console/integrations")
         }
         Err(e) => {
@@ -185,12 +196,26 @@ pub async fn delete(
     };
     match result {
         Ok(()) => {
-            audit::record(&state, &operator, "integration.delete", Some(("integration", &id)), StatusCode::NO_CONTENT).await;
+            audit::record(
+                &state,
+                &operator,
+                "integration.delete",
+                Some(("integration", &id)),
+                StatusCode::NO_CONTENT,
+            )
+            .await;
             see_other("/console/integrations")
         }
         Err(e) => {
             let error = ApiError::from(e);
-            audit::record(&state, &operator, "integration.delete", Some(("integration", &id)), error.status()).await;
+            audit::record(
+                &state,
+                &operator,
+                "integration.delete",
+                Some(("integration", &id)),
+                error.status(),
+            )
+            .await;
             failed(&operator, "Cannot delete the integration", error, "/console/integrations")
         }
     }

@@ -99,7 +99,14 @@ pub async fn create(State(state): State<AppState>, form: Submitted) -> Response 
     .await;
     match result {
         Ok((record, key)) => {
-            audit::record(&state, &operator, "api_key.create", Some(("api_key", &record.id)), StatusCode::CREATED).await;
+            audit::record(
+                &state,
+                &operator,
+                "api_key.create",
+                Some(("api_key", &record.id)),
+                StatusCode::CREATED,
+            )
+            .await;
             let keys = state.engine.access().keys().await.unwrap_or_default();
             page(&operator, &keys, Some((key.expose().to_owned(), record.name)))
                 .status(StatusCode::CREATED)
@@ -114,16 +121,34 @@ pub async fn create(State(state): State<AppState>, form: Submitted) -> Response 
 }
 
 /// `POST /console/api-keys/{id}/revoke`.
-pub async fn revoke(State(state): State<AppState>, Path(id): Path<String>, form: Submitted) -> Response {
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    form: Submitted,
+) -> Response {
     let operator = form.operator;
     match state.engine.access().revoke_key(&id).await {
         Ok(()) => {
-            audit::record(&state, &operator, "api_key.revoke", Some(("api_key", &id)), StatusCode::NO_CONTENT).await;
+            audit::record(
+                &state,
+                &operator,
+                "api_key.revoke",
+                Some(("api_key", &id)),
+                StatusCode::NO_CONTENT,
+            )
+            .await;
             see_other("/console/api-keys")
         }
         Err(e) => {
             let error = ApiError::from(e);
-            audit::record(&state, &operator, "api_key.revoke", Some(("api_key", &id)), error.status()).await;
+            audit::record(
+                &state,
+                &operator,
+                "api_key.revoke",
+                Some(("api_key", &id)),
+                error.status(),
+            )
+            .await;
             failed(&operator, "Cannot revoke the key", error, "/console/api-keys")
         }
     }

@@ -51,14 +51,25 @@ pub async fn create(State(state): State<AppState>, form: Submitted) -> Response 
 }
 
 /// Makes the link `request` asks for, audits it as `connect_session.create`, and shows it.
-pub async fn create_and_show(state: &AppState, operator: &Operator, request: LinkRequest) -> Response {
+pub async fn create_and_show(
+    state: &AppState,
+    operator: &Operator,
+    request: LinkRequest,
+) -> Response {
     let back = match &request.reconnect {
         Some(id) => format!("/console/connections/{id}"),
         None => "/console/links".to_owned(),
     };
     match make(state, operator, request).await {
         Ok((id, link, expires_at)) => {
-            audit::record(state, operator, "connect_session.create", Some(("connect_session", &id)), StatusCode::CREATED).await;
+            audit::record(
+                state,
+                operator,
+                "connect_session.create",
+                Some(("connect_session", &id)),
+                StatusCode::CREATED,
+            )
+            .await;
             Page::new("links.html", minijinja::context! { link, expires_at, back })
                 .status(StatusCode::CREATED)
                 .render(operator, "links")
@@ -80,7 +91,11 @@ async fn make(
     let expires_in = request
         .expires_in
         .as_deref()
-        .map(|s| s.parse::<u64>().map_err(|_| EngineError::invalid("expires_in", "expires_in is a number of seconds")))
+        .map(|s| {
+            s.parse::<u64>().map_err(|_| {
+                EngineError::invalid("expires_in", "expires_in is a number of seconds")
+            })
+        })
         .transpose()?;
     let through = match (request.integration, request.reconnect) {
         (_, Some(reconnect)) => {
@@ -89,7 +104,10 @@ async fn make(
         }
         (Some(integration), None) => NewConnectSession::new(IntegrationId::new(integration)?),
         (None, None) => {
-            return Err(EngineError::invalid("integration", "choose the integration to connect through"));
+            return Err(EngineError::invalid(
+                "integration",
+                "choose the integration to connect through",
+            ));
         }
     };
     let mut new = NewConnectSession { environment, expires_in, ..through };
@@ -97,6 +115,7 @@ async fn make(
         new.end_user = Some(EndUser { id, email: None, display_name: None });
     }
     let (session, token) = state.engine.connect().create_session(new).await?;
-    let link = format!("{}/connect/{}", state.public_url.as_str().trim_end_matches('/'), token.expose());
+    let link =
+        format!("{}/connect/{}", state.public_url.as_str().trim_end_matches('/'), token.expose());
     Ok((session.id, link, shown(session.expires_at)))
 }

@@ -69,8 +69,10 @@ pub async fn callback(
         );
         return (CookieJar::new().add(cleared), page).into_response();
     };
-    let finished =
-        state.engine.finish_operator_sign_in(&config, &pending, &query, &redirect_uri(&state)).await;
+    let finished = state
+        .engine
+        .finish_operator_sign_in(&config, &pending, &query, &redirect_uri(&state))
+        .await;
     let operator = match finished {
         Ok(operator) => operator,
         Err(e) => {
@@ -79,7 +81,11 @@ pub async fn callback(
             return (CookieJar::new().add(cleared), page).into_response();
         }
     };
-    let name = operator.email.clone().or(operator.name.clone()).unwrap_or_else(|| operator.subject.clone());
+    let name = operator
+        .email
+        .clone()
+        .or(operator.name.clone())
+        .unwrap_or_else(|| operator.subject.clone());
     match start(&state, address, format!("oidc:{}", operator.subject), name, None).await {
         Ok(jar) => {
             let landing = Page::new("landing.html", minijinja::context! {}).render_anonymous();

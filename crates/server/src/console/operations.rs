@@ -68,17 +68,17 @@ fn filter_of(
     let mut filter = OperationFilter::in_environment(environment);
     filter.connection = field(query, "connection").map(str::to_owned);
     filter.integration = field(query, "integration").map(str::to_owned);
-    filter.kind = field(query, "kind").map(str::parse).transpose().map_err(|e| invalid("kind", &e))?;
+    filter.kind =
+        field(query, "kind").map(str::parse).transpose().map_err(|e| invalid("kind", &e))?;
     filter.outcome =
         field(query, "outcome").map(str::parse).transpose().map_err(|e| invalid("outcome", &e))?;
     filter.status_class =
         field(query, "status").map(status_class).transpose().map_err(|e| invalid("status", &e))?;
     if let Some(hours) = field(query, "hours") {
-        let hours: u64 = hours
-            .parse()
-            .ok()
-            .filter(|h| (1..=24 * 31).contains(h))
-            .ok_or_else(|| EngineError::invalid("hours", "hours is a whole number, 1 to 744"))?;
+        let hours: u64 =
+            hours.parse().ok().filter(|h| (1..=24 * 31).contains(h)).ok_or_else(|| {
+                EngineError::invalid("hours", "hours is a whole number, 1 to 744")
+            })?;
         filter.since = Some(state.engine.clock().now() - Duration::from_secs(hours * 3600));
     }
     Ok(filter)
@@ -94,7 +94,8 @@ pub async fn list(
         let filter = filter_of(&state, operator.environment.as_str(), &query)?;
         let cursor = field(&query, "cursor");
         let errors = if cursor.is_none() && filter.outcome.is_none() {
-            let failures = OperationFilter { outcome: Some(OperationOutcome::Failure), ..filter.clone() };
+            let failures =
+                OperationFilter { outcome: Some(OperationOutcome::Failure), ..filter.clone() };
             let page = page_request(Some(ERRORS_FIRST), None)?;
             state.engine.operations().list(&failures, &page).await?.items
         } else {

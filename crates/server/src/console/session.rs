@@ -265,7 +265,13 @@ pub async fn sign_in(
     }
     let bound = match bound.map(EnvironmentId::new).transpose() {
         Ok(bound) => bound,
-        Err(_) => return sign_in_form(&state, Some("That key's environment is not valid."), StatusCode::FORBIDDEN),
+        Err(_) => {
+            return sign_in_form(
+                &state,
+                Some("That key's environment is not valid."),
+                StatusCode::FORBIDDEN,
+            );
+        }
     };
     match start(&state, address, actor_id, actor_name, bound).await {
         Ok(jar) => (jar, see_other("/console")).into_response(),
@@ -288,12 +294,11 @@ pub(crate) async fn start(
         Err(e) => return Err(unavailable(&e)),
     };
     audit::record_session(state, &session, address, "console.sign_in").await;
-    let max_age = time::Duration::try_from(CONSOLE_SESSION_LIFETIME).unwrap_or(time::Duration::HOUR);
+    let max_age =
+        time::Duration::try_from(CONSOLE_SESSION_LIFETIME).unwrap_or(time::Duration::HOUR);
     let mut session_cookie = cookie(state, SESSION_COOKIE, id.expose().to_owned());
     session_cookie.set_max_age(max_age);
-    Ok(CookieJar::new()
-        .add(session_cookie)
-        .add(expired(SIGN_IN_COOKIE, COOKIE_PATH)))
+    Ok(CookieJar::new().add(session_cookie).add(expired(SIGN_IN_COOKIE, COOKIE_PATH)))
 }
 
 /// `POST /console/sign-out`: ends the session and clears its cookie.
