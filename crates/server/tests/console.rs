@@ -369,3 +369,47 @@ async fn no_page_holds_a_stored_secret() {
     assert_eq!(bad.status, 400);
     assert!(bad.body.contains("status must be"));
 }
+
+#[tokio::test]
+async fn an_oidc_callback_needs_this_browsers_sign_in_and_its_state() {
+    let plain = state().await;
+    let off = send(&plain, "GET", "/console/oidc/start", "", &[]).await;
+    assert_eq!(off.status, 404, "not configured: no single sign-on");
+    assert!(!send(&plain, "GET", "/console/sign-in", "", &[]).await.body.contains("oidc-sign-in"));
+
+    // An issuer nobody answers at: every refusal below happens before Latchkey would call it.
+    let state = plain.with_console_oidc(latchkey_engine::OperatorOidc {
+        issuer: "http://127.0.0.1:9".parse().unwrap(),
+        client_id: "console".into(),
+        client_secret: Secret::new(CANARY_SECRET),
+        allowed: vec!["sub:alice".into()],
+    });
+    assert!(send(&state, "GET", "/console/sign-in", "", &[]).await.body.contains("oidc-sign-in"));
+    let unreachable = send(&state, "GET", "/console/oidc/start", "", &[]).await;
+    assert_eq!(unreachable.status, 502);
+    assert!(!unreachable.body.contains("canary"));
+
+    let without_cookie =
+        send(&state, "GET", "/console/oidc/callback?state=s&code=c", "", &[]).await;
+    assert_eq!(without_cookie.status, 400);
+    assert!(without_cookie.body.contains("not started in this browser"));
+    assert!(without_cookie.set_cookie("latchkey_console").is_none());
+
+    let pending = latchkey_engine::PendingSignIn {
+        state: Secret::new("s".repeat(43)),
+        nonce: Secret::new("n".repeat(43)),
+        verifier: Secret::new("v".repeat(43)),
+    };
+    let cookie = format!("latchkey_console_oidc={}", pending.to_cookie());
+    let forged =
+        send(&state, "GET", "/console/oidc/callback?state=other&code=c", &cookie, &[]).await;
+    assert_eq!(forged.status, 403);
+    assert!(forged.body.contains("does not match"), "{}", forged.body);
+    assert!(forged.set_cookie("latchkey_console").is_none());
+    let cleared = forged.set_cookie("latchkey_console_oidc").unwrap();
+    assert!(cleared.contains("Max-Age=0"), "the pending sign-in is forgotten: {cleared}");
+    let denied = format!("/console/oidc/callback?state={}&error=access_denied", "s".repeat(43));
+    let denied = send(&state, "GET", &denied, &cookie, &[]).await;
+    assert_eq!(denied.status, 403);
+    assert!(denied.body.contains("refused the sign-in: access_denied"), "{}", denied.body);
+}
