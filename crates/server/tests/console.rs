@@ -413,3 +413,70 @@ async fn an_oidc_callback_needs_this_browsers_sign_in_and_its_state() {
     assert_eq!(denied.status, 403);
     assert!(denied.body.contains("refused the sign-in: access_denied"), "{}", denied.body);
 }
+
+#[tokio::test]
+async fn the_environment_switcher_keeps_a_bound_key_in_its_environment() {
+    let state = state().await;
+    let prod = latchkey_engine::EnvironmentId::new("prod").unwrap();
+    state
+        .engine
+        .access()
+        .create_environment(latchkey_engine::NewEnvironment::new(prod.clone()))
+        .await
+        .unwrap();
+    let (_, session) = sign_in(&state, support::API_KEY).await;
+    let session = session.unwrap();
+    let page = send(&state, "GET", "/console/connections", &session, &[]).await;
+    let c1 = "href=\"/console/connections/c1\"";
+    assert!(page.body.contains("environment-switch") && page.body.contains(c1));
+    let token = page.csrf();
+    let switched = send(
+        &state,
+        "POST",
+        "/console/environment",
+        &session,
+        &[("csrf", &token), ("environment", "prod")],
+    )
+    .await;
+    assert_eq!(switched.status, 303);
+    let page = send(&state, "GET", "/console/connections", &session, &[]).await;
+    assert!(page.body.contains("<option value=\"prod\" selected>"), "{}", page.body);
+    assert!(!page.body.contains(c1), "the default environment's connection is not shown in prod");
+    let unknown = send(
+        &state,
+        "POST",
+        "/console/environment",
+        &session,
+        &[("csrf", &token), ("environment", "staging")],
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    let (_, bound_key) = state
+        .engine
+        .access()
+        .create_key(NewApiKey {
+            name: "default admin".into(),
+            environment: Some(latchkey_engine::EnvironmentId::default_environment()),
+            scopes: [Scope::Admin].into_iter().collect(),
+            expires_in: None,
+        })
+        .await
+        .unwrap();
+    let (_, bound) = sign_in(&state, bound_key.expose()).await;
+    let bound = bound.unwrap();
+    let page = send(&state, "GET", "/console", &bound, &[]).await;
+    assert!(!page.body.contains("environment-switch"), "a bound key has no switcher");
+    let token = page.csrf();
+    let refused = send(
+        &state,
+        "POST",
+        "/console/environment",
+        &bound,
+        &[("csrf", &token), ("environment", "prod")],
+    )
+    .await;
+    assert_eq!(refused.status, 404, "another environment does not exist for a bound key");
+    let page = send(&state, "GET", "/console/connections", &bound, &[]).await;
+    assert!(page.body.contains(c1), "still in default");
+}

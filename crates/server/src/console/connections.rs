@@ -111,7 +111,7 @@ pub async fn list(
         .unwrap_or_default();
     let (rows, next, error) = match result {
         Ok(found) => {
-            let next = found.next.map(|c| super::next_page(&query, c.token()));
+            let next = found.next.map(|c| super::page_link(&query, Some(c.token())));
             (found.items.iter().map(list_row).collect(), next, None)
         }
         Err(e) => (Vec::new(), None, Some(ApiError::from(e).body().message.clone())),
@@ -120,7 +120,7 @@ pub async fn list(
         "connections.html",
         minijinja::context! {
             connections => rows, next, error, query, integrations,
-            paged => query.contains_key("cursor"),
+            first => query.contains_key("cursor").then(|| super::page_link(&query, None)),
         },
     )
     .status(if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK })

@@ -193,7 +193,7 @@ pub async fn audit(
         Ok(entries) => {
             let next = match entries.last() {
                 Some(last) if entries.len() == AUDIT_PAGE as usize => {
-                    Some(super::next_page(&query, last.seq.to_string()))
+                    Some(super::page_link(&query, Some(last.seq.to_string())))
                 }
                 _ => None,
             };
@@ -213,7 +213,8 @@ pub async fn audit(
                     }
                 })
                 .collect();
-            Page::new("audit.html", minijinja::context! { entries => rows, next, query })
+            let first = query.contains_key("cursor").then(|| super::page_link(&query, None));
+            Page::new("audit.html", minijinja::context! { entries => rows, next, first, query })
                 .render(&operator, "audit")
         }
         Err(e) => failed(&operator, "Cannot read the audit log", e.into(), "/console"),

@@ -194,15 +194,18 @@ pub(crate) fn field<'a>(
     fields.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
 }
 
-/// The query string of the next page: `query` with its `cursor` replaced.
-pub(crate) fn next_page(
+/// The query string of another page of the same list: `query` with its `cursor` replaced
+/// (`None`: the first page).
+pub(crate) fn page_link(
     query: &std::collections::BTreeMap<String, String>,
-    cursor: String,
+    cursor: Option<String>,
 ) -> String {
     let mut pairs = url::form_urlencoded::Serializer::new(String::new());
     for (k, v) in query.iter().filter(|(k, _)| *k != "cursor") {
         pairs.append_pair(k, v);
     }
-    pairs.append_pair("cursor", &cursor);
+    if let Some(cursor) = &cursor {
+        pairs.append_pair("cursor", cursor);
+    }
     format!("?{}", pairs.finish())
 }

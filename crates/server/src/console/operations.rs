@@ -108,7 +108,7 @@ pub async fn list(
     .await;
     let (errors, rows, next, error) = match result {
         Ok((errors, all)) => {
-            let next = all.next.map(|c| super::next_page(&query, c.token()));
+            let next = all.next.map(|c| super::page_link(&query, Some(c.token())));
             (
                 errors.into_iter().map(row).collect::<Vec<_>>(),
                 all.items.into_iter().map(row).collect::<Vec<_>>(),
@@ -121,7 +121,10 @@ pub async fn list(
     let kinds: Vec<&str> = latchkey_engine::OperationKind::ALL.iter().map(|k| k.as_str()).collect();
     Page::new(
         "operations.html",
-        minijinja::context! { errors, operations => rows, next, error, query, kinds },
+        minijinja::context! {
+            errors, operations => rows, next, error, query, kinds,
+            first => query.contains_key("cursor").then(|| super::page_link(&query, None)),
+        },
     )
     .status(if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK })
     .render(&operator, "operations")
