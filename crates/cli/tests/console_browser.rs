@@ -2,7 +2,8 @@
 //! playwright-core through `tests/peers/console/console.js` against `latchkey serve` and
 //! oidc-provider. It signs in with an API key, creates an integration, makes a connect link that
 //! the end user finishes at oidc-provider, finds the connection (filters, search by id), checks
-//! it now, opens its operations, revokes a key and signs out; axe-core finds no serious or
+//! and refreshes it now, opens its operations, deletes it after a confirmation, revokes a key,
+//! signs out and signs in again through OpenID Connect; axe-core finds no serious or
 //! critical violation on any page, no page breaks its CSP or holds a secret (API keys, the
 //! client secret, the connection's access token). Screenshots of every page are written to
 //! `docs/console/`, which `docs/console.md` shows.

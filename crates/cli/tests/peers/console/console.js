@@ -1,6 +1,7 @@
 // The operator console in headless Chromium: sign in with an API key, create an integration,
 // make a connect link and finish it as the end user at oidc-provider, see the connection
-// appear, filter, open it and its operations, check it now, revoke a key, sign out. axe-core
+// appear, filter, open it and its operations, check and refresh it now, delete it after a
+// confirmation, revoke a key, sign out. axe-core
 // checks every page (no serious or critical violation), no page may hold a stored secret, and
 // no page may break its own Content-Security-Policy. Screenshots of each page go to
 // SCREENSHOTS (docs/console/), light and dark, wide and phone-sized.
@@ -149,6 +150,16 @@ try {
   await page.waitForLoadState('load');
   const health = (await page.textContent('#health')).trim();
   step('check now records a check', health === 'healthy' && (await page.textContent('#last-checked')).trim() !== 'never', health);
+  await page.click('#refresh-now');
+  await page.waitForLoadState('load');
+  step('refresh now answers with the connection', page.url().endsWith(`/console/connections/${connectionId}`), page.url());
+  let lastRefresh = '';
+  for (let tries = 0; tries < 50 && !lastRefresh.includes('success'); tries += 1) {
+    await page.reload();
+    lastRefresh = await page.locator('dt:text-is("Last refresh") + dd').textContent();
+    if (!lastRefresh.includes('success')) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  step('the forced refresh is the last refresh', lastRefresh.includes('success'), lastRefresh);
   await visit(page, 'connection');
   await page.click('#all-operations');
   const kinds = await page.locator('table tbody tr td:nth-child(2)').allTextContents();
@@ -193,6 +204,14 @@ try {
     ['console.sign_in', 'integration.create', 'connect_session.create', 'connection.check', 'api_key.revoke'].every((a) => actions.includes(a)), actions);
   await visit(page, 'audit');
 
+  // Deleting needs the id typed in.
+  await page.goto(`${LATCHKEY_URL}/console/connections/${connectionId}`);
+  await page.fill('#confirm', 'not-the-id');
+  await page.click('text=Delete connection');
+  step('a wrong confirmation deletes nothing', (await page.textContent('main')).includes('confirm'));
+  const kept = await api('GET', `/v1/connections/${connectionId}`);
+  step('the connection is still there', kept.status === 200, kept.status);
+
   // Dark, and on a phone.
   await page.emulateMedia({ colorScheme: 'dark' });
   await page.goto(`${LATCHKEY_URL}/console`);
@@ -207,6 +226,14 @@ try {
   const overflow = await small.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   step('the phone layout does not scroll sideways', overflow <= 1, overflow);
   await phone.close();
+
+  // Delete it for real, then sign out.
+  await page.goto(`${LATCHKEY_URL}/console/connections/${connectionId}`);
+  await page.fill('#confirm', connectionId);
+  await page.click('text=Delete connection');
+  await page.waitForURL(`${LATCHKEY_URL}/console/connections`);
+  const gone = await api('GET', `/v1/connections/${connectionId}`);
+  step('delete with the id typed in deletes it', gone.status === 404, gone.status);
 
   // Sign out.
   await page.click('#sign-out');
