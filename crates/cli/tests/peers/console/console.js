@@ -198,6 +198,16 @@ try {
   const refused = await fetch(`${LATCHKEY_URL}/v1/connections`, { headers: { Authorization: `Bearer ${temporary.body.key}` } });
   step('the revoked key stops working', refused.status === 401, refused.status);
   await visit(page, 'api-keys');
+  await page.fill('#name', 'billing-backend');
+  await page.check('input[name="scope:proxy"]');
+  await page.click('#create-key');
+  const shown = await page.inputValue('#created-key');
+  step('a new key is shown once', shown.startsWith('lk_'), shown.slice(0, 3));
+  const works = await fetch(`${LATCHKEY_URL}/v1/proxy/${connectionId}/me`, { headers: { Authorization: `Bearer ${shown}` } });
+  step('and works through the proxy', works.status === 200, works.status);
+  await shot(page, 'api-key-made');
+  await page.click('nav >> text=API keys');
+  step('and is not shown again', !(await page.content()).includes(shown));
   await page.click('nav >> text=Audit log');
   const actions = await page.locator('#audit tbody tr td:nth-child(3)').allTextContents();
   step('the audit log shows the console\'s actions',
