@@ -707,6 +707,9 @@ pub struct ServeArgs {
         value_name = "ROWS"
     )]
     pub operation_max_rows: u64,
+    /// The console's OpenID Connect sign-in.
+    #[command(flatten)]
+    pub console_oidc: Box<ConsoleOidcArgs>,
     /// Seconds between proactive refresh passes (and passes of the health checker).
     #[arg(long, env = "LATCHKEY_REFRESH_INTERVAL", default_value = "30")]
     pub refresh_interval: u64,
@@ -748,4 +751,34 @@ pub struct ServeArgs {
     /// falls back to its share of each limit.
     #[arg(long, env = "LATCHKEY_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+}
+
+/// `serve`'s options for the console's OpenID Connect sign-in (see docs/console.md).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConsoleOidcArgs {
+    /// Let console operators sign in with OpenID Connect at this issuer (its discovery
+    /// document names the endpoints); needs the client id and secret and the allowed list.
+    #[arg(long, env = "LATCHKEY_CONSOLE_OIDC_ISSUER", value_name = "URL")]
+    pub console_oidc_issuer: Option<url::Url>,
+    /// The console's OAuth client id at the OpenID Connect issuer.
+    #[arg(long, env = "LATCHKEY_CONSOLE_OIDC_CLIENT_ID", value_name = "ID")]
+    pub console_oidc_client_id: Option<String>,
+    /// The console's client secret at the issuer (better given as
+    /// LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET or _FILE than as a flag).
+    #[arg(
+        long,
+        env = "LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub console_oidc_client_secret: Option<String>,
+    /// Who may sign in to the console through OpenID Connect, comma-separated: subjects
+    /// (`sub:alice`) and verified emails (`ops@example.com`).
+    #[arg(
+        long,
+        env = "LATCHKEY_CONSOLE_OIDC_ALLOW",
+        value_delimiter = ',',
+        value_name = "SUBJECTS_AND_EMAILS"
+    )]
+    pub console_oidc_allow: Vec<String>,
 }

@@ -108,6 +108,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The console's OpenID Connect sign-in, when `--console-oidc-issuer` is given: the client id,
+/// the secret and at least one allowed operator are then required.
+fn console_oidc_config(
+    issuer: Option<url::Url>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+    allowed: Vec<String>,
+) -> anyhow::Result<Option<latchkey_engine::OperatorOidc>> {
+    let Some(issuer) = issuer else {
+        if client_id.is_some() || client_secret.is_some() || !allowed.is_empty() {
+            anyhow::bail!(
+                "--console-oidc-client-id, -secret and -allow need --console-oidc-issuer"
+            );
+        }
+        return Ok(None);
+    };
+    let client_id = client_id.context("--console-oidc-issuer needs --console-oidc-client-id")?;
+    let client_secret = client_secret.context(
+        "--console-oidc-issuer needs the client secret (LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET or _FILE)",
+    )?;
+    let allowed: Vec<String> =
+        allowed.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()).collect();
+    if allowed.is_empty() {
+        anyhow::bail!(
+            "--console-oidc-issuer needs --console-oidc-allow: the subjects or emails of the operators"
+        );
+    }
+    Ok(Some(latchkey_engine::OperatorOidc {
+        issuer,
+        client_id,
+        client_secret: latchkey_core::Secret::new(client_secret),
+        allowed,
+    }))
+}
+
 /// How often the audit log is trimmed to its retention while serving.
 const AUDIT_TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
 
@@ -127,7 +162,20 @@ async fn serve(global: &crate::args::Global, options: ServeArgs) -> anyhow::Resu
         operation_max_rows,
         access_log: _,
         redis_url,
+        console_oidc,
     } = options;
+    let crate::args::ConsoleOidcArgs {
+        console_oidc_issuer,
+        console_oidc_client_id,
+        console_oidc_client_secret,
+        console_oidc_allow,
+    } = *console_oidc;
+    let console_oidc = console_oidc_config(
+        console_oidc_issuer,
+        console_oidc_client_id,
+        console_oidc_client_secret,
+        console_oidc_allow,
+    )?;
     let webhook = match webhook_url {
         Some(url) => {
             let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
@@ -218,7 +266,11 @@ async fn serve(global: &crate::args::Global, options: ServeArgs) -> anyhow::Resu
         retention: std::time::Duration::from_secs(u64::from(webhook_retention) * 24 * 60 * 60),
         ..latchkey_engine::DeliveryOptions::default()
     }));
-    let state = latchkey_server::AppState::new(engine, api_key, public_url);
+    let mut state = latchkey_server::AppState::new(engine, api_key, public_url);
+    if let Some(oidc) = console_oidc {
+        tracing::info!(issuer = %oidc.issuer, operators = oidc.allowed.len(), "console sign-in with OpenID Connect");
+        state = state.with_console_oidc(oidc);
+    }
     let limits = latchkey_server::BodyLimits {
         proxy: global.proxy_max_request_bytes,
         ..latchkey_server::BodyLimits::default()

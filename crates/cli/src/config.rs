@@ -54,6 +54,10 @@ struct FileConfig {
     operation_retention: Option<u32>,
     operation_max_rows: Option<u64>,
     redis_url: Option<String>,
+    console_oidc_issuer: Option<String>,
+    console_oidc_client_id: Option<String>,
+    console_oidc_client_secret: Option<String>,
+    console_oidc_allow: Option<Vec<String>>,
 }
 
 /// The keys of [`FileConfig`] that belong to `serve` rather than to every command.
@@ -72,6 +76,10 @@ const SERVE_KEYS: &[&str] = &[
     "operation_retention",
     "operation_max_rows",
     "redis_url",
+    "console_oidc_issuer",
+    "console_oidc_client_id",
+    "console_oidc_client_secret",
+    "console_oidc_allow",
 ];
 
 /// `check_interval` in the file: `"24h"`, `"off"`, or a number of seconds.
@@ -84,7 +92,10 @@ enum CheckInterval {
 }
 
 /// Secrets that may also be given as `NAME_FILE` (a file holding the value), by argument id.
-const SECRET_FILES: &[(&str, &str)] = &[("database_url", "LATCHKEY_DATABASE_URL")];
+const SECRET_FILES: &[(&str, &str)] = &[
+    ("database_url", "LATCHKEY_DATABASE_URL"),
+    ("console_oidc_client_secret", "LATCHKEY_CONSOLE_OIDC_CLIENT_SECRET"),
+];
 
 /// Why the configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -287,6 +298,10 @@ mod tests {
             operation_retention = 11
             operation_max_rows = 12
             redis_url = "redis://127.0.0.1:6379"
+            console_oidc_issuer = "https://id.example"
+            console_oidc_client_id = "console"
+            console_oidc_client_secret = "s"
+            console_oidc_allow = ["ops@example.com"]
         "#;
         toml::from_str::<FileConfig>(text).unwrap();
         toml::from_str(text).unwrap()

@@ -17,6 +17,8 @@ pub mod clock;
 mod connect;
 mod connections;
 mod connectors;
+mod console;
+mod console_oidc;
 mod dispatch;
 mod error;
 pub mod events;
@@ -86,6 +88,8 @@ pub use connect::{
 };
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
+pub use console::{CONSOLE_SESSION_LIFETIME, Console, NewConsoleSession};
+pub use console_oidc::{OperatorOidc, OperatorSignInError, PendingSignIn, SignedInOperator};
 pub use dispatch::Dispatch;
 pub use error::{
     CallerCode, ConfigurationCode, DiscoveryError, EngineError, ErrorClass, Fault, FlowError,

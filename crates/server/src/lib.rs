@@ -1,5 +1,5 @@
-//! Latchkey's HTTP server: the REST API under `/v1`, the proxy, health, metrics and the OpenAPI
-//! document.
+//! Latchkey's HTTP server: the REST API under `/v1`, the proxy, health, metrics, the OpenAPI
+//! document and the operator console under `/console`.
 //! [`app`] builds the router without a socket, so tests call it directly.
 
 // Outside tests a failure is an error value; an `expect` that cannot fail says why in an `allow`.
@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 mod body_limit;
+mod console;
 mod error;
 mod extract;
 mod openapi;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub public_url: url::Url,
     /// Failed authentications per address, for the back-off.
     pub auth_throttle: access::AuthThrottle,
+    /// The console's OpenID Connect sign-in, when configured.
+    pub console_oidc: Option<Arc<latchkey_engine::OperatorOidc>>,
 }
 
 impl AppState {
@@ -52,7 +55,14 @@ impl AppState {
             api_key: Arc::new(api_key),
             public_url,
             auth_throttle: access::AuthThrottle::default(),
+            console_oidc: None,
         }
+    }
+
+    /// The same state, with console operators also signing in through OpenID Connect.
+    pub fn with_console_oidc(mut self, oidc: latchkey_engine::OperatorOidc) -> Self {
+        self.console_oidc = Some(Arc::new(oidc));
+        self
     }
 
     /// The one OAuth redirect URI: `{public_url}/oauth/callback`.
@@ -152,9 +162,11 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/connect/{token}/status", get(pages::status))
         .route("/oauth/callback", get(pages::callback))
         .route_layer(capped(limits.api));
+    let console = console::routes().route_layer(capped(limits.api));
     Router::new()
         .merge(metrics)
         .merge(pages)
+        .merge(console)
         .nest("/v1", v1)
         .route_layer(middleware::from_fn(telemetry::track))
         .layer(DefaultBodyLimit::disable())

@@ -5,8 +5,9 @@
 //! connectors), [`ConnectionStore`] (connections and their credentials), [`FlowStore`] (connect
 //! sessions, OAuth states, leases), [`ScriptStorage`] (connector scripts' values),
 //! [`KeyAdmin`] (key versions, re-sealing, retirement), [`AccessStore`] (environments, API
-//! keys), [`AuditStore`] (the hash-chained audit log, see [`audit`]) and [`WebhookStore`] (the
-//! webhook delivery log, see [`webhooks`]). [`Store`] is all of
+//! keys), [`AuditStore`] (the hash-chained audit log, see [`audit`]), [`WebhookStore`] (the
+//! webhook delivery log, see [`webhooks`]) and [`ConsoleStore`] (the operator console's sessions
+//! and counts). [`Store`] is all of
 //! them, shared as
 //! `Arc<dyn Store>`, which upcasts to any one role.
 //!
@@ -47,6 +48,7 @@ pub mod access;
 pub mod agent_tokens;
 pub mod audit;
 pub mod changes;
+pub mod console;
 pub mod crypto;
 pub mod health;
 pub mod listing;
@@ -68,6 +70,7 @@ pub use audit::{
     AuditRecord, AuditTrim, AuditVerdict,
 };
 pub use changes::{Change, ChangeFeed};
+pub use console::{ConsoleSessionRecord, HealthCount, OperationBucket};
 pub use crypto::{CryptoError, KeyError, Keyring, MasterKey, MasterKeys, Sealed};
 pub use health::{Health, HealthError, HealthReason, HealthState, UnknownHealth};
 pub use listing::{
@@ -85,8 +88,8 @@ pub use operations::{
 };
 pub use postgres::{PgStore, Postgres};
 pub use roles::{
-    AccessStore, AuditStore, ChangeFeedStore, ConnectionStore, FlowStore, IntegrationStore,
-    KeyAdmin, OperationStore, ScriptStorage, Store, WebhookStore,
+    AccessStore, AuditStore, ChangeFeedStore, ConnectionStore, ConsoleStore, FlowStore,
+    IntegrationStore, KeyAdmin, OperationStore, ScriptStorage, Store, WebhookStore,
 };
 pub use rotation::{KeyVersion, ResealBatch, RotationReport, SecretRowKey};
 pub use secret_rows::Keys;

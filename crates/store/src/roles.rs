@@ -17,6 +17,7 @@ use crate::access::{ApiKeyRecord, EnvironmentRecord};
 use crate::agent_tokens::{AgentTokenRecord, AgentTokenUse};
 use crate::audit::{AuditEntry, AuditFilter, AuditPage, AuditRecord, AuditTrim, AuditVerdict};
 use crate::changes::ChangeFeed;
+use crate::console::{ConsoleSessionRecord, HealthCount, OperationBucket};
 use crate::health::Health;
 use crate::listing::{ConnectionFilter, IntegrationFilter, Page, PageRequest};
 use crate::model::{
@@ -41,6 +42,7 @@ pub trait Store:
     + WebhookStore
     + OperationStore
     + ChangeFeedStore
+    + ConsoleStore
 {
 }
 
@@ -55,8 +57,55 @@ impl<T> Store for T where
         + WebhookStore
         + OperationStore
         + ChangeFeedStore
+        + ConsoleStore
         + ?Sized
 {
+}
+
+/// The operator console: its sessions (stored by the digest of their id) and the counts its
+/// overview shows, grouped by the database.
+#[async_trait::async_trait]
+pub trait ConsoleStore: Send + Sync + fmt::Debug {
+    /// Adds a session; [`StoreError::Conflict`] if its digest exists.
+    async fn create_console_session(
+        &self,
+        session: &ConsoleSessionRecord,
+    ) -> Result<(), StoreError>;
+
+    /// The session whose id has the SHA-256 digest (hex) `id_hash`, expired or not.
+    async fn console_session(
+        &self,
+        id_hash: &str,
+    ) -> Result<Option<ConsoleSessionRecord>, StoreError>;
+
+    /// Makes `environment` the one session `id_hash` shows; `false` if there is no such session.
+    async fn set_console_session_environment(
+        &self,
+        id_hash: &str,
+        environment: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Ends session `id_hash` (nothing if there is none).
+    async fn delete_console_session(&self, id_hash: &str) -> Result<(), StoreError>;
+
+    /// Removes every session that ended before `now`; how many.
+    async fn purge_console_sessions(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    /// The connections of `environment`, counted by integration and health state.
+    async fn connection_health_counts(
+        &self,
+        environment: &str,
+    ) -> Result<Vec<HealthCount>, StoreError>;
+
+    /// The operations of `environment` of `kind` since `since`, counted by outcome in buckets of
+    /// `bucket` (bucket 0 starts at `since`).
+    async fn operation_buckets(
+        &self,
+        environment: &str,
+        kind: &str,
+        since: OffsetDateTime,
+        bucket: Duration,
+    ) -> Result<Vec<OperationBucket>, StoreError>;
 }
 
 /// Who may do what: environments and API keys (stored as digests).

@@ -24,6 +24,7 @@ mod agent_tokens;
 mod audit;
 mod binding;
 mod checks;
+mod console;
 mod flows;
 mod listing;
 mod operations;
@@ -33,6 +34,7 @@ pub(crate) use agent_tokens::*;
 pub(crate) use audit::*;
 pub(crate) use binding::*;
 pub(crate) use checks::*;
+pub(crate) use console::*;
 pub(crate) use flows::*;
 pub(crate) use listing::*;
 pub(crate) use operations::*;
@@ -166,6 +168,8 @@ on_every_backend!(
     webhook_secret_rotation_keeps_the_previous_secret_sealed_until_then,
     operations_filter_page_newest_first_and_trim,
     agent_tokens_count_their_budget_exactly_and_revoke_once,
+    console_sessions_are_found_by_digest_switched_ended_and_purged,
+    console_counts_group_health_and_operations,
 );
 
 pub(crate) fn at(seconds: i64) -> OffsetDateTime {

@@ -180,13 +180,19 @@ impl Home {
     /// Starts `latchkey serve` on a free port with a known API key; logs go to a file. Its
     /// public URL is the address it listens on unless `extra` says `--public-url`.
     pub fn serve(&self, api_key: &str, extra: &[&str]) -> Running {
+        self.serve_at(api_key, "127.0.0.1:0", extra)
+    }
+
+    /// [`Home::serve`] listening on `listen` (e.g. the address an earlier server of this home
+    /// was given, to start it again with other options).
+    pub fn serve_at(&self, api_key: &str, listen: &str, extra: &[&str]) -> Running {
         static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.dir.path().join(format!("serve-{n}.log"));
         let child = self
             .command()
             .env("LATCHKEY_API_KEY", api_key)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", listen])
             .args(extra)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -406,6 +412,11 @@ impl MockOAuth {
 /// oidc-provider (npm, OpenID Certified) from `tests/peers/oidc`, on a free port, redirecting to
 /// `redirect_uri`. Fails loudly when it is not installed (`scripts/test` runs `npm ci`).
 pub fn oidc_provider(redirect_uri: &str) -> Running {
+    oidc_provider_with(redirect_uri, &[])
+}
+
+/// [`oidc_provider`], whose `latchkey-web` client also accepts the `extra` redirect URIs.
+pub fn oidc_provider_with(redirect_uri: &str, extra: &[&str]) -> Running {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/oidc");
     assert!(
         Path::new(dir).join("node_modules/oidc-provider").exists(),
@@ -415,6 +426,7 @@ pub fn oidc_provider(redirect_uri: &str) -> Running {
         .arg("provider.js")
         .current_dir(dir)
         .env("REDIRECT_URI", redirect_uri)
+        .env("EXTRA_REDIRECT_URIS", extra.join(","))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -424,7 +436,7 @@ pub fn oidc_provider(redirect_uri: &str) -> Running {
 }
 
 /// The `oidc` connector, discovered from the oidc-provider at `base`.
-fn oidc_connector(base: &str) -> String {
+pub fn oidc_connector(base: &str) -> String {
     format!(
         "id: oidc\nname: OIDC\nbase_url: {base}\nauth:\n  - type: oauth2\n    issuer: {base}\n    scopes: [openid]\ntest: {{ path: /me, label: \"{{{{ response.sub }}}}\" }}\n"
     )

@@ -6,12 +6,13 @@
 //! decoding, sealing) is shared.
 //!
 //! The role traits are implemented one file each: [`integrations`], [`connections`],
-//! [`flows`], [`scripts`], [`keys`], [`access`], [`audit`] and [`webhooks`]; [`secrets`] holds the `secrets`
+//! [`flows`], [`scripts`], [`keys`], [`access`], [`audit`], [`webhooks`] and [`console`]; [`secrets`] holds the `secrets`
 //! and `keyring_check` tables they all write through.
 
 mod access;
 mod audit;
 mod connections;
+mod console;
 mod flows;
 mod integrations;
 mod keys;

@@ -6,7 +6,7 @@ use super::{Backend, at};
 use crate::listing::PageRequest;
 use crate::operations::{Operation, OperationFilter, OperationKind, OperationOutcome};
 
-fn op(n: i64, environment: &str, kind: OperationKind, status: Option<u16>) -> Operation {
+pub(crate) fn op(n: i64, environment: &str, kind: OperationKind, status: Option<u16>) -> Operation {
     let failed = status.is_none_or(|s| s >= 400);
     Operation {
         id: format!("op_{n:04}"),

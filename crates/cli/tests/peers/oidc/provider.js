@@ -1,5 +1,5 @@
 // oidc-provider (OpenID Certified) as the peer for Latchkey's OAuth2 tests.
-// Env: REDIRECT_URI. Listens on a free port (the system picks it) and prints "ready PORT". Login and consent are oidc-provider's
+// Env: REDIRECT_URI (and EXTRA_REDIRECT_URIS, comma-separated, also allowed for `latchkey-web`). Listens on a free port (the system picks it) and prints "ready PORT". Login and consent are oidc-provider's
 // own development pages. Clients:
 // - `latchkey-web`: confidential (client_secret_basic), authorization code + PKCE (required),
 //   refresh tokens with rotation, and client credentials;
@@ -30,7 +30,7 @@ const provider = new Provider(issuer, {
   clients: [{
     client_id: 'latchkey-web',
     client_secret: 'web-secret',
-    redirect_uris: [process.env.REDIRECT_URI],
+    redirect_uris: [process.env.REDIRECT_URI, ...(process.env.EXTRA_REDIRECT_URIS || '').split(',').filter(Boolean)],
     grant_types: ['authorization_code', 'refresh_token', 'client_credentials'],
     response_types: ['code'],
     token_endpoint_auth_method: 'client_secret_basic',
