@@ -10,6 +10,7 @@ pub mod audit;
 mod body_limit;
 mod error;
 mod extract;
+pub mod mcp;
 mod openapi;
 mod pages;
 mod proxy;
@@ -155,6 +156,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
     Router::new()
         .merge(metrics)
         .merge(pages)
+        .merge(mcp::router(&state, limits.proxy))
         .nest("/v1", v1)
         .route_layer(middleware::from_fn(telemetry::track))
         .layer(DefaultBodyLimit::disable())
