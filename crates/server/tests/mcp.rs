@@ -353,7 +353,14 @@ async fn the_typescript_sdk_agent_gets_answers_but_never_the_credential() {
     Mock::given(method("GET"))
         .and(path("/api/repos/acme/issues"))
         .and(header("authorization", format!("Bearer {SECRET}").as_str()))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({ "issues": [{ "n": 1 }] })))
+        .respond_with(
+            // An API that echoes the request's credential, in a header and in the body.
+            ResponseTemplate::new(200)
+                .insert_header("x-echo", format!("Bearer {SECRET}").as_str())
+                .set_body_json(
+                    json!({ "issues": [{ "n": 1 }], "seen": format!("Bearer {SECRET}") }),
+                ),
+        )
         .mount(&upstream)
         .await;
     let state = world(&upstream).await;
@@ -380,7 +387,8 @@ async fn the_typescript_sdk_agent_gets_answers_but_never_the_credential() {
     assert_eq!(seen["connections"]["structuredContent"]["connections"][0]["id"], "c2");
     let answer = &seen["request"]["structuredContent"];
     assert_eq!(answer["status"], 200, "{seen}");
-    assert_eq!(answer["body"], r#"{"issues":[{"n":1}]}"#);
+    assert_eq!(answer["body"], r#"{"issues":[{"n":1}],"seen":"Bearer [redacted]"}"#);
+    assert_eq!(answer["headers"]["x-echo"], "Bearer [redacted]");
     assert_eq!(seen["outside"]["isError"], true);
     assert_eq!(seen["outside"]["structuredContent"]["error"]["code"], "outside_grant");
     assert_eq!(seen["cut"]["structuredContent"]["truncated"], true);

@@ -251,8 +251,9 @@ impl LatchkeyTools {
         }
         engine.connections().check_environment(&caller.environment()?, connection).await?;
         let upstream = engine.dispatch().request(connection, request).await?;
+        let secrets = Redactor::of(&engine.connections().get(connection).await?.credentials);
         let status = upstream.status.as_u16();
-        let headers = header_map(&strip_hop_by_hop(&upstream.headers));
+        let headers = header_map(&strip_hop_by_hop(&upstream.headers), &secrets);
         let mut stream = Box::pin(upstream.into_stream());
         let mut body = BytesMut::new();
         let mut truncated = false;
@@ -267,7 +268,8 @@ impl LatchkeyTools {
             body.extend_from_slice(&chunk);
         }
         drop(stream);
-        let (text, encoding) = body_text(body.freeze(), truncated);
+        let body = secrets.redact(&body, truncated);
+        let (text, encoding) = body_text(Bytes::from(body), truncated);
         let mut answer = json!({
             "status": status,
             "headers": headers,
@@ -349,11 +351,14 @@ fn api_request(args: SendRequest) -> Result<(ConnectionId, ApiRequest), ErrorDat
 }
 
 /// Headers as a JSON object: one string per name (several values joined with `, `), those that
-/// are not text left out.
-fn header_map(headers: &HeaderMap) -> BTreeMap<String, String> {
+/// are not text left out, the connection's credentials redacted.
+fn header_map(headers: &HeaderMap, secrets: &Redactor) -> BTreeMap<String, String> {
     let mut out: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in headers {
         let Ok(value) = value.to_str() else { continue };
+        let redacted = secrets.redact(value.as_bytes(), false);
+        let value = String::from_utf8_lossy(&redacted);
+        let value = value.as_ref();
         out.entry(name.as_str().to_owned())
             .and_modify(|v| {
                 v.push_str(", ");
@@ -374,6 +379,62 @@ fn body_text(body: Bytes, truncated: bool) -> (String, &'static str) {
             (String::from_utf8_lossy(&body[..e.valid_up_to()]).into_owned(), "text")
         }
         Err(_) => (base64::engine::general_purpose::STANDARD.encode(&body), "base64"),
+    }
+}
+
+/// What stands in for a credential found in a response.
+const REDACTED: &[u8] = b"[redacted]";
+/// Credentials shorter than this are not looked for: too likely to match by chance.
+const MIN_REDACTED_LEN: usize = 8;
+
+/// The connection's credential values, to take out of what the agent is given: an API that
+/// echoes a request (its headers, a token-info endpoint) must not hand the agent what Latchkey
+/// applied. Only the values as stored are recognised, not encodings of them (a Basic header's
+/// base64); see docs/mcp.md.
+struct Redactor(Vec<Vec<u8>>);
+
+impl Redactor {
+    fn of(credentials: &BTreeMap<String, latchkey_core::Secret>) -> Self {
+        let mut values: Vec<Vec<u8>> = credentials
+            .values()
+            .map(|s| s.expose().as_bytes().to_vec())
+            .filter(|v| v.len() >= MIN_REDACTED_LEN)
+            .collect();
+        // The longest first, so that a secret containing another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        Self(values)
+    }
+
+    /// `data` with every credential replaced by `[redacted]`; when `cut` (the data was
+    /// truncated), a tail that begins a credential is dropped too.
+    fn redact(&self, data: &[u8], cut: bool) -> Vec<u8> {
+        let mut out = data.to_vec();
+        for secret in &self.0 {
+            let mut replaced = Vec::with_capacity(out.len());
+            let mut at = 0;
+            while at < out.len() {
+                if out[at..].starts_with(secret) {
+                    replaced.extend_from_slice(REDACTED);
+                    at += secret.len();
+                } else {
+                    replaced.push(out[at]);
+                    at += 1;
+                }
+            }
+            out = replaced;
+        }
+        if cut {
+            let start = out.len().saturating_sub(
+                MIN_REDACTED_LEN.max(self.0.iter().map(Vec::len).max().unwrap_or(0)),
+            );
+            // A few characters tell nothing; from four on, the start of a credential is cut.
+            let begins_secret = (start..out.len().saturating_sub(3))
+                .find(|&i| self.0.iter().any(|s| s.starts_with(&out[i..])));
+            if let Some(i) = begins_secret {
+                out.truncate(i);
+            }
+        }
+        out
     }
 }
 
@@ -414,6 +475,19 @@ mod tests {
         assert_eq!(body_text(text, true), ("h".to_owned(), "text"));
         assert_eq!(body_text(Bytes::from_static(b"ok"), false), ("ok".to_owned(), "text"));
         assert_eq!(body_text(Bytes::from_static(&[0xff, 0x00]), false).1, "base64");
+    }
+
+    #[test]
+    fn credentials_in_a_response_are_redacted_even_when_cut() {
+        let credentials = BTreeMap::from([
+            ("token".to_owned(), latchkey_core::Secret::new("sk_live_123456")),
+            ("short".to_owned(), latchkey_core::Secret::new("abc")),
+        ]);
+        let secrets = Redactor::of(&credentials);
+        let echoed = secrets.redact(b"{\"auth\": \"Bearer sk_live_123456\", \"abc\": 1}", false);
+        assert_eq!(echoed, b"{\"auth\": \"Bearer [redacted]\", \"abc\": 1}");
+        assert_eq!(secrets.redact(b"token=sk_live_12", true), b"token=");
+        assert_eq!(secrets.redact(b"token=sk_live_12", false), b"token=sk_live_12");
     }
 
     #[test]
