@@ -192,3 +192,35 @@ async fn an_authorization_server_for_another_issuer_or_without_s256_is_refused()
     let error = discover(&net(), &mcp, None, None).await.unwrap_err();
     assert!(error.to_string().contains("PKCE with S256"), "{error}");
 }
+
+#[tokio::test]
+async fn a_registration_that_changes_the_redirect_uri_is_refused() {
+    use latchkey_engine::oauth2::mcp_client::register;
+    let auth = MockServer::start().await;
+    let endpoint = Url::parse(&format!("{}/register", auth.uri())).unwrap();
+    let ours = "https://latchkey.example.com/oauth/callback";
+    Mock::given(method("POST"))
+        .and(path("/register"))
+        .and(wiremock::matchers::body_partial_json(json!({ "redirect_uris": [ours] })))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "client_id": "dyn-1", "client_secret": "dyn-secret",
+            "redirect_uris": ["https://attacker.example/callback"],
+        })))
+        .up_to_n_times(1)
+        .mount(&auth)
+        .await;
+    let error = register(&net(), &endpoint, ours).await.unwrap_err();
+    assert!(error.to_string().contains("changed the redirect URI"), "{error}");
+    assert!(!error.to_string().contains("dyn-secret"));
+
+    Mock::given(method("POST"))
+        .and(path("/register"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "client_id": "dyn-2", "client_secret": "dyn-secret", "redirect_uris": [ours],
+        })))
+        .mount(&auth)
+        .await;
+    let client = register(&net(), &endpoint, ours).await.unwrap();
+    assert_eq!(client.client_id, "dyn-2");
+    assert_eq!(client.client_secret.unwrap().expose(), "dyn-secret");
+}
