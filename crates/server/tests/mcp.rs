@@ -148,6 +148,25 @@ async fn mcp_is_a_protected_resource_with_metadata_and_a_challenge() {
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
     }
 
+    // Latchkey's own Client ID Metadata Document, for remote MCP servers.
+    {
+        use tower::ServiceExt;
+        let response = latchkey_server::app(state.clone())
+            .oneshot(
+                http::Request::get("/oauth/client-metadata.json")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.unwrap();
+        let doc: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["client_id"], "http://127.0.0.1:7400/oauth/client-metadata.json");
+        assert_eq!(doc["redirect_uris"], json!(["http://127.0.0.1:7400/oauth/callback"]));
+        assert_eq!(doc["token_endpoint_auth_method"], "none");
+    }
+
     // Another Host is refused (DNS rebinding), even with a valid key.
     use tower::ServiceExt;
     let response = latchkey_server::app(state.clone())

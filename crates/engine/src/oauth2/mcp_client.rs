@@ -4,7 +4,8 @@
 //! registration, in the MCP specification's order of preference), and the connector OAuth2 method
 //! that the engine's existing flow runs — authorization code with PKCE S256, RFC 8707 `resource`
 //! on the authorization, token and refresh requests — so that the connect flow, the callback
-//! checks and the single-flight refresh are the same code as for any OAuth2 connector.
+//! checks and the single-flight refresh are the same code as for any OAuth2 connector; and the
+//! scopes of a step-up after a 403 `insufficient_scope`.
 
 use std::collections::BTreeMap;
 
@@ -158,6 +159,25 @@ pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError
     .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
 }
 
+/// Step-up authorization (MCP authorization, "Scope Challenge Handling"): when the MCP server
+/// answers 403 with `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`, the
+/// scopes to ask for on re-authorization — the union of those held and those asked, in that
+/// order. `None` when the answer is no scope challenge, or asks for nothing new (asking again
+/// would loop).
+pub fn step_up_scopes(held: &[String], www_authenticate: &str) -> Option<Vec<String>> {
+    let challenge = latchkey_core::oauth2::BearerChallenge::parse(www_authenticate)?;
+    if challenge.error.as_deref() != Some("insufficient_scope") {
+        return None;
+    }
+    let mut scopes = held.to_vec();
+    for scope in challenge.scope {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    (scopes.len() > held.len()).then_some(scopes)
+}
+
 #[cfg(test)]
 mod tests {
     use latchkey_core::oauth2::{
@@ -202,6 +222,16 @@ mod tests {
             Some(Registration::Dynamic { .. })
         ));
         assert_eq!(choose_registration(&found(false, false), None, &public), None);
+    }
+
+    #[test]
+    fn step_up_asks_for_the_union_once() {
+        let held = vec!["files:read".to_owned()];
+        let header = r#"Bearer error="insufficient_scope", scope="files:read files:write""#;
+        assert_eq!(step_up_scopes(&held, header).unwrap(), ["files:read", "files:write"]);
+        let all = vec!["files:read".to_owned(), "files:write".to_owned()];
+        assert_eq!(step_up_scopes(&all, header), None, "nothing new: no loop");
+        assert_eq!(step_up_scopes(&held, r#"Bearer error="invalid_token""#), None);
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! It accepts agent tokens (`lk_agt_…`, which keep to their one connection, grants and budget)
 //! and API keys with the `proxy` scope (every connection of their environment).
 //!
+//! `/oauth/client-metadata.json` is the other side: Latchkey's Client ID Metadata Document, for
+//! when Latchkey is the OAuth client of a remote MCP server.
+//!
 //! The transport runs stateless (no `Mcp-Session-Id`): every POST is authenticated and answered
 //! on its own, so any instance behind a load balancer can serve it.
 
@@ -28,6 +31,25 @@ use crate::{ApiError, AppState, Principal, Refusal, access};
 
 /// Where the MCP server answers.
 pub const MCP_PATH: &str = "/mcp";
+
+/// Where Latchkey serves its Client ID Metadata Document, for remote MCP servers' authorization
+/// servers that accept one as a client id.
+pub const CLIENT_METADATA_PATH: &str = "/oauth/client-metadata.json";
+
+/// `GET /oauth/client-metadata.json`: Latchkey as an OAuth client of remote MCP servers — its
+/// URL is its client id, its redirect URI the one OAuth callback.
+async fn client_metadata(State(state): State<AppState>) -> Response {
+    let client_id =
+        format!("{}{CLIENT_METADATA_PATH}", state.public_url.as_str().trim_end_matches('/'));
+    match url::Url::parse(&client_id) {
+        Ok(client_id) => axum::Json(latchkey_engine::oauth2::mcp_client::client_metadata_document(
+            &client_id,
+            &state.callback_url(),
+        ))
+        .into_response(),
+        Err(e) => ApiError::internal(format!("the client metadata URL: {e}")).into_response(),
+    }
+}
 
 /// Who is calling `/mcp`, as its bearer says; put on the request for the tools.
 #[derive(Debug)]
@@ -76,6 +98,7 @@ pub(crate) fn router(state: &AppState, body_limit: usize) -> Router<AppState> {
         }))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
+        .route(CLIENT_METADATA_PATH, axum::routing::get(client_metadata))
         .route(resource::METADATA_PATH, axum::routing::get(resource::metadata))
         .route(
             &format!("{}{MCP_PATH}", resource::METADATA_PATH),
