@@ -127,14 +127,12 @@ impl AgentTokens<'_> {
         }
     }
 
-    /// Lets `presented` send `method` to `path` (without its query) on `connection`, counting
-    /// the request against its budget; the token's record, or why not.
-    pub async fn authorize(
+    /// The record of `presented` if it is a live token (known, not revoked, not expired),
+    /// without counting a request: for callers, such as the MCP server, that authenticate a
+    /// token before they know which request it will send.
+    pub async fn check(
         &self,
         presented: &Secret,
-        connection: &str,
-        method: &str,
-        path: &str,
     ) -> Result<Result<AgentTokenRecord, AgentRefusal>, EngineError> {
         if !presented.expose().starts_with(AGENT_TOKEN_PREFIX) {
             return Ok(Err(AgentRefusal::Invalid));
@@ -153,6 +151,22 @@ impl AgentTokens<'_> {
                 .unwrap_or_default();
             return Ok(Err(AgentRefusal::Expired(at)));
         }
+        Ok(Ok(record))
+    }
+
+    /// Lets `presented` send `method` to `path` (without its query) on `connection`, counting
+    /// the request against its budget; the token's record, or why not.
+    pub async fn authorize(
+        &self,
+        presented: &Secret,
+        connection: &str,
+        method: &str,
+        path: &str,
+    ) -> Result<Result<AgentTokenRecord, AgentRefusal>, EngineError> {
+        let record = match self.check(presented).await? {
+            Ok(record) => record,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         if record.connection != connection {
             return Ok(Err(AgentRefusal::OutsideGrant(format!(
                 "agent token `{}` may use connection `{}` only",

@@ -216,6 +216,27 @@ pub enum DiscoveryError {
     /// The document names another issuer than the one asked for (OpenID Connect Discovery §4.3).
     #[error("the discovery document names another issuer")]
     IssuerMismatch,
+    /// A metadata document is not what its specification says (the detail names the field,
+    /// never a value).
+    #[error("malformed metadata: {0}")]
+    Malformed(String),
+    /// An MCP server's resource metadata describes another resource (RFC 9728 §3.3).
+    #[error("the protected resource metadata names another resource")]
+    ResourceMismatch,
+    /// The resource metadata URL a server's challenge gave is on another host, which was not
+    /// allowed.
+    #[error("the resource metadata is on another host ({0}), which is not allowed")]
+    ForeignMetadata(String),
+    /// The authorization server does not offer PKCE with S256, which the MCP authorization
+    /// specification requires.
+    #[error("the authorization server does not offer PKCE with S256")]
+    PkceUnsupported,
+    /// The MCP server did not answer an unauthenticated request with 401.
+    #[error("the server answered {status}, not 401, to a request without a token")]
+    NotProtected {
+        /// Its status.
+        status: u16,
+    },
 }
 
 /// Why a connect flow stopped.
@@ -500,7 +521,14 @@ impl EngineError {
                 Configuration(K::ConnectorMisconfigured)
             }
             Self::Discovery {
-                error: DiscoveryError::NoDocument { .. } | DiscoveryError::IssuerMismatch,
+                error:
+                    DiscoveryError::NoDocument { .. }
+                    | DiscoveryError::IssuerMismatch
+                    | DiscoveryError::Malformed(_)
+                    | DiscoveryError::ResourceMismatch
+                    | DiscoveryError::ForeignMetadata(_)
+                    | DiscoveryError::PkceUnsupported
+                    | DiscoveryError::NotProtected { .. },
                 ..
             } => Upstream(U::DiscoveryFailed),
             Self::Net(net) => match net {

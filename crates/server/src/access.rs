@@ -127,6 +127,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/v1/api-keys", Scope::Admin),
     ("DELETE", "/v1/api-keys/{id}", Scope::Admin),
     ("GET", "/v1/audit", Scope::Admin),
+    ("*", "/mcp", Scope::Proxy),
 ];
 
 /// The scope `method` on `route` (a matched template) needs: from [`ROUTE_SCOPES`], else
@@ -184,13 +185,7 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let address = request.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
-    let presented = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|v| Secret::new(v.trim()));
-    let Some(presented) = presented else {
+    let Some(presented) = bearer(&request) else {
         metrics::counter!(AUTH_FAILURES, "reason" => "missing").increment(1);
         return ApiError::unauthorized().into_response();
     };
@@ -205,21 +200,59 @@ pub async fn authenticate(
             Err(refusal) => refusal.into_response(),
         };
     }
-    let asked = match requested_environment(&request) {
-        Ok(asked) => asked,
-        Err(e) => return e.into_response(),
-    };
+    match key_principal(&state, request.headers(), &presented, address).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(refusal) => refusal.into_response(),
+    }
+}
+
+/// The key or token in `Authorization: Bearer …`, if the request has one.
+pub(crate) fn bearer(request: &Request) -> Option<Secret> {
+    request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| Secret::new(v.trim()))
+}
+
+/// Counts a failed authentication from `address` and answers it, late if the address keeps
+/// failing: 401 `unauthorized`.
+pub(crate) async fn invalid_key(state: &AppState, address: Option<IpAddr>) -> ApiError {
+    metrics::counter!(AUTH_FAILURES, "reason" => "invalid_key").increment(1);
+    let delay = state.auth_throttle.failed(address);
+    if !delay.is_zero() {
+        metrics::counter!(AUTH_DELAYED).increment(1);
+        tokio::time::sleep(delay).await;
+    }
+    ApiError::unauthorized()
+}
+
+/// The principal of a request (with `headers`) made with an API key (`presented`, not an agent
+/// token), in the environment it acts in; 401 for an unknown, revoked or expired key (late, if `address` keeps
+/// failing). Shared by `/v1` and `/mcp`.
+pub(crate) async fn key_principal(
+    state: &AppState,
+    headers: &http::HeaderMap,
+    presented: &Secret,
+    address: Option<IpAddr>,
+) -> Result<Principal, ApiError> {
+    let asked = requested_environment(headers)?;
     // The key, and the environment it is bound to (`None`: it spans every environment).
-    let found = if presented == *state.api_key {
+    let found = if *presented == *state.api_key {
         Some((Principal::bootstrap(EnvironmentId::default_environment(), address), None))
     } else {
-        match state.engine.access().authenticate(&presented).await {
-            Ok(Some(key)) => {
+        match state.engine.access().authenticate(presented).await? {
+            Some(key) => {
                 // A stored environment is a checked id; one that is not acts nowhere.
-                let bound = match key.environment.map(EnvironmentId::new).transpose() {
-                    Ok(bound) => bound,
-                    Err(_) => return ApiError::unauthorized().into_response(),
-                };
+                let bound = key
+                    .environment
+                    .map(EnvironmentId::new)
+                    .transpose()
+                    .map_err(|_| ApiError::unauthorized())?;
                 let principal = Principal {
                     key_id: key.id,
                     key_name: key.name,
@@ -229,34 +262,23 @@ pub async fn authenticate(
                 };
                 Some((principal, bound))
             }
-            Ok(None) => None,
-            Err(e) => return ApiError::from(e).into_response(),
+            None => None,
         }
     };
     let Some((mut principal, bound)) = found else {
-        metrics::counter!(AUTH_FAILURES, "reason" => "invalid_key").increment(1);
-        let delay = state.auth_throttle.failed(address);
-        if !delay.is_zero() {
-            metrics::counter!(AUTH_DELAYED).increment(1);
-            tokio::time::sleep(delay).await;
-        }
-        return ApiError::unauthorized().into_response();
+        return Err(invalid_key(state, address).await);
     };
     state.auth_throttle.succeeded(address);
     match (asked, bound) {
         (Some(asked), None) => principal.environment = asked,
         // Another environment does not exist for a key bound to one.
         (Some(asked), Some(bound)) if asked != bound => {
-            return ApiError::from(EngineError::EnvironmentNotFound(asked.into_string()))
-                .into_response();
+            return Err(EngineError::EnvironmentNotFound(asked.into_string()).into());
         }
         _ => {}
     }
-    if let Err(e) = state.engine.environment(&principal.environment).await {
-        return ApiError::from(e).into_response();
-    }
-    request.extensions_mut().insert(principal);
-    next.run(request).await
+    state.engine.environment(&principal.environment).await?;
+    Ok(principal)
 }
 
 /// The principal of a request made with an agent token: it may only use the proxy of its one
@@ -297,15 +319,7 @@ async fn agent_principal(
                 address,
             })
         }
-        Err(AgentRefusal::Invalid) => {
-            metrics::counter!(AUTH_FAILURES, "reason" => "invalid_key").increment(1);
-            let delay = state.auth_throttle.failed(address);
-            if !delay.is_zero() {
-                metrics::counter!(AUTH_DELAYED).increment(1);
-                tokio::time::sleep(delay).await;
-            }
-            Err(ApiError::unauthorized())
-        }
+        Err(AgentRefusal::Invalid) => Err(invalid_key(state, address).await),
         Err(refusal @ AgentRefusal::Expired(_)) => {
             Err(ApiError::refused(Refusal::AgentTokenExpired, refusal.to_string()))
         }
@@ -319,8 +333,8 @@ async fn agent_principal(
 }
 
 /// The environment `X-Latchkey-Environment` names, if the request has the header.
-fn requested_environment(request: &Request) -> Result<Option<EnvironmentId>, ApiError> {
-    let Some(value) = request.headers().get(ENVIRONMENT_HEADER) else { return Ok(None) };
+fn requested_environment(headers: &http::HeaderMap) -> Result<Option<EnvironmentId>, ApiError> {
+    let Some(value) = headers.get(ENVIRONMENT_HEADER) else { return Ok(None) };
     let text = value.to_str().unwrap_or_default();
     EnvironmentId::new(text).map(Some).map_err(|e| {
         ApiError::invalid_request(format!("{ENVIRONMENT_HEADER}: {e}"))
@@ -335,18 +349,28 @@ pub async fn require_scope(request: Request, next: Next) -> Response {
     let needed = scope_for(request.method().as_str(), route);
     match request.extensions().get::<Principal>() {
         Some(principal) if principal.may(needed) => next.run(request).await,
-        Some(principal) => ApiError::refused(
-            Refusal::InsufficientScope,
-            format!(
-                "API key `{}` lacks the scope `{needed}` that {} {route} needs",
-                principal.key_id,
-                request.method()
-            ),
-        )
-        .with_field("scope")
-        .into_response(),
+        Some(principal) => {
+            lacks_scope(principal, needed, request.method().as_str(), route).into_response()
+        }
         None => ApiError::unauthorized().into_response(),
     }
+}
+
+/// 403 `insufficient_scope`: `principal`'s key lacks `needed`, which `method` on `route` needs.
+pub(crate) fn lacks_scope(
+    principal: &Principal,
+    needed: Scope,
+    method: &str,
+    route: &str,
+) -> ApiError {
+    ApiError::refused(
+        Refusal::InsufficientScope,
+        format!(
+            "API key `{}` lacks the scope `{needed}` that {method} {route} needs",
+            principal.key_id
+        ),
+    )
+    .with_field("scope")
 }
 
 #[cfg(test)]

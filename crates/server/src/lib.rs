@@ -11,6 +11,7 @@ mod body_limit;
 mod console;
 mod error;
 mod extract;
+pub mod mcp;
 mod openapi;
 mod pages;
 mod proxy;
@@ -167,6 +168,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .merge(metrics)
         .merge(pages)
         .merge(console)
+        .merge(mcp::router(&state, limits.proxy))
         .nest("/v1", v1)
         .route_layer(middleware::from_fn(telemetry::track))
         .layer(DefaultBodyLimit::disable())

@@ -113,7 +113,7 @@ fn raw_tail(uri_path: &str) -> Option<String> {
 }
 
 /// Headers meant for Latchkey itself are not forwarded.
-fn drop_latchkey_headers(headers: &mut HeaderMap) {
+pub(crate) fn drop_latchkey_headers(headers: &mut HeaderMap) {
     let ours: Vec<_> =
         headers.keys().filter(|k| k.as_str().starts_with("x-latchkey-")).cloned().collect();
     for name in ours {

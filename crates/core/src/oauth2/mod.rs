@@ -3,11 +3,16 @@
 
 mod authorize;
 mod pkce;
+mod resource;
 mod revocation;
 mod token;
 
 pub use authorize::{AuthorizeRequest, authorize_url};
 pub use pkce::PkceVerifier;
+pub use resource::{
+    BearerChallenge, authorization_server_metadata_urls, protected_resource_metadata_urls,
+    same_identifier,
+};
 pub use revocation::{
     RevocationAnswer, TokenTypeHint, parse_revocation_response, revocation_request,
 };

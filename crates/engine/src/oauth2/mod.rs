@@ -5,6 +5,8 @@
 mod connect;
 mod device;
 mod discovery;
+pub mod mcp_client;
+pub mod mcp_discovery;
 mod misconfigured;
 mod oauth1;
 mod refresh;

@@ -1,0 +1,273 @@
+//! Latchkey as the OAuth client of a remote MCP server, after [`discover`](super::mcp_discovery)
+//! found its authorization server: which client registration to use (pre-registered
+//! credentials, a Client ID Metadata Document served under `--public-url`, or RFC 7591 dynamic
+//! registration, in the MCP specification's order of preference), and the connector OAuth2 method
+//! that the engine's existing flow runs — authorization code with PKCE S256, RFC 8707 `resource`
+//! on the authorization, token and refresh requests — so that the connect flow, the callback
+//! checks and the single-flight refresh are the same code as for any OAuth2 connector; and the
+//! scopes of a step-up after a 403 `insufficient_scope`.
+
+use std::collections::BTreeMap;
+
+use latchkey_core::Secret;
+use latchkey_core::connector::OAuth2Auth;
+use latchkey_net::HostPolicy;
+use serde::Deserialize;
+use url::Url;
+
+use super::mcp_discovery::McpAuthorization;
+use crate::{DiscoveryError, EngineError};
+
+/// How Latchkey is known to the MCP server's authorization server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Registration {
+    /// Credentials the operator registered beforehand (an integration's client id and secret).
+    PreRegistered {
+        /// The client id.
+        client_id: String,
+    },
+    /// The URL of Latchkey's Client ID Metadata Document, which is the client id.
+    MetadataDocument {
+        /// `{public_url}/oauth/client-metadata.json`.
+        client_id: Url,
+    },
+    /// RFC 7591 dynamic registration at this endpoint.
+    Dynamic {
+        /// `registration_endpoint`.
+        endpoint: Url,
+    },
+}
+
+/// The registration to use, in the MCP specification's order: pre-registered credentials when
+/// the operator has them; else a Client ID Metadata Document when the server supports it and
+/// the public URL is `https` (the document must be fetchable by the server); else dynamic
+/// registration when the server offers it. `None`: the operator must register a client.
+pub fn choose_registration(
+    found: &McpAuthorization,
+    pre_registered: Option<&str>,
+    public_url: &Url,
+) -> Option<Registration> {
+    if let Some(client_id) = pre_registered {
+        return Some(Registration::PreRegistered { client_id: client_id.to_owned() });
+    }
+    if found.client_id_metadata_document_supported && public_url.scheme() == "https" {
+        let mut client_id = public_url.clone();
+        client_id.set_path(&format!(
+            "{}/oauth/client-metadata.json",
+            public_url.path().trim_end_matches('/')
+        ));
+        return Some(Registration::MetadataDocument { client_id });
+    }
+    found.registration_endpoint.clone().map(|endpoint| Registration::Dynamic { endpoint })
+}
+
+/// The Client ID Metadata Document Latchkey serves at `client_id` (its own URL), for
+/// `redirect_uri`: a public client (PKCE, no secret) using the authorization code grant.
+pub fn client_metadata_document(client_id: &Url, redirect_uri: &str) -> serde_json::Value {
+    serde_json::json!({
+        "client_id": client_id.as_str(),
+        "client_name": "Latchkey",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "none",
+    })
+}
+
+/// What dynamic registration gave.
+#[derive(Debug)]
+pub struct RegisteredClient {
+    /// `client_id`.
+    pub client_id: String,
+    /// `client_secret`, for a confidential client.
+    pub client_secret: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+struct RegistrationResponse {
+    client_id: String,
+    client_secret: Option<Secret>,
+    #[serde(default)]
+    redirect_uris: Option<Vec<String>>,
+}
+
+/// Registers Latchkey at `endpoint` (RFC 7591 §3.1) for `redirect_uri`. A response that
+/// changes the redirect URI, or is not a registration response, is refused: the flow would
+/// otherwise send the code somewhere Latchkey did not ask for.
+pub async fn register(
+    net: &latchkey_net::Client,
+    endpoint: &Url,
+    redirect_uri: &str,
+) -> Result<RegisteredClient, EngineError> {
+    let failed =
+        |error: DiscoveryError| EngineError::Discovery { issuer: endpoint.to_string(), error };
+    let body = serde_json::json!({
+        "client_name": "Latchkey",
+        "redirect_uris": [redirect_uri],
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "token_endpoint_auth_method": "client_secret_post",
+    });
+    let request = http::Request::post(endpoint.as_str())
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(http::header::ACCEPT, "application/json")
+        .body(bytes::Bytes::from(body.to_string()))
+        .map_err(|e| EngineError::Internal(format!("registration request: {e}")))?;
+    let response = net.send(request, &HostPolicy::for_url(endpoint)?).await?;
+    if !response.status.is_success() {
+        return Err(failed(DiscoveryError::Malformed(format!(
+            "the registration endpoint answered {}",
+            response.status.as_u16()
+        ))));
+    }
+    let bytes = crate::auth_response::read(response, "registration endpoint").await?;
+    let answer: RegistrationResponse = serde_json::from_slice(&bytes).map_err(|e| {
+        failed(DiscoveryError::Malformed(format!(
+            "the registration response is not the expected JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )))
+    })?;
+    if let Some(uris) = &answer.redirect_uris
+        && uris.iter().map(String::as_str).ne([redirect_uri])
+    {
+        return Err(failed(DiscoveryError::Malformed(
+            "the registration response changed the redirect URI".into(),
+        )));
+    }
+    if answer.client_id.is_empty() {
+        return Err(failed(DiscoveryError::Malformed("the registration gave no client_id".into())));
+    }
+    Ok(RegisteredClient { client_id: answer.client_id, client_secret: answer.client_secret })
+}
+
+/// The connector OAuth2 method that authorises to the MCP server `found` describes: its
+/// endpoints, PKCE S256, the scopes, `resource` (RFC 8707) on the authorization, token and
+/// refresh requests, the client secret (if any) in the body.
+pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError> {
+    let resource = BTreeMap::from([("resource".to_owned(), found.resource.to_string())]);
+    serde_json::from_value(serde_json::json!({
+        "authorize_url": found.authorization_endpoint.as_str(),
+        "token_url": found.token_endpoint.as_str(),
+        "scopes": found.scopes,
+        "pkce": true,
+        "client_auth": "body",
+        "authorize_params": resource,
+        "token_params": resource,
+        "refresh_params": resource,
+    }))
+    .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
+}
+
+/// Step-up authorization (MCP authorization, "Scope Challenge Handling"): when the MCP server
+/// answers 403 with `WWW-Authenticate: Bearer error="insufficient_scope", scope="…"`, the
+/// scopes to ask for on re-authorization — the union of those held and those asked, in that
+/// order. `None` when the answer is no scope challenge, or asks for nothing new (asking again
+/// would loop).
+pub fn step_up_scopes(held: &[String], www_authenticate: &str) -> Option<Vec<String>> {
+    let challenge = latchkey_core::oauth2::BearerChallenge::parse(www_authenticate)?;
+    if challenge.error.as_deref() != Some("insufficient_scope") {
+        return None;
+    }
+    let mut scopes = held.to_vec();
+    for scope in challenge.scope {
+        if !scopes.contains(&scope) {
+            scopes.push(scope);
+        }
+    }
+    (scopes.len() > held.len()).then_some(scopes)
+}
+
+#[cfg(test)]
+mod tests {
+    use latchkey_core::oauth2::{
+        AuthorizeRequest, Client, TokenGrant, authorize_url, token_request,
+    };
+
+    use super::*;
+
+    fn found(cimd: bool, registration: bool) -> McpAuthorization {
+        let url = |s: &str| Url::parse(s).unwrap();
+        McpAuthorization {
+            resource: url("https://mcp.example.com/mcp"),
+            issuer: url("https://auth.example.com"),
+            authorization_endpoint: url("https://auth.example.com/authorize"),
+            token_endpoint: url("https://auth.example.com/token"),
+            registration_endpoint: registration.then(|| url("https://auth.example.com/register")),
+            client_id_metadata_document_supported: cimd,
+            iss_parameter_supported: true,
+            scopes: vec!["files:read".into()],
+        }
+    }
+
+    #[test]
+    fn registration_prefers_pre_registered_then_the_metadata_document_then_dcr() {
+        let public = Url::parse("https://latchkey.example.com/base/").unwrap();
+        assert_eq!(
+            choose_registration(&found(true, true), Some("abc"), &public),
+            Some(Registration::PreRegistered { client_id: "abc".into() })
+        );
+        assert_eq!(
+            choose_registration(&found(true, true), None, &public),
+            Some(Registration::MetadataDocument {
+                client_id: Url::parse(
+                    "https://latchkey.example.com/base/oauth/client-metadata.json"
+                )
+                .unwrap()
+            })
+        );
+        let local = Url::parse("http://127.0.0.1:7400").unwrap();
+        assert!(matches!(
+            choose_registration(&found(true, true), None, &local),
+            Some(Registration::Dynamic { .. })
+        ));
+        assert_eq!(choose_registration(&found(false, false), None, &public), None);
+    }
+
+    #[test]
+    fn step_up_asks_for_the_union_once() {
+        let held = vec!["files:read".to_owned()];
+        let header = r#"Bearer error="insufficient_scope", scope="files:read files:write""#;
+        assert_eq!(step_up_scopes(&held, header).unwrap(), ["files:read", "files:write"]);
+        let all = vec!["files:read".to_owned(), "files:write".to_owned()];
+        assert_eq!(step_up_scopes(&all, header), None, "nothing new: no loop");
+        assert_eq!(step_up_scopes(&held, r#"Bearer error="invalid_token""#), None);
+    }
+
+    #[test]
+    fn resource_goes_on_the_authorization_and_the_token_request() {
+        let found = found(false, true);
+        let method = oauth2_method(&found).unwrap();
+        let url = authorize_url(
+            &method,
+            AuthorizeRequest {
+                endpoint: &found.authorization_endpoint,
+                client_id: "c",
+                redirect_uri: "https://latchkey.example.com/oauth/callback",
+                scopes: &method.scopes,
+                state: "s",
+                code_challenge: Some("x"),
+            },
+        );
+        let pairs: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(pairs["resource"], "https://mcp.example.com/mcp");
+        assert_eq!(pairs["code_challenge_method"], "S256");
+        assert_eq!(pairs["scope"], "files:read");
+        let code = Secret::new("the-code");
+        let verifier = Secret::new("v".repeat(43));
+        let request = token_request(
+            &method,
+            &found.token_endpoint,
+            Client { id: "c", secret: None, assertion: None },
+            TokenGrant::AuthorizationCode {
+                code: &code,
+                redirect_uri: "https://latchkey.example.com/oauth/callback",
+                code_verifier: Some(&verifier),
+            },
+        )
+        .unwrap();
+        let body = String::from_utf8(request.body.to_vec()).unwrap();
+        assert!(body.contains("resource=https%3A%2F%2Fmcp.example.com%2Fmcp"), "{body}");
+        assert!(body.contains("code_verifier="), "{body}");
+    }
+}
