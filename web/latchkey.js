@@ -70,7 +70,6 @@
         if (settled) return;
         settled = true;
         window.removeEventListener("message", onMessage);
-        clearInterval(timer);
         if (ok) {
           emit(options, { type: "success", connection: value });
           resolve(value);
@@ -86,8 +85,8 @@
         if (data.ok) finish(true, data.connection);
         else finish(false, fromSession(data.error));
       }
-      // The popup may have lost window.opener (Cross-Origin-Opener-Policy): when it closes,
-      // ask the connect session how it ended.
+      // The popup may have lost window.opener (Cross-Origin-Opener-Policy): when it closes
+      // before a result arrived, ask the connect session how it ended.
       function poll() {
         fetch(status, { cache: "no-store" })
           .then(function (r) { return r.json(); })

@@ -7,6 +7,7 @@ use std::sync::OnceLock;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_core::connector::{FieldProblem, FieldSpec};
+use latchkey_engine::branding::Branding;
 use latchkey_engine::{EngineError, SessionForm};
 use latchkey_store::ConnectSession;
 use minijinja::value::{Kwargs, Value};
@@ -95,7 +96,7 @@ pub(super) async fn render(
             (StatusCode::OK, context! { screen => "pick", title, choices, ..common })
         }
         Screen::Form { title, ctx, .. } => {
-            (StatusCode::OK, context! { screen => "form", title, ..ctx, ..common })
+            (StatusCode::OK, context! { screen => "form", title, ..minijinja::value::merge_maps([ctx, common]) })
         }
         Screen::Done { message, result, origin } => (
             StatusCode::OK,
@@ -154,13 +155,13 @@ fn secure_headers(headers: &mut HeaderMap, nonce: &str, leads_to: &str) {
 /// The branding a session's page wears: its integration's over its environment's; the
 /// default look when there is no session or the branding cannot be read.
 async fn brand_of(state: &AppState, session: Option<&ConnectSession>) -> BrandView {
-    let Some(session) = session else { return BrandView::from(Default::default()) };
+    let Some(session) = session else { return BrandView::from(Branding::default()) };
     let integration = session.choices.is_empty().then_some(session.integration.as_str());
     match state.engine.branding().effective(&session.environment, integration).await {
         Ok(b) => BrandView::from(b),
         Err(e) => {
             tracing::warn!(error = %e, "connect page: branding unreadable");
-            BrandView::from(Default::default())
+            BrandView::from(Branding::default())
         }
     }
 }

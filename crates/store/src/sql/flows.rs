@@ -17,6 +17,8 @@ use crate::{FlowStore, StoreError};
 #[async_trait::async_trait]
 impl<D: Dialect> FlowStore for SqlStore<D> {
     async fn create_connect_session(&self, s: &ConnectSession) -> Result<(), StoreError> {
+        let choices =
+            (!s.choices.is_empty()).then(|| to_json(&s.choices, "session choices")).transpose()?;
         sql::<D>(
             "INSERT INTO connect_sessions (id, token_hash, integration, connection_id,
                 end_user_id, allowed_origin, config, status, result_connection, error, expires_at,
@@ -44,7 +46,7 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         .bind(to_json(&s.metadata, "session metadata")?)
         .bind(&s.environment)
         .bind(s.error.as_ref().map(|e| e.code.as_str()))
-        .bind((!s.choices.is_empty()).then(|| to_json(&s.choices, "session choices")).transpose()?)
+        .bind(&choices)
         .bind(&s.lang)
         .bind(&s.return_url)
         .execute(&mut *self.pool.acquire().await?)
