@@ -245,10 +245,8 @@ async fn form_failure(
     if let Some(field) = error.field().filter(|f| spec.fields.iter().any(|x| x.key == *f)) {
         errors.fields.insert(field.to_string(), public);
     }
-    let response = view::form(state, messages, session, spec, pick, form, Some(errors)).await;
-    let mut response = response;
-    *response.status_mut() = status;
-    response
+    // A form shown again for the end user to correct is a 400, whatever side failed.
+    view::form(state, messages, session, spec, pick, form, Some(errors)).await
 }
 
 /// What the SDK's headless mode gets: JSON, readable by the session's allowed origin.

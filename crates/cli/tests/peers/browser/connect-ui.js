@@ -114,7 +114,7 @@ try {
   r = await api('POST', '/v1/integrations', { id: 'hb-app', connector: 'hb' });
   check('setup: integration', r.status === 201, r.text);
   r = await api('PUT', '/v1/environments/default/branding', { custom_css: 'body { background: url(https://evil.example/x.png) }' });
-  check('branding: CSS that loads a resource is refused', r.status === 400 && r.body.error.field === 'custom_css', r.text);
+  check('branding: CSS that loads a resource is refused', r.status === 400 && r.body.field === 'custom_css', r.text);
 
   // The picker: search, then pick.
   {
