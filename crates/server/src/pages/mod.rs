@@ -121,7 +121,7 @@ pub async fn open(
         Err(e) => return failure_page(&state, &asker, None, &e).await,
     };
     if picking(&session, &pick) {
-        return view::picker(&state, &asker.messages(Some(&session)), &session, token.expose()).await;
+        return view::picker(&state, &asker, &session, token.expose()).await;
     }
     let form = match state.engine.connect().session_form(&session).await {
         Ok(form) => form,
@@ -198,12 +198,13 @@ pub async fn submit(
         let errors = view::field_errors(&messages, &spec, &problems);
         return view::form(&state, &messages, &session, &spec, &pick, &form, Some(errors)).await;
     }
+    let submitted = Submitted { asker: &asker, messages: &messages, session: &session, spec: &spec, pick: &pick, form: &form };
     if spec.redirect {
         let config: BTreeMap<String, String> =
             spec.fields.iter().filter_map(|f| form.get(&f.key).map(|v| (f.key.clone(), v.clone()))).collect();
         return match state.engine.connect().add_config(&session, config).await {
             Ok(session) => to_provider(&state, &asker, &session).await,
-            Err(e) => form_failure(&state, &asker, &messages, &session, &spec, &pick, &form, &e).await,
+            Err(e) => submitted.refused(&state, &e).await,
         };
     }
     match state.engine.connect().complete_session_form(&session, values).await {
@@ -214,39 +215,43 @@ pub async fn submit(
             }
             finished(&state, &asker, &session, Ok(&record)).await
         }
-        Err(e) => form_failure(&state, &asker, &messages, &session, &spec, &pick, &form, &e).await,
+        Err(e) => submitted.refused(&state, &e).await,
     }
 }
 
-/// A submission the API or Latchkey refused: the form again with the reason in safe words
-/// (what a failed credential test answered, a field at fault), which the end user can act on.
-#[allow(clippy::too_many_arguments)]
-async fn form_failure(
-    state: &AppState,
-    asker: &Asker,
-    messages: &Messages,
-    session: &ConnectSession,
-    spec: &SessionForm,
-    pick: &Pick,
-    form: &BTreeMap<String, String>,
-    error: &EngineError,
-) -> Response {
-    let (status, public) = failure(error);
-    let words = view::failure_words(messages, &spec.name, error, &public);
-    if asker.json {
-        return headless(
-            session,
-            status,
-            json!({"ok": false, "error": {"code": error.code(), "message": words,
-                   "fields": error.field().map(|f| json!({(f): "invalid"}))}}),
-        );
+/// A form's submission, as the page answers it.
+struct Submitted<'a> {
+    asker: &'a Asker,
+    messages: &'a Messages,
+    session: &'a ConnectSession,
+    spec: &'a SessionForm,
+    pick: &'a Pick,
+    form: &'a BTreeMap<String, String>,
+}
+
+impl Submitted<'_> {
+    /// A submission the API or Latchkey refused: the form again with the reason in safe
+    /// words (what a failed credential test answered, a field at fault), which the end user
+    /// can act on.
+    async fn refused(&self, state: &AppState, error: &EngineError) -> Response {
+        let Submitted { asker, messages, session, spec, pick, form } = *self;
+        let (status, public) = failure(error);
+        let words = view::failure_words(messages, &spec.name, error, &public);
+        if asker.json {
+            return headless(
+                session,
+                status,
+                json!({"ok": false, "error": {"code": error.code(), "message": words,
+                       "fields": error.field().map(|f| json!({(f): "invalid"}))}}),
+            );
+        }
+        let mut errors = view::FormErrors { summary: Some(words), fields: BTreeMap::new() };
+        if let Some(field) = error.field().filter(|f| spec.fields.iter().any(|x| x.key == *f)) {
+            errors.fields.insert(field.to_string(), public);
+        }
+        // A form shown again for the end user to correct is a 400, whatever side failed.
+        view::form(state, messages, session, spec, pick, form, Some(errors)).await
     }
-    let mut errors = view::FormErrors { summary: Some(words), fields: BTreeMap::new() };
-    if let Some(field) = error.field().filter(|f| spec.fields.iter().any(|x| x.key == *f)) {
-        errors.fields.insert(field.to_string(), public);
-    }
-    // A form shown again for the end user to correct is a 400, whatever side failed.
-    view::form(state, messages, session, spec, pick, form, Some(errors)).await
 }
 
 /// What the SDK's headless mode gets: JSON, readable by the session's allowed origin.

@@ -178,13 +178,14 @@ pub(super) async fn connector_name(state: &AppState, session: &ConnectSession) -
 /// The picker for a link that offers several integrations.
 pub(super) async fn picker(
     state: &AppState,
-    messages: &Messages,
+    asker: &super::Asker,
     session: &ConnectSession,
     token: &str,
 ) -> Response {
+    let messages = &asker.messages(Some(session));
     let choices = match state.engine.connect().session_choices(session).await {
         Ok(c) => c,
-        Err(e) => return super::failure_page(state, &super::Asker { accept_language: None, json: false }, Some(session), &e).await,
+        Err(e) => return super::failure_page(state, asker, Some(session), &e).await,
     };
     let mut views = Vec::with_capacity(choices.len());
     for c in choices {
