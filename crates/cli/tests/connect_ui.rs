@@ -43,7 +43,14 @@ fn the_connect_page_in_a_browser() {
         String::from_utf8_lossy(&out.stderr)
     );
     // Every screen was checked, not just some.
-    for step in ["picker: axe", "lang ja: axe", "dark mode: axe", "branded: axe", "access_denied: axe", "sdk headless: connected"] {
+    for step in [
+        "picker: axe",
+        "lang ja: axe",
+        "dark mode: axe",
+        "branded: axe",
+        "access_denied: axe",
+        "sdk headless: connected",
+    ] {
         assert!(stdout.contains(&format!(r#""step":"{step}""#)), "{step} did not run:\n{stdout}");
     }
 }

@@ -84,7 +84,9 @@ impl Branding {
         {
             return Err(EngineError::invalid(
                 "display_name",
-                format!("display_name is 1 to {MAX_DISPLAY_NAME} characters, without control characters"),
+                format!(
+                    "display_name is 1 to {MAX_DISPLAY_NAME} characters, without control characters"
+                ),
             ));
         }
         if let Some(logo) = &self.logo {
@@ -93,7 +95,10 @@ impl Branding {
         if let Some(color) = &self.primary_color
             && parse_color(color).is_none()
         {
-            return Err(EngineError::invalid("primary_color", "primary_color is #rrggbb, e.g. #0b5fff"));
+            return Err(EngineError::invalid(
+                "primary_color",
+                "primary_color is #rrggbb, e.g. #0b5fff",
+            ));
         }
         if let Some(css) = &self.custom_css {
             check_css(css)?;
@@ -198,14 +203,22 @@ impl Brandings<'_> {
             .map_err(|e| EngineError::Internal(format!("branding: {e}")))?;
         self.engine
             .store
-            .put_branding(environment.as_str(), integration.map(IntegrationId::as_str), value.as_ref())
+            .put_branding(
+                environment.as_str(),
+                integration.map(IntegrationId::as_str),
+                value.as_ref(),
+            )
             .await?;
         Ok(branding)
     }
 
     /// What the connect page shows for `integration` of `environment`: its branding over its
     /// environment's.
-    pub async fn effective(&self, environment: &str, integration: Option<&str>) -> Result<Branding, EngineError> {
+    pub async fn effective(
+        &self,
+        environment: &str,
+        integration: Option<&str>,
+    ) -> Result<Branding, EngineError> {
         let base = self.stored(environment, None).await?;
         Ok(match integration {
             Some(id) => self.stored(environment, Some(id)).await?.over(base),
@@ -213,7 +226,11 @@ impl Brandings<'_> {
         })
     }
 
-    async fn stored(&self, environment: &str, integration: Option<&str>) -> Result<Branding, EngineError> {
+    async fn stored(
+        &self,
+        environment: &str,
+        integration: Option<&str>,
+    ) -> Result<Branding, EngineError> {
         match self.engine.store.get_branding(environment, integration).await? {
             // Checked when set; one that no longer parses (written by a newer version) is
             // ignored rather than breaking the page.
@@ -276,7 +293,11 @@ mod tests {
         let logo = |l: &str| Branding { logo: Some(l.into()), ..Branding::default() };
         logo("data:image/png;base64,iVBORw0KGgo=").check().unwrap();
         logo("data:image/svg+xml;base64,PHN2Zy8+").check().unwrap();
-        for bad in ["https://x.example/logo.png", "data:text/html;base64,PGI+", "data:image/png;base64,@@@"] {
+        for bad in [
+            "https://x.example/logo.png",
+            "data:text/html;base64,PGI+",
+            "data:image/png;base64,@@@",
+        ] {
             assert_eq!(field(logo(bad)), "logo", "{bad}");
         }
         let color = |c: &str| Branding { primary_color: Some(c.into()), ..Branding::default() };

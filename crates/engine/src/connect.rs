@@ -446,10 +446,14 @@ impl Connect<'_> {
             return Ok(new.choices.clone());
         }
         if new.connector.is_some() || new.connection_id.is_some() || new.reconnect.is_some() {
-            return refuse("a pick of integrations makes a new connection: no `connector`, `connection_id` or `reconnect`");
+            return refuse(
+                "a pick of integrations makes a new connection: no `connector`, `connection_id` or `reconnect`",
+            );
         }
         if new.auth.is_some() || !new.config.is_empty() {
-            return refuse("a pick of integrations takes no `auth` or `config`: they belong to one connector");
+            return refuse(
+                "a pick of integrations takes no `auth` or `config`: they belong to one connector",
+            );
         }
         let mut seen = std::collections::BTreeSet::new();
         for choice in &new.choices {
@@ -647,7 +651,8 @@ impl Connect<'_> {
                 config.insert(field.key.clone(), value.clone());
             }
         }
-        let integration = self.engine.integration_record(&session.environment, &session.integration).await?;
+        let integration =
+            self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let config = crate::connections::check_known_config(&entry.connector, config)?;
         self.record_choice(session, &session.integration.clone(), config).await

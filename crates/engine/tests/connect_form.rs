@@ -30,8 +30,13 @@ async fn required_config_the_app_did_not_pass_is_asked_before_the_consent_redire
     let s = setup(oauth_connector()).await;
     let connect = s.engine.connect();
     // Creating the session no longer fails for the missing shop.
-    let (session, _) = connect.create_session(NewConnectSession::new("app".parse().unwrap())).await.unwrap();
-    assert!(session.config.is_empty(), "defaults are filled when the flow runs: {:?}", session.config);
+    let (session, _) =
+        connect.create_session(NewConnectSession::new("app".parse().unwrap())).await.unwrap();
+    assert!(
+        session.config.is_empty(),
+        "defaults are filled when the flow runs: {:?}",
+        session.config
+    );
     let form = connect.session_form(&session).await.unwrap();
     assert!(form.redirect);
     let keys: Vec<_> = form.fields.iter().map(|f| f.key.as_str()).collect();
@@ -60,7 +65,10 @@ async fn the_apps_values_are_hidden_checked_and_win() {
     // A value passed is still checked when the session is made.
     assert_eq!(field(connect.create_session(passed("Bad Shop")).await.unwrap_err()), "config.shop");
     let (session, _) = connect.create_session(passed("beta")).await.unwrap();
-    assert!(connect.session_form(&session).await.unwrap().fields.is_empty(), "straight to the provider");
+    assert!(
+        connect.session_form(&session).await.unwrap().fields.is_empty(),
+        "straight to the provider"
+    );
     let url = connect.begin_authorization(&session, REDIRECT, &Secret::new("b")).await.unwrap();
     assert_eq!(url.host_str(), Some("beta.prov.example"));
 }
@@ -69,7 +77,8 @@ async fn the_apps_values_are_hidden_checked_and_win() {
 async fn a_form_prefills_defaults_and_the_server_checks_every_pattern() {
     let s = setup(form_connector()).await;
     let connect = s.engine.connect();
-    let (session, _) = connect.create_session(NewConnectSession::new("app".parse().unwrap())).await.unwrap();
+    let (session, _) =
+        connect.create_session(NewConnectSession::new("app".parse().unwrap())).await.unwrap();
     let form = connect.session_form(&session).await.unwrap();
     assert!(!form.redirect);
     let keys: Vec<_> = form.fields.iter().map(|f| f.key.as_str()).collect();
@@ -101,7 +110,10 @@ async fn a_form_prefills_defaults_and_the_server_checks_every_pattern() {
         .unwrap_err();
     assert_eq!(field(refused), "team");
     let made = connect
-        .complete_session_form(&session, values(&[("region", ""), ("team", "acme"), ("token", "tok-1")]))
+        .complete_session_form(
+            &session,
+            values(&[("region", ""), ("team", "acme"), ("token", "tok-1")]),
+        )
         .await
         .unwrap();
     assert_eq!(made.config["region"], "us", "the default filled in");
@@ -146,7 +158,10 @@ async fn a_link_offers_integrations_to_pick_from() {
         connect.create_session(pick(&["app", "nope"])).await.unwrap_err(),
         EngineError::IntegrationNotFound(_)
     ));
-    assert_eq!(field(connect.create_session(pick(&["app", "app"])).await.unwrap_err()), "integrations");
+    assert_eq!(
+        field(connect.create_session(pick(&["app", "app"])).await.unwrap_err()),
+        "integrations"
+    );
     let with_config = NewConnectSession {
         config: BTreeMap::from([("team".to_string(), "acme".to_string())]),
         ..pick(&["app", "app2"])
@@ -172,7 +187,9 @@ async fn a_full_page_flow_returns_only_to_the_apps_origin() {
         let refused = connect.create_session(back(origin, url)).await.unwrap_err();
         assert_eq!(field(refused), "return_url", "{url}");
     }
-    let (session, _) =
-        connect.create_session(back(Some("https://app.example"), "https://app.example/done?x=1")).await.unwrap();
+    let (session, _) = connect
+        .create_session(back(Some("https://app.example"), "https://app.example/done?x=1"))
+        .await
+        .unwrap();
     assert_eq!(session.return_url.as_deref(), Some("https://app.example/done?x=1"));
 }

@@ -4,8 +4,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    agent_tokens, api_keys, audit, branding, connect_sessions, connections, connectors, environments,
-    integrations, operations, webhook_deliveries,
+    agent_tokens, api_keys, audit, branding, connect_sessions, connections, connectors,
+    environments, integrations, operations, webhook_deliveries,
 };
 
 #[derive(OpenApi)]

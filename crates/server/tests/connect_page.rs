@@ -12,7 +12,8 @@ use tower::ServiceExt;
 
 async fn page(state: &latchkey_server::AppState, link: &str, lang: &str) -> (u16, String, String) {
     let path = link.trim_start_matches("http://127.0.0.1:7400");
-    let request = http::Request::get(path).header("accept-language", lang).body(Body::empty()).unwrap();
+    let request =
+        http::Request::get(path).header("accept-language", lang).body(Body::empty()).unwrap();
     let response = latchkey_server::app(state.clone()).oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let csp = response.headers()["content-security-policy"].to_str().unwrap().to_string();
@@ -46,8 +47,14 @@ async fn branding_is_checked_merged_and_worn_by_the_page() {
             call(&state, "PUT", "/v1/environments/default/branding", API_KEY, Some(body)).await;
         assert_eq!((status, error["field"].as_str()), (400, Some(field)), "{error}");
     }
-    let (status, error) =
-        call(&state, "PUT", "/v1/environments/default/branding", API_KEY, Some(json!({"colour": "#000000"}))).await;
+    let (status, error) = call(
+        &state,
+        "PUT",
+        "/v1/environments/default/branding",
+        API_KEY,
+        Some(json!({"colour": "#000000"})),
+    )
+    .await;
     assert_eq!(status, 400, "unknown fields are refused: {error}");
 
     let env = json!({"display_name": "Acme CRM", "primary_color": "#7b2ff7", "theme": "light"});
@@ -56,7 +63,8 @@ async fn branding_is_checked_merged_and_worn_by_the_page() {
     assert_eq!((status, &set), (200, &env));
     let mine = json!({"theme": "dark", "custom_css": ".card { border-width: 2px }"});
     let (status, _) =
-        call(&state, "PUT", "/v1/integrations/prov-app/branding", API_KEY, Some(mine.clone())).await;
+        call(&state, "PUT", "/v1/integrations/prov-app/branding", API_KEY, Some(mine.clone()))
+            .await;
     assert_eq!(status, 200);
     let (_, got) = call(&state, "GET", "/v1/integrations/prov-app/branding", API_KEY, None).await;
     assert_eq!(got, mine, "an integration's branding reads as set, not merged");
@@ -79,7 +87,11 @@ async fn branding_is_checked_merged_and_worn_by_the_page() {
     assert!(html.contains(".card { border-width: 2px }"));
     assert!(csp.contains("default-src 'none'") && csp.contains("img-src data:"), "{csp}");
     let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
-    assert_eq!(html.matches(&format!(r#"nonce="{nonce}""#)).count(), 3, "two styles and one script");
+    assert_eq!(
+        html.matches(&format!(r#"nonce="{nonce}""#)).count(),
+        3,
+        "two styles and one script"
+    );
 
     // Cleared with {}.
     let (status, cleared) =
@@ -111,7 +123,8 @@ async fn a_session_speaks_its_language_and_offers_its_picks() {
     };
     let (status, error) = create(json!({"integration": "one", "lang": "xx"})).await;
     assert_eq!((status, error["field"].as_str()), (400, Some("lang")), "{error}");
-    let (status, error) = create(json!({"integration": "one", "integrations": ["one", "two"]})).await;
+    let (status, error) =
+        create(json!({"integration": "one", "integrations": ["one", "two"]})).await;
     assert_eq!((status, error["field"].as_str()), (400, Some("integrations")), "{error}");
     let (status, error) =
         create(json!({"integration": "one", "return_url": "https://app.example/done"})).await;
@@ -122,7 +135,8 @@ async fn a_session_speaks_its_language_and_offers_its_picks() {
     let (_, _, html) = page(&state, session["connect_link"].as_str().unwrap(), "fr").await;
     assert!(html.contains(r#"<html lang="de""#) && html.contains("Prov verbinden"), "{html}");
     let (_, session) = create(json!({"integration": "one"})).await;
-    let (_, _, html) = page(&state, session["connect_link"].as_str().unwrap(), "ja, en;q=0.5").await;
+    let (_, _, html) =
+        page(&state, session["connect_link"].as_str().unwrap(), "ja, en;q=0.5").await;
     assert!(html.contains(r#"<html lang="ja""#) && html.contains("Prov に接続"), "{html}");
 
     let (_, session) = create(json!({"integrations": ["one", "two"]})).await;
@@ -133,7 +147,10 @@ async fn a_session_speaks_its_language_and_offers_its_picks() {
     assert!(html.contains("?integration=one") && html.contains("?integration=two"), "{html}");
     let (status, _, html) = page(&state, &format!("{link}?integration=two"), "en").await;
     assert_eq!(status, 200);
-    assert!(html.contains("Connect Prov") && html.contains(r#"action="?integration=two""#), "{html}");
+    assert!(
+        html.contains("Connect Prov") && html.contains(r#"action="?integration=two""#),
+        "{html}"
+    );
     let (status, _, _) = page(&state, &format!("{link}?integration=other"), "en").await;
     assert_eq!(status, 400, "an integration the link does not offer");
 }

@@ -193,10 +193,7 @@ impl AuthMethod {
             Self::AwsSigV4(_) => vec![
                 field("access_key_id", None, "Access key id", false),
                 field("secret_access_key", None, "Secret access key", true),
-                FieldSpec {
-                    optional: true,
-                    ..field("session_token", None, "Session token", true)
-                },
+                FieldSpec { optional: true, ..field("session_token", None, "Session token", true) },
             ],
             Self::Jwt(m) if m.fields.is_empty() => {
                 if m.algorithm.starts_with("HS") {

@@ -70,6 +70,9 @@ mod tests {
         assert_eq!(on_color([0xff, 0xd7, 0x00]), "#000000", "yellow takes black");
         assert_eq!(on_color([0, 0, 0]), "#ffffff");
         let view = BrandView::from(Branding::default());
-        assert_eq!((view.color.as_str(), view.on_color, view.theme), (DEFAULT_PRIMARY, "#ffffff", "system"));
+        assert_eq!(
+            (view.color.as_str(), view.on_color, view.theme),
+            (DEFAULT_PRIMARY, "#ffffff", "system")
+        );
     }
 }

@@ -144,7 +144,10 @@ mod tests {
             let these = ids(source);
             let missing: Vec<_> = english.difference(&these).collect();
             let extra: Vec<_> = these.difference(&english).collect();
-            assert!(missing.is_empty() && extra.is_empty(), "{lang}: missing {missing:?}, extra {extra:?}");
+            assert!(
+                missing.is_empty() && extra.is_empty(),
+                "{lang}: missing {missing:?}, extra {extra:?}"
+            );
         }
         for (bundle, (lang, _)) in catalog.bundles.iter().zip(LANGUAGES) {
             for id in &english {

@@ -97,7 +97,9 @@ async fn session_for(
     let session = state.engine.connect().open_session(token).await?;
     crate::telemetry::name_session(&session);
     match &pick.integration {
-        Some(id) if !session.choices.is_empty() => state.engine.connect().choose(&session, id).await,
+        Some(id) if !session.choices.is_empty() => {
+            state.engine.connect().choose(&session, id).await
+        }
         _ => Ok(session),
     }
 }
@@ -130,8 +132,16 @@ pub async fn open(
     if form.redirect && form.fields.is_empty() {
         return to_provider(&state, &asker, &session).await;
     }
-    view::form(&state, &asker.messages(Some(&session)), &session, &form, &pick, &BTreeMap::new(), None)
-        .await
+    view::form(
+        &state,
+        &asker.messages(Some(&session)),
+        &session,
+        &form,
+        &pick,
+        &BTreeMap::new(),
+        None,
+    )
+    .await
 }
 
 /// Starts the authorization flow and sends the browser to the provider, binding the flow to
@@ -144,7 +154,9 @@ async fn to_provider(state: &AppState, asker: &Asker, session: &ConnectSession) 
             let secure = state.public_url.scheme() == "https";
             let jar = CookieJar::new().add(binding_cookie(&binding, secure));
             let mut response = (jar, Redirect::to(url.as_str())).into_response();
-            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+                .headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
                 .headers_mut()
                 .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
@@ -184,10 +196,8 @@ pub async fn submit(
     };
     if !problems.is_empty() {
         if asker.json {
-            let fields: BTreeMap<_, _> = problems
-                .iter()
-                .map(|(k, p)| (k.clone(), view::problem_code(*p)))
-                .collect();
+            let fields: BTreeMap<_, _> =
+                problems.iter().map(|(k, p)| (k.clone(), view::problem_code(*p))).collect();
             return headless(
                 &session,
                 StatusCode::BAD_REQUEST,
@@ -198,10 +208,20 @@ pub async fn submit(
         let errors = view::field_errors(&messages, &spec, &problems);
         return view::form(&state, &messages, &session, &spec, &pick, &form, Some(errors)).await;
     }
-    let submitted = Submitted { asker: &asker, messages: &messages, session: &session, spec: &spec, pick: &pick, form: &form };
+    let submitted = Submitted {
+        asker: &asker,
+        messages: &messages,
+        session: &session,
+        spec: &spec,
+        pick: &pick,
+        form: &form,
+    };
     if spec.redirect {
-        let config: BTreeMap<String, String> =
-            spec.fields.iter().filter_map(|f| form.get(&f.key).map(|v| (f.key.clone(), v.clone()))).collect();
+        let config: BTreeMap<String, String> = spec
+            .fields
+            .iter()
+            .filter_map(|f| form.get(&f.key).map(|v| (f.key.clone(), v.clone())))
+            .collect();
         return match state.engine.connect().add_config(&session, config).await {
             Ok(session) => to_provider(&state, &asker, &session).await,
             Err(e) => submitted.refused(&state, &e).await,
@@ -259,7 +279,9 @@ fn headless(session: &ConnectSession, status: StatusCode, body: serde_json::Valu
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    if let Some(origin) = session.allowed_origin.as_deref().and_then(|o| HeaderValue::from_str(o).ok()) {
+    if let Some(origin) =
+        session.allowed_origin.as_deref().and_then(|o| HeaderValue::from_str(o).ok())
+    {
         headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         headers.insert(header::VARY, HeaderValue::from_static("Origin"));
     }
@@ -283,7 +305,9 @@ pub async fn describe(
             let (status, message) = failure(&e);
             let body = json!({"error": {"code": e.code(), "message": message}});
             let mut response = (status, Json(body)).into_response();
-            response.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+            response
+                .headers_mut()
+                .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
             return response;
         }
     };
@@ -306,7 +330,9 @@ pub async fn describe(
                 body["redirect"] = json!(form.redirect);
                 body["fields"] = json!(form.fields);
             }
-            Err(e) => return headless(&session, failure(&e).0, json!({"error": {"code": e.code()}})),
+            Err(e) => {
+                return headless(&session, failure(&e).0, json!({"error": {"code": e.code()}}));
+            }
         }
     }
     headless(&session, StatusCode::OK, body)
@@ -333,13 +359,19 @@ async fn finished(
             let mut query = url.query_pairs_mut();
             query.append_pair("session_id", &session.id);
             match outcome {
-                Ok(record) => query.append_pair("status", "done").append_pair("connection_id", &record.id),
-                Err(error) => query.append_pair("status", "failed").append_pair("error", error.code()),
+                Ok(record) => {
+                    query.append_pair("status", "done").append_pair("connection_id", &record.id)
+                }
+                Err(error) => {
+                    query.append_pair("status", "failed").append_pair("error", error.code())
+                }
             };
         }
         let mut response = Redirect::to(url.as_str()).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response.headers_mut().insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        response
+            .headers_mut()
+            .insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
         return response;
     }
     let messages = asker.messages(Some(session));

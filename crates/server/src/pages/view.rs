@@ -95,24 +95,26 @@ pub(super) async fn render(
         Screen::Pick { title, choices } => {
             (StatusCode::OK, context! { screen => "pick", title, choices, ..common })
         }
-        Screen::Form { title, ctx, .. } => {
-            (StatusCode::OK, context! { screen => "form", title, ..minijinja::value::merge_maps([ctx, common]) })
-        }
+        Screen::Form { title, ctx, .. } => (
+            StatusCode::OK,
+            context! { screen => "form", title, ..minijinja::value::merge_maps([ctx, common]) },
+        ),
         Screen::Done { message, result, origin } => (
             StatusCode::OK,
             context! { screen => "done", title => messages.get("title-done", &[]), message,
-                       result, origin, ..common },
+            result, origin, ..common },
         ),
         Screen::Failed { status, message, result, origin } => (
             status,
             context! { screen => "failed", title => messages.get("title-failed", &[]), message,
-                       result, origin, ..common },
+            result, origin, ..common },
         ),
     };
-    let html = templates().get_template("page.html").and_then(|t| t.render(ctx)).unwrap_or_else(|e| {
-        tracing::error!(error = %e, "page template failed");
-        "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
-    });
+    let html =
+        templates().get_template("page.html").and_then(|t| t.render(ctx)).unwrap_or_else(|e| {
+            tracing::error!(error = %e, "page template failed");
+            "<!doctype html><title>Error</title><p>Something went wrong.</p>".to_string()
+        });
     let mut response = (status, html).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
@@ -197,9 +199,19 @@ pub(super) async fn picker(
             .ok()
             .and_then(|b| b.logo);
         views.push(ChoiceView {
-            initial: c.name.chars().next().map(|ch| ch.to_uppercase().to_string()).unwrap_or_default(),
-            search: format!("{} {} {}", c.name, c.connector, c.category.as_deref().unwrap_or_default())
-                .to_lowercase(),
+            initial: c
+                .name
+                .chars()
+                .next()
+                .map(|ch| ch.to_uppercase().to_string())
+                .unwrap_or_default(),
+            search: format!(
+                "{} {} {}",
+                c.name,
+                c.connector,
+                c.category.as_deref().unwrap_or_default()
+            )
+            .to_lowercase(),
             href: format!("/connect/{}?integration={}", token, url_escape(&c.integration)),
             name: c.name,
             category: c.category,
@@ -272,7 +284,8 @@ pub(super) async fn form(
     } else {
         StatusCode::BAD_REQUEST
     };
-    let mut response = render(state, messages, Some(session), Screen::Form { title, ctx, leads_to }).await;
+    let mut response =
+        render(state, messages, Some(session), Screen::Form { title, ctx, leads_to }).await;
     *response.status_mut() = status;
     response
 }
@@ -289,8 +302,9 @@ pub(super) fn field_errors(
         let label = field.label.as_str();
         let words = match (problem, &field.example) {
             (FieldProblem::Missing, _) => messages.get("field-missing", &[("label", label)]),
-            (FieldProblem::Mismatch, Some(example)) => messages
-                .get("field-mismatch-example", &[("label", label), ("example", example)]),
+            (FieldProblem::Mismatch, Some(example)) => {
+                messages.get("field-mismatch-example", &[("label", label), ("example", example)])
+            }
             (FieldProblem::Mismatch, None) => messages.get("field-mismatch", &[("label", label)]),
         };
         fields.insert(field.key.clone(), words);
@@ -330,7 +344,9 @@ pub(super) fn failure_words(
         return messages.get(id, &[("name", name), ("status", &reason)]);
     }
     match error.code() {
-        "upstream_unreachable" | "upstream_timeout" => messages.get("unreachable", &[("name", name)]),
+        "upstream_unreachable" | "upstream_timeout" => {
+            messages.get("unreachable", &[("name", name)])
+        }
         code => outcome_words(messages, code, public),
     }
 }
@@ -370,7 +386,10 @@ mod tests {
         assert!(words.contains("403 Forbidden") && words.contains("permission"), "{words}");
         let fr = Messages::choose(Some("fr"), None);
         let words = failure_words(&fr, "Acme", &EngineError::TestFailed { status: 503 }, "");
-        assert!(words.contains("503 Service Unavailable") && words.contains("Réessayez"), "{words}");
+        assert!(
+            words.contains("503 Service Unavailable") && words.contains("Réessayez"),
+            "{words}"
+        );
     }
 
     #[test]
@@ -379,7 +398,10 @@ mod tests {
             let m = Messages::choose(Some(lang), None);
             for code in ["access_denied", "flow_expired", "token_refused", "missing_code"] {
                 let words = outcome_words(&m, code, "raw");
-                assert!(!words.contains("raw") && !words.starts_with("outcome-"), "{lang} {code}: {words}");
+                assert!(
+                    !words.contains("raw") && !words.starts_with("outcome-"),
+                    "{lang} {code}: {words}"
+                );
             }
             assert!(outcome_words(&m, "something_else", "raw text").contains("raw text"));
         }

@@ -121,13 +121,12 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
         environment: &str,
         integration: Option<&str>,
     ) -> Result<Option<serde_json::Value>, StoreError> {
-        let row = sql::<D>(
-            "SELECT branding FROM brandings WHERE environment = $1 AND integration = $2",
-        )
-        .bind(environment)
-        .bind(integration.unwrap_or_default())
-        .fetch_optional(&mut *self.pool.acquire().await?)
-        .await?;
+        let row =
+            sql::<D>("SELECT branding FROM brandings WHERE environment = $1 AND integration = $2")
+                .bind(environment)
+                .bind(integration.unwrap_or_default())
+                .fetch_optional(&mut *self.pool.acquire().await?)
+                .await?;
         row.as_ref().map(|r| crate::rows::json(r, "branding")).transpose()
     }
 

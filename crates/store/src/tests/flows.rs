@@ -54,12 +54,17 @@ pub(crate) async fn connect_sessions_keep_the_end_users_choice(b: &impl Backend)
     store.create_connect_session(&picked).await.unwrap();
     let got = store.get_connect_session("cs1").await.unwrap().unwrap();
     assert_eq!(got.choices, ["i", "j"]);
-    assert_eq!((got.lang.as_deref(), got.return_url.as_deref()), (Some("fr"), Some("http://app/done")));
+    assert_eq!(
+        (got.lang.as_deref(), got.return_url.as_deref()),
+        (Some("fr"), Some("http://app/done"))
+    );
     let config = std::collections::BTreeMap::from([("shop".to_string(), "beta".to_string())]);
     assert!(store.choose_for_connect_session("cs1", "j", &config).await.unwrap());
     let got = store.get_connect_session("cs1").await.unwrap().unwrap();
     assert_eq!((got.integration.as_str(), got.config["shop"].as_str()), ("j", "beta"));
-    assert!(store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap());
+    assert!(
+        store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap()
+    );
     assert!(!store.choose_for_connect_session("cs1", "i", &config).await.unwrap(), "done is final");
     // A session naming one integration has no choices.
     store.create_connect_session(&session("cs2", "th2")).await.unwrap();
