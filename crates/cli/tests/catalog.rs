@@ -312,10 +312,36 @@ fn every_catalog_file_loads_the_same_in_other_yaml_parsers() {
 #[test]
 fn the_most_used_connectors_explain_their_fields() {
     const POPULAR: [&str; 30] = [
-        "stripe", "openai", "anthropic", "github", "gitlab", "sendgrid", "twilio", "mailchimp",
-        "hubspot", "shopify", "zendesk", "jira", "notion", "airtable", "slack", "linear", "asana",
-        "trello", "klaviyo", "mailgun", "postmark", "resend", "datadog", "sentry", "pagerduty",
-        "cloudflare", "vercel", "intercom", "freshdesk", "pipedrive",
+        "stripe",
+        "openai",
+        "anthropic",
+        "github",
+        "gitlab",
+        "sendgrid",
+        "twilio",
+        "mailchimp",
+        "hubspot",
+        "shopify",
+        "zendesk",
+        "jira",
+        "notion",
+        "airtable",
+        "slack",
+        "linear",
+        "asana",
+        "trello",
+        "klaviyo",
+        "mailgun",
+        "postmark",
+        "resend",
+        "datadog",
+        "sentry",
+        "pagerduty",
+        "cloudflare",
+        "vercel",
+        "intercom",
+        "freshdesk",
+        "pipedrive",
     ];
     for id in POPULAR {
         let path = repo().join("connectors").join(format!("{id}.yaml"));
@@ -330,7 +356,11 @@ fn the_most_used_connectors_explain_their_fields() {
         assert!(!asked.is_empty(), "{id}: no field is asked");
         for field in &asked {
             let is_secret_with_help = field.help.is_some() || field.docs_url.is_some();
-            assert!(is_secret_with_help, "{id}: field `{}` has neither help nor docs_url", field.key);
+            assert!(
+                is_secret_with_help,
+                "{id}: field `{}` has neither help nor docs_url",
+                field.key
+            );
         }
         assert!(
             asked.iter().any(|f| f.docs_url.as_deref().is_some_and(|u| u.starts_with("https://"))),

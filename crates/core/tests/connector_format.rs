@@ -286,7 +286,8 @@ fn fields_carry_help_an_example_and_a_docs_link() {
 #[test]
 fn a_field_says_why_a_value_is_refused() {
     use latchkey_core::connector::FieldProblem;
-    let c = parse_connector(&with_field("{key: api_key, pattern: 'sk-[a-z]+'}"), "help.yaml").unwrap();
+    let c =
+        parse_connector(&with_field("{key: api_key, pattern: 'sk-[a-z]+'}"), "help.yaml").unwrap();
     let field = &c.auth[0].fields()[0];
     assert_eq!(field.problem("sk-abc"), Ok(None));
     assert_eq!(field.problem(""), Ok(Some(FieldProblem::Missing)));
