@@ -66,42 +66,48 @@ pub struct Choice {
     pub category: Option<String>,
 }
 
-/// The fields of `fields` whose submitted value is refused, and why (a missing value reads as
-/// empty). A pattern that does not compile is the connector's mistake.
-pub fn form_problems(
-    fields: &[FieldSpec],
-    values: &BTreeMap<String, Secret>,
-) -> Result<BTreeMap<String, FieldProblem>, EngineError> {
-    let mut out = BTreeMap::new();
-    for field in fields {
-        let value = values.get(&field.key).map_or("", Secret::expose);
-        let problem = field.problem(value).map_err(|message| EngineError::Connector {
-            connector: String::new(),
-            message: format!("field `{}`: {message}", field.key),
-        })?;
-        if let Some(problem) = problem {
-            out.insert(field.key.clone(), problem);
+impl SessionForm {
+    /// The fields whose submitted value is refused, and why (a missing value reads as empty).
+    /// A pattern that does not compile is the connector's mistake.
+    pub fn problems(
+        &self,
+        values: &BTreeMap<String, Secret>,
+    ) -> Result<BTreeMap<String, FieldProblem>, EngineError> {
+        let mut out = BTreeMap::new();
+        for field in &self.fields {
+            let value = values.get(&field.key).map_or("", Secret::expose);
+            let problem = field.problem(value).map_err(|message| EngineError::Connector {
+                connector: self.connector.clone(),
+                message: format!("field `{}`: {message}", field.key),
+            })?;
+            if let Some(problem) = problem {
+                out.insert(field.key.clone(), problem);
+            }
         }
+        Ok(out)
     }
-    Ok(out)
-}
 
-/// Refuses a submission with a field left empty or not matching its pattern, naming the first.
-fn check_form(fields: &[FieldSpec], values: &BTreeMap<String, Secret>) -> Result<(), EngineError> {
-    let problems = form_problems(fields, values)?;
-    let Some((key, problem)) = problems.iter().next() else { return Ok(()) };
-    let field = fields.iter().find(|f| &f.key == key);
-    let label = field.map_or(key.as_str(), |f| f.label.as_str());
-    Err(EngineError::invalid(
-        key.clone(),
-        match problem {
-            FieldProblem::Missing => format!("{label} is required"),
-            FieldProblem::Mismatch => format!(
-                "{label} does not have the expected format ({})",
-                field.and_then(|f| f.pattern.as_deref()).unwrap_or_default()
-            ),
-        },
-    ))
+    /// Refuses a submission with a field left empty or not matching its pattern, naming the
+    /// first such field of the form.
+    fn check(&self, values: &BTreeMap<String, Secret>) -> Result<(), EngineError> {
+        let problems = self.problems(values)?;
+        let Some((field, problem)) =
+            self.fields.iter().find_map(|f| problems.get(&f.key).map(|p| (f, p)))
+        else {
+            return Ok(());
+        };
+        let label = &field.label;
+        Err(EngineError::invalid(
+            field.key.clone(),
+            match problem {
+                FieldProblem::Missing => format!("{label} is required"),
+                FieldProblem::Mismatch => format!(
+                    "{label} does not have the expected format ({})",
+                    field.pattern.as_deref().unwrap_or_default()
+                ),
+            },
+        ))
+    }
 }
 
 /// What an app asks for when it starts a connect session.
@@ -644,7 +650,7 @@ impl Connect<'_> {
         let form = self.session_form(session).await?;
         let secrets: BTreeMap<String, Secret> =
             values.iter().map(|(k, v)| (k.clone(), Secret::new(v.as_str()))).collect();
-        check_form(&form.fields, &secrets)?;
+        form.check(&secrets)?;
         let mut config = session.config.clone();
         for field in &form.fields {
             if let Some(value) = values.get(&field.key).filter(|v| !v.is_empty()) {
@@ -680,7 +686,7 @@ impl Connect<'_> {
             self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let form = self.session_form(session).await?;
-        check_form(&form.fields, &values)?;
+        form.check(&values)?;
         // The app's values stand; the end user's fill in the rest, then the defaults.
         let mut config = session.config.clone();
         for field in &entry.connector.config {

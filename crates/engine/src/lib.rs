@@ -81,7 +81,7 @@ pub use checks::{CHECK_PACE, DEFAULT_CHECK_INTERVAL, FIRST_RETRY};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{
     Choice, Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, SessionForm,
-    form_problems, session_standing,
+    session_standing,
 };
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;

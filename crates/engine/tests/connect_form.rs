@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use common::setup;
 use latchkey_core::Secret;
 use latchkey_core::connector::FieldProblem;
-use latchkey_engine::{EngineError, NewConnectSession, NewIntegration, form_problems};
+use latchkey_engine::{EngineError, NewConnectSession, NewIntegration};
 
 const REDIRECT: &str = "http://lk.example/oauth/callback";
 
@@ -89,8 +89,7 @@ async fn a_form_prefills_defaults_and_the_server_checks_every_pattern() {
     let values = |pairs: &[(&str, &str)]| -> BTreeMap<String, Secret> {
         pairs.iter().map(|(k, v)| (k.to_string(), Secret::new(*v))).collect()
     };
-    let problems =
-        form_problems(&form.fields, &values(&[("region", ""), ("token", "nope")])).unwrap();
+    let problems = form.problems(&values(&[("region", ""), ("token", "nope")])).unwrap();
     assert_eq!(
         problems,
         BTreeMap::from([

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, Json};
 use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
 use latchkey_core::Secret;
-use latchkey_engine::{CallbackParams, EngineError, Fault, SessionForm, form_problems};
+use latchkey_engine::{CallbackParams, EngineError, Fault, SessionForm};
 use latchkey_store::{ConnectSession, ConnectionRecord};
 use serde::Deserialize;
 use serde_json::json;
@@ -190,7 +190,7 @@ pub async fn submit(
     let values: BTreeMap<String, Secret> =
         form.iter().map(|(k, v)| (k.clone(), Secret::new(v.as_str()))).collect();
     // Refused fields are shown next to the field, before anything is sent anywhere.
-    let problems = match form_problems(&spec.fields, &values) {
+    let problems = match spec.problems(&values) {
         Ok(problems) => problems,
         Err(e) => return failure_page(&state, &asker, Some(&session), &e).await,
     };
