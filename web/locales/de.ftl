@@ -45,3 +45,17 @@ outcome-token = Der Dienst hat den Abschluss der Verbindung verweigert. Versuche
 outcome-credential_test_failed = Die Verbindung wurde autorisiert, aber der Dienst hat sie bei der Prüfung abgelehnt. Versuchen Sie es erneut oder wenden Sie sich an den Support der App.
 outcome-connect_session_unusable = Dieser Link ist abgelaufen oder wurde schon verwendet. Bitten Sie die App um einen neuen.
 outcome-other = Etwas ist schiefgegangen, es wurde nichts verbunden: { $message }
+
+category-crm = CRM
+category-accounting = Buchhaltung
+category-payments = Zahlungen
+category-ecommerce = E-Commerce
+category-developer-tools = Entwicklerwerkzeuge
+category-communication = Kommunikation
+category-email-marketing = E-Mail-Marketing
+category-support = Kundensupport
+category-hr = Personalwesen
+category-file-storage = Dateispeicher
+category-productivity = Produktivität
+category-analytics = Analyse
+category-cloud = Cloud

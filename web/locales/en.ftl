@@ -46,3 +46,17 @@ outcome-token = The provider refused to complete the connection. Try again later
 outcome-credential_test_failed = The connection was authorised, but the service refused it when checked. Try again, or contact the app's support.
 outcome-connect_session_unusable = This link is invalid, expired or already used. Ask the app for a new one.
 outcome-other = Something went wrong and nothing was connected: { $message }
+
+category-crm = CRM
+category-accounting = Accounting
+category-payments = Payments
+category-ecommerce = E-commerce
+category-developer-tools = Developer tools
+category-communication = Communication
+category-email-marketing = E-mail marketing
+category-support = Customer support
+category-hr = HR
+category-file-storage = File storage
+category-productivity = Productivity
+category-analytics = Analytics
+category-cloud = Cloud

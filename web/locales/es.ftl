@@ -45,3 +45,17 @@ outcome-token = El servicio se negó a completar la conexión. Vuelva a intentar
 outcome-credential_test_failed = La conexión se autorizó, pero el servicio la rechazó al comprobarla. Vuelva a intentarlo o contacte con el soporte de la aplicación.
 outcome-connect_session_unusable = Este enlace ha caducado o ya se ha usado. Pida uno nuevo a la aplicación.
 outcome-other = Algo salió mal y no se conectó nada: { $message }
+
+category-crm = CRM
+category-accounting = Contabilidad
+category-payments = Pagos
+category-ecommerce = Comercio electrónico
+category-developer-tools = Herramientas para desarrolladores
+category-communication = Comunicación
+category-email-marketing = Marketing por correo
+category-support = Atención al cliente
+category-hr = Recursos humanos
+category-file-storage = Almacenamiento de archivos
+category-productivity = Productividad
+category-analytics = Analítica
+category-cloud = Nube

@@ -45,3 +45,17 @@ outcome-token = Le service a refusé de terminer la connexion. Réessayez plus t
 outcome-credential_test_failed = La connexion a été autorisée, mais le service l'a refusée lors de la vérification. Réessayez ou contactez le support de l'application.
 outcome-connect_session_unusable = Ce lien a expiré ou a déjà servi. Demandez-en un nouveau à l'application.
 outcome-other = Un problème est survenu et rien n'a été connecté : { $message }
+
+category-crm = CRM
+category-accounting = Comptabilité
+category-payments = Paiements
+category-ecommerce = E-commerce
+category-developer-tools = Outils de développement
+category-communication = Communication
+category-email-marketing = Marketing par e-mail
+category-support = Support client
+category-hr = RH
+category-file-storage = Stockage de fichiers
+category-productivity = Productivité
+category-analytics = Analytique
+category-cloud = Cloud

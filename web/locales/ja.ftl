@@ -45,3 +45,17 @@ outcome-token = サービスが接続の完了を拒否しました。しばら�
 outcome-credential_test_failed = 接続は承認されましたが、確認の際にサービスに拒否されました。もう一度お試しいただくか、アプリのサポートにお問い合わせください。
 outcome-connect_session_unusable = このリンクは有効期限が切れているか、すでに使用されています。アプリに新しいリンクを依頼してください。
 outcome-other = 問題が発生したため、何も接続されていません: { $message }
+
+category-crm = CRM
+category-accounting = 会計
+category-payments = 決済
+category-ecommerce = EC
+category-developer-tools = 開発者ツール
+category-communication = コミュニケーション
+category-email-marketing = メールマーケティング
+category-support = カスタマーサポート
+category-hr = 人事
+category-file-storage = ファイルストレージ
+category-productivity = 生産性
+category-analytics = 分析
+category-cloud = クラウド

@@ -198,6 +198,7 @@ pub(super) async fn picker(
             .await
             .ok()
             .and_then(|b| b.logo);
+        let category = c.category.as_deref().map(|id| category_name(messages, id));
         views.push(ChoiceView {
             initial: c
                 .name
@@ -206,15 +207,16 @@ pub(super) async fn picker(
                 .map(|ch| ch.to_uppercase().to_string())
                 .unwrap_or_default(),
             search: format!(
-                "{} {} {}",
+                "{} {} {} {}",
                 c.name,
                 c.connector,
-                c.category.as_deref().unwrap_or_default()
+                c.category.as_deref().unwrap_or_default(),
+                category.as_deref().unwrap_or_default()
             )
             .to_lowercase(),
             href: format!("/connect/{}?integration={}", token, url_escape(&c.integration)),
             name: c.name,
-            category: c.category,
+            category,
             logo,
         });
     }
@@ -225,6 +227,16 @@ pub(super) async fn picker(
         Screen::Pick { title: messages.get("title-pick", &[]), choices: views },
     )
     .await
+}
+
+/// A catalog category's name in the page's language; a custom connector's own category as
+/// written.
+fn category_name(messages: &Messages, id: &str) -> String {
+    if latchkey_core::connector::CATEGORIES.contains(&id) {
+        messages.get(&format!("category-{id}"), &[])
+    } else {
+        id.to_string()
+    }
 }
 
 fn url_escape(text: &str) -> String {
@@ -390,6 +402,20 @@ mod tests {
             words.contains("503 Service Unavailable") && words.contains("Réessayez"),
             "{words}"
         );
+    }
+
+    #[test]
+    fn every_catalog_category_has_a_name_in_each_language() {
+        for (lang, _) in super::super::i18n::LANGUAGES {
+            let m = Messages::choose(Some(lang), None);
+            for id in latchkey_core::connector::CATEGORIES {
+                let name = category_name(&m, id);
+                assert!(!name.starts_with("category-"), "{lang}: {id}");
+            }
+        }
+        let fr = Messages::choose(Some("fr"), None);
+        assert_eq!(category_name(&fr, "developer-tools"), "Outils de développement");
+        assert_eq!(category_name(&fr, "our-own"), "our-own", "a custom category as written");
     }
 
     #[test]
