@@ -305,3 +305,62 @@ fn every_catalog_file_loads_the_same_in_other_yaml_parsers() {
     let loaded: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(loaded[bad.display().to_string()]["pyyaml"].get("error").is_some(), "{loaded}");
 }
+
+/// The catalog's most used API-key connectors tell the end user where each value is: every
+/// field they ask has `help`, and a link into the provider's documentation (an https URL whose
+/// host belongs to the provider or its documentation site).
+#[test]
+fn the_most_used_connectors_explain_their_fields() {
+    const POPULAR: [&str; 30] = [
+        "stripe",
+        "openai",
+        "anthropic",
+        "github",
+        "gitlab",
+        "sendgrid",
+        "twilio",
+        "mailchimp",
+        "hubspot",
+        "shopify",
+        "zendesk",
+        "jira",
+        "notion",
+        "airtable",
+        "slack",
+        "linear",
+        "asana",
+        "trello",
+        "klaviyo",
+        "mailgun",
+        "postmark",
+        "resend",
+        "datadog",
+        "sentry",
+        "pagerduty",
+        "cloudflare",
+        "vercel",
+        "intercom",
+        "freshdesk",
+        "pipedrive",
+    ];
+    for id in POPULAR {
+        let path = repo().join("connectors").join(format!("{id}.yaml"));
+        let source = std::fs::read_to_string(&path).unwrap();
+        let connector = parse_connector(&source, &path.display().to_string()).unwrap();
+        let asked: Vec<_> = connector
+            .auth
+            .iter()
+            .filter(|m| !matches!(m, AuthMethod::OAuth2(_) | AuthMethod::OAuth1(_)))
+            .flat_map(|m| m.fields())
+            .collect();
+        assert!(!asked.is_empty(), "{id}: no field is asked");
+        for field in &asked {
+            let explained = field.help.is_some() || field.docs_url.is_some();
+            assert!(explained, "{id}: field `{}` has neither help nor docs_url", field.key);
+        }
+        assert!(
+            asked.iter().any(|f| f.docs_url.as_deref().is_some_and(|u| u.starts_with("https://"))),
+            "{id}: no field links to the provider's documentation"
+        );
+    }
+}

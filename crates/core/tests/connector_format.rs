@@ -246,3 +246,51 @@ fn the_schema_describes_the_callback() {
     assert!(schema.contains("code_param"), "callback.code_param in the schema");
     assert!(!schema.contains("callback_keep"), "the deprecated spelling is not advertised");
 }
+
+/// A connector with `field` as its one API-key field.
+fn with_field(field: &str) -> String {
+    format!(
+        "id: help\nname: Help\nbase_url: https://api.help.example\nauth:\n  - type: api_key\n    fields:\n      - {field}\n"
+    )
+}
+
+#[test]
+fn fields_carry_help_an_example_and_a_docs_link() {
+    let c = parse_connector(
+        &with_field(
+            "{key: api_key, label: Key, pattern: 'sk-[a-z0-9]+', help: Settings → Keys, example: sk-abc, docs_url: 'https://help.example/keys'}",
+        ),
+        "help.yaml",
+    )
+    .unwrap();
+    let field = &c.auth[0].fields()[0];
+    assert_eq!(field.help.as_deref(), Some("Settings → Keys"));
+    assert_eq!(field.example.as_deref(), Some("sk-abc"));
+    assert_eq!(field.docs_url.as_deref(), Some("https://help.example/keys"));
+    // `hint` is the older name of `help`.
+    let old = parse_connector(&with_field("{key: api_key, hint: Old words}"), "help.yaml").unwrap();
+    assert_eq!(old.auth[0].fields()[0].help.as_deref(), Some("Old words"));
+
+    for (field, at) in [
+        ("{key: api_key, pattern: 'sk-[a-z]+', example: pk-abc}", "auth[0].fields[0].example"),
+        ("{key: api_key, docs_url: 'http://help.example/keys'}", "auth[0].fields[0].docs_url"),
+        ("{key: api_key, docs_url: 'not a url'}", "auth[0].fields[0].docs_url"),
+    ] {
+        let err = parse_connector(&with_field(field), "help.yaml").unwrap_err();
+        assert_eq!(err.field.as_deref(), Some(at), "{field}: {err}");
+    }
+    let schema = json_schema().to_string();
+    assert!(schema.contains("docs_url") && schema.contains("example"), "the JSON Schema has them");
+}
+
+#[test]
+fn a_field_says_why_a_value_is_refused() {
+    use latchkey_core::connector::FieldProblem;
+    let c =
+        parse_connector(&with_field("{key: api_key, pattern: 'sk-[a-z]+'}"), "help.yaml").unwrap();
+    let field = &c.auth[0].fields()[0];
+    assert_eq!(field.problem("sk-abc"), Ok(None));
+    assert_eq!(field.problem(""), Ok(Some(FieldProblem::Missing)));
+    assert_eq!(field.problem("sk-abc\nx"), Ok(Some(FieldProblem::Mismatch)), "the whole value");
+    assert_eq!(field.problem("xsk-abc"), Ok(Some(FieldProblem::Mismatch)));
+}

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use latchkey_core::Secret;
-use latchkey_core::connector::{AuthMethod, Grant};
+use latchkey_core::connector::{AuthMethod, FieldProblem, FieldSpec, Grant};
 use latchkey_store::{
     ConnectSession, ConnectionRecord, EndUser, IntegrationRecord, Metadata, SessionFailure,
     SessionStatus, Tags,
@@ -33,6 +33,81 @@ pub const MIN_SESSION_LIFETIME: Duration = Duration::minutes(1);
 #[derive(Debug, Clone, Copy)]
 pub struct Connect<'e> {
     pub(crate) engine: &'e Engine,
+}
+
+/// What the connect page shows for a session: the connector, whether it goes on to the
+/// provider's consent page, and the fields to ask: config the app did not pass (a
+/// connector default pre-filled; before a consent redirect only required config without a
+/// default), then the auth method's credential fields (none before a redirect).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionForm {
+    /// The integration the session connects through.
+    pub integration: String,
+    /// The connector's id.
+    pub connector: String,
+    /// The connector's display name.
+    pub name: String,
+    /// The flow goes on to the provider's consent page (OAuth).
+    pub redirect: bool,
+    /// The fields to ask, in order.
+    pub fields: Vec<FieldSpec>,
+}
+
+/// One integration a connect link offers to pick from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Choice {
+    /// The integration's id.
+    pub integration: String,
+    /// Its connector's id.
+    pub connector: String,
+    /// Its connector's display name.
+    pub name: String,
+    /// Its connector's catalog category.
+    pub category: Option<String>,
+}
+
+impl SessionForm {
+    /// The fields whose submitted value is refused, and why (a missing value reads as empty).
+    /// A pattern that does not compile is the connector's mistake.
+    pub fn problems(
+        &self,
+        values: &BTreeMap<String, Secret>,
+    ) -> Result<BTreeMap<String, FieldProblem>, EngineError> {
+        let mut out = BTreeMap::new();
+        for field in &self.fields {
+            let value = values.get(&field.key).map_or("", Secret::expose);
+            let problem = field.problem(value).map_err(|message| EngineError::Connector {
+                connector: self.connector.clone(),
+                message: format!("field `{}`: {message}", field.key),
+            })?;
+            if let Some(problem) = problem {
+                out.insert(field.key.clone(), problem);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Refuses a submission with a field left empty or not matching its pattern, naming the
+    /// first such field of the form.
+    fn check(&self, values: &BTreeMap<String, Secret>) -> Result<(), EngineError> {
+        let problems = self.problems(values)?;
+        let Some((field, problem)) =
+            self.fields.iter().find_map(|f| problems.get(&f.key).map(|p| (f, p)))
+        else {
+            return Ok(());
+        };
+        let label = &field.label;
+        Err(EngineError::invalid(
+            field.key.clone(),
+            match problem {
+                FieldProblem::Missing => format!("{label} is required"),
+                FieldProblem::Mismatch => format!(
+                    "{label} does not have the expected format ({})",
+                    field.pattern.as_deref().unwrap_or_default()
+                ),
+            },
+        ))
+    }
 }
 
 /// What an app asks for when it starts a connect session.
@@ -66,8 +141,18 @@ pub struct NewConnectSession {
     pub metadata: Metadata,
     /// The exact origin (`https://app.example`) the popup posts its result to.
     pub allowed_origin: Option<String>,
-    /// Per-connection config (e.g. a shop subdomain the authorization URL needs).
+    /// Per-connection config (e.g. a shop subdomain the authorization URL needs). Values
+    /// given are checked now; required ones left out are asked of the end user on the page.
     pub config: BTreeMap<String, String>,
+    /// Integrations the end user picks from on the connect page (`integration` ignored; with
+    /// one, the page goes straight to it); empty: the session connects through `integration`.
+    pub choices: Vec<IntegrationId>,
+    /// The language the connect page speaks; the browser's `Accept-Language` decides when
+    /// `None`. The server checks it against its catalogs.
+    pub lang: Option<String>,
+    /// Where a full-page flow (no `latchkey.js`) ends: an http(s) URL on `allowed_origin`,
+    /// which it requires. The page sends the browser there with the outcome in its query.
+    pub return_url: Option<String>,
 }
 
 impl NewConnectSession {
@@ -87,6 +172,9 @@ impl NewConnectSession {
             metadata: Metadata::new(),
             allowed_origin: None,
             config: BTreeMap::new(),
+            choices: Vec::new(),
+            lang: None,
+            return_url: None,
         }
     }
 
@@ -116,6 +204,34 @@ fn origin_of(text: &str) -> Result<String, EngineError> {
         ));
     }
     Ok(origin)
+}
+
+/// A full-page flow's `return_url`: an http(s) URL without credentials or fragment, on the
+/// session's `allowed_origin` (the app's origin, which the page already trusts with the result).
+fn return_url_of(text: &str, allowed_origin: Option<&str>) -> Result<String, EngineError> {
+    let url = Url::parse(text).ok().filter(|u| {
+        matches!(u.scheme(), "http" | "https")
+            && u.username().is_empty()
+            && u.password().is_none()
+            && u.fragment().is_none()
+    });
+    let Some(url) = url else {
+        return Err(EngineError::invalid(
+            "return_url",
+            "return_url must be an http or https URL without credentials or fragment",
+        ));
+    };
+    match allowed_origin {
+        Some(origin) if url.origin().ascii_serialization() == origin => Ok(url.to_string()),
+        Some(origin) => Err(EngineError::invalid(
+            "return_url",
+            format!("return_url must be on the session's allowed_origin {origin}"),
+        )),
+        None => Err(EngineError::invalid(
+            "return_url",
+            "return_url needs allowed_origin: the page returns only to the app's own origin",
+        )),
+    }
 }
 
 /// How long a new session's link lasts: `expires_in` seconds, checked against the bounds.
@@ -227,15 +343,20 @@ impl Connect<'_> {
             new.config = config;
             new.connection_id = Some(id);
         }
+        let choices = self.check_choices(&new).await?;
         let integration = match &new.connector {
             Some(connector) => self.connector_integration(&new, connector).await?,
             None => {
-                self.engine
-                    .integration_record(new.environment.as_str(), new.integration.as_str())
-                    .await?
+                let first = choices.first().unwrap_or(&new.integration);
+                self.engine.integration_record(new.environment.as_str(), first.as_str()).await?
             }
         };
         let allowed_origin = new.allowed_origin.as_deref().map(origin_of).transpose()?;
+        let return_url = new
+            .return_url
+            .as_deref()
+            .map(|u| return_url_of(u, allowed_origin.as_deref()))
+            .transpose()?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         // Everything the end user's flow depends on is checked here, before a link exists: a
         // refusal after they typed a secret or consented wastes their effort.
@@ -281,7 +402,9 @@ impl Connect<'_> {
                  connection's credentials instead",
             ));
         }
-        let config = crate::resolve_config(&entry.connector, new.config)?;
+        // Defaults are filled in when the flow runs, so the page can tell the app's values
+        // (not shown) from the connector's defaults (shown, editable).
+        let config = crate::connections::check_known_config(&entry.connector, new.config)?;
         let token = Secret::new(crate::random_token(32));
         let now = self.engine.clock.now();
         let session = ConnectSession {
@@ -289,6 +412,13 @@ impl Connect<'_> {
             token_hash: hash(&token),
             environment: integration.environment,
             integration: integration.id,
+            choices: if choices.len() > 1 {
+                choices.iter().map(|c| c.to_string()).collect()
+            } else {
+                Vec::new()
+            },
+            lang: new.lang,
+            return_url,
             connection_id: new.connection_id.map(String::from),
             auth_method,
             end_user: new.end_user,
@@ -304,6 +434,41 @@ impl Connect<'_> {
         };
         self.engine.store.create_connect_session(&session).await?;
         Ok((session, token))
+    }
+
+    /// The integrations a session offers to pick from: none, or two or more distinct ones of
+    /// its environment. A pick cannot take the app's `config`, `auth` or `reconnect`, which
+    /// belong to one connector.
+    async fn check_choices(
+        &self,
+        new: &NewConnectSession,
+    ) -> Result<Vec<IntegrationId>, EngineError> {
+        if new.choices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refuse = |m: &str| Err(EngineError::invalid("integrations", m.to_string()));
+        if new.choices.len() == 1 {
+            // One to pick from: the page goes straight to it.
+            return Ok(new.choices.clone());
+        }
+        if new.connector.is_some() || new.connection_id.is_some() || new.reconnect.is_some() {
+            return refuse(
+                "a pick of integrations makes a new connection: no `connector`, `connection_id` or `reconnect`",
+            );
+        }
+        if new.auth.is_some() || !new.config.is_empty() {
+            return refuse(
+                "a pick of integrations takes no `auth` or `config`: they belong to one connector",
+            );
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for choice in &new.choices {
+            if !seen.insert(choice.as_str()) {
+                return refuse(&format!("`{choice}` is named twice"));
+            }
+            self.engine.integration_record(new.environment.as_str(), choice.as_str()).await?;
+        }
+        Ok(new.choices.clone())
     }
 
     /// The integration a session naming `connector` connects through: the one with the
@@ -411,31 +576,104 @@ impl Connect<'_> {
             .ok_or_else(|| EngineError::ConnectSessionNotFound(id.to_string()))
     }
 
-    /// The connector's name and the fields its connect form asks for (config, then credentials).
-    pub async fn session_form(
-        &self,
-        session: &ConnectSession,
-    ) -> Result<(String, Vec<latchkey_core::connector::FieldSpec>), EngineError> {
+    /// What the connect page shows for `session` (see [`SessionForm`]).
+    pub async fn session_form(&self, session: &ConnectSession) -> Result<SessionForm, EngineError> {
         let integration =
             self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
         let connector = &entry.connector;
-        let mut fields: Vec<_> = connector
+        let redirect = self.session_uses_redirect(session).await?;
+        let known = |key: &str| session.config.get(key).is_some_and(|v| !v.is_empty());
+        let mut fields: Vec<FieldSpec> = connector
             .config
             .iter()
-            .map(|f| latchkey_core::connector::FieldSpec {
-                key: f.key.clone(),
-                label: f.label.clone().unwrap_or_else(|| f.key.clone()),
-                secret: false,
-                pattern: f.pattern.clone(),
-                hint: f.hint.clone(),
-                optional: f.optional || f.default.is_some(),
-            })
+            .filter(|f| !known(&f.key))
+            // Before a consent redirect only what the flow cannot do without is asked.
+            .filter(|f| !redirect || (!f.optional && f.default.is_none()))
+            .map(FieldSpec::from)
             .collect();
-        if let Some(method) = connector.auth_method(session.auth_method.as_deref()) {
+        if !redirect && let Some(method) = connector.auth_method(session.auth_method.as_deref()) {
             fields.extend(method.fields());
         }
-        Ok((connector.name.clone(), fields))
+        Ok(SessionForm {
+            integration: integration.id,
+            connector: connector.id.clone(),
+            name: connector.name.clone(),
+            redirect,
+            fields,
+        })
+    }
+
+    /// The integrations `session` offers to pick from, with their connectors' names; empty
+    /// when it names one integration.
+    pub async fn session_choices(
+        &self,
+        session: &ConnectSession,
+    ) -> Result<Vec<Choice>, EngineError> {
+        let mut out = Vec::with_capacity(session.choices.len());
+        for id in &session.choices {
+            let integration = self.engine.integration_record(&session.environment, id).await?;
+            let entry = self.engine.connector_entry(&integration.connector)?;
+            out.push(Choice {
+                integration: integration.id,
+                connector: entry.connector.id.clone(),
+                name: entry.connector.name.clone(),
+                category: entry.connector.category.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records the end user's pick among the session's integrations; returns the session as
+    /// it now stands. One it does not offer is refused.
+    pub async fn choose(
+        &self,
+        session: &ConnectSession,
+        integration: &str,
+    ) -> Result<ConnectSession, EngineError> {
+        if !session.choices.iter().any(|c| c == integration) {
+            return Err(EngineError::invalid(
+                "integration",
+                format!("`{integration}` is not one of this link's integrations"),
+            ));
+        }
+        self.record_choice(session, integration, session.config.clone()).await
+    }
+
+    /// Adds the config the end user typed (checked against the fields the form asked for) to
+    /// a session about to go to the provider; returns the session as it now stands.
+    pub async fn add_config(
+        &self,
+        session: &ConnectSession,
+        values: BTreeMap<String, String>,
+    ) -> Result<ConnectSession, EngineError> {
+        let form = self.session_form(session).await?;
+        let secrets: BTreeMap<String, Secret> =
+            values.iter().map(|(k, v)| (k.clone(), Secret::new(v.as_str()))).collect();
+        form.check(&secrets)?;
+        let mut config = session.config.clone();
+        for field in &form.fields {
+            if let Some(value) = values.get(&field.key).filter(|v| !v.is_empty()) {
+                config.insert(field.key.clone(), value.clone());
+            }
+        }
+        let integration =
+            self.engine.integration_record(&session.environment, &session.integration).await?;
+        let entry = self.engine.connector_entry(&integration.connector)?;
+        let config = crate::connections::check_known_config(&entry.connector, config)?;
+        self.record_choice(session, &session.integration.clone(), config).await
+    }
+
+    async fn record_choice(
+        &self,
+        session: &ConnectSession,
+        integration: &str,
+        config: BTreeMap<String, String>,
+    ) -> Result<ConnectSession, EngineError> {
+        if !self.engine.store.choose_for_connect_session(&session.id, integration, &config).await? {
+            return Err(FlowError::SessionUnusable.into());
+        }
+        Ok(ConnectSession { integration: integration.to_string(), config, ..session.clone() })
     }
 
     /// Creates the connection from a submitted connect form and finishes the session.
@@ -447,12 +685,19 @@ impl Connect<'_> {
         let integration =
             self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
-        let mut config = BTreeMap::new();
+        let form = self.session_form(session).await?;
+        form.check(&values)?;
+        // The app's values stand; the end user's fill in the rest, then the defaults.
+        let mut config = session.config.clone();
         for field in &entry.connector.config {
-            if let Some(value) = values.remove(&field.key) {
+            if let Some(value) = values.remove(&field.key)
+                && !config.contains_key(&field.key)
+                && !value.expose().is_empty()
+            {
                 config.insert(field.key.clone(), value.expose().to_string());
             }
         }
+        values.retain(|_, v| !v.expose().is_empty());
         let record = self
             .engine
             .connections()

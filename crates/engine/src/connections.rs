@@ -81,7 +81,24 @@ pub struct TestOutcome {
 /// no value holds control bytes or does not fit where the connector's URL templates put it.
 pub fn resolve_config(
     connector: &Connector,
+    config: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    checked_config(connector, config, true)
+}
+
+/// Checks the values `config` gives as [`resolve_config`] does, without filling defaults or
+/// asking for the required fields it leaves out (a connect session: the end user is asked).
+pub(crate) fn check_known_config(
+    connector: &Connector,
+    config: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, EngineError> {
+    checked_config(connector, config, false)
+}
+
+fn checked_config(
+    connector: &Connector,
     mut config: BTreeMap<String, String>,
+    complete: bool,
 ) -> Result<BTreeMap<String, String>, EngineError> {
     for key in config.keys() {
         if !connector.config.iter().any(|f| &f.key == key) {
@@ -94,6 +111,10 @@ pub fn resolve_config(
     for field in &connector.config {
         let value = match (config.get(&field.key), &field.default) {
             (Some(v), _) if !v.is_empty() => v.clone(),
+            _ if !complete => {
+                config.remove(&field.key);
+                continue;
+            }
             (_, Some(default)) => default.clone(),
             _ if field.optional => continue,
             _ => {

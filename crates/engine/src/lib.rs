@@ -9,6 +9,7 @@ mod access;
 mod agent_tokens;
 mod audit;
 mod auth_response;
+pub mod branding;
 mod caches;
 pub mod catalog;
 mod changes;
@@ -84,7 +85,8 @@ pub use changes::CHANGES_RECEIVED;
 pub use checks::{CHECK_PACE, DEFAULT_CHECK_INTERVAL, FIRST_RETRY};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use connect::{
-    Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, session_standing,
+    Choice, Connect, MAX_SESSION_LIFETIME, MIN_SESSION_LIFETIME, NewConnectSession, SessionForm,
+    session_standing,
 };
 pub use connections::{Connections, NewConnection, TestOutcome, resolve_config};
 pub use connectors::Connectors;
@@ -386,6 +388,11 @@ impl Engine {
     /// forms (the server's connect page and the CLI).
     pub fn connect(&self) -> Connect<'_> {
         Connect { engine: self }
+    }
+
+    /// The connect page's branding, per environment and per integration.
+    pub fn branding(&self) -> branding::Brandings<'_> {
+        branding::Brandings { engine: self }
     }
 
     /// Integrations: connectors enabled with the app's own OAuth client settings.

@@ -45,6 +45,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("DELETE", "/connectors/{id}", write("connector.delete", "connector")),
     ("POST", "/integrations", write("integration.create", "integration")),
     ("DELETE", "/integrations/{id}", write("integration.delete", "integration")),
+    ("PUT", "/integrations/{id}/branding", write("integration.branding_put", "integration")),
     ("POST", "/connections", write("connection.create", "connection")),
     ("PATCH", "/connections/{id}", write("connection.update", "connection")),
     ("DELETE", "/connections/{id}", write("connection.delete", "connection")),
@@ -63,6 +64,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("POST", "/connect-sessions", write("connect_session.create", "connect_session")),
     ("POST", "/environments", write("environment.create", "environment")),
     ("PATCH", "/environments/{id}", write("environment.update", "environment")),
+    ("PUT", "/environments/{id}/branding", write("environment.branding_put", "environment")),
     (
         "POST",
         "/environments/{id}/webhook-secret/rotate",

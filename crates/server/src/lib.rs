@@ -113,6 +113,14 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
             get(routes::environments::get).patch(routes::environments::update),
         )
         .route(
+            "/environments/{id}/branding",
+            get(routes::branding::get_environment).put(routes::branding::put_environment),
+        )
+        .route(
+            "/integrations/{id}/branding",
+            get(routes::branding::get_integration).put(routes::branding::put_integration),
+        )
+        .route(
             "/environments/{id}/webhook-secret/rotate",
             post(routes::environments::rotate_webhook_secret),
         )
@@ -159,7 +167,9 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/openapi.json", get(openapi::document))
         .route("/latchkey.js", get(pages::sdk))
+        .route("/latchkey.d.ts", get(pages::sdk_types))
         .route("/connect/{token}", get(pages::open).post(pages::submit))
+        .route("/connect/{token}/session", get(pages::describe))
         .route("/connect/{token}/status", get(pages::status))
         .route("/oauth/callback", get(pages::callback))
         .route_layer(capped(limits.api));

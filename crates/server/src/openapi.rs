@@ -4,8 +4,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::routes::{
-    agent_tokens, api_keys, audit, connect_sessions, connections, connectors, environments,
-    integrations, operations, webhook_deliveries,
+    agent_tokens, api_keys, audit, branding, connect_sessions, connections, connectors,
+    environments, integrations, operations, webhook_deliveries,
 };
 
 #[derive(OpenApi)]
@@ -20,6 +20,8 @@ use crate::routes::{
         connect_sessions::create, connect_sessions::get,
         environments::list, environments::create, environments::get, environments::update,
         environments::rotate_webhook_secret,
+        branding::get_environment, branding::put_environment, branding::get_integration,
+        branding::put_integration,
         webhook_deliveries::list, webhook_deliveries::get, webhook_deliveries::retry,
         operations::list,
         agent_tokens::create, agent_tokens::list, agent_tokens::revoke,
@@ -36,7 +38,7 @@ use crate::routes::{
         connect_sessions::ConnectSessionView, connect_sessions::ConnectSessionError,
         environments::CreateEnvironment,
         environments::EnvironmentView, environments::UpdateEnvironment,
-        environments::RotateWebhookSecret, webhook_deliveries::DeliveryPage,
+        environments::RotateWebhookSecret, branding::BrandingBody, webhook_deliveries::DeliveryPage,
         operations::OperationPage, operations::OperationView,
         agent_tokens::CreateAgentToken, agent_tokens::AgentTokenView, agent_tokens::AgentTokenList,
         webhook_deliveries::DeliveryView, api_keys::CreateApiKey, api_keys::ApiKeyView,

@@ -340,8 +340,17 @@ pub struct ConnectSession {
     pub environment: String,
     /// SHA-256 (hex) of the token in the connect URL; the token itself is never stored.
     pub token_hash: String,
-    /// The integration to connect through.
+    /// The integration to connect through (the first of `choices` until the end user picks).
     pub integration: String,
+    /// The integrations the end user picks from on the connect page; empty when the session
+    /// names one integration.
+    pub choices: Vec<String>,
+    /// The language the connect page speaks (`en`, `fr`, `de`, `es`, `ja`); the browser's
+    /// `Accept-Language` decides when `None`.
+    pub lang: Option<String>,
+    /// Where the connect page sends the browser when the flow ends, for a full-page flow
+    /// without `latchkey.js` (same origin as `allowed_origin`).
+    pub return_url: Option<String>,
     /// The id the new connection gets (or the one to re-authorise).
     pub connection_id: Option<String>,
     /// The auth method the end user connects with; the connector's first when `None`.

@@ -232,6 +232,22 @@ pub trait IntegrationStore: Send + Sync + fmt::Debug {
         id: &str,
     ) -> Result<bool, StoreError>;
 
+    /// The connect page's branding of `environment` (`integration` `None`) or of one of its
+    /// integrations, as the JSON object it was stored as.
+    async fn get_branding(
+        &self,
+        environment: &str,
+        integration: Option<&str>,
+    ) -> Result<Option<serde_json::Value>, StoreError>;
+
+    /// Sets (`Some`) or removes (`None`) that branding.
+    async fn put_branding(
+        &self,
+        environment: &str,
+        integration: Option<&str>,
+        branding: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError>;
+
     /// Inserts or replaces a custom connector's YAML source.
     async fn put_custom_connector(&self, id: &str, source: &str) -> Result<(), StoreError>;
 
@@ -386,6 +402,16 @@ pub trait FlowStore: Send + Sync + fmt::Debug {
         &self,
         token_hash: &str,
     ) -> Result<Option<ConnectSession>, StoreError>;
+
+    /// Records what the end user chose on the connect page before a flow starts: the
+    /// integration (one of the session's `choices`) and the config the flow needs; `false`
+    /// when the session is done.
+    async fn choose_for_connect_session(
+        &self,
+        id: &str,
+        integration: &str,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool, StoreError>;
 
     /// Moves an unexpired session that is `pending`, `started` (an attempt abandoned) or
     /// `failed` to `started`, clearing its error; `false` if it is done or expired.

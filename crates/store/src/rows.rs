@@ -35,7 +35,8 @@ macro_rules! session_columns {
     () => {
         "id, environment, token_hash, integration, connection_id, end_user_id, end_user_email, \
          end_user_display_name, tags, metadata, allowed_origin, config, status, \
-         result_connection, error, error_code, expires_at, created_at, auth_method"
+         result_connection, error, error_code, expires_at, created_at, auth_method, choices, lang, \
+         return_url"
     };
 }
 
@@ -236,6 +237,13 @@ pub(crate) fn connect_session(row: &impl Columns) -> Result<ConnectSession, Stor
         environment: row.text("environment")?,
         token_hash: row.text("token_hash")?,
         integration: row.text("integration")?,
+        choices: match row.opt_text("choices")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Database(format!("session choices: {e}")))?,
+            None => Vec::new(),
+        },
+        lang: row.opt_text("lang")?,
+        return_url: row.opt_text("return_url")?,
         connection_id: row.opt_text("connection_id")?,
         auth_method: row.opt_text("auth_method")?,
         end_user: end_user(row)?,

@@ -113,13 +113,13 @@ pub async fn run(engine: &Engine, options: Options) -> anyhow::Result<ExitCode> 
     if options.set.is_empty() {
         for field in &connector.config {
             let label = field.label.as_deref().unwrap_or(&field.key);
-            let value = prompt(label, field.hint.as_deref(), field.default.as_deref(), false)?;
+            let value = prompt(label, field.help.as_deref(), field.default.as_deref(), false)?;
             if !value.expose().is_empty() {
                 config.insert(field.key.clone(), value.expose().to_string());
             }
         }
         for field in &fields {
-            let value = prompt(&field.label, field.hint.as_deref(), None, field.secret)?;
+            let value = prompt(&field.label, field.help.as_deref(), None, field.secret)?;
             if !value.is_empty() {
                 credentials.insert(field.key.clone(), value);
             }

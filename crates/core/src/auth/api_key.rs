@@ -126,7 +126,9 @@ mod tests {
                     label: None,
                     secret: true,
                     pattern: None,
-                    hint: None,
+                    help: None,
+                    example: None,
+                    docs_url: None,
                     optional: false,
                 })
                 .collect(),

@@ -36,22 +36,86 @@ pub struct FieldSpec {
     /// Anchored regular expression the value must match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
-    /// Help text.
+    /// Help text: what the value is and where to find it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub help: Option<String>,
+    /// An example value (a placeholder, never a real secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub example: Option<String>,
+    /// The API's documentation page where the user finds the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
+    /// The value the field starts with (a config field's connector default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
     /// May be left empty.
     pub optional: bool,
+}
+
+impl FieldSpec {
+    /// A required field with only a key, a label and whether it is secret.
+    pub fn new(key: impl Into<String>, label: impl Into<String>, secret: bool) -> Self {
+        Self {
+            key: key.into(),
+            label: label.into(),
+            secret,
+            pattern: None,
+            help: None,
+            example: None,
+            docs_url: None,
+            default: None,
+            optional: false,
+        }
+    }
+
+    /// Why `value` is not acceptable for this field (`Err` holds the pattern's compile error,
+    /// a connector mistake), or `Ok(None)` when it is: an empty value of a required field, or a
+    /// value that does not match the whole `pattern`.
+    pub fn problem(&self, value: &str) -> Result<Option<FieldProblem>, String> {
+        if value.is_empty() {
+            return Ok((!self.optional && self.default.is_none()).then_some(FieldProblem::Missing));
+        }
+        match &self.pattern {
+            Some(pattern) if !compile_pattern(pattern)?.is_match(value) => {
+                Ok(Some(FieldProblem::Mismatch))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Why a value was refused for a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldProblem {
+    /// A required field was left empty.
+    Missing,
+    /// The value does not match the field's `pattern`.
+    Mismatch,
+}
+
+impl From<&ConfigField> for FieldSpec {
+    fn from(f: &ConfigField) -> Self {
+        FieldSpec {
+            pattern: f.pattern.clone(),
+            help: f.help.clone(),
+            example: f.example.clone(),
+            docs_url: f.docs_url.clone(),
+            default: f.default.clone(),
+            optional: f.optional,
+            ..FieldSpec::new(&f.key, f.label.clone().unwrap_or_else(|| f.key.clone()), false)
+        }
+    }
 }
 
 impl From<&CredentialField> for FieldSpec {
     fn from(f: &CredentialField) -> Self {
         FieldSpec {
-            key: f.key.clone(),
-            label: f.label.clone().unwrap_or_else(|| f.key.clone()),
-            secret: f.secret,
             pattern: f.pattern.clone(),
-            hint: f.hint.clone(),
+            help: f.help.clone(),
+            example: f.example.clone(),
+            docs_url: f.docs_url.clone(),
             optional: f.optional,
+            ..FieldSpec::new(&f.key, f.label.clone().unwrap_or_else(|| f.key.clone()), f.secret)
         }
     }
 }
@@ -59,12 +123,10 @@ impl From<&CredentialField> for FieldSpec {
 /// The username and password fields of `basic` and `digest`, minus the fixed ones.
 fn user_password_fields(username: &BasicPart, password: &BasicPart) -> Vec<FieldSpec> {
     let field = |key: &str, part: &BasicPart, default: &str, secret| FieldSpec {
-        key: key.into(),
-        label: part.label.clone().unwrap_or_else(|| default.into()),
-        secret,
-        pattern: None,
-        hint: part.hint.clone(),
-        optional: false,
+        help: part.help.clone(),
+        example: part.example.clone(),
+        docs_url: part.docs_url.clone(),
+        ..FieldSpec::new(key, part.label.clone().unwrap_or_else(|| default.into()), secret)
     };
     let mut out = Vec::new();
     if username.value.is_none() {
@@ -114,70 +176,64 @@ impl AuthMethod {
 
     /// The fields a user supplies for this method.
     pub fn fields(&self) -> Vec<FieldSpec> {
-        let field =
-            |key: &str, label: Option<&String>, default: &str, secret, hint: Option<&String>| {
-                FieldSpec {
-                    key: key.into(),
-                    label: label.cloned().unwrap_or_else(|| default.into()),
-                    secret,
-                    pattern: None,
-                    hint: hint.cloned(),
-                    optional: false,
-                }
-            };
+        let field = |key: &str, label: Option<&String>, default: &str, secret| {
+            FieldSpec::new(key, label.cloned().unwrap_or_else(|| default.into()), secret)
+        };
         match self {
             Self::None(_) => Vec::new(),
             Self::Basic(m) => user_password_fields(&m.username, &m.password),
             Self::Bearer(m) => {
-                vec![field("token", m.token_label.as_ref(), "Token", true, m.hint.as_ref())]
+                vec![FieldSpec {
+                    help: m.help.clone(),
+                    example: m.example.clone(),
+                    docs_url: m.docs_url.clone(),
+                    ..field("token", m.token_label.as_ref(), "Token", true)
+                }]
             }
             Self::AwsSigV4(_) => vec![
-                field("access_key_id", None, "Access key id", false, None),
-                field("secret_access_key", None, "Secret access key", true, None),
-                FieldSpec {
-                    optional: true,
-                    ..field("session_token", None, "Session token", true, None)
-                },
+                field("access_key_id", None, "Access key id", false),
+                field("secret_access_key", None, "Secret access key", true),
+                FieldSpec { optional: true, ..field("session_token", None, "Session token", true) },
             ],
             Self::Jwt(m) if m.fields.is_empty() => {
                 if m.algorithm.starts_with("HS") {
-                    vec![field("secret", None, "Signing secret", true, None)]
+                    vec![field("secret", None, "Signing secret", true)]
                 } else {
-                    vec![field("private_key", None, "Private key (PEM)", true, None)]
+                    vec![field("private_key", None, "Private key (PEM)", true)]
                 }
             }
             Self::Jwt(m) => m.fields.iter().map(FieldSpec::from).collect(),
             // The integration holds the consumer credentials; the flow brings the token.
             Self::OAuth1(m) if m.three_legged() => Vec::new(),
             Self::OAuth1(m) => {
-                let mut out = vec![field("consumer_key", None, "Consumer key", false, None)];
+                let mut out = vec![field("consumer_key", None, "Consumer key", false)];
                 if m.signature_method == OAuth1SignatureMethod::RsaSha1 {
-                    out.push(field("private_key", None, "Private key (PEM)", true, None));
+                    out.push(field("private_key", None, "Private key (PEM)", true));
                 } else {
-                    out.push(field("consumer_secret", None, "Consumer secret", true, None));
+                    out.push(field("consumer_secret", None, "Consumer secret", true));
                 }
                 if !m.two_legged {
-                    out.push(field("token", None, "Access token", true, None));
-                    out.push(field("token_secret", None, "Token secret", true, None));
+                    out.push(field("token", None, "Access token", true));
+                    out.push(field("token_secret", None, "Token secret", true));
                 }
                 out
             }
             Self::Digest(m) => user_password_fields(&m.username, &m.password),
             Self::OAuth2(m) => match m.grant {
                 Grant::Password => vec![
-                    field("username", None, "Username", false, None),
-                    field("password", None, "Password", true, None),
+                    field("username", None, "Username", false),
+                    field("password", None, "Password", true),
                 ],
                 Grant::JwtBearer => vec![
-                    field("client_email", None, "Service account email (issuer)", false, None),
-                    field("private_key", None, "Private key (PEM)", true, None),
+                    field("client_email", None, "Service account email (issuer)", false),
+                    field("private_key", None, "Private key (PEM)", true),
                     FieldSpec {
                         optional: true,
-                        ..field("private_key_id", None, "Private key id (kid)", false, None)
+                        ..field("private_key_id", None, "Private key id (kid)", false)
                     },
                     FieldSpec {
                         optional: true,
-                        ..field("subject", None, "User to act as (sub)", false, None)
+                        ..field("subject", None, "User to act as (sub)", false)
                     },
                 ],
                 Grant::AuthorizationCode | Grant::ClientCredentials | Grant::DeviceCode => {

@@ -132,9 +132,16 @@ pub struct BasicPart {
     /// A fixed value: the user is not asked for this half.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
-    /// Help text shown under the field.
+    /// Help text shown under the field: what the value is and where the user finds it
+    /// (`hint` is accepted as its older name).
+    #[serde(default, alias = "hint", skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// An example value, shown as the field's placeholder (never a real secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub example: Option<String>,
+    /// A page of the API's own documentation where the user finds this value (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
 }
 
 /// `type: api_key`.
@@ -168,9 +175,16 @@ pub struct BearerAuth {
     /// Label of the token field (the field's key is `token`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_label: Option<String>,
-    /// Help text for the token field.
+    /// Help text for the token field: what the value is and where the user finds it
+    /// (`hint` is accepted as its older name).
+    #[serde(default, alias = "hint", skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// An example value, shown as the token field's placeholder (never a real secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub example: Option<String>,
+    /// A page of the API's own documentation where the user finds this value (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
 }
 
 /// A value the user supplies when connecting.
@@ -188,9 +202,16 @@ pub struct CredentialField {
     /// Regular expression the whole value must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pattern: Option<String>,
-    /// Help text shown under the field.
+    /// Help text shown under the field: what the value is and where the user finds it
+    /// (`hint` is accepted as its older name).
+    #[serde(default, alias = "hint", skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// An example value, shown as the field's placeholder (never a real secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub example: Option<String>,
+    /// A page of the API's own documentation where the user finds this value (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
     /// The user may leave it empty.
     #[serde(default, skip_serializing_if = "is_false")]
     pub optional: bool,
@@ -256,9 +277,16 @@ pub struct ConfigField {
     /// Value used when the user gives none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
-    /// Help text shown under the field.
+    /// Help text shown under the field: what the value is and where the user finds it
+    /// (`hint` is accepted as its older name).
+    #[serde(default, alias = "hint", skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// An example value, shown as the field's placeholder (never a real secret).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hint: Option<String>,
+    pub example: Option<String>,
+    /// A page of the API's own documentation where the user finds this value (https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs_url: Option<String>,
     /// The user may leave it empty (and it has no default).
     #[serde(default, skip_serializing_if = "is_false")]
     pub optional: bool,
@@ -351,7 +379,9 @@ fn default_api_key_fields() -> Vec<CredentialField> {
         label: Some("API key".into()),
         secret: true,
         pattern: None,
-        hint: None,
+        help: None,
+        example: None,
+        docs_url: None,
         optional: false,
     }]
 }

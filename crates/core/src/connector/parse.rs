@@ -168,9 +168,7 @@ fn check(c: &Connector) -> Result<(), CheckError> {
         if !config_keys.insert(field.key.as_str()) {
             return Err((format!("config[{i}].key"), format!("duplicate key `{}`", field.key)));
         }
-        if let Some(pattern) = &field.pattern {
-            compile_pattern(pattern).map_err(|m| (format!("config[{i}].pattern"), m))?;
-        }
+        check_help(&format!("config[{i}]"), &field.pattern, &field.example, &field.docs_url)?;
     }
     for (name, value) in &c.headers {
         http::HeaderName::from_bytes(name.as_bytes())
@@ -299,9 +297,33 @@ fn check_fields(fields: &[super::model::CredentialField]) -> Result<(), CheckErr
         if !keys.insert(field.key.as_str()) {
             return Err((format!("fields[{i}].key"), format!("duplicate key `{}`", field.key)));
         }
-        if let Some(pattern) = &field.pattern {
-            compile_pattern(pattern).map_err(|m| (format!("fields[{i}].pattern"), m))?;
+        check_help(&format!("fields[{i}]"), &field.pattern, &field.example, &field.docs_url)?;
+    }
+    Ok(())
+}
+
+/// A field's pattern compiles, its example matches it, and its docs link is an https URL.
+fn check_help(
+    at: &str,
+    pattern: &Option<String>,
+    example: &Option<String>,
+    docs_url: &Option<String>,
+) -> Result<(), CheckError> {
+    if let Some(pattern) = pattern {
+        let re = compile_pattern(pattern).map_err(|m| (format!("{at}.pattern"), m))?;
+        if let Some(example) = example
+            && !re.is_match(example)
+        {
+            return Err((
+                format!("{at}.example"),
+                format!("the example `{example}` does not match the pattern"),
+            ));
         }
+    }
+    if let Some(link) = docs_url
+        && url::Url::parse(link).map_or(true, |u| u.scheme() != "https")
+    {
+        return Err((format!("{at}.docs_url"), "must be an https URL".into()));
     }
     Ok(())
 }

@@ -150,7 +150,9 @@ fn default_session_fields() -> Vec<CredentialField> {
             label: Some("Username".into()),
             secret: false,
             pattern: None,
-            hint: None,
+            help: None,
+            example: None,
+            docs_url: None,
             optional: false,
         },
         CredentialField {
@@ -158,7 +160,9 @@ fn default_session_fields() -> Vec<CredentialField> {
             label: Some("Password".into()),
             secret: true,
             pattern: None,
-            hint: None,
+            help: None,
+            example: None,
+            docs_url: None,
             optional: false,
         },
     ]

@@ -147,16 +147,18 @@ impl Connect<'_> {
         let integration =
             self.engine.integration_record(&session.environment, &session.integration).await?;
         let entry = self.engine.connector_entry(&integration.connector)?;
+        // The session keeps the values the app and the end user gave; defaults fill the rest.
+        let config = crate::resolve_config(&entry.connector, session.config.clone())?;
         let method = self
             .engine
-            .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
+            .flow_method(&entry.connector, session.auth_method.as_deref(), &config)
             .await?;
         if !self.engine.store.start_connect_session(&session.id).await? {
             return Err(FlowError::SessionUnusable.into());
         }
         let (url, state, verifier) = self
             .engine
-            .start_flow(&entry.connector, &method, &integration, &session.config, redirect_uri)
+            .start_flow(&entry.connector, &method, &integration, &config, redirect_uri)
             .await?;
         self.engine
             .store
@@ -401,9 +403,9 @@ impl Engine {
         let integration =
             self.integration_record(&session.environment, &session.integration).await?;
         let entry = self.connector_entry(&integration.connector)?;
-        let method = self
-            .flow_method(&entry.connector, session.auth_method.as_deref(), &session.config)
-            .await?;
+        let config = crate::resolve_config(&entry.connector, session.config.clone())?;
+        let method =
+            self.flow_method(&entry.connector, session.auth_method.as_deref(), &config).await?;
         let verifier = pending.pkce_verifier;
         self.exchange_and_store(
             &method,
@@ -416,7 +418,7 @@ impl Engine {
                 end_user: session.end_user.clone(),
                 tags: session.tags.clone(),
                 metadata: session.metadata.clone(),
-                config: session.config.clone(),
+                config,
             },
         )
         .await

@@ -18,6 +18,12 @@ pub struct CreateConnectSession {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub integration: Option<IntegrationId>,
+    /// Integrations the end user picks from on the connect page (a searchable list); with
+    /// one, the page goes straight to it. Instead of `integration`, `connector` and
+    /// `reconnect`; takes no `auth` or `config`.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub integrations: Vec<IntegrationId>,
     /// The connector, for one whose auth method needs no client (API key, Basic, a form
     /// login, …): the session connects through the integration of the same id, made on first
     /// use. Exactly one of `integration` and `connector`.
@@ -54,9 +60,19 @@ pub struct CreateConnectSession {
     /// The exact origin the popup posts its result to, e.g. `https://app.example`.
     #[serde(default)]
     pub allowed_origin: Option<String>,
-    /// Per-connection config the flow needs (e.g. a shop subdomain).
+    /// Per-connection config the flow needs (e.g. a shop subdomain). Values given are not
+    /// shown on the page; required ones left out are asked of the end user.
     #[serde(default)]
     pub config: std::collections::BTreeMap<String, String>,
+    /// The language of the connect page: `en`, `fr`, `de`, `es` or `ja`. Default: the
+    /// browser's `Accept-Language`.
+    #[serde(default)]
+    pub lang: Option<String>,
+    /// For a full-page flow without `latchkey.js`: where the page sends the browser when the
+    /// flow ends, with `status` (`done` or `failed`), `session_id`, and `connection_id` or
+    /// `error` (a code) added to its query. An http(s) URL on `allowed_origin`, which it needs.
+    #[serde(default)]
+    pub return_url: Option<String>,
 }
 
 /// A created session: the token is shown once.
@@ -135,7 +151,33 @@ pub async fn create(
     principal: Principal,
     Json(body): Json<CreateConnectSession>,
 ) -> Result<(StatusCode, Json<CreatedConnectSession>), ApiError> {
+    if let Some(lang) = &body.lang
+        && !crate::pages::is_supported_language(lang)
+    {
+        return Err(EngineError::invalid(
+            "lang",
+            format!("lang is one of {}", crate::pages::language_list()),
+        )
+        .into());
+    }
     let through = match (body.integration, body.connector) {
+        (None, None) if !body.integrations.is_empty() => {
+            if body.reconnect.is_some() {
+                return Err(EngineError::invalid(
+                    "integrations",
+                    "name either `integrations` or `reconnect`, not both",
+                )
+                .into());
+            }
+            NewConnectSession::new(body.integrations[0].clone())
+        }
+        (Some(_), _) | (_, Some(_)) if !body.integrations.is_empty() => {
+            return Err(EngineError::invalid(
+                "integrations",
+                "name either `integrations` or one `integration` (or `connector`), not both",
+            )
+            .into());
+        }
         (Some(integration), None) => NewConnectSession::new(integration),
         (None, Some(connector)) => NewConnectSession::for_connector(connector),
         (None, None) if body.reconnect.is_some() => {
@@ -172,6 +214,9 @@ pub async fn create(
             metadata: body.metadata,
             allowed_origin: body.allowed_origin,
             config: body.config,
+            choices: body.integrations,
+            lang: body.lang,
+            return_url: body.return_url,
             ..through
         })
         .await?;

@@ -3,6 +3,7 @@
 pub mod agent_tokens;
 pub mod api_keys;
 pub mod audit;
+pub mod branding;
 pub mod connect_sessions;
 pub mod connections;
 pub mod connectors;

@@ -17,13 +17,15 @@ use crate::{FlowStore, StoreError};
 #[async_trait::async_trait]
 impl<D: Dialect> FlowStore for SqlStore<D> {
     async fn create_connect_session(&self, s: &ConnectSession) -> Result<(), StoreError> {
+        let choices =
+            (!s.choices.is_empty()).then(|| to_json(&s.choices, "session choices")).transpose()?;
         sql::<D>(
             "INSERT INTO connect_sessions (id, token_hash, integration, connection_id,
                 end_user_id, allowed_origin, config, status, result_connection, error, expires_at,
                 created_at, auth_method, end_user_email, end_user_display_name, tags, metadata,
-                environment, error_code)
+                environment, error_code, choices, lang, return_url)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                $18, $19)",
+                $18, $19, $20, $21, $22)",
         )
         .bind(&s.id)
         .bind(&s.token_hash)
@@ -44,9 +46,30 @@ impl<D: Dialect> FlowStore for SqlStore<D> {
         .bind(to_json(&s.metadata, "session metadata")?)
         .bind(&s.environment)
         .bind(s.error.as_ref().map(|e| e.code.as_str()))
+        .bind(&choices)
+        .bind(&s.lang)
+        .bind(&s.return_url)
         .execute(&mut *self.pool.acquire().await?)
         .await?;
         Ok(())
+    }
+
+    async fn choose_for_connect_session(
+        &self,
+        id: &str,
+        integration: &str,
+        config: &std::collections::BTreeMap<String, String>,
+    ) -> Result<bool, StoreError> {
+        let chosen = sql::<D>(
+            "UPDATE connect_sessions SET integration = $1, config = $2
+             WHERE id = $3 AND status <> 'done'",
+        )
+        .bind(integration)
+        .bind(to_json(config, "config")?)
+        .bind(id)
+        .execute(&mut *self.pool.acquire().await?)
+        .await?;
+        Ok(chosen == 1)
     }
 
     async fn get_connect_session(&self, id: &str) -> Result<Option<ConnectSession>, StoreError> {

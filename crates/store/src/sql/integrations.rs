@@ -107,8 +107,51 @@ impl<D: Dialect> IntegrationStore for SqlStore<D> {
             .execute(&mut tx)
             .await?;
         delete_secrets::<D>(&mut tx, INTEGRATION, &integration_owner(environment, id)).await?;
+        sql::<D>("DELETE FROM brandings WHERE environment = $1 AND integration = $2")
+            .bind(environment)
+            .bind(id)
+            .execute(&mut tx)
+            .await?;
         tx.commit().await?;
         Ok(deleted > 0)
+    }
+
+    async fn get_branding(
+        &self,
+        environment: &str,
+        integration: Option<&str>,
+    ) -> Result<Option<serde_json::Value>, StoreError> {
+        let row =
+            sql::<D>("SELECT branding FROM brandings WHERE environment = $1 AND integration = $2")
+                .bind(environment)
+                .bind(integration.unwrap_or_default())
+                .fetch_optional(&mut *self.pool.acquire().await?)
+                .await?;
+        row.as_ref().map(|r| crate::rows::json(r, "branding")).transpose()
+    }
+
+    async fn put_branding(
+        &self,
+        environment: &str,
+        integration: Option<&str>,
+        branding: Option<&serde_json::Value>,
+    ) -> Result<(), StoreError> {
+        // The environment's own branding is the row whose integration is empty.
+        let integration = integration.unwrap_or_default();
+        let statement = match branding {
+            Some(value) => sql::<D>(
+                "INSERT INTO brandings (environment, integration, branding) VALUES ($1, $2, $3)
+                 ON CONFLICT (environment, integration) DO UPDATE SET branding = excluded.branding",
+            )
+            .bind(environment)
+            .bind(integration)
+            .bind(crate::rows::to_json(value, "branding")?),
+            None => sql::<D>("DELETE FROM brandings WHERE environment = $1 AND integration = $2")
+                .bind(environment)
+                .bind(integration),
+        };
+        statement.execute(&mut *self.pool.acquire().await?).await?;
+        Ok(())
     }
 
     async fn flag_integration_misconfigured(

@@ -45,6 +45,50 @@ pub(crate) async fn oauth_states_are_single_use_and_keep_the_verifier_sealed(b: 
 
 /// A session may start attempts (after an abandoned or failed one) until it is done or
 /// expired; a failure keeps its code and message until the next attempt; done is final.
+pub(crate) async fn connect_sessions_keep_the_end_users_choice(b: &impl Backend) {
+    let store = b.store();
+    let mut picked = session("cs1", "th");
+    picked.choices = vec!["i".into(), "j".into()];
+    picked.lang = Some("fr".into());
+    picked.return_url = Some("http://app/done".into());
+    store.create_connect_session(&picked).await.unwrap();
+    let got = store.get_connect_session("cs1").await.unwrap().unwrap();
+    assert_eq!(got.choices, ["i", "j"]);
+    assert_eq!(
+        (got.lang.as_deref(), got.return_url.as_deref()),
+        (Some("fr"), Some("http://app/done"))
+    );
+    let config = std::collections::BTreeMap::from([("shop".to_string(), "beta".to_string())]);
+    assert!(store.choose_for_connect_session("cs1", "j", &config).await.unwrap());
+    let got = store.get_connect_session("cs1").await.unwrap().unwrap();
+    assert_eq!((got.integration.as_str(), got.config["shop"].as_str()), ("j", "beta"));
+    assert!(
+        store.finish_connect_session("cs1", SessionStatus::Done, Some("c1"), None).await.unwrap()
+    );
+    assert!(!store.choose_for_connect_session("cs1", "i", &config).await.unwrap(), "done is final");
+    // A session naming one integration has no choices.
+    store.create_connect_session(&session("cs2", "th2")).await.unwrap();
+    assert!(store.get_connect_session("cs2").await.unwrap().unwrap().choices.is_empty());
+}
+
+pub(crate) async fn brandings_belong_to_an_environment_or_an_integration(b: &impl Backend) {
+    let store = b.store();
+    let env = serde_json::json!({"display_name": "Acme", "theme": "dark"});
+    let integration = serde_json::json!({"primary_color": "#0b5fff"});
+    assert_eq!(store.get_branding("default", None).await.unwrap(), None);
+    store.put_branding("default", None, Some(&env)).await.unwrap();
+    store.put_branding("default", Some("i"), Some(&integration)).await.unwrap();
+    assert_eq!(store.get_branding("default", None).await.unwrap(), Some(env.clone()));
+    assert_eq!(store.get_branding("default", Some("i")).await.unwrap(), Some(integration));
+    assert_eq!(store.get_branding("other", None).await.unwrap(), None);
+    // Replaced, then removed.
+    let newer = serde_json::json!({"display_name": "Acme 2"});
+    store.put_branding("default", None, Some(&newer)).await.unwrap();
+    assert_eq!(store.get_branding("default", None).await.unwrap(), Some(newer));
+    store.put_branding("default", Some("i"), None).await.unwrap();
+    assert_eq!(store.get_branding("default", Some("i")).await.unwrap(), None);
+}
+
 pub(crate) async fn connect_sessions_succeed_once(b: &impl Backend) {
     let store = b.store();
     store.create_connect_session(&session("cs1", "th")).await.unwrap();
