@@ -4,24 +4,27 @@
 # a connection whose connector applies the same header from a `before_action` script (the cost of
 # one hook), in the same run, at 32 connections (throughput) and 1 connection (latency added).
 # A second server on the same data, started with `--operation-log false`, gives the cost of
-# writing the operation log (`proxy-nolog` against `proxy`).
+# writing the operation log (`proxy-nolog` against `proxy`). The bar is nginx (one worker) as a
+# reverse proxy that injects the same header statically (`nginx`): the proxy's ratio to it is
+# what the issue's goal is measured in.
 # Prints requests/s and p50/p99 latency for each with the proxy/direct ratio, and the peak RSS of
 # the latchkey process. Fails on any non-2xx response or socket error.
 #
-# Usage: bench/proxy.sh            (env: DURATION=15 seconds per run, WARMUP=3, CONNS="32 1")
+# Usage: bench/proxy.sh            (env: DURATION=15 seconds per run, WARMUP=3, CONNS="1 32 256")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-15}
 WARMUP=${WARMUP:-3}
-CONNS=${CONNS:-32 1}
+CONNS=${CONNS:-1 32 256}
 API_KEY=bench-api-key
 UPSTREAM_KEY=bench-upstream-key-0123
 
 cargo build --quiet --release -p latchkey
 bin=$PWD/target/release/latchkey
-if ! command -v wrk >/dev/null; then
-  apt-get install -y -q wrk >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  apt-get install -y -q wrk nginx-light >/dev/null ||
+    { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light >/dev/null; }
 fi
 
 # Nothing from the caller's environment may change what is measured.
@@ -29,10 +32,10 @@ unset LATCHKEY_MASTER_KEY LATCHKEY_MASTER_KEY_FILE LATCHKEY_BLOCK_PRIVATE_ADDRES
       LATCHKEY_DATA_DIR LATCHKEY_CONNECTORS LATCHKEY_LOG_JSON LATCHKEY_API_KEY_FILE
 
 work=$(mktemp -d)
-up_pid= lk_pid= nolog_pid=
+up_pid= lk_pid= nolog_pid= nginx_pid=
 cleanup() {
-  for pid in $lk_pid $nolog_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
-  for pid in $lk_pid $nolog_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $nolog_pid $nginx_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $nolog_pid $nginx_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -89,7 +92,38 @@ LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$nolog_port" --op
 nolog_pid=$!
 wait_for "latchkey serve --operation-log false" curl -fsS "http://127.0.0.1:$nolog_port/healthz"
 
+# nginx, one worker, as a reverse proxy injecting the upstream's key (keep-alive both ways).
+nginx_port=$(free_port)
+mkdir -p "$work/nginx"
+cat >"$work/nginx/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  upstream api { server 127.0.0.1:$up_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / {
+      proxy_pass http://api;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Authorization "";
+      proxy_set_header X-Api-Key $UPSTREAM_KEY;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx/nginx.conf" -p "$work/nginx" &
+nginx_pid=$!
+wait_for "nginx" curl -fsS "http://127.0.0.1:$nginx_port/items/0"
+
 direct_url="http://127.0.0.1:$up_port/items/42?fields=all"
+nginx_url="http://127.0.0.1:$nginx_port/items/42?fields=all"
 proxy_url="http://127.0.0.1:$lk_port/v1/proxy/b1/items/42?fields=all"
 script_url="http://127.0.0.1:$lk_port/v1/proxy/s1/items/42?fields=all"
 nolog_url="http://127.0.0.1:$nolog_port/v1/proxy/b1/items/42?fields=all"
@@ -139,6 +173,7 @@ run() { # name connections url headers...
 }
 for c in $CONNS; do
   run direct "$c" "$direct_url" "${direct_hdr[@]}"
+  run nginx "$c" "$nginx_url" "${proxy_hdr[@]}"
   run proxy "$c" "$proxy_url" "${proxy_hdr[@]}"
   run proxy-nolog "$c" "$nolog_url" "${proxy_hdr[@]}"
   run proxy-script "$c" "$script_url" "${proxy_hdr[@]}"
@@ -162,7 +197,12 @@ for name, conns, rps, p50, p99, n in rows:
     print(f"| {name} | {conns} | {rps:,.0f} | {fmt(p50)} | {fmt(p99)} | "
           f"{rps / b[0]:.2f} | {p50 / b[1]:.2f} | {p99 / b[2]:.2f} |")
 runs = {(name, conns): (float(rps), float(p50)) for name, conns, rps, p50, p99, n in rows}
+p99s = {(name, conns): float(p99) for name, conns, rps, p50, p99, n in rows}
 for conns in sorted({c for _, c in runs}, key=int):
+    if ("nginx", conns) in runs and ("proxy", conns) in runs:
+        (nrps, _), (prps, _) = runs["nginx", conns], runs["proxy", conns]
+        print(f"proxy vs nginx at {conns} connection(s): requests/s {prps / nrps:.2f}x, "
+              f"p99 {(p99s['proxy', conns] - p99s['nginx', conns]) / 1000:+.2f} ms")
     if ("proxy", conns) in runs and conns == "1":
         print(f"latency added by the proxy at 1 connection: p50 +{runs['proxy', conns][1] - base[conns][1]:.0f} µs")
     if ("proxy-nolog", conns) in runs:
