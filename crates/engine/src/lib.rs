@@ -91,7 +91,7 @@ pub use error::{
 pub use events::{Event, Events, WebhookConfig};
 pub use health::UNHEALTHY_AFTER;
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
-pub use integrations::{Integrations, NewIntegration};
+pub use integrations::{Integrations, NewIntegration, NewMcpIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, PROBE_EVERY, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use operations::{OPERATIONS_DROPPED, Operations};

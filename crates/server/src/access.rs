@@ -98,6 +98,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("POST", "/v1/integrations", Scope::IntegrationsWrite),
     ("GET", "/v1/integrations/{id}", Scope::ConnectionsRead),
     ("DELETE", "/v1/integrations/{id}", Scope::IntegrationsWrite),
+    ("POST", "/v1/mcp-integrations", Scope::IntegrationsWrite),
     ("GET", "/v1/connections", Scope::ConnectionsRead),
     ("POST", "/v1/connections", Scope::ConnectionsWrite),
     ("GET", "/v1/connections/{id}", Scope::ConnectionsRead),

@@ -45,6 +45,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("DELETE", "/connectors/{id}", write("connector.delete", "connector")),
     ("POST", "/integrations", write("integration.create", "integration")),
     ("DELETE", "/integrations/{id}", write("integration.delete", "integration")),
+    ("POST", "/mcp-integrations", write("integration.create", "integration")),
     ("POST", "/connections", write("connection.create", "connection")),
     ("PATCH", "/connections/{id}", write("connection.update", "connection")),
     ("DELETE", "/connections/{id}", write("connection.delete", "connection")),

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use latchkey_core::ConnectorId;
 use latchkey_core::Secret;
 use latchkey_core::connector::OAuth2Auth;
 use latchkey_net::HostPolicy;
@@ -142,11 +143,18 @@ pub async fn register(
 }
 
 /// The connector OAuth2 method that authorises to the MCP server `found` describes: its
-/// endpoints, PKCE S256, the scopes, `resource` (RFC 8707) on the authorization, token and
-/// refresh requests, the client secret (if any) in the body.
+/// endpoints and issuer (the callback's `iss` must equal it, RFC 9207), PKCE S256, the scopes,
+/// `resource` (RFC 8707) on the authorization, token and refresh requests, the client secret
+/// (if any) in the body.
 pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError> {
+    serde_json::from_value(method_json(found))
+        .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
+}
+
+fn method_json(found: &McpAuthorization) -> serde_json::Value {
     let resource = BTreeMap::from([("resource".to_owned(), found.resource.to_string())]);
-    serde_json::from_value(serde_json::json!({
+    serde_json::json!({
+        "issuer": found.issuer.as_str(),
         "authorize_url": found.authorization_endpoint.as_str(),
         "token_url": found.token_endpoint.as_str(),
         "scopes": found.scopes,
@@ -155,8 +163,23 @@ pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError
         "authorize_params": resource,
         "token_params": resource,
         "refresh_params": resource,
-    }))
-    .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
+    })
+}
+
+/// The custom connector (its YAML source; JSON is YAML) for the MCP server `found` describes:
+/// `base_url` the server's URL, so that proxied requests go there with the token, and the one
+/// [`oauth2_method`].
+pub fn connector_source(id: &ConnectorId, found: &McpAuthorization) -> String {
+    let mut method = method_json(found);
+    method["type"] = "oauth2".into();
+    serde_json::json!({
+        "id": id.as_str(),
+        "name": format!("MCP server at {}", found.resource.host_str().unwrap_or_default()),
+        "description": format!("The remote MCP server {}.", found.resource),
+        "base_url": found.resource.as_str(),
+        "auth": [method],
+    })
+    .to_string()
 }
 
 /// Step-up authorization (MCP authorization, "Scope Challenge Handling"): when the MCP server
@@ -222,6 +245,21 @@ mod tests {
             Some(Registration::Dynamic { .. })
         ));
         assert_eq!(choose_registration(&found(false, false), None, &public), None);
+    }
+
+    #[test]
+    fn the_connector_targets_the_server_with_the_discovered_issuer() {
+        let id = ConnectorId::new("files-mcp").unwrap();
+        let source = connector_source(&id, &found(false, true));
+        let connector = latchkey_core::connector::parse_connector(&source, "test").unwrap();
+        assert_eq!(connector.base_url, "https://mcp.example.com/mcp");
+        let [latchkey_core::connector::AuthMethod::OAuth2(method)] = connector.auth.as_slice()
+        else {
+            panic!("one OAuth2 method: {source}")
+        };
+        assert_eq!(method.issuer.as_deref(), Some("https://auth.example.com/"));
+        assert!(method.pkce);
+        assert_eq!(method.refresh_params["resource"], "https://mcp.example.com/mcp");
     }
 
     #[test]
