@@ -174,6 +174,38 @@ async fn an_mcp_server_is_integrated_and_connected_by_its_url_alone() {
     assert_eq!(status, 200, "{bytes:?} {seen:?}");
     let body: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(body["result"], json!({}));
+
+    // Step-up: a 403 insufficient_scope makes the integration ask for the union and the
+    // connection need re-authorisation; a reconnect asks for both scopes.
+    Mock::given(method("POST"))
+        .and(path("/mcp"))
+        .and(header("x-tool", "write"))
+        .respond_with(ResponseTemplate::new(403).insert_header(
+            "www-authenticate",
+            r#"Bearer error="insufficient_scope", scope="files:write""#,
+        ))
+        .with_priority(1)
+        .mount(&mcp)
+        .await;
+    let proxied = |tool: &'static str| {
+        http::Request::post(format!("/v1/proxy/{connection}"))
+            .header("authorization", format!("Bearer {API_KEY}"))
+            .header("x-tool", tool)
+            .body(Body::from("{}"))
+            .unwrap()
+    };
+    let response = app(state.clone()).oneshot(proxied("write")).await.unwrap();
+    assert_eq!(response.status(), 403, "the API's answer, as it came");
+    let (_, view) =
+        call(&state, "GET", &format!("/v1/connections/{connection}"), API_KEY, None).await;
+    assert_eq!(view["status"], "needs_reauth", "{view}");
+    let (_, integration) = call(&state, "GET", "/v1/integrations/files", API_KEY, None).await;
+    assert_eq!(integration["scopes"], json!(["files:read", "files:write"]));
+    let response = app(state.clone()).oneshot(proxied("read")).await.unwrap();
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    assert!(String::from_utf8_lossy(&bytes).contains("needs_reauth"), "{bytes:?}");
+    let (query, _) = start(&state).await;
+    assert_eq!(query["scope"], "files:read files:write");
 }
 
 #[tokio::test]
