@@ -106,7 +106,13 @@ impl Integrations<'_> {
             Some(Registration::PreRegistered { client_id }) => (client_id, new.client_secret),
             Some(Registration::MetadataDocument { client_id }) => (client_id.to_string(), None),
             Some(Registration::Dynamic { endpoint }) => {
-                let client = mcp_client::register(net, &endpoint, &new.redirect_uri).await?;
+                let client = mcp_client::register(
+                    net,
+                    &endpoint,
+                    &new.redirect_uri,
+                    found.client_secret_basic,
+                )
+                .await?;
                 (client.client_id, client.client_secret)
             }
             None => {

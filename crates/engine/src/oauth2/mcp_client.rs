@@ -92,13 +92,15 @@ struct RegistrationResponse {
     redirect_uris: Option<Vec<String>>,
 }
 
-/// Registers Latchkey at `endpoint` (RFC 7591 §3.1) for `redirect_uri`. A response that
+/// Registers Latchkey at `endpoint` (RFC 7591 §3.1) for `redirect_uri`, authenticating at the
+/// token endpoint with HTTP Basic when `basic` (else the secret in the body). A response that
 /// changes the redirect URI, or is not a registration response, is refused: the flow would
 /// otherwise send the code somewhere Latchkey did not ask for.
 pub async fn register(
     net: &latchkey_net::Client,
     endpoint: &Url,
     redirect_uri: &str,
+    basic: bool,
 ) -> Result<RegisteredClient, EngineError> {
     let failed =
         |error: DiscoveryError| EngineError::Discovery { issuer: endpoint.to_string(), error };
@@ -107,7 +109,8 @@ pub async fn register(
         "redirect_uris": [redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "client_secret_post",
+        "token_endpoint_auth_method":
+            if basic { "client_secret_basic" } else { "client_secret_post" },
     });
     let request = http::Request::post(endpoint.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -145,7 +148,7 @@ pub async fn register(
 /// The connector OAuth2 method that authorises to the MCP server `found` describes: its
 /// endpoints and issuer (the callback's `iss` must equal it, RFC 9207), PKCE S256, the scopes,
 /// `resource` (RFC 8707) on the authorization, token and refresh requests, the client secret
-/// (if any) in the body.
+/// (if any) in the body, or with HTTP Basic when the server supports only that.
 pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError> {
     serde_json::from_value(method_json(found))
         .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
@@ -159,7 +162,7 @@ fn method_json(found: &McpAuthorization) -> serde_json::Value {
         "token_url": found.token_endpoint.as_str(),
         "scopes": found.scopes,
         "pkce": true,
-        "client_auth": "body",
+        "client_auth": if found.client_secret_basic { "basic" } else { "body" },
         "authorize_params": resource,
         "token_params": resource,
         "refresh_params": resource,
@@ -219,6 +222,7 @@ mod tests {
             registration_endpoint: registration.then(|| url("https://auth.example.com/register")),
             client_id_metadata_document_supported: cimd,
             iss_parameter_supported: true,
+            client_secret_basic: false,
             scopes: vec!["files:read".into()],
         }
     }
