@@ -99,6 +99,7 @@ impl Dispatch<'_> {
                     }
                     let refused = renew_on.is_some_and(|s| s.contains(&response.status.as_u16()));
                     if renewed || !refused {
+                        self.engine.step_up(&record, &entry.connector, &response).await?;
                         return Ok(response);
                     }
                 }
@@ -141,6 +142,58 @@ impl Dispatch<'_> {
 }
 
 impl Engine {
+    /// Step-up authorization (MCP authorization, "Scope Challenge Handling"): a 403 whose
+    /// `WWW-Authenticate` is `Bearer error="insufficient_scope", scope="…"` naming scopes the
+    /// OAuth2 connection's integration does not ask for yet. The integration then asks for the
+    /// union (on every later connect through it) and the connection is marked `needs_reauth`
+    /// with a `connection.needs_reauth` event saying so: a reconnect session re-authorises it.
+    /// A challenge that asks for nothing new changes nothing (asking again would loop). The 403
+    /// itself is answered to the caller as it came.
+    async fn step_up(
+        &self,
+        record: &ConnectionRecord,
+        connector: &latchkey_core::Connector,
+        response: &UpstreamResponse,
+    ) -> Result<(), EngineError> {
+        if response.status != http::StatusCode::FORBIDDEN {
+            return Ok(());
+        }
+        let Some(latchkey_core::AuthMethod::OAuth2(method)) =
+            connector.auth_method(Some(&record.auth_method))
+        else {
+            return Ok(());
+        };
+        let (Some(integration), Some(challenge)) = (
+            &record.integration,
+            response.headers.get(http::header::WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()),
+        ) else {
+            return Ok(());
+        };
+        let mut integration = self.integration_record(&record.environment, integration).await?;
+        let held = if integration.scopes.is_empty() { &method.scopes } else { &integration.scopes };
+        let Some(scopes) = crate::oauth2::mcp_client::step_up_scopes(held, challenge) else {
+            return Ok(());
+        };
+        let reason = format!(
+            "the API asks for more scopes ({}); connect again (a reconnect session) to grant them",
+            scopes.join(" ")
+        );
+        integration.scopes = scopes;
+        integration.updated_at = self.clock.now();
+        self.store.put_integration(&integration).await?;
+        self.identities.forget(&integration.environment, &integration.id);
+        if self
+            .store
+            .set_connection_status(&record.id, latchkey_store::ConnectionStatus::NeedsReauth)
+            .await?
+        {
+            self.forget(&record.id);
+            tracing::info!(connection = %record.id, "connection needs reauth: insufficient_scope");
+            self.events.emit(crate::events::Event::needs_reauth(record, &reason));
+        }
+        Ok(())
+    }
+
     /// The connection as read in the last second (see `recent.rs`), or from the store.
     pub(crate) async fn recent_connection(
         &self,

@@ -27,6 +27,25 @@ pub struct NewIntegration {
     pub scopes: Vec<String>,
 }
 
+/// What a caller supplies to integrate a remote MCP server by its URL alone.
+#[derive(Debug, Clone)]
+pub struct NewMcpIntegration {
+    /// The environment it belongs to.
+    pub environment: EnvironmentId,
+    /// Integration id, unique in its environment; the connector made for the server gets it too.
+    pub id: IntegrationId,
+    /// The MCP server's URL (its Streamable HTTP endpoint).
+    pub server: url::Url,
+    /// A client the operator registered at the server's authorization server, if any.
+    pub client_id: Option<String>,
+    /// That client's secret.
+    pub client_secret: Option<Secret>,
+    /// Latchkey's public URL (the Client ID Metadata Document is served under it).
+    pub public_url: url::Url,
+    /// Latchkey's OAuth callback, the redirect URI registered.
+    pub redirect_uri: String,
+}
+
 /// The engine's integrations, from [`Engine::integrations`].
 #[derive(Debug, Clone, Copy)]
 pub struct Integrations<'e> {
@@ -63,6 +82,59 @@ impl Integrations<'_> {
         self.engine.store.put_integration(&record).await?;
         self.engine.identities.forget(&record.environment, &record.id);
         Ok(record)
+    }
+
+    /// Integrates the remote MCP server at `new.server`: discovers its authorization server
+    /// ([`discover`](crate::oauth2::mcp_discovery::discover)), registers Latchkey there (see
+    /// [`choose_registration`](crate::oauth2::mcp_client::choose_registration)), stores a custom
+    /// connector whose base URL is the server and whose OAuth2 method carries the discovered
+    /// issuer and `resource`, and the integration that connects through it. Connect sessions
+    /// for the integration then run the ordinary OAuth2 flow.
+    pub async fn put_mcp_server(
+        &self,
+        new: NewMcpIntegration,
+    ) -> Result<IntegrationRecord, EngineError> {
+        use crate::oauth2::mcp_client::{self, Registration};
+        self.engine.environment(&new.environment).await?;
+        let connector = ConnectorId::new(new.id.as_str())
+            .map_err(|e| EngineError::invalid("id", e.to_string()))?;
+        let net = &self.engine.net;
+        let found = crate::oauth2::mcp_discovery::discover(net, &new.server, None, None).await?;
+        let registration =
+            mcp_client::choose_registration(&found, new.client_id.as_deref(), &new.public_url);
+        let (client_id, client_secret) = match registration {
+            Some(Registration::PreRegistered { client_id }) => (client_id, new.client_secret),
+            Some(Registration::MetadataDocument { client_id }) => (client_id.to_string(), None),
+            Some(Registration::Dynamic { endpoint }) => {
+                let client = mcp_client::register(
+                    net,
+                    &endpoint,
+                    &new.redirect_uri,
+                    found.client_secret_basic,
+                )
+                .await?;
+                (client.client_id, client.client_secret)
+            }
+            None => {
+                return Err(EngineError::invalid(
+                    "client_id",
+                    "the MCP server's authorization server offers neither dynamic registration \
+                     nor a Client ID Metadata Document Latchkey can use (that needs an https \
+                     public URL): register a client there and pass its `client_id`",
+                ));
+            }
+        };
+        let source = mcp_client::connector_source(&connector, &found);
+        self.engine.connectors().put_custom(&connector, &source).await?;
+        self.put(NewIntegration {
+            environment: new.environment,
+            id: new.id,
+            connector,
+            client_id: Some(client_id),
+            client_secret,
+            scopes: found.scopes,
+        })
+        .await
     }
 
     /// The integration with this id in `environment`.

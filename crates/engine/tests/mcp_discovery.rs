@@ -209,7 +209,7 @@ async fn a_registration_that_changes_the_redirect_uri_is_refused() {
         .up_to_n_times(1)
         .mount(&auth)
         .await;
-    let error = register(&net(), &endpoint, ours).await.unwrap_err();
+    let error = register(&net(), &endpoint, ours, false).await.unwrap_err();
     assert!(error.to_string().contains("changed the redirect URI"), "{error}");
     assert!(!error.to_string().contains("dyn-secret"));
 
@@ -220,7 +220,7 @@ async fn a_registration_that_changes_the_redirect_uri_is_refused() {
         })))
         .mount(&auth)
         .await;
-    let client = register(&net(), &endpoint, ours).await.unwrap();
+    let client = register(&net(), &endpoint, ours, false).await.unwrap();
     assert_eq!(client.client_id, "dyn-2");
     assert_eq!(client.client_secret.unwrap().expose(), "dyn-secret");
 }

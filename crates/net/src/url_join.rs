@@ -13,7 +13,9 @@ use crate::NetError;
 /// Guarantees: the result has `base`'s scheme, user info, host and port, and its path starts
 /// with `base`'s path (so `https://api.example.com/v2` + `/users?page=2` gives
 /// `https://api.example.com/v2/users?page=2`). A path without a leading `/` gets one. A query in
-/// `base` is kept, followed by the caller's.
+/// `base` is kept, followed by the caller's. An empty path is `base` itself (an endpoint such as
+/// an MCP server's `https://mcp.example.com/mcp` is the base URL, not a prefix); `/` adds the
+/// slash.
 ///
 /// Refused with [`NetError::UnsafePath`]: control characters and whitespace, backslashes (raw or
 /// `%5C`), fragments, `//` at the start (protocol-relative), a scheme (`http:`, `https:/`,
@@ -35,7 +37,11 @@ pub fn join(base: &Url, path: &str) -> Result<Url, NetError> {
     let relative = path_part.strip_prefix('/').unwrap_or(path_part);
     let mut url = base.clone();
     url.set_fragment(None);
-    url.set_path(&format!("{prefix}/{relative}"));
+    if path_part.is_empty() {
+        url.set_path(base.path());
+    } else {
+        url.set_path(&format!("{prefix}/{relative}"));
+    }
     let query = match (base.query(), query) {
         (Some(b), Some(q)) if !b.is_empty() && !q.is_empty() => Some(format!("{b}&{q}")),
         (Some(b), Some(q)) => Some(if b.is_empty() { q } else { b }.to_owned()),
@@ -132,7 +138,7 @@ fn verify_same_origin(base: &Url, joined: &Url, prefix: &str) -> Result<(), NetE
         && reparsed.port_or_known_default() == base.port_or_known_default()
         && reparsed.username() == base.username()
         && reparsed.password() == base.password()
-        && reparsed.path().starts_with(&format!("{prefix}/"));
+        && (reparsed.path().starts_with(&format!("{prefix}/")) || reparsed.path() == base.path());
     if same { Ok(()) } else { Err(unsafe_path("result leaves the base URL")) }
 }
 
@@ -154,9 +160,9 @@ mod tests {
         assert_eq!(joined("users"), "https://api.example.com/v2/users");
         assert_eq!(joined("/users?page=2"), "https://api.example.com/v2/users?page=2");
         assert_eq!(joined("/users/"), "https://api.example.com/v2/users/");
-        assert_eq!(joined(""), "https://api.example.com/v2/");
+        assert_eq!(joined(""), "https://api.example.com/v2");
         assert_eq!(joined("/"), "https://api.example.com/v2/");
-        assert_eq!(joined("?q=1"), "https://api.example.com/v2/?q=1");
+        assert_eq!(joined("?q=1"), "https://api.example.com/v2?q=1");
         let trailing = Url::parse("https://api.example.com/v2/").unwrap();
         assert_eq!(join(&trailing, "/x").unwrap().as_str(), "https://api.example.com/v2/x");
         let root = Url::parse("https://api.example.com").unwrap();

@@ -100,6 +100,7 @@ pub const ROUTE_SCOPES: &[(&str, &str, Scope)] = &[
     ("DELETE", "/v1/integrations/{id}", Scope::IntegrationsWrite),
     ("GET", "/v1/integrations/{id}/branding", Scope::ConnectionsRead),
     ("PUT", "/v1/integrations/{id}/branding", Scope::IntegrationsWrite),
+    ("POST", "/v1/mcp-integrations", Scope::IntegrationsWrite),
     ("GET", "/v1/connections", Scope::ConnectionsRead),
     ("POST", "/v1/connections", Scope::ConnectionsWrite),
     ("GET", "/v1/connections/{id}", Scope::ConnectionsRead),

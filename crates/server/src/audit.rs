@@ -46,6 +46,7 @@ pub const ACTIONS: &[(&str, &str, Action)] = &[
     ("POST", "/integrations", write("integration.create", "integration")),
     ("DELETE", "/integrations/{id}", write("integration.delete", "integration")),
     ("PUT", "/integrations/{id}/branding", write("integration.branding_put", "integration")),
+    ("POST", "/mcp-integrations", write("integration.create", "integration")),
     ("POST", "/connections", write("connection.create", "connection")),
     ("PATCH", "/connections/{id}", write("connection.update", "connection")),
     ("DELETE", "/connections/{id}", write("connection.delete", "connection")),

@@ -94,6 +94,7 @@ pub fn app_with_limits(state: AppState, limits: BodyLimits) -> Router {
             "/integrations/{id}",
             get(routes::integrations::get).delete(routes::integrations::delete),
         )
+        .route("/mcp-integrations", post(routes::integrations::create_mcp))
         .route("/connections", get(routes::connections::list).post(routes::connections::create))
         .route(
             "/connections/{id}",

@@ -14,6 +14,7 @@ use crate::routes::{
     paths(
         connectors::list, connectors::get, connectors::put, connectors::delete,
         integrations::list, integrations::create, integrations::get, integrations::delete,
+        integrations::create_mcp,
         connections::list, connections::create, connections::get, connections::update,
         connections::delete,
         connections::test, connections::check, connections::token, connections::refresh,
@@ -30,6 +31,7 @@ use crate::routes::{
         crate::proxy::forward,
     ),
     components(schemas(crate::ErrorBody, connectors::ConnectorSummary, integrations::CreateIntegration,
+        integrations::CreateMcpIntegration,
         integrations::IntegrationView, integrations::MisconfigurationView,
         integrations::IntegrationPage,
         connections::CreateConnection, connections::TokenView, connections::EndUserBody,

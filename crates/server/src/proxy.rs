@@ -73,10 +73,12 @@ async fn proxy(
     let (parts, body) = request.into_parts();
     // The path as the caller sent it (still percent-encoded), not axum's decoded capture, so
     // that `%2F` cannot turn into a separator on the way through.
-    let raw_path = raw_tail(parts.uri.path()).unwrap_or(path);
+    // `/v1/proxy/{connection}` alone is the base URL itself (an MCP server's endpoint), with a
+    // slash after it the path below.
+    let raw_path = raw_tail(parts.uri.path()).unwrap_or_else(|| format!("/{path}"));
     let path = match parts.uri.query() {
-        Some(query) => format!("/{raw_path}?{query}"),
-        None => format!("/{raw_path}"),
+        Some(query) => format!("{raw_path}?{query}"),
+        None => raw_path,
     };
     let mut headers = strip_hop_by_hop(&parts.headers);
     headers.remove(http::header::AUTHORIZATION);
@@ -105,11 +107,12 @@ async fn proxy(
     response.body(Body::from_stream(stream)).map_err(ApiError::internal)
 }
 
-/// The part of `/v1/proxy/{connection}/…` after the connection, without its leading slash.
-/// Inside the `/v1` nest axum has already removed that prefix; accept both forms.
+/// The part of `/v1/proxy/{connection}/…` after the connection, with its leading slash (empty
+/// when nothing follows the connection). Inside the `/v1` nest axum has already removed that
+/// prefix; accept both forms.
 fn raw_tail(uri_path: &str) -> Option<String> {
     let rest = uri_path.strip_prefix("/v1").unwrap_or(uri_path).strip_prefix("/proxy/")?;
-    Some(rest.split_once('/').map(|(_, tail)| tail).unwrap_or("").to_string())
+    Some(rest.find('/').map_or("", |at| &rest[at..]).to_string())
 }
 
 /// Headers meant for Latchkey itself are not forwarded.

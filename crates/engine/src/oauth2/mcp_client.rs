@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use latchkey_core::ConnectorId;
 use latchkey_core::Secret;
 use latchkey_core::connector::OAuth2Auth;
 use latchkey_net::HostPolicy;
@@ -91,13 +92,15 @@ struct RegistrationResponse {
     redirect_uris: Option<Vec<String>>,
 }
 
-/// Registers Latchkey at `endpoint` (RFC 7591 §3.1) for `redirect_uri`. A response that
+/// Registers Latchkey at `endpoint` (RFC 7591 §3.1) for `redirect_uri`, authenticating at the
+/// token endpoint with HTTP Basic when `basic` (else the secret in the body). A response that
 /// changes the redirect URI, or is not a registration response, is refused: the flow would
 /// otherwise send the code somewhere Latchkey did not ask for.
 pub async fn register(
     net: &latchkey_net::Client,
     endpoint: &Url,
     redirect_uri: &str,
+    basic: bool,
 ) -> Result<RegisteredClient, EngineError> {
     let failed =
         |error: DiscoveryError| EngineError::Discovery { issuer: endpoint.to_string(), error };
@@ -106,7 +109,8 @@ pub async fn register(
         "redirect_uris": [redirect_uri],
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
-        "token_endpoint_auth_method": "client_secret_post",
+        "token_endpoint_auth_method":
+            if basic { "client_secret_basic" } else { "client_secret_post" },
     });
     let request = http::Request::post(endpoint.as_str())
         .header(http::header::CONTENT_TYPE, "application/json")
@@ -142,21 +146,43 @@ pub async fn register(
 }
 
 /// The connector OAuth2 method that authorises to the MCP server `found` describes: its
-/// endpoints, PKCE S256, the scopes, `resource` (RFC 8707) on the authorization, token and
-/// refresh requests, the client secret (if any) in the body.
+/// endpoints and issuer (the callback's `iss` must equal it, RFC 9207), PKCE S256, the scopes,
+/// `resource` (RFC 8707) on the authorization, token and refresh requests, the client secret
+/// (if any) in the body, or with HTTP Basic when the server supports only that.
 pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError> {
+    serde_json::from_value(method_json(found))
+        .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
+}
+
+fn method_json(found: &McpAuthorization) -> serde_json::Value {
     let resource = BTreeMap::from([("resource".to_owned(), found.resource.to_string())]);
-    serde_json::from_value(serde_json::json!({
+    serde_json::json!({
+        "issuer": found.issuer.as_str(),
         "authorize_url": found.authorization_endpoint.as_str(),
         "token_url": found.token_endpoint.as_str(),
         "scopes": found.scopes,
         "pkce": true,
-        "client_auth": "body",
+        "client_auth": if found.client_secret_basic { "basic" } else { "body" },
         "authorize_params": resource,
         "token_params": resource,
         "refresh_params": resource,
-    }))
-    .map_err(|e| EngineError::Internal(format!("the MCP server's OAuth2 method: {e}")))
+    })
+}
+
+/// The custom connector (its YAML source; JSON is YAML) for the MCP server `found` describes:
+/// `base_url` the server's URL, so that proxied requests go there with the token, and the one
+/// [`oauth2_method`].
+pub fn connector_source(id: &ConnectorId, found: &McpAuthorization) -> String {
+    let mut method = method_json(found);
+    method["type"] = "oauth2".into();
+    serde_json::json!({
+        "id": id.as_str(),
+        "name": format!("MCP server at {}", found.resource.host_str().unwrap_or_default()),
+        "description": format!("The remote MCP server {}.", found.resource),
+        "base_url": found.resource.as_str(),
+        "auth": [method],
+    })
+    .to_string()
 }
 
 /// Step-up authorization (MCP authorization, "Scope Challenge Handling"): when the MCP server
@@ -196,6 +222,7 @@ mod tests {
             registration_endpoint: registration.then(|| url("https://auth.example.com/register")),
             client_id_metadata_document_supported: cimd,
             iss_parameter_supported: true,
+            client_secret_basic: false,
             scopes: vec!["files:read".into()],
         }
     }
@@ -222,6 +249,21 @@ mod tests {
             Some(Registration::Dynamic { .. })
         ));
         assert_eq!(choose_registration(&found(false, false), None, &public), None);
+    }
+
+    #[test]
+    fn the_connector_targets_the_server_with_the_discovered_issuer() {
+        let id = ConnectorId::new("files-mcp").unwrap();
+        let source = connector_source(&id, &found(false, true));
+        let connector = latchkey_core::connector::parse_connector(&source, "test").unwrap();
+        assert_eq!(connector.base_url, "https://mcp.example.com/mcp");
+        let [latchkey_core::connector::AuthMethod::OAuth2(method)] = connector.auth.as_slice()
+        else {
+            panic!("one OAuth2 method: {source}")
+        };
+        assert_eq!(method.issuer.as_deref(), Some("https://auth.example.com/"));
+        assert!(method.pkce);
+        assert_eq!(method.refresh_params["resource"], "https://mcp.example.com/mcp");
     }
 
     #[test]

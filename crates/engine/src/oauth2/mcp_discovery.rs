@@ -41,6 +41,10 @@ pub struct McpAuthorization {
     pub client_id_metadata_document_supported: bool,
     /// `authorization_response_iss_parameter_supported` (RFC 9207 §3).
     pub iss_parameter_supported: bool,
+    /// The client authenticates at the token endpoint with HTTP Basic: the server's
+    /// `token_endpoint_auth_methods_supported` names `client_secret_basic` and not
+    /// `client_secret_post` (otherwise the secret goes in the body).
+    pub client_secret_basic: bool,
     /// The scopes to ask for: the challenge's `scope`, else the resource's `scopes_supported`,
     /// else none (the parameter is left out).
     pub scopes: Vec<String>,
@@ -69,6 +73,8 @@ struct ServerDocument {
     client_id_metadata_document_supported: bool,
     #[serde(default)]
     authorization_response_iss_parameter_supported: bool,
+    #[serde(default)]
+    token_endpoint_auth_methods_supported: Vec<String>,
 }
 
 /// Finds how to authorise to the MCP server at `server`. `challenge` is the `WWW-Authenticate`
@@ -164,7 +170,10 @@ pub async fn discover(
     };
     let scopes =
         if challenge.scope.is_empty() { resource.scopes_supported } else { challenge.scope };
+    let supports = |m: &str| document.token_endpoint_auth_methods_supported.iter().any(|s| s == m);
+    let client_secret_basic = supports("client_secret_basic") && !supports("client_secret_post");
     Ok(McpAuthorization {
+        client_secret_basic,
         resource: server.clone(),
         authorization_endpoint: endpoint(
             "authorization_endpoint",

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
 use latchkey_engine::{
-    ConnectorId, IntegrationFilter, IntegrationId, NewIntegration, page_request,
+    ConnectorId, EngineError, IntegrationFilter, IntegrationId, NewIntegration, NewMcpIntegration,
+    page_request,
 };
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
@@ -105,6 +106,55 @@ pub async fn create(
             client_id: body.client_id,
             client_secret: body.client_secret,
             scopes: body.scopes,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(view(&record))))
+}
+
+/// `POST /v1/mcp-integrations`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMcpIntegration {
+    /// Id of the integration, and of the custom connector made for the server.
+    #[schema(value_type = String)]
+    pub id: IntegrationId,
+    /// The remote MCP server's URL (its Streamable HTTP endpoint), e.g. `https://mcp.example.com/mcp`.
+    pub mcp_server: String,
+    /// A client registered beforehand at the server's authorization server; without it,
+    /// Latchkey's Client ID Metadata Document or dynamic registration.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// That client's secret (write-only).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub client_secret: Option<Secret>,
+}
+
+/// Integrates a remote MCP server by its URL: discovers its authorization server, registers
+/// Latchkey there, and makes the connector and the integration to connect through.
+#[utoipa::path(post, path = "/v1/mcp-integrations", request_body = CreateMcpIntegration,
+    responses((status = 201, body = IntegrationView), (status = 400, body = crate::ErrorBody),
+        (status = 502, body = crate::ErrorBody)))]
+pub async fn create_mcp(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(body): Json<CreateMcpIntegration>,
+) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
+    let server = url::Url::parse(&body.mcp_server)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+        .ok_or_else(|| EngineError::invalid("mcp_server", "must be an http(s) URL with a host"))?;
+    let record = state
+        .engine
+        .integrations()
+        .put_mcp_server(NewMcpIntegration {
+            environment: principal.environment,
+            id: body.id,
+            server,
+            client_id: body.client_id,
+            client_secret: body.client_secret,
+            public_url: state.public_url.clone(),
+            redirect_uri: state.callback_url(),
         })
         .await?;
     Ok((StatusCode::CREATED, Json(view(&record))))
