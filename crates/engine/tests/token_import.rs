@@ -133,7 +133,9 @@ async fn imported_tokens_are_used_then_refreshed_by_the_scheduler_before_they_ex
         assert!(std::time::Instant::now() < deadline, "the refresh was never stored");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    scheduler.abort();
+    // The scheduler is left running to the end of the test: aborting it mid-write would drop
+    // the in-memory store's one connection, and with it the database.
+    let _scheduler = scheduler;
     assert_eq!(refreshed.credentials["access_token"].expose(), "fresh-at");
     assert_eq!(refreshed.credentials["refresh_token"].expose(), "fresh-rt");
     assert_eq!(
