@@ -73,7 +73,7 @@ pub(crate) enum Reservation {
 /// The fleet's shared limits (see the module doc). One per engine.
 pub(crate) struct FleetLimits {
     client: redis::Client,
-    connection: Arc<OnceCell<ConnectionManager>>,
+    connection: OnceCell<ConnectionManager>,
     prefix: String,
     instance: String,
     fleet_size: AtomicU32,
@@ -89,7 +89,7 @@ impl FleetLimits {
             redis::Client::open(url).map_err(|e| format!("invalid Redis URL ({:?})", e.kind()))?;
         let limits = Arc::new(Self {
             client,
-            connection: Arc::new(OnceCell::new()),
+            connection: OnceCell::new(),
             prefix: "latchkey:".to_owned(),
             instance: crate::random_token(12),
             fleet_size: AtomicU32::new(1),
@@ -132,12 +132,14 @@ impl FleetLimits {
 
     /// The connection, made on first use (the manager reconnects by itself after that).
     async fn connection(&self) -> Result<ConnectionManager, String> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(REDIS_TIMEOUT * 10)
-            .set_response_timeout(REDIS_TIMEOUT * 10)
-            .set_number_of_retries(1);
         self.connection
-            .get_or_try_init(|| self.client.get_connection_manager_with_config(config))
+            .get_or_try_init(|| {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(REDIS_TIMEOUT * 10)
+                    .set_response_timeout(REDIS_TIMEOUT * 10)
+                    .set_number_of_retries(1);
+                self.client.get_connection_manager_with_config(config)
+            })
             .await
             .cloned()
             .map_err(|e| e.to_string())
