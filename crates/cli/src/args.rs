@@ -707,6 +707,9 @@ pub struct ServeArgs {
         value_name = "ROWS"
     )]
     pub operation_max_rows: u64,
+    /// The operation log's OpenTelemetry export.
+    #[command(flatten)]
+    pub otlp: Box<OtlpArgs>,
     /// The console's OpenID Connect sign-in.
     #[command(flatten)]
     pub console_oidc: Box<ConsoleOidcArgs>,
@@ -751,6 +754,51 @@ pub struct ServeArgs {
     /// falls back to its share of each limit.
     #[arg(long, env = "LATCHKEY_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+}
+
+/// `serve`'s options for exporting operations over OTLP (see docs/api.md, "Operations").
+#[derive(Debug, Clone, clap::Args)]
+pub struct OtlpArgs {
+    /// Also export every operation as an OpenTelemetry span, over OTLP/HTTP (protobuf), to
+    /// this collector, e.g. `http://collector:4318` (`/v1/traces` is added unless the URL ends
+    /// in it). Works with `--operation-log false` too.
+    #[arg(long, env = "LATCHKEY_OTLP_ENDPOINT", value_name = "URL")]
+    pub otlp_endpoint: Option<url::Url>,
+    /// A header sent with every OTLP export, `NAME=VALUE` (may repeat), e.g. the collector's API
+    /// key; in the environment, comma-separated like OTEL_EXPORTER_OTLP_HEADERS.
+    #[arg(
+        long = "otlp-header",
+        env = "LATCHKEY_OTLP_HEADERS",
+        value_delimiter = ',',
+        hide_env_values = true,
+        value_name = "NAME=VALUE"
+    )]
+    pub otlp_headers: Vec<OtlpHeader>,
+}
+
+/// One `--otlp-header`: a valid HTTP header name and value; the value is kept as a secret.
+#[derive(Debug, Clone)]
+pub struct OtlpHeader {
+    /// The header's name.
+    pub name: String,
+    /// Its value.
+    pub value: latchkey_core::Secret,
+}
+
+impl std::str::FromStr for OtlpHeader {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, value) = text
+            .split_once('=')
+            .ok_or_else(|| "expected NAME=VALUE (e.g. x-api-key=…)".to_owned())?;
+        let name = name.trim();
+        http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a valid header name"))?;
+        http::HeaderValue::from_str(value.trim())
+            .map_err(|_| format!("the value of `{name}` is not a valid header value"))?;
+        Ok(Self { name: name.to_owned(), value: latchkey_core::Secret::new(value.trim()) })
+    }
 }
 
 /// `serve`'s options for the console's OpenID Connect sign-in (see docs/console.md).

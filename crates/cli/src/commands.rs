@@ -160,6 +160,7 @@ async fn serve(global: &crate::args::Global, options: ServeArgs) -> anyhow::Resu
         operation_log,
         operation_retention,
         operation_max_rows,
+        otlp,
         access_log: _,
         redis_url,
         console_oidc,
@@ -176,6 +177,7 @@ async fn serve(global: &crate::args::Global, options: ServeArgs) -> anyhow::Resu
         console_oidc_client_secret,
         console_oidc_allow,
     )?;
+    let crate::args::OtlpArgs { otlp_endpoint, otlp_headers } = *otlp;
     let webhook = match webhook_url {
         Some(url) => {
             let secret = setup::secret_from_env("LATCHKEY_WEBHOOK_SECRET")?
@@ -194,6 +196,13 @@ async fn serve(global: &crate::args::Global, options: ServeArgs) -> anyhow::Resu
             .check_interval(check_interval);
         let builder = match redis_url {
             Some(url) => builder.redis_url(url),
+            None => builder,
+        };
+        let builder = match otlp_endpoint {
+            Some(endpoint) => builder.otlp(latchkey_engine::OtlpConfig {
+                endpoint,
+                headers: otlp_headers.into_iter().map(|h| (h.name, h.value)).collect(),
+            }),
             None => builder,
         };
         match webhook {

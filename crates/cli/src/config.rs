@@ -53,6 +53,8 @@ struct FileConfig {
     operation_log: Option<bool>,
     operation_retention: Option<u32>,
     operation_max_rows: Option<u64>,
+    otlp_endpoint: Option<String>,
+    otlp_headers: Option<Vec<String>>,
     redis_url: Option<String>,
     console_oidc_issuer: Option<String>,
     console_oidc_client_id: Option<String>,
@@ -75,6 +77,8 @@ const SERVE_KEYS: &[&str] = &[
     "operation_log",
     "operation_retention",
     "operation_max_rows",
+    "otlp_endpoint",
+    "otlp_headers",
     "redis_url",
     "console_oidc_issuer",
     "console_oidc_client_id",
@@ -297,6 +301,8 @@ mod tests {
             operation_log = false
             operation_retention = 11
             operation_max_rows = 12
+            otlp_endpoint = "http://collector:4318"
+            otlp_headers = ["x-api-key=k"]
             redis_url = "redis://127.0.0.1:6379"
             console_oidc_issuer = "https://id.example"
             console_oidc_client_id = "console"

@@ -31,6 +31,7 @@ pub mod middleware;
 mod mtls;
 pub mod oauth2;
 mod operations;
+mod otlp;
 pub mod outbound;
 mod pages;
 mod random;
@@ -105,6 +106,7 @@ pub use integrations::{Integrations, NewIntegration, NewMcpIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, PROBE_EVERY, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use operations::{OPERATIONS_DROPPED, Operations};
+pub use otlp::{OPERATIONS_EXPORT_DROPPED, OPERATIONS_EXPORTED, OtlpConfig};
 pub use outbound::{ApiRequest, strip_hop_by_hop};
 pub use pages::page_request;
 pub use random::random_token;
@@ -163,6 +165,7 @@ pub struct EngineBuilder {
     refresh_margin: std::time::Duration,
     refresh_exhausted_after: std::time::Duration,
     operation_log: bool,
+    otlp: Option<OtlpConfig>,
     refresh_rate: u32,
     check_interval: latchkey_core::Interval,
     script_limits: ScriptLimits,
@@ -199,6 +202,14 @@ impl EngineBuilder {
     /// the operation log (default `true`); see [`Engine::operations`].
     pub fn operation_log(mut self, enabled: bool) -> Self {
         self.operation_log = enabled;
+        self
+    }
+
+    /// Also exports every operation as an OpenTelemetry span to the OTLP/HTTP collector in
+    /// `config` (whether or not the database log is on); see [`OtlpConfig`]. The endpoint is
+    /// checked by [`EngineBuilder::build`]; the collector itself may be down then.
+    pub fn otlp(mut self, config: OtlpConfig) -> Self {
+        self.otlp = Some(config);
         self
     }
 
@@ -281,7 +292,9 @@ impl EngineBuilder {
             ..oauth2::OAuthRuntime::default()
         };
         let operation_store: Arc<dyn latchkey_store::OperationStore> = self.store.clone();
-        let operation_log = operations::OperationLog::new(operation_store, self.operation_log);
+        let export = self.otlp.as_ref().map(otlp::OtlpExport::start).transpose()?;
+        let operation_log =
+            operations::OperationLog::new(operation_store, self.operation_log, export);
         let fleet = match &self.redis_url {
             Some(url) => Some(
                 fleet_limit::FleetLimits::new(url)
@@ -349,6 +362,7 @@ impl Engine {
             refresh_margin: DEFAULT_REFRESH_MARGIN,
             refresh_exhausted_after: DEFAULT_REFRESH_EXHAUSTED_AFTER,
             operation_log: true,
+            otlp: None,
             refresh_rate: DEFAULT_REFRESH_RATE,
             check_interval: latchkey_core::Interval::every(DEFAULT_CHECK_INTERVAL),
             script_limits: ScriptLimits::default(),

@@ -14,6 +14,7 @@ use latchkey_store::{
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::otlp::OtlpExport;
 use crate::{Engine, EngineError};
 
 /// Operations dropped because the writer could not keep up.
@@ -44,17 +45,21 @@ impl std::fmt::Debug for Message {
 }
 
 impl OperationLog {
-    /// A log writing to `store` from a task on the current runtime; `enabled: false` (or no
-    /// runtime) records nothing.
-    pub(crate) fn new(store: Arc<dyn OperationStore>, enabled: bool) -> Self {
+    /// A log writing to `store` (when `enabled`) and handing each batch to `export` (when
+    /// given) from a task on the current runtime; neither (or no runtime) records nothing.
+    pub(crate) fn new(
+        store: Arc<dyn OperationStore>,
+        enabled: bool,
+        export: Option<OtlpExport>,
+    ) -> Self {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Self { queue: None };
         };
-        if !enabled {
+        if !enabled && export.is_none() {
             return Self { queue: None };
         }
         let (tx, rx) = mpsc::channel(QUEUE);
-        runtime.spawn(write(store, rx));
+        runtime.spawn(write(enabled.then_some(store), export, rx));
         Self { queue: Some(tx) }
     }
 
@@ -66,9 +71,14 @@ impl OperationLog {
     }
 }
 
-/// The writer: gathers up to [`BATCH`] operations for up to [`GATHER`], writes them, and
-/// answers flushes once everything sent before them is written.
-async fn write(store: Arc<dyn OperationStore>, mut rx: mpsc::Receiver<Message>) {
+/// The writer: gathers up to [`BATCH`] operations for up to [`GATHER`], writes them to the
+/// store and hands them to the export, and answers flushes once everything sent before them is
+/// written and exported.
+async fn write(
+    store: Option<Arc<dyn OperationStore>>,
+    export: Option<OtlpExport>,
+    mut rx: mpsc::Receiver<Message>,
+) {
     let mut batch: Vec<Operation> = Vec::with_capacity(BATCH);
     let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
     while let Some(first) = rx.recv().await {
@@ -81,14 +91,24 @@ async fn write(store: Arc<dyn OperationStore>, mut rx: mpsc::Receiver<Message>) 
             }
         }
         if !batch.is_empty() {
-            if let Err(error) = store.insert_operations(&batch).await {
+            if let Some(store) = &store
+                && let Err(error) = store.insert_operations(&batch).await
+            {
                 metrics::counter!(OPERATIONS_DROPPED).increment(batch.len() as u64);
                 tracing::warn!(%error, operations = batch.len(), "cannot write to the operation log");
+            }
+            if let Some(export) = &export {
+                export.send(&batch);
             }
             batch.clear();
         }
         for done in flushes.drain(..) {
-            let _ = done.send(());
+            match &export {
+                Some(export) => export.flush(done).await,
+                None => {
+                    let _ = done.send(());
+                }
+            }
         }
     }
 }
