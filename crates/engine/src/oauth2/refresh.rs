@@ -90,9 +90,15 @@ pub(crate) const LEASE_PREFIX: &str = "refresh:";
 #[derive(Debug)]
 pub struct RefreshCoordinator {
     holder: String,
-    in_flight: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
+    in_flight: Mutex<HashMap<String, Weak<Flight>>>,
     lease: Duration,
 }
+
+/// One connection's line of callers in this process. The lock holds the record the last refresh
+/// in the line stored, so the callers queued behind it take that record instead of each reading
+/// the store again (1,000 waiters on one expired token would otherwise read it 1,000 times, one
+/// after the other). It lives as long as someone is in the line.
+type Flight = tokio::sync::Mutex<Option<ConnectionRecord>>;
 
 impl Default for RefreshCoordinator {
     fn default() -> Self {
@@ -117,13 +123,13 @@ impl RefreshCoordinator {
         self.exchange_timeout() + self.lease
     }
 
-    fn local_lock(&self, id: &str) -> Arc<tokio::sync::Mutex<()>> {
+    fn local_lock(&self, id: &str) -> Arc<Flight> {
         let mut map = self.in_flight.lock();
         map.retain(|_, weak| weak.strong_count() > 0);
         if let Some(lock) = map.get(id).and_then(Weak::upgrade) {
             return lock;
         }
-        let lock = Arc::new(tokio::sync::Mutex::new(()));
+        let lock = Arc::new(tokio::sync::Mutex::new(None));
         map.insert(id.to_string(), Arc::downgrade(&lock));
         lock
     }
@@ -187,7 +193,12 @@ impl Engine {
     ) -> Result<ConnectionRecord, EngineError> {
         let coordinator = self.oauth.refresher.clone();
         let local = coordinator.local_lock(id);
-        let _in_process = local.lock().await;
+        let mut in_process = local.lock().await;
+        if let Some(refreshed) = in_process.as_ref()
+            && !reason.still_needed(refreshed, self.clock.now())
+        {
+            return Ok(refreshed.clone());
+        }
         let record = self.connection_record(id).await?;
         if !reason.still_needed(&record, self.clock.now()) {
             return Ok(record);
@@ -213,6 +224,9 @@ impl Engine {
         let held = Heartbeat::start(self.store.clone(), lease.clone(), &coordinator);
         let outcome = self.refresh_locked(id, reason, &held, &coordinator).await;
         held.stop();
+        if let Ok(refreshed) = &outcome {
+            *in_process = Some(refreshed.clone());
+        }
         if let Err(e) = self.store.unlock(&lease, &coordinator.holder).await {
             tracing::warn!(connection = %id, error = %e, "cannot release the refresh lease");
         }
