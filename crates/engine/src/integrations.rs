@@ -131,9 +131,8 @@ impl Integrations<'_> {
             }
         };
         let found = crate::oauth2::mcp_discovery::discover(net, &server, None, None).await?;
-        if let Some(Some(issuer)) = catalog
-            .as_ref()
-            .and_then(|c| crate::oauth2::oauth_method(c, None).map(|m| m.issuer.as_deref()))
+        let catalog_method = catalog.as_ref().and_then(|c| crate::oauth2::oauth_method(c, None));
+        if let Some(Some(issuer)) = catalog_method.map(|m| m.issuer.as_deref())
             && !latchkey_core::oauth2::same_identifier(issuer, found.issuer.as_str())
         {
             return Err(EngineError::Discovery {
@@ -147,13 +146,11 @@ impl Integrations<'_> {
             Some(Registration::PreRegistered { client_id }) => (client_id, new.client_secret),
             Some(Registration::MetadataDocument { client_id }) => (client_id.to_string(), None),
             Some(Registration::Dynamic { endpoint }) => {
-                let client = mcp_client::register(
-                    net,
-                    &endpoint,
-                    &new.redirect_uri,
-                    found.client_secret_basic,
-                )
-                .await?;
+                // A catalog connector authenticates as it says; register the client so.
+                let basic = catalog_method.map_or(found.client_secret_basic, |m| {
+                    m.client_auth == latchkey_core::connector::ClientAuth::Basic
+                });
+                let client = mcp_client::register(net, &endpoint, &new.redirect_uri, basic).await?;
                 (client.client_id, client.client_secret)
             }
             None => {
