@@ -216,6 +216,15 @@ fn the_callback_names_its_code_parameter_and_what_to_keep() {
     assert_eq!(m.callback.code_param, "code");
     let kept: Vec<_> = m.kept_callback_params().map(|(k, p)| (k.as_str(), p.as_str())).collect();
     assert_eq!(kept, [("realm_id", "realmId"), ("shop_domain", "shop")]);
+    assert!(!m.callback.require_iss, "iss is required only when the connector says so");
+
+    let src = oauth2_with(
+        "    issuer: https://x.example\n    callback: {require_iss: true}\n",
+        "authorization_code",
+    );
+    let c = parse_connector(&src, "x.yaml").unwrap();
+    let AuthMethod::OAuth2(m) = &c.auth[0] else { panic!("oauth2") };
+    assert!(m.callback.require_iss);
 }
 
 #[test]
@@ -233,6 +242,8 @@ fn a_callback_that_would_keep_a_secret_or_misread_the_response_is_refused() {
         ("    callback_keep: {e: error}\n", "authorization_code", "callback_keep.e"),
         ("    callback: {keep: [realmId]}\n", "client_credentials", "callback"),
         ("    callback: {code_parameter: x}\n", "authorization_code", "code_parameter"),
+        // `iss` must equal the method's issuer: without one there is nothing to require.
+        ("    callback: {require_iss: true}\n", "authorization_code", "callback.require_iss"),
     ];
     for (callback, grant, field) in cases {
         let err = error_of(&oauth2_with(callback, grant));

@@ -34,8 +34,8 @@ pub struct NewMcpIntegration {
     pub environment: EnvironmentId,
     /// Integration id, unique in its environment; the connector made for the server gets it too.
     pub id: IntegrationId,
-    /// The MCP server's URL (its Streamable HTTP endpoint).
-    pub server: url::Url,
+    /// The MCP server.
+    pub server: McpServer,
     /// A client the operator registered at the server's authorization server, if any.
     pub client_id: Option<String>,
     /// That client's secret.
@@ -44,6 +44,18 @@ pub struct NewMcpIntegration {
     pub public_url: url::Url,
     /// Latchkey's OAuth callback, the redirect URI registered.
     pub redirect_uri: String,
+}
+
+/// Which remote MCP server to integrate.
+#[derive(Debug, Clone)]
+pub enum McpServer {
+    /// By its URL (its Streamable HTTP endpoint): a custom connector is made from what
+    /// discovery finds.
+    Url(url::Url),
+    /// By a catalog connector for it (see
+    /// [`mcp_server_of`](crate::oauth2::mcp_client::mcp_server_of)): discovery registers
+    /// Latchkey, and the integration uses that connector as it is.
+    Connector(ConnectorId),
 }
 
 /// The engine's integrations, from [`Engine::integrations`].
@@ -84,12 +96,15 @@ impl Integrations<'_> {
         Ok(record)
     }
 
-    /// Integrates the remote MCP server at `new.server`: discovers its authorization server
+    /// Integrates the remote MCP server `new.server`: discovers its authorization server
     /// ([`discover`](crate::oauth2::mcp_discovery::discover)), registers Latchkey there (see
-    /// [`choose_registration`](crate::oauth2::mcp_client::choose_registration)), stores a custom
-    /// connector whose base URL is the server and whose OAuth2 method carries the discovered
-    /// issuer and `resource`, and the integration that connects through it. Connect sessions
-    /// for the integration then run the ordinary OAuth2 flow.
+    /// [`choose_registration`](crate::oauth2::mcp_client::choose_registration)), and stores the
+    /// integration that connects through — for a server given by URL, a custom connector whose
+    /// base URL is the server and whose OAuth2 method carries the discovered issuer and
+    /// `resource`; for a catalog connector, that connector, once the discovered issuer is the
+    /// one it names (a catalog entry that no longer matches the server is refused rather than
+    /// sending codes to another issuer). Connect sessions for the integration then run the
+    /// ordinary OAuth2 flow.
     pub async fn put_mcp_server(
         &self,
         new: NewMcpIntegration,
@@ -99,20 +114,43 @@ impl Integrations<'_> {
         let connector = ConnectorId::new(new.id.as_str())
             .map_err(|e| EngineError::invalid("id", e.to_string()))?;
         let net = &self.engine.net;
-        let found = crate::oauth2::mcp_discovery::discover(net, &new.server, None, None).await?;
+        let (server, catalog) = match &new.server {
+            McpServer::Url(url) => (url.clone(), None),
+            McpServer::Connector(id) => {
+                let entry = self.engine.connector_entry(id.as_str())?;
+                let server = mcp_client::mcp_server_of(&entry.connector).ok_or_else(|| {
+                    EngineError::invalid(
+                        "connector",
+                        format!(
+                            "connector `{id}` is not an MCP server connector (an OAuth2 \
+                                 method with PKCE and its base URL as `resource`)"
+                        ),
+                    )
+                })?;
+                (server, Some(entry.connector))
+            }
+        };
+        let found = crate::oauth2::mcp_discovery::discover(net, &server, None, None).await?;
+        let catalog_method = catalog.as_ref().and_then(|c| crate::oauth2::oauth_method(c, None));
+        if let Some(Some(issuer)) = catalog_method.map(|m| m.issuer.as_deref())
+            && !latchkey_core::oauth2::same_identifier(issuer, found.issuer.as_str())
+        {
+            return Err(EngineError::Discovery {
+                issuer: found.issuer.to_string(),
+                error: crate::DiscoveryError::IssuerMismatch,
+            });
+        }
         let registration =
             mcp_client::choose_registration(&found, new.client_id.as_deref(), &new.public_url);
         let (client_id, client_secret) = match registration {
             Some(Registration::PreRegistered { client_id }) => (client_id, new.client_secret),
             Some(Registration::MetadataDocument { client_id }) => (client_id.to_string(), None),
             Some(Registration::Dynamic { endpoint }) => {
-                let client = mcp_client::register(
-                    net,
-                    &endpoint,
-                    &new.redirect_uri,
-                    found.client_secret_basic,
-                )
-                .await?;
+                // A catalog connector authenticates as it says; register the client so.
+                let basic = catalog_method.map_or(found.client_secret_basic, |m| {
+                    m.client_auth == latchkey_core::connector::ClientAuth::Basic
+                });
+                let client = mcp_client::register(net, &endpoint, &new.redirect_uri, basic).await?;
                 (client.client_id, client.client_secret)
             }
             None => {
@@ -124,8 +162,15 @@ impl Integrations<'_> {
                 ));
             }
         };
-        let source = mcp_client::connector_source(&connector, &found);
-        self.engine.connectors().put_custom(&connector, &source).await?;
+        let connector = match catalog {
+            Some(catalog) => ConnectorId::new(&catalog.id)
+                .map_err(|e| EngineError::Internal(format!("catalog connector id: {e}")))?,
+            None => {
+                let source = mcp_client::connector_source(&connector, &found);
+                self.engine.connectors().put_custom(&connector, &source).await?;
+                connector
+            }
+        };
         self.put(NewIntegration {
             environment: new.environment,
             id: new.id,

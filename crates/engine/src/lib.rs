@@ -102,7 +102,7 @@ pub use events::{Event, Events, WebhookConfig};
 pub use fleet_limit::{ANNOUNCE_EVERY, FLEET_LIMIT_SHARED, FLEET_SIZE, REDIS_TIMEOUT};
 pub use health::UNHEALTHY_AFTER;
 pub use import::{GRANTED_SCOPES, ImportedTokens, granted_scopes};
-pub use integrations::{Integrations, NewIntegration, NewMcpIntegration};
+pub use integrations::{Integrations, McpServer, NewIntegration, NewMcpIntegration};
 pub use latchkey_script::{Limits as ScriptLimits, ScriptError};
 pub use oauth2::{CallbackParams, PROBE_EVERY, REVOCATION_TIMEOUT, RefreshReason, Revocation};
 pub use operations::{OPERATIONS_DROPPED, Operations};

@@ -20,8 +20,9 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 const CALLBACK: &str = "http://127.0.0.1:7400/oauth/callback";
 
 /// An MCP server at `/mcp` (401 with its metadata without a token, 200 with `at`) and its
-/// authorization server at `/as` on another mock, offering dynamic registration.
-async fn world() -> (MockServer, MockServer, AppState) {
+/// authorization server at `/as` on another mock, offering dynamic registration; its metadata
+/// sets `authorization_response_iss_parameter_supported` to `sends_iss`.
+async fn world_where(sends_iss: bool) -> (MockServer, MockServer, AppState) {
     let mcp = MockServer::start().await;
     let auth = MockServer::start().await;
     let resource = format!("{}/mcp", mcp.uri());
@@ -57,6 +58,7 @@ async fn world() -> (MockServer, MockServer, AppState) {
             "token_endpoint": format!("{}/as/token", auth.uri()),
             "registration_endpoint": format!("{}/as/register", auth.uri()),
             "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": sends_iss,
         })))
         .mount(&auth)
         .await;
@@ -89,6 +91,10 @@ async fn world() -> (MockServer, MockServer, AppState) {
     (mcp, auth, state)
 }
 
+async fn world() -> (MockServer, MockServer, AppState) {
+    world_where(false).await
+}
+
 async fn get(state: &AppState, uri: &str, cookie: Option<&str>) -> (u16, http::HeaderMap, String) {
     let mut request = http::Request::get(uri);
     if let Some(cookie) = cookie {
@@ -103,6 +109,14 @@ async fn get(state: &AppState, uri: &str, cookie: Option<&str>) -> (u16, http::H
 
 /// Opens a new session's link: the authorization URL's query and the binding cookie.
 async fn start(state: &AppState) -> (std::collections::BTreeMap<String, String>, String) {
+    let (query, cookie, _) = start_session(state).await;
+    (query, cookie)
+}
+
+/// [`start`], with the session's id.
+async fn start_session(
+    state: &AppState,
+) -> (std::collections::BTreeMap<String, String>, String, String) {
     let (status, created) =
         call(state, "POST", "/v1/connect-sessions", API_KEY, Some(json!({"integration": "files"})))
             .await;
@@ -113,7 +127,7 @@ async fn start(state: &AppState) -> (std::collections::BTreeMap<String, String>,
     let location = url::Url::parse(headers["location"].to_str().unwrap()).unwrap();
     let query = location.query_pairs().into_owned().collect();
     let cookie = headers["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
-    (query, cookie)
+    (query, cookie, created["id"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test]
@@ -206,6 +220,124 @@ async fn an_mcp_server_is_integrated_and_connected_by_its_url_alone() {
     assert!(String::from_utf8_lossy(&bytes).contains("needs_reauth"), "{bytes:?}");
     let (query, _) = start(&state).await;
     assert_eq!(query["scope"], "files:read files:write");
+}
+
+/// RFC 9207 §2.4: when the authorization server's metadata says it sends `iss`, a callback
+/// without it fails the session like a wrong issuer, before any token request; a server that
+/// does not say so may leave it out.
+#[tokio::test]
+async fn a_callback_without_iss_is_refused_when_the_server_says_it_sends_it() {
+    for sends_iss in [true, false] {
+        let (mcp, auth, state) = world_where(sends_iss).await;
+        let resource = format!("{}/mcp", mcp.uri());
+        let (status, made) = call(
+            &state,
+            "POST",
+            "/v1/mcp-integrations",
+            API_KEY,
+            Some(json!({"id": "files", "mcp_server": resource})),
+        )
+        .await;
+        assert_eq!(status, 201, "{made}");
+        let (query, cookie, session) = start_session(&state).await;
+        let bare = format!("/oauth/callback?state={}&code=c", query["state"]);
+        let (status, _, text) = get(&state, &bare, Some(&cookie)).await;
+        let (_, view) =
+            call(&state, "GET", &format!("/v1/connect-sessions/{session}"), API_KEY, None).await;
+        let token_requests = auth
+            .received_requests()
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.url.path() == "/as/token")
+            .count();
+        if sends_iss {
+            assert_eq!(status, 400, "{text}");
+            assert!(text.contains("issuer_mismatch"), "{text}");
+            assert_eq!(view["status"], "failed", "{view}");
+            assert_eq!(view["error"]["code"], "issuer_mismatch", "{view}");
+            assert_eq!(token_requests, 0, "refused before the code exchange");
+            // The flow is intact: a new session whose callback carries the issuer connects.
+            let (query, cookie) = start(&state).await;
+            let iss = url::form_urlencoded::byte_serialize(format!("{}/as", auth.uri()).as_bytes())
+                .collect::<String>();
+            let good = format!("/oauth/callback?state={}&code=c&iss={iss}", query["state"]);
+            let (status, _, text) = get(&state, &good, Some(&cookie)).await;
+            assert_eq!(status, 200, "{text}");
+        } else {
+            assert_eq!(status, 200, "no iss promised, none required: {text}");
+            assert_eq!(view["status"], "done", "{view}");
+            assert_eq!(token_requests, 1);
+        }
+    }
+}
+
+/// A catalog-style MCP server connector (`files-mcp`, written like `connectors/*-mcp.yaml`)
+/// integrated by `connector`: discovery registers Latchkey, and the integration uses that
+/// connector as it is (no custom connector is made). An entry naming another issuer than the
+/// server's, or a connector that is no MCP server connector, is refused.
+#[tokio::test]
+async fn a_catalog_mcp_connector_is_integrated_with_the_client_discovery_registers() {
+    let (mcp, auth, state) = world().await;
+    let resource = format!("{}/mcp", mcp.uri());
+    let issuer = format!("{}/as", auth.uri());
+    let source = |issuer: &str| {
+        format!(
+            "id: files-mcp\nname: Files (MCP)\nbase_url: {resource}\nauth:\n  - type: oauth2\n    issuer: {issuer}\n    authorize_url: {a}/as/authorize\n    token_url: {a}/as/token\n    pkce: true\n    authorize_params: {{resource: '{resource}'}}\n    token_params: {{resource: '{resource}'}}\n    refresh_params: {{resource: '{resource}'}}\n",
+            a = auth.uri()
+        )
+    };
+    let files_mcp = latchkey_engine::ConnectorId::new("files-mcp").unwrap();
+    state.engine.connectors().put_custom(&files_mcp, &source(&issuer)).await.unwrap();
+    let integrate = |body: Value| call(&state, "POST", "/v1/mcp-integrations", API_KEY, Some(body));
+
+    let (status, made) = integrate(json!({"id": "files", "connector": "files-mcp"})).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["connector"], "files-mcp", "the catalog connector itself: {made}");
+    assert_eq!(made["client_id"], "dyn-client", "dynamically registered: {made}");
+    assert_eq!(made["scopes"], json!(["files:read"]));
+    let (status, _) = call(&state, "GET", "/v1/connectors/files", API_KEY, None).await;
+    assert_eq!(status, 404, "no custom connector was made");
+
+    // The connect flow runs on the catalog connector: PKCE S256 and the resource, then the
+    // token request with both.
+    let (query, cookie) = start(&state).await;
+    assert_eq!(query["client_id"], "dyn-client");
+    assert_eq!(query["code_challenge_method"], "S256");
+    assert_eq!(query["resource"], resource);
+    let iss = url::form_urlencoded::byte_serialize(issuer.as_bytes()).collect::<String>();
+    let back = format!("/oauth/callback?state={}&code=c&iss={iss}", query["state"]);
+    let (status, _, text) = get(&state, &back, Some(&cookie)).await;
+    assert_eq!(status, 200, "{text}");
+
+    // An entry that names another issuer than the server's metadata: refused, nothing stored.
+    state
+        .engine
+        .connectors()
+        .put_custom(&files_mcp, &source("https://other.example"))
+        .await
+        .unwrap();
+    let (status, body) = integrate(json!({"id": "files2", "connector": "files-mcp"})).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["code"], "discovery_failed", "{body}");
+    let (status, _) = call(&state, "GET", "/v1/integrations/files2", API_KEY, None).await;
+    assert_eq!(status, 404);
+
+    // A connector that is no MCP server connector, and a request naming both or neither.
+    let plain = latchkey_engine::ConnectorId::new("plain").unwrap();
+    let plain_source = format!(
+        "id: plain\nname: Plain\nbase_url: {resource}\nauth:\n  - type: oauth2\n    authorize_url: {a}/as/authorize\n    token_url: {a}/as/token\n",
+        a = auth.uri()
+    );
+    state.engine.connectors().put_custom(&plain, &plain_source).await.unwrap();
+    for body in [
+        json!({"id": "p", "connector": "plain"}),
+        json!({"id": "p", "connector": "files-mcp", "mcp_server": resource}),
+        json!({"id": "p"}),
+    ] {
+        let (status, answer) = integrate(body.clone()).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
 }
 
 #[tokio::test]

@@ -123,11 +123,17 @@ pub struct OAuth2Callback {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "kept_params")]
     #[schemars(with = "KeptParams")]
     pub keep: BTreeMap<String, String>,
+    /// The authorization server always sends `iss` (its metadata sets
+    /// `authorization_response_iss_parameter_supported`, RFC 9207 §2.4): a callback without it
+    /// is refused like one with another issuer. Needs the method's `issuer`. Default false;
+    /// with `issuer` and no endpoints, the discovery document decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_iss: bool,
 }
 
 impl Default for OAuth2Callback {
     fn default() -> Self {
-        Self { code_param: code_param(), keep: BTreeMap::new() }
+        Self { code_param: code_param(), keep: BTreeMap::new(), require_iss: false }
     }
 }
 

@@ -469,6 +469,12 @@ fn check_callback(m: &super::oauth2::OAuth2Auth) -> Result<(), CheckError> {
             ),
         ));
     }
+    if callback.require_iss && m.issuer.is_none() {
+        return Err((
+            "callback.require_iss".into(),
+            "give the method's `issuer`: it is what the callback's `iss` must equal".into(),
+        ));
+    }
     for (field, (key, param)) in m
         .callback
         .keep

@@ -146,7 +146,8 @@ pub async fn register(
 }
 
 /// The connector OAuth2 method that authorises to the MCP server `found` describes: its
-/// endpoints and issuer (the callback's `iss` must equal it, RFC 9207), PKCE S256, the scopes,
+/// endpoints and issuer (the callback's `iss` must equal it, and must be there when the server's
+/// metadata says it sends it, RFC 9207), PKCE S256, the scopes,
 /// `resource` (RFC 8707) on the authorization, token and refresh requests, the client secret
 /// (if any) in the body, or with HTTP Basic when the server supports only that.
 pub fn oauth2_method(found: &McpAuthorization) -> Result<OAuth2Auth, EngineError> {
@@ -166,6 +167,7 @@ fn method_json(found: &McpAuthorization) -> serde_json::Value {
         "authorize_params": resource,
         "token_params": resource,
         "refresh_params": resource,
+        "callback": { "require_iss": found.iss_parameter_supported },
     })
 }
 
@@ -183,6 +185,32 @@ pub fn connector_source(id: &ConnectorId, found: &McpAuthorization) -> String {
         "auth": [method],
     })
     .to_string()
+}
+
+/// The MCP server a connector targets, when it is an MCP server connector: one made by
+/// [`connector_source`], or a catalog entry written the same way (the `*-mcp` entries of
+/// `connectors/`). That is, a fixed `base_url` (the server's URL) and a first auth method that is
+/// OAuth2's authorization code grant with PKCE S256 and RFC 8707 `resource` equal to that URL on
+/// the authorization, token and refresh requests (MCP authorization, "Resource Parameter
+/// Implementation"). `None` for any other connector.
+pub fn mcp_server_of(connector: &latchkey_core::Connector) -> Option<Url> {
+    use latchkey_core::connector::{AuthMethod, Grant};
+    let Some(AuthMethod::OAuth2(method)) = connector.auth.first() else { return None };
+    if method.grant != Grant::AuthorizationCode || !method.pkce {
+        return None;
+    }
+    let server = Url::parse(&connector.base_url).ok()?;
+    let bound = |params: &BTreeMap<String, String>| {
+        params
+            .get("resource")
+            .is_some_and(|r| latchkey_core::oauth2::same_identifier(r, server.as_str()))
+    };
+    (matches!(server.scheme(), "https" | "http")
+        && !latchkey_core::template::is_template(&connector.base_url)
+        && bound(&method.authorize_params)
+        && bound(&method.token_params)
+        && bound(&method.refresh_params))
+    .then_some(server)
 }
 
 /// Step-up authorization (MCP authorization, "Scope Challenge Handling"): when the MCP server
@@ -264,6 +292,47 @@ mod tests {
         assert_eq!(method.issuer.as_deref(), Some("https://auth.example.com/"));
         assert!(method.pkce);
         assert_eq!(method.refresh_params["resource"], "https://mcp.example.com/mcp");
+        assert!(method.callback.require_iss, "the server's metadata says it sends iss");
+        assert_eq!(
+            mcp_server_of(&connector).map(String::from).as_deref(),
+            Some("https://mcp.example.com/mcp"),
+            "recognised as an MCP server connector"
+        );
+        let mut without = found(false, true);
+        without.iss_parameter_supported = false;
+        let source = connector_source(&id, &without);
+        let connector = latchkey_core::connector::parse_connector(&source, "test").unwrap();
+        let [latchkey_core::connector::AuthMethod::OAuth2(method)] = connector.auth.as_slice()
+        else {
+            panic!("one OAuth2 method: {source}")
+        };
+        assert!(!method.callback.require_iss);
+    }
+
+    #[test]
+    fn a_connector_is_an_mcp_server_only_when_bound_to_its_url_with_pkce() {
+        let yaml = |pkce: bool, refresh: &str| {
+            format!(
+                "id: x-mcp\nname: X\nbase_url: https://mcp.x.example/mcp\nauth:\n  - type: oauth2\n    authorize_url: https://mcp.x.example/authorize\n    token_url: https://mcp.x.example/token\n    pkce: {pkce}\n    authorize_params: {{resource: 'https://mcp.x.example/mcp'}}\n    token_params: {{resource: 'https://mcp.x.example/mcp'}}\n    refresh_params: {{resource: '{refresh}'}}\n"
+            )
+        };
+        let parse = |source: String| {
+            latchkey_core::connector::parse_connector(&source, "x-mcp.yaml").unwrap()
+        };
+        let server = mcp_server_of(&parse(yaml(true, "https://mcp.x.example/mcp")));
+        assert_eq!(server.map(String::from).as_deref(), Some("https://mcp.x.example/mcp"));
+        assert_eq!(
+            mcp_server_of(&parse(yaml(false, "https://mcp.x.example/mcp"))),
+            None,
+            "no PKCE"
+        );
+        assert_eq!(
+            mcp_server_of(&parse(yaml(true, "https://other.example/mcp"))),
+            None,
+            "refresh tokens bound to another resource"
+        );
+        let plain = "id: y\nname: Y\nbase_url: https://api.y.example\nauth:\n  - type: oauth2\n    authorize_url: https://y.example/a\n    token_url: https://y.example/t\n";
+        assert_eq!(mcp_server_of(&parse(plain.into())), None, "an ordinary OAuth2 API");
     }
 
     #[test]

@@ -54,8 +54,9 @@ pub struct ResolvedOAuth {
     pub refresh_url: Url,
     /// The issuer the callback's `iss` must match, when known.
     pub issuer: Option<String>,
-    /// Whether the callback must carry `iss`: the issuer's discovery document says it sends it
-    /// (RFC 9207 §2.4), so a response without it is refused.
+    /// Whether the callback must carry `iss`: the connector's `callback.require_iss`, or the
+    /// issuer's discovery document says it sends it (RFC 9207 §2.4); a response without it is
+    /// then refused.
     pub iss_required: bool,
 }
 
@@ -98,14 +99,14 @@ impl Engine {
             }
             None => None,
         };
-        let mut iss_required = false;
+        let mut iss_required = method.callback.require_iss;
         if let Some(issuer) = &issuer
             && (token_url.is_none()
                 || (authorize_url.is_none() && method.grant == Grant::AuthorizationCode)
                 || (device_authorization_url.is_none() && method.grant == Grant::DeviceCode))
         {
             let metadata = self.oauth.discovery.get(&self.net, issuer).await?;
-            iss_required = metadata.iss_parameter_supported;
+            iss_required |= metadata.iss_parameter_supported;
             authorize_url = authorize_url.or(metadata.authorization_endpoint);
             token_url = token_url.or(metadata.token_endpoint);
             device_authorization_url =

@@ -5,8 +5,8 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use latchkey_core::Secret;
 use latchkey_engine::{
-    ConnectorId, EngineError, IntegrationFilter, IntegrationId, NewIntegration, NewMcpIntegration,
-    page_request,
+    ConnectorId, EngineError, IntegrationFilter, IntegrationId, McpServer, NewIntegration,
+    NewMcpIntegration, page_request,
 };
 use latchkey_store::IntegrationRecord;
 use serde::{Deserialize, Serialize};
@@ -115,11 +115,18 @@ pub async fn create(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateMcpIntegration {
-    /// Id of the integration, and of the custom connector made for the server.
+    /// Id of the integration, and of the custom connector made for a server given by URL.
     #[schema(value_type = String)]
     pub id: IntegrationId,
     /// The remote MCP server's URL (its Streamable HTTP endpoint), e.g. `https://mcp.example.com/mcp`.
-    pub mcp_server: String,
+    /// Give this or `connector`.
+    #[serde(default)]
+    pub mcp_server: Option<String>,
+    /// A catalog connector for a remote MCP server (`linear-mcp`, …; see `docs/mcp.md`): the
+    /// integration uses it, with the client discovery registered. Give this or `mcp_server`.
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub connector: Option<ConnectorId>,
     /// A client registered beforehand at the server's authorization server; without it,
     /// Latchkey's Client ID Metadata Document or dynamic registration.
     #[serde(default)]
@@ -140,10 +147,24 @@ pub async fn create_mcp(
     principal: Principal,
     Json(body): Json<CreateMcpIntegration>,
 ) -> Result<(StatusCode, Json<IntegrationView>), ApiError> {
-    let server = url::Url::parse(&body.mcp_server)
-        .ok()
-        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-        .ok_or_else(|| EngineError::invalid("mcp_server", "must be an http(s) URL with a host"))?;
+    let server = match (body.mcp_server, body.connector) {
+        (Some(url), None) => McpServer::Url(
+            url::Url::parse(&url)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                .ok_or_else(|| {
+                    EngineError::invalid("mcp_server", "must be an http(s) URL with a host")
+                })?,
+        ),
+        (None, Some(connector)) => McpServer::Connector(connector),
+        _ => {
+            return Err(EngineError::invalid(
+                "mcp_server",
+                "give either `mcp_server` (the server's URL) or `connector` (a catalog MCP server connector)",
+            )
+            .into());
+        }
+    };
     let record = state
         .engine
         .integrations()
