@@ -166,6 +166,7 @@ impl Integrations<'_> {
             Some(catalog) => ConnectorId::new(&catalog.id)
                 .map_err(|e| EngineError::Internal(format!("catalog connector id: {e}")))?,
             None => {
+                self.refuse_other_environments_connector(&new.environment, &connector).await?;
                 let source = mcp_client::connector_source(&connector, &found);
                 self.engine.connectors().put_custom(&connector, &source).await?;
                 connector
@@ -180,6 +181,31 @@ impl Integrations<'_> {
             scopes: found.scopes,
         })
         .await
+    }
+
+    /// Connector ids are global while integrations belong to an environment: the custom
+    /// connector made for a server integrated by URL (named as its integration) must not replace
+    /// one that another environment's integration of that name connects through.
+    async fn refuse_other_environments_connector(
+        &self,
+        environment: &EnvironmentId,
+        connector: &ConnectorId,
+    ) -> Result<(), EngineError> {
+        for other in self.engine.store.list_environments().await? {
+            if other.id == environment.as_str() {
+                continue;
+            }
+            if let Some(found) =
+                self.engine.store.get_integration(&other.id, connector.as_str()).await?
+                && found.connector == connector.as_str()
+            {
+                return Err(EngineError::Conflict(format!(
+                    "environment `{}` has an MCP integration `{connector}`, and its connector has                      that id too (connector ids are shared by every environment): choose another id",
+                    other.id
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// The integration with this id in `environment`.

@@ -368,6 +368,50 @@ async fn a_server_that_does_not_answer_the_discovery_is_refused() {
     assert_eq!(status, 400, "{body}");
 }
 
+#[tokio::test]
+async fn another_environment_cannot_replace_the_connector_made_for_an_integration() {
+    use latchkey_engine::{McpServer, NewEnvironment, NewMcpIntegration};
+    let (mcp, _auth, state) = world().await;
+    let resource = format!("{}/mcp", mcp.uri());
+    let (status, made) = call(
+        &state,
+        "POST",
+        "/v1/mcp-integrations",
+        API_KEY,
+        Some(json!({"id": "files", "mcp_server": resource})),
+    )
+    .await;
+    assert_eq!(status, 201, "{made}");
+    let staging = "staging".parse().unwrap();
+    state.engine.access().create_environment(NewEnvironment::new(staging)).await.unwrap();
+    let integrate = |id: &str| NewMcpIntegration {
+        environment: "staging".parse().unwrap(),
+        id: id.parse().unwrap(),
+        server: McpServer::Url(resource.parse().unwrap()),
+        client_id: None,
+        client_secret: None,
+        public_url: "http://127.0.0.1:7400".parse().unwrap(),
+        redirect_uri: CALLBACK.into(),
+    };
+    // The same id in another environment would overwrite the default environment's connector.
+    let refused = state.engine.integrations().put_mcp_server(integrate("files")).await.unwrap_err();
+    assert_eq!(refused.code(), "conflict", "{refused}");
+    assert!(refused.to_string().contains("choose another id"), "{refused}");
+    let connector = state.engine.connectors().catalog().get("files").unwrap();
+    assert!(connector.connector.base_url.contains(&mcp.uri()), "the connector is untouched");
+    // Another id is fine, and re-integrating in the same environment still replaces its own.
+    state.engine.integrations().put_mcp_server(integrate("files-staging")).await.unwrap();
+    let (status, again) = call(
+        &state,
+        "POST",
+        "/v1/mcp-integrations",
+        API_KEY,
+        Some(json!({"id": "files", "mcp_server": resource})),
+    )
+    .await;
+    assert_eq!(status, 201, "{again}");
+}
+
 fn peer_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp").to_string()
 }
