@@ -86,6 +86,7 @@ class Provider:
             self.rotations_log[(family, n)] = {
                 "slot": slot,
                 "asked": asked,
+                "rotated": time.monotonic(),
                 "long": self.expires_in > 60,
             }
             return f"at.{family}.{n + 1}", f"rt.{family}.{n + 1}", self.expires_in
@@ -393,6 +394,14 @@ def run(args, provider, instances, psql, schema, chaos):
         killed = instances[rotation["slot"]].kills
         return any(rotation["asked"] <= k <= reuse["at"] for k in killed)
 
+    def killed_after_the_answer(family):
+        """Of the explained: the kill came after the provider had rotated the token (the
+        answer was on its way or read), not while the provider was still working on it."""
+        reuse = provider.revoked[family]
+        rotation = provider.rotations_log[(family, reuse["token"])]
+        killed = instances[rotation["slot"]].kills
+        return any(rotation["rotated"] <= k <= reuse["at"] for k in killed)
+
     counts = {"works": 0, "needs_reauth_explained": 0, "needs_reauth_unexplained": 0,
               "silently_broken": 0, "other": 0}
     for cid, family in flagged:
@@ -423,6 +432,7 @@ def run(args, provider, instances, psql, schema, chaos):
             print(f"silently broken: {cid} reads ok; newest token {newest}, refresh {refreshed}, proxy {proxied}")
 
     unexplained_reuses = sum(1 for family in provider.revoked if not explained(family))
+    after_answer = sum(1 for family in provider.revoked if explained(family) and killed_after_the_answer(family))
     print(
         json.dumps(
             {
@@ -433,6 +443,7 @@ def run(args, provider, instances, psql, schema, chaos):
                 "sigkills": kills,
                 "families_revoked": len(provider.revoked),
                 "families_revoked_without_a_kill": unexplained_reuses,
+                "families_revoked_kill_after_the_rotation": after_answer,
                 "proxied": dict(sorted(outcomes.items())),
                 **counts,
                 "seconds": round(time.monotonic() - started),
