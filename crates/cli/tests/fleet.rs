@@ -367,12 +367,14 @@ fn a_rate_limit_shared_through_redis_holds_for_the_fleet() {
 /// A provider with one-time refresh tokens (`rt.<family>.<n>`, access tokens `at.<family>.<n>`)
 /// whose first token call per family stalls until the test releases it: for the families in
 /// `spend`, after the provider has rotated the token (its answer is then lost with the
-/// instance); for the others, before it has looked at the token.
+/// instance); for the others, before it has looked at the token. With `answer_after`, a first
+/// call is instead answered as usual after that long.
 #[derive(Default)]
 struct Provider {
     state: Mutex<Families>,
     released: (Mutex<bool>, Condvar),
     spend: HashSet<String>,
+    answer_after: Option<Duration>,
 }
 
 #[derive(Default)]
@@ -394,7 +396,9 @@ impl Provider {
             state.presented.push(token.clone());
             state.presented.iter().filter(|t| family_of(t, "rt").unwrap().0 == family).count() == 1
         };
-        if first {
+        if let (true, Some(delay)) = (first, self.answer_after) {
+            std::thread::sleep(delay);
+        } else if first {
             if self.spend.contains(&family) {
                 self.rotate(&family, n);
             }
@@ -531,4 +535,53 @@ fn sigkill_of_the_lease_holder_mid_refresh_loses_no_refresh_token() {
     let (status, text) = fleet.get(0, "/v1/proxy/spent/me");
     assert_eq!(status, 409, "{text}");
     assert!(text.contains("needs_reauth"), "{text}");
+}
+
+/// The version fence compares a connection's version, and a connection made again under a
+/// deleted one's id starts at version 1 again: a deletion therefore waits for a refresh in flight
+/// on another instance, or that refresh would write the deleted connection's tokens over the
+/// new one's (here, within the provider's 2 s answer, the deletion and the new connection would
+/// both be done).
+#[test]
+fn a_connection_deleted_and_made_again_during_a_refresh_elsewhere_keeps_its_new_tokens() {
+    let provider =
+        Arc::new(Provider { answer_after: Some(Duration::from_secs(2)), ..Provider::default() });
+    let handler = provider.clone();
+    let peer = Peer::start(move |request| match (request.method.as_str(), request.path.as_str()) {
+        ("POST", "/token") => handler.token(request),
+        ("GET", "/api/me") => handler.api(request),
+        _ => Some((404, "{}".into())),
+    });
+    let connector = format!(
+        "id: rotating\nname: Rotating\nbase_url: {0}/api\nauth:\n  - type: oauth2\n    authorize_url: {0}/authorize\n    token_url: {0}/token\n",
+        peer.base
+    );
+    let fleet = Fleet::start(&[("rotating", connector)], &[]);
+    fleet.integration("rotating");
+    let body = |family: &str| {
+        serde_json::json!({
+            "id": "x", "connector": "rotating", "integration": "app",
+            "credentials": {"access_token": format!("at.{family}.0"), "refresh_token": format!("rt.{family}.0")},
+        })
+    };
+    fleet.connection(1, body("old"));
+
+    let url = format!("{}/v1/connections/x/refresh", fleet.base(0));
+    let refresh = std::thread::spawn(move || http("POST", &url, &[("Authorization", AUTH)], b""));
+    poll_until("the token call reaches the provider", Duration::from_secs(30), || {
+        provider.presented("old").len() == 1
+    });
+    // Through another instance while the first waits for the provider's answer.
+    let (status, text) = fleet.call(1, "DELETE", "/v1/connections/x", &serde_json::Value::Null);
+    assert_eq!(status, 204, "{text}");
+    fleet.connection(1, body("new"));
+    let (status, text) = refresh.join().unwrap().unwrap();
+    assert_eq!(status, 200, "the refresh of the deleted connection ended before it: {text}");
+
+    let (status, text) = fleet.get(2, "/v1/connections/x/token");
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains(r#""access_token":"at.new.0""#), "the new connection's tokens: {text}");
+    let (status, body) = fleet.get(2, "/v1/proxy/x/me");
+    assert_eq!((status, body.as_str()), (200, r#"{"me":"ok"}"#));
+    assert!(provider.presented("new").is_empty(), "the new connection was never refreshed");
 }
