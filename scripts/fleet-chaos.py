@@ -13,8 +13,9 @@ until the provider has rotated ~1,000 refresh tokens. Then every connection is c
 - needs_reauth, unexplained: flagged with no such kill (a double send by a live instance);
 - silently broken: reads `ok` but its refresh token is spent or its family revoked.
 
-Connections flagged `needs_reauth` during the run are connected again under a new id (a new
-family), as their users would, and their flags are classified the same way. Silently broken
+Connections flagged `needs_reauth` during the run are deleted and made again under the same
+id with a new family, as an app whose user connects again would, and their flags are classified
+the same way; a refresh of the deleted connection must never land on the new one. Silently broken
 and unexplained must be 0; the script exits 1 otherwise.
 
 Each instance has its own connectors directory whose token URL names the instance
@@ -289,13 +290,16 @@ def run(args, provider, instances, psql, schema, chaos):
     assert status in (200, 201), (status, body)
 
     families = iter(range(1_000_000))
-    # slot -> (connection id, family); a reconnect gives the slot a new id and family.
+    # slot -> (connection id, family); a reconnect keeps the id and gives a new family.
     slots = {}
+    reconnects = [0]
     flagged = []  # needs_reauth seen during the run: (connection id, family)
 
-    def connect(slot, generation):
+    def connect(slot):
+        """A new connection with id `c<slot>` and a new token family."""
         family = f"f{next(families)}"
-        cid = f"c{slot}g{generation}"
+        cid = f"c{slot}"
+        retried = False
         while True:
             try:
                 status, body = call(
@@ -307,13 +311,15 @@ def run(args, provider, instances, psql, schema, chaos):
                     },
                 )
             except UNANSWERED:
+                retried = True
                 continue  # the instance was killed under the call: ask another
-            assert status == 201, (status, body)
-            slots[slot] = (cid, family, generation)
+            # 409 after a retry: the killed instance had stored it.
+            assert status == 201 or (retried and status == 409), (status, body)
+            slots[slot] = (cid, family)
             return
 
     for slot in range(args.connections):
-        connect(slot, 0)
+        connect(slot)
 
     stop = threading.Event()
     outcomes = {}
@@ -331,21 +337,24 @@ def run(args, provider, instances, psql, schema, chaos):
                 outcomes[key] = outcomes.get(key, 0) + 1
 
     def reconnect():
-        """What users do once told to connect again: a new connection, a new family."""
+        """What users do once told to connect again: the app deletes the connection and makes
+        it again under the same id, with a new token family. (A deletion waits for a refresh
+        of the connection in flight, or a lease a killed instance left, to end.)"""
         while not stop.is_set():
             for slot in range(args.connections):
-                cid, family, generation = slots[slot]
+                cid, family = slots[slot]
                 try:
                     status, body = call(some_port(), "GET", f"/v1/connections/{cid}", timeout=5)
+                    if status != 200 or json.loads(body).get("status") != "needs_reauth":
+                        continue
+                    if (cid, family) not in flagged:
+                        flagged.append((cid, family))
+                    status, _ = call(some_port(), "DELETE", f"/v1/connections/{cid}", timeout=150)
                 except UNANSWERED:
                     continue
-                if status == 200 and json.loads(body).get("status") == "needs_reauth":
-                    flagged.append((cid, family))
-                    connect(slot, generation + 1)
-                    try:
-                        call(some_port(), "DELETE", f"/v1/connections/{cid}", timeout=5)
-                    except UNANSWERED:
-                        pass
+                if status in (204, 404):
+                    connect(slot)
+                    reconnects[0] += 1
             stop.wait(1)
 
     workers = [threading.Thread(target=traffic) for _ in range(4)] + [threading.Thread(target=reconnect)]
@@ -362,7 +371,7 @@ def run(args, provider, instances, psql, schema, chaos):
         kills += 1
         time.sleep(chaos.uniform(0.2, 2.0))
         victim.start()
-        print(f"\rrotations {provider.rotations}, kills {kills}, reconnects {len(flagged)}", end="", flush=True)
+        print(f"\rrotations {provider.rotations}, kills {kills}, reconnects {reconnects[0]}", end="", flush=True)
     print()
     stop.set()
     for worker in workers:
@@ -376,7 +385,7 @@ def run(args, provider, instances, psql, schema, chaos):
     while True:
         leases = int(psql(f"SELECT count(*) FROM {schema}.locks WHERE name LIKE 'refresh:%'"))
         pending = 0
-        for cid, family, _ in slots.values():
+        for cid, family in slots.values():
             status, body = call(some_port(), "GET", f"/v1/connections/{cid}")
             if json.loads(body).get("status") != "needs_reauth" and not provider.newest_is_long(family):
                 pending += 1
@@ -411,12 +420,13 @@ def run(args, provider, instances, psql, schema, chaos):
               "silently_broken": 0, "other": 0}
     for cid, family in flagged:
         counts["needs_reauth_explained" if explained(family) else "needs_reauth_unexplained"] += 1
-    for cid, family, _ in slots.values():
+    for cid, family in slots.values():
         port = some_port()
         status, body = call(port, "GET", f"/v1/connections/{cid}")
         state = json.loads(body).get("status")
         if state == "needs_reauth":
-            counts["needs_reauth_explained" if explained(family) else "needs_reauth_unexplained"] += 1
+            if (cid, family) not in flagged:  # else counted above
+                counts["needs_reauth_explained" if explained(family) else "needs_reauth_unexplained"] += 1
             if not explained(family):
                 print(f"{cid}: needs_reauth without a kill to explain it")
             continue
@@ -426,7 +436,8 @@ def run(args, provider, instances, psql, schema, chaos):
             continue
         status, body = call(port, "GET", f"/v1/connections/{cid}/token")
         access = json.loads(body).get("access_token") if status == 200 else None
-        newest = provider.accepts(access or "")
+        # The newest token of this connection's own family, not of one deleted before it.
+        newest = (access or "").startswith(f"at.{family}.") and provider.accepts(access)
         rotations_before = provider.rotations
         refreshed, _ = call(port, "POST", f"/v1/connections/{cid}/refresh", {})
         proxied, _ = call(port, "GET", f"/v1/proxy/{cid}/me")
@@ -443,7 +454,7 @@ def run(args, provider, instances, psql, schema, chaos):
             {
                 "instances": INSTANCES,
                 "connections": args.connections,
-                "connections_made": args.connections + len(flagged),
+                "connections_made": args.connections + reconnects[0],
                 "refreshes_rotated": provider.rotations,
                 "sigkills": kills,
                 "families_revoked": len(provider.revoked),
