@@ -403,9 +403,18 @@ impl Connections<'_> {
     /// effort, within [`REVOCATION_TIMEOUT`](crate::REVOCATION_TIMEOUT)): the deletion stands
     /// whatever the provider does. Returns what became of the tokens, as the audit log's
     /// `connection.revocation` entry, the `connection.deleted` event and the log line say.
+    /// A refresh in flight (on any instance) ends first, so it cannot write its tokens over a
+    /// connection made again under the same id; past a refresh's longest wait this is
+    /// [`EngineError::LeaseBusy`] and nothing is deleted.
     pub async fn delete(&self, id: &ConnectionId) -> Result<Revocation, EngineError> {
-        let record = self.engine.connection_record(id.as_str()).await?;
-        let deleted = self.engine.store.delete_connection(id.as_str()).await?;
+        let engine = self.engine;
+        let (record, deleted) = engine
+            .without_refresh_in_flight(id.as_str(), async {
+                let record = engine.connection_record(id.as_str()).await?;
+                let deleted = engine.store.delete_connection(id.as_str()).await?;
+                Ok((record, deleted))
+            })
+            .await?;
         self.engine.forget(id.as_str());
         if !deleted {
             return Err(EngineError::ConnectionNotFound(id.to_string()));

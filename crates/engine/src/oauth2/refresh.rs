@@ -233,6 +233,39 @@ impl Engine {
         outcome
     }
 
+    /// Runs `work` (a deletion) while holding connection `id`'s refresh lease and in-process
+    /// lock, after any refresh in flight, here or on another instance, has ended; waits no
+    /// longer than a refresh waits for another ([`EngineError::LeaseBusy`]). A refresh fences
+    /// its write by the version it read under the lease, and a connection deleted and made
+    /// again under the same id starts at version 1 again: without this, a refresh of the
+    /// deleted connection could finish on its replacement and overwrite the new tokens.
+    pub(crate) async fn without_refresh_in_flight<T>(
+        &self,
+        id: &str,
+        work: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let coordinator = self.oauth.refresher.clone();
+        let local = coordinator.local_lock(id);
+        let _in_process = local.lock().await;
+        let lease = format!("{LEASE_PREFIX}{id}");
+        let started = Instant::now();
+        while !self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
+            if started.elapsed() > coordinator.wait() {
+                return Err(EngineError::LeaseBusy {
+                    connection: id.to_string(),
+                    lost: false,
+                    retry_after: coordinator.lease,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let outcome = work.await;
+        if let Err(e) = self.store.unlock(&lease, &coordinator.holder).await {
+            tracing::warn!(connection = %id, error = %e, "cannot release the refresh lease");
+        }
+        outcome
+    }
+
     /// The connections whose refresh lease ran out without being released: a refresh that
     /// crashed, panicked or was cancelled mid-exchange (a caller that went away).
     pub(crate) async fn abandoned_refreshes(&self) -> Result<Vec<String>, EngineError> {
