@@ -246,7 +246,9 @@ impl Engine {
     ) -> Result<T, EngineError> {
         let coordinator = self.oauth.refresher.clone();
         let local = coordinator.local_lock(id);
-        let _in_process = local.lock().await;
+        let mut in_process = local.lock().await;
+        // What a refresh before this stored must not be handed to callers queued behind it.
+        *in_process = None;
         let lease = format!("{LEASE_PREFIX}{id}");
         let started = Instant::now();
         while !self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
