@@ -38,6 +38,7 @@
 
 mod bindings;
 mod charset;
+mod here;
 mod host;
 mod sandbox;
 mod signing;
@@ -174,6 +175,7 @@ pub enum ScriptError {
 #[derive(Debug, Clone)]
 pub struct ScriptEngine {
     inner: Arc<worker::Pool>,
+    here: Arc<here::Here>,
 }
 
 impl ScriptEngine {
@@ -193,7 +195,9 @@ impl ScriptEngine {
 
     /// As [`ScriptEngine::new`], with the pool sized by `size`.
     pub fn with_pool(limits: Limits, size: PoolSize) -> Self {
-        ScriptEngine { inner: Arc::new(worker::Pool::new(limits, size)) }
+        let inner = worker::Pool::new(limits, size);
+        let here = here::Here::new(limits, inner.verdicts());
+        ScriptEngine { inner: Arc::new(inner), here: Arc::new(here) }
     }
 
     /// How many sandboxes the workers have built so far (none before the first call, one per
@@ -256,6 +260,61 @@ impl ScriptEngine {
         let limits = limits.map_or(max, |l| l.clamp_to(max));
         self.inner.run(group, source, event, globals, host, limits)
     }
+}
+
+impl ScriptEngine {
+    /// Runs the call as [`ScriptEngine::run`] does, with the same isolation and limits, but on
+    /// this thread, sparing the hand-off to a worker thread and back; `None` when it is not run
+    /// here, and the caller should use [`ScriptEngine::run_in`]. That is the case while this
+    /// thread has no sandbox ready (they are built on another thread, never on this one), for a
+    /// script that calls the host (its first host call stops it, with no effect, and its source
+    /// takes the worker path from then on), and for a script that ran out of CPU or wall-clock
+    /// time here before. See the `here` module.
+    ///
+    /// Blocks this thread for at most the call's CPU limit (plus compiling the script the first
+    /// time this thread's sandbox sees it), with no waits: fit for an async runtime's thread.
+    /// Logs reach `host` after the call.
+    pub fn run_here(
+        &self,
+        source: &str,
+        event: &str,
+        globals: &serde_json::Map<String, serde_json::Value>,
+        host: &dyn ScriptHost,
+        limits: Option<Limits>,
+    ) -> Option<Result<HookOutcome, ScriptError>> {
+        if source.len() > MAX_SCRIPT_BYTES {
+            return Some(Err(ScriptError::TooLarge { bytes: source.len() }));
+        }
+        let max = self.inner.limits();
+        let limits = limits.map_or(max, |l| l.clamp_to(max));
+        self.here.run(source, event, globals, host, limits)
+    }
+
+    /// Starts building the sandboxes [`ScriptEngine::run_here`] uses, on a thread of the
+    /// engine's, so that the first calls find them ready.
+    pub fn prepare_here(&self) {
+        self.here.prepare();
+    }
+
+    /// How many calls [`ScriptEngine::run_here`] ran (for tests).
+    #[doc(hidden)]
+    pub fn calls_run_here(&self) -> u64 {
+        self.here.calls()
+    }
+
+    /// How many sandboxes [`ScriptEngine::run_here`] took from its stock rather than from the
+    /// calling thread's slot: for tests that need to know whether two calls shared a sandbox.
+    #[doc(hidden)]
+    pub fn sandboxes_taken_here(&self) -> u64 {
+        self.here.taken()
+    }
+}
+
+/// How many calls [`ScriptEngine::run_here`] ran on the calling thread (for tests that check
+/// which path a call took).
+#[doc(hidden)]
+pub fn calls_run_here_on_this_thread() -> u64 {
+    here::calls_on_this_thread()
 }
 
 /// Checks that `source` parses, without an engine (for validating connector files); a source
