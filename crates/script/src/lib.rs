@@ -14,6 +14,13 @@
 //! (HTTP, storage, logs) are sent back to the caller's thread, which is the only one holding the
 //! host.
 //!
+//! A call may instead run on the caller's own thread ([`ScriptEngine::run_here`], see the `here`
+//! module), sparing the two thread hand-offs, in a sandbox that thread keeps, built on another
+//! thread and handed over, with the same hardening, cleanup, limits and replacement rules. A
+//! script that calls the host is not run there: its first host call stops the call (with no
+//! effect outside its sandbox) and it runs again on a worker, because answering the host on the
+//! caller's thread would mean waiting there, and the caller is usually an async runtime's thread.
+//!
 //! No call can hold the engine: besides CPU time and memory, each has a wall-clock limit that
 //! covers its waits on the host (and its time queued for a worker) and a cap on `http_request`
 //! calls, both failing the call even when the script catches the exception; calls belong to

@@ -17,9 +17,9 @@
 //! served among the groups under their share; a call whose wall-clock deadline passed while it
 //! waited is answered with [`ScriptError::WallTimeLimit`] without running.
 //!
-//! Each call still crosses threads twice (the job to a worker, the answer back), because a
-//! QuickJS runtime is bound to the thread that runs it and the caller's thread is a short-lived
-//! blocking task.
+//! Each call crosses threads twice (the job to a worker, the answer back): a worker can wait on
+//! the host without holding the caller's thread, which is usually an async runtime's. Calls that
+//! need no host can skip both hand-offs ([`crate::ScriptEngine::run_here`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
