@@ -88,6 +88,10 @@ impl Stock {
         None
     }
 
+    fn has_spare(&self) -> bool {
+        !self.sandboxes.lock().is_empty()
+    }
+
     fn short(&self) -> bool {
         self.sandboxes.lock().len() < self.target
     }
@@ -126,11 +130,12 @@ impl std::fmt::Debug for Here {
 
 impl Here {
     pub fn new(limits: Limits, verdicts: Verdicts) -> Here {
-        // One for each core's thread, which keeps it, and as many again to replace them.
+        // One for each core's thread, which keeps it, and as many again for the sandboxes being
+        // collected or replaced meanwhile.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         let stock = Stock {
             sandboxes: Mutex::new(Vec::new()),
-            target: cores.clamp(2, 8),
+            target: (2 * cores).clamp(4, 16),
             limits,
             verdicts,
         };
@@ -236,12 +241,17 @@ impl Here {
             self.send(Chore::Replace(sandbox));
             return;
         }
-        if !sandbox.tidy_is_quick() {
+        if !sandbox.tidy_is_quick() && self.stock.has_spare() {
+            // A collection is due: the builder does it, and this thread takes a sandbox from the
+            // stock.
             self.send(Chore::Tidy(sandbox));
             return;
         }
+        // With none in the stock, this one serves a few calls more before its collection (which
+        // frees only what no script can reach; a call whose heap nears its limit collects
+        // anyway).
         let max = self.stock.limits;
-        match catch_unwind(AssertUnwindSafe(|| sandbox.tidy(max))) {
+        match catch_unwind(AssertUnwindSafe(|| sandbox.tidy_without_collecting(max))) {
             Ok(true) => {
                 let stock = Arc::downgrade(&self.stock);
                 SLOTS.with(|slots| slots.borrow_mut().push((stock, sandbox)));

@@ -676,10 +676,20 @@ impl Sandbox {
     /// the hot path, after the caller has its answer), and says whether the sandbox is still
     /// worth keeping.
     pub fn tidy(&mut self, max: Limits) -> bool {
+        self.tidy_collecting(max, true)
+    }
+
+    /// [`Sandbox::tidy`] without the collection, even when one is due (it then comes with a
+    /// later call's tidying).
+    pub fn tidy_without_collecting(&mut self, max: Limits) -> bool {
+        self.tidy_collecting(max, false)
+    }
+
+    fn tidy_collecting(&mut self, max: Limits, collect: bool) -> bool {
         self.runtime.set_memory_limit(max.memory_bytes);
         // Measuring the heap walks all of it (as long as a small call), so it is done only with a
         // collection, every few calls.
-        if self.calls_since_gc >= GC_EVERY {
+        if collect && self.calls_since_gc >= GC_EVERY {
             self.calls_since_gc = 0;
             self.runtime.run_gc();
             self.collected_bytes = heap_bytes(&self.runtime);
