@@ -153,3 +153,40 @@ fn the_limits_a_call_asks_for_apply_here() {
     let out = engine.run_here(big, "before_action", &action_globals(), &host(), Some(limits));
     assert_eq!(out, Some(Err(ScriptError::MemoryLimit)));
 }
+
+/// An async runtime's thread has a 2 MiB stack (Tokio's default), a worker 8 MiB: deep recursion
+/// run there still ends with an error, not a crash.
+#[test]
+fn deep_recursion_on_a_2_mib_thread_ends_with_a_stack_error() {
+    let engine = engine();
+    let on_thread = engine.clone();
+    let results = std::thread::Builder::new()
+        .stack_size(2 * 1024 * 1024)
+        .spawn(move || {
+            ready(&on_thread);
+            let scripts = [
+                "function f(n) { return f(n + 1) + 1; } function before_action() { f(0); }",
+                "function before_action() { var o = {}; o.toString = function() { return '' + this; }; '' + o; }",
+                "function before_action() { JSON.parse('['.repeat(200000)); }",
+            ];
+            let mut results = Vec::new();
+            for script in scripts {
+                ready(&on_thread);
+                let before = calls_run_here_on_this_thread();
+                let out = on_thread.run_here(script, "before_action", &action_globals(), &host(), None);
+                assert_eq!(calls_run_here_on_this_thread(), before + 1, "{script}");
+                results.push(out.expect("run on this thread"));
+            }
+            results
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+    for result in results {
+        let error = result.unwrap_err();
+        assert!(
+            matches!(error, ScriptError::StackOverflow | ScriptError::MemoryLimit),
+            "{error:?}"
+        );
+    }
+}
