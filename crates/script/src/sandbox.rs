@@ -41,8 +41,10 @@
 //! (a thrown error, a limit, an engine fault), a global could not be deleted, the global object
 //! has another prototype or is no longer extensible, a promise job is still pending, its heap kept
 //! more than [`RETAINED_MAX`] beyond its built size, or it has served [`MAX_CALLS`] calls. The
-//! worker then builds a fresh one after answering. A script that does not parse leaves it as it
-//! was (nothing ran in it).
+//! worker then builds a fresh one after answering (for a call run on its caller's thread, the
+//! engine's builder thread does; see the `here` module). A call run on its caller's thread that
+//! makes a host call is stopped there and counts as failed. A script that does not parse leaves
+//! it as it was (nothing ran in it).
 //!
 //! What remains shared between calls is either frozen (the built-ins, the compiled arrow, the
 //! template objects a compiled script holds) or not reachable from JavaScript (the compiled
