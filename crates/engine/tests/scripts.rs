@@ -111,6 +111,53 @@ async fn before_action_builds_a_bearer_header_from_method_auth_value() {
     assert_eq!(&response.bytes().await.unwrap()[..], b"hi");
 }
 
+/// A hook that calls no host function runs on the thread serving the request (here the test's,
+/// on a current-thread runtime), not on a script worker; one that calls `http_request` still
+/// works, through the workers.
+#[tokio::test]
+async fn a_hook_with_no_host_call_runs_on_the_requests_thread() {
+    let server = MockServer::start().await;
+    Mock::given(path("/api/nonce"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("n-7"))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/me"))
+        .and(header("authorization", "Bearer key-123"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("hi"))
+        .mount(&server)
+        .await;
+    let script = "function before_action() {\n  if (method_request_parameters.nonce) {\n    method_request_headers['X-Nonce'] = http_request({url: method_endpoint.replace(/\\/me$/, '/nonce')}).content;\n  }\n  method_request_headers['Authorization'] = 'Bearer ' + method_auth_value;\n}";
+    let engine = engine(&connector(&server, CUSTOM_KEY, script)).await;
+    let id: latchkey_core::ConnectionId =
+        connect(&engine, &[("api_key", "key-123")]).await.parse().unwrap();
+    let before = latchkey_script::calls_run_here_on_this_thread();
+    // The thread's sandbox is built on another thread: until it is ready, hooks take the workers.
+    let mut ran_here = false;
+    for _ in 0..400 {
+        let response = engine.dispatch().request(&id, get("/me")).await.unwrap();
+        assert_eq!(response.status, 200);
+        if latchkey_script::calls_run_here_on_this_thread() > before {
+            ran_here = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(ran_here, "no hook ran on the request's thread");
+    let here = latchkey_script::calls_run_here_on_this_thread();
+    let response = engine.dispatch().request(&id, get("/me")).await.unwrap();
+    assert_eq!(&response.bytes().await.unwrap()[..], b"hi");
+    assert_eq!(latchkey_script::calls_run_here_on_this_thread(), here + 1);
+
+    // The same source now calls `http_request`: it moves to the workers, and works there.
+    let nonce = ApiRequest { query: vec![("nonce".into(), "1".into())], ..get("/me") };
+    assert_eq!(engine.dispatch().request(&id, nonce).await.unwrap().status, 200);
+    let sent = calls_to(&server, "/api/me").await;
+    assert_eq!(sent.last().unwrap().headers["x-nonce"], "n-7");
+    assert_eq!(calls_to(&server, "/api/nonce").await.len(), 1);
+    assert_eq!(latchkey_script::calls_run_here_on_this_thread(), here + 1);
+}
+
 #[tokio::test]
 async fn custom_auth_signs_method_path_and_timestamp_with_hmac() {
     let server = MockServer::start().await;

@@ -1,5 +1,6 @@
 //! Median cost of a small `before_action` hook through the engine (a hardened sandbox reused per
-//! worker), of the same call without the thread hop, of building a sandbox, and of an unisolated
+//! worker), of the same call on the caller's thread (`run_here`, the engine's path for hooks that
+//! call no host function), of the same call without the thread hop, of building a sandbox, and of an unisolated
 //! reused context for comparison.
 //!
 //! `cargo run --release -p latchkey-script --example bench_hook`
@@ -74,11 +75,42 @@ fn paced_and_back_to_back(engine: &ScriptEngine, iterations: usize) -> (Duration
     (median(paced), median(back_to_back))
 }
 
+/// The same calls through `run_here`, on this thread, once this thread has its sandbox.
+fn here_paced_and_back_to_back(engine: &ScriptEngine, iterations: usize) -> (Duration, Duration) {
+    engine.prepare_here();
+    // The sandboxes are built on the engine's builder thread: poll until this thread has one.
+    while engine.run_here(BEARER, "before_action", &globals(), &NoHost, None).is_none() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let before = engine.calls_run_here();
+    let mut paced = Vec::new();
+    for _ in 0..iterations {
+        let g = globals();
+        let started = Instant::now();
+        let out = engine.run_here(BEARER, "before_action", &g, &NoHost, None);
+        paced.push(started.elapsed());
+        assert!(out.expect("run on this thread").unwrap().defined);
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    let mut back_to_back = Vec::new();
+    for _ in 0..iterations {
+        let g = globals();
+        let started = Instant::now();
+        let out = engine.run_here(BEARER, "before_action", &g, &NoHost, None);
+        back_to_back.push(started.elapsed());
+        out.expect("run on this thread").unwrap();
+    }
+    // Every call above ran here; none fell back to a worker.
+    assert_eq!(engine.calls_run_here(), before + 2 * iterations as u64);
+    (median(paced), median(back_to_back))
+}
+
 fn main() {
     let iterations = 2000;
     let engine = ScriptEngine::new(Limits::default());
     std::thread::sleep(Duration::from_millis(50)); // let the workers prepare
     let (paced, back_to_back) = paced_and_back_to_back(&engine, iterations);
+    let (here_paced, here_back_to_back) = here_paced_and_back_to_back(&engine, iterations);
     let single = ScriptEngine::with_workers(Limits::default(), 1);
     std::thread::sleep(Duration::from_millis(50));
     let (single_paced, single_back_to_back) = paced_and_back_to_back(&single, iterations);
@@ -159,6 +191,15 @@ fn main() {
 
     println!("hook through the engine, requests 0.5 ms apart:  median {paced:?}");
     println!("hook through the engine, back to back:            median {back_to_back:?}");
+    println!("same hook on the caller's thread (run_here), 0.5 ms apart: median {here_paced:?}");
+    println!(
+        "same hook on the caller's thread (run_here), back to back: median {here_back_to_back:?}"
+    );
+    println!(
+        "run_here / engine: {:.2} paced, {:.2} back to back",
+        here_paced.as_secs_f64() / paced.as_secs_f64(),
+        here_back_to_back.as_secs_f64() / back_to_back.as_secs_f64()
+    );
     println!("same, engine with one worker, 0.5 ms apart:       median {single_paced:?}");
     println!("same, engine with one worker, back to back:       median {single_back_to_back:?}");
     println!("thread hop alone (no JavaScript), 0.5 ms apart:  median {:?}", median(hop));

@@ -6,7 +6,7 @@
 //! the deadline, the clock's origin) is in [`State`], set for each call.
 
 use std::collections::BTreeMap;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use rquickjs::function::{Opt, Rest};
@@ -36,7 +36,7 @@ const HTTP_REQUEST: &str = "((host, view) => function http_request(options) {\n 
 /// Installs the script functions. Returns the function that makes a header object
 /// case-insensitive, which the sandbox applies to `method_request_headers` and
 /// `method_response_headers` on each call.
-pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<Function<'js>> {
+pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Arc<State>) -> Result<Function<'js>> {
     let global = ctx.globals();
     ctx.eval::<(), _>(PRELUDE)?;
     let header_view: Function = ctx.eval(HEADER_VIEW)?;
@@ -47,7 +47,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<Function
     global.set("cyclr_sign", sign.clone())?;
     global.set("sign", sign)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let http = move |ctx: Ctx<'js>, options: Object<'js>| http_request(&ctx, &s, &options);
     let wrap: Function = ctx.eval(HTTP_REQUEST)?;
     let http: Function = wrap.call((
@@ -59,7 +59,7 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<Function
     install_storage(ctx, &global, state)?;
 
     let console = Object::new(ctx.clone())?;
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let log =
         Function::new(ctx.clone(), move |ctx: Ctx<'js>, args: Rest<Value<'js>>| -> Result<()> {
             let parts = args
@@ -85,16 +85,16 @@ pub(crate) fn install<'js>(ctx: &Ctx<'js>, state: &Rc<State>) -> Result<Function
 fn install_clock_and_random<'js>(
     ctx: &Ctx<'js>,
     global: &Object<'js>,
-    state: &Rc<State>,
+    state: &Arc<State>,
 ) -> Result<()> {
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let math: Object = global.get("Math")?;
     math.set("random", Function::new(ctx.clone(), move || s.random())?.with_name("random")?)?;
 
     let performance = Object::new(ctx.clone())?;
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     performance.set("now", Function::new(ctx.clone(), move || s.now_ms())?.with_name("now")?)?;
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let origin = Function::new(ctx.clone(), move || s.time_origin_ms())?;
     let descriptor = Object::new(ctx.clone())?;
     descriptor.set("get", origin)?;
@@ -225,28 +225,28 @@ fn string_object<'js>(ctx: &Ctx<'js>, map: &BTreeMap<String, String>) -> Result<
 /// `cyclr_storage_*`. The host stores strings; other values are stored as their text (objects
 /// as JSON). `append` concatenates text; `increment`/`decrement` treat a missing or non-numeric
 /// value as 0 and return the new number.
-fn install_storage<'js>(ctx: &Ctx<'js>, global: &Object<'js>, state: &Rc<State>) -> Result<()> {
-    let s = Rc::clone(state);
+fn install_storage<'js>(ctx: &Ctx<'js>, global: &Object<'js>, state: &Arc<State>) -> Result<()> {
+    let s = Arc::clone(state);
     let get = move |ctx: Ctx<'js>, key: Coerced<String>| -> Result<Value<'js>> {
         let value = storage_get(&ctx, &s, key.0)?;
         text_or_null(&ctx, value)
     };
     global.set("cyclr_storage_get", Function::new(ctx.clone(), get)?)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let set = move |ctx: Ctx<'js>, key: Coerced<String>, value: Value<'js>| -> Result<()> {
         let value = to_text(&ctx, value)?.unwrap_or_default();
         storage_done(&ctx, &s, HostCall::StorageSet(key.0, value))
     };
     global.set("cyclr_storage_set", Function::new(ctx.clone(), set)?)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let delete = move |ctx: Ctx<'js>, key: Coerced<String>| -> Result<()> {
         storage_done(&ctx, &s, HostCall::StorageDelete(key.0))
     };
     global.set("cyclr_storage_delete", Function::new(ctx.clone(), delete)?)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let delete_all = move |ctx: Ctx<'js>| -> Result<()> {
         for key in storage_keys(&ctx, &s)? {
             storage_done(&ctx, &s, HostCall::StorageDelete(key))?;
@@ -255,11 +255,11 @@ fn install_storage<'js>(ctx: &Ctx<'js>, global: &Object<'js>, state: &Rc<State>)
     };
     global.set("cyclr_storage_delete_all", Function::new(ctx.clone(), delete_all)?)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let list_keys = move |ctx: Ctx<'js>| storage_keys(&ctx, &s);
     global.set("cyclr_storage_list_keys", Function::new(ctx.clone(), list_keys)?)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let list_values = move |ctx: Ctx<'js>| -> Result<Vec<Value<'js>>> {
         let keys = storage_keys(&ctx, &s)?;
         keys.into_iter()
@@ -271,7 +271,7 @@ fn install_storage<'js>(ctx: &Ctx<'js>, global: &Object<'js>, state: &Rc<State>)
     };
     global.set("cyclr_storage_list_values", Function::new(ctx.clone(), list_values)?)?;
 
-    let s = Rc::clone(state);
+    let s = Arc::clone(state);
     let append = move |ctx: Ctx<'js>, key: Coerced<String>, value: Value<'js>| -> Result<String> {
         let mut text = storage_get(&ctx, &s, key.0.clone())?.unwrap_or_default();
         text.push_str(&to_text(&ctx, value)?.unwrap_or_default());
@@ -281,7 +281,7 @@ fn install_storage<'js>(ctx: &Ctx<'js>, global: &Object<'js>, state: &Rc<State>)
     global.set("cyclr_storage_append", Function::new(ctx.clone(), append)?)?;
 
     for (name, sign) in [("cyclr_storage_increment", 1.0), ("cyclr_storage_decrement", -1.0)] {
-        let s = Rc::clone(state);
+        let s = Arc::clone(state);
         let step = move |ctx: Ctx<'js>, key: Coerced<String>, amount: Opt<f64>| -> Result<f64> {
             let current = storage_get(&ctx, &s, key.0.clone())?
                 .and_then(|t| t.trim().parse::<f64>().ok())

@@ -14,6 +14,13 @@
 //! (HTTP, storage, logs) are sent back to the caller's thread, which is the only one holding the
 //! host.
 //!
+//! A call may instead run on the caller's own thread ([`ScriptEngine::run_here`], see the `here`
+//! module), sparing the two thread hand-offs, in a sandbox that thread keeps, built on another
+//! thread and handed over, with the same hardening, cleanup, limits and replacement rules. A
+//! script that calls the host is not run there: its first host call stops the call (with no
+//! effect outside its sandbox) and it runs again on a worker, because answering the host on the
+//! caller's thread would mean waiting there, and the caller is usually an async runtime's thread.
+//!
 //! No call can hold the engine: besides CPU time and memory, each has a wall-clock limit that
 //! covers its waits on the host (and its time queued for a worker) and a cap on `http_request`
 //! calls, both failing the call even when the script catches the exception; calls belong to
@@ -38,6 +45,7 @@
 
 mod bindings;
 mod charset;
+mod here;
 mod host;
 mod sandbox;
 mod signing;
@@ -174,6 +182,7 @@ pub enum ScriptError {
 #[derive(Debug, Clone)]
 pub struct ScriptEngine {
     inner: Arc<worker::Pool>,
+    here: Arc<here::Here>,
 }
 
 impl ScriptEngine {
@@ -193,7 +202,9 @@ impl ScriptEngine {
 
     /// As [`ScriptEngine::new`], with the pool sized by `size`.
     pub fn with_pool(limits: Limits, size: PoolSize) -> Self {
-        ScriptEngine { inner: Arc::new(worker::Pool::new(limits, size)) }
+        let inner = worker::Pool::new(limits, size);
+        let here = here::Here::new(limits, inner.verdicts());
+        ScriptEngine { inner: Arc::new(inner), here: Arc::new(here) }
     }
 
     /// How many sandboxes the workers have built so far (none before the first call, one per
@@ -256,6 +267,61 @@ impl ScriptEngine {
         let limits = limits.map_or(max, |l| l.clamp_to(max));
         self.inner.run(group, source, event, globals, host, limits)
     }
+}
+
+impl ScriptEngine {
+    /// Runs the call as [`ScriptEngine::run`] does, with the same isolation and limits, but on
+    /// this thread, sparing the hand-off to a worker thread and back; `None` when it is not run
+    /// here, and the caller should use [`ScriptEngine::run_in`]. That is the case while this
+    /// thread has no sandbox ready (they are built on another thread, never on this one), for a
+    /// script that calls the host (its first host call stops it, with no effect, and its source
+    /// takes the worker path from then on), and for a script that ran out of CPU or wall-clock
+    /// time here before. See the `here` module.
+    ///
+    /// Blocks this thread for at most the call's CPU limit (plus compiling the script the first
+    /// time this thread's sandbox sees it), with no waits: fit for an async runtime's thread.
+    /// Logs reach `host` after the call.
+    pub fn run_here(
+        &self,
+        source: &str,
+        event: &str,
+        globals: &serde_json::Map<String, serde_json::Value>,
+        host: &dyn ScriptHost,
+        limits: Option<Limits>,
+    ) -> Option<Result<HookOutcome, ScriptError>> {
+        if source.len() > MAX_SCRIPT_BYTES {
+            return Some(Err(ScriptError::TooLarge { bytes: source.len() }));
+        }
+        let max = self.inner.limits();
+        let limits = limits.map_or(max, |l| l.clamp_to(max));
+        self.here.run(source, event, globals, host, limits)
+    }
+
+    /// Starts building the sandboxes [`ScriptEngine::run_here`] uses, on a thread of the
+    /// engine's, so that the first calls find them ready.
+    pub fn prepare_here(&self) {
+        self.here.prepare();
+    }
+
+    /// How many calls [`ScriptEngine::run_here`] ran (for tests).
+    #[doc(hidden)]
+    pub fn calls_run_here(&self) -> u64 {
+        self.here.calls()
+    }
+
+    /// How many sandboxes [`ScriptEngine::run_here`] took from its stock rather than from the
+    /// calling thread's slot: for tests that need to know whether two calls shared a sandbox.
+    #[doc(hidden)]
+    pub fn sandboxes_taken_here(&self) -> u64 {
+        self.here.taken()
+    }
+}
+
+/// How many calls [`ScriptEngine::run_here`] ran on the calling thread (for tests that check
+/// which path a call took).
+#[doc(hidden)]
+pub fn calls_run_here_on_this_thread() -> u64 {
+    here::calls_on_this_thread()
 }
 
 /// Checks that `source` parses, without an engine (for validating connector files); a source

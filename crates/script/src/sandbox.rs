@@ -41,24 +41,25 @@
 //! (a thrown error, a limit, an engine fault), a global could not be deleted, the global object
 //! has another prototype or is no longer extensible, a promise job is still pending, its heap kept
 //! more than [`RETAINED_MAX`] beyond its built size, or it has served [`MAX_CALLS`] calls. The
-//! worker then builds a fresh one after answering. A script that does not parse leaves it as it
-//! was (nothing ran in it).
+//! worker then builds a fresh one after answering (for a call run on its caller's thread, the
+//! engine's builder thread does; see the `here` module). A call run on its caller's thread that
+//! makes a host call is stopped there and counts as failed. A script that does not parse leaves
+//! it as it was (nothing ran in it).
 //!
 //! What remains shared between calls is either frozen (the built-ins, the compiled arrow, the
 //! template objects a compiled script holds) or not reachable from JavaScript (the compiled
 //! functions' cache, the garbage a collection every [`GC_EVERY`] calls frees). Timing is not
 //! isolated: a call can tell, by how long things take, whether its script was compiled already.
 
-use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime};
 
 use rquickjs::context::{EvalOptions, intrinsic};
 use rquickjs::object::Property;
-use rquickjs::{Coerced, Context, Ctx, Function, Object, Persistent, Runtime, Value};
+use rquickjs::{Coerced, Context, Ctx, Function, Object, Runtime, Value};
 
 use crate::host::{HostCall, HostReply, ToCaller};
 use crate::{HookOutcome, Limits, ScriptError, Signal, bindings};
@@ -90,11 +91,37 @@ const OOM_MARGIN: usize = 256 * 1024;
 /// Run once per sandbox: freezes what a script can reach, returns the per-call cleanup.
 const HARDEN: &str = include_str!("harden.js");
 
+/// `std::cell::Cell`'s interface over a lock: a sandbox moves between threads (it is built off the
+/// request path and handed to the thread that uses it), so what its functions share must be
+/// `Sync`. Never contended: one call runs in a sandbox at a time.
+pub(crate) struct Cell<T>(parking_lot::Mutex<T>);
+
+impl<T: Copy> Cell<T> {
+    pub fn new(value: T) -> Self {
+        Cell(parking_lot::Mutex::new(value))
+    }
+
+    pub fn get(&self) -> T {
+        *self.0.lock()
+    }
+
+    pub fn set(&self, value: T) {
+        *self.0.lock() = value;
+    }
+}
+
+impl<T: Copy + Default> Cell<T> {
+    pub fn take(&self) -> T {
+        std::mem::take(&mut *self.0.lock())
+    }
+}
+
 /// The worker's end of the channels to the caller's thread, for one call, and when that call's
-/// wall-clock limit runs out.
+/// wall-clock limit runs out. A call run on its caller's own thread ([`HostLink::here`]) has no
+/// channels: its first host call stops it ([`Sandbox::moved`]) and its logs wait in the sandbox
+/// ([`Sandbox::take_logs`]).
 pub(crate) struct HostLink {
-    to_caller: Sender<ToCaller>,
-    from_caller: Receiver<HostReply>,
+    channels: Option<(Sender<ToCaller>, Receiver<HostReply>)>,
     deadline: Instant,
 }
 
@@ -104,7 +131,13 @@ impl HostLink {
         from_caller: Receiver<HostReply>,
         deadline: Instant,
     ) -> Self {
-        HostLink { to_caller, from_caller, deadline }
+        HostLink { channels: Some((to_caller, from_caller)), deadline }
+    }
+
+    /// For a call on the caller's thread, which can not answer a host call while the script
+    /// waits for it.
+    pub fn here(deadline: Instant) -> Self {
+        HostLink { channels: None, deadline }
     }
 }
 
@@ -126,7 +159,12 @@ pub(crate) struct State {
     http_left: Cell<u32>,
     http_limit: Cell<u32>,
     http_exceeded: Cell<bool>,
-    link: RefCell<Option<HostLink>>,
+    link: parking_lot::Mutex<Option<HostLink>>,
+    /// A call with no channels to its caller made a host call: it was stopped, to be run again
+    /// where the host can answer (see the `here` module).
+    moved: Cell<bool>,
+    /// `console.log` lines of a call with no channels, for its caller once it is over.
+    logs: parking_lot::Mutex<Vec<String>>,
     /// `Math.random`: SipHash of a counter under a key no script sees, so values drawn in one call
     /// say nothing about those of another.
     random: RandomState,
@@ -137,7 +175,7 @@ pub(crate) struct State {
     /// Set when the garbage [`GcProbe`] is collected. During a call, the collector only runs once
     /// the heap is within [`OOM_MARGIN`] of the limit, so this says the call came that close even
     /// when what it allocated was freed before its exception reached us.
-    gc_ran: Rc<Cell<bool>>,
+    gc_ran: Arc<Cell<bool>>,
 }
 
 /// The deadlines of a call while it compiles.
@@ -158,7 +196,7 @@ fn thread_cpu() -> Duration {
 }
 
 /// Dropped (and so `gc_ran` set) when QuickJS collects the cycle it is kept in.
-struct GcProbe(Rc<Cell<bool>>);
+struct GcProbe(Arc<Cell<bool>>);
 
 impl Drop for GcProbe {
     fn drop(&mut self) {
@@ -177,12 +215,14 @@ impl Default for State {
             http_left: Cell::new(0),
             http_limit: Cell::new(0),
             http_exceeded: Cell::new(false),
-            link: RefCell::new(None),
+            link: parking_lot::Mutex::new(None),
+            moved: Cell::new(false),
+            logs: parking_lot::Mutex::new(Vec::new()),
             random: RandomState::new(),
             draws: Cell::new(0),
             started: Cell::new(Instant::now()),
             started_unix_ms: Cell::new(0.0),
-            gc_ran: Rc::new(Cell::new(false)),
+            gc_ran: Arc::new(Cell::new(false)),
         }
     }
 }
@@ -209,7 +249,9 @@ impl State {
     /// The wall-clock or `http_request` limit this call broke, if any. Checked before the CPU
     /// limit: a call stopped for either also looks interrupted.
     fn limit_error(&self) -> Option<ScriptError> {
-        if self.http_exceeded.get() {
+        if self.moved.get() {
+            Some(ScriptError::Internal("a host call needs the caller's thread".into()))
+        } else if self.http_exceeded.get() {
             Some(ScriptError::HttpRequestLimit(self.http_limit.get()))
         } else if self.wall_exceeded.get() {
             Some(ScriptError::WallTimeLimit(self.wall_time.get()))
@@ -226,7 +268,9 @@ impl State {
         self.http_left.set(limits.http_requests);
         self.http_limit.set(limits.http_requests);
         self.http_exceeded.set(false);
-        *self.link.borrow_mut() = link;
+        *self.link.lock() = link;
+        self.moved.set(false);
+        self.logs.lock().clear();
         self.interrupted.set(false);
         self.started.set(now);
         let unix = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -237,7 +281,7 @@ impl State {
     fn end(&self) {
         self.deadline.set(None);
         self.wall_deadline.set(None);
-        self.link.borrow_mut().take();
+        self.link.lock().take();
     }
 
     /// Stops the interrupt handler until [`State::resume`]; what it needs to resume.
@@ -277,7 +321,7 @@ impl State {
     /// Leaves an unreachable cycle holding a [`GcProbe`] in the heap, for the next collection.
     fn arm_gc_probe(&self, ctx: &Ctx<'_>) -> rquickjs::Result<()> {
         self.gc_ran.set(false);
-        let probe = GcProbe(Rc::clone(&self.gc_ran));
+        let probe = GcProbe(Arc::clone(&self.gc_ran));
         let holder = Object::new(ctx.clone())?;
         holder.set("probe", Function::new(ctx.clone(), move || probe.0.get())?)?;
         holder.set("cycle", holder.clone())?;
@@ -290,12 +334,17 @@ impl State {
         if let Some(error) = self.limit_error() {
             return Err(error.to_string());
         }
-        let link = self.link.borrow();
+        let link = self.link.lock();
         let link = link.as_ref().ok_or("no host is attached")?;
+        let Some((to_caller, from_caller)) = &link.channels else {
+            // Stops the script as a broken limit does (a `catch` does not keep it going).
+            self.moved.set(true);
+            return Err("this call moves to a worker thread".to_owned());
+        };
         let started = Instant::now();
-        link.to_caller.send(ToCaller::Call(call)).map_err(|_| "the host is gone".to_owned())?;
+        to_caller.send(ToCaller::Call(call)).map_err(|_| "the host is gone".to_owned())?;
         let wait = link.deadline.saturating_duration_since(started);
-        let reply = match link.from_caller.recv_timeout(wait) {
+        let reply = match from_caller.recv_timeout(wait) {
             Ok(reply) => reply,
             Err(RecvTimeoutError::Timeout) => {
                 // The answer, if it ever comes, goes to this call's channel, dropped with it.
@@ -313,8 +362,12 @@ impl State {
     }
 
     pub fn log(&self, message: String) {
-        if let Some(link) = self.link.borrow().as_ref() {
-            let _ = link.to_caller.send(ToCaller::Log(message));
+        match self.link.lock().as_ref().map(|link| &link.channels) {
+            Some(Some((to_caller, _))) => {
+                let _ = to_caller.send(ToCaller::Log(message));
+            }
+            Some(None) => self.logs.lock().push(message),
+            None => {}
         }
     }
 
@@ -342,7 +395,8 @@ impl State {
 /// function it is compiled in), shared by the workers of an engine. Keyed by the whole source
 /// text, weighed by its length (at most [`VERDICT_BYTES_MAX`] in all, least recently used
 /// evicted first); only `Ok` and syntax errors are kept.
-#[derive(Debug)]
+/// Cheap to clone: clones share their entries.
+#[derive(Debug, Clone)]
 pub(crate) struct Verdicts(moka::sync::Cache<String, Result<(), ScriptError>>);
 
 impl Default for Verdicts {
@@ -372,10 +426,58 @@ impl Verdicts {
     }
 }
 
+/// A function kept for later calls, held in the runtime's user data (a `Vec` in which this is
+/// an index) rather than as an `rquickjs::Persistent`, which can not move to another thread:
+/// with the runtime holding them, a whole sandbox can (see the `here` module).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Held(usize);
+
+/// The runtime's user data behind [`Held`]: freed slots are `None`.
+type Stash<'js> = std::cell::RefCell<Vec<Option<Function<'js>>>>;
+
+impl Held {
+    fn save<'js>(ctx: &Ctx<'js>, function: Function<'js>) -> rquickjs::Result<Held> {
+        if ctx.userdata::<Stash<'js>>().is_none() {
+            ctx.store_userdata::<Stash<'js>>(std::cell::RefCell::new(Vec::new())).map_err(|e| {
+                rquickjs::Error::new_from_js_message("stash", "userdata", e.to_string())
+            })?;
+        }
+        let stash = ctx
+            .userdata::<Stash<'js>>()
+            .ok_or_else(|| rquickjs::Error::new_from_js("stash", "userdata"))?;
+        let mut slots = stash.borrow_mut();
+        let at = match slots.iter().position(Option::is_none) {
+            Some(at) => {
+                slots[at] = Some(function);
+                at
+            }
+            None => {
+                slots.push(Some(function));
+                slots.len() - 1
+            }
+        };
+        Ok(Held(at))
+    }
+
+    fn restore<'js>(self, ctx: &Ctx<'js>) -> rquickjs::Result<Function<'js>> {
+        ctx.userdata::<Stash<'js>>()
+            .and_then(|stash| stash.borrow().get(self.0).cloned().flatten())
+            .ok_or_else(|| rquickjs::Error::new_from_js("stash", "function"))
+    }
+
+    fn release(self, ctx: &Ctx<'_>) {
+        if let Some(stash) = ctx.userdata::<Stash<'_>>()
+            && let Some(slot) = stash.borrow_mut().get_mut(self.0)
+        {
+            *slot = None;
+        }
+    }
+}
+
 /// A script compiled in a sandbox for one event: the frozen arrow function.
 struct Wrapper {
     event: String,
-    function: Persistent<Function<'static>>,
+    function: Held,
     used: u64,
 }
 
@@ -391,20 +493,24 @@ struct Wrappers {
 }
 
 impl Wrappers {
-    fn get(&mut self, source: &str, event: &str) -> Option<Persistent<Function<'static>>> {
+    fn get(&mut self, source: &str, event: &str) -> Option<Held> {
         self.clock += 1;
         let wrapper = self.by_source.get_mut(source)?.iter_mut().find(|w| w.event == event)?;
         wrapper.used = self.clock;
-        Some(wrapper.function.clone())
+        Some(wrapper.function)
     }
 
-    fn put(&mut self, source: &str, event: &str, function: Persistent<Function<'static>>) {
+    /// Keeps `function`; gives back the functions evicted to make room, for the caller to
+    /// release (or `function` itself, when its source is too large to keep).
+    fn put(&mut self, source: &str, event: &str, function: Held) -> Vec<Held> {
         if source.len() > WRAPPER_BYTES_MAX / 4 {
-            return; // compiled again on each call rather than crowding out every other script
+            return vec![function]; // compiled again on each call rather than crowding out every other script
         }
+        let mut evicted = Vec::new();
         while self.count >= WRAPPERS_MAX || self.bytes + source.len() > WRAPPER_BYTES_MAX {
-            if !self.evict_oldest() {
-                break;
+            match self.evict_oldest() {
+                Some(held) => evicted.push(held),
+                None => break,
             }
         }
         self.clock += 1;
@@ -415,25 +521,26 @@ impl Wrappers {
         });
         list.push(Wrapper { event: event.to_owned(), function, used });
         self.count += 1;
+        evicted
     }
 
-    fn evict_oldest(&mut self) -> bool {
+    fn evict_oldest(&mut self) -> Option<Held> {
         let oldest = self
             .by_source
             .iter()
             .flat_map(|(source, list)| list.iter().map(move |w| (w.used, source)))
             .min_by_key(|(used, _)| *used)
             .map(|(used, source)| (used, source.clone()));
-        let Some((used, source)) = oldest else { return false };
-        if let Some(list) = self.by_source.get_mut(&source) {
-            list.retain(|w| w.used != used);
-            self.count -= 1;
-            if list.is_empty() {
-                self.by_source.remove(&source);
-                self.bytes -= source.len();
-            }
+        let (used, source) = oldest?;
+        let list = self.by_source.get_mut(&source)?;
+        let at = list.iter().position(|w| w.used == used)?;
+        let evicted = list.remove(at).function;
+        self.count -= 1;
+        if list.is_empty() {
+            self.by_source.remove(&source);
+            self.bytes -= source.len();
         }
-        true
+        Some(evicted)
     }
 
     /// The most recently used (source, event) pairs, newest first.
@@ -453,12 +560,12 @@ impl Wrappers {
 pub(crate) struct Sandbox {
     // Fields drop in order: the values held for the context, the context, then its runtime.
     wrappers: Wrappers,
-    cleanup: Persistent<Function<'static>>,
+    cleanup: Held,
     /// Makes a header object case-insensitive (`headers.js`).
-    header_view: Persistent<Function<'static>>,
+    header_view: Held,
     context: Context,
     runtime: Runtime,
-    state: Rc<State>,
+    state: Arc<State>,
     calls: u32,
     calls_since_gc: u32,
     /// Heap size once built, and after the last periodic collection.
@@ -471,8 +578,8 @@ impl Sandbox {
         let runtime = Runtime::new().map_err(internal)?;
         runtime.set_max_stack_size(JS_STACK);
         runtime.set_memory_limit(max.memory_bytes);
-        let state = Rc::new(State::default());
-        let handler_state = Rc::clone(&state);
+        let state = Arc::new(State::default());
+        let handler_state = Arc::clone(&state);
         runtime.set_interrupt_handler(Some(Box::new(move || handler_state.should_interrupt())));
         let context = Context::full(&runtime).map_err(internal)?;
         let built = context.with(|ctx| -> rquickjs::Result<_> {
@@ -481,7 +588,7 @@ impl Sandbox {
             options.global = true;
             options.strict = false;
             let cleanup: Function = ctx.eval_with_options(HARDEN, options)?;
-            Ok((Persistent::save(&ctx, cleanup), Persistent::save(&ctx, header_view)))
+            Ok((Held::save(&ctx, cleanup)?, Held::save(&ctx, header_view)?))
         });
         let (cleanup, header_view) =
             built.map_err(|e| internal(format!("hardening the sandbox: {e}")))?;
@@ -551,6 +658,17 @@ impl Sandbox {
         (result, reusable)
     }
 
+    /// Whether the last call, run with [`HostLink::here`], was stopped at a host call. It then
+    /// failed, and the sandbox is not reusable.
+    pub fn moved(&self) -> bool {
+        self.state.moved.get()
+    }
+
+    /// The `console.log` lines of the last call run with [`HostLink::here`].
+    pub fn take_logs(&self) -> Vec<String> {
+        std::mem::take(&mut *self.state.logs.lock())
+    }
+
     /// Whether [`Sandbox::tidy`] has nothing slow to do after this call.
     pub fn tidy_is_quick(&self) -> bool {
         self.calls_since_gc < GC_EVERY
@@ -560,10 +678,20 @@ impl Sandbox {
     /// the hot path, after the caller has its answer), and says whether the sandbox is still
     /// worth keeping.
     pub fn tidy(&mut self, max: Limits) -> bool {
+        self.tidy_collecting(max, true)
+    }
+
+    /// [`Sandbox::tidy`] without the collection, even when one is due (it then comes with a
+    /// later call's tidying).
+    pub fn tidy_without_collecting(&mut self, max: Limits) -> bool {
+        self.tidy_collecting(max, false)
+    }
+
+    fn tidy_collecting(&mut self, max: Limits, collect: bool) -> bool {
         self.runtime.set_memory_limit(max.memory_bytes);
         // Measuring the heap walks all of it (as long as a small call), so it is done only with a
         // collection, every few calls.
-        if self.calls_since_gc >= GC_EVERY {
+        if collect && self.calls_since_gc >= GC_EVERY {
             self.calls_since_gc = 0;
             self.runtime.run_gc();
             self.collected_bytes = heap_bytes(&self.runtime);
@@ -603,7 +731,7 @@ impl Sandbox {
         source: &str,
         event: &str,
         verdicts: &Verdicts,
-    ) -> Result<Persistent<Function<'static>>, (ScriptError, bool)> {
+    ) -> Result<Held, (ScriptError, bool)> {
         let paused = self.state.pause();
         let compiled = self.compile_uninterrupted(source, event, verdicts);
         self.state.resume(paused);
@@ -615,7 +743,7 @@ impl Sandbox {
         source: &str,
         event: &str,
         verdicts: &Verdicts,
-    ) -> Result<Persistent<Function<'static>>, (ScriptError, bool)> {
+    ) -> Result<Held, (ScriptError, bool)> {
         let verdict = match verdicts.get(source) {
             Some(verdict) => verdict,
             None => {
@@ -639,13 +767,14 @@ impl Sandbox {
                 .eval_with_options::<Function, _>(code, options)
                 .and_then(|f| freeze(&ctx, f.clone().into_value()).map(|()| f));
             match wrapper {
-                Ok(function) => Ok(Persistent::save(&ctx, function)),
+                Ok(function) => Held::save(&ctx, function).map_err(|e| fail(&ctx, state, e)),
                 Err(error) => Err(fail(&ctx, state, error)),
             }
         });
         match compiled {
             Ok(function) => {
-                self.wrappers.put(source, event, function.clone());
+                let evicted = self.wrappers.put(source, event, function);
+                self.context.with(|ctx| evicted.into_iter().for_each(|held| held.release(&ctx)));
                 Ok(function)
             }
             Err(failure) => {
@@ -791,8 +920,8 @@ fn freeze<'js>(ctx: &Ctx<'js>, value: Value<'js>) -> rquickjs::Result<()> {
 }
 
 /// Deletes the call's globals; `false` if the global object is not as it was built.
-fn run_cleanup(ctx: &Ctx<'_>, cleanup: &Persistent<Function<'static>>) -> bool {
-    let Ok(cleanup) = cleanup.clone().restore(ctx) else { return false };
+fn run_cleanup(ctx: &Ctx<'_>, cleanup: &Held) -> bool {
+    let Ok(cleanup) = cleanup.restore(ctx) else { return false };
     match cleanup.call::<_, bool>(()) {
         Ok(clean) => clean,
         Err(_) => {
@@ -815,12 +944,12 @@ const HEADER_GLOBALS: [&str; 2] = ["method_request_headers", "method_response_he
 fn execute<'js>(
     ctx: &Ctx<'js>,
     state: &State,
-    wrapper: &Persistent<Function<'static>>,
-    header_view: &Persistent<Function<'static>>,
+    wrapper: &Held,
+    header_view: &Held,
     globals: serde_json::Map<String, serde_json::Value>,
 ) -> Result<HookOutcome, Failure> {
     let global = ctx.globals();
-    let header_view = header_view.clone().restore(ctx).map_err(|e| Failure::Error(internal(e)))?;
+    let header_view = header_view.restore(ctx).map_err(|e| Failure::Error(internal(e)))?;
     for (name, value) in &globals {
         let json = serde_json::to_string(value).map_err(|e| Failure::Error(internal(e)))?;
         let mut value = ctx.json_parse(json).map_err(|e| fail(ctx, state, e))?;
@@ -831,7 +960,7 @@ fn execute<'js>(
         let property = Property::from(value).writable().enumerable().configurable();
         global.prop(name.as_str(), property).map_err(|e| fail(ctx, state, e))?;
     }
-    let wrapper = wrapper.clone().restore(ctx).map_err(|e| Failure::Error(internal(e)))?;
+    let wrapper = wrapper.restore(ctx).map_err(|e| Failure::Error(internal(e)))?;
 
     let mut outcome = HookOutcome {
         defined: false,

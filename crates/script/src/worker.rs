@@ -17,9 +17,9 @@
 //! served among the groups under their share; a call whose wall-clock deadline passed while it
 //! waited is answered with [`ScriptError::WallTimeLimit`] without running.
 //!
-//! Each call still crosses threads twice (the job to a worker, the answer back), because a
-//! QuickJS runtime is bound to the thread that runs it and the caller's thread is a short-lived
-//! blocking task.
+//! Each call crosses threads twice (the job to a worker, the answer back): a worker can wait on
+//! the host without holding the caller's thread, which is usually an async runtime's. Calls that
+//! need no host can skip both hand-offs ([`crate::ScriptEngine::run_here`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -39,7 +39,7 @@ use crate::{HookOutcome, Limits, PoolSize, ScriptError, ScriptHost};
 /// C stack of a worker thread; the JavaScript stack limit is set well below it.
 const THREAD_STACK: usize = 8 * 1024 * 1024;
 /// Scripts a replacement sandbox compiles before its first call.
-const WARM_SCRIPTS: usize = 4;
+pub(crate) const WARM_SCRIPTS: usize = 4;
 /// How long a worker beyond [`PoolSize::workers`] waits for a call before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(60);
 
@@ -219,6 +219,11 @@ impl Pool {
         Some(job)
     }
 
+    /// The parse verdicts the workers keep, for the calls run on their callers' threads.
+    pub fn verdicts(&self) -> Verdicts {
+        self.shared.verdicts.clone()
+    }
+
     pub fn sandboxes_built(&self) -> u64 {
         self.shared.built.load(Ordering::Relaxed)
     }
@@ -269,12 +274,7 @@ impl Pool {
         limits: Limits,
     ) -> Result<HookOutcome, ScriptError> {
         let deadline = Instant::now() + limits.wall_time;
-        let auth = globals
-            .get("method_auth_value")
-            .and_then(|v| v.as_str())
-            // Shorter values would mangle every message they happen to occur in.
-            .filter(|v| v.len() >= 4)
-            .map(Secret::new);
+        let auth = auth_value(&globals);
         let redact = |text: &str| match &auth {
             Some(secret) => text.replace(secret.expose(), "[redacted]"),
             None => text.to_owned(),
@@ -313,6 +313,24 @@ impl Pool {
                 }
             }
         }
+    }
+}
+
+/// The `method_auth_value` a call's messages must not show.
+fn auth_value(globals: &serde_json::Map<String, serde_json::Value>) -> Option<Secret> {
+    globals
+        .get("method_auth_value")
+        .and_then(|v| v.as_str())
+        // Shorter values would mangle every message they happen to occur in.
+        .filter(|v| v.len() >= 4)
+        .map(Secret::new)
+}
+
+/// `text` with the call's `method_auth_value` replaced by `[redacted]`.
+pub(crate) fn redact(globals: &serde_json::Map<String, serde_json::Value>, text: &str) -> String {
+    match auth_value(globals) {
+        Some(secret) => text.replace(secret.expose(), "[redacted]"),
+        None => text.to_owned(),
     }
 }
 
@@ -487,7 +505,7 @@ fn work(shared: &Shared, id: u64, permanent: bool, first: Option<Job>) {
 
 /// The sandbox for the next call: `kept` once tidied, or else a fresh one, compiling in it the
 /// scripts the replaced one used last.
-fn prepare(
+pub(crate) fn prepare(
     kept: Option<Sandbox>,
     discarded: Option<Sandbox>,
     max: Limits,

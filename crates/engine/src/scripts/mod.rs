@@ -1,7 +1,8 @@
 //! Connector scripts in the engine: when each hook runs, what it sees, and what its answer
 //! changes. The sandbox itself is `latchkey_script`; this module builds the globals, runs the
 //! hook off the async threads (each connector's hooks in a group of their own, so that one
-//! connector's slow API can not take every script worker), and gives scripts their host (HTTP
+//! connector's slow API can not take every script worker) unless it can run on the request's own
+//! thread (a hook that calls no host function), and gives scripts their host (HTTP
 //! to allowed hosts until the hook's deadline, encrypted per-connection storage, redacted
 //! logs).
 
@@ -166,23 +167,35 @@ impl Engine {
         );
         let scripts = self.scripts.clone();
         let limits = limits(connector, scripts.limits());
-        let group = connector.id.clone();
-        let run = move || scripts.run_in(&group, &source, event, globals, &host, Some(limits));
-        // The call blocks this thread while the sandbox runs (and answers its host calls here),
-        // for at most the hook's wall-clock limit. On the multi-threaded runtime that happens in
-        // place, sparing a thread hand-off; on a current-thread runtime it must move to the
-        // blocking pool. Either way the thread is one of the runtime's blocking threads, not one
-        // the runtime needs for other requests, and the script worker it waits for is one of
-        // the connector's share (see `latchkey_script::PoolSize`).
-        let run = match tokio::runtime::Handle::current().runtime_flavor() {
-            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
-            _ => tokio::task::spawn_blocking(run).await.map_err(|e| {
-                script_error(
-                    connector,
-                    event,
-                    latchkey_script::ScriptError::Internal(e.to_string()),
-                )
-            })?,
+        // First on this very thread, with no hand-off: a hook that calls no host function (the
+        // usual `before_action`) runs here for at most its CPU limit, without waiting on
+        // anything. Otherwise (no sandbox ready on this thread yet, or a script that calls the
+        // host) it takes the worker path below; see `latchkey_script::ScriptEngine::run_here`.
+        let here = scripts.run_here(&source, event, &globals, &host, Some(limits));
+        let run = match here {
+            Some(run) => run,
+            None => {
+                let group = connector.id.clone();
+                let run =
+                    move || scripts.run_in(&group, &source, event, globals, &host, Some(limits));
+                // The call blocks this thread while the sandbox runs (and answers its host calls
+                // here), for at most the hook's wall-clock limit. On the multi-threaded runtime
+                // that happens in place, sparing a thread hand-off; on a current-thread runtime it
+                // must move to the blocking pool. Either way the thread is one of the runtime's
+                // blocking threads, not one the runtime needs for other requests, and the script
+                // worker it waits for is one of the connector's share (see
+                // `latchkey_script::PoolSize`).
+                match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+                    _ => tokio::task::spawn_blocking(run).await.map_err(|e| {
+                        script_error(
+                            connector,
+                            event,
+                            latchkey_script::ScriptError::Internal(e.to_string()),
+                        )
+                    })?,
+                }
+            }
         };
         let outcome = run.map_err(|error| {
             let error = match error {
