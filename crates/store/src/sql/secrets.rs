@@ -72,11 +72,13 @@ pub(super) async fn bind_credentials<D: Dialect>(
     keyring: &Keyring,
 ) -> Result<u64, StoreError> {
     let mut tx = conn.begin_with(D::BEGIN_WRITE).await?;
-    let rows = sql::<D>(concat!(secret_select!(), "WHERE owner_kind = $1 AND aad_version = $2"))
-        .bind(CONNECTION)
-        .bind(AAD_OWNER)
-        .fetch_all(&mut tx)
-        .await?;
+    // Literals (`CONNECTION`, `AAD_OWNER`), not parameters, so that both planners see the
+    // partial index `secrets_unbound` applies (its condition is `aad_version = 1`).
+    const _: () = assert!(AAD_OWNER == 1);
+    let rows =
+        sql::<D>(concat!(secret_select!(), "WHERE owner_kind = 'connection' AND aad_version = 1"))
+            .fetch_all(&mut tx)
+            .await?;
     let (mut bound, mut left) = (0u64, 0u64);
     for row in &rows {
         let row = SecretRow::from_row(row)?;
