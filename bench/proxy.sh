@@ -4,7 +4,9 @@
 # a connection whose connector applies the same header from a `before_action` script (the cost of
 # one hook), in the same run, at 32 connections (throughput) and 1 connection (latency added).
 # A second server on the same data, started with `--operation-log false`, gives the cost of
-# writing the operation log (`proxy-nolog` against `proxy`). The bar is nginx (one worker) as a
+# writing the operation log (`proxy-nolog` against `proxy`), and a third with `--otlp-endpoint`
+# (to a second fixed-response server standing in for the collector) the cost of also exporting
+# every operation as an OpenTelemetry span (`proxy-otlp` against `proxy`). The bar is nginx (one worker) as a
 # reverse proxy that injects the same header statically (`nginx`): the proxy's ratio to it is
 # what the goal is measured in.
 # Prints requests/s and p50/p99 latency for each with the proxy/direct ratio, and the peak RSS of
@@ -32,10 +34,10 @@ unset LATCHKEY_MASTER_KEY LATCHKEY_MASTER_KEY_FILE LATCHKEY_BLOCK_PRIVATE_ADDRES
       LATCHKEY_DATA_DIR LATCHKEY_CONNECTORS LATCHKEY_LOG_JSON LATCHKEY_API_KEY_FILE
 
 work=$(mktemp -d)
-up_pid= lk_pid= nolog_pid= nginx_pid=
+up_pid= lk_pid= nolog_pid= otlp_pid= collector_pid= nginx_pid=
 cleanup() {
-  for pid in $lk_pid $nolog_pid $nginx_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
-  for pid in $lk_pid $nolog_pid $nginx_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $nolog_pid $otlp_pid $collector_pid $nginx_pid $up_pid; do kill "$pid" 2>/dev/null || true; done
+  for pid in $lk_pid $nolog_pid $otlp_pid $collector_pid $nginx_pid $up_pid; do wait "$pid" 2>/dev/null || true; done
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -91,6 +93,16 @@ LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$nolog_port" --op
   >"$work/serve-nolog.log" 2>&1 &
 nolog_pid=$!
 wait_for "latchkey serve --operation-log false" curl -fsS "http://127.0.0.1:$nolog_port/healthz"
+# The collector: it answers 200 to every export (the exporter ignores a body it cannot decode).
+collector_port=$(free_port)
+python3 bench/upstream.py "$collector_port" >"$work/collector.log" 2>&1 &
+collector_pid=$!
+wait_for "the collector" grep -q ready "$work/collector.log"
+otlp_port=$(free_port)
+LATCHKEY_API_KEY=$API_KEY "${lk[@]}" serve --listen "127.0.0.1:$otlp_port" \
+  --otlp-endpoint "http://127.0.0.1:$collector_port" >"$work/serve-otlp.log" 2>&1 &
+otlp_pid=$!
+wait_for "latchkey serve --otlp-endpoint" curl -fsS "http://127.0.0.1:$otlp_port/healthz"
 
 # nginx, one worker, as a reverse proxy injecting the upstream's key (keep-alive both ways).
 nginx_port=$(free_port)
@@ -127,6 +139,7 @@ nginx_url="http://127.0.0.1:$nginx_port/items/42?fields=all"
 proxy_url="http://127.0.0.1:$lk_port/v1/proxy/b1/items/42?fields=all"
 script_url="http://127.0.0.1:$lk_port/v1/proxy/s1/items/42?fields=all"
 nolog_url="http://127.0.0.1:$nolog_port/v1/proxy/b1/items/42?fields=all"
+otlp_url="http://127.0.0.1:$otlp_port/v1/proxy/b1/items/42?fields=all"
 
 # 3. Check that the proxy answers 200 and applied the credential (the first request the upstream
 #    sees is this one).
@@ -176,6 +189,7 @@ for c in $CONNS; do
   run nginx "$c" "$nginx_url" "${proxy_hdr[@]}"
   run proxy "$c" "$proxy_url" "${proxy_hdr[@]}"
   run proxy-nolog "$c" "$nolog_url" "${proxy_hdr[@]}"
+  run proxy-otlp "$c" "$otlp_url" "${proxy_hdr[@]}"
   run proxy-script "$c" "$script_url" "${proxy_hdr[@]}"
 done
 rss_peak=$(awk '/^VmHWM/ {print $2}' "/proc/$lk_pid/status")
@@ -209,6 +223,10 @@ for conns in sorted({c for _, c in runs}, key=int):
         (prps, pp50), (nrps, np50) = runs["proxy", conns], runs["proxy-nolog", conns]
         print(f"operation log at {conns} connection(s): requests/s {prps / nrps:.2f}x of the proxy "
               f"without it, p50 {pp50 - np50:+.0f} µs")
+    if ("proxy-otlp", conns) in runs:
+        (prps, pp50), (orps, op50) = runs["proxy", conns], runs["proxy-otlp", conns]
+        print(f"OTLP export at {conns} connection(s): requests/s {orps / prps:.2f}x of the proxy "
+              f"without it, p50 {op50 - pp50:+.0f} µs")
     if ("proxy-script", conns) in runs:
         (prps, pp50), (srps, sp50) = runs["proxy", conns], runs["proxy-script", conns]
         print(f"before_action hook at {conns} connection(s): p50 +{sp50 - pp50:.0f} µs over the plain proxy, "
