@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::Connection as _;
+use support::postgres::Schema;
 use support::{Home, MockOAuth, Running, http};
 
 const API_KEY: &str = "lk_fleet_test_key_5f1d0c";
@@ -27,55 +27,8 @@ const AUTH: &str = "Bearer lk_fleet_test_key_5f1d0c";
 /// One master key for the whole fleet, as every instance of a deployment is given.
 const MASTER_KEY: &str = "bGF0Y2hrZXktZmxlZXQtdGVzdC1tYXN0ZXIta2V5ISE=";
 
-fn postgres_url() -> String {
-    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
 fn redis_url() -> String {
     std::env::var("LATCHKEY_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Runs one statement on the test server.
-fn sql(statement: String) {
-    let url = postgres_url();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {url} ({e}): start it (`service postgresql \
-                 start`) or point LATCHKEY_TEST_POSTGRES_URL at one"
-            )
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-    });
-}
-
-/// A fresh schema, dropped with its tables at the end.
-struct Schema(String);
-
-impl Schema {
-    fn create() -> Self {
-        static CREATED: AtomicUsize = AtomicUsize::new(0);
-        let n = CREATED.fetch_add(1, Ordering::Relaxed);
-        let name = format!("lk_fleet_{}_{n}", std::process::id());
-        sql(format!("CREATE SCHEMA {name}"));
-        Self(name)
-    }
-
-    /// The server URL with this schema as its search path.
-    fn url(&self) -> String {
-        let base = postgres_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-c%20search_path%3D{}", self.0)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        sql(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
 }
 
 /// Three `serve` instances on one schema. Fields drop in order: the instances are killed
@@ -90,7 +43,7 @@ impl Fleet {
     /// Writes `connectors` (id, YAML), then starts three instances one after another (each
     /// polled until healthy), all given `extra` options.
     fn start(connectors: &[(&str, String)], extra: &[&str]) -> Self {
-        let schema = Schema::create();
+        let schema = Schema::create("fleet");
         let mut home = Home::new();
         home.extra_env.push(("LATCHKEY_DATABASE_URL".into(), schema.url()));
         home.extra_env.push(("LATCHKEY_MASTER_KEY".into(), MASTER_KEY.into()));

@@ -11,58 +11,10 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpListener;
 
-use sqlx::Connection as _;
-use sqlx::postgres::PgConnection;
 use support::Home;
+use support::postgres::Schema;
 
 const TOKEN: &str = "canary-pg-token-41c9e7";
-
-fn server_url() -> String {
-    std::env::var("LATCHKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-/// Runs one statement on the test server.
-fn sql(statement: String) {
-    let url = server_url();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let mut conn = PgConnection::connect(&url).await.unwrap_or_else(|e| {
-            panic!(
-                "PostgreSQL is not reachable at {url} ({e}): start it (`service postgresql \
-                 start`) or point LATCHKEY_TEST_POSTGRES_URL at one"
-            )
-        });
-        sqlx::raw_sql(sqlx::AssertSqlSafe(statement)).execute(&mut conn).await.unwrap();
-        conn.close().await.unwrap();
-    });
-}
-
-/// A fresh schema, dropped with its tables at the end.
-struct Schema(String);
-
-impl Schema {
-    fn create() -> Self {
-        static CREATED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("lk_cli_{}_{n}", std::process::id());
-        sql(format!("CREATE SCHEMA {name}"));
-        Self(name)
-    }
-
-    /// The server URL with this schema as its search path.
-    fn url(&self) -> String {
-        let base = server_url();
-        let sep = if base.contains('?') { '&' } else { '?' };
-        format!("{base}{sep}options=-c%20search_path%3D{}", self.0)
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        sql(format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-    }
-}
 
 /// An API on a free port that answers one request and hands back its head.
 fn one_request_api() -> (String, std::thread::JoinHandle<String>) {
@@ -90,7 +42,7 @@ fn one_request_api() -> (String, std::thread::JoinHandle<String>) {
 
 #[test]
 fn a_connection_stored_in_postgres_is_read_by_another_process() {
-    let schema = Schema::create();
+    let schema = Schema::create("cli");
     let url = schema.url();
     let (api, request) = one_request_api();
     let home = Home::new();

@@ -97,6 +97,8 @@ impl OtlpExport {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| invalid("the OTLP export needs a Tokio runtime".to_owned()))?;
         latchkey_net::install_crypto_provider();
+        // Not `latchkey_net::Client`: the collector is the operator's own service, often on a
+        // private address that the upstream client's address policy may refuse.
         let http = reqwest::Client::builder()
             .tls_backend_rustls()
             .timeout(TIMEOUT)

@@ -272,15 +272,7 @@ pub async fn check(
             engine.connections().check(&cid).await.map(drop)
         })
         .await;
-    match result {
-        Ok(()) => see_other(&format!("/console/connections/{id}")),
-        Err(e) => failed(
-            &operator,
-            "Cannot check the connection",
-            e,
-            &format!("/console/connections/{id}"),
-        ),
-    }
+    back_to_connection(&operator, &id, "Cannot check the connection", result)
 }
 
 /// `POST /console/connections/{id}/refresh`: a forced token refresh now.
@@ -304,14 +296,20 @@ pub async fn refresh(
                 .map(drop)
         })
         .await;
+    back_to_connection(&operator, &id, "Cannot refresh the connection", result)
+}
+
+/// The connection's page again after an action, or `failure` with a link back to it.
+fn back_to_connection(
+    operator: &Operator,
+    id: &str,
+    failure: &str,
+    result: Result<(), ApiError>,
+) -> Response {
+    let page = format!("/console/connections/{id}");
     match result {
-        Ok(()) => see_other(&format!("/console/connections/{id}")),
-        Err(e) => failed(
-            &operator,
-            "Cannot refresh the connection",
-            e,
-            &format!("/console/connections/{id}"),
-        ),
+        Ok(()) => see_other(&page),
+        Err(e) => failed(operator, failure, e, &page),
     }
 }
 
