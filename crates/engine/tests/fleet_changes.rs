@@ -4,6 +4,8 @@
 //! with a feed). Needs the PostgreSQL server `LATCHKEY_TEST_POSTGRES_URL` names (default
 //! `postgres://postgres@127.0.0.1:5432/test`); each run works in a schema of its own.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,9 +14,7 @@ use latchkey_core::Secret;
 use latchkey_engine::{
     ApiRequest, Catalog, ConnectionId, Engine, NewApiKey, NewConnection, Origin,
 };
-use latchkey_store::{
-    ConnectionStore, CredentialUpdate, Keyring, MasterKey, PgStore, Scope, Store,
-};
+use latchkey_store::{ConnectionStore, CredentialUpdate, PgStore, Scope, Store};
 use wiremock::matchers::{header, method};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -25,28 +25,13 @@ struct Fleet {
     one: Arc<Engine>,
     two: Arc<Engine>,
     store_one: Arc<PgStore>,
-    admin: sqlx::PgConnection,
-    schema: String,
+    schema: common::PgSchema,
 }
 
 async fn fleet(upstream: &MockServer) -> Fleet {
-    let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema =
-        format!("lk_fleet_{}", latchkey_engine::random_token(6).to_lowercase().replace('-', "_"));
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let options = server
-        .parse::<sqlx::postgres::PgConnectOptions>()
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    let key = MasterKey::generate().to_base64();
-    let keys = || Keyring::single(MasterKey::from_base64(key.expose()).unwrap());
-    let store_one = Arc::new(PgStore::connect_with(options.clone(), keys()).await.unwrap());
-    let store_two = Arc::new(PgStore::connect_with(options, keys()).await.unwrap());
+    let schema = common::PgSchema::create("fleet").await;
+    let store_one = schema.store().await;
+    let store_two = schema.store().await;
     let yaml = format!(
         "id: prov\nname: Prov\nbase_url: {}/api\nauth:\n  - type: api_key\n    apply: {{ in: header, name: X-Key }}\n",
         upstream.uri()
@@ -65,16 +50,13 @@ async fn fleet(upstream: &MockServer) -> Fleet {
     let two = engine(store_two).await;
     // Without a feed the caches live a second, and these tests would pass without one.
     assert!(one.follows_changes() && two.follows_changes());
-    Fleet { one, two, store_one, admin, schema }
+    Fleet { one, two, store_one, schema }
 }
 
 impl Fleet {
-    async fn drop_schema(mut self) {
+    async fn drop_schema(self) {
         drop((self.one, self.two, self.store_one));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema)))
-            .execute(&mut self.admin)
-            .await
-            .unwrap();
+        self.schema.drop_schema().await;
     }
 }
 

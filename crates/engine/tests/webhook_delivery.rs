@@ -7,6 +7,8 @@
 //! --prepare` installs it) and, for the PostgreSQL test, the server `LATCHKEY_TEST_POSTGRES_URL`
 //! names (default `postgres://postgres@127.0.0.1:5432/test`).
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -20,7 +22,7 @@ use latchkey_engine::{
     ManualClock, NewConnection, NewEnvironment, Origin, PageRequest, RetrySchedule, Store,
     WebhookConfig, WebhookDelivery,
 };
-use latchkey_store::{Keyring, MasterKey, PgStore, SqliteStore};
+use latchkey_store::{Keyring, MasterKey, SqliteStore};
 use serde_json::Value;
 
 const CONNECTOR: &str =
@@ -359,28 +361,11 @@ async fn two_deliverers_on_one_sqlite_file_send_each_attempt_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_deliverers_on_one_postgres_database_send_each_attempt_once() {
-    let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema =
-        format!("lk_{}", latchkey_engine::random_token(6).to_lowercase().replace('-', "_"));
-    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server).await.unwrap();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let options = server
-        .parse::<sqlx::postgres::PgConnectOptions>()
-        .unwrap()
-        .options([("search_path", schema.as_str())]);
-    let key = MasterKey::generate().to_base64();
-    let keys = || Keyring::single(MasterKey::from_base64(key.expose()).unwrap());
-    let one = Arc::new(PgStore::connect_with(options.clone(), keys()).await.unwrap());
-    let two = Arc::new(PgStore::connect_with(options, keys()).await.unwrap());
+    let schema = common::PgSchema::create("webhooks").await;
+    let one = schema.store().await;
+    let two = schema.store().await;
     two_deliverers_send_each_attempt_once(one.clone(), two.clone()).await;
     one.close().await;
     two.close().await;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    schema.drop_schema().await;
 }

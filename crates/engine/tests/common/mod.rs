@@ -99,3 +99,53 @@ pub async fn answer_local_flow(
         )
         .await
 }
+
+/// A schema of its own on the test PostgreSQL server (`LATCHKEY_TEST_POSTGRES_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/test`), for stores that share one database; dropped by
+/// [`PgSchema::drop_schema`] once the stores are gone.
+pub struct PgSchema {
+    admin: sqlx::PgConnection,
+    name: String,
+    /// Connect options with the schema as the search path.
+    pub options: sqlx::postgres::PgConnectOptions,
+    key: Secret,
+}
+
+impl PgSchema {
+    /// A new schema, its name starting with `lk_{prefix}_`.
+    pub async fn create(prefix: &str) -> Self {
+        let server = std::env::var("LATCHKEY_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!(
+            "lk_{prefix}_{}",
+            latchkey_engine::random_token(6).to_lowercase().replace('-', "_")
+        );
+        let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&server)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {server}: {e}"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {name}")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let options = server
+            .parse::<sqlx::postgres::PgConnectOptions>()
+            .unwrap()
+            .options([("search_path", name.as_str())]);
+        let key = MasterKey::generate().to_base64();
+        Self { admin, name, options, key }
+    }
+
+    /// A store on the schema; every store of one schema has the same master key.
+    pub async fn store(&self) -> Arc<latchkey_store::PgStore> {
+        let keys = Keyring::single(MasterKey::from_base64(self.key.expose()).unwrap());
+        Arc::new(latchkey_store::PgStore::connect_with(self.options.clone(), keys).await.unwrap())
+    }
+
+    /// Drops the schema and its tables.
+    pub async fn drop_schema(mut self) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.name)))
+            .execute(&mut self.admin)
+            .await
+            .unwrap();
+    }
+}
