@@ -18,7 +18,7 @@ For each backend (SQLite, PostgreSQL) it
 The upstream is bench/upstream.py (Python asyncio, 200 with a small JSON body); wrk, the
 upstream and latchkey share the machine's cores, so compare the ratio, not the absolute figures.
 """
-import json, os, re, secrets, socket, subprocess, sys, tempfile, time, urllib.request
+import base64, json, os, re, secrets, socket, subprocess, sys, tempfile, time, urllib.request
 
 N = int(os.environ.get("N", "1000000"))
 BACKENDS = os.environ.get("BACKENDS", "sqlite postgres").split()
@@ -86,7 +86,7 @@ def main():
                 f"  return wrk.format(nil, '/v1/proxy/c' .. math.random(0, {N - 1}) .. '/items/1')\n"
                 f"end\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATCHKEY_")}
-    env["LATCHKEY_MASTER_KEY"] = __import__("base64").b64encode(os.urandom(32)).decode()
+    env["LATCHKEY_MASTER_KEY"] = base64.b64encode(os.urandom(32)).decode()
     env["LATCHKEY_API_KEY"] = API_KEY
     env["LATCHKEY_LOG"] = "warn"
     print(f"N = {N:,}; wrk -t1 -c{CONNS} -d{DURATION}s, {ROUNDS} alternating rounds; "
