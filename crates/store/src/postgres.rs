@@ -92,7 +92,7 @@ impl SqlStore<Postgres> {
             .acquire_timeout(Duration::from_secs(10))
             .connect_lazy_with(options);
         tracing::debug!(key_version = keyring.current_version(), "postgres store opened");
-        Ok(Self { pool, keyring })
+        Ok(Self { pool, keyring, keep_alive: None })
     }
 
     /// Whether the database at `url` was initialised with a master key (its schema holds a key

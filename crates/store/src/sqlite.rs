@@ -74,9 +74,14 @@ impl SqlStore<Sqlite> {
         Self::init(pool, keys.into()).await
     }
 
-    /// A private in-memory database on a single connection, for tests.
+    /// A private in-memory database, for tests. The pool has one connection; a second, idle
+    /// one lives as long as the store, so the database survives the pool's connection being
+    /// closed (a task aborted mid-query closes it) and the pool reconnects to the same data.
     pub async fn open_in_memory(keys: impl Into<Keys>) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::new().in_memory(true).foreign_keys(true);
+        // `:memory:` names a database of its own (`file:sqlx-in-memory-N`, shared cache), which
+        // every connection opened with these options reaches.
+        let options = ":memory:".parse::<SqliteConnectOptions>()?.foreign_keys(true);
+        let keeper = SqliteConnection::connect_with(&options).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
@@ -84,7 +89,9 @@ impl SqlStore<Sqlite> {
             .max_lifetime(None)
             .connect_with(options)
             .await?;
-        Self::init(pool, keys.into()).await
+        let mut store = Self::init(pool, keys.into()).await?;
+        store.keep_alive = Some(std::sync::Arc::new(std::sync::Mutex::new(keeper)));
+        Ok(store)
     }
 
     /// Whether a database exists at `path` and was initialised with a master key (it holds a
@@ -116,7 +123,7 @@ impl SqlStore<Sqlite> {
         MIGRATOR.run(&pool).await?;
         let keyring = Self::open_keyring(&mut *pool.acquire().await?, keys).await?;
         tracing::debug!(key_version = keyring.current_version(), "sqlite store opened");
-        Ok(Self { pool, keyring })
+        Ok(Self { pool, keyring, keep_alive: None })
     }
 }
 

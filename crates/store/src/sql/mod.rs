@@ -148,6 +148,10 @@ pub(crate) mod sealed {
 pub struct SqlStore<D: Dialect> {
     pub(crate) pool: Pool<D::Db>,
     pub(crate) keyring: Keyring,
+    /// What keeps the database itself alive apart from the pool, for as long as the store is:
+    /// an in-memory SQLite database's idle second connection (see
+    /// [`SqliteStore::open_in_memory`](crate::SqliteStore::open_in_memory)). `None` otherwise.
+    pub(crate) keep_alive: Option<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl<D: Dialect> fmt::Debug for SqlStore<D> {

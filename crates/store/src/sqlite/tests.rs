@@ -109,3 +109,16 @@ async fn the_in_memory_store_keeps_credentials() {
     let read = store.get_connection("c1").await.unwrap().unwrap();
     assert_eq!((read.version, read.credentials), (2, creds(&[("access_token", "at-2")])));
 }
+
+/// A task aborted mid-query closes the pool's one connection; the data must outlive it (the pool
+/// reconnects to the same database), and two in-memory stores never share data.
+#[tokio::test]
+async fn the_in_memory_store_survives_its_connection_closing() {
+    let store = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    let other = SqliteStore::open_in_memory(Keyring::single(MasterKey::generate())).await.unwrap();
+    store.insert_connection(&connection("c1", &[("access_token", "at-1")])).await.unwrap();
+    store.pool.acquire().await.unwrap().close().await.unwrap();
+    let read = store.get_connection("c1").await.unwrap().expect("the data outlived the connection");
+    assert_eq!(read.credentials, creds(&[("access_token", "at-1")]));
+    assert!(other.get_connection("c1").await.unwrap().is_none());
+}
