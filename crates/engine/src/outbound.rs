@@ -170,7 +170,11 @@ impl Target<'_> {
     /// Signs the final request (OAuth 1.0a, SigV4, a per-request JWT), after the hook.
     pub fn sign(&self, out: &mut OutgoingRequest) -> Result<(), EngineError> {
         let method = self.method()?;
-        let nonce = crate::random_token(16);
+        // OAuth 1.0a alone signs a nonce.
+        let nonce = match method {
+            AuthMethod::OAuth1(_) => crate::random_token(16),
+            _ => String::new(),
+        };
         auth::sign(method, out, self.context(&nonce))?;
         Ok(())
     }

@@ -39,6 +39,7 @@ impl Dialect for Postgres {
         "LOCK TABLE keyring_check IN SHARE ROW EXCLUSIVE MODE",
         "LOCK TABLE secrets IN SHARE MODE",
     ];
+    const NUMBERED_PLACEHOLDERS: bool = true;
     const JOIN_TAG_FILTERS: bool = false;
     /// Microsecond precision, from the server's clock as it runs (not the transaction's start).
     const NOW_NANOS: &'static str =

@@ -35,6 +35,7 @@ impl Dialect for Sqlite {
     const SKIP_LOCKED: &'static str = "";
     const LOCK_KEY_CHECKS: &'static [&'static str] = &[];
     const LOCK_FOR_RETIREMENT: &'static [&'static str] = &[];
+    const NUMBERED_PLACEHOLDERS: bool = false;
     const JOIN_TAG_FILTERS: bool = true;
     /// Millisecond precision: SQLite's clock has no finer one. The database's clock is the
     /// host's, which every process sharing the file reads.
@@ -70,7 +71,14 @@ impl SqlStore<Sqlite> {
             .journal_mode(SqliteJournalMode::Wal)
             .busy_timeout(Duration::from_secs(5))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await?;
+        // No test of a connection before each use: a local file does not hang up, and the test
+        // is one more trip to the connection's thread on every query, the reads on the proxy's
+        // path included (sqlx still checks each connection when it comes back).
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         Self::init(pool, keys.into()).await
     }
 

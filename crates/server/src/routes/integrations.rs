@@ -174,7 +174,7 @@ pub async fn create_mcp(
             server,
             client_id: body.client_id,
             client_secret: body.client_secret,
-            public_url: state.public_url.clone(),
+            public_url: (*state.public_url).clone(),
             redirect_uri: state.callback_url(),
         })
         .await?;

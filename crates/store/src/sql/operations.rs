@@ -34,12 +34,16 @@ impl<D: Dialect> OperationStore for SqlStore<D> {
         for chunk in operations.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<String> = (0..chunk.len())
                 .map(|r| {
-                    let params: Vec<String> =
-                        (1..=COLUMNS).map(|c| format!("${}", r * COLUMNS + c)).collect();
+                    let params: Vec<String> = (1..=COLUMNS)
+                        .map(|c| match D::NUMBERED_PLACEHOLDERS {
+                            true => format!("${}", r * COLUMNS + c),
+                            false => "?".to_owned(),
+                        })
+                        .collect();
                     format!("({})", params.join(", "))
                 })
                 .collect();
-            // Literal text and numbered placeholders only; every value is bound below.
+            // Literal text and placeholders only; every value is bound below, in order.
             let text = format!(
                 concat!("INSERT INTO operations (", operation_columns!(), ") VALUES {}"),
                 rows.join(", ")
