@@ -12,7 +12,8 @@
 # Prints requests/s and p50/p99 latency for each with the proxy/direct ratio, and the peak RSS of
 # the latchkey process. Fails on any non-2xx response or socket error.
 #
-# Usage: bench/proxy.sh            (env: DURATION=15 seconds per run, WARMUP=3, CONNS="1 32 256")
+# Usage: bench/proxy.sh            (env: DURATION=15 seconds per run, WARMUP=3, CONNS="1 32 256",
+#                                  LATCHKEY_BIN=a latchkey binary to measure instead of building one)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,12 @@ CONNS=${CONNS:-1 32 256}
 API_KEY=bench-api-key
 UPSTREAM_KEY=bench-upstream-key-0123
 
-cargo build --quiet --release -p latchkey
-bin=$PWD/target/release/latchkey
+if [ -n "${LATCHKEY_BIN:-}" ]; then
+  bin=$(realpath "$LATCHKEY_BIN")
+else
+  cargo build --quiet --release -p latchkey
+  bin=$PWD/target/release/latchkey
+fi
 if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
   apt-get install -y -q wrk nginx-light >/dev/null ||
     { apt-get update -q >/dev/null && apt-get install -y -q wrk nginx-light >/dev/null; }
