@@ -406,6 +406,25 @@ impl Provider {
 }
 
 /// `(family, n)` of a token `<kind>.<family>.<n>`.
+impl Provider {
+    /// Serves `provider` (its token endpoint and `/api/me`) until the peer is dropped; with the
+    /// `rotating` connector file that reaches it.
+    fn serve(provider: &Arc<Provider>) -> (Peer, String) {
+        let handler = provider.clone();
+        let peer =
+            Peer::start(move |request| match (request.method.as_str(), request.path.as_str()) {
+                ("POST", "/token") => handler.token(request),
+                ("GET", "/api/me") => handler.api(request),
+                _ => Some((404, "{}".into())),
+            });
+        let connector = format!(
+            "id: rotating\nname: Rotating\nbase_url: {0}/api\nauth:\n  - type: oauth2\n    authorize_url: {0}/authorize\n    token_url: {0}/token\n",
+            peer.base
+        );
+        (peer, connector)
+    }
+}
+
 fn family_of(token: &str, kind: &str) -> Option<(String, u32)> {
     let mut parts = token.split('.');
     (parts.next()? == kind).then_some(())?;
@@ -418,16 +437,7 @@ fn family_of(token: &str, kind: &str) -> Option<(String, u32)> {
 fn sigkill_of_the_lease_holder_mid_refresh_loses_no_refresh_token() {
     let provider =
         Arc::new(Provider { spend: HashSet::from(["spent".into()]), ..Provider::default() });
-    let handler = provider.clone();
-    let peer = Peer::start(move |request| match (request.method.as_str(), request.path.as_str()) {
-        ("POST", "/token") => handler.token(request),
-        ("GET", "/api/me") => handler.api(request),
-        _ => Some((404, "{}".into())),
-    });
-    let connector = format!(
-        "id: rotating\nname: Rotating\nbase_url: {0}/api\nauth:\n  - type: oauth2\n    authorize_url: {0}/authorize\n    token_url: {0}/token\n",
-        peer.base
-    );
+    let (_peer, connector) = Provider::serve(&provider);
     // A scheduler pass every second, so a lapsed lease is noticed soon after it lapses.
     let mut fleet = Fleet::start(&[("rotating", connector)], &["--refresh-interval", "1"]);
     fleet.integration("rotating");
@@ -499,16 +509,7 @@ fn sigkill_of_the_lease_holder_mid_refresh_loses_no_refresh_token() {
 fn a_connection_deleted_and_made_again_during_a_refresh_elsewhere_keeps_its_new_tokens() {
     let provider =
         Arc::new(Provider { answer_after: Some(Duration::from_secs(2)), ..Provider::default() });
-    let handler = provider.clone();
-    let peer = Peer::start(move |request| match (request.method.as_str(), request.path.as_str()) {
-        ("POST", "/token") => handler.token(request),
-        ("GET", "/api/me") => handler.api(request),
-        _ => Some((404, "{}".into())),
-    });
-    let connector = format!(
-        "id: rotating\nname: Rotating\nbase_url: {0}/api\nauth:\n  - type: oauth2\n    authorize_url: {0}/authorize\n    token_url: {0}/token\n",
-        peer.base
-    );
+    let (_peer, connector) = Provider::serve(&provider);
     let fleet = Fleet::start(&[("rotating", connector)], &[]);
     fleet.integration("rotating");
     let body = |family: &str| {

@@ -205,17 +205,7 @@ impl Engine {
         }
         let lease = format!("{LEASE_PREFIX}{id}");
         let started = Instant::now();
-        while !self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
-            // Another instance holds the lease and renews it while its exchange is in flight:
-            // waiting longer than it may take is an error, never a take-over.
-            if started.elapsed() > coordinator.wait() {
-                return Err(EngineError::LeaseBusy {
-                    connection: id.to_string(),
-                    lost: false,
-                    retry_after: coordinator.lease,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        while !self.try_lease(id, &lease, &coordinator, started).await? {
             let record = self.connection_record(id).await?;
             if !reason.still_needed(&record, self.clock.now()) {
                 return Ok(record);
@@ -251,21 +241,37 @@ impl Engine {
         *in_process = None;
         let lease = format!("{LEASE_PREFIX}{id}");
         let started = Instant::now();
-        while !self.store.try_lock(&lease, &coordinator.holder, coordinator.lease).await? {
-            if started.elapsed() > coordinator.wait() {
-                return Err(EngineError::LeaseBusy {
-                    connection: id.to_string(),
-                    lost: false,
-                    retry_after: coordinator.lease,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
+        while !self.try_lease(id, &lease, &coordinator, started).await? {}
         let outcome = work.await;
         if let Err(e) = self.store.unlock(&lease, &coordinator.holder).await {
             tracing::warn!(connection = %id, error = %e, "cannot release the refresh lease");
         }
         outcome
+    }
+
+    /// One try at connection `id`'s refresh `lease` by a caller that began waiting at `started`:
+    /// `true` when taken, `false` after a short pause when another instance holds it. Another
+    /// instance renews the lease while its exchange is in flight, so waiting longer than an
+    /// exchange may take is an error ([`EngineError::LeaseBusy`]), never a take-over.
+    async fn try_lease(
+        &self,
+        id: &str,
+        lease: &str,
+        coordinator: &RefreshCoordinator,
+        started: Instant,
+    ) -> Result<bool, EngineError> {
+        if self.store.try_lock(lease, &coordinator.holder, coordinator.lease).await? {
+            return Ok(true);
+        }
+        if started.elapsed() > coordinator.wait() {
+            return Err(EngineError::LeaseBusy {
+                connection: id.to_string(),
+                lost: false,
+                retry_after: coordinator.lease,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        Ok(false)
     }
 
     /// The connections whose refresh lease ran out without being released: a refresh that

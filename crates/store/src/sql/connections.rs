@@ -134,7 +134,10 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
         .await?;
         let Some(first) = rows.first() else { return Ok(None) };
         let mut credentials = BTreeMap::new();
-        for row in rows.iter().filter(|row| matches!(row.opt_text("field"), Ok(Some(_)))) {
+        for row in &rows {
+            if row.opt_text("field")?.is_none() {
+                continue; // the connection has no credentials: its one row joined nothing
+            }
             let secret = SecretRow::from_row(row)?;
             credentials.insert(secret.field.clone(), secret.open_credential(&self.keyring)?);
         }
@@ -160,9 +163,9 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
             let text = format!(
                 "SELECT owner_id, field FROM secrets WHERE owner_kind = 'connection'
                  AND owner_id IN ({}) ORDER BY owner_id, field",
-                placeholders(ids.len())
+                placeholders::<D>(1, ids.len())
             );
-            // Literal text and numbered placeholders only.
+            // Literal text and placeholders only.
             let mut query = sql::<D>(sqlx::AssertSqlSafe(text));
             for id in &ids {
                 query = query.bind(id);
@@ -383,7 +386,7 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
              ORDER BY expires_at - refresh_spread * $4, id LIMIT $3",
             skip_connectors(skip.len(), 6)
         );
-        // Literal text and numbered placeholders only.
+        // Literal text and placeholders only.
         let mut query = sql::<D>(sqlx::AssertSqlSafe(text))
             .bind(nanos(widest)?)
             .bind(nanos(now)?)
@@ -422,7 +425,7 @@ impl<D: Dialect> ConnectionStore for SqlStore<D> {
              ORDER BY check_due_at LIMIT $2",
             skip_connectors(skip.len(), 3)
         );
-        // Literal text and numbered placeholders only.
+        // Literal text and placeholders only.
         let mut query =
             sql::<D>(sqlx::AssertSqlSafe(text)).bind(nanos(now)?).bind(i64::from(limit));
         for connector in skip {

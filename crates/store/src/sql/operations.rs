@@ -4,7 +4,7 @@
 
 use time::OffsetDateTime;
 
-use super::pages::PageQuery;
+use super::pages::{PageQuery, placeholders};
 use super::{Dialect, SqlStore, sql};
 use crate::listing::{Cursor, Page, PageRequest};
 use crate::operations::{Operation, OperationFilter};
@@ -33,15 +33,7 @@ impl<D: Dialect> OperationStore for SqlStore<D> {
         let mut tx = self.pool.begin_with(D::BEGIN_WRITE).await?;
         for chunk in operations.chunks(ROWS_PER_STATEMENT) {
             let rows: Vec<String> = (0..chunk.len())
-                .map(|r| {
-                    let params: Vec<String> = (1..=COLUMNS)
-                        .map(|c| match D::NUMBERED_PLACEHOLDERS {
-                            true => format!("${}", r * COLUMNS + c),
-                            false => "?".to_owned(),
-                        })
-                        .collect();
-                    format!("({})", params.join(", "))
-                })
+                .map(|r| format!("({})", placeholders::<D>(r * COLUMNS + 1, COLUMNS)))
                 .collect();
             // Literal text and placeholders only; every value is bound below, in order.
             let text = format!(

@@ -189,7 +189,10 @@ impl<'v> PageQuery<'v> {
     }
 }
 
-/// `$1, $2, …, $n`: the placeholders of an `IN (…)` list of `n` values.
-pub(crate) fn placeholders(n: usize) -> String {
-    (1..=n).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+/// The placeholders of `n` values bound in order, the first of them the statement's `first`th
+/// value: `$first, …` where the dialect numbers them, else `?, …` (see
+/// [`Dialect::NUMBERED_PLACEHOLDERS`]).
+pub(crate) fn placeholders<D: Dialect>(first: usize, n: usize) -> String {
+    let one = |i: usize| if D::NUMBERED_PLACEHOLDERS { format!("${i}") } else { "?".to_owned() };
+    (first..first + n).map(one).collect::<Vec<_>>().join(", ")
 }
