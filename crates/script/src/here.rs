@@ -15,7 +15,8 @@
 //! same limits and the same rules for keeping or replacing a sandbox. One that served a failed or
 //! dirty call, or its 1,024th, goes to the builder to be dropped and replaced (with the scripts
 //! it used last compiled in its replacement); one due a garbage collection goes to the builder to
-//! be collected and put back in the stock. Neither happens on the caller's thread.
+//! be collected and put back in the stock, and the thread takes a spare from the stock in its
+//! place (so a collection costs no build). Neither happens on the caller's thread.
 //!
 //! Which calls are not run here:
 //! - A script that calls the host (`http_request`, `cyclr_storage_*`). Its caller is usually an
@@ -32,7 +33,7 @@
 
 use std::cell::RefCell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::Instant;
@@ -69,6 +70,11 @@ struct Stock {
     sandboxes: Mutex<Vec<Sandbox>>,
     /// How many the builder keeps ready.
     target: usize,
+    /// A [`Chore::Fill`] was sent and the builder has not started on it: callers that find the
+    /// stock short meanwhile need not wake it again.
+    fill_asked: AtomicBool,
+    /// Sandboxes the builder has built (for tests).
+    built: AtomicU64,
     limits: Limits,
     verdicts: Verdicts,
 }
@@ -78,7 +84,8 @@ impl Stock {
         self.sandboxes.lock().pop()
     }
 
-    /// Keeps `sandbox` unless the stock is full (then it is dropped, on the builder's thread).
+    /// Keeps a new `sandbox` unless the stock is full (then it is dropped, on the builder's
+    /// thread).
     fn put(&self, sandbox: Sandbox) -> Option<Sandbox> {
         let mut sandboxes = self.sandboxes.lock();
         if sandboxes.len() >= self.target {
@@ -88,8 +95,11 @@ impl Stock {
         None
     }
 
-    fn has_spare(&self) -> bool {
-        !self.sandboxes.lock().is_empty()
+    /// Keeps a sandbox back from its collection, full or not: the thread that sent it took a
+    /// spare in its place, so it stands for that one (the stock is over its target only while a
+    /// fill raced with the collection, by one per such thread at most).
+    fn put_back(&self, sandbox: Sandbox) {
+        self.sandboxes.lock().push(sandbox);
     }
 
     fn short(&self) -> bool {
@@ -136,6 +146,8 @@ impl Here {
         let stock = Stock {
             sandboxes: Mutex::new(Vec::new()),
             target: (2 * cores).clamp(4, 16),
+            fill_asked: AtomicBool::new(false),
+            built: AtomicU64::new(0),
             limits,
             verdicts,
         };
@@ -164,6 +176,10 @@ impl Here {
         self.taken.load(Ordering::Relaxed)
     }
 
+    pub fn built(&self) -> u64 {
+        self.stock.built.load(Ordering::Relaxed)
+    }
+
     /// Runs the call on this thread, or `None` when it is not run here (see the module
     /// documentation); the caller then takes the worker path. `limits` is already clamped.
     pub fn run(
@@ -178,7 +194,7 @@ impl Here {
             return None;
         }
         let Some(mut sandbox) = self.take() else {
-            self.send(Chore::Fill);
+            self.ask_for_fill();
             return None;
         };
         let deadline = Instant::now() + limits.wall_time;
@@ -229,9 +245,16 @@ impl Here {
             taken
         });
         if sandbox.is_some() && self.stock.short() {
-            self.send(Chore::Fill);
+            self.ask_for_fill();
         }
         sandbox
+    }
+
+    /// Wakes the builder to fill the stock, unless it was asked already and has not started.
+    fn ask_for_fill(&self) {
+        if !self.stock.fill_asked.swap(true, Ordering::AcqRel) {
+            self.send(Chore::Fill);
+        }
     }
 
     /// After a call: the sandbox back in this thread's slot when it may serve the next call with
@@ -241,9 +264,14 @@ impl Here {
             self.send(Chore::Replace(sandbox));
             return;
         }
-        if !sandbox.tidy_is_quick() && self.stock.has_spare() {
-            // A collection is due: the builder does it, and this thread takes a sandbox from the
-            // stock.
+        if !sandbox.tidy_is_quick()
+            && let Some(spare) = self.stock.take()
+        {
+            // A collection is due: this thread keeps a spare from the stock (taken first, so the
+            // stock has room when the collected one comes back) and the builder collects.
+            self.taken.fetch_add(1, Ordering::Relaxed);
+            let stock = Arc::downgrade(&self.stock);
+            SLOTS.with(|slots| slots.borrow_mut().push((stock, spare)));
             self.send(Chore::Tidy(sandbox));
             return;
         }
@@ -285,10 +313,10 @@ fn build(stock: &Stock, chores: &Receiver<Chore>) {
     let mut warm = Vec::new();
     while let Ok(chore) = chores.recv() {
         match chore {
-            Chore::Fill => {}
+            Chore::Fill => stock.fill_asked.store(false, Ordering::Release),
             Chore::Tidy(mut sandbox) => {
                 if let Ok(true) = catch_unwind(AssertUnwindSafe(|| sandbox.tidy(max))) {
-                    drop(stock.put(sandbox));
+                    stock.put_back(sandbox);
                 } else {
                     warm = sandbox.recent(WARM_SCRIPTS);
                 }
@@ -302,7 +330,10 @@ fn build(stock: &Stock, chores: &Receiver<Chore>) {
                 Ok::<_, ScriptError>(sandbox)
             }));
             match built {
-                Ok(Ok(sandbox)) => drop(stock.put(sandbox)),
+                Ok(Ok(sandbox)) => {
+                    stock.built.fetch_add(1, Ordering::Relaxed);
+                    drop(stock.put(sandbox));
+                }
                 // Calls take the worker path meanwhile; the next chore tries again.
                 _ => break,
             }

@@ -315,6 +315,13 @@ impl ScriptEngine {
     pub fn sandboxes_taken_here(&self) -> u64 {
         self.here.taken()
     }
+
+    /// How many sandboxes [`ScriptEngine::run_here`]'s builder thread has built: for tests that
+    /// check that collected sandboxes are reused rather than replaced.
+    #[doc(hidden)]
+    pub fn sandboxes_built_here(&self) -> u64 {
+        self.here.built()
+    }
 }
 
 /// How many calls [`ScriptEngine::run_here`] ran on the calling thread (for tests that check

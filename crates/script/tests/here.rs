@@ -190,3 +190,35 @@ fn deep_recursion_on_a_2_mib_thread_ends_with_a_stack_error() {
         );
     }
 }
+
+/// Waits until the builder has built nothing for a while (the stock is full), and says how many
+/// it built.
+fn settled_builds(engine: &ScriptEngine) -> u64 {
+    let mut last = engine.sandboxes_built_here();
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = engine.sandboxes_built_here();
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+}
+
+#[test]
+fn a_collected_sandbox_goes_back_to_the_stock_instead_of_being_rebuilt() {
+    let engine = engine();
+    ready(&engine);
+    let built = settled_builds(&engine);
+    let taken = engine.sandboxes_taken_here();
+    // Ten collections' worth of calls (one every 64), fewer than a sandbox serves before its
+    // replacement: each collection swaps this thread's sandbox for a spare and puts the
+    // collected one back, so nothing is built.
+    for _ in 0..640 {
+        let out = engine.run_here(BEARER, "before_action", &action_globals(), &host(), None);
+        out.expect("run on this thread").unwrap();
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    assert!(engine.sandboxes_taken_here() >= taken + 5, "collections took spares from the stock");
+    assert_eq!(settled_builds(&engine), built, "a collected sandbox was rebuilt, not reused");
+}

@@ -57,9 +57,11 @@ pub type PgStore = SqlStore<Postgres>;
 #[async_trait::async_trait]
 impl crate::ChangeFeedStore for SqlStore<Postgres> {
     async fn change_feed(&self) -> Result<Option<crate::ChangeFeed>, StoreError> {
-        let schema: String =
-            sqlx::query_scalar("SELECT current_schema()").fetch_one(&self.pool).await?;
         let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        // On the listener's own connection: asking the pool would open a second one before the
+        // server is ready (a connection costs a TLS handshake or more).
+        let schema: String =
+            sqlx::query_scalar("SELECT current_schema()").fetch_one(&mut listener).await?;
         listener.listen(crate::changes::CHANNEL).await?;
         Ok(Some(crate::ChangeFeed::new(listener, schema)))
     }
