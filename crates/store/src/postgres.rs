@@ -18,6 +18,10 @@ use crate::{Keys, StoreError};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// A pooled connection idle this long is pinged before it is used; one used more recently is
+/// not (it answered the ping every connection gets as it returns to the pool).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// The PostgreSQL [`Dialect`].
 #[derive(Debug, Clone, Copy)]
 pub struct Postgres;
@@ -93,6 +97,19 @@ impl SqlStore<Postgres> {
         let pool = PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection as it comes back to the pool and drops one that does
+            // not answer; a ping before each use as well would be one more round trip on every
+            // query. Only a connection idle for a while is pinged again (the server or a
+            // network device may have closed it meanwhile).
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         tracing::debug!(key_version = keyring.current_version(), "postgres store opened");
         Ok(Self { pool, keyring, keep_alive: None })

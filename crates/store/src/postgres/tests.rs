@@ -199,6 +199,33 @@ async fn instances_starting_at_once_agree_on_the_key() {
     assert_eq!(wrong, 1, "one instance starts, the other has the wrong key: {a:?} {b:?}");
 }
 
+/// A pooled connection is not pinged before each use, only after it sat idle: one the server
+/// closed meanwhile is found dead by that ping and replaced, and the read goes through.
+#[tokio::test]
+async fn a_pooled_connection_closed_while_idle_is_replaced_before_use() {
+    let schema = Schema::create().await;
+    let name = format!("latchkey-idle-{:016x}", rand::random::<u64>());
+    let options = schema.options().application_name(&name);
+    let store =
+        PgStore::connect_with(options, Keyring::single(MasterKey::generate())).await.unwrap();
+    store.insert_connection(&connection("c1", &[("api_key", "k")])).await.unwrap();
+    assert!(store.get_connection("c1").await.unwrap().is_some());
+    let mut conn = admin().await;
+    let closed: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = $1) t",
+    )
+    .bind(&name)
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    assert!(closed >= 1, "the store's pooled connection was closed by the server");
+    tokio::time::sleep(super::PING_AFTER_IDLE + std::time::Duration::from_millis(200)).await;
+    assert!(store.get_connection("c1").await.unwrap().is_some(), "read on a fresh connection");
+    store.close().await;
+}
+
 #[tokio::test]
 async fn an_unreachable_server_names_itself_in_the_error() {
     // Port 1 on loopback: nothing listens there.
