@@ -403,10 +403,7 @@ impl Provider {
         let state = self.state.lock().unwrap();
         state.presented.iter().filter(|t| t.split('.').nth(1) == Some(family)).cloned().collect()
     }
-}
 
-/// `(family, n)` of a token `<kind>.<family>.<n>`.
-impl Provider {
     /// Serves `provider` (its token endpoint and `/api/me`) until the peer is dropped; with the
     /// `rotating` connector file that reaches it.
     fn serve(provider: &Arc<Provider>) -> (Peer, String) {
@@ -425,6 +422,7 @@ impl Provider {
     }
 }
 
+/// `(family, n)` of a token `<kind>.<family>.<n>`.
 fn family_of(token: &str, kind: &str) -> Option<(String, u32)> {
     let mut parts = token.split('.');
     (parts.next()? == kind).then_some(())?;

@@ -98,7 +98,7 @@ impl Stock {
     /// Keeps a sandbox back from its collection, full or not: the thread that sent it took a
     /// spare in its place, so it stands for that one (the stock is over its target only while a
     /// fill raced with the collection, by one per such thread at most).
-    fn put_back(&self, sandbox: Sandbox) {
+    fn return_collected(&self, sandbox: Sandbox) {
         self.sandboxes.lock().push(sandbox);
     }
 
@@ -270,8 +270,7 @@ impl Here {
             // A collection is due: this thread keeps a spare from the stock (taken first, so the
             // stock has room when the collected one comes back) and the builder collects.
             self.taken.fetch_add(1, Ordering::Relaxed);
-            let stock = Arc::downgrade(&self.stock);
-            SLOTS.with(|slots| slots.borrow_mut().push((stock, spare)));
+            self.keep_on_this_thread(spare);
             self.send(Chore::Tidy(sandbox));
             return;
         }
@@ -280,12 +279,15 @@ impl Here {
         // anyway).
         let max = self.stock.limits;
         match catch_unwind(AssertUnwindSafe(|| sandbox.tidy_without_collecting(max))) {
-            Ok(true) => {
-                let stock = Arc::downgrade(&self.stock);
-                SLOTS.with(|slots| slots.borrow_mut().push((stock, sandbox)));
-            }
+            Ok(true) => self.keep_on_this_thread(sandbox),
             _ => self.send(Chore::Replace(sandbox)),
         }
+    }
+
+    /// Puts `sandbox` in this thread's slot for this engine, for its next call.
+    fn keep_on_this_thread(&self, sandbox: Sandbox) {
+        let stock = Arc::downgrade(&self.stock);
+        SLOTS.with(|slots| slots.borrow_mut().push((stock, sandbox)));
     }
 
     /// Hands `chore` to the builder, starting it first if need be. Should its thread fail to
@@ -316,7 +318,7 @@ fn build(stock: &Stock, chores: &Receiver<Chore>) {
             Chore::Fill => stock.fill_asked.store(false, Ordering::Release),
             Chore::Tidy(mut sandbox) => {
                 if let Ok(true) = catch_unwind(AssertUnwindSafe(|| sandbox.tidy(max))) {
-                    stock.put_back(sandbox);
+                    stock.return_collected(sandbox);
                 } else {
                     warm = sandbox.recent(WARM_SCRIPTS);
                 }
